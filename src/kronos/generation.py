@@ -1,0 +1,419 @@
+"""Sampling and autoregressive generation.
+
+Two engines compute the same thing:
+
+- `plain`: the reference algorithm. Every step re-runs the Transformer over the whole window
+  and the dependency-aware layer over every context position.
+- `cached` (default): a KV cache split into a *prefix* (the history, one row per series, shared
+  by that series' paths) and a *suffix* (each path's generated tokens). While the window grows,
+  a step runs one token per path. Once it slides, every hidden state changes (the oldest token
+  drops out and positions restart at 0), so the step recomputes the window exactly: the history
+  part once per series, then each path's generated part on top of it. The dependency-aware
+  layer keeps its keys and values in the same kind of cache.
+
+Rows are laid out series-major (row = series * sample_count + path), as upstream repeats them,
+so both engines draw the same random numbers in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import trange
+
+from .model import Kronos
+from .modules import TransformerBlock, apply_rotary
+from .tokenizer import KronosTokenizer
+
+
+def top_k_top_p_filtering(
+    logits: torch.Tensor,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    filter_value: float = -float("inf"),
+    min_tokens_to_keep: int = 1,
+) -> torch.Tensor:
+    """Set logits outside the top-k (if top_k > 0) or else outside the nucleus top_p to filter_value.
+
+    Top-k keeps every token tied with the k-th largest logit. Top-p keeps the smallest set of most
+    probable tokens whose cumulative probability reaches top_p; the most probable is always kept.
+    """
+    if top_k > 0:
+        k = min(max(top_k, min_tokens_to_keep), logits.size(-1))
+        kth_largest = torch.topk(logits, k, dim=-1).values[..., -1:]
+        return logits.masked_fill(logits < kth_largest, filter_value)
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        beyond = cumulative > top_p
+        if min_tokens_to_keep > 1:
+            beyond[..., :min_tokens_to_keep] = False
+        remove = torch.zeros_like(beyond)
+        remove[..., 1:] = beyond[..., :-1]
+        return logits.masked_fill(remove.scatter(-1, order, remove), filter_value)
+    return logits
+
+
+def sample_from_logits(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    sample_logits: bool = True,
+) -> torch.Tensor:
+    """One token per row, [B, 1]: logits / temperature, top-k or top-p filter, then a multinomial draw.
+
+    `top_k=1` is greedy. With `sample_logits=False` the most probable token is taken instead.
+    """
+    logits = logits / temperature
+    top_k = top_k or 0
+    top_p = 1.0 if top_p is None else top_p
+    if top_k > 0 or top_p < 1.0:
+        logits = top_k_top_p_filtering(logits, top_k=top_k, top_p=top_p)
+    probs = F.softmax(logits, dim=-1)
+    if sample_logits:
+        return torch.multinomial(probs, num_samples=1)
+    return torch.topk(probs, k=1, dim=-1).indices
+
+
+@dataclass
+class GeneratedTokens:
+    """History tokens per series and generated tokens per path (rows series-major)."""
+
+    history: tuple[torch.Tensor, torch.Tensor]  # s1, s2: [S, H]
+    generated: tuple[torch.Tensor, torch.Tensor]  # s1, s2: [S * N, P]
+    sample_count: int
+
+
+class SegmentKV:
+    """Keys and values of one attention layer: prefix rows per series, suffix rows per path."""
+
+    def __init__(self, n_series: int, n_rows: int, n_heads: int, head_dim: int, prefix_cap: int,
+                 suffix_cap: int, device, dtype):
+        self.pk = torch.empty(n_series, n_heads, max(prefix_cap, 1), head_dim, device=device, dtype=dtype)
+        self.pv = torch.empty_like(self.pk)
+        self.sk = torch.empty(n_rows, n_heads, max(suffix_cap, 1), head_dim, device=device, dtype=dtype)
+        self.sv = torch.empty_like(self.sk)
+
+    def write_prefix(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        n = k.shape[2]
+        self.pk[:, :, :n] = k
+        self.pv[:, :, :n] = v
+
+    def write_suffix(self, k: torch.Tensor, v: torch.Tensor, start: int) -> None:
+        n = k.shape[2]
+        self.sk[:, :, start : start + n] = k
+        self.sv[:, :, start : start + n] = v
+
+    def attend(self, q: torch.Tensor, prefix_len: int, suffix_end: int, causal: bool) -> torch.Tensor:
+        """Attention of suffix queries q [R, H, n, d] at suffix slots [suffix_end - n, suffix_end).
+
+        Keys are the series' prefix [0, prefix_len) and the path's own suffix [0, suffix_end),
+        causal within the suffix when `causal`. One softmax spans both parts.
+        """
+        rows, heads, n, d = q.shape
+        n_series = self.pk.shape[0]
+        paths = rows // n_series
+        scale = d**-0.5
+        by_series = q.view(n_series, paths, heads, n, d).transpose(1, 2).reshape(n_series, heads, paths * n, d)
+        prefix_k, prefix_v = self.pk[:, :, :prefix_len], self.pv[:, :, :prefix_len]
+        scores_p = (by_series @ prefix_k.transpose(-1, -2)).view(n_series, heads, paths, n, prefix_len)
+        scores_p = scores_p.transpose(1, 2).reshape(rows, heads, n, prefix_len)
+        scores_s = q @ self.sk[:, :, :suffix_end].transpose(-1, -2)
+        if causal and n > 1:
+            key_slot = torch.arange(suffix_end, device=q.device)
+            query_slot = torch.arange(suffix_end - n, suffix_end, device=q.device)
+            scores_s = scores_s.masked_fill(key_slot[None, :] > query_slot[:, None], -float("inf"))
+        weights = (torch.cat([scores_p, scores_s], dim=-1).float() * scale).softmax(dim=-1).to(q.dtype)
+        w_p, w_s = weights.split([prefix_len, suffix_end], dim=-1)
+        w_p = w_p.view(n_series, paths, heads, n, prefix_len).transpose(1, 2).reshape(n_series, heads, paths * n,
+                                                                                       prefix_len)
+        out_p = (w_p @ prefix_v).view(n_series, heads, paths, n, d).transpose(1, 2).reshape(rows, heads, n, d)
+        return out_p + w_s @ self.sv[:, :, :suffix_end]
+
+
+class SegmentedStack:
+    """Runs a stack of TransformerBlocks over prefix/suffix segments, filling per-layer SegmentKV."""
+
+    def __init__(self, blocks, n_series: int, n_paths: int, prefix_cap: int, suffix_cap: int, max_len: int,
+                 device, dtype):
+        self.blocks: list[TransformerBlock] = list(blocks)
+        self.n_paths = n_paths
+        self.caches = [
+            SegmentKV(n_series, n_series * n_paths, b.self_attn.n_heads, b.self_attn.head_dim, prefix_cap,
+                      suffix_cap, device, dtype)
+            for b in self.blocks
+        ]
+        positions = torch.arange(max(max_len, 1), device=device)
+        self.rotary = [b.self_attn.rotary.table(positions) for b in self.blocks]
+
+    def prefix(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the shared prefix x [S, n, D] at positions [0, n)."""
+        n = x.shape[1]
+        for block, cache, (cos, sin) in zip(self.blocks, self.caches, self.rotary):
+            attn = block.self_attn
+            q, k, v = attn.qkv(block.norm1(x), cos[:n], sin[:n])
+            cache.write_prefix(k, v)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + attn.out_proj(attn.merge_heads(out))
+            x = x + block.ffn(block.norm2(x))
+        return x
+
+    def suffix(self, x: torch.Tensor, prefix_len: int, start: int) -> torch.Tensor:
+        """Run per-path tokens x [R, n, D] at suffix slots [start, start + n) after a prefix of prefix_len."""
+        n = x.shape[1]
+        pos = slice(prefix_len + start, prefix_len + start + n)
+        for block, cache, (cos, sin) in zip(self.blocks, self.caches, self.rotary):
+            attn = block.self_attn
+            q, k, v = attn.qkv(block.norm1(x), cos[pos], sin[pos])
+            cache.write_suffix(k, v, start)
+            out = cache.attend(q, prefix_len, start + n, causal=True)
+            x = x + attn.out_proj(attn.merge_heads(out))
+            x = x + block.ffn(block.norm2(x))
+        return x
+
+    def window(self, x_prefix: torch.Tensor | None, x_suffix: torch.Tensor | None):
+        """Run a whole window: the shared prefix then every path's suffix on top of it."""
+        prefix_len = 0 if x_prefix is None else x_prefix.shape[1]
+        y_prefix = None if x_prefix is None else self.prefix(x_prefix)
+        y_suffix = None if x_suffix is None else self.suffix(x_suffix, prefix_len, 0)
+        return y_prefix, y_suffix
+
+
+class CachedDecoder:
+    """Kronos with a segmented KV cache for the Transformer and the dependency-aware layer."""
+
+    def __init__(self, model: Kronos, n_series: int, n_paths: int, prefix_cap: int, suffix_cap: int,
+                 max_len: int, device, dtype):
+        self.model = model
+        self.n_paths = n_paths
+        self.stack = SegmentedStack(model.transformer, n_series, n_paths, prefix_cap, suffix_cap, max_len, device,
+                                    dtype)
+        cross = model.dep_layer.cross_attn
+        self.cross = cross
+        self.dep_kv = SegmentKV(n_series, n_series * n_paths, cross.n_heads, cross.head_dim, prefix_cap, suffix_cap,
+                                device, dtype)
+        self.prefix_len = 0
+        self.suffix_len = 0
+
+    def _dep_keys(self, context: torch.Tensor):
+        # A single query makes the cross-attention's rotary table one row long: the identity.
+        return self.cross.split_heads(self.cross.k_proj(context)), self.cross.split_heads(self.cross.v_proj(context))
+
+    def _embed_rows(self, s1, s2, stamp_emb):
+        return self.model.embedding(s1, s2) + stamp_emb.repeat_interleave(self.n_paths, dim=0)
+
+    def window(self, prefix_tokens, prefix_stamp, suffix_tokens, suffix_stamp) -> torch.Tensor:
+        """Recompute a whole window; return the last position's normed hidden state per path [R, D]."""
+        model = self.model
+        x_prefix = x_suffix = None
+        if prefix_tokens is not None:
+            x_prefix = model.embedding(*prefix_tokens) + model.time_emb(prefix_stamp)
+        if suffix_tokens is not None:
+            x_suffix = self._embed_rows(*suffix_tokens, model.time_emb(suffix_stamp))
+        y_prefix, y_suffix = self.stack.window(x_prefix, x_suffix)
+        self.prefix_len = 0 if y_prefix is None else y_prefix.shape[1]
+        self.suffix_len = 0 if y_suffix is None else y_suffix.shape[1]
+        if y_prefix is not None:
+            ctx = model.norm(y_prefix)
+            self.dep_kv.write_prefix(*self._dep_keys(ctx))
+            last = ctx[:, -1].repeat_interleave(self.n_paths, dim=0)
+        if y_suffix is not None:
+            ctx = model.norm(y_suffix)
+            self.dep_kv.write_suffix(*self._dep_keys(ctx), 0)
+            last = ctx[:, -1]
+        return last
+
+    def append(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor) -> torch.Tensor:
+        """Add one token per path [R] with stamp [S, 5]; return its normed hidden state [R, D]."""
+        model = self.model
+        x = self._embed_rows(s1[:, None], s2[:, None], model.time_emb(stamp[:, None]))
+        y = self.stack.suffix(x, self.prefix_len, self.suffix_len)
+        ctx = model.norm(y)
+        self.dep_kv.write_suffix(*self._dep_keys(ctx), self.suffix_len)
+        self.suffix_len += 1
+        return ctx[:, -1]
+
+    def s2_logits(self, last_hidden: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        """decode_s2 at the last position: norm(context + cross_attn(emb_s1(s1), context)) -> proj_s2."""
+        model, cross = self.model, self.cross
+        q = cross.split_heads(cross.q_proj(model.embedding.emb_s1(s1[:, None])))
+        out = self.dep_kv.attend(q, self.prefix_len, self.suffix_len, causal=False)
+        attn = cross.out_proj(cross.merge_heads(out))[:, 0]
+        return model.head.cond_forward(model.dep_layer.norm(last_hidden + attn))
+
+
+def _window_bounds(seq_len: int, history_len: int, max_context: int):
+    """For the last `max_context` of seq_len tokens: (start, prefix length, first generated index)."""
+    start = max(0, seq_len - max_context)
+    return start, max(0, history_len - start), max(0, start - history_len)
+
+
+def _generate_cached(model, history, full_stamp, max_context, pred_len, n_paths, T, top_k, top_p, progress):
+    h1, h2 = history
+    n_series, hist_len = h1.shape
+    rows = n_series * n_paths
+    device, dtype = h1.device, model.norm.weight.dtype
+    gen1 = h1.new_empty(rows, pred_len)
+    gen2 = h2.new_empty(rows, pred_len)
+    decoder = CachedDecoder(model, n_series, n_paths, prefix_cap=min(hist_len, max_context),
+                            suffix_cap=min(pred_len, max_context), max_len=max_context, device=device, dtype=dtype)
+    for i in progress(pred_len):
+        seq_len = hist_len + i
+        start, prefix_len, gen_start = _window_bounds(seq_len, hist_len, max_context)
+        if i == 0 or start > 0:
+            prefix = suffix = None
+            if prefix_len:
+                prefix = (h1[:, start:], h2[:, start:]), full_stamp[:, start:hist_len]
+            if i > gen_start:
+                suffix = (gen1[:, gen_start:i], gen2[:, gen_start:i]), full_stamp[:, start + prefix_len : seq_len]
+            last = decoder.window(*(prefix or (None, None)), *(suffix or (None, None)))
+        else:
+            last = decoder.append(gen1[:, i - 1], gen2[:, i - 1], full_stamp[:, seq_len - 1])
+        s1 = sample_from_logits(model.head(last).float(), T, top_k, top_p)[:, 0]
+        s2 = sample_from_logits(decoder.s2_logits(last, s1).float(), T, top_k, top_p)[:, 0]
+        gen1[:, i] = s1
+        gen2[:, i] = s2
+    return gen1, gen2
+
+
+def _generate_plain(model, history, full_stamp, max_context, pred_len, n_paths, T, top_k, top_p, progress):
+    h1, h2 = (t.repeat_interleave(n_paths, dim=0) for t in history)
+    stamp = full_stamp.repeat_interleave(n_paths, dim=0)
+    hist_len = h1.shape[1]
+    seq1 = torch.cat([h1, h1.new_zeros(h1.shape[0], pred_len)], dim=1)
+    seq2 = torch.cat([h2, h2.new_zeros(h2.shape[0], pred_len)], dim=1)
+    for i in progress(pred_len):
+        seq_len = hist_len + i
+        start = max(0, seq_len - max_context)
+        s1_logits, context = model.decode_s1(seq1[:, start:seq_len], seq2[:, start:seq_len], stamp[:, start:seq_len])
+        s1 = sample_from_logits(s1_logits[:, -1].float(), T, top_k, top_p)
+        s2_logits = model.decode_s2(context, s1)
+        s2 = sample_from_logits(s2_logits[:, -1].float(), T, top_k, top_p)
+        seq1[:, seq_len] = s1[:, 0]
+        seq2[:, seq_len] = s2[:, 0]
+    return seq1[:, hist_len:], seq2[:, hist_len:]
+
+
+@torch.inference_mode()
+def generate_tokens(
+    tokenizer: KronosTokenizer,
+    model: Kronos,
+    x: torch.Tensor,
+    x_stamp: torch.Tensor,
+    y_stamp: torch.Tensor,
+    max_context: int,
+    pred_len: int,
+    clip: float = 5,
+    T: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 0.99,
+    sample_count: int = 5,
+    verbose: bool = False,
+    use_cache: bool = True,
+) -> GeneratedTokens:
+    """Tokenize each series' history once and sample `sample_count` token paths per series.
+
+    x: normalised history [S, H, d_in]; x_stamp [S, H, 5]; y_stamp [S, pred_len, 5].
+    """
+    _check_generation_args(x, x_stamp, y_stamp, max_context, pred_len, T, top_k, top_p, sample_count)
+    dtype = model.norm.weight.dtype
+    x = torch.clip(x, -clip, clip).to(dtype)
+    history = tokenizer.encode(x.to(tokenizer.head.weight.dtype), half=True)
+    full_stamp = torch.cat([x_stamp, y_stamp], dim=1)
+    progress = trange if verbose else range
+    engine = _generate_cached if use_cache else _generate_plain
+    generated = engine(model, history, full_stamp, max_context, pred_len, sample_count, T, top_k, top_p, progress)
+    return GeneratedTokens(history=history, generated=generated, sample_count=sample_count)
+
+
+@torch.inference_mode()
+def decode_tokens(tokenizer: KronosTokenizer, tokens: GeneratedTokens, max_context: int, use_cache: bool = True):
+    """Decode the last `max_context` tokens of history + each path: [S, N, min(H + P, max_context), d_in].
+
+    The cached way decodes the history part once per series and each path's tokens on top of it.
+    """
+    (h1, h2), (g1, g2), n = tokens.history, tokens.generated, tokens.sample_count
+    n_series, hist_len = h1.shape
+    pred_len = g1.shape[1]
+    start, prefix_len, gen_start = _window_bounds(hist_len + pred_len, hist_len, max_context)
+    if not use_cache:
+        full1 = torch.cat([h1.repeat_interleave(n, dim=0), g1], dim=1)[:, start:]
+        full2 = torch.cat([h2.repeat_interleave(n, dim=0), g2], dim=1)[:, start:]
+        z = tokenizer.decode((full1, full2), half=True)
+        return z.view(n_series, n, z.shape[1], z.shape[2])
+    dtype = tokenizer.head.weight.dtype
+
+    def embed(s1, s2):
+        return tokenizer.post_quant_embed(tokenizer.indices_to_code((s1, s2), half=True).to(dtype))
+
+    window_len = hist_len + pred_len - start
+    stack = SegmentedStack(tokenizer.decoder, n_series, n, prefix_len, pred_len - gen_start, window_len, h1.device,
+                           dtype)
+    x_prefix = embed(h1[:, start:], h2[:, start:]) if prefix_len else None
+    y_prefix, y_suffix = stack.window(x_prefix, embed(g1[:, gen_start:], g2[:, gen_start:]))
+    parts = [tokenizer.head(y_suffix).view(n_series, n, pred_len - gen_start, -1)]
+    if y_prefix is not None:
+        z_prefix = tokenizer.head(y_prefix)
+        parts.insert(0, z_prefix[:, None].expand(n_series, n, *z_prefix.shape[1:]))
+    return torch.cat(parts, dim=2)
+
+
+def auto_regressive_inference(
+    tokenizer: KronosTokenizer,
+    model: Kronos,
+    x: torch.Tensor,
+    x_stamp: torch.Tensor,
+    y_stamp: torch.Tensor,
+    max_context: int,
+    pred_len: int,
+    clip: float = 5,
+    T: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 0.99,
+    sample_count: int = 5,
+    verbose: bool = False,
+    use_cache: bool = True,
+) -> np.ndarray:
+    """Sample `sample_count` paths per series and return their mean, decoded.
+
+    Returns float32 [S, min(H + pred_len, max_context), d_in]: the decoded last window of history
+    plus forecast, so the forecast is `[:, -pred_len:]`. `use_cache=False` runs the reference loop.
+    """
+    was_training = (tokenizer.training, model.training)
+    tokenizer.eval()
+    model.eval()
+    try:
+        tokens = generate_tokens(tokenizer, model, x, x_stamp, y_stamp, max_context, pred_len, clip, T, top_k, top_p,
+                                 sample_count, verbose, use_cache)
+        z = decode_tokens(tokenizer, tokens, max_context, use_cache)
+    finally:
+        tokenizer.train(was_training[0])
+        model.train(was_training[1])
+    return z.float().cpu().numpy().mean(axis=1)
+
+
+def _check_generation_args(x, x_stamp, y_stamp, max_context, pred_len, T, top_k, top_p, sample_count) -> None:
+    if x.dim() != 3:
+        raise ValueError(f"x must be [batch, seq_len, features], got shape {tuple(x.shape)}")
+    if x.shape[1] < 1:
+        raise ValueError("x must hold at least one bar of history")
+    if tuple(x_stamp.shape[:2]) != tuple(x.shape[:2]):
+        raise ValueError(f"x_stamp shape {tuple(x_stamp.shape)} does not match x shape {tuple(x.shape)}")
+    if int(pred_len) <= 0:
+        raise ValueError(f"pred_len must be positive, got {pred_len}")
+    if tuple(y_stamp.shape[:2]) != (x.shape[0], pred_len):
+        raise ValueError(f"y_stamp shape {tuple(y_stamp.shape)} does not match (batch={x.shape[0]}, pred_len={pred_len})")
+    if int(max_context) <= 0:
+        raise ValueError(f"max_context must be positive, got {max_context}")
+    if not T > 0:
+        raise ValueError(f"temperature T must be positive, got {T}")
+    if int(top_k) < 0:
+        raise ValueError(f"top_k must be >= 0, got {top_k}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if int(sample_count) < 1:
+        raise ValueError(f"sample_count must be >= 1, got {sample_count}")

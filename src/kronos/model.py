@@ -1,0 +1,87 @@
+"""Kronos: a decoder-only Transformer predicting the next (s1, s2) token pair."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .hub import KronosHubMixin
+from .modules import DependencyAwareLayer, DualHead, HierarchicalEmbedding, RMSNorm, TemporalEmbedding, TransformerBlock
+
+
+class Kronos(nn.Module, KronosHubMixin):
+    """The autoregressive model.
+
+    s1 logits come from the causal Transformer's last hidden state; s2 logits from that state
+    conditioned on the chosen s1 token by the dependency-aware layer.
+    """
+
+    def __init__(
+        self,
+        s1_bits: int,
+        s2_bits: int,
+        n_layers: int,
+        d_model: int,
+        n_heads: int,
+        ff_dim: int,
+        ffn_dropout_p: float,
+        attn_dropout_p: float,
+        resid_dropout_p: float,
+        token_dropout_p: float,
+        learn_te: bool,
+    ):
+        super().__init__()
+        self.s1_bits, self.s2_bits = s1_bits, s2_bits
+        self.d_model, self.n_layers, self.n_heads = d_model, n_layers, n_heads
+        self.s1_vocab_size, self.s2_vocab_size = 2**s1_bits, 2**s2_bits
+        self.embedding = HierarchicalEmbedding(s1_bits, s2_bits, d_model)
+        self.time_emb = TemporalEmbedding(d_model, learn_te)
+        self.token_drop = nn.Dropout(token_dropout_p)
+        self.transformer = nn.ModuleList(
+            TransformerBlock(d_model, n_heads, ff_dim, ffn_dropout_p, attn_dropout_p, resid_dropout_p)
+            for _ in range(n_layers)
+        )
+        self.norm = RMSNorm(d_model)
+        self.dep_layer = DependencyAwareLayer(d_model)
+        self.head = DualHead(s1_bits, s2_bits, d_model)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_normal_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding) and module.weight.requires_grad:
+            nn.init.normal_(module.weight, std=module.embedding_dim**-0.5)
+
+    def embed(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor, stamp: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.embedding(s1_ids, s2_ids)
+        if stamp is not None:
+            x = x + self.time_emb(stamp)
+        return self.token_drop(x)
+
+    def decode_s1(self, s1_ids, s2_ids, stamp=None, padding_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s1 logits, normed hidden states) for every position."""
+        x = self.embed(s1_ids, s2_ids, stamp)
+        for block in self.transformer:
+            x = block(x, key_padding_mask=padding_mask)
+        x = self.norm(x)
+        return self.head(x), x
+
+    def decode_s2(self, context: torch.Tensor, s1_ids: torch.Tensor, padding_mask=None) -> torch.Tensor:
+        """s2 logits given the hidden states and the s1 ids (the query is the unscaled s1 embedding)."""
+        return self.head.cond_forward(self.dep_layer(context, self.embedding.emb_s1(s1_ids), padding_mask))
+
+    def forward(self, s1_ids, s2_ids, stamp=None, padding_mask=None, use_teacher_forcing=False, s1_targets=None):
+        """(s1 logits, s2 logits); s2 is conditioned on `s1_targets` or on s1 ids sampled from s1 logits."""
+        s1_logits, context = self.decode_s1(s1_ids, s2_ids, stamp, padding_mask)
+        if use_teacher_forcing:
+            if s1_targets is None:
+                raise ValueError("use_teacher_forcing=True needs s1_targets")
+            s1_cond = s1_targets
+        else:
+            probs = F.softmax(s1_logits.detach(), dim=-1)
+            s1_cond = torch.multinomial(probs.reshape(-1, self.s1_vocab_size), 1).view(s1_ids.shape)
+        return s1_logits, self.decode_s2(context, s1_cond, padding_mask)

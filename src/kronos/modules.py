@@ -1,0 +1,344 @@
+"""Building blocks shared by the tokenizer and the model.
+
+Module and parameter names are part of the checkpoint format: they must produce exactly the
+state-dict keys of the published checkpoints (see kronos-semantics.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm, computed in float32 and cast back, as the checkpoints expect."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return normed.type_as(x) * self.weight
+
+
+class FeedForward(nn.Module):
+    """SwiGLU feed-forward: w2(silu(w1 x) * w3 x)."""
+
+    def __init__(self, d_model: int, ff_dim: int, dropout_p: float = 0.0):
+        super().__init__()
+        self.w1 = nn.Linear(d_model, ff_dim, bias=False)
+        self.w3 = nn.Linear(d_model, ff_dim, bias=False)
+        self.w2 = nn.Linear(ff_dim, d_model, bias=False)
+        self.dropout = nn.Dropout(dropout_p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+
+
+class RotaryPositionalEmbedding(nn.Module):
+    """Rotary embedding with the half-split rotation; `inv_freq` is saved in checkpoints."""
+
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2).float() / head_dim))
+        self.register_buffer("inv_freq", inv_freq)
+
+    def table(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin, shape [len(positions), head_dim], for integer positions, in float32."""
+        freqs = positions.to(self.inv_freq.dtype)[:, None] * self.inv_freq[None, :]
+        angles = torch.cat((freqs, freqs), dim=-1).float()
+        return angles.cos(), angles.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x [..., L, head_dim] by the per-position angles cos/sin [L, head_dim]."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return x * cos + rotate_half(x) * sin
+
+
+def padding_to_attn_mask(padding_mask: torch.Tensor, q_len: int, causal: bool) -> torch.Tensor:
+    """Boolean SDPA mask (True = may attend) from a key padding mask (nonzero = padded)."""
+    keep = (padding_mask == 0)[:, None, None, :]
+    if causal:
+        k_len = padding_mask.shape[-1]
+        tri = torch.ones(q_len, k_len, dtype=torch.bool, device=padding_mask.device).tril()
+        keep = keep & tri
+    return keep
+
+
+class MultiHeadAttentionWithRoPE(nn.Module):
+    """Causal self-attention with rotary positions counted from 0 at the sequence start."""
+
+    def __init__(self, d_model: int, n_heads: int, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.rotary = RotaryPositionalEmbedding(self.head_dim)
+        self.attn_dropout_p = attn_dropout_p
+        self.resid_dropout = nn.Dropout(resid_dropout_p)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, L, D] -> [B, H, L, head_dim]."""
+        b, n, _ = x.shape
+        return x.view(b, n, self.n_heads, self.head_dim).transpose(1, 2)
+
+    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, H, L, head_dim] -> [B, L, D]."""
+        b, _, n, _ = x.shape
+        return x.transpose(1, 2).reshape(b, n, self.d_model)
+
+    def qkv(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """Projected, rotated queries and keys, and values, each [B, H, L, head_dim]."""
+        q = apply_rotary(self.split_heads(self.q_proj(x)), cos, sin)
+        k = apply_rotary(self.split_heads(self.k_proj(x)), cos, sin)
+        return q, k, self.split_heads(self.v_proj(x))
+
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        cos, sin = self.rotary.table(torch.arange(x.shape[1], device=x.device))
+        q, k, v = self.qkv(x, cos, sin)
+        dropout_p = self.attn_dropout_p if self.training else 0.0
+        if key_padding_mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        else:
+            mask = padding_to_attn_mask(key_padding_mask, x.shape[1], causal=True)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        return self.resid_dropout(self.out_proj(self.merge_heads(out)))
+
+
+class MultiHeadCrossAttentionWithRoPE(MultiHeadAttentionWithRoPE):
+    """Cross-attention of the dependency-aware layer.
+
+    The rotary table is as long as the query and is applied to queries and keys alike, so with
+    a single query (inference) both are rotated by position 0, the identity. It is causal only
+    in training mode.
+    """
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        q_len = query.shape[1]
+        cos, sin = self.rotary.table(torch.arange(q_len, device=query.device))
+        q = apply_rotary(self.split_heads(self.q_proj(query)), cos, sin)
+        k = apply_rotary(self.split_heads(self.k_proj(key)), cos, sin)
+        v = self.split_heads(self.v_proj(value))
+        dropout_p = self.attn_dropout_p if self.training else 0.0
+        if key_padding_mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=self.training)
+        else:
+            mask = padding_to_attn_mask(key_padding_mask, q_len, causal=self.training)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        return self.resid_dropout(self.out_proj(self.merge_heads(out)))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm residual block: x += attn(norm1(x)); x += ffn(norm2(x))."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        ff_dim: int,
+        ffn_dropout_p: float = 0.0,
+        attn_dropout_p: float = 0.0,
+        resid_dropout_p: float = 0.0,
+    ):
+        super().__init__()
+        self.norm1 = RMSNorm(d_model)
+        self.self_attn = MultiHeadAttentionWithRoPE(d_model, n_heads, attn_dropout_p, resid_dropout_p)
+        self.norm2 = RMSNorm(d_model)
+        self.ffn = FeedForward(d_model, ff_dim, ffn_dropout_p)
+
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.norm1(x), key_padding_mask=key_padding_mask)
+        return x + self.ffn(self.norm2(x))
+
+
+class BinarySphericalQuantizer(nn.Module):
+    """Binary spherical quantization (arXiv 2406.07548) with its soft entropy regulariser."""
+
+    def __init__(self, embed_dim: int, beta: float, gamma0: float, gamma: float, zeta: float, group_size: int):
+        super().__init__()
+        if embed_dim % group_size:
+            raise ValueError(f"codebook dimension {embed_dim} must be divisible by group_size {group_size}")
+        self.embed_dim = embed_dim
+        self.beta, self.gamma0, self.gamma, self.zeta = beta, gamma0, gamma, zeta
+        self.group_size = group_size
+        self.register_buffer("basis", 2 ** torch.arange(embed_dim - 1, -1, -1))
+        self.register_buffer("group_basis", 2 ** torch.arange(group_size - 1, -1, -1))
+        codes = torch.arange(2**group_size)[:, None]
+        group_codebook = (torch.remainder(torch.div(codes, self.group_basis, rounding_mode="floor"), 2) * 2 - 1)
+        self.register_buffer("group_codebook", group_codebook.float(), persistent=False)
+
+    def quantize(self, z: torch.Tensor) -> torch.Tensor:
+        """Sign of each coordinate (+1 where > 0), with a straight-through gradient."""
+        zhat = torch.where(z > 0, torch.ones_like(z), -torch.ones_like(z))
+        return z + (zhat - z).detach()
+
+    def entropy_terms(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample entropy (analytical, per bit) and codebook entropy of the bit marginals."""
+        p = torch.sigmoid(-4 * z / math.sqrt(self.embed_dim))
+        prob = torch.stack([p, 1 - p], dim=-1)
+        per_sample = _entropy(prob).sum(dim=-1).mean()
+        avg_prob = prob.reshape(-1, self.embed_dim, 2).mean(dim=0)
+        return per_sample, _entropy(avg_prob).sum()
+
+    def forward(self, z: torch.Tensor, collect_metrics: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        zq = self.quantize(z) / math.sqrt(self.embed_dim)
+        if not collect_metrics:
+            return zq, zq.new_zeros(())
+        per_sample, codebook = self.entropy_terms(z)
+        commit = self.beta * torch.mean(((zq.detach() - z) ** 2).sum(dim=-1))
+        return zq, commit + self.zeta * (self.gamma0 * per_sample - self.gamma * codebook)
+
+
+def _entropy(prob: torch.Tensor) -> torch.Tensor:
+    return -(prob * torch.log(prob + 1e-8)).sum(dim=-1)
+
+
+def bits_to_indices(bits: torch.Tensor) -> torch.Tensor:
+    """Index = sum of 2^i over positive coordinates i, least significant bit first."""
+    weights = 2 ** torch.arange(bits.shape[-1], device=bits.device, dtype=torch.long)
+    return ((bits >= 0).long() * weights).sum(-1)
+
+
+def indices_to_bits(indices: torch.Tensor, n_bits: int) -> torch.Tensor:
+    """Inverse of bits_to_indices: ±1 per bit, float32."""
+    weights = 2 ** torch.arange(n_bits, device=indices.device, dtype=torch.long)
+    return ((indices.unsqueeze(-1) & weights) != 0).float() * 2 - 1
+
+
+class BSQuantizer(nn.Module):
+    """L2-normalise, binarise, and index the code as hierarchical (s1, s2) tokens."""
+
+    def __init__(self, s1_bits: int, s2_bits: int, beta: float, gamma0: float, gamma: float, zeta: float,
+                 group_size: int):
+        super().__init__()
+        self.s1_bits, self.s2_bits = s1_bits, s2_bits
+        self.codebook_dim = s1_bits + s2_bits
+        self.bsq = BinarySphericalQuantizer(self.codebook_dim, beta, gamma0, gamma, zeta, group_size)
+
+    def forward(self, z: torch.Tensor, half: bool = False, collect_metrics: bool = True):
+        z = F.normalize(z, dim=-1)
+        quantized, bsq_loss = self.bsq(z, collect_metrics=collect_metrics)
+        if half:
+            indices = (bits_to_indices(quantized[..., : self.s1_bits]), bits_to_indices(quantized[..., self.s1_bits:]))
+        else:
+            indices = bits_to_indices(quantized)
+        return bsq_loss, quantized, indices
+
+
+class HierarchicalEmbedding(nn.Module):
+    """Embeds an (s1, s2) token pair: scaled lookups, concatenated, fused by a linear layer."""
+
+    def __init__(self, s1_bits: int, s2_bits: int, d_model: int):
+        super().__init__()
+        self.d_model = d_model
+        self.emb_s1 = nn.Embedding(2**s1_bits, d_model)
+        self.emb_s2 = nn.Embedding(2**s2_bits, d_model)
+        self.fusion_proj = nn.Linear(2 * d_model, d_model)
+        nn.init.normal_(self.emb_s1.weight, std=d_model**-0.5)
+        nn.init.normal_(self.emb_s2.weight, std=d_model**-0.5)
+
+    def forward(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor) -> torch.Tensor:
+        scale = math.sqrt(self.d_model)
+        return self.fusion_proj(torch.cat([self.emb_s1(s1_ids) * scale, self.emb_s2(s2_ids) * scale], dim=-1))
+
+
+class FixedEmbedding(nn.Module):
+    """A frozen sinusoidal table, stored as `emb.weight` like a learned one."""
+
+    def __init__(self, n_rows: int, d_model: int):
+        super().__init__()
+        position = torch.arange(n_rows).float()[:, None]
+        freq = torch.exp(torch.arange(0, d_model, 2).float() * -(math.log(10000.0) / d_model))
+        table = torch.zeros(n_rows, d_model)
+        table[:, 0::2] = torch.sin(position * freq)
+        table[:, 1::2] = torch.cos(position * freq)
+        self.emb = nn.Embedding(n_rows, d_model)
+        self.emb.weight = nn.Parameter(table, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.emb(x).detach()
+
+
+TIME_FEATURES = ("minute", "hour", "weekday", "day", "month")
+TIME_FEATURE_SIZES = (60, 24, 7, 32, 13)
+
+
+class TemporalEmbedding(nn.Module):
+    """Sum of embeddings of [minute, hour, weekday, day, month] stamps."""
+
+    def __init__(self, d_model: int, learn_te: bool):
+        super().__init__()
+        table = nn.Embedding if learn_te else FixedEmbedding
+        for name, size in zip(TIME_FEATURES, TIME_FEATURE_SIZES):
+            setattr(self, f"{name}_embed", table(size, d_model))
+
+    def forward(self, stamp: torch.Tensor) -> torch.Tensor:
+        stamp = stamp.long()
+        out = self.minute_embed(stamp[..., 0])
+        for i, name in enumerate(TIME_FEATURES[1:], start=1):
+            out = out + getattr(self, f"{name}_embed")(stamp[..., i])
+        return out
+
+
+class DependencyAwareLayer(nn.Module):
+    """Conditions the context on the sampled s1 token: norm(context + cross_attn(s1_emb, context))."""
+
+    def __init__(self, d_model: int, n_heads: int = 4, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0):
+        super().__init__()
+        self.cross_attn = MultiHeadCrossAttentionWithRoPE(d_model, n_heads, attn_dropout_p, resid_dropout_p)
+        self.norm = RMSNorm(d_model)
+
+    def forward(self, hidden: torch.Tensor, sibling_embed: torch.Tensor,
+                key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        attn = self.cross_attn(sibling_embed, hidden, hidden, key_padding_mask=key_padding_mask)
+        return self.norm(hidden + attn)
+
+
+class DualHead(nn.Module):
+    """Logits for s1 from the context, and for s2 from the s1-conditioned context."""
+
+    def __init__(self, s1_bits: int, s2_bits: int, d_model: int):
+        super().__init__()
+        self.vocab_s1, self.vocab_s2 = 2**s1_bits, 2**s2_bits
+        self.proj_s1 = nn.Linear(d_model, self.vocab_s1)
+        self.proj_s2 = nn.Linear(d_model, self.vocab_s2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj_s1(x)
+
+    def cond_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj_s2(x)
+
+    def compute_loss(self, s1_logits, s2_logits, s1_targets, s2_targets, padding_mask=None):
+        """Mean of the s1 and s2 cross-entropies, returned with each; padded positions (nonzero) are skipped."""
+        if padding_mask is not None:
+            valid = padding_mask == 0
+            s1_logits, s2_logits = s1_logits[valid], s2_logits[valid]
+            s1_targets, s2_targets = s1_targets[valid], s2_targets[valid]
+        ce_s1 = F.cross_entropy(s1_logits.reshape(-1, self.vocab_s1), s1_targets.reshape(-1))
+        ce_s2 = F.cross_entropy(s2_logits.reshape(-1, self.vocab_s2), s2_targets.reshape(-1))
+        return (ce_s1 + ce_s2) / 2, ce_s1, ce_s2

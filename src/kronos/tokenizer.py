@@ -1,0 +1,101 @@
+"""KronosTokenizer: normalised OHLCV bars <-> hierarchical (s1, s2) tokens."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .hub import KronosHubMixin
+from .modules import BSQuantizer, TransformerBlock, indices_to_bits
+
+
+class KronosTokenizer(nn.Module, KronosHubMixin):
+    """Causal Transformer encoder, binary spherical quantizer, causal Transformer decoder.
+
+    `encode(x, half=True)` gives (s1, s2) token ids; `decode((s1, s2), half=True)` gives bars back.
+    The encoder and decoder each hold `n_*_layers - 1` blocks, as in the published checkpoints.
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        d_model: int,
+        n_heads: int,
+        ff_dim: int,
+        n_enc_layers: int,
+        n_dec_layers: int,
+        ffn_dropout_p: float,
+        attn_dropout_p: float,
+        resid_dropout_p: float,
+        s1_bits: int,
+        s2_bits: int,
+        beta: float,
+        gamma0: float,
+        gamma: float,
+        zeta: float,
+        group_size: int,
+    ):
+        super().__init__()
+        self.d_in, self.d_model = d_in, d_model
+        self.s1_bits, self.s2_bits = s1_bits, s2_bits
+        self.codebook_dim = s1_bits + s2_bits
+
+        def blocks(n: int) -> nn.ModuleList:
+            return nn.ModuleList(
+                TransformerBlock(d_model, n_heads, ff_dim, ffn_dropout_p, attn_dropout_p, resid_dropout_p)
+                for _ in range(n - 1)
+            )
+
+        self.embed = nn.Linear(d_in, d_model)
+        self.encoder = blocks(n_enc_layers)
+        self.quant_embed = nn.Linear(d_model, self.codebook_dim)
+        self.tokenizer = BSQuantizer(s1_bits, s2_bits, beta, gamma0, gamma, zeta, group_size)
+        self.post_quant_embed_pre = nn.Linear(s1_bits, d_model)
+        self.post_quant_embed = nn.Linear(self.codebook_dim, d_model)
+        self.decoder = blocks(n_dec_layers)
+        self.head = nn.Linear(d_model, d_in)
+
+    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """Continuous code before quantization, [B, L, codebook_dim]."""
+        z = self.embed(x)
+        for block in self.encoder:
+            z = block(z)
+        return self.quant_embed(z)
+
+    def encode(self, x: torch.Tensor, half: bool = False):
+        """Token ids of x [B, L, d_in]: one id per bar, or (s1, s2) with `half=True`."""
+        _, _, indices = self.tokenizer(self.encode_latent(x), half=half, collect_metrics=False)
+        return indices
+
+    def indices_to_code(self, indices, half: bool = False) -> torch.Tensor:
+        """Token ids back to the ±1/sqrt(codebook_dim) code the decoder reads."""
+        if half:
+            s1, s2 = indices
+            n = self.codebook_dim // 2
+            bits = torch.cat([indices_to_bits(s1, n), indices_to_bits(s2, n)], dim=-1)
+        else:
+            bits = indices_to_bits(indices, self.codebook_dim)
+        return bits * (1.0 / math.sqrt(self.codebook_dim))
+
+    def decode_code(self, code: torch.Tensor, embed: nn.Linear | None = None) -> torch.Tensor:
+        embed = self.post_quant_embed if embed is None else embed
+        z = embed(code.to(self.head.weight.dtype))
+        for block in self.decoder:
+            z = block(z)
+        return self.head(z)
+
+    def decode(self, x, half: bool = False) -> torch.Tensor:
+        """Bars [B, L, d_in] from token ids (see `encode`)."""
+        return self.decode_code(self.indices_to_code(x, half))
+
+    def forward(self, x: torch.Tensor):
+        """Training pass: ((z_pre, z), bsq_loss, quantized, indices).
+
+        z reconstructs x from the full code, z_pre from the s1 bits alone.
+        """
+        bsq_loss, quantized, indices = self.tokenizer(self.encode_latent(x))
+        z_pre = self.decode_code(quantized[..., : self.s1_bits], self.post_quant_embed_pre)
+        z = self.decode_code(quantized)
+        return (z_pre, z), bsq_loss, quantized, indices
