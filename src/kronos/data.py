@@ -28,7 +28,11 @@ def prepare_ohlcv(df: pd.DataFrame, name: str = "df") -> np.ndarray:
     for col in present:
         if not pd.api.types.is_numeric_dtype(df[col]) or pd.api.types.is_bool_dtype(df[col]):
             bad = pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()
-            where = f" (first bad value {df[col][bad].iloc[0]!r} at row {df.index[bad][0]!r})" if bad.any() else ""
+            where = (
+                f" (first bad value {df[col][bad].iloc[0]!r} at row {df.index[bad][0]!r})"
+                if bad.any()
+                else ""
+            )
             raise ValueError(f"{name} column {col!r} must be numeric, got dtype {df[col].dtype}{where}")
     values = df[present].to_numpy(dtype=np.float64)
     bad_rows, bad_cols = np.nonzero(~np.isfinite(values))

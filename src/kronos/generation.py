@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import trange
 
 from .model import Kronos
-from .modules import TransformerBlock, apply_rotary
+from .modules import TransformerBlock
 from .tokenizer import KronosTokenizer
 
 
@@ -91,8 +91,17 @@ class GeneratedTokens:
 class SegmentKV:
     """Keys and values of one attention layer: prefix rows per series, suffix rows per path."""
 
-    def __init__(self, n_series: int, n_rows: int, n_heads: int, head_dim: int, prefix_cap: int,
-                 suffix_cap: int, device, dtype):
+    def __init__(
+        self,
+        n_series: int,
+        n_rows: int,
+        n_heads: int,
+        head_dim: int,
+        prefix_cap: int,
+        suffix_cap: int,
+        device,
+        dtype,
+    ):
         self.pk = torch.empty(n_series, n_heads, max(prefix_cap, 1), head_dim, device=device, dtype=dtype)
         self.pv = torch.empty_like(self.pk)
         self.sk = torch.empty(n_rows, n_heads, max(suffix_cap, 1), head_dim, device=device, dtype=dtype)
@@ -118,7 +127,9 @@ class SegmentKV:
         n_series = self.pk.shape[0]
         paths = rows // n_series
         scale = d**-0.5
-        by_series = q.view(n_series, paths, heads, n, d).transpose(1, 2).reshape(n_series, heads, paths * n, d)
+        by_series = (
+            q.view(n_series, paths, heads, n, d).transpose(1, 2).reshape(n_series, heads, paths * n, d)
+        )
         prefix_k, prefix_v = self.pk[:, :, :prefix_len], self.pv[:, :, :prefix_len]
         scores_p = (by_series @ prefix_k.transpose(-1, -2)).view(n_series, heads, paths, n, prefix_len)
         scores_p = scores_p.transpose(1, 2).reshape(rows, heads, n, prefix_len)
@@ -129,8 +140,11 @@ class SegmentKV:
             scores_s = scores_s.masked_fill(key_slot[None, :] > query_slot[:, None], -float("inf"))
         weights = (torch.cat([scores_p, scores_s], dim=-1).float() * scale).softmax(dim=-1).to(q.dtype)
         w_p, w_s = weights.split([prefix_len, suffix_end], dim=-1)
-        w_p = w_p.view(n_series, paths, heads, n, prefix_len).transpose(1, 2).reshape(n_series, heads, paths * n,
-                                                                                       prefix_len)
+        w_p = (
+            w_p.view(n_series, paths, heads, n, prefix_len)
+            .transpose(1, 2)
+            .reshape(n_series, heads, paths * n, prefix_len)
+        )
         out_p = (w_p @ prefix_v).view(n_series, heads, paths, n, d).transpose(1, 2).reshape(rows, heads, n, d)
         return out_p + w_s @ self.sv[:, :, :suffix_end]
 
@@ -138,13 +152,30 @@ class SegmentKV:
 class SegmentedStack:
     """Runs a stack of TransformerBlocks over prefix/suffix segments, filling per-layer SegmentKV."""
 
-    def __init__(self, blocks, n_series: int, n_paths: int, prefix_cap: int, suffix_cap: int, max_len: int,
-                 device, dtype):
+    def __init__(
+        self,
+        blocks,
+        n_series: int,
+        n_paths: int,
+        prefix_cap: int,
+        suffix_cap: int,
+        max_len: int,
+        device,
+        dtype,
+    ):
         self.blocks: list[TransformerBlock] = list(blocks)
         self.n_paths = n_paths
         self.caches = [
-            SegmentKV(n_series, n_series * n_paths, b.self_attn.n_heads, b.self_attn.head_dim, prefix_cap,
-                      suffix_cap, device, dtype)
+            SegmentKV(
+                n_series,
+                n_series * n_paths,
+                b.self_attn.n_heads,
+                b.self_attn.head_dim,
+                prefix_cap,
+                suffix_cap,
+                device,
+                dtype,
+            )
             for b in self.blocks
         ]
         positions = torch.arange(max(max_len, 1), device=device)
@@ -186,22 +217,35 @@ class SegmentedStack:
 class CachedDecoder:
     """Kronos with a segmented KV cache for the Transformer and the dependency-aware layer."""
 
-    def __init__(self, model: Kronos, n_series: int, n_paths: int, prefix_cap: int, suffix_cap: int,
-                 max_len: int, device, dtype):
+    def __init__(
+        self,
+        model: Kronos,
+        n_series: int,
+        n_paths: int,
+        prefix_cap: int,
+        suffix_cap: int,
+        max_len: int,
+        device,
+        dtype,
+    ):
         self.model = model
         self.n_paths = n_paths
-        self.stack = SegmentedStack(model.transformer, n_series, n_paths, prefix_cap, suffix_cap, max_len, device,
-                                    dtype)
+        self.stack = SegmentedStack(
+            model.transformer, n_series, n_paths, prefix_cap, suffix_cap, max_len, device, dtype
+        )
         cross = model.dep_layer.cross_attn
         self.cross = cross
-        self.dep_kv = SegmentKV(n_series, n_series * n_paths, cross.n_heads, cross.head_dim, prefix_cap, suffix_cap,
-                                device, dtype)
+        self.dep_kv = SegmentKV(
+            n_series, n_series * n_paths, cross.n_heads, cross.head_dim, prefix_cap, suffix_cap, device, dtype
+        )
         self.prefix_len = 0
         self.suffix_len = 0
 
     def _dep_keys(self, context: torch.Tensor):
         # A single query makes the cross-attention's rotary table one row long: the identity.
-        return self.cross.split_heads(self.cross.k_proj(context)), self.cross.split_heads(self.cross.v_proj(context))
+        return self.cross.split_heads(self.cross.k_proj(context)), self.cross.split_heads(
+            self.cross.v_proj(context)
+        )
 
     def _embed_rows(self, s1, s2, stamp_emb):
         return self.model.embedding(s1, s2) + stamp_emb.repeat_interleave(self.n_paths, dim=0)
@@ -259,8 +303,16 @@ def _generate_cached(model, history, full_stamp, max_context, pred_len, n_paths,
     device, dtype = h1.device, model.norm.weight.dtype
     gen1 = h1.new_empty(rows, pred_len)
     gen2 = h2.new_empty(rows, pred_len)
-    decoder = CachedDecoder(model, n_series, n_paths, prefix_cap=min(hist_len, max_context),
-                            suffix_cap=min(pred_len, max_context), max_len=max_context, device=device, dtype=dtype)
+    decoder = CachedDecoder(
+        model,
+        n_series,
+        n_paths,
+        prefix_cap=min(hist_len, max_context),
+        suffix_cap=min(pred_len, max_context),
+        max_len=max_context,
+        device=device,
+        dtype=dtype,
+    )
     for i in progress(pred_len):
         seq_len = hist_len + i
         start, prefix_len, gen_start = _window_bounds(seq_len, hist_len, max_context)
@@ -269,7 +321,10 @@ def _generate_cached(model, history, full_stamp, max_context, pred_len, n_paths,
             if prefix_len:
                 prefix = (h1[:, start:], h2[:, start:]), full_stamp[:, start:hist_len]
             if i > gen_start:
-                suffix = (gen1[:, gen_start:i], gen2[:, gen_start:i]), full_stamp[:, start + prefix_len : seq_len]
+                suffix = (
+                    (gen1[:, gen_start:i], gen2[:, gen_start:i]),
+                    full_stamp[:, start + prefix_len : seq_len],
+                )
             last = decoder.window(*(prefix or (None, None)), *(suffix or (None, None)))
         else:
             last = decoder.append(gen1[:, i - 1], gen2[:, i - 1], full_stamp[:, seq_len - 1])
@@ -289,7 +344,9 @@ def _generate_plain(model, history, full_stamp, max_context, pred_len, n_paths, 
     for i in progress(pred_len):
         seq_len = hist_len + i
         start = max(0, seq_len - max_context)
-        s1_logits, context = model.decode_s1(seq1[:, start:seq_len], seq2[:, start:seq_len], stamp[:, start:seq_len])
+        s1_logits, context = model.decode_s1(
+            seq1[:, start:seq_len], seq2[:, start:seq_len], stamp[:, start:seq_len]
+        )
         s1 = sample_from_logits(s1_logits[:, -1].float(), T, top_k, top_p)
         s2_logits = model.decode_s2(context, s1)
         s2 = sample_from_logits(s2_logits[:, -1].float(), T, top_k, top_p)
@@ -326,12 +383,16 @@ def generate_tokens(
     full_stamp = torch.cat([x_stamp, y_stamp], dim=1)
     progress = trange if verbose else range
     engine = _generate_cached if use_cache else _generate_plain
-    generated = engine(model, history, full_stamp, max_context, pred_len, sample_count, T, top_k, top_p, progress)
+    generated = engine(
+        model, history, full_stamp, max_context, pred_len, sample_count, T, top_k, top_p, progress
+    )
     return GeneratedTokens(history=history, generated=generated, sample_count=sample_count)
 
 
 @torch.inference_mode()
-def decode_tokens(tokenizer: KronosTokenizer, tokens: GeneratedTokens, max_context: int, use_cache: bool = True):
+def decode_tokens(
+    tokenizer: KronosTokenizer, tokens: GeneratedTokens, max_context: int, use_cache: bool = True
+):
     """Decode the last `max_context` tokens of history + each path: [S, N, min(H + P, max_context), d_in].
 
     The cached way decodes the history part once per series and each path's tokens on top of it.
@@ -351,8 +412,9 @@ def decode_tokens(tokenizer: KronosTokenizer, tokens: GeneratedTokens, max_conte
         return tokenizer.post_quant_embed(tokenizer.indices_to_code((s1, s2), half=True).to(dtype))
 
     window_len = hist_len + pred_len - start
-    stack = SegmentedStack(tokenizer.decoder, n_series, n, prefix_len, pred_len - gen_start, window_len, h1.device,
-                           dtype)
+    stack = SegmentedStack(
+        tokenizer.decoder, n_series, n, prefix_len, pred_len - gen_start, window_len, h1.device, dtype
+    )
     x_prefix = embed(h1[:, start:], h2[:, start:]) if prefix_len else None
     y_prefix, y_suffix = stack.window(x_prefix, embed(g1[:, gen_start:], g2[:, gen_start:]))
     parts = [tokenizer.head(y_suffix).view(n_series, n, pred_len - gen_start, -1)]
@@ -387,8 +449,22 @@ def auto_regressive_inference(
     tokenizer.eval()
     model.eval()
     try:
-        tokens = generate_tokens(tokenizer, model, x, x_stamp, y_stamp, max_context, pred_len, clip, T, top_k, top_p,
-                                 sample_count, verbose, use_cache)
+        tokens = generate_tokens(
+            tokenizer,
+            model,
+            x,
+            x_stamp,
+            y_stamp,
+            max_context,
+            pred_len,
+            clip,
+            T,
+            top_k,
+            top_p,
+            sample_count,
+            verbose,
+            use_cache,
+        )
         z = decode_tokens(tokenizer, tokens, max_context, use_cache)
     finally:
         tokenizer.train(was_training[0])
@@ -406,7 +482,9 @@ def _check_generation_args(x, x_stamp, y_stamp, max_context, pred_len, T, top_k,
     if int(pred_len) <= 0:
         raise ValueError(f"pred_len must be positive, got {pred_len}")
     if tuple(y_stamp.shape[:2]) != (x.shape[0], pred_len):
-        raise ValueError(f"y_stamp shape {tuple(y_stamp.shape)} does not match (batch={x.shape[0]}, pred_len={pred_len})")
+        raise ValueError(
+            f"y_stamp shape {tuple(y_stamp.shape)} does not match (batch={x.shape[0]}, pred_len={pred_len})"
+        )
     if int(max_context) <= 0:
         raise ValueError(f"max_context must be positive, got {max_context}")
     if not T > 0:

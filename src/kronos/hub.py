@@ -52,7 +52,9 @@ class KronosHubMixin(PyTorchModelHubMixin):
                 f"and {WEIGHTS_NAME} in it."
             ) from err
         except TypeError as err:
-            raise ValueError(f"{cls.__name__} {name!r}: {CONFIG_NAME} does not fit the constructor: {err}") from err
+            raise ValueError(
+                f"{cls.__name__} {name!r}: {CONFIG_NAME} does not fit the constructor: {err}"
+            ) from err
         except RuntimeError as err:
             raise ValueError(
                 f"{cls.__name__} {name!r}: the weights in {WEIGHTS_NAME} do not fit {CONFIG_NAME}: {err}"

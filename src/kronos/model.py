@@ -7,7 +7,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .hub import KronosHubMixin
-from .modules import DependencyAwareLayer, DualHead, HierarchicalEmbedding, RMSNorm, TemporalEmbedding, TransformerBlock
+from .modules import (
+    DependencyAwareLayer,
+    DualHead,
+    HierarchicalEmbedding,
+    RMSNorm,
+    TemporalEmbedding,
+    TransformerBlock,
+)
 
 
 class Kronos(nn.Module, KronosHubMixin):
@@ -56,7 +63,9 @@ class Kronos(nn.Module, KronosHubMixin):
         elif isinstance(module, nn.Embedding) and module.weight.requires_grad:
             nn.init.normal_(module.weight, std=module.embedding_dim**-0.5)
 
-    def embed(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor, stamp: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(
+        self, s1_ids: torch.Tensor, s2_ids: torch.Tensor, stamp: torch.Tensor | None = None
+    ) -> torch.Tensor:
         x = self.embedding(s1_ids, s2_ids)
         if stamp is not None:
             x = x + self.time_emb(stamp)
@@ -74,7 +83,9 @@ class Kronos(nn.Module, KronosHubMixin):
         """s2 logits given the hidden states and the s1 ids (the query is the unscaled s1 embedding)."""
         return self.head.cond_forward(self.dep_layer(context, self.embedding.emb_s1(s1_ids), padding_mask))
 
-    def forward(self, s1_ids, s2_ids, stamp=None, padding_mask=None, use_teacher_forcing=False, s1_targets=None):
+    def forward(
+        self, s1_ids, s2_ids, stamp=None, padding_mask=None, use_teacher_forcing=False, s1_targets=None
+    ):
         """(s1 logits, s2 logits); s2 is conditioned on `s1_targets` or on s1 ids sampled from s1 logits."""
         s1_logits, context = self.decode_s1(s1_ids, s2_ids, stamp, padding_mask)
         if use_teacher_forcing:

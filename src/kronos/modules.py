@@ -178,7 +178,9 @@ class TransformerBlock(nn.Module):
 class BinarySphericalQuantizer(nn.Module):
     """Binary spherical quantization (arXiv 2406.07548) with its soft entropy regulariser."""
 
-    def __init__(self, embed_dim: int, beta: float, gamma0: float, gamma: float, zeta: float, group_size: int):
+    def __init__(
+        self, embed_dim: int, beta: float, gamma0: float, gamma: float, zeta: float, group_size: int
+    ):
         super().__init__()
         if embed_dim % group_size:
             raise ValueError(f"codebook dimension {embed_dim} must be divisible by group_size {group_size}")
@@ -188,7 +190,7 @@ class BinarySphericalQuantizer(nn.Module):
         self.register_buffer("basis", 2 ** torch.arange(embed_dim - 1, -1, -1))
         self.register_buffer("group_basis", 2 ** torch.arange(group_size - 1, -1, -1))
         codes = torch.arange(2**group_size)[:, None]
-        group_codebook = (torch.remainder(torch.div(codes, self.group_basis, rounding_mode="floor"), 2) * 2 - 1)
+        group_codebook = torch.remainder(torch.div(codes, self.group_basis, rounding_mode="floor"), 2) * 2 - 1
         self.register_buffer("group_codebook", group_codebook.float(), persistent=False)
 
     def quantize(self, z: torch.Tensor) -> torch.Tensor:
@@ -232,8 +234,16 @@ def indices_to_bits(indices: torch.Tensor, n_bits: int) -> torch.Tensor:
 class BSQuantizer(nn.Module):
     """L2-normalise, binarise, and index the code as hierarchical (s1, s2) tokens."""
 
-    def __init__(self, s1_bits: int, s2_bits: int, beta: float, gamma0: float, gamma: float, zeta: float,
-                 group_size: int):
+    def __init__(
+        self,
+        s1_bits: int,
+        s2_bits: int,
+        beta: float,
+        gamma0: float,
+        gamma: float,
+        zeta: float,
+        group_size: int,
+    ):
         super().__init__()
         self.s1_bits, self.s2_bits = s1_bits, s2_bits
         self.codebook_dim = s1_bits + s2_bits
@@ -243,7 +253,10 @@ class BSQuantizer(nn.Module):
         z = F.normalize(z, dim=-1)
         quantized, bsq_loss = self.bsq(z, collect_metrics=collect_metrics)
         if half:
-            indices = (bits_to_indices(quantized[..., : self.s1_bits]), bits_to_indices(quantized[..., self.s1_bits:]))
+            indices = (
+                bits_to_indices(quantized[..., : self.s1_bits]),
+                bits_to_indices(quantized[..., self.s1_bits :]),
+            )
         else:
             indices = bits_to_indices(quantized)
         return bsq_loss, quantized, indices
@@ -307,13 +320,16 @@ class TemporalEmbedding(nn.Module):
 class DependencyAwareLayer(nn.Module):
     """Conditions the context on the sampled s1 token: norm(context + cross_attn(s1_emb, context))."""
 
-    def __init__(self, d_model: int, n_heads: int = 4, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0):
+    def __init__(
+        self, d_model: int, n_heads: int = 4, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0
+    ):
         super().__init__()
         self.cross_attn = MultiHeadCrossAttentionWithRoPE(d_model, n_heads, attn_dropout_p, resid_dropout_p)
         self.norm = RMSNorm(d_model)
 
-    def forward(self, hidden: torch.Tensor, sibling_embed: torch.Tensor,
-                key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, hidden: torch.Tensor, sibling_embed: torch.Tensor, key_padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         attn = self.cross_attn(sibling_embed, hidden, hidden, key_padding_mask=key_padding_mask)
         return self.norm(hidden + attn)
 

@@ -80,8 +80,20 @@ class KronosPredictor:
             return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
 
         preds = auto_regressive_inference(
-            self.tokenizer, self.model, tensor(x), tensor(x_stamp), tensor(y_stamp), self.max_context, pred_len,
-            self.clip, T, top_k, top_p, sample_count, verbose, self.use_cache,
+            self.tokenizer,
+            self.model,
+            tensor(x),
+            tensor(x_stamp),
+            tensor(y_stamp),
+            self.max_context,
+            pred_len,
+            self.clip,
+            T,
+            top_k,
+            top_p,
+            sample_count,
+            verbose,
+            self.use_cache,
         )
         return preds[:, -pred_len:, :]
 
@@ -100,8 +112,9 @@ class KronosPredictor:
         """Mean of `sample_count` sampled paths, as a DataFrame of open..amount indexed by y_timestamp."""
         pred_len = _check_pred_len(pred_len)
         x, x_stamp, y_stamp, mean, std, y_ts = self._prepare(df, x_timestamp, y_timestamp, pred_len, "df")
-        preds = self._generate(x[None], x_stamp[None], y_stamp[None], pred_len, T, top_k, top_p, sample_count,
-                               verbose)
+        preds = self._generate(
+            x[None], x_stamp[None], y_stamp[None], pred_len, T, top_k, top_p, sample_count, verbose
+        )
         return pd.DataFrame(denormalize(preds[0], mean, std), columns=FEATURE_COLUMNS, index=pd.Index(y_ts))
 
     def predict_batch(
@@ -131,10 +144,19 @@ class KronosPredictor:
         ]
         lengths = {len(p[0]) for p in prepared}
         if len(lengths) > 1:
-            raise ValueError(f"all series in predict_batch must have the same history length, got {sorted(lengths)}")
+            raise ValueError(
+                f"all series in predict_batch must have the same history length, got {sorted(lengths)}"
+            )
         preds = self._generate(
-            np.stack([p[0] for p in prepared]), np.stack([p[1] for p in prepared]),
-            np.stack([p[2] for p in prepared]), pred_len, T, top_k, top_p, sample_count, verbose,
+            np.stack([p[0] for p in prepared]),
+            np.stack([p[1] for p in prepared]),
+            np.stack([p[2] for p in prepared]),
+            pred_len,
+            T,
+            top_k,
+            top_p,
+            sample_count,
+            verbose,
         )
         return [
             pd.DataFrame(denormalize(pred, p[3], p[4]), columns=FEATURE_COLUMNS, index=pd.Index(p[5]))
@@ -153,8 +175,14 @@ def _as_dtype(dtype) -> torch.dtype:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in names:
         raise ValueError(f"unknown dtype {dtype!r}: use one of {sorted(names)}")
     return names[dtype]
