@@ -1,0 +1,56 @@
+"""Shared fixtures: the upstream compatibility checkpoints in ../shared/compat beside the checkout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+COMPAT_TINY = Path(__file__).resolve().parents[1].parent / "shared" / "compat" / "tiny"
+
+
+@pytest.fixture(scope="session")
+def tiny_dir() -> Path:
+    if not COMPAT_TINY.is_dir():
+        pytest.fail(f"compatibility fixtures not found at {COMPAT_TINY}")
+    return COMPAT_TINY
+
+
+@pytest.fixture(scope="session")
+def tiny_cases(tiny_dir) -> dict:
+    return json.loads((tiny_dir / "cases.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_expected(tiny_dir) -> dict[str, np.ndarray]:
+    with np.load(tiny_dir / "expected.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="session")
+def tiny_ohlcv(tiny_dir) -> pd.DataFrame:
+    return pd.read_csv(tiny_dir / "ohlcv.csv", parse_dates=["timestamps"])
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_dir):
+    from kronos import Kronos
+
+    return Kronos.from_pretrained(tiny_dir / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_dir):
+    from kronos import KronosTokenizer
+
+    return KronosTokenizer.from_pretrained(tiny_dir / "tokenizer")
+
+
+@pytest.fixture
+def tiny_predictor(tiny_model, tiny_tokenizer):
+    from kronos import KronosPredictor
+
+    return KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64)
