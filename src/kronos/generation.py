@@ -17,6 +17,8 @@ so both engines draw the same random numbers in the same order.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +79,19 @@ def sample_from_logits(
     if sample_logits:
         return torch.multinomial(probs, num_samples=1)
     return torch.topk(probs, k=1, dim=-1).indices
+
+
+@contextmanager
+def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
+    """Run in eval mode (no dropout), then restore each module's training flag."""
+    flags = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, flag in zip(modules, flags):
+            m.train(flag)
 
 
 @dataclass
@@ -445,10 +460,7 @@ def auto_regressive_inference(
     Returns float32 [S, min(H + pred_len, max_context), d_in]: the decoded last window of history
     plus forecast, so the forecast is `[:, -pred_len:]`. `use_cache=False` runs the reference loop.
     """
-    was_training = (tokenizer.training, model.training)
-    tokenizer.eval()
-    model.eval()
-    try:
+    with eval_mode(tokenizer, model):
         tokens = generate_tokens(
             tokenizer,
             model,
@@ -466,9 +478,6 @@ def auto_regressive_inference(
             use_cache,
         )
         z = decode_tokens(tokenizer, tokens, max_context, use_cache)
-    finally:
-        tokenizer.train(was_training[0])
-        model.train(was_training[1])
     return z.float().cpu().numpy().mean(axis=1)
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 
 from .data import FEATURE_COLUMNS, as_timestamps, denormalize, normalize, prepare_ohlcv, time_features
-from .generation import auto_regressive_inference
+from .generation import decode_tokens, eval_mode, generate_tokens
 from .model import Kronos
 from .tokenizer import KronosTokenizer
 
@@ -75,27 +75,50 @@ class KronosPredictor:
         x_norm, mean, std = normalize(x, self.clip)
         return x_norm, time_features(x_ts), time_features(y_ts), mean, std, y_ts
 
-    def _generate(self, x, x_stamp, y_stamp, pred_len, T, top_k, top_p, sample_count, verbose) -> np.ndarray:
-        def tensor(a):
-            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
+    def _sample(self, prepared, pred_len, T, top_k, top_p, sample_count, verbose) -> np.ndarray:
+        """Normalised forecast paths [S, sample_count, pred_len, 6] for prepared series of one length."""
 
-        preds = auto_regressive_inference(
-            self.tokenizer,
-            self.model,
-            tensor(x),
-            tensor(x_stamp),
-            tensor(y_stamp),
-            self.max_context,
-            pred_len,
-            self.clip,
-            T,
-            top_k,
-            top_p,
-            sample_count,
-            verbose,
-            self.use_cache,
-        )
-        return preds[:, -pred_len:, :]
+        def tensor(arrays):
+            return torch.from_numpy(np.ascontiguousarray(np.stack(arrays), dtype=np.float32)).to(self.device)
+
+        with eval_mode(self.tokenizer, self.model):
+            tokens = generate_tokens(
+                self.tokenizer,
+                self.model,
+                tensor([p[0] for p in prepared]),
+                tensor([p[1] for p in prepared]),
+                tensor([p[2] for p in prepared]),
+                self.max_context,
+                pred_len,
+                self.clip,
+                T,
+                top_k,
+                top_p,
+                sample_count,
+                verbose,
+                self.use_cache,
+            )
+            paths = decode_tokens(self.tokenizer, tokens, self.max_context, self.use_cache)
+        return paths[:, :, -pred_len:].float().cpu().numpy()
+
+    def _prepare_batch(self, df_list, x_timestamp_list, y_timestamp_list, pred_len):
+        if not isinstance(df_list, (list, tuple)) or not df_list:
+            raise ValueError("df_list must be a non-empty list of DataFrames")
+        if not len(df_list) == len(x_timestamp_list) == len(y_timestamp_list):
+            raise ValueError(
+                f"df_list, x_timestamp_list and y_timestamp_list differ in length: "
+                f"{len(df_list)}, {len(x_timestamp_list)}, {len(y_timestamp_list)}"
+            )
+        prepared = [
+            self._prepare(df, xt, yt, pred_len, f"df_list[{i}]")
+            for i, (df, xt, yt) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list))
+        ]
+        lengths = {len(p[0]) for p in prepared}
+        if len(lengths) > 1:
+            raise ValueError(
+                f"all series in one batch must have the same history length, got {sorted(lengths)}"
+            )
+        return prepared
 
     def predict(
         self,
@@ -110,12 +133,9 @@ class KronosPredictor:
         verbose: bool = True,
     ) -> pd.DataFrame:
         """Mean of `sample_count` sampled paths, as a DataFrame of open..amount indexed by y_timestamp."""
-        pred_len = _check_pred_len(pred_len)
-        x, x_stamp, y_stamp, mean, std, y_ts = self._prepare(df, x_timestamp, y_timestamp, pred_len, "df")
-        preds = self._generate(
-            x[None], x_stamp[None], y_stamp[None], pred_len, T, top_k, top_p, sample_count, verbose
-        )
-        return pd.DataFrame(denormalize(preds[0], mean, std), columns=FEATURE_COLUMNS, index=pd.Index(y_ts))
+        return self.predict_batch(
+            [df], [x_timestamp], [y_timestamp], pred_len, T, top_k, top_p, sample_count, verbose
+        )[0]
 
     def predict_batch(
         self,
@@ -131,37 +151,47 @@ class KronosPredictor:
     ) -> list[pd.DataFrame]:
         """`predict` for several series of one history length at once; one DataFrame per series."""
         pred_len = _check_pred_len(pred_len)
-        if not isinstance(df_list, (list, tuple)) or not df_list:
-            raise ValueError("df_list must be a non-empty list of DataFrames")
-        if not len(df_list) == len(x_timestamp_list) == len(y_timestamp_list):
-            raise ValueError(
-                f"df_list, x_timestamp_list and y_timestamp_list differ in length: "
-                f"{len(df_list)}, {len(x_timestamp_list)}, {len(y_timestamp_list)}"
-            )
-        prepared = [
-            self._prepare(df, xt, yt, pred_len, f"df_list[{i}]")
-            for i, (df, xt, yt) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list))
-        ]
-        lengths = {len(p[0]) for p in prepared}
-        if len(lengths) > 1:
-            raise ValueError(
-                f"all series in predict_batch must have the same history length, got {sorted(lengths)}"
-            )
-        preds = self._generate(
-            np.stack([p[0] for p in prepared]),
-            np.stack([p[1] for p in prepared]),
-            np.stack([p[2] for p in prepared]),
-            pred_len,
-            T,
-            top_k,
-            top_p,
-            sample_count,
-            verbose,
-        )
+        prepared = self._prepare_batch(df_list, x_timestamp_list, y_timestamp_list, pred_len)
+        mean_paths = self._sample(prepared, pred_len, T, top_k, top_p, sample_count, verbose).mean(axis=1)
         return [
             pd.DataFrame(denormalize(pred, p[3], p[4]), columns=FEATURE_COLUMNS, index=pd.Index(p[5]))
-            for pred, p in zip(preds, prepared)
+            for pred, p in zip(mean_paths, prepared)
         ]
+
+    def predict_paths(
+        self,
+        df: pd.DataFrame,
+        x_timestamp,
+        y_timestamp,
+        pred_len: int,
+        sample_count: int = 20,
+        T: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 0.9,
+        verbose: bool = False,
+    ) -> np.ndarray:
+        """Every sampled path in price units: [sample_count, pred_len, 6], columns open..amount."""
+        return self.predict_paths_batch(
+            [df], [x_timestamp], [y_timestamp], pred_len, sample_count, T, top_k, top_p, verbose
+        )[0]
+
+    def predict_paths_batch(
+        self,
+        df_list: list[pd.DataFrame],
+        x_timestamp_list: list,
+        y_timestamp_list: list,
+        pred_len: int,
+        sample_count: int = 20,
+        T: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 0.9,
+        verbose: bool = False,
+    ) -> np.ndarray:
+        """Sampled paths for several series of one history length: [S, sample_count, pred_len, 6], price units."""
+        pred_len = _check_pred_len(pred_len)
+        prepared = self._prepare_batch(df_list, x_timestamp_list, y_timestamp_list, pred_len)
+        paths = self._sample(prepared, pred_len, T, top_k, top_p, sample_count, verbose)
+        return np.stack([denormalize(p, prep[3], prep[4]) for p, prep in zip(paths, prepared)])
 
 
 def _check_pred_len(pred_len) -> int:
