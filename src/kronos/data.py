@@ -72,7 +72,7 @@ def as_timestamps(timestamps, name: str) -> pd.Series:
 def time_features(timestamps: pd.Series) -> np.ndarray:
     """[minute, hour, weekday (Monday 0), day, month] per timestamp, float32 [L, 5]."""
     dt = timestamps.dt
-    return np.stack([dt.minute, dt.hour, dt.weekday, dt.day, dt.month], axis=1).astype(np.float32)
+    return np.stack([dt.minute, dt.hour, dt.day_of_week, dt.day, dt.month], axis=1).astype(np.float32)
 
 
 def normalize(x: np.ndarray, clip: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

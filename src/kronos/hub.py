@@ -11,6 +11,7 @@ from pathlib import Path
 
 from huggingface_hub import PyTorchModelHubMixin
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from safetensors import SafetensorError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -54,6 +55,10 @@ class KronosHubMixin(PyTorchModelHubMixin):
         except TypeError as err:
             raise ValueError(
                 f"{cls.__name__} {name!r}: {CONFIG_NAME} does not fit the constructor: {err}"
+            ) from err
+        except SafetensorError as err:
+            raise ValueError(
+                f"{cls.__name__} {name!r}: {WEIGHTS_NAME} is not a readable safetensors file: {err}"
             ) from err
         except RuntimeError as err:
             raise ValueError(

@@ -133,9 +133,8 @@ class KronosPredictor:
         verbose: bool = True,
     ) -> pd.DataFrame:
         """Mean of `sample_count` sampled paths, as a DataFrame of open..amount indexed by y_timestamp."""
-        return self.predict_batch(
-            [df], [x_timestamp], [y_timestamp], pred_len, T, top_k, top_p, sample_count, verbose
-        )[0]
+        prepared = [self._prepare(df, x_timestamp, y_timestamp, _check_pred_len(pred_len), "df")]
+        return self._mean_frames(prepared, pred_len, T, top_k, top_p, sample_count, verbose)[0]
 
     def predict_batch(
         self,
@@ -150,8 +149,10 @@ class KronosPredictor:
         verbose: bool = True,
     ) -> list[pd.DataFrame]:
         """`predict` for several series of one history length at once; one DataFrame per series."""
-        pred_len = _check_pred_len(pred_len)
-        prepared = self._prepare_batch(df_list, x_timestamp_list, y_timestamp_list, pred_len)
+        prepared = self._prepare_batch(df_list, x_timestamp_list, y_timestamp_list, _check_pred_len(pred_len))
+        return self._mean_frames(prepared, pred_len, T, top_k, top_p, sample_count, verbose)
+
+    def _mean_frames(self, prepared, pred_len, T, top_k, top_p, sample_count, verbose) -> list[pd.DataFrame]:
         mean_paths = self._sample(prepared, pred_len, T, top_k, top_p, sample_count, verbose).mean(axis=1)
         return [
             pd.DataFrame(denormalize(pred, p[3], p[4]), columns=FEATURE_COLUMNS, index=pd.Index(p[5]))
@@ -171,9 +172,8 @@ class KronosPredictor:
         verbose: bool = False,
     ) -> np.ndarray:
         """Every sampled path in price units: [sample_count, pred_len, 6], columns open..amount."""
-        return self.predict_paths_batch(
-            [df], [x_timestamp], [y_timestamp], pred_len, sample_count, T, top_k, top_p, verbose
-        )[0]
+        prepared = [self._prepare(df, x_timestamp, y_timestamp, _check_pred_len(pred_len), "df")]
+        return self._price_paths(prepared, pred_len, T, top_k, top_p, sample_count, verbose)[0]
 
     def predict_paths_batch(
         self,
@@ -188,8 +188,10 @@ class KronosPredictor:
         verbose: bool = False,
     ) -> np.ndarray:
         """Sampled paths for several series of one history length: [S, sample_count, pred_len, 6], price units."""
-        pred_len = _check_pred_len(pred_len)
-        prepared = self._prepare_batch(df_list, x_timestamp_list, y_timestamp_list, pred_len)
+        prepared = self._prepare_batch(df_list, x_timestamp_list, y_timestamp_list, _check_pred_len(pred_len))
+        return self._price_paths(prepared, pred_len, T, top_k, top_p, sample_count, verbose)
+
+    def _price_paths(self, prepared, pred_len, T, top_k, top_p, sample_count, verbose) -> np.ndarray:
         paths = self._sample(prepared, pred_len, T, top_k, top_p, sample_count, verbose)
         return np.stack([denormalize(p, prep[3], prep[4]) for p, prep in zip(paths, prepared)])
 
