@@ -6,6 +6,8 @@ what a user needs when loading fails: which model, which file, what to do instea
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 
@@ -41,7 +43,9 @@ class KronosHubMixin(PyTorchModelHubMixin):
                 f"of the form 'owner/name'"
             )
         try:
-            return super().from_pretrained(name, strict=strict, **kwargs)
+            # The mixin prints "Loading weights from local directory"; keep stdout for the user's output.
+            with contextlib.redirect_stdout(io.StringIO()):
+                return super().from_pretrained(name, strict=strict, **kwargs)
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
             if os.path.isdir(name):
                 raise
