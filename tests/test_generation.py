@@ -1,0 +1,186 @@
+"""The cached engine against the plain reference loop, and sampling on hand-made logits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from kronos import (
+    Kronos,
+    KronosTokenizer,
+    auto_regressive_inference,
+    sample_from_logits,
+    top_k_top_p_filtering,
+)
+from kronos.generation import decode_tokens, generate_tokens
+
+torch.set_num_threads(1)
+
+
+def random_pair(seed: int, bits: int = 10, n_heads: int = 8, learn_te: bool = False):
+    """A randomly initialised tokenizer and model of shapes the shared fixture does not cover."""
+    torch.manual_seed(seed)
+    tokenizer = KronosTokenizer(6, 32, 4, 64, 3, 3, 0.0, 0.0, 0.0, bits, bits, 0.05, 1.0, 1.1, 0.05, 4).eval()
+    model = Kronos(bits, bits, 3, 64, n_heads, 96, 0.0, 0.0, 0.0, 0.0, learn_te).eval()
+    with torch.no_grad():  # spread the logits so that greedy choices are well separated
+        model.head.proj_s1.weight.mul_(4)
+        model.head.proj_s2.weight.mul_(4)
+    return tokenizer, model
+
+
+def random_inputs(n_series: int, hist_len: int, pred_len: int, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_series, hist_len, 6, generator=gen).cumsum(1) / 5
+    minutes = torch.arange(hist_len + pred_len)
+    stamp = torch.stack(
+        [minutes % 60, (minutes // 60) % 24, (minutes // 1440) % 7, 1 + minutes % 28, 1 + minutes % 12]
+    )
+    stamp = stamp.T.float().expand(n_series, -1, -1)
+    return x, stamp[:, :hist_len].contiguous(), stamp[:, hist_len:].contiguous()
+
+
+SHAPES = {
+    "grows": dict(n_series=2, hist_len=20, pred_len=10, max_context=40),
+    "fills_exactly": dict(n_series=1, hist_len=30, pred_len=11, max_context=40),
+    "slides": dict(n_series=2, hist_len=30, pred_len=25, max_context=40),
+    "history_longer_than_window": dict(n_series=3, hist_len=50, pred_len=12, max_context=40),
+    "generated_fill_window": dict(n_series=1, hist_len=8, pred_len=30, max_context=16),
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("sample_count", [1, 3])
+def test_cached_equals_plain_greedy(shape, sample_count):
+    cfg = SHAPES[shape]
+    tokenizer, model = random_pair(seed=1)
+    x, x_stamp, y_stamp = random_inputs(cfg["n_series"], cfg["hist_len"], cfg["pred_len"])
+    args = (x, x_stamp, y_stamp, cfg["max_context"], cfg["pred_len"], 5, 1.0, 1, 1.0, sample_count)
+    plain = generate_tokens(tokenizer, model, *args, use_cache=False)
+    cached = generate_tokens(tokenizer, model, *args, use_cache=True)
+    for a, b in zip(plain.generated, cached.generated):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    z_plain = decode_tokens(tokenizer, plain, cfg["max_context"], use_cache=False)
+    z_cached = decode_tokens(tokenizer, cached, cfg["max_context"], use_cache=True)
+    assert z_cached.shape == (
+        cfg["n_series"],
+        sample_count,
+        min(cfg["hist_len"] + cfg["pred_len"], cfg["max_context"]),
+        6,
+    )
+    torch.testing.assert_close(z_cached, z_plain, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", ["slides", "history_longer_than_window"])
+def test_cached_equals_plain_when_sampling_with_one_seed(shape):
+    """Both engines consume random numbers in the same order, so one seed gives the same paths."""
+    cfg = SHAPES[shape]
+    tokenizer, model = random_pair(seed=2, bits=6, n_heads=2, learn_te=True)
+    x, x_stamp, y_stamp = random_inputs(cfg["n_series"], cfg["hist_len"], cfg["pred_len"], seed=3)
+    outputs = []
+    for use_cache in (False, True):
+        torch.manual_seed(1234)
+        outputs.append(
+            auto_regressive_inference(
+                tokenizer,
+                model,
+                x,
+                x_stamp,
+                y_stamp,
+                cfg["max_context"],
+                cfg["pred_len"],
+                T=1.0,
+                top_p=0.9,
+                sample_count=4,
+                use_cache=use_cache,
+            )
+        )
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
+
+
+def test_paths_of_one_series_are_independent_draws():
+    tokenizer, model = random_pair(seed=4, bits=4)
+    with torch.no_grad():  # a flat next-token distribution: every path should go its own way
+        model.head.proj_s1.weight.zero_()
+        model.head.proj_s2.weight.zero_()
+    x, x_stamp, y_stamp = random_inputs(1, 16, 6)
+    torch.manual_seed(0)
+    first = generate_tokens(tokenizer, model, x, x_stamp, y_stamp, 32, 6, sample_count=32, T=1.0, top_p=1.0)
+    torch.manual_seed(0)
+    again = generate_tokens(tokenizer, model, x, x_stamp, y_stamp, 32, 6, sample_count=32, T=1.0, top_p=1.0)
+    s1 = first.generated[0]
+    assert torch.equal(s1, again.generated[0])
+    assert len({tuple(row.tolist()) for row in s1}) == 32
+    counts = torch.bincount(s1.flatten(), minlength=16).float()
+    expected = s1.numel() / 16
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 45.0  # 15 degrees of freedom: p < 1e-4 for a fair draw
+
+
+def test_temperature_scales_logits():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+    torch.manual_seed(0)
+    draws = torch.cat([sample_from_logits(logits.expand(4000, -1), temperature=0.5) for _ in range(5)])
+    freq = torch.bincount(draws.flatten(), minlength=4).float() / draws.numel()
+    expected = torch.softmax(logits[0] / 0.5, dim=-1)
+    torch.testing.assert_close(freq, expected, atol=0.01, rtol=0)
+
+
+def test_top_k_keeps_the_k_largest_and_ties():
+    logits = torch.tensor([[0.5, 3.0, -1.0, 2.0, 2.0, 0.0]])
+    kept = torch.isfinite(top_k_top_p_filtering(logits.clone(), top_k=2))
+    assert kept.tolist() == [[False, True, False, True, True, False]]
+    kept = torch.isfinite(top_k_top_p_filtering(logits.clone(), top_k=1, top_p=0.1))
+    assert kept.tolist() == [[False, True, False, False, False, False]]
+    assert torch.isfinite(top_k_top_p_filtering(logits.clone(), top_k=100)).all()
+
+
+def test_top_p_keeps_the_smallest_nucleus():
+    probs = torch.tensor([[0.05, 0.5, 0.2, 0.25]])
+    logits = probs.log()
+    kept = lambda p: torch.isfinite(top_k_top_p_filtering(logits.clone(), top_p=p))[0].tolist()  # noqa: E731
+    assert kept(0.49) == [False, True, False, False]
+    assert kept(0.51) == [False, True, False, True]
+    assert kept(0.74) == [False, True, False, True]
+    assert kept(0.76) == [False, True, True, True]
+    assert kept(0.01) == [False, True, False, False]  # the most probable always stays
+    assert kept(1.0) == [True, True, True, True]
+
+
+def test_filtered_tokens_are_never_drawn():
+    logits = torch.tensor([[0.05, 0.5, 0.2, 0.25]]).log().expand(5000, -1)
+    torch.manual_seed(0)
+    draws = sample_from_logits(logits, temperature=1.0, top_k=0, top_p=0.7)
+    assert set(draws.flatten().tolist()) == {1, 3}
+    share_of_1 = float((draws == 1).float().mean())
+    assert math.isclose(share_of_1, 0.5 / 0.75, abs_tol=0.02)
+
+
+def test_greedy_is_argmax():
+    logits = torch.randn(64, 1024)
+    assert torch.equal(sample_from_logits(logits, top_k=1)[:, 0], logits.argmax(-1))
+    assert torch.equal(sample_from_logits(logits, sample_logits=False)[:, 0], logits.argmax(-1))
+
+
+def test_bfloat16_generation_runs_and_stays_close():
+    tokenizer, model = random_pair(seed=5)
+    x, x_stamp, y_stamp = random_inputs(1, 24, 6)
+    ref = auto_regressive_inference(tokenizer, model, x, x_stamp, y_stamp, 32, 6, top_k=1, sample_count=1)
+    out = auto_regressive_inference(
+        tokenizer.to(torch.bfloat16),
+        model.to(torch.bfloat16),
+        x,
+        x_stamp,
+        y_stamp,
+        32,
+        6,
+        top_k=1,
+        sample_count=1,
+    )
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    history_part = slice(0, 24)  # the history decodes through bf16 weights: close, not equal
+    assert (
+        np.abs(out[:, history_part] - ref[:, history_part]).mean() < 0.1 * np.abs(ref[:, history_part]).mean()
+    )
