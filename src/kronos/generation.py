@@ -164,6 +164,20 @@ class SegmentKV:
         return out_p + w_s @ self.sv[:, :, :suffix_end]
 
 
+def _rotary_tables(rotaries, length: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """cos/sin tables for positions [0, length), computed once per distinct inv_freq."""
+    positions = torch.arange(length, device=device)
+    tables: list[tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]] = []
+    out = []
+    for rotary in rotaries:
+        found = next((t for f, t in tables if torch.equal(f, rotary.inv_freq)), None)
+        if found is None:
+            found = rotary.table(positions)
+            tables.append((rotary.inv_freq, found))
+        out.append(found)
+    return out
+
+
 class SegmentedStack:
     """Runs a stack of TransformerBlocks over prefix/suffix segments, filling per-layer SegmentKV."""
 
@@ -193,8 +207,7 @@ class SegmentedStack:
             )
             for b in self.blocks
         ]
-        positions = torch.arange(max(max_len, 1), device=device)
-        self.rotary = [b.self_attn.rotary.table(positions) for b in self.blocks]
+        self.rotary = _rotary_tables([b.self_attn.rotary for b in self.blocks], max(max_len, 1), device)
 
     def prefix(self, x: torch.Tensor) -> torch.Tensor:
         """Run the shared prefix x [S, n, D] at positions [0, n)."""
@@ -230,28 +243,34 @@ class SegmentedStack:
 
 
 class CachedDecoder:
-    """Kronos with a segmented KV cache for the Transformer and the dependency-aware layer."""
+    """Kronos over a growing or sliding window, with segmented KV caches for the Transformer and
+    the dependency-aware layer. It holds the history tokens and the time embedding of every
+    stamp (computed once); each step reads the generated tokens so far."""
 
     def __init__(
-        self,
-        model: Kronos,
-        n_series: int,
-        n_paths: int,
-        prefix_cap: int,
-        suffix_cap: int,
-        max_len: int,
-        device,
-        dtype,
+        self, model: Kronos, history, full_stamp: torch.Tensor, n_paths: int, max_context: int, pred_len: int
     ):
         self.model = model
+        self.history = history
+        self.n_series, self.hist_len = history[0].shape
         self.n_paths = n_paths
+        self.max_context = max_context
+        self.stamp_emb = model.time_emb(full_stamp)
+        device, dtype = history[0].device, model.norm.weight.dtype
+        prefix_cap, suffix_cap = min(self.hist_len, max_context), min(pred_len, max_context)
         self.stack = SegmentedStack(
-            model.transformer, n_series, n_paths, prefix_cap, suffix_cap, max_len, device, dtype
+            model.transformer, self.n_series, n_paths, prefix_cap, suffix_cap, max_context, device, dtype
         )
-        cross = model.dep_layer.cross_attn
-        self.cross = cross
+        self.cross = model.dep_layer.cross_attn
         self.dep_kv = SegmentKV(
-            n_series, n_series * n_paths, cross.n_heads, cross.head_dim, prefix_cap, suffix_cap, device, dtype
+            self.n_series,
+            self.n_series * n_paths,
+            self.cross.n_heads,
+            self.cross.head_dim,
+            prefix_cap,
+            suffix_cap,
+            device,
+            dtype,
         )
         self.prefix_len = 0
         self.suffix_len = 0
@@ -262,17 +281,32 @@ class CachedDecoder:
             self.cross.v_proj(context)
         )
 
-    def _embed_rows(self, s1, s2, stamp_emb):
-        return self.model.embedding(s1, s2) + stamp_emb.repeat_interleave(self.n_paths, dim=0)
+    def _embed_rows(self, s1, s2, seq_slice: slice):
+        stamp_emb = self.stamp_emb[:, seq_slice]
+        if self.n_paths > 1:
+            stamp_emb = stamp_emb.repeat_interleave(self.n_paths, dim=0)
+        return self.model.embedding(s1, s2) + stamp_emb
 
-    def window(self, prefix_tokens, prefix_stamp, suffix_tokens, suffix_stamp) -> torch.Tensor:
-        """Recompute a whole window; return the last position's normed hidden state per path [R, D]."""
+    def last_hidden(self, step: int, gen1: torch.Tensor, gen2: torch.Tensor) -> torch.Tensor:
+        """Normed hidden state [R, D] of the last token before generated token `step`."""
+        seq_len = self.hist_len + step
+        start, prefix_len, gen_start = _window_bounds(seq_len, self.hist_len, self.max_context)
+        if step > 0 and start == 0:
+            return self._append(gen1[:, step - 1 : step], gen2[:, step - 1 : step], seq_len - 1)
+        h1, h2 = self.history
+        prefix = (h1[:, start:], h2[:, start:], slice(start, self.hist_len)) if prefix_len else None
+        suffix = None
+        if step > gen_start:
+            suffix = (gen1[:, gen_start:step], gen2[:, gen_start:step], slice(start + prefix_len, seq_len))
+        return self._window(prefix, suffix)
+
+    def _window(self, prefix, suffix) -> torch.Tensor:
+        """Recompute a whole window from its prefix and suffix tokens."""
         model = self.model
-        x_prefix = x_suffix = None
-        if prefix_tokens is not None:
-            x_prefix = model.embedding(*prefix_tokens) + model.time_emb(prefix_stamp)
-        if suffix_tokens is not None:
-            x_suffix = self._embed_rows(*suffix_tokens, model.time_emb(suffix_stamp))
+        x_prefix = (
+            None if prefix is None else model.embedding(prefix[0], prefix[1]) + self.stamp_emb[:, prefix[2]]
+        )
+        x_suffix = None if suffix is None else self._embed_rows(*suffix)
         y_prefix, y_suffix = self.stack.window(x_prefix, x_suffix)
         self.prefix_len = 0 if y_prefix is None else y_prefix.shape[1]
         self.suffix_len = 0 if y_suffix is None else y_suffix.shape[1]
@@ -286,12 +320,10 @@ class CachedDecoder:
             last = ctx[:, -1]
         return last
 
-    def append(self, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor) -> torch.Tensor:
-        """Add one token per path [R] with stamp [S, 5]; return its normed hidden state [R, D]."""
-        model = self.model
-        x = self._embed_rows(s1[:, None], s2[:, None], model.time_emb(stamp[:, None]))
-        y = self.stack.suffix(x, self.prefix_len, self.suffix_len)
-        ctx = model.norm(y)
+    def _append(self, s1: torch.Tensor, s2: torch.Tensor, seq_index: int) -> torch.Tensor:
+        """Run one new token per path [R, 1] at sequence index seq_index on top of the cache."""
+        x = self._embed_rows(s1, s2, slice(seq_index, seq_index + 1))
+        ctx = self.model.norm(self.stack.suffix(x, self.prefix_len, self.suffix_len))
         self.dep_kv.write_suffix(*self._dep_keys(ctx), self.suffix_len)
         self.suffix_len += 1
         return ctx[:, -1]
@@ -312,37 +344,12 @@ def _window_bounds(seq_len: int, history_len: int, max_context: int):
 
 
 def _generate_cached(model, history, full_stamp, max_context, pred_len, n_paths, T, top_k, top_p, progress):
-    h1, h2 = history
-    n_series, hist_len = h1.shape
-    rows = n_series * n_paths
-    device, dtype = h1.device, model.norm.weight.dtype
-    gen1 = h1.new_empty(rows, pred_len)
-    gen2 = h2.new_empty(rows, pred_len)
-    decoder = CachedDecoder(
-        model,
-        n_series,
-        n_paths,
-        prefix_cap=min(hist_len, max_context),
-        suffix_cap=min(pred_len, max_context),
-        max_len=max_context,
-        device=device,
-        dtype=dtype,
-    )
+    rows = history[0].shape[0] * n_paths
+    gen1 = history[0].new_empty(rows, pred_len)
+    gen2 = history[1].new_empty(rows, pred_len)
+    decoder = CachedDecoder(model, history, full_stamp, n_paths, max_context, pred_len)
     for i in progress(pred_len):
-        seq_len = hist_len + i
-        start, prefix_len, gen_start = _window_bounds(seq_len, hist_len, max_context)
-        if i == 0 or start > 0:
-            prefix = suffix = None
-            if prefix_len:
-                prefix = (h1[:, start:], h2[:, start:]), full_stamp[:, start:hist_len]
-            if i > gen_start:
-                suffix = (
-                    (gen1[:, gen_start:i], gen2[:, gen_start:i]),
-                    full_stamp[:, start + prefix_len : seq_len],
-                )
-            last = decoder.window(*(prefix or (None, None)), *(suffix or (None, None)))
-        else:
-            last = decoder.append(gen1[:, i - 1], gen2[:, i - 1], full_stamp[:, seq_len - 1])
+        last = decoder.last_hidden(i, gen1, gen2)
         s1 = sample_from_logits(model.head(last).float(), T, top_k, top_p)[:, 0]
         s2 = sample_from_logits(decoder.s2_logits(last, s1).float(), T, top_k, top_p)[:, 0]
         gen1[:, i] = s1

@@ -1,0 +1,267 @@
+"""Cached vs plain generation, side by side in one run (issue: fast generation).
+
+Random weights with Kronos-small shapes (d_model 512, 8 layers, 8 heads, ff 1024, 10+10 bits) and
+Tokenizer-base shapes, max_context 512. Each (scenario, engine) runs in a fresh subprocess so that
+its peak memory is its own; both engines get identical weights, inputs and seeds.
+
+    python benchmarks/bench_generation.py                  # A, B, C, D and the sliding-memory check
+    python benchmarks/bench_generation.py --scenarios A C  # a subset
+    python benchmarks/bench_generation.py --device cuda --dtype bfloat16
+
+Prints, per scenario: seconds, generated tokens per second (series x paths x steps / s) and the
+peak resident memory added by the run, for each engine, and the speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import threading
+import time
+from dataclasses import dataclass
+
+import torch
+
+SMALL = dict(
+    s1_bits=10,
+    s2_bits=10,
+    n_layers=8,
+    d_model=512,
+    n_heads=8,
+    ff_dim=1024,
+    ffn_dropout_p=0.0,
+    attn_dropout_p=0.0,
+    resid_dropout_p=0.0,
+    token_dropout_p=0.0,
+    learn_te=True,
+)
+TOKENIZER_BASE = dict(
+    d_in=6,
+    d_model=256,
+    n_heads=4,
+    ff_dim=512,
+    n_enc_layers=4,
+    n_dec_layers=4,
+    ffn_dropout_p=0.0,
+    attn_dropout_p=0.0,
+    resid_dropout_p=0.0,
+    s1_bits=10,
+    s2_bits=10,
+    beta=0.05,
+    gamma0=1.0,
+    gamma=1.1,
+    zeta=0.05,
+    group_size=4,
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    n_series: int
+    hist_len: int
+    pred_len: int
+    sample_count: int
+    T: float
+    top_k: int
+    top_p: float
+    max_context: int = 512
+    target: float | None = None
+    note: str = ""
+
+
+SCENARIOS = {
+    "A": Scenario("A", 1, 400, 120, 1, 1.0, 1, 1.0, target=8, note="history 400, 120 steps, 1 path, greedy"),
+    "B": Scenario(
+        "B", 1, 400, 120, 5, 1.0, 0, 0.9, target=25, note="history 400, 120 steps, 5 paths, T=1, top_p=0.9"
+    ),
+    "C": Scenario(
+        "C", 1, 384, 127, 1, 1.0, 1, 1.0, target=20, note="history 384, 127 steps (never slides), greedy"
+    ),
+    "D": Scenario(
+        "D", 64, 256, 24, 5, 1.0, 0, 0.9, target=20, note="64 series x history 256, 24 steps, 5 paths"
+    ),
+    # Memory check: D's batch with a window that fills at step 8 and then slides for 16 steps.
+    "D-slide": Scenario(
+        "D-slide",
+        64,
+        256,
+        24,
+        5,
+        1.0,
+        0,
+        0.9,
+        max_context=264,
+        note="D with max_context 264: the window is full from step 8 on",
+    ),
+}
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("VmHWM not found")
+
+
+class RssSampler(threading.Thread):
+    """Samples resident memory every 20 ms, to show how memory evolves during a run."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, int]] = []
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.samples.append((time.perf_counter(), rss_bytes()))
+            time.sleep(0.02)
+
+
+def build(device: str, dtype: torch.dtype):
+    from kronos import Kronos, KronosTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = KronosTokenizer(**TOKENIZER_BASE).eval().to(device, dtype)
+    model = Kronos(**SMALL).eval().to(device, dtype)
+    return tokenizer, model
+
+
+def inputs(sc: Scenario, device: str):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(sc.n_series, sc.hist_len, 6, generator=gen).cumsum(1) / 10
+    minutes = torch.arange(sc.hist_len + sc.pred_len) * 5
+    stamp = torch.stack(
+        [
+            minutes % 60,
+            (minutes // 60) % 24,
+            (minutes // 1440) % 7,
+            1 + (minutes // 1440) % 28,
+            1 + (minutes // 40320) % 12,
+        ]
+    ).T.float()
+    stamp = stamp.expand(sc.n_series, -1, -1)
+    return (
+        x.to(device),
+        stamp[:, : sc.hist_len].contiguous().to(device),
+        stamp[:, sc.hist_len :].contiguous().to(device),
+    )
+
+
+def run_one(sc: Scenario, use_cache: bool, device: str, dtype_name: str, threads: int, queue) -> None:
+    torch.set_num_threads(threads)
+    from kronos.generation import decode_tokens, generate_tokens
+
+    tokenizer, model = build(device, getattr(torch, dtype_name))
+    x, x_stamp, y_stamp = inputs(sc, device)
+    sampler = RssSampler()
+    reset_peak_rss()
+    before = rss_bytes()
+    sampler.start()
+    torch.manual_seed(2)
+    start = time.perf_counter()
+    tokens = generate_tokens(
+        tokenizer,
+        model,
+        x,
+        x_stamp,
+        y_stamp,
+        sc.max_context,
+        sc.pred_len,
+        5,
+        sc.T,
+        sc.top_k,
+        sc.top_p,
+        sc.sample_count,
+        use_cache=use_cache,
+    )
+    decode_tokens(tokenizer, tokens, sc.max_context, use_cache=use_cache)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    sampler.stop.set()
+    sampler.join()
+    peak = peak_rss_bytes() - before
+    timeline = [rss - before for t, rss in sampler.samples]
+    gpu_peak = torch.cuda.max_memory_allocated() if device == "cuda" else None
+    queue.put(
+        dict(
+            seconds=seconds,
+            peak=peak,
+            timeline=timeline,
+            gpu_peak=gpu_peak,
+            tokens=[t.cpu() for t in tokens.generated],
+        )
+    )
+
+
+def measure(sc: Scenario, use_cache: bool, args) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=run_one, args=(sc, use_cache, args.device, args.dtype, args.threads, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def fmt_mb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 2**20:8.1f} MB"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--scenarios", nargs="+", default=["A", "B", "C", "D", "D-slide"], choices=list(SCENARIOS)
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, device {args.device}, dtype {args.dtype}, {args.threads} threads")
+    for name in args.scenarios:
+        sc = SCENARIOS[name]
+        paths = sc.n_series * sc.sample_count
+        print(f"\n[{sc.name}] {sc.note}")
+        if name == "D-slide":
+            cached = measure(sc, True, args)
+            timeline = cached["timeline"]
+            marks = [timeline[int(f * (len(timeline) - 1))] for f in (0.1, 0.25, 0.5, 0.75, 1.0)]
+            print(
+                f"  cached: {cached['seconds']:7.2f} s, peak {fmt_mb(cached['peak'])}; resident memory added at "
+                f"10/25/50/75/100% of the run: " + ", ".join(fmt_mb(m).strip() for m in marks)
+            )
+            continue
+        plain = measure(sc, False, args)
+        cached = measure(sc, True, args)
+        same = all((a == b).all() for a, b in zip(plain["tokens"], cached["tokens"]))
+        for label, r in (("plain", plain), ("cached", cached)):
+            rate = paths * sc.pred_len / r["seconds"]
+            gpu = f", GPU peak {fmt_mb(r['gpu_peak'])}" if r["gpu_peak"] is not None else ""
+            print(
+                f"  {label:6s}: {r['seconds']:8.2f} s  {rate:9.1f} tokens/s  peak memory added {fmt_mb(r['peak'])}{gpu}"
+            )
+        speedup = plain["seconds"] / cached["seconds"]
+        verdict = (
+            ""
+            if sc.target is None
+            else f" (target >= {sc.target}x: {'met' if speedup >= sc.target else 'MISSED'})"
+        )
+        print(f"  speed-up {speedup:.1f}x{verdict}; identical tokens: {same}")
+
+
+if __name__ == "__main__":
+    main()
