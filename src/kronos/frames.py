@@ -162,13 +162,16 @@ def future_timestamps(
 
     1. `pandas.infer_freq` finds a regular frequency (e.g. every 5 minutes, hourly, daily,
        business days, weekly, month starts): continue it.
-    2. Daily bars with gaps (business days with holidays, or a missing day): the next calendar
-       days on the weekdays seen in the history, at the last bar's time of day. No holiday
-       calendar is known, so a future holiday gets a bar.
+    2. Daily bars with gaps (business days with holidays, or a missing day): the next days of
+       the trading week, at the last bar's time of day. No holiday calendar is known, so a
+       future holiday gets a bar.
     3. Intraday bars with gaps (trading sessions with nights, weekends, lunch breaks): the
-       history's times of day form the session template, its weekdays the trading week; the
-       future is the next template slots on those weekdays. A history within one calendar day
-       has no template: it steps on by its most common spacing.
+       history's times of day form the session template; the future is the next template slots
+       on days of the trading week. A history within one calendar day has no template: it
+       steps on by its most common spacing.
+
+    The trading week is the weekdays seen in a history spanning two weeks or more; a shorter
+    history trades Monday to Friday, or every day if it has a bar on a weekend.
     4. Bars spaced a fixed number of days apart with whole missing steps: continue the spacing.
 
     Missing bars (history slots of the inferred schedule with no row) come back as `gap`.
@@ -206,6 +209,18 @@ def future_timestamps(
     return future
 
 
+def _trading_weekdays(days: pd.DatetimeIndex) -> np.ndarray:
+    """Weekdays (Monday 0) on which the series trades.
+
+    A history spanning two weeks or more shows its trading week: the weekdays seen. A shorter
+    one is taken to trade Monday to Friday, or every day if it has a bar on a weekend.
+    """
+    seen = np.unique(days.day_of_week)
+    if days[-1] - days[0] >= pd.Timedelta(days=13):
+        return seen
+    return np.arange(7) if (seen >= 5).any() else np.arange(5)
+
+
 def _to_offset(freq) -> pd.DateOffset:
     try:
         return pd.tseries.frequencies.to_offset(freq)
@@ -220,13 +235,13 @@ def _daily_schedule(timestamps: pd.DatetimeIndex, n: int, name: str) -> FutureIn
         raise ValueError(
             f"{name}: daily bars but two bars fall on {days[1:][repeated][0].date()}; pass freq= to override"
         )
-    weekdays = np.unique(days.weekday)
+    weekdays = _trading_weekdays(days)
     calendar = pd.date_range(days[0], days[-1], freq="D")
-    expected = calendar[np.isin(calendar.weekday, weekdays)]
+    expected = calendar[np.isin(calendar.day_of_week, weekdays)]
     absent = expected[~expected.isin(days)]
     time_of_day = timestamps[-1] - days[-1]
     horizon = pd.date_range(days[-1] + ONE_DAY, periods=(n // max(len(weekdays), 1) + 2) * 7, freq="D")
-    future = horizon[np.isin(horizon.weekday, weekdays)][:n] + time_of_day
+    future = horizon[np.isin(horizon.day_of_week, weekdays)][:n] + time_of_day
     gap = Gap(absent[0] + time_of_day, len(absent)) if len(absent) else None
     names = ",".join(pd.Timestamp(2024, 1, 1 + int(d)).day_name()[:3] for d in weekdays)
     return FutureIndex(future, f"daily on {names}", gap)
@@ -249,14 +264,14 @@ def _intraday_schedule(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd
                 f"others recur on ~{usual:.0f} days; pass freq= to override"
             )
     template = pd.to_timedelta(np.sort(slot_days.index.to_numpy()), unit="ns")
-    weekdays = np.unique(days.weekday)
+    weekdays = _trading_weekdays(days)
     n_days = (n // len(template) + 2) * 7
     calendar = pd.date_range(days[-1], periods=n_days, freq="D")
-    calendar = calendar[np.isin(calendar.weekday, weekdays)]
+    calendar = calendar[np.isin(calendar.day_of_week, weekdays)]
     slots = (calendar.to_numpy()[:, None] + template.to_numpy()[None, :]).ravel()
     future = pd.DatetimeIndex(slots[slots > timestamps[-1].to_datetime64()][:n])
     history_calendar = pd.date_range(days[0], days[-1], freq="D")
-    history_calendar = history_calendar[np.isin(history_calendar.weekday, weekdays)]
+    history_calendar = history_calendar[np.isin(history_calendar.day_of_week, weekdays)]
     expected = (history_calendar.to_numpy()[:, None] + template.to_numpy()[None, :]).ravel()
     inside = (expected >= timestamps[0].to_datetime64()) & (expected <= timestamps[-1].to_datetime64())
     absent = expected[inside & ~np.isin(expected, timestamps.to_numpy())]
@@ -266,10 +281,11 @@ def _intraday_schedule(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd
 
 def _fixed_step(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd.Timedelta) -> FutureIndex:
     _check_grid(timestamps, step, name)
-    missing = int(((timestamps[1:] - timestamps[:-1]) // step - 1).sum())
+    spacing = np.asarray((timestamps[1:] - timestamps[:-1]) // step)
+    missing = int((spacing - 1).sum())
     gap = None
     if missing:
-        first = int(np.argmax((timestamps[1:] - timestamps[:-1]) > step))
+        first = int(np.argmax(spacing > 1))
         gap = Gap(timestamps[first] + step, missing)
     return FutureIndex(pd.date_range(timestamps[-1] + step, periods=n, freq=step), f"every {step}", gap)
 

@@ -316,7 +316,9 @@ class KronosPredictor:
             if future.gap is not None:
                 future.gap.id = one.id
                 gaps.append(future.gap)
-            bars, stamps = one.bars[-max_history:], one.timestamps[-max_history:]
+            # column-major, as prepare_ohlcv returns bars: numpy's float32 mean then sums in the same
+            # order, so the normalisation equals predict's bit for bit
+            bars, stamps = np.asfortranarray(one.bars[-max_history:]), one.timestamps[-max_history:]
             x_norm, mean, std = normalize(bars, self.clip)
             prepared.append(
                 (
