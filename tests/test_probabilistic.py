@@ -226,6 +226,24 @@ def test_irregular_timestamp_is_an_error_naming_it(tiny_predictor, tiny_ohlcv):
         tiny_predictor.predict_df(frame, prediction_length=2, max_history=200)
 
 
+def test_infinite_and_non_numeric_values_name_the_row(tiny_predictor, tiny_ohlcv):
+    frame = long_table(tiny_ohlcv, {"a": slice(0, 30)}).reset_index(drop=True)
+    frame.index = [f"r{i}" for i in range(len(frame))]
+    frame.loc["r12", "high"] = np.inf
+    with pytest.raises(ValueError, match=r"'high' has infinite values .*row 'r12'"):
+        tiny_predictor.predict_df(frame, prediction_length=2, nan_policy="ffill")
+    frame["high"] = frame["high"].astype(object)
+    frame.loc["r12", "high"] = "n/a"
+    with pytest.raises(ValueError, match=r"'high' must be numeric.*'n/a' at row 'r12'"):
+        tiny_predictor.predict_df(frame, prediction_length=2)
+
+
+def test_verbose_shows_a_progress_bar_over_series(tiny_predictor, tiny_ohlcv, capsys):
+    frame = long_table(tiny_ohlcv, {"a": slice(0, 30), "b": slice(0, 40), "c": slice(0, 40)})
+    tiny_predictor.predict_df(frame, prediction_length=2, sample_count=1, batch_size=1, verbose=True)
+    assert "3/3" in capsys.readouterr().err
+
+
 # --- bad input -----------------------------------------------------------------------------------
 
 

@@ -104,7 +104,8 @@ def split_series(
     frame = frame.loc[bars.index]
     if frame.empty:
         raise ValueError(f"no rows left after nan_policy={nan_policy!r}")
-    values = prepare_ohlcv(bars.reset_index(drop=True), "df")
+    # the input's own row labels, so that prepare_ohlcv's errors (non-numeric, infinite) name them
+    values = prepare_ohlcv(bars.set_axis(df.index[bars.index]), "df")
     codes, uniques = pd.factorize(frame["_id"], sort=False)
     order = np.argsort(codes, kind="stable")
     bounds = np.cumsum(np.bincount(codes, minlength=len(uniques)))[:-1]

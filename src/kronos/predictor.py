@@ -257,7 +257,7 @@ class KronosPredictor:
         prediction_length: int,
         quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
         sample_count: int = 20,
-        batch_size: int = 64,
+        batch_size: int = 32,
         T: float = 1.0,
         top_k: int = 0,
         top_p: float = 0.9,
