@@ -47,6 +47,21 @@ def test_predict_paths_is_reproducible_with_a_seed(tiny_predictor, tiny_ohlcv):
     assert np.ptp(first[:, :, 3], axis=0).max() > 0  # the paths differ from one another
 
 
+def test_predict_paths_batch_matches_predict_paths_in_greedy_mode(tiny_predictor, tiny_ohlcv):
+    parts = [history(tiny_ohlcv, slice(start, start + 50)) for start in (0, 100)]
+    futures = [tiny_ohlcv["timestamps"].iloc[start + 50 : start + 53] for start in (0, 100)]
+    batch = tiny_predictor.predict_paths_batch(
+        [p[0] for p in parts], [p[1] for p in parts], futures, 3, sample_count=2, top_k=1
+    )
+    assert batch.shape == (2, 2, 3, 6)
+    for (bars, stamps), future, paths in zip(parts, futures, batch):
+        alone = tiny_predictor.predict_paths(bars, stamps, future, 3, sample_count=2, top_k=1)
+        np.testing.assert_allclose(paths, alone, rtol=1e-5)
+        np.testing.assert_array_equal(paths[0], paths[1])  # greedy: every path is the same
+    mean = tiny_predictor.predict(parts[0][0], parts[0][1], futures[0], 3, top_k=1, verbose=False)
+    np.testing.assert_allclose(mean.to_numpy(), batch[0].mean(axis=0), rtol=1e-5)
+
+
 def test_predict_quantiles_summarises_the_paths(tiny_predictor, tiny_ohlcv):
     bars, stamps = history(tiny_ohlcv, slice(0, 96))
     future = tiny_ohlcv["timestamps"].iloc[96:102]

@@ -45,10 +45,9 @@ class Gap:
 
 @dataclass
 class FutureIndex:
-    """Future timestamps of one series, the rule that gave them, and any gap found in its history."""
+    """Future timestamps of one series, and any gap found in its history."""
 
     timestamps: pd.DatetimeIndex
-    rule: str
     gap: Gap | None = field(default=None)
 
 
@@ -170,10 +169,10 @@ def future_timestamps(
        history's times of day form the session template; the future is the next template slots
        on days of the trading week. A history within one calendar day has no template: it
        steps on by its most common spacing.
+    4. Bars spaced a fixed number of days apart with whole missing steps: continue the spacing.
 
     The trading week is the weekdays seen in a history spanning two weeks or more; a shorter
     history trades Monday to Friday, or every day if it has a bar on a weekend.
-    4. Bars spaced a fixed number of days apart with whole missing steps: continue the spacing.
 
     Missing bars (history slots of the inferred schedule with no row) come back as `gap`.
     Raises ValueError naming the series where no schedule fits: irregular spacing (e.g. one bar
@@ -183,13 +182,13 @@ def future_timestamps(
     timestamps = pd.DatetimeIndex(timestamps).as_unit("ns")
     if freq is not None:
         offset = _to_offset(freq)
-        return FutureIndex(pd.date_range(timestamps[-1] + offset, periods=n, freq=offset), f"freq={freq}")
+        return FutureIndex(pd.date_range(timestamps[-1] + offset, periods=n, freq=offset))
     if len(timestamps) < 3:
         raise ValueError(f"{name}: cannot infer a frequency from {len(timestamps)} timestamps; pass freq=")
     inferred = pd.infer_freq(timestamps)
     if inferred is not None:
         offset = _to_offset(inferred)
-        return FutureIndex(pd.date_range(timestamps[-1] + offset, periods=n, freq=offset), inferred)
+        return FutureIndex(pd.date_range(timestamps[-1] + offset, periods=n, freq=offset))
     tz = timestamps.tz
     local = timestamps.tz_localize(None) if tz is not None else timestamps
     step = pd.Timedelta(int(pd.Series(np.diff(local.asi8)).mode().min()), unit="ns")
@@ -244,8 +243,7 @@ def _daily_schedule(timestamps: pd.DatetimeIndex, n: int, name: str) -> FutureIn
     horizon = pd.date_range(days[-1] + ONE_DAY, periods=(n // max(len(weekdays), 1) + 2) * 7, freq="D")
     future = horizon[np.isin(horizon.day_of_week, weekdays)][:n] + time_of_day
     gap = Gap(absent[0] + time_of_day, len(absent)) if len(absent) else None
-    names = ",".join(pd.Timestamp(2024, 1, 1 + int(d)).day_name()[:3] for d in weekdays)
-    return FutureIndex(future, f"daily on {names}", gap)
+    return FutureIndex(future, gap)
 
 
 def _intraday_schedule(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd.Timedelta) -> FutureIndex:
@@ -253,7 +251,7 @@ def _intraday_schedule(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd
     offsets = timestamps - days
     if days[0] == days[-1]:
         _check_grid(timestamps, step, name)
-        return FutureIndex(pd.date_range(timestamps[-1] + step, periods=n, freq=step), f"every {step}")
+        return FutureIndex(pd.date_range(timestamps[-1] + step, periods=n, freq=step))
     slot_days = pd.Series(days).groupby(offsets.asi8).nunique()
     usual = float(np.median(slot_days.to_numpy()))
     if usual >= 3:
@@ -277,7 +275,7 @@ def _intraday_schedule(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd
     inside = (expected >= timestamps[0].to_datetime64()) & (expected <= timestamps[-1].to_datetime64())
     absent = expected[inside & ~np.isin(expected, timestamps.to_numpy())]
     gap = Gap(pd.Timestamp(absent[0]), len(absent)) if len(absent) else None
-    return FutureIndex(future, f"intraday session of {len(template)} bars a day", gap)
+    return FutureIndex(future, gap)
 
 
 def _fixed_step(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd.Timedelta) -> FutureIndex:
@@ -288,7 +286,7 @@ def _fixed_step(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd.Timede
     if missing:
         first = int(np.argmax(spacing > 1))
         gap = Gap(timestamps[first] + step, missing)
-    return FutureIndex(pd.date_range(timestamps[-1] + step, periods=n, freq=step), f"every {step}", gap)
+    return FutureIndex(pd.date_range(timestamps[-1] + step, periods=n, freq=step), gap)
 
 
 def _check_grid(timestamps: pd.DatetimeIndex, step: pd.Timedelta, name: str) -> None:
