@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from .data import FEATURE_COLUMNS, as_timestamps, denormalize, normalize, prepare_ohlcv, time_features
+from .forecast import (
+    CLOSE,
+    DEFAULT_QUANTILE_LEVELS,
+    check_quantile_levels,
+    ohlc_violation_rate,
+    ohlc_violations,
+    path_statistics,
+    summarize_paths,
+)
+from .frames import GAP_POLICIES, MIN_HISTORY, future_timestamps, report_gaps, split_series
 from .generation import decode_tokens, eval_mode, generate_tokens
 from .model import Kronos
 from .tokenizer import KronosTokenizer
@@ -195,11 +208,175 @@ class KronosPredictor:
         paths = self._sample(prepared, pred_len, T, top_k, top_p, sample_count, verbose)
         return np.stack([denormalize(p, prep[3], prep[4]) for p, prep in zip(paths, prepared)])
 
+    def predict_quantiles(
+        self,
+        df: pd.DataFrame,
+        x_timestamp,
+        y_timestamp,
+        pred_len: int,
+        quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
+        sample_count: int = 20,
+        T: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 0.9,
+        repair_ohlc: bool = True,
+        verbose: bool = False,
+    ) -> pd.DataFrame:
+        """Probabilistic forecast of one series: a DataFrame indexed by the future timestamps.
 
-def _check_pred_len(pred_len) -> int:
-    if isinstance(pred_len, bool) or not isinstance(pred_len, (int, np.integer)) or pred_len <= 0:
-        raise ValueError(f"pred_len must be a positive integer, got {pred_len!r}")
-    return int(pred_len)
+        Samples `sample_count` paths (`predict_paths`) and summarises them per step with
+        `kronos.forecast.path_statistics`: `<field>_mean` and `<field>_q<level>` (e.g.
+        `close_q0.1`) for open, high, low, close, volume and amount, `prob_close_above_last`,
+        `realized_vol` (mean over paths of sqrt(sum of squared log close-to-close returns up to
+        that step, the first from the last known close); the last row is the horizon's) and
+        `ohlc_violation_rate` (raw paths, before repair). With `repair_ohlc` (default), each
+        path's high and low are set to the max and min of its open, high, low, close before the
+        statistics. `y_timestamp=None` infers the future timestamps from x_timestamp
+        (`kronos.frames.future_timestamps`). `attrs` holds "ohlc_violation_rate" over all sampled
+        bars and "realized_vol" over the horizon.
+        """
+        levels = check_quantile_levels(quantile_levels)
+        pred_len = _check_pred_len(pred_len)
+        if y_timestamp is None:
+            history = pd.DatetimeIndex(as_timestamps(x_timestamp, "x_timestamp"))
+            y_timestamp = future_timestamps(history, pred_len, "x_timestamp").timestamps
+        paths = self.predict_paths(
+            df, x_timestamp, y_timestamp, pred_len, sample_count, T, top_k, top_p, verbose
+        )
+        last_close = float(prepare_ohlcv(df)[-1, CLOSE])
+        table = summarize_paths(paths, last_close, levels, repair_ohlc)
+        table.index = pd.DatetimeIndex(as_timestamps(y_timestamp, "y_timestamp"))
+        table.attrs["ohlc_violation_rate"] = ohlc_violation_rate(paths)
+        table.attrs["realized_vol"] = float(table["realized_vol"].iloc[-1])
+        return table
+
+    def predict_df(
+        self,
+        df: pd.DataFrame,
+        id_column: str = "id",
+        timestamp_column: str = "timestamps",
+        *,
+        prediction_length: int,
+        quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
+        sample_count: int = 20,
+        batch_size: int = 32,
+        T: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 0.9,
+        repair_ohlc: bool = True,
+        nan_policy: str = "raise",
+        freq: str | None = None,
+        on_gap: str = "warn",
+        max_history: int | None = None,
+        min_history: int = MIN_HISTORY,
+        verbose: bool = False,
+    ) -> pd.DataFrame:
+        """Probabilistic forecasts for every series of a long table, as a long table.
+
+        Input: one row per (id, timestamp) with open, high, low, close and optionally volume and
+        amount; series may differ in length and interleave, but each must be sorted by time
+        without duplicate timestamps (`kronos.frames.split_series`; `nan_policy` "raise",
+        "ffill" or "drop" decides what missing values do). Each series uses its last
+        `max_history` bars (default: the predictor's max_context) and needs at least
+        `min_history` (default 10). Future timestamps follow `freq` if given, else each series'
+        own schedule (`kronos.frames.future_timestamps`: regular frequencies, business days,
+        trading sessions); gaps in a history warn (`on_gap="warn"`), raise or are ignored.
+
+        Output: `prediction_length` rows per series, series in order of first appearance, with
+        columns `id_column`, `timestamp_column`, then `path_statistics`' columns
+        (`close_mean`, `close_q0.1`, ..., `prob_close_above_last`, `realized_vol`,
+        `ohlc_violation_rate`). `attrs["ohlc_violation_rate"]` is the raw rate over all bars.
+
+        Series are grouped by history length (the generation engine needs one length per batch)
+        and run `batch_size` at a time, so memory is bounded by batch_size x sample_count paths
+        whatever the number of series. Normalisation is per series, so in greedy mode
+        (top_k=1) a series' forecast does not depend on the series batched with it; with
+        sampling the random draws do depend on the batch layout.
+        """
+        pred_len = _check_pred_len(prediction_length, "prediction_length")
+        levels = check_quantile_levels(quantile_levels)
+        batch_size = _check_positive_int(batch_size, "batch_size")
+        min_history = _check_positive_int(min_history, "min_history")
+        if min_history < 3:
+            raise ValueError(f"min_history must be at least 3 (to infer a frequency), got {min_history}")
+        max_history = (
+            self.max_context if max_history is None else _check_positive_int(max_history, "max_history")
+        )
+        if max_history < min_history:
+            raise ValueError(f"max_history ({max_history}) is below min_history ({min_history})")
+        if on_gap not in GAP_POLICIES:
+            raise ValueError(f"on_gap must be one of {GAP_POLICIES}, got {on_gap!r}")
+        series = split_series(df, id_column, timestamp_column, nan_policy)
+        futures, gaps = [], []
+        for one in series:
+            name = f"{id_column}={one.id!r}"
+            if len(one.bars) < min_history:
+                raise ValueError(
+                    f"series {name} has {len(one.bars)} bars; at least min_history={min_history} are needed"
+                )
+            future = future_timestamps(one.timestamps, pred_len, name, freq)
+            futures.append(future.timestamps)
+            if future.gap is not None:
+                future.gap.id = one.id
+                gaps.append(future.gap)
+        report_gaps(gaps, on_gap, id_column)
+        histories = [one.timestamps[-max_history:] for one in series]
+        # time features of every series in one call each: per-series calls cost ~2 ms apiece
+        history_features = _split_rows(_time_features_of(histories), [len(h) for h in histories])
+        future_features = _split_rows(_time_features_of(futures), [pred_len] * len(futures))
+
+        prepared, last_closes, by_length = [], [], {}
+        for k, one in enumerate(series):
+            # column-major, as prepare_ohlcv returns bars: numpy's float32 mean then sums in the same
+            # order, so the normalisation equals predict's bit for bit
+            bars = np.asfortranarray(one.bars[-max_history:])
+            x_norm, mean, std = normalize(bars, self.clip)
+            # the layout of _prepare's tuples, which _sample reads
+            prepared.append((x_norm, history_features[k], future_features[k], mean, std, futures[k]))
+            last_closes.append(float(bars[-1, CLOSE]))
+            by_length.setdefault(len(bars), []).append(k)
+
+        order, batches, n_violations = [], [], 0
+        with tqdm(total=len(series), desc="series", unit="series", disable=not verbose) as progress:
+            for members in by_length.values():
+                for start in range(0, len(members), batch_size):
+                    chunk = members[start : start + batch_size]
+                    normed = self._sample(
+                        [prepared[i] for i in chunk], pred_len, T, top_k, top_p, sample_count, False
+                    )
+                    paths = np.stack(
+                        [denormalize(p, prepared[i][3], prepared[i][4]) for p, i in zip(normed, chunk)]
+                    )
+                    n_violations += int(ohlc_violations(paths).sum())
+                    closes = np.array([last_closes[i] for i in chunk])
+                    batches.append(path_statistics(paths, closes, levels, repair_ohlc))
+                    order.extend(chunk)
+                    progress.update(len(chunk))
+        position = np.argsort(np.array(order))
+        columns = {name: np.concatenate([b[name] for b in batches])[position].ravel() for name in batches[0]}
+        ids = pd.Index([one.id for one in series]).repeat(pred_len)
+        stamps = futures[0].append(futures[1:])
+        table = pd.DataFrame({id_column: ids, timestamp_column: stamps, **columns})
+        table.attrs["ohlc_violation_rate"] = n_violations / (len(series) * sample_count * pred_len)
+        return table
+
+
+def _time_features_of(indexes: list[pd.DatetimeIndex]) -> np.ndarray:
+    return time_features(pd.Series(indexes[0].append(indexes[1:])))
+
+
+def _split_rows(array: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
+    return np.split(array, np.cumsum(lengths)[:-1])
+
+
+def _check_pred_len(pred_len, name: str = "pred_len") -> int:
+    return _check_positive_int(pred_len, name)
+
+
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def _as_dtype(dtype) -> torch.dtype:

@@ -1,0 +1,146 @@
+"""Summaries of sampled forecast paths: quantiles, direction probability, volatility, OHLC checks.
+
+Paths are arrays [..., n_paths, pred_len, 6] in price units with columns open, high, low, close,
+volume, amount (FEATURE_COLUMNS). The leading axes, if any, are series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .data import FEATURE_COLUMNS
+
+DEFAULT_QUANTILE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+OPEN, HIGH, LOW, CLOSE = 0, 1, 2, 3
+
+
+def check_quantile_levels(quantile_levels: Sequence[float]) -> tuple[float, ...]:
+    """Levels as a sorted tuple of distinct floats, each strictly inside (0, 1)."""
+    try:
+        levels = [float(q) for q in quantile_levels]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"quantile_levels must be a sequence of numbers, got {quantile_levels!r}") from err
+    if not levels:
+        raise ValueError("quantile_levels must hold at least one level")
+    bad = [q for q in levels if not 0 < q < 1]
+    if bad:
+        raise ValueError(f"quantile_levels must lie strictly between 0 and 1, got {bad}")
+    if len(set(levels)) != len(levels):
+        raise ValueError(f"quantile_levels has repeated levels: {levels}")
+    return tuple(sorted(levels))
+
+
+def quantile_column(field: str, level: float) -> str:
+    """Column name of a quantile: `close_q0.1`, `close_q0.05`, `high_q0.5` (level printed with %g)."""
+    return f"{field}_q{level:g}"
+
+
+def ohlc_violations(paths: np.ndarray) -> np.ndarray:
+    """Boolean [..., pred_len]: True where a bar breaks high >= max(open, close) >= min(open, close) >= low.
+
+    `high >= low` follows from the chain, so a bar with high < low is flagged too.
+    """
+    paths = np.asarray(paths)
+    o, h, lo, c = (paths[..., i] for i in (OPEN, HIGH, LOW, CLOSE))
+    return (h < np.maximum(o, c)) | (lo > np.minimum(o, c))
+
+
+def ohlc_violation_rate(paths: np.ndarray) -> float:
+    """Fraction of sampled bars (over every path and step) that break the OHLC ordering."""
+    return float(ohlc_violations(paths).mean())
+
+
+def repair_ohlc(paths: np.ndarray) -> np.ndarray:
+    """A copy with high = max(open, high, low, close) and low = min(open, high, low, close) per bar.
+
+    Open and close are kept, so the repaired bar is the smallest change to high and low that
+    satisfies the OHLC ordering; volume and amount are untouched.
+    """
+    repaired = np.array(paths, copy=True)
+    prices = repaired[..., [OPEN, HIGH, LOW, CLOSE]]
+    repaired[..., HIGH] = prices.max(axis=-1)
+    repaired[..., LOW] = prices.min(axis=-1)
+    return repaired
+
+
+def close_log_returns(paths: np.ndarray, last_close: float | np.ndarray) -> np.ndarray:
+    """Log close-to-close returns [..., n_paths, pred_len], the first from the last known close.
+
+    A non-positive close has no log return: those entries are NaN.
+    """
+    close = np.asarray(paths)[..., CLOSE].astype(np.float64)
+    last = np.broadcast_to(np.asarray(last_close, dtype=np.float64)[..., None, None], close[..., :1].shape)
+    chained = np.concatenate([last, close], axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.where(chained > 0, np.log(np.where(chained > 0, chained, 1.0)), np.nan)
+    return np.diff(logs, axis=-1)
+
+
+def realized_volatility(paths: np.ndarray, last_close: float | np.ndarray) -> np.ndarray:
+    """Cumulative realised volatility per path [..., n_paths, pred_len].
+
+    Entry h is sqrt(r_1^2 + ... + r_h^2) with r_t the log close-to-close return into step t (r_1
+    from the last known close): the textbook realised volatility over the first h steps, neither
+    demeaned nor annualised. The last entry is the volatility over the whole horizon.
+    """
+    return np.sqrt(np.cumsum(close_log_returns(paths, last_close) ** 2, axis=-1))
+
+
+def path_statistics(
+    paths: np.ndarray,
+    last_close: float | np.ndarray,
+    quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
+    repair: bool = True,
+) -> dict[str, np.ndarray]:
+    """Per-step statistics of sampled paths, as columns of shape [..., pred_len].
+
+    paths: [..., n_paths, pred_len, 6] in price units; last_close: the last known close (one per
+    leading index). Columns, in order: `<field>_mean` and `<field>_q<level>` (see
+    `quantile_column`) for each field of FEATURE_COLUMNS; `prob_close_above_last`, the fraction
+    of paths whose close at that step is strictly above last_close; `realized_vol`, the mean over
+    paths of the cumulative realised volatility (`realized_volatility`; a path with a
+    non-positive close is left out from that step on; the last step gives the volatility over
+    the whole horizon); `ohlc_violation_rate`, the fraction of raw paths whose bar at that step
+    breaks the OHLC ordering, measured before any repair. With `repair`, every other statistic
+    is computed on paths repaired by `repair_ohlc`. Quantiles interpolate linearly between
+    order statistics (numpy's default), so they never decrease as the level grows.
+    """
+    levels = check_quantile_levels(quantile_levels)
+    paths = np.asarray(paths, dtype=np.float64)
+    if paths.ndim < 3 or paths.shape[-1] != len(FEATURE_COLUMNS):
+        raise ValueError(f"paths must be [..., n_paths, pred_len, {len(FEATURE_COLUMNS)}], got {paths.shape}")
+    violation = ohlc_violations(paths).mean(axis=-2)
+    if repair:
+        paths = repair_ohlc(paths)
+    mean = paths.mean(axis=-3)
+    quantiles = np.quantile(paths, levels, axis=-3)  # [n_levels, ..., pred_len, 6]
+    columns: dict[str, np.ndarray] = {}
+    for j, name in enumerate(FEATURE_COLUMNS):
+        columns[f"{name}_mean"] = mean[..., j]
+        for k, level in enumerate(levels):
+            columns[quantile_column(name, level)] = quantiles[k, ..., j]
+    last = np.asarray(last_close, dtype=np.float64)[..., None, None]
+    columns["prob_close_above_last"] = (paths[..., CLOSE] > last).mean(axis=-2)
+    vol = realized_volatility(paths, last_close)
+    valid = ~np.isnan(vol)
+    n_valid = valid.sum(axis=-2)
+    vol_sum = np.where(valid, vol, 0.0).sum(axis=-2)
+    columns["realized_vol"] = np.where(n_valid > 0, vol_sum / np.maximum(n_valid, 1), np.nan)
+    columns["ohlc_violation_rate"] = violation
+    return columns
+
+
+def summarize_paths(
+    paths: np.ndarray,
+    last_close: float,
+    quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
+    repair: bool = True,
+) -> pd.DataFrame:
+    """`path_statistics` of one series' paths [n_paths, pred_len, 6] as a DataFrame, one row per step."""
+    paths = np.asarray(paths)
+    if paths.ndim != 3:
+        raise ValueError(f"paths must be [n_paths, pred_len, {len(FEATURE_COLUMNS)}], got {paths.shape}")
+    return pd.DataFrame(path_statistics(paths, last_close, quantile_levels, repair))

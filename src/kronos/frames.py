@@ -1,0 +1,312 @@
+"""Long-format input for many series: validation, missing-data policy and future timestamps.
+
+A long table has one row per (series id, timestamp) and the OHLCV columns of `prepare_ohlcv`.
+`split_series` checks it and cuts it into per-series arrays; `future_timestamps` infers each
+series' next timestamps from its own history.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .data import FEATURE_COLUMNS, PRICE_COLUMNS, prepare_ohlcv
+
+NAN_POLICIES = ("raise", "ffill", "drop")
+GAP_POLICIES = ("warn", "raise", "ignore")
+MIN_HISTORY = 10
+ONE_DAY = pd.Timedelta(days=1)
+
+
+class GapWarning(UserWarning):
+    """Some series have missing bars (gaps) in their history."""
+
+
+@dataclass
+class SeriesData:
+    """One series of a long table: its id, bars [L, 6] float32 (FEATURE_COLUMNS) and timestamps."""
+
+    id: object
+    bars: np.ndarray
+    timestamps: pd.DatetimeIndex
+
+
+@dataclass
+class Gap:
+    """Missing bars in a series' history: how many, and the first missing timestamp."""
+
+    first_missing: pd.Timestamp
+    missing: int
+    id: object = None
+
+
+@dataclass
+class FutureIndex:
+    """Future timestamps of one series, and any gap found in its history."""
+
+    timestamps: pd.DatetimeIndex
+    gap: Gap | None = field(default=None)
+
+
+def split_series(
+    df: pd.DataFrame,
+    id_column: str = "id",
+    timestamp_column: str = "timestamps",
+    nan_policy: str = "raise",
+) -> list[SeriesData]:
+    """Validate a long table and return its series in order of first appearance.
+
+    Rules, each broken with a ValueError that names the id and timestamp concerned:
+    `id_column` and `timestamp_column` exist, ids and timestamps are not missing, and within
+    each series timestamps are strictly increasing (no duplicate (id, timestamp) rows, rows
+    sorted by time; different series may interleave). Missing OHLCV values follow `nan_policy`:
+    "raise" (default) errors, "ffill" carries each column's last value forward within the series
+    and then drops the rows still missing a value (those before a column's first value), "drop"
+    drops every row with a missing value. Dropped rows leave gaps that `future_timestamps` reports.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"df must be a pandas DataFrame, got {type(df).__name__}")
+    for role, column in (("id_column", id_column), ("timestamp_column", timestamp_column)):
+        if column not in df.columns:
+            raise ValueError(f"{role} {column!r} is not a column of df; it has {list(df.columns)}")
+    if id_column == timestamp_column:
+        raise ValueError(f"id_column and timestamp_column are both {id_column!r}")
+    if nan_policy not in NAN_POLICIES:
+        raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
+    if df.empty:
+        raise ValueError("df has no rows")
+    ids = df[id_column].reset_index(drop=True)
+    if ids.isna().any():
+        raise ValueError(f"id column {id_column!r} has missing ids, first at row {df.index[ids.isna()][0]!r}")
+    try:
+        stamps = pd.to_datetime(df[timestamp_column]).reset_index(drop=True)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"timestamp column {timestamp_column!r} must hold timestamps: {err}") from err
+    if stamps.isna().any():
+        pos = int(np.argmax(stamps.isna().to_numpy()))
+        raise ValueError(
+            f"timestamp column {timestamp_column!r} has missing timestamps, first at row {df.index[pos]!r} "
+            f"({id_column}={ids[pos]!r})"
+        )
+    frame = pd.DataFrame({"_id": ids, "_ts": stamps.dt.as_unit("ns")})
+    _check_order(frame, id_column)
+    features = [c for c in FEATURE_COLUMNS if c in df.columns]
+    missing_prices = [c for c in PRICE_COLUMNS if c not in df.columns]
+    if missing_prices:
+        raise ValueError(f"df is missing price column(s) {missing_prices}; it has {list(df.columns)}")
+    bars = _apply_nan_policy(
+        df[features].reset_index(drop=True), frame, nan_policy, id_column, timestamp_column
+    )
+    frame = frame.loc[bars.index]
+    if frame.empty:
+        raise ValueError(f"no rows left after nan_policy={nan_policy!r}")
+    # the input's own row labels, so that prepare_ohlcv's errors (non-numeric, infinite) name them
+    values = prepare_ohlcv(bars.set_axis(df.index[bars.index]), "df")
+    codes, uniques = pd.factorize(frame["_id"], sort=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.cumsum(np.bincount(codes, minlength=len(uniques)))[:-1]
+    stamps_all = pd.DatetimeIndex(frame["_ts"].to_numpy())
+    return [
+        SeriesData(id=uniques[k], bars=values[rows], timestamps=stamps_all[rows])
+        for k, rows in enumerate(np.split(order, bounds))
+    ]
+
+
+def _check_order(frame: pd.DataFrame, id_column: str) -> None:
+    step = frame.groupby("_id", sort=False)["_ts"].diff()
+    duplicate = step == pd.Timedelta(0)
+    if duplicate.any():
+        row = int(np.argmax(duplicate.to_numpy()))
+        raise ValueError(
+            f"duplicate rows: {int(duplicate.sum())} (id, timestamp) pair(s) appear more than once, first "
+            f"{id_column}={frame.at[row, '_id']!r} at {frame.at[row, '_ts']}"
+        )
+    backwards = step < pd.Timedelta(0)
+    if backwards.any():
+        row = int(np.argmax(backwards.to_numpy()))
+        raise ValueError(
+            f"rows are not sorted by time within each series: {id_column}={frame.at[row, '_id']!r} has "
+            f"{frame.at[row, '_ts']} after a later timestamp; sort by id, then timestamp"
+        )
+
+
+def _apply_nan_policy(
+    bars: pd.DataFrame, frame: pd.DataFrame, nan_policy: str, id_column: str, timestamp_column: str
+) -> pd.DataFrame:
+    missing = bars.isna()
+    if not missing.to_numpy().any():
+        return bars
+    if nan_policy == "raise":
+        rows, cols = np.nonzero(missing.to_numpy())
+        row = bars.index[rows[0]]
+        raise ValueError(
+            f"column {bars.columns[cols[0]]!r} has missing values ({len(rows)} in all), first at "
+            f"{id_column}={frame.at[row, '_id']!r}, {timestamp_column}={frame.at[row, '_ts']}; "
+            f"pass nan_policy='ffill' or 'drop' to fill or drop them"
+        )
+    if nan_policy == "ffill":
+        bars = bars.groupby(frame["_id"].to_numpy(), sort=False).ffill()
+    return bars[bars.notna().all(axis=1)]
+
+
+def future_timestamps(
+    timestamps: pd.DatetimeIndex, n: int, name: str, freq: str | pd.DateOffset | None = None
+) -> FutureIndex:
+    """The next `n` timestamps of a series, from `freq` or inferred from its own history.
+
+    With `freq` (a pandas offset such as "5min", "h", "B", "D"), timestamps step by it from the
+    last one. Otherwise, in this order:
+
+    1. `pandas.infer_freq` finds a regular frequency (e.g. every 5 minutes, hourly, daily,
+       business days, weekly, month starts): continue it.
+    2. Daily bars with gaps (business days with holidays, or a missing day): the next days of
+       the trading week, at the last bar's time of day. No holiday calendar is known, so a
+       future holiday gets a bar.
+    3. Intraday bars with gaps (trading sessions with nights, weekends, lunch breaks): the
+       history's times of day form the session template; the future is the next template slots
+       on days of the trading week. A history within one calendar day has no template: it
+       steps on by its most common spacing.
+    4. Bars spaced a fixed number of days apart with whole missing steps: continue the spacing.
+
+    The trading week is the weekdays seen in a history spanning two weeks or more; a shorter
+    history trades Monday to Friday, or every day if it has a bar on a weekend.
+
+    Missing bars (history slots of the inferred schedule with no row) come back as `gap`.
+    Raises ValueError naming the series where no schedule fits: irregular spacing (e.g. one bar
+    off the grid), intraday bars seen at a time of day only once while other times recur, or
+    several bars on one day in daily data. Passing `freq` skips inference and these checks.
+    """
+    timestamps = pd.DatetimeIndex(timestamps).as_unit("ns")
+    if freq is not None:
+        offset = _to_offset(freq)
+        return FutureIndex(pd.date_range(timestamps[-1] + offset, periods=n, freq=offset))
+    if len(timestamps) < 3:
+        raise ValueError(f"{name}: cannot infer a frequency from {len(timestamps)} timestamps; pass freq=")
+    inferred = pd.infer_freq(timestamps)
+    if inferred is not None:
+        offset = _to_offset(inferred)
+        return FutureIndex(pd.date_range(timestamps[-1] + offset, periods=n, freq=offset))
+    tz = timestamps.tz
+    local = timestamps.tz_localize(None) if tz is not None else timestamps
+    step = pd.Timedelta(int(pd.Series(np.diff(local.asi8)).mode().min()), unit="ns")
+    if step == ONE_DAY:
+        future = _daily_schedule(local, n, name)
+    elif step < ONE_DAY:
+        future = _intraday_schedule(local, n, name, step)
+    else:
+        future = _fixed_step(local, n, name, step)
+    if tz is not None:
+        future.timestamps = future.timestamps.tz_localize(
+            tz, ambiguous=np.zeros(n, dtype=bool), nonexistent="shift_forward"
+        )
+        if future.gap is not None:
+            future.gap.first_missing = future.gap.first_missing.tz_localize(
+                tz, ambiguous=False, nonexistent="shift_forward"
+            )
+    return future
+
+
+def _trading_weekdays(days: pd.DatetimeIndex) -> np.ndarray:
+    """Weekdays (Monday 0) on which the series trades.
+
+    A history spanning two weeks or more shows its trading week: the weekdays seen. A shorter
+    one is taken to trade Monday to Friday, or every day if it has a bar on a weekend.
+    """
+    seen = np.unique(days.day_of_week)
+    if days[-1] - days[0] >= pd.Timedelta(days=13):
+        return seen
+    return np.arange(7) if (seen >= 5).any() else np.arange(5)
+
+
+def _to_offset(freq) -> pd.DateOffset:
+    try:
+        return pd.tseries.frequencies.to_offset(freq)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"freq {freq!r} is not a pandas frequency (e.g. '5min', 'h', 'B', 'D')") from err
+
+
+def _daily_schedule(timestamps: pd.DatetimeIndex, n: int, name: str) -> FutureIndex:
+    days = timestamps.normalize()
+    repeated = days[1:] == days[:-1]
+    if repeated.any():
+        raise ValueError(
+            f"{name}: daily bars but two bars fall on {days[1:][repeated][0].date()}; pass freq= to override"
+        )
+    weekdays = _trading_weekdays(days)
+    calendar = pd.date_range(days[0], days[-1], freq="D")
+    expected = calendar[np.isin(calendar.day_of_week, weekdays)]
+    absent = expected[~expected.isin(days)]
+    time_of_day = timestamps[-1] - days[-1]
+    horizon = pd.date_range(days[-1] + ONE_DAY, periods=(n // max(len(weekdays), 1) + 2) * 7, freq="D")
+    future = horizon[np.isin(horizon.day_of_week, weekdays)][:n] + time_of_day
+    gap = Gap(absent[0] + time_of_day, len(absent)) if len(absent) else None
+    return FutureIndex(future, gap)
+
+
+def _intraday_schedule(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd.Timedelta) -> FutureIndex:
+    days = timestamps.normalize()
+    offsets = timestamps - days
+    if days[0] == days[-1]:
+        _check_grid(timestamps, step, name)
+        return FutureIndex(pd.date_range(timestamps[-1] + step, periods=n, freq=step))
+    slot_days = pd.Series(days).groupby(offsets.asi8).nunique()
+    usual = float(np.median(slot_days.to_numpy()))
+    if usual >= 3:
+        odd = slot_days.index[slot_days.to_numpy() == 1]
+        if len(odd):
+            where = timestamps[np.isin(offsets.asi8, odd)][0]
+            raise ValueError(
+                f"{name}: irregular timestamp {where}: its time of day appears only once while the "
+                f"others recur on ~{usual:.0f} days; pass freq= to override"
+            )
+    template = pd.to_timedelta(np.sort(slot_days.index.to_numpy()), unit="ns")
+    weekdays = _trading_weekdays(days)
+    n_days = (n // len(template) + 2) * 7
+    calendar = pd.date_range(days[-1], periods=n_days, freq="D")
+    calendar = calendar[np.isin(calendar.day_of_week, weekdays)]
+    slots = (calendar.to_numpy()[:, None] + template.to_numpy()[None, :]).ravel()
+    future = pd.DatetimeIndex(slots[slots > timestamps[-1].to_datetime64()][:n])
+    history_calendar = pd.date_range(days[0], days[-1], freq="D")
+    history_calendar = history_calendar[np.isin(history_calendar.day_of_week, weekdays)]
+    expected = (history_calendar.to_numpy()[:, None] + template.to_numpy()[None, :]).ravel()
+    inside = (expected >= timestamps[0].to_datetime64()) & (expected <= timestamps[-1].to_datetime64())
+    absent = expected[inside & ~np.isin(expected, timestamps.to_numpy())]
+    gap = Gap(pd.Timestamp(absent[0]), len(absent)) if len(absent) else None
+    return FutureIndex(future, gap)
+
+
+def _fixed_step(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd.Timedelta) -> FutureIndex:
+    _check_grid(timestamps, step, name)
+    spacing = np.asarray((timestamps[1:] - timestamps[:-1]) // step)
+    missing = int((spacing - 1).sum())
+    gap = None
+    if missing:
+        first = int(np.argmax(spacing > 1))
+        gap = Gap(timestamps[first] + step, missing)
+    return FutureIndex(pd.date_range(timestamps[-1] + step, periods=n, freq=step), gap)
+
+
+def _check_grid(timestamps: pd.DatetimeIndex, step: pd.Timedelta, name: str) -> None:
+    off_grid = (timestamps - timestamps[0]) % step != pd.Timedelta(0)
+    if off_grid.any():
+        raise ValueError(
+            f"{name}: irregular timestamp {timestamps[off_grid][0]}: not a whole number of {step} steps "
+            f"after {timestamps[0]}; pass freq= to override"
+        )
+
+
+def report_gaps(gaps: list[Gap], on_gap: str, id_column: str) -> None:
+    """Warn (GapWarning) or raise about series with missing bars, naming the first few."""
+    if not gaps or on_gap == "ignore":
+        return
+    shown = "; ".join(
+        f"{id_column}={g.id!r}: {g.missing} missing, first at {g.first_missing}" for g in gaps[:5]
+    )
+    more = f" (and {len(gaps) - 5} more series)" if len(gaps) > 5 else ""
+    message = f"{len(gaps)} series have gaps in their history: {shown}{more}"
+    if on_gap == "raise":
+        raise ValueError(message + "; pass on_gap='warn' or 'ignore' to forecast anyway")
+    warnings.warn(message, GapWarning, stacklevel=3)
