@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import FEATURE_COLUMNS, prepare_ohlcv
+from ..data import AMOUNT_COLUMN, FEATURE_COLUMNS, PRICE_COLUMNS, VOLUME_COLUMN, prepare_ohlcv
 
 TIMESTAMP_COLUMN = "timestamps"
 
@@ -106,4 +106,15 @@ def present_columns(series: dict[str, pd.DataFrame]) -> list[str]:
 
 
 def bars_of(df: pd.DataFrame, name: str) -> np.ndarray:
-    return prepare_ohlcv(df, name).astype(np.float64)
+    """Bars [L, 6] in FEATURE_COLUMNS order in float64, filled in as `prepare_ohlcv` does.
+
+    Scores are computed on these: the model's float32 input would round prices such as 60000.13.
+    """
+    prepare_ohlcv(df, name)
+    bars = pd.DataFrame({c: df[c].to_numpy(dtype=np.float64) for c in FEATURE_COLUMNS if c in df.columns})
+    if VOLUME_COLUMN not in bars:
+        bars[VOLUME_COLUMN] = 0.0
+        bars[AMOUNT_COLUMN] = 0.0
+    elif AMOUNT_COLUMN not in bars:
+        bars[AMOUNT_COLUMN] = bars[VOLUME_COLUMN] * bars[PRICE_COLUMNS].mean(axis=1)
+    return bars[FEATURE_COLUMNS].to_numpy()

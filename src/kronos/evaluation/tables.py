@@ -82,7 +82,7 @@ def summary_table(result, column: str, n_boot: int, confidence: float, seed: int
         best = baseline_values.idxmin()
         reference = by_method[best]
         for method, frame in by_method.items():
-            paired = frame.join(reference, rsuffix="_ref", how="inner")
+            paired = frame.merge(reference, left_index=True, right_index=True, suffixes=("", "_ref"))
             num = paired[[spec.numerator, f"{spec.numerator}_ref"]].to_numpy()
             den = paired[[spec.denominator, f"{spec.denominator}_ref"]].to_numpy()
             ratio = bootstrap_ratio_of_sums(num, den, n_boot, confidence, seed)
