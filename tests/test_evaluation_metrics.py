@@ -46,8 +46,8 @@ def test_crps_of_a_large_normal_sample_matches_the_closed_form():
 
 
 def test_quantile_loss_by_hand():
-    # quantile q of 0..100 is 100 q; 2 x pinball at y = 50 for q = .1 ... .9 sums to 80
-    loss = metrics.quantile_loss(np.arange(101.0), np.array(50.0))
+    # quantile q of 1..99 is the value of rank 100 q, i.e. 100 q; 2 x pinball at y = 50 for q = .1 ... .9 sums to 80
+    loss = metrics.quantile_loss(np.arange(1.0, 100.0), np.array(50.0))
     assert loss == pytest.approx(80 / 9)
     assert metrics.quantile_loss(np.full(7, 3.0), np.array(5.0)) == pytest.approx(
         2 * 2 * np.mean(np.arange(1, 10) / 10)
@@ -55,11 +55,23 @@ def test_quantile_loss_by_hand():
 
 
 def test_coverage_of_a_known_band():
-    samples = np.arange(101.0)  # central 80% interval [10, 90], 95% interval [2.5, 97.5], 50% [25, 75]
+    samples = np.arange(
+        1.0, 100.0
+    )  # quantile q at rank 100 q: 80% interval [10, 90], 95% [2.5, 97.5], 50% [25, 75]
     actual = np.array([10.0, 90.0, 9.9, 95.0, 50.0])
     assert metrics.interval_hits(samples, actual, 0.8).tolist() == [1, 1, 0, 0, 1]
     assert metrics.interval_hits(samples, actual, 0.95).tolist() == [1, 1, 1, 1, 1]
     assert metrics.interval_hits(samples, actual, 0.5).tolist() == [0, 0, 0, 0, 1]
+
+
+def test_intervals_of_a_few_samples_cover_their_nominal_level():
+    rng = np.random.default_rng(6)
+    samples, actual = rng.standard_normal((20, 50_000)), rng.standard_normal(50_000)
+    assert metrics.interval_hits(samples, actual, 0.8).mean() == pytest.approx(0.8, abs=0.01)
+    assert metrics.interval_hits(samples, actual, 0.5).mean() == pytest.approx(0.5, abs=0.01)
+    assert metrics.interval_hits(samples, actual, 0.95).mean() == pytest.approx(
+        19 / 21, abs=0.01
+    )  # the most 20 allow
 
 
 def test_empirical_cdf_of_a_known_distribution():

@@ -11,6 +11,16 @@ import numpy as np
 
 INTERVAL_LEVELS = (0.5, 0.8, 0.95)
 QUANTILE_LEVELS = tuple(np.round(np.arange(0.1, 1.0, 0.1), 2))
+# Sample quantile at probability q: the order statistic at rank q (P + 1), interpolated. Between the
+# order statistics of ranks k < m lies (m - k) / (P + 1) of the forecast distribution on average,
+# so an interval made this way covers its nominal level for any P. numpy's default (rank
+# 1 + q (P - 1)) makes the central 80% interval of 20 samples cover only about 72%.
+QUANTILE_METHOD = "weibull"
+
+
+def sample_quantiles(samples: np.ndarray, levels) -> np.ndarray:
+    """Quantiles of the samples along axis 0 (QUANTILE_METHOD); levels beyond the extreme ranks give the extremes."""
+    return np.quantile(np.asarray(samples, dtype=np.float64), levels, axis=0, method=QUANTILE_METHOD)
 
 
 def crps_from_samples(samples: np.ndarray, actual: np.ndarray) -> np.ndarray:
@@ -37,17 +47,19 @@ def quantile_loss(samples: np.ndarray, actual: np.ndarray, levels=QUANTILE_LEVEL
     quantile loss (wQL) used in the forecasting literature.
     """
     actual = np.asarray(actual, dtype=np.float64)
-    quantiles = np.quantile(np.asarray(samples, dtype=np.float64), levels, axis=0)
+    quantiles = sample_quantiles(samples, levels)
     levels = np.asarray(levels).reshape((-1,) + (1,) * actual.ndim)
     diff = actual - quantiles
     return (2 * np.maximum(levels * diff, (levels - 1) * diff)).mean(axis=0)
 
 
 def interval_bounds(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Central interval holding `level` of the forecast: empirical (1-level)/2 and (1+level)/2 quantiles."""
-    lower, upper = np.quantile(
-        np.asarray(samples, dtype=np.float64), [(1 - level) / 2, (1 + level) / 2], axis=0
-    )
+    """Central interval holding `level` of the forecast: the (1-level)/2 and (1+level)/2 sample quantiles.
+
+    With P samples no interval between them can be expected to cover more than (P - 1) / (P + 1)
+    (90.5% for P = 20): a 95% interval needs P >= 39.
+    """
+    lower, upper = sample_quantiles(samples, [(1 - level) / 2, (1 + level) / 2])
     return lower, upper
 
 

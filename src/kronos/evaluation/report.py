@@ -166,7 +166,13 @@ def build_sections(
             "Calibration (close)",
             "Empirical coverage of the central 50/80/95% intervals of the sample paths, and the PIT "
             "histogram (density per bin; 1.0 everywhere for a calibrated forecast, U-shaped when "
-            "too narrow, hump-shaped when too wide). Point-forecast baselines have no PIT.",
+            "too narrow, hump-shaped when too wide). Point-forecast baselines have no PIT."
+            + (
+                f" With {s['paths']} paths the 95% interval can be expected to cover at most "
+                f"{(s['paths'] - 1) / (s['paths'] + 1):.1%}; use 39 or more paths to judge it."
+                if s["paths"] < 39
+                else ""
+            ),
             coverage,
             image_names.get("calibration"),
         ),
