@@ -110,6 +110,7 @@ class EvaluationResult:
     baselines: list[str]
     settings: dict
     skipped: dict[str, str] = field(default_factory=dict)
+    _summaries: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def methods(self) -> list[str]:
@@ -123,7 +124,10 @@ class EvaluationResult:
         from .tables import summary_table
 
         seed = self.settings.get("seed", 0) if seed is None else seed
-        return summary_table(self, column, n_boot, confidence, seed)
+        key = (column, n_boot, confidence, seed)
+        if key not in self._summaries:
+            self._summaries[key] = summary_table(self, column, n_boot, confidence, seed)
+        return self._summaries[key].copy()
 
     def by_horizon(self, column: str = "close") -> pd.DataFrame:
         """Mean scores per method and horizon step."""

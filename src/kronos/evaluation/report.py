@@ -216,7 +216,7 @@ def render_html(sections: list[Section]) -> str:
         for paragraph in section.text.split("\n\n") if section.text else []:
             body.append(f"<p>{html_lib.escape(paragraph).replace(chr(10), '<br>')}</p>")
         if section.table is not None:
-            body.append(section.table.map(_fmt).to_html(border=0))
+            body.append(section.table.apply(lambda column: column.map(_fmt)).to_html(border=0))
         if section.image:
             body.append(
                 f'<img src="{html_lib.escape(section.image)}" alt="{html_lib.escape(section.title)}">'
@@ -236,12 +236,13 @@ def _plots(
 
     (folder / "plots").mkdir()
     names = {}
+    colors = {method: f"C{i % 10}" for i, method in enumerate(result.methods)}
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("mae", "crps")):
         for method in result.methods:
             values = horizon.loc[method, metric]
-            ax.plot(values.index, values.to_numpy(), marker="o", label=method)
+            ax.plot(values.index, values.to_numpy(), marker="o", label=method, color=colors[method])
         ax.set_xlabel("horizon step")
         ax.set_title(f"{metric.upper()} of close by horizon")
         ax.grid(alpha=0.3)
@@ -252,7 +253,7 @@ def _plots(
     centers = (np.arange(pit.shape[1]) + 0.5) / pit.shape[1]
     for method in result.methods:
         if np.isfinite(pit.loc[method].to_numpy()).all():
-            axes[0].step(centers, pit.loc[method].to_numpy(), where="mid", label=method)
+            axes[0].step(centers, pit.loc[method].to_numpy(), where="mid", label=method, color=colors[method])
     axes[0].axhline(1.0, color="black", linestyle=":", linewidth=1)
     axes[0].set_title("PIT histogram (close)")
     axes[0].set_xlabel("PIT")
@@ -265,6 +266,7 @@ def _plots(
             [summary.loc[method, f"coverage_{round(x * 100)}"] for x in nominal],
             marker="o",
             label=method,
+            color=colors[method],
         )
     axes[1].plot([0, 1], [0, 1], color="black", linestyle=":", linewidth=1)
     axes[1].set_xlim(0.4, 1.0)
@@ -272,6 +274,7 @@ def _plots(
     axes[1].set_xlabel("nominal coverage")
     axes[1].set_ylabel("empirical coverage")
     axes[1].set_title("Interval coverage (close)")
+    axes[1].legend()
     names["calibration"] = _save(fig, folder, "calibration.png")
 
     names["examples"] = _example_plot(result, folder, plt)
