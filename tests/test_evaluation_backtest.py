@@ -152,10 +152,16 @@ def test_long_table_with_id_column_and_several_files(tmp_path):
     series = load_series(tmp_path / "long.csv", id_column="symbol")
     assert sorted(series) == ["AAA", "BBB"]
     assert series["BBB"]["close"].to_numpy() == pytest.approx(b["close"].to_numpy())
-    a.to_csv(tmp_path / "AAA.csv", index=False)
-    b.to_parquet(tmp_path / "BBB.parquet")
-    files = load_series([tmp_path / "AAA.csv", tmp_path / "BBB.parquet"])
+    folder = tmp_path / "symbols"
+    folder.mkdir()
+    a.to_csv(folder / "AAA.csv", index=False)
+    b.to_parquet(folder / "BBB.parquet")
+    (folder / "notes.md").write_text("not data")
+    files = load_series([folder / "AAA.csv", folder / "BBB.parquet"])
     assert sorted(files) == ["AAA", "BBB"] and len(files["BBB"]) == 70
+    from_folder = load_series(folder)
+    assert sorted(from_folder) == ["AAA", "BBB"]
+    assert from_folder["AAA"]["close"].to_numpy() == pytest.approx(a["close"].to_numpy())
     with pytest.warns(UserWarning, match="AAA"):
         result = evaluate(files, None, lookback=40, steps=15, every=5, progress=False)
     assert set(result.origins["series"]) == {"BBB"} and "AAA" in result.skipped
@@ -185,6 +191,9 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path):
         evaluate(bars, None, lookback=30, steps=20, progress=False)
     with pytest.raises(ValueError, match="unknown baseline"):
         evaluate(bars, None, lookback=5, steps=2, baselines=("naive",), progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no .csv or .parquet files"):
+        load_series(tmp_path / "empty")
     (tmp_path / "long.json").write_text("{}")
     with pytest.raises(ValueError, match="unsupported file type"):
         load_series(tmp_path / "long.json")

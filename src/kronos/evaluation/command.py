@@ -16,7 +16,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         "files",
         nargs="+",
         metavar="FILE",
-        help="CSV or Parquet file(s): one per symbol, or a long table with --id-column",
+        help="CSV or Parquet file(s) or folder(s) of them: one file per symbol, or a long table with --id-column",
     )
     parser.add_argument(
         "--model",

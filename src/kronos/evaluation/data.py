@@ -10,6 +10,7 @@ import pandas as pd
 from ..data import AMOUNT_COLUMN, FEATURE_COLUMNS, PRICE_COLUMNS, VOLUME_COLUMN, prepare_ohlcv
 
 TIMESTAMP_COLUMN = "timestamps"
+SUFFIXES = (".csv", ".csv.gz", ".txt", ".parquet", ".pq")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -18,12 +19,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise ValueError(f"data file {str(path)!r} does not exist")
     name = path.name.lower()
-    if name.endswith((".parquet", ".pq")):
+    if name.endswith(SUFFIXES[3:]):
         try:
             return pd.read_parquet(path)
         except ImportError as err:
             raise ValueError(f"reading {path} needs pyarrow: pip install pyarrow") from err
-    if name.endswith((".csv", ".csv.gz", ".txt")):
+    if name.endswith(SUFFIXES[:3]):
         return pd.read_csv(path)
     raise ValueError(f"unsupported file type for {str(path)!r}: use .csv or .parquet")
 
@@ -69,15 +70,26 @@ def split_series(
     }
 
 
+def _expand(path: Path) -> list[Path]:
+    """A file as itself; a folder as its data files, sorted by name."""
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES))
+    if not files:
+        raise ValueError(f"folder {str(path)!r} holds no .csv or .parquet files")
+    return files
+
+
 def load_series(
     paths: str | Path | list[str | Path],
     id_column: str | None = None,
     timestamp_column: str = TIMESTAMP_COLUMN,
 ) -> dict[str, pd.DataFrame]:
-    """Series by name from one or more files: named by id value with `id_column`, else by file stem."""
+    """Series by name from files or folders of files: named by id value with `id_column`, else by file stem."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not paths:
         raise ValueError("no data files given")
+    paths = [file for path in paths for file in _expand(Path(path))]
     stems = [Path(p).name.split(".")[0] for p in paths]
     series: dict[str, pd.DataFrame] = {}
     for path, stem in zip(paths, stems):
