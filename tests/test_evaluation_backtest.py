@@ -105,14 +105,9 @@ class RecordingPredictor:
         return np.repeat(last[:, None, None, :], sample_count, axis=1).repeat(pred_len, axis=2)
 
 
-class Device:
-    type = "cpu"
-
-
 def test_the_model_is_given_the_lookback_and_the_target_timestamps_only():
     bars = random_walk_bars(80, seed=4)
     predictor = RecordingPredictor()
-    predictor.device = Device()
     result = evaluate(bars, predictor, lookback=12, steps=4, every=9, paths=3, batch_size=2, progress=False)
     assert len(predictor.calls) == len(result.origins)
     for (df, x_ts, y_ts), t in zip(predictor.calls, result.origins["origin"]):

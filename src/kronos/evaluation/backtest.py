@@ -164,7 +164,8 @@ def _model_paths(
 ):
     """Model sample paths [O, P, H, 6] in price units, origins run in batches of one lookback length."""
     chunks = []
-    devices = [predictor.device.index or 0] if predictor.device.type == "cuda" else []
+    device = torch.device(getattr(predictor, "device", "cpu"))
+    devices = [device.index or 0] if device.type == "cuda" else []
     bar = tqdm(total=len(origin_list), desc="forecasting origins", unit="origin", disable=not progress)
     for chunk_index, start in enumerate(range(0, len(origin_list), batch_size)):
         batch = origin_list[start : start + batch_size]
@@ -232,6 +233,8 @@ def evaluate(
         raise ValueError(f"unknown baseline(s) {unknown}: choose from {list(BASELINES)}")
     if predictor is None and not baselines:
         raise ValueError("nothing to evaluate: no model and no baselines")
+    if predictor is not None and model_name in baselines:
+        raise ValueError(f"model_name {model_name!r} is also a baseline's name; choose another")
 
     frames = as_series_dict(data)
     columns = present_columns(frames)
