@@ -1,0 +1,46 @@
+"""Honest evaluation: rolling-origin backtests of a model against naive baselines.
+
+`evaluate(data, predictor, lookback=..., steps=...)` returns an `EvaluationResult` with the raw
+per-origin scores, aggregate tables (`summary`, `by_horizon`, `by_column`, `pit_histogram`) and
+`write_report(out_dir)`. The `kronos evaluate` command wraps the same calls.
+"""
+
+from .backtest import EvaluationResult, evaluate, score_forecasts, select_origins
+from .baselines import BASELINES, drift, gaussian_random_walk, persistence
+from .command import add_evaluate_arguments, load_predictor, run_evaluate
+from .data import load_series
+from .metrics import (
+    bootstrap_ratio_of_sums,
+    crps_from_samples,
+    empirical_cdf_at,
+    forecast_volatility,
+    interval_hits,
+    pit_histogram,
+    quantile_loss,
+    randomized_pit,
+    realised_volatility,
+)
+
+__all__ = [
+    "BASELINES",
+    "EvaluationResult",
+    "add_evaluate_arguments",
+    "bootstrap_ratio_of_sums",
+    "crps_from_samples",
+    "drift",
+    "empirical_cdf_at",
+    "evaluate",
+    "forecast_volatility",
+    "gaussian_random_walk",
+    "interval_hits",
+    "load_predictor",
+    "load_series",
+    "persistence",
+    "pit_histogram",
+    "quantile_loss",
+    "randomized_pit",
+    "realised_volatility",
+    "run_evaluate",
+    "score_forecasts",
+    "select_origins",
+]

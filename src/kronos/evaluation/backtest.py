@@ -1,0 +1,358 @@
+"""Rolling-origin backtests: the model and naive baselines forecast the same origins, scored alike.
+
+An origin t of a series splits it into the lookback rows [t - L, t) and the target rows
+[t, t + H). Every forecaster sees the lookback rows only (the model's normalisation included)
+plus, for the model, the calendar timestamps of the target rows, which are known in advance.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..data import FEATURE_COLUMNS
+from . import metrics
+from .baselines import BASELINES, run_baseline
+from .data import TIMESTAMP_COLUMN, as_series_dict, bars_of, present_columns
+
+CLOSE = FEATURE_COLUMNS.index("close")
+MODEL_NAME = "kronos"
+SCORE_COLUMNS = [
+    "abs_error",
+    "squared_error",
+    "ape",
+    "crps",
+    "quantile_loss",
+    "cover_50",
+    "cover_80",
+    "cover_95",
+    "pit",
+    "direction_hit",
+]
+
+
+def select_origins(
+    n_rows: int, lookback: int, steps: int, origins: int | None = None, every: int | None = None
+) -> np.ndarray:
+    """Origin rows t with t - lookback >= 0 and t + steps <= n_rows.
+
+    `origins=N`: N origins spread evenly from the first possible to the last (all of them when
+    fewer exist). `every=K`: one origin every K rows, counted back from the last possible one.
+    """
+    first, last = lookback, n_rows - steps
+    if last < first:
+        return np.empty(0, dtype=np.int64)
+    if every is not None:
+        return np.arange(last, first - 1, -every, dtype=np.int64)[::-1].copy()
+    count = last - first + 1
+    if origins is None or origins >= count:
+        return np.arange(first, last + 1, dtype=np.int64)
+    return np.unique(np.round(np.linspace(first, last, origins)).astype(np.int64))
+
+
+def score_forecasts(
+    point: np.ndarray, paths: np.ndarray, last: np.ndarray, actual: np.ndarray, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Every per-point score, each [O, H, C], for point [O, H, C], paths [O, P, H, C], last [O, C], actual [O, H, C].
+
+    APE is NaN where the actual is 0; a direction hit is NaN where the forecast or the actual does
+    not move from the last value (no call to judge); PIT is NaN for a single-path (point) forecast,
+    which has no distribution to calibrate.
+    """
+    samples = np.moveaxis(paths, 1, 0)
+    error = point - actual
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ape = np.where(actual != 0, np.abs(error) / np.abs(actual), np.nan)
+    predicted_move = np.sign(point - last[:, None, :])
+    actual_move = np.sign(actual - last[:, None, :])
+    judged = (predicted_move != 0) & (actual_move != 0)
+    scores = {
+        "abs_error": np.abs(error),
+        "squared_error": error**2,
+        "ape": ape,
+        "crps": metrics.crps_from_samples(samples, actual),
+        "quantile_loss": metrics.quantile_loss(samples, actual),
+        "pit": (
+            np.full(actual.shape, np.nan)
+            if samples.shape[0] == 1
+            else metrics.randomized_pit(samples, actual, rng)
+        ),
+        "direction_hit": np.where(judged, (predicted_move == actual_move).astype(np.float64), np.nan),
+    }
+    for level in metrics.INTERVAL_LEVELS:
+        scores[f"cover_{round(level * 100)}"] = metrics.interval_hits(samples, actual, level)
+    return scores
+
+
+@dataclass
+class EvaluationResult:
+    """Everything a backtest produced; tables are computed from `records` on demand.
+
+    records: one row per method, series, origin, horizon step and column, with the actual, the
+    point forecast and every score. volatility: one row per method, series and origin, with the
+    forecast and realised volatility of close over the horizon. forecasts: method -> (point
+    [O, H, 6], paths [O, P, H, 6]) in FEATURE_COLUMNS order; histories [O, L, 6]; actuals [O, H, 6].
+    """
+
+    records: pd.DataFrame
+    volatility: pd.DataFrame
+    origins: pd.DataFrame
+    forecasts: dict[str, tuple[np.ndarray, np.ndarray]]
+    histories: np.ndarray
+    actuals: np.ndarray
+    columns: list[str]
+    models: list[str]
+    baselines: list[str]
+    settings: dict
+    skipped: dict[str, str] = field(default_factory=dict)
+    _summaries: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def methods(self) -> list[str]:
+        return self.models + self.baselines
+
+    def summary(
+        self, column: str = "close", n_boot: int = 1000, confidence: float = 0.95, seed: int | None = None
+    ) -> pd.DataFrame:
+        """One row per method: each metric over all origins and horizons with a bootstrap CI
+        (origins resampled), and for error metrics the ratio to the best baseline with a paired CI."""
+        from .tables import summary_table
+
+        seed = self.settings.get("seed", 0) if seed is None else seed
+        key = (column, n_boot, confidence, seed)
+        if key not in self._summaries:
+            self._summaries[key] = summary_table(self, column, n_boot, confidence, seed)
+        return self._summaries[key].copy()
+
+    def by_horizon(self, column: str = "close") -> pd.DataFrame:
+        """Mean scores per method and horizon step."""
+        from .tables import horizon_table
+
+        return horizon_table(self, column)
+
+    def by_column(self) -> pd.DataFrame:
+        """Mean error scores per method and column (wQL: summed quantile loss over summed |actual|)."""
+        from .tables import column_table
+
+        return column_table(self)
+
+    def pit_histogram(self, column: str = "close", bins: int = 10) -> pd.DataFrame:
+        """PIT density per method (rows) and bin (columns); 1.0 everywhere when calibrated."""
+        rows = self.records[self.records["column"] == column]
+        return pd.DataFrame(
+            {
+                m: metrics.pit_histogram(g["pit"].to_numpy(), bins)
+                for m, g in rows.groupby("method", sort=False)
+            },
+            index=[f"{i / bins:.1f}-{(i + 1) / bins:.1f}" for i in range(bins)],
+        ).T.loc[self.methods]
+
+    def write_report(self, out_dir, html: bool = False, plots: bool = True, n_boot: int = 1000) -> dict:
+        """Write report.md (and report.html), plots and raw results into out_dir; returns the paths written."""
+        from .report import write_report
+
+        return write_report(self, out_dir, html=html, plots=plots, n_boot=n_boot)
+
+
+def _model_paths(
+    predictor, frames, origin_list, lookback, steps, n_paths, sampling, batch_size, seed, progress
+):
+    """Model sample paths [O, P, H, 6] in price units, origins run in batches of one lookback length."""
+    chunks = []
+    device = torch.device(getattr(predictor, "device", "cpu"))
+    devices = [device.index or 0] if device.type == "cuda" else []
+    bar = tqdm(total=len(origin_list), desc="forecasting origins", unit="origin", disable=not progress)
+    for chunk_index, start in enumerate(range(0, len(origin_list), batch_size)):
+        batch = origin_list[start : start + batch_size]
+        windows = [frames[name].iloc[t - lookback : t] for name, t in batch]
+        targets = [frames[name][TIMESTAMP_COLUMN].iloc[t : t + steps] for name, t in batch]
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed + chunk_index)
+            paths = predictor.predict_paths_batch(
+                windows,
+                [w[TIMESTAMP_COLUMN] for w in windows],
+                targets,
+                steps,
+                sample_count=n_paths,
+                verbose=False,
+                **sampling,
+            )
+        chunks.append(paths.astype(np.float64))
+        bar.update(len(batch))
+    bar.close()
+    return np.concatenate(chunks)
+
+
+def evaluate(
+    data,
+    predictor=None,
+    *,
+    lookback: int,
+    steps: int,
+    origins: int | None = None,
+    every: int | None = None,
+    paths: int = 20,
+    baselines: tuple[str, ...] | list[str] = BASELINES,
+    T: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 0.9,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: bool = True,
+    model_name: str = MODEL_NAME,
+) -> EvaluationResult:
+    """Rolling-origin evaluation of a KronosPredictor (or of the baselines alone if it is None).
+
+    data: a DataFrame with a `timestamps` column, a dict of them by series name, or file path(s)
+    (see `load_series` for long tables with an id column). `origins` and `every` choose the origins
+    per series (at most one of them; neither means every possible origin). Series too short for
+    one origin are skipped with a warning. Sampling is seeded: model batches from `seed`, the
+    Gaussian random walk from a numpy generator seeded with `seed`.
+    """
+    lookback, steps, paths, batch_size = (
+        _positive_int(v, n)
+        for v, n in ((lookback, "lookback"), (steps, "steps"), (paths, "paths"), (batch_size, "batch_size"))
+    )
+    if lookback < 3:
+        raise ValueError(
+            f"lookback must be at least 3 bars (the baselines estimate a volatility), got {lookback}"
+        )
+    if origins is not None and every is not None:
+        raise ValueError("give either origins or every, not both")
+    if origins is not None:
+        origins = _positive_int(origins, "origins")
+    if every is not None:
+        every = _positive_int(every, "every")
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {unknown}: choose from {list(BASELINES)}")
+    if predictor is None and not baselines:
+        raise ValueError("nothing to evaluate: no model and no baselines")
+    if predictor is not None and model_name in baselines:
+        raise ValueError(f"model_name {model_name!r} is also a baseline's name; choose another")
+
+    frames = as_series_dict(data)
+    columns = present_columns(frames)
+    origin_list, skipped = [], {}
+    for name, frame in frames.items():
+        rows = select_origins(len(frame), lookback, steps, origins, every)
+        if len(rows) == 0:
+            skipped[name] = f"{len(frame)} rows, fewer than lookback + steps = {lookback + steps}"
+        origin_list.extend((name, int(t)) for t in rows)
+    if skipped:
+        warnings.warn(f"skipped series too short for one origin: {skipped}", stacklevel=2)
+    if not origin_list:
+        raise ValueError(f"no series has lookback + steps = {lookback + steps} rows; nothing to evaluate")
+
+    bars = {name: bars_of(frame, name) for name, frame in frames.items()}
+    histories = np.stack([bars[name][t - lookback : t] for name, t in origin_list])
+    actuals = np.stack([bars[name][t : t + steps] for name, t in origin_list])
+    last = histories[:, -1, :]
+
+    forecasts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    models = []
+    if predictor is not None:
+        sampling = {"T": T, "top_k": top_k, "top_p": top_p}
+        model_paths = _model_paths(
+            predictor, frames, origin_list, lookback, steps, paths, sampling, batch_size, seed, progress
+        )
+        forecasts[model_name] = (model_paths.mean(axis=1), model_paths)
+        models.append(model_name)
+    rng = np.random.default_rng(seed)
+    for name in baselines:
+        forecasts[name] = run_baseline(name, histories, steps, paths, rng)
+
+    origin_table = pd.DataFrame(
+        {
+            "series": [name for name, _ in origin_list],
+            "origin": [t for _, t in origin_list],
+            "origin_time": [frames[name][TIMESTAMP_COLUMN].iloc[t - 1] for name, t in origin_list],
+        }
+    )
+    target_times = np.stack(
+        [frames[name][TIMESTAMP_COLUMN].iloc[t : t + steps].to_numpy() for name, t in origin_list]
+    )
+    column_index = [FEATURE_COLUMNS.index(c) for c in columns]
+    record_parts, volatility_parts = [], []
+    realised = metrics.realised_volatility(last[:, CLOSE], actuals[:, :, CLOSE])
+    for method, (point, method_paths) in forecasts.items():
+        scores = score_forecasts(point, method_paths, last, actuals, rng)
+        record_parts.append(
+            _long_records(method, origin_table, target_times, columns, column_index, actuals, point, scores)
+        )
+        degenerate = method_paths.shape[1] == 1
+        forecast_vol = (
+            np.full(len(origin_list), np.nan)
+            if degenerate
+            else metrics.forecast_volatility(
+                last[None, :, CLOSE], np.moveaxis(method_paths[..., CLOSE], 1, 0)
+            )
+        )
+        volatility_parts.append(
+            origin_table.assign(
+                method=method,
+                forecast_volatility=forecast_vol,
+                realised_volatility=realised,
+                volatility_abs_error=np.abs(forecast_vol - realised),
+            )
+        )
+    settings = {
+        "lookback": lookback,
+        "steps": steps,
+        "origins": origins,
+        "every": every,
+        "paths": paths,
+        "T": T,
+        "top_k": top_k,
+        "top_p": top_p,
+        "seed": seed,
+        "batch_size": batch_size,
+        "n_series": len(frames) - len(skipped),
+        "n_origins": len(origin_list),
+    }
+    return EvaluationResult(
+        records=pd.concat(record_parts, ignore_index=True),
+        volatility=pd.concat(volatility_parts, ignore_index=True),
+        origins=origin_table,
+        forecasts=forecasts,
+        histories=histories,
+        actuals=actuals,
+        columns=columns,
+        models=models,
+        baselines=list(baselines),
+        settings=settings,
+        skipped=skipped,
+    )
+
+
+def _long_records(method, origin_table, target_times, columns, column_index, actuals, point, scores):
+    """Flatten [O, H, C] arrays into rows ordered by origin, horizon, column."""
+    n_origins, steps = target_times.shape
+    n_cols = len(columns)
+    take = np.asarray(column_index)
+    repeat = steps * n_cols
+    table = {
+        "method": method,
+        "series": np.repeat(origin_table["series"].to_numpy(), repeat),
+        "origin": np.repeat(origin_table["origin"].to_numpy(), repeat),
+        "origin_time": np.repeat(origin_table["origin_time"].to_numpy(), repeat),
+        "horizon": np.tile(np.repeat(np.arange(1, steps + 1), n_cols), n_origins),
+        "target_time": np.repeat(target_times.ravel(), n_cols),
+        "column": np.tile(np.asarray(columns, dtype=object), n_origins * steps),
+        "actual": actuals[..., take].ravel(),
+        "forecast": point[..., take].ravel(),
+    }
+    for name in SCORE_COLUMNS:
+        table[name] = scores[name][..., take].ravel()
+    return pd.DataFrame(table)
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)

@@ -1,0 +1,160 @@
+"""`kronos evaluate`: the command-line front end of `evaluate` and `write_report`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .backtest import evaluate
+from .baselines import BASELINES
+from .data import load_series
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the `evaluate` options to a (sub)parser."""
+    parser.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="CSV or Parquet file(s) or folder(s) of them: one file per symbol, or a long table with --id-column",
+    )
+    parser.add_argument(
+        "--model",
+        help="model checkpoint directory, shipped model name or hub id (default: the shipped default model)",
+    )
+    parser.add_argument(
+        "--tokenizer", help="tokenizer checkpoint directory or hub id (default: beside the model)"
+    )
+    parser.add_argument("--id-column", help="column naming the series in a long table")
+    parser.add_argument(
+        "--lookback", type=int, required=True, metavar="L", help="bars of history each forecast sees"
+    )
+    parser.add_argument("--steps", type=int, required=True, metavar="H", help="bars forecast at each origin")
+    spread = parser.add_mutually_exclusive_group()
+    spread.add_argument(
+        "--origins", type=int, metavar="N", help="N origins per series, spread evenly (default 100)"
+    )
+    spread.add_argument(
+        "--every", type=int, metavar="K", help="an origin every K bars, counted back from the end"
+    )
+    parser.add_argument(
+        "--paths", type=int, default=20, metavar="P", help="sample paths per origin (default 20)"
+    )
+    parser.add_argument(
+        "--out", default="kronos-evaluation", metavar="DIR", help="report folder (default kronos-evaluation)"
+    )
+    parser.add_argument("--html", action="store_true", help="also write report.html")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument(
+        "--baselines",
+        default=",".join(BASELINES),
+        help=f"comma-separated baselines to run beside the model (default {','.join(BASELINES)}; 'none' for none)",
+    )
+    parser.add_argument(
+        "--baselines-only", action="store_true", help="evaluate the baselines without a model"
+    )
+    parser.add_argument(
+        "-T", "--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)"
+    )
+    parser.add_argument("--top-k", type=int, default=0, help="top-k sampling, 0 = off (default 0)")
+    parser.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling threshold (default 0.9)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for sampling and the bootstrap (default 0)")
+    parser.add_argument("--batch-size", type=int, default=32, help="origins per model batch (default 32)")
+    parser.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)"
+    )
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
+    parser.add_argument(
+        "--max-context", type=int, default=512, help="model context window in bars (default 512)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _resolve(name: str, part: str) -> str:
+    """A checkpoint location for `part` of `name`, through kronos.pretrained when it is installed."""
+    try:
+        from ..pretrained import resolve_checkpoint
+    except ImportError:
+        path = Path(name).expanduser()
+        if (path / part / "config.json").is_file():
+            return str(path / part)
+        return name
+    return resolve_checkpoint(name, part)
+
+
+def default_model_name() -> str:
+    try:
+        from ..pretrained import DEFAULT_MODEL
+    except ImportError as err:
+        raise ValueError(
+            "no --model given and this installation ships no default model (kronos.pretrained)"
+        ) from err
+    return DEFAULT_MODEL
+
+
+def load_predictor(model: str | None, tokenizer: str | None, device: str | None, max_context: int):
+    """A KronosPredictor from checkpoint names; `tokenizer` defaults to the model's companion tokenizer."""
+    from ..model import Kronos
+    from ..predictor import KronosPredictor
+    from ..tokenizer import KronosTokenizer
+
+    model_name = model or default_model_name()
+    model_location = _resolve(model_name, "model")
+    tokenizer_location = _resolve(tokenizer or model_name, "tokenizer")
+    if tokenizer is None and tokenizer_location == model_location:
+        raise ValueError(
+            f"--model {model_name!r} is a single checkpoint: name its tokenizer with --tokenizer"
+        )
+    try:
+        loaded_model = Kronos.from_pretrained(model_location)
+        loaded_tokenizer = KronosTokenizer.from_pretrained(tokenizer_location)
+    except (OSError, ValueError, TypeError) as err:
+        raise ValueError(
+            f"could not load model {model_location!r} / tokenizer {tokenizer_location!r}: {err}"
+        ) from err
+    return KronosPredictor(loaded_model, loaded_tokenizer, device=device, max_context=max_context)
+
+
+def _baseline_names(text: str) -> list[str]:
+    if text.strip().lower() == "none":
+        return []
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise ValueError(f"--baselines: unknown {unknown}; choose from {list(BASELINES)} or 'none'")
+    return names
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Run the backtest described by parsed arguments, write the report, print where it is."""
+    baselines = _baseline_names(args.baselines)
+    series = load_series(args.files, id_column=args.id_column)
+    predictor = (
+        None
+        if args.baselines_only
+        else load_predictor(args.model, args.tokenizer, args.device, args.max_context)
+    )
+    origins = 100 if args.origins is None and args.every is None else args.origins
+    result = evaluate(
+        series,
+        predictor,
+        lookback=args.lookback,
+        steps=args.steps,
+        origins=origins,
+        every=args.every,
+        paths=args.paths,
+        baselines=baselines,
+        T=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    written = result.write_report(args.out, html=args.html, plots=not args.no_plots, n_boot=args.bootstrap)
+    summary = result.summary("close", n_boot=args.bootstrap)
+    columns = [c for c in ("mae", "crps", "crps_ratio", "coverage_80") if c in summary]
+    print(summary[columns].to_string(float_format=lambda v: f"{v:.4g}"))
+    print(f"report: {written['report.md']}")
+    return 0

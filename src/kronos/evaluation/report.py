@@ -1,0 +1,377 @@
+"""The evaluation report: Markdown (optionally HTML) with tables and plots, plus the raw results.
+
+Everything is first written to a staging folder beside the output folder and moved into place at
+the end, so a failure never leaves a half-written report behind.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..data import FEATURE_COLUMNS
+from .metrics import INTERVAL_LEVELS
+
+SUMMARY_LABELS = {
+    "mae": "MAE",
+    "rmse": "RMSE",
+    "mape_pct": "MAPE %",
+    "crps": "CRPS",
+    "wql": "wQL",
+    "coverage_50": "cov 50%",
+    "coverage_80": "cov 80%",
+    "coverage_95": "cov 95%",
+    "direction_acc": "direction",
+    "vol_mae": "vol MAE",
+}
+RATIO_LABELS = {
+    k: v for k, v in SUMMARY_LABELS.items() if k in ("mae", "rmse", "mape_pct", "crps", "wql", "vol_mae")
+}
+
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    table: pd.DataFrame | None = None
+    image: str | None = None
+
+
+def _fmt(value) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None or not np.isfinite(value):
+        return "–"
+    magnitude = abs(value)
+    if magnitude != 0 and (magnitude >= 1e5 or magnitude < 1e-3):
+        return f"{value:.3e}"
+    return f"{value:.4g}"
+
+
+def _with_interval(table: pd.DataFrame, name: str) -> pd.Series:
+    return pd.Series(
+        [
+            f"{_fmt(v)} [{_fmt(lo)}, {_fmt(hi)}]" if np.isfinite(v) else "–"
+            for v, lo, hi in zip(table[name], table[f"{name}_low"], table[f"{name}_high"])
+        ],
+        index=table.index,
+    )
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A pipe table; the index becomes the first column(s)."""
+    frame = table.reset_index()
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = [
+        "| " + " | ".join(_fmt(v) if not isinstance(v, str) else v for v in row) + " |"
+        for row in frame.itertuples(index=False)
+    ]
+    return "\n".join([header, rule, *rows])
+
+
+def _verdicts(result, summary: pd.DataFrame) -> str:
+    """One sentence per model and headline metric: better, worse, or not distinguishable from the best baseline."""
+    lines = []
+    for model in result.models:
+        for metric in ("crps", "mae"):
+            if f"{metric}_ratio" not in summary or not np.isfinite(summary.loc[model, f"{metric}_ratio"]):
+                continue
+            ratio, low, high = summary.loc[
+                model, [f"{metric}_ratio", f"{metric}_ratio_low", f"{metric}_ratio_high"]
+            ]
+            best = summary.loc[model, f"{metric}_best_baseline"]
+            if high < 1:
+                verdict = "better than"
+            elif low > 1:
+                verdict = "worse than"
+            else:
+                verdict = "not distinguishable from"
+            lines.append(
+                f"- **{model}** {SUMMARY_LABELS[metric]} is {ratio:.3f}× the best baseline ({best}), "
+                f"95% CI [{low:.3f}, {high:.3f}]: {verdict} it."
+            )
+    return "\n".join(lines)
+
+
+def build_sections(
+    result,
+    summary: pd.DataFrame,
+    horizon: pd.DataFrame,
+    pit: pd.DataFrame,
+    n_boot: int,
+    image_names: dict[str, str],
+) -> tuple[list[Section], dict[str, pd.DataFrame]]:
+    """The report's sections and the tables behind them (also written as CSV)."""
+    s = result.settings
+    columns = result.by_column()
+    coverage = pd.DataFrame(
+        {f"{round(level * 100)}%": summary[f"coverage_{round(level * 100)}"] for level in INTERVAL_LEVELS}
+    )
+
+    overview = (
+        f"{s['n_origins']} forecast origins over {s['n_series']} series; lookback {s['lookback']} bars, "
+        f"horizon {s['steps']} bars, {s['paths']} sample paths per origin "
+        f"(sampling T={s['T']}, top_k={s['top_k']}, top_p={s['top_p']}, seed {s['seed']}). "
+        f"Methods: {', '.join(result.models) or 'no model'} against baselines {', '.join(result.baselines)}. "
+        f"Evaluated columns: {', '.join(result.columns)}."
+    )
+    if result.skipped:
+        overview += "\n\nSkipped series (too short): " + "; ".join(
+            f"{k}: {v}" for k, v in result.skipped.items()
+        )
+
+    summary_view = pd.DataFrame(
+        {label: _with_interval(summary, key) for key, label in SUMMARY_LABELS.items()}
+    )
+    ratio_view = pd.DataFrame(
+        {
+            f"{label} (vs {summary[f'{key}_best_baseline'].iloc[0]})": _with_interval(
+                summary.rename(columns=lambda c, k=key: c.replace(f"{k}_ratio", f"{k}__r")), f"{key}__r"
+            )
+            for key, label in RATIO_LABELS.items()
+            if f"{key}_ratio" in summary
+        }
+    )
+    sections = [
+        Section("Kronos evaluation report", overview),
+        Section(
+            "Summary (close)",
+            "Mean over all origins and horizon steps, with a 95% bootstrap confidence interval "
+            f"({n_boot} resamples of the origins, seed {s['seed']}). Lower is better except coverage "
+            "(should match its nominal level) and direction accuracy (higher is better; 0.5 is a coin).",
+            summary_view,
+        ),
+    ]
+    if result.baselines:
+        sections.append(
+            Section(
+                "Ratio to the best baseline (close)",
+                "Each method's metric divided by the best baseline's on the same origins; below 1 is better. "
+                "The interval resamples origins jointly for both (paired bootstrap).\n\n"
+                + _verdicts(result, summary),
+                ratio_view,
+            )
+        )
+    sections += [
+        Section("Error by horizon (close)", "Mean per horizon step.", horizon, image_names.get("horizon")),
+        Section(
+            "Calibration (close)",
+            "Empirical coverage of the central 50/80/95% intervals of the sample paths, and the PIT "
+            "histogram (density per bin; 1.0 everywhere for a calibrated forecast, U-shaped when "
+            "too narrow, hump-shaped when too wide). Point-forecast baselines have no PIT."
+            + (
+                f" With {s['paths']} paths the 95% interval can be expected to cover at most "
+                f"{(s['paths'] - 1) / (s['paths'] + 1):.1%}; use 39 or more paths to judge it."
+                if s["paths"] < 39
+                else ""
+            ),
+            coverage,
+            image_names.get("calibration"),
+        ),
+        Section("PIT histogram (close)", "", pit),
+        Section("Every column", "Mean errors per column (volume and amount on their own scale).", columns),
+    ]
+    if "examples" in image_names:
+        sections.append(Section("Example forecasts", "", None, image_names["examples"]))
+    sections.append(
+        Section(
+            "How the baselines forecast",
+            "- persistence: every future bar equals the last bar (one degenerate path: CRPS = MAE, zero-width intervals).\n"
+            "- drift: last value + h × (last − first) / (L − 1), the random walk with drift (one degenerate path).\n"
+            "- gaussian_rw: driftless Gaussian random walk, in log space for positive columns, volatility "
+            "estimated on the lookback only; sampled with the same number of paths as the model; point forecast = last value.\n"
+            "- The model's point forecast is the mean of its sample paths.",
+        )
+    )
+    tables = {"summary": summary, "by_horizon": horizon, "by_column": columns, "pit_histogram": pit}
+    return sections, tables
+
+
+def render_markdown(sections: list[Section]) -> str:
+    parts = []
+    for i, section in enumerate(sections):
+        parts.append(("# " if i == 0 else "## ") + section.title)
+        if section.text:
+            parts.append(section.text)
+        if section.table is not None:
+            parts.append(markdown_table(section.table))
+        if section.image:
+            parts.append(f"![{section.title}]({section.image})")
+    return "\n\n".join(parts) + "\n"
+
+
+def render_html(sections: list[Section]) -> str:
+    body = []
+    for i, section in enumerate(sections):
+        tag = "h1" if i == 0 else "h2"
+        body.append(f"<{tag}>{html_lib.escape(section.title)}</{tag}>")
+        for paragraph in section.text.split("\n\n") if section.text else []:
+            body.append(f"<p>{html_lib.escape(paragraph).replace(chr(10), '<br>')}</p>")
+        if section.table is not None:
+            body.append(section.table.apply(lambda column: column.map(_fmt)).to_html(border=0))
+        if section.image:
+            body.append(
+                f'<img src="{html_lib.escape(section.image)}" alt="{html_lib.escape(section.title)}">'
+            )
+    style = "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}td,th{padding:2px 8px;text-align:right}img{max-width:100%}"
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Kronos evaluation</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+
+
+def _plots(
+    result, folder: Path, horizon: pd.DataFrame, summary: pd.DataFrame, pit: pd.DataFrame
+) -> dict[str, str]:
+    """Write the PNG plots into folder/plots; returns report-relative names by kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (folder / "plots").mkdir()
+    names = {}
+    colors = {method: f"C{i % 10}" for i, method in enumerate(result.methods)}
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, ("mae", "crps")):
+        for method in result.methods:
+            values = horizon.loc[method, metric]
+            ax.plot(values.index, values.to_numpy(), marker="o", label=method, color=colors[method])
+        ax.set_xlabel("horizon step")
+        ax.set_title(f"{metric.upper()} of close by horizon")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    names["horizon"] = _save(fig, folder, "error_by_horizon.png")
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    centers = (np.arange(pit.shape[1]) + 0.5) / pit.shape[1]
+    for method in result.methods:
+        if np.isfinite(pit.loc[method].to_numpy()).all():
+            axes[0].step(centers, pit.loc[method].to_numpy(), where="mid", label=method, color=colors[method])
+    axes[0].axhline(1.0, color="black", linestyle=":", linewidth=1)
+    axes[0].set_title("PIT histogram (close)")
+    axes[0].set_xlabel("PIT")
+    axes[0].set_ylabel("density")
+    axes[0].legend()
+    nominal = np.asarray(INTERVAL_LEVELS)
+    for method in result.methods:
+        axes[1].plot(
+            nominal,
+            [summary.loc[method, f"coverage_{round(x * 100)}"] for x in nominal],
+            marker="o",
+            label=method,
+            color=colors[method],
+        )
+    axes[1].plot([0, 1], [0, 1], color="black", linestyle=":", linewidth=1)
+    axes[1].set_xlim(0.4, 1.0)
+    axes[1].set_ylim(0.0, 1.0)
+    axes[1].set_xlabel("nominal coverage")
+    axes[1].set_ylabel("empirical coverage")
+    axes[1].set_title("Interval coverage (close)")
+    axes[1].legend()
+    names["calibration"] = _save(fig, folder, "calibration.png")
+
+    names["examples"] = _example_plot(result, folder, plt)
+    return names
+
+
+def _example_plot(result, folder: Path, plt) -> str:
+    close = FEATURE_COLUMNS.index("close")
+    n_origins, steps = result.actuals.shape[:2]
+    picks = np.unique(np.linspace(0, n_origins - 1, min(4, n_origins)).round().astype(int))
+    shown = result.models[0] if result.models else result.baselines[-1]
+    fig, axes = plt.subplots(1, len(picks), figsize=(4.5 * len(picks), 3.6), squeeze=False)
+    for ax, i in zip(axes[0], picks):
+        history = result.histories[i, -min(result.histories.shape[1], 3 * steps) :, close]
+        past = np.arange(-len(history) + 1, 1)
+        future = np.arange(1, steps + 1)
+        ax.plot(past, history, color="black", linewidth=1)
+        ax.plot(future, result.actuals[i, :, close], color="black", marker=".", label="actual")
+        point, paths = result.forecasts[shown]
+        ax.plot(future, paths[i, :, :, close].T, color="tab:blue", alpha=0.15, linewidth=0.8)
+        lower, upper = np.quantile(paths[i, :, :, close], [0.1, 0.9], axis=0)
+        ax.fill_between(future, lower, upper, color="tab:blue", alpha=0.2, label=f"{shown} 80%")
+        ax.plot(future, point[i, :, close], color="tab:blue", label=f"{shown} mean")
+        for name, style in (("persistence", "--"), ("drift", ":")):
+            if name in result.forecasts and name != shown:
+                ax.plot(
+                    future, result.forecasts[name][0][i, :, close], linestyle=style, color="gray", label=name
+                )
+        row = result.origins.iloc[i]
+        ax.set_title(f"{row['series']} @ {row['origin_time']}", fontsize=9)
+        ax.axvline(0.5, color="gray", linewidth=0.5)
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, folder, "examples.png")
+
+
+def _save(fig, folder: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(folder / "plots" / name, dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return f"plots/{name}"
+
+
+def _have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_report(
+    result, out_dir, html: bool = False, plots: bool = True, n_boot: int = 1000
+) -> dict[str, Path]:
+    """Write report.md (+ report.html), plots/, tables as CSV and the raw per-origin results.
+
+    Raw results: records.csv (one row per method, origin, horizon step, column) and volatility.csv,
+    plus records.parquet when pyarrow is installed. Plots need matplotlib (`pip install kronos[evaluate]`);
+    without it the report says so and has no images. Returns file kind -> path.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"output path {str(out_dir)!r} exists and is not a directory")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-partial-", dir=out_dir.parent))
+    try:
+        draw = plots and _have_matplotlib()
+        summary = result.summary("close", n_boot=n_boot)
+        horizon, pit = result.by_horizon("close"), result.pit_histogram("close")
+        images = _plots(result, staging, horizon, summary, pit) if draw else {}
+        sections, tables = build_sections(result, summary, horizon, pit, n_boot, images)
+        if plots and not draw:
+            sections[
+                0
+            ].text += "\n\nPlots were skipped: matplotlib is not installed (pip install 'kronos[evaluate]')."
+        (staging / "report.md").write_text(render_markdown(sections), encoding="utf-8")
+        if html:
+            (staging / "report.html").write_text(render_html(sections), encoding="utf-8")
+        for name, table in tables.items():
+            table.to_csv(staging / f"{name}.csv")
+        result.records.to_csv(staging / "records.csv", index=False)
+        result.volatility.to_csv(staging / "volatility.csv", index=False)
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            result.records.to_parquet(staging / "records.parquet", index=False)
+        out_dir.mkdir(exist_ok=True)
+        written = {}
+        for path in sorted(staging.rglob("*")):
+            if path.is_file():
+                target = out_dir / path.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+                written[str(path.relative_to(staging))] = target
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
