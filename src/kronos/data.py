@@ -242,3 +242,52 @@ def load_series(
         seen = {n for n in names if names.count(n) > 1}
         raise ValueError(f"several data files give the same series name(s) {sorted(seen)}: rename the files")
     return series
+
+
+def future_timestamps(timestamps: pd.Series, steps: int, name: str = "the data") -> tuple[pd.Series, str]:
+    """The next `steps` timestamps at the series' own regular frequency, and a description of it.
+
+    Uses pandas' inferred frequency over the last bars; otherwise the most common gap between bars,
+    skipping Saturdays and Sundays when the data has none (markets closed at weekends). Raises
+    ValueError when no regular frequency can be seen.
+    """
+    ts = pd.Series(pd.to_datetime(timestamps)).reset_index(drop=True)
+    if len(ts) < 3:
+        raise ValueError(
+            f"cannot infer the bar frequency of {name} from {len(ts)} timestamp(s); it needs 3 or more"
+        )
+    recent = pd.DatetimeIndex(ts.iloc[-min(len(ts), 200) :])
+    freq = pd.infer_freq(recent)
+    if freq is not None:
+        future = pd.date_range(ts.iloc[-1], periods=steps + 1, freq=freq)[1:]
+        return pd.Series(future), f"frequency {freq}"
+    gaps = recent.to_series().diff().dropna()
+    gaps = gaps[gaps > pd.Timedelta(0)]
+    if gaps.empty:
+        raise ValueError(f"cannot infer the bar frequency of {name}: its last timestamps do not increase")
+    step = gaps.mode().iloc[0]
+    share = float((gaps == step).mean())
+    if share < 0.5:
+        raise ValueError(
+            f"cannot infer the bar frequency of {name}: the timestamps are not regularly spaced (the most "
+            f"common gap, {step}, is only {share:.0%} of the gaps between the last {len(recent)} bars)"
+        )
+    skip_weekends = step <= pd.Timedelta(days=1) and not (ts.dt.weekday >= 5).any()
+    future, current = [], ts.iloc[-1]
+    while len(future) < steps:
+        current = current + step
+        if skip_weekends and current.weekday() >= 5:
+            continue
+        future.append(current)
+    text = f"every {_describe_gap(step)}" + (", weekdays only" if skip_weekends else "")
+    return pd.Series(pd.DatetimeIndex(future)), text
+
+
+def _describe_gap(gap: pd.Timedelta) -> str:
+    """'1 day', '4 hours', '5 minutes', '30 seconds'."""
+    seconds = int(gap.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{gap.total_seconds():g} seconds"

@@ -14,6 +14,19 @@ from ..tokenizer import KronosTokenizer
 from .config import Config
 
 
+def causal_eval(model: nn.Module) -> nn.Module:
+    """Eval mode, except that the dependency-aware layer stays causal.
+
+    Its cross-attention is causal only in training mode; in eval mode a teacher-forced pass would
+    let position t see the s1 tokens after t, and the s2 loss would look better than it is.
+    That layer has no dropout, so training mode changes nothing else there.
+    """
+    model.eval()
+    base = model.module if hasattr(model, "module") else model
+    base.dep_layer.train()
+    return model
+
+
 def _check_bits(s1_bits: int, s2_bits: int, what: str) -> None:
     if s1_bits != s2_bits:
         raise ValueError(
@@ -29,6 +42,7 @@ class TokenizerStage:
     """
 
     name = "tokenizer"
+    eval_mode = staticmethod(lambda module: module.eval())
     loss_parts = ("recon_s1", "recon_full", "bsq")
 
     def __init__(self, config: Config, device: torch.device):
@@ -55,6 +69,7 @@ class PredictorStage:
     """Next-(s1, s2) cross-entropy with teacher forcing, on tokens from a frozen tokenizer."""
 
     name = "predictor"
+    eval_mode = staticmethod(causal_eval)
     loss_parts = ("ce_s1", "ce_s2")
 
     def __init__(self, config: Config, device: torch.device):

@@ -333,7 +333,7 @@ class Trainer:
         cfg, d = self.cfg, self.dist
         rows = validation_rows(len(val_set), cfg)[d.rank :: d.world_size]
         module = wrapped.module if isinstance(wrapped, DistributedDataParallel) else wrapped
-        module.eval()
+        stage.eval_mode(module)
         sums = np.zeros(1 + len(stage.loss_parts))
         for i in range(0, len(rows), cfg.batch_size):
             chunk = rows[i : i + cfg.batch_size]
