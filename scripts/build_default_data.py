@@ -2,8 +2,8 @@
 
 Needs the `data` extra: pip install 'kronos[data]' (arch, backtesting, pmdarima, gym-anytrading).
 Overlapping series are cut so that no validation segment (the final part of a series) lies inside
-another series' training part: gym-anytrading's GOOGL starts after backtesting's GOOG ends, and its
-EURUSD hourly bars end before backtesting's EURUSD begins.
+another series' training part: gym-anytrading's EURUSD hourly bars end before backtesting's EURUSD
+begins, and its GOOGL (kept for the fine-tuning check) starts after backtesting's GOOG ends.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ SOURCES = {
     "EURUSD_H1_2017_2018": "backtesting: backtesting.test.EURUSD, EUR/USD hourly 2017-04 to 2018-02",
     "MSFT": "pmdarima: pmdarima.datasets.load_msft(), Microsoft daily 1986-2017",
     "EURUSD_H1_ASK_2017": "gym-anytrading: FOREX_EURUSD_1H_ASK, EUR/USD hourly ask 2017-01 to 2017-04",
-    "GOOGL": "gym-anytrading: STOCKS_GOOGL, Alphabet class A daily 2013-2018",
 }
+# Kept out of the default model's data: the fine-tuning check (scripts/finetune_check.py) uses it
+# as the "one more series" the shipped model has never seen.
+FINETUNE_SOURCES = {"GOOGL": "gym-anytrading: STOCKS_GOOGL, Alphabet class A daily 2013-2018"}
 
 
 def standard(df: pd.DataFrame, timestamps) -> pd.DataFrame:
@@ -39,6 +41,7 @@ def standard(df: pd.DataFrame, timestamps) -> pd.DataFrame:
 
 
 def load_all() -> dict[str, pd.DataFrame]:
+    """Every series of SOURCES and FINETUNE_SOURCES, by name."""
     import arch.data.nasdaq
     import arch.data.sp500
     import gym_anytrading.datasets as gym_data
@@ -55,7 +58,9 @@ def load_all() -> dict[str, pd.DataFrame]:
     series["MSFT"] = standard(msft, msft["Date"])
     eurusd_ask = gym_data.FOREX_EURUSD_1H_ASK
     eurusd_ask = standard(eurusd_ask, pd.to_datetime(eurusd_ask.index, format="%d.%m.%Y %H:%M:%S.%f"))
-    series["EURUSD_H1_ASK_2017"] = eurusd_ask[eurusd_ask["timestamps"] < series["EURUSD_H1_2017_2018"]["timestamps"].iloc[0]]
+    series["EURUSD_H1_ASK_2017"] = eurusd_ask[
+        eurusd_ask["timestamps"] < series["EURUSD_H1_2017_2018"]["timestamps"].iloc[0]
+    ]
     googl = gym_data.STOCKS_GOOGL
     googl = standard(googl, googl.index)
     series["GOOGL"] = googl[googl["timestamps"] > series["GOOG"]["timestamps"].iloc[-1]]
@@ -86,16 +91,25 @@ def write_examples(out: Path, bars: int = 400) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/default-model/data", help="directory for the CSV files")
+    parser.add_argument("--out", help="directory for the default model's CSV files")
+    parser.add_argument(
+        "--finetune-out", help="also write the fine-tuning check's series into this directory"
+    )
     parser.add_argument("--examples", help="also write the example files of examples/ into this directory")
     args = parser.parse_args(argv)
     if args.examples:
         write_examples(Path(args.examples))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for name, df in load_all().items():
-        df.to_csv(out / f"{name}.csv", index=False)
-        print(f"{name}: {len(df)} bars {df['timestamps'].iloc[0]} .. {df['timestamps'].iloc[-1]}  ({SOURCES[name]})")
+        target = args.finetune_out if name in FINETUNE_SOURCES else args.out
+        if not target:
+            continue
+        target = Path(target)
+        target.mkdir(parents=True, exist_ok=True)
+        df.to_csv(target / f"{name}.csv", index=False)
+        source = {**SOURCES, **FINETUNE_SOURCES}[name]
+        print(
+            f"{target / name}.csv: {len(df)} bars {df['timestamps'].iloc[0]} .. {df['timestamps'].iloc[-1]} ({source})"
+        )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "configs" / "default.toml"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
+    parser.add_argument(
+        "--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}"
+    )
     parser.add_argument("--resume", action="store_true", help="continue interrupted training stages")
     args = parser.parse_args(argv)
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
@@ -49,7 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     for stage in ("tokenizer", "predictor"):
         if stage in steps:
             result = train(config, stage, resume="auto" if args.resume else None)
-            print(f"{stage}: best validation loss {result.best_val_loss:.4f} after {result.epochs_done} epochs")
+            print(
+                f"{stage}: best validation loss {result.best_val_loss:.4f} after {result.epochs_done} epochs"
+            )
     if "evaluate" in steps:
         report = evaluate_checkpoints(
             config, run_dir / "tokenizer" / "best", run_dir / "predictor" / "best", horizon=20
@@ -63,6 +67,12 @@ def main(argv: list[str] | None = None) -> None:
             target.mkdir(parents=True)
             for name in ("config.json", "model.safetensors"):
                 shutil.copy2(run_dir / stage / "best" / name, target / name)
+        settings = {
+            "max_context": config.data.window,
+            "history": config.data.history_len(),
+            "recipe": "python scripts/train_default_model.py --config configs/default.toml",
+        }
+        (INSTALL_DIR / "kronos.json").write_text(json.dumps(settings, indent=2) + "\n")
         print(f"installed into {INSTALL_DIR}")
     print(f"done in {(time.time() - started) / 60:.1f} min")
 

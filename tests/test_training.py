@@ -15,7 +15,7 @@ import torch
 
 from kronos import Kronos, KronosTokenizer
 from kronos.data import load_series
-from kronos.training import build_windows, load_config, train
+from kronos.training import build_windows, load_config, load_windows, train
 from kronos.training.config import config_from_dict
 from kronos.training.trainer import read_metrics
 
@@ -224,6 +224,33 @@ def test_tokenizer_then_predictor_training_lowers_the_loss(tmp_path, csv_files):
     model = Kronos.from_pretrained(pred.out_dir / "checkpoints" / "epoch-0003")
     for name, value in model.state_dict().items():
         torch.testing.assert_close(value, pred.module.state_dict()[name])
+
+
+def test_fine_tuning_a_pretrained_model_lowers_its_validation_loss(tmp_path, tiny_dir):
+    paths = []
+    for i in range(2):
+        paths.append(tmp_path / f"m{i}.csv")
+        make_bars(400, seed=10 + i, freq="5min").to_csv(paths[-1], index=False)
+    cfg = tiny_config(tmp_path, paths, epochs=2, lr=1e-3)
+    cfg.model.pretrained = str(tiny_dir)  # a directory holding model/ and tokenizer/
+    cfg.model.tokenizer = str(tiny_dir)
+    pretrained = Kronos.from_pretrained(tiny_dir / "model")
+    result = train(cfg, "predictor")
+    assert result.module.d_model == 32 and result.module.s1_bits == 4
+    changed = [
+        k for k, v in pretrained.state_dict().items() if not torch.equal(v, result.module.state_dict()[k])
+    ]
+    assert changed  # the pretrained weights were the starting point and were trained
+    from kronos.training.evaluation import window_losses
+
+    _, _, val_set = load_windows(cfg)
+    rows = np.arange(len(val_set))
+    tokenizer = KronosTokenizer.from_pretrained(tiny_dir / "tokenizer")
+    before = window_losses(tokenizer, pretrained, val_set, rows)["token_ce"]
+    assert result.best_val_loss == pytest.approx(
+        window_losses(tokenizer, Kronos.from_pretrained(result.best_dir), val_set, rows)["token_ce"], rel=1e-4
+    )
+    assert result.best_val_loss < before - 0.05
 
 
 def test_resume_continues_from_the_saved_step(tmp_path, csv_files):

@@ -22,6 +22,7 @@ DEFAULT_HUB_TOKENIZERS = {
     "NeoQuasar/Kronos-base": "NeoQuasar/Kronos-Tokenizer-base",
 }
 HUB_MAX_CONTEXT = {"NeoQuasar/Kronos-mini": 2048}
+SMALL_MODEL_PARAMETERS = 5_000_000
 
 
 class CommandError(Exception):
@@ -134,6 +135,11 @@ def add_forecast_parser(subparsers) -> None:
     parser.add_argument("--top-p", type=float, default=0.9)
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads (default: 1 for models under 5M parameters, else torch's default)",
+    )
     parser.add_argument("--symbol", help="which symbol to forecast from a long table (with --id-column)")
     parser.add_argument("--out", help="write the forecast to this CSV file (default: print it)")
     parser.add_argument("--plot", help="draw history and forecast to this PNG file")
@@ -209,6 +215,10 @@ def run_forecast(args: argparse.Namespace) -> int:
     context = min(context, len(series))
     if context < 2:
         raise CommandError(f"{args.file} has {len(series)} bar(s); a forecast needs at least 2")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    elif sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMETERS:
+        torch.set_num_threads(1)  # a small model's matrices are too small to gain from threads
     where = " (shipped with the package)" if args.model == DEFAULT_MODEL else ""
     print(f"model: {args.model}{where}: {model_source}", file=sys.stderr)
     print(f"tokenizer: {tokenizer_source}", file=sys.stderr)
@@ -283,7 +293,7 @@ def plot_forecast(history, forecast, close_paths, path: str, symbol: str, model:
     ax.set_ylabel("price")
     ax_vol.set_ylabel("volume")
     ax_vol.yaxis.set_major_formatter(EngFormatter())
-    ax.legend(loc="upper left", framealpha=0.9)
+    ax.legend(loc="best", framealpha=0.9)
     ax.grid(alpha=0.25)
     ax_vol.grid(alpha=0.25)
     stamps = list(shown["timestamps"]) + list(forecast["timestamps"])
