@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -99,6 +100,8 @@ def run_train(args: argparse.Namespace) -> int:
         overrides.append(f"data.columns.{field}={json.dumps(column)}")
     config = load_config(args.config, overrides)
     result = train(config, args.stage, resume=args.resume)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun, rank 0 reports
     best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a (no validation data)"
     print(
         f"{args.stage} trained: {result.step} steps, best validation loss {best}; best checkpoint in {result.best_dir}"

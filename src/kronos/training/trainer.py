@@ -197,6 +197,10 @@ class Trainer:
             )
         if checkpoint is not None:
             state = torch.load(checkpoint / STATE_NAME, map_location=d.device, weights_only=False)
+            if state["stage"] != self.stage_name:
+                raise ValueError(
+                    f"cannot resume the {self.stage_name} stage from {checkpoint}: it is a {state['stage']} checkpoint"
+                )
             module.load_state_dict(load_file(checkpoint / "model.safetensors", device=str(d.device)))
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
