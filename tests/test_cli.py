@@ -81,7 +81,7 @@ def test_forecast_uses_the_shipped_model_by_default(tmp_path, capsys):
     assert main(["forecast", str(EXAMPLES / "sp500_daily.csv"), "--steps", "20", "--out", str(out)]) == 0
     forecast = pd.read_csv(out, parse_dates=["timestamps"])
     history = pd.read_csv(EXAMPLES / "sp500_daily.csv", parse_dates=["timestamps"])
-    assert len(forecast) == 20 and (forecast["timestamps"].dt.weekday < 5).all()
+    assert len(forecast) == 20 and (forecast["timestamps"].dt.day_of_week < 5).all()
     assert forecast["timestamps"].iloc[0] > history["timestamps"].iloc[-1]
     last = history["close"].iloc[-1]
     assert forecast["close"].between(0.7 * last, 1.3 * last).all()
@@ -190,3 +190,22 @@ def test_train_command_trains_both_stages(tmp_path, capsys):
     assert "already holds checkpoints" in capsys.readouterr().err
     assert main(["train", "tokenizer", *common, "--set", "train.lrr=1"]) == 2
     assert "unknown key(s) ['train.lrr']" in capsys.readouterr().err
+
+
+def test_shipped_model_files_are_declared_as_package_data():
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+
+    root = shipped_dir().parents[3]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "kronos.pretrained"
+    ]
+    package = shipped_dir().parent
+    declared = {p for pattern in patterns for p in package.glob(pattern)}
+    shipped = {p for p in shipped_dir().rglob("*") if p.is_file()}
+    assert {p.name for p in shipped} >= {"kronos.json", "config.json", "model.safetensors"}
+    assert shipped <= declared

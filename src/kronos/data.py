@@ -272,7 +272,7 @@ def future_timestamps(timestamps: pd.Series, steps: int, name: str = "the data")
             f"cannot infer the bar frequency of {name}: the timestamps are not regularly spaced (the most "
             f"common gap, {step}, is only {share:.0%} of the gaps between the last {len(recent)} bars)"
         )
-    skip_weekends = step <= pd.Timedelta(days=1) and not (ts.dt.weekday >= 5).any()
+    skip_weekends = step <= pd.Timedelta(days=1) and not (ts.dt.day_of_week >= 5).any()
     future, current = [], ts.iloc[-1]
     while len(future) < steps:
         current = current + step
