@@ -152,11 +152,9 @@ def add_forecast_parser(subparsers) -> None:
 
 def model_settings(model: str) -> dict:
     """Settings saved beside a shipped or local model (kronos.json), e.g. its max_context."""
-    for candidate in (shipped_dir(model), Path(model)):
-        meta = candidate / "kronos.json"
-        if "/" not in model or candidate == Path(model):
-            if meta.is_file():
-                return json.loads(meta.read_text())
+    for directory in (shipped_dir(model), Path(model)):
+        if (directory / "kronos.json").is_file():
+            return json.loads((directory / "kronos.json").read_text())
     return {}
 
 
@@ -166,7 +164,7 @@ def pick_series(args: argparse.Namespace):
     series = load_series([args.file], args.id_column, parse_column_map(args.columns), args.timestamp_column)
     if len(series) == 1:
         return series[0]
-    names = {s.name.split("=", 1)[-1].rstrip("]"): s for s in series}
+    names = {s.symbol: s for s in series}
     if not args.symbol:
         raise CommandError(
             f"{args.file} holds {len(series)} symbols {sorted(names)}: choose one with --symbol"

@@ -101,6 +101,7 @@ class OHLCVSeries:
     name: str
     timestamps: pd.Series
     bars: np.ndarray
+    symbol: str | None = None
 
     def __len__(self) -> int:
         return len(self.bars)
@@ -182,7 +183,7 @@ def map_columns(
     return mapped.reset_index(drop=True)
 
 
-def series_from_frame(df: pd.DataFrame, name: str) -> OHLCVSeries:
+def series_from_frame(df: pd.DataFrame, name: str, symbol: str | None = None) -> OHLCVSeries:
     """Validate a frame with `timestamps` and FEATURE_COLUMNS (as from `map_columns`) into a series.
 
     Rows are sorted by time; duplicate or unparseable timestamps are errors naming the row.
@@ -200,7 +201,7 @@ def series_from_frame(df: pd.DataFrame, name: str) -> OHLCVSeries:
     if duplicated.any():
         first = int(np.argmax(duplicated.to_numpy()))
         raise ValueError(f"{name}: timestamp {timestamps[first]} occurs more than once")
-    return OHLCVSeries(name, timestamps, bars[order])
+    return OHLCVSeries(name, timestamps, bars[order], symbol)
 
 
 def load_series(
@@ -233,7 +234,7 @@ def load_series(
             for symbol, group in df.groupby(id_column, sort=True):
                 label = f"{path.name}[{id_column}={symbol}]"
                 mapped = map_columns(group, label, column_map, timestamp_column)
-                series.append(series_from_frame(mapped, label))
+                series.append(series_from_frame(mapped, label, str(symbol)))
         else:
             mapped = map_columns(df, path.name, column_map, timestamp_column)
             series.append(series_from_frame(mapped, path.stem))

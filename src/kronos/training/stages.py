@@ -42,7 +42,7 @@ class TokenizerStage:
     """
 
     name = "tokenizer"
-    eval_mode = staticmethod(lambda module: module.eval())
+    eval_mode = staticmethod(nn.Module.eval)
     loss_parts = ("recon_s1", "recon_full", "bsq")
 
     def __init__(self, config: Config, device: torch.device):
