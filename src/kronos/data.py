@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -86,3 +89,206 @@ def normalize(x: np.ndarray, clip: float) -> tuple[np.ndarray, np.ndarray, np.nd
 
 def denormalize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return x * (std + 1e-5) + mean
+
+
+TIMESTAMP_CANDIDATES = ("timestamps", "timestamp", "date", "datetime", "time")
+
+
+@dataclass
+class OHLCVSeries:
+    """One symbol's bars: validated float32 [L, 6] in FEATURE_COLUMNS order, sorted by time."""
+
+    name: str
+    timestamps: pd.Series
+    bars: np.ndarray
+    symbol: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.bars)
+
+    def frame(self) -> pd.DataFrame:
+        """The bars as a DataFrame of FEATURE_COLUMNS with a `timestamps` column."""
+        out = pd.DataFrame(self.bars, columns=FEATURE_COLUMNS)
+        out.insert(0, "timestamps", self.timestamps.to_numpy())
+        return out
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a .csv (optionally compressed) or .parquet file into a DataFrame."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {str(path)!r} does not exist")
+    suffixes = [s.lower() for s in path.suffixes]
+    if ".parquet" in suffixes or ".pq" in suffixes:
+        try:
+            return pd.read_parquet(path)
+        except ImportError as err:
+            raise ImportError(
+                f"reading {path} needs a Parquet engine: pip install pyarrow (or save the data as CSV)"
+            ) from err
+    if ".csv" in suffixes or ".txt" in suffixes:
+        try:
+            return pd.read_csv(path)
+        except (pd.errors.ParserError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not a readable CSV file: {err}") from err
+    raise ValueError(f"{path}: unsupported file type; use .csv or .parquet")
+
+
+def map_columns(
+    df: pd.DataFrame,
+    name: str,
+    column_map: dict[str, str] | None = None,
+    timestamp_column: str | None = None,
+) -> pd.DataFrame:
+    """Rename the file's columns to `timestamps` and FEATURE_COLUMNS.
+
+    `column_map` maps our names (open, high, low, close, volume, amount) to the file's names.
+    Columns not named there are matched case-insensitively (`Close` is `close`). The timestamp
+    column is `timestamp_column`, or the first of TIMESTAMP_CANDIDATES present (any case).
+    """
+    column_map = dict(column_map or {})
+    unknown = sorted(set(column_map) - set(FEATURE_COLUMNS))
+    if unknown:
+        raise ValueError(f"column mapping names unknown field(s) {unknown}; fields are {FEATURE_COLUMNS}")
+    by_lower: dict[str, str] = {}
+    for col in df.columns:
+        by_lower.setdefault(str(col).lower(), col)
+    renames: dict = {}
+    for field in FEATURE_COLUMNS:
+        source = column_map.get(field)
+        if source is not None:
+            if source not in df.columns:
+                raise ValueError(
+                    f"{name}: column {source!r} (mapped to {field!r}) is not in the file; it has {list(df.columns)}"
+                )
+        else:
+            source = by_lower.get(field)
+        if source is not None:
+            renames[source] = field
+    if timestamp_column:
+        if timestamp_column not in df.columns:
+            raise ValueError(
+                f"{name}: timestamp column {timestamp_column!r} is not in the file; it has {list(df.columns)}"
+            )
+        ts_source = timestamp_column
+    else:
+        ts_source = next((by_lower[c] for c in TIMESTAMP_CANDIDATES if c in by_lower), None)
+        if ts_source is None:
+            raise ValueError(
+                f"{name} has no timestamp column (looked for {list(TIMESTAMP_CANDIDATES)} in any case); "
+                f"it has {list(df.columns)}: name it with the timestamp column option"
+            )
+    renames[ts_source] = "timestamps"
+    mapped = df[list(renames)].rename(columns=renames)
+    return mapped.reset_index(drop=True)
+
+
+def series_from_frame(df: pd.DataFrame, name: str, symbol: str | None = None) -> OHLCVSeries:
+    """Validate a frame with `timestamps` and FEATURE_COLUMNS (as from `map_columns`) into a series.
+
+    Rows are sorted by time; duplicate or unparseable timestamps are errors naming the row.
+    """
+    try:
+        timestamps = pd.to_datetime(df["timestamps"])
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{name}: the timestamp column cannot be read as dates: {err}") from err
+    if timestamps.isna().any():
+        raise ValueError(f"{name}: missing timestamp at row {int(np.argmax(timestamps.isna().to_numpy()))}")
+    bars = prepare_ohlcv(df.drop(columns="timestamps"), name)
+    order = np.argsort(timestamps.to_numpy(), kind="stable")
+    timestamps = timestamps.iloc[order].reset_index(drop=True)
+    duplicated = timestamps.duplicated()
+    if duplicated.any():
+        first = int(np.argmax(duplicated.to_numpy()))
+        raise ValueError(f"{name}: timestamp {timestamps[first]} occurs more than once")
+    return OHLCVSeries(name, timestamps, bars[order], symbol)
+
+
+def load_series(
+    paths: list[str | Path],
+    id_column: str | None = None,
+    column_map: dict[str, str] | None = None,
+    timestamp_column: str | None = None,
+) -> list[OHLCVSeries]:
+    """Read OHLCV series from files: one symbol per file, or long tables split by `id_column`.
+
+    Every error names the file (and symbol) and the column or row at fault.
+    """
+    if not paths:
+        raise ValueError("no data files given")
+    series: list[OHLCVSeries] = []
+    for path in paths:
+        path = Path(path)
+        df = read_table(path)
+        if df.empty:
+            raise ValueError(f"{path} holds no rows")
+        if id_column:
+            if id_column not in df.columns:
+                raise ValueError(
+                    f"{path}: id column {id_column!r} is not in the file; it has {list(df.columns)}"
+                )
+            if df[id_column].isna().any():
+                raise ValueError(
+                    f"{path}: id column {id_column!r} is empty at row {int(np.argmax(df[id_column].isna()))}"
+                )
+            for symbol, group in df.groupby(id_column, sort=True):
+                label = f"{path.name}[{id_column}={symbol}]"
+                mapped = map_columns(group, label, column_map, timestamp_column)
+                series.append(series_from_frame(mapped, label, str(symbol)))
+        else:
+            mapped = map_columns(df, path.name, column_map, timestamp_column)
+            series.append(series_from_frame(mapped, path.stem))
+    names = [s.name for s in series]
+    if len(set(names)) != len(names):
+        seen = {n for n in names if names.count(n) > 1}
+        raise ValueError(f"several data files give the same series name(s) {sorted(seen)}: rename the files")
+    return series
+
+
+def future_timestamps(timestamps: pd.Series, steps: int, name: str = "the data") -> tuple[pd.Series, str]:
+    """The next `steps` timestamps at the series' own regular frequency, and a description of it.
+
+    Uses pandas' inferred frequency over the last bars; otherwise the most common gap between bars,
+    skipping Saturdays and Sundays when the data has none (markets closed at weekends). Raises
+    ValueError when no regular frequency can be seen.
+    """
+    ts = pd.Series(pd.to_datetime(timestamps)).reset_index(drop=True)
+    if len(ts) < 3:
+        raise ValueError(
+            f"cannot infer the bar frequency of {name} from {len(ts)} timestamp(s); it needs 3 or more"
+        )
+    recent = pd.DatetimeIndex(ts.iloc[-min(len(ts), 200) :])
+    freq = pd.infer_freq(recent)
+    if freq is not None:
+        future = pd.date_range(ts.iloc[-1], periods=steps + 1, freq=freq)[1:]
+        return pd.Series(future), f"frequency {freq}"
+    gaps = recent.to_series().diff().dropna()
+    gaps = gaps[gaps > pd.Timedelta(0)]
+    if gaps.empty:
+        raise ValueError(f"cannot infer the bar frequency of {name}: its last timestamps do not increase")
+    step = gaps.mode().iloc[0]
+    share = float((gaps == step).mean())
+    if share < 0.5:
+        raise ValueError(
+            f"cannot infer the bar frequency of {name}: the timestamps are not regularly spaced (the most "
+            f"common gap, {step}, is only {share:.0%} of the gaps between the last {len(recent)} bars)"
+        )
+    skip_weekends = step <= pd.Timedelta(days=1) and not (ts.dt.day_of_week >= 5).any()
+    future, current = [], ts.iloc[-1]
+    while len(future) < steps:
+        current = current + step
+        if skip_weekends and current.weekday() >= 5:
+            continue
+        future.append(current)
+    text = f"every {_describe_gap(step)}" + (", weekdays only" if skip_weekends else "")
+    return pd.Series(pd.DatetimeIndex(future)), text
+
+
+def _describe_gap(gap: pd.Timedelta) -> str:
+    """'1 day', '4 hours', '5 minutes', '30 seconds'."""
+    seconds = int(gap.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{gap.total_seconds():g} seconds"

@@ -1,0 +1,247 @@
+"""Training configuration: a TOML file, defaults for everything, and `--set key=value` overrides."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+STAGES = ("tokenizer", "predictor")
+
+
+@dataclass
+class DataConfig:
+    """Where the bars come from and how training windows are cut from them."""
+
+    paths: list[str] = field(default_factory=list)
+    id_column: str = ""
+    timestamp_column: str = ""
+    columns: dict[str, str] = field(default_factory=dict)
+    window: int = 128
+    history: int = 0
+    val_fraction: float = 0.1
+    stride: int = 1
+    clip: float = 5.0
+
+    def history_len(self) -> int:
+        """Bars at a window's start whose statistics normalise the whole window (0 means window - 20)."""
+        return self.history if self.history > 0 else max(self.window - 20, self.window // 2)
+
+
+@dataclass
+class TokenizerConfig:
+    """A tokenizer to fine-tune or use (`pretrained`), or the architecture of a new one."""
+
+    pretrained: str = ""
+    d_model: int = 64
+    n_heads: int = 4
+    ff_dim: int = 128
+    n_enc_layers: int = 3
+    n_dec_layers: int = 3
+    ffn_dropout_p: float = 0.0
+    attn_dropout_p: float = 0.0
+    resid_dropout_p: float = 0.0
+    s1_bits: int = 6
+    s2_bits: int = 6
+    beta: float = 0.05
+    gamma0: float = 1.0
+    gamma: float = 1.1
+    zeta: float = 0.05
+    group_size: int = 4
+
+    def architecture(self) -> dict[str, Any]:
+        arch = {k: v for k, v in dataclasses.asdict(self).items() if k != "pretrained"}
+        return {"d_in": 6, **arch}
+
+
+@dataclass
+class ModelConfig:
+    """A predictor to fine-tune (`pretrained`) or the architecture of a new one.
+
+    `tokenizer` names the frozen tokenizer the predictor learns on; empty means the tokenizer
+    stage's best checkpoint in the output directory, else `[tokenizer] pretrained`.
+    """
+
+    pretrained: str = ""
+    tokenizer: str = ""
+    n_layers: int = 4
+    d_model: int = 128
+    n_heads: int = 4
+    ff_dim: int = 256
+    ffn_dropout_p: float = 0.1
+    attn_dropout_p: float = 0.0
+    resid_dropout_p: float = 0.1
+    token_dropout_p: float = 0.0
+    learn_te: bool = True
+
+    def architecture(self, s1_bits: int, s2_bits: int) -> dict[str, Any]:
+        arch = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("pretrained", "tokenizer")}
+        return {"s1_bits": s1_bits, "s2_bits": s2_bits, **arch}
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping for one stage."""
+
+    out_dir: str = "runs/kronos"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 4e-4
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    warmup_fraction: float = 0.05
+    grad_clip: float = 3.0
+    samples_per_epoch: int = 0
+    val_samples: int = 0
+    patience: int = 3
+    min_delta: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int = 0
+    log_every: int = 10
+    keep_checkpoints: int = 0
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    """The whole training configuration; `[train.tokenizer]` / `[train.predictor]` refine `[train]`."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    stage_train: dict[str, dict[str, Any]] = field(default_factory=dict)
+    base_dir: str = "."
+
+    def train_for(self, stage: str) -> TrainConfig:
+        """`[train]` with the stage's own table applied and `out_dir` made stage-specific."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; stages are {list(STAGES)}")
+        merged = dataclasses.asdict(self.train)
+        merged.update(self.stage_train.get(stage, {}))
+        merged["out_dir"] = str(Path(self.resolve_path(merged["out_dir"])) / stage)
+        return _build(TrainConfig, merged, f"train.{stage}")
+
+    def resolve_path(self, path: str) -> str:
+        """A path from the config file, relative to the file's directory."""
+        p = Path(path).expanduser()
+        return str(p if p.is_absolute() else Path(self.base_dir) / p)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            name: dataclasses.asdict(getattr(self, name)) for name in ("data", "tokenizer", "model", "train")
+        }
+        for stage, table in self.stage_train.items():
+            out["train"][stage] = dict(table)
+        return out
+
+
+SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _build(cls, values: dict[str, Any], where: str):
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(
+            f"unknown key(s) {[f'{where}.{k}' for k in unknown]}; [{where}] takes {sorted(known)}"
+        )
+    defaults = cls()
+    values = dict(values)
+    for key, value in values.items():
+        if isinstance(getattr(defaults, key), list) and isinstance(value, str):
+            values[key] = value = [value]
+        _check_type(f"{where}.{key}", value, getattr(defaults, key))
+    return cls(**{k: copy.deepcopy(v) for k, v in values.items()})
+
+
+def _check_type(key: str, value: Any, default: Any) -> None:
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ValueError(f"config {key} must be a {type(default).__name__}, got {value!r}")
+
+
+def config_from_dict(raw: dict[str, Any], base_dir: str | Path = ".") -> Config:
+    """Build a Config from nested dicts (as parsed from TOML), rejecting unknown keys and wrong types."""
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown config section(s) {unknown}; sections are {sorted(SECTIONS)}")
+    built: dict[str, Any] = {}
+    stage_train: dict[str, dict[str, Any]] = {}
+    for name, cls in SECTIONS.items():
+        values = dict(raw.get(name, {}))
+        if not isinstance(raw.get(name, {}), dict):
+            raise ValueError(f"config [{name}] must be a table")
+        if name == "train":
+            for stage in STAGES:
+                if stage in values:
+                    stage_train[stage] = dict(values.pop(stage))
+                    _build(TrainConfig, stage_train[stage], f"train.{stage}")
+        built[name] = _build(cls, values, name)
+    if built["data"].window < 2:
+        raise ValueError(f"data.window must be at least 2, got {built['data'].window}")
+    history = built["data"].history_len()
+    if not 1 < history <= built["data"].window:
+        raise ValueError(
+            f"data.history must be between 2 and data.window ({built['data'].window}), got {history}"
+        )
+    if not 0 <= built["data"].val_fraction < 1:
+        raise ValueError(f"data.val_fraction must be in [0, 1), got {built['data'].val_fraction}")
+    if built["data"].stride < 1:
+        raise ValueError(f"data.stride must be at least 1, got {built['data'].stride}")
+    return Config(**built, stage_train=stage_train, base_dir=str(base_dir))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`section.key=value` -> (path, value); the value is read as TOML, else taken as a string."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r} must look like section.key=value, e.g. train.lr=1e-3")
+    key, value = text.split("=", 1)
+    path = [p.strip() for p in key.strip().split(".")]
+    if len(path) < 2 or not all(path):
+        raise ValueError(f"override key {key!r} must name a section and a key, e.g. train.lr")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return path, parsed
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a TOML config (or start from defaults) and apply `section.key=value` overrides."""
+    raw: dict[str, Any] = {}
+    base_dir: str | Path = "."
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"config file {path} is not valid TOML: {err}") from err
+        base_dir = path.resolve().parent
+    for text in overrides:
+        keys, value = parse_override(text)
+        table = raw
+        for key in keys[:-1]:
+            table = table.setdefault(key, {})
+            if not isinstance(table, dict):
+                raise ValueError(f"override {text!r}: {key!r} is not a table")
+        table[keys[-1]] = value
+    return config_from_dict(raw, base_dir)

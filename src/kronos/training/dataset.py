@@ -1,0 +1,110 @@
+"""Training windows cut from OHLCV series, split by time, normalised without look-ahead."""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data import OHLCVSeries, load_series, time_features
+from .config import Config, DataConfig
+
+
+@dataclass
+class WindowSet:
+    """All windows of one split: (series index, start) pairs into shared bar and stamp arrays.
+
+    A window is `window` consecutive bars. It is normalised with the mean and population std
+    of its first `history` bars only (as the predictor normalises a forecast's history), then
+    clipped to ±clip, so no statistic comes from bars after the history part.
+    """
+
+    bars: list[np.ndarray]
+    stamps: list[np.ndarray]
+    index: np.ndarray
+    window: int
+    history: int
+    clip: float
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised bars [B, window, 6] and time features [B, window, 5] of the given windows."""
+        x = np.empty((len(rows), self.window, 6), dtype=np.float32)
+        stamps = np.empty((len(rows), self.window, 5), dtype=np.float32)
+        for out_row, (series, start) in enumerate(self.index[rows]):
+            raw = self.bars[series][start : start + self.window]
+            head = raw[: self.history]
+            mean, std = head.mean(axis=0), head.std(axis=0)
+            x[out_row] = np.clip((raw - mean) / (std + 1e-5), -self.clip, self.clip)
+            stamps[out_row] = self.stamps[series][start : start + self.window]
+        return x, stamps
+
+
+def expand_paths(patterns: list[str], config: Config | None = None) -> list[Path]:
+    """Files named by paths or glob patterns (relative to the config file's directory)."""
+    files: list[Path] = []
+    for pattern in patterns:
+        resolved = config.resolve_path(pattern) if config is not None else pattern
+        if any(ch in resolved for ch in "*?["):
+            matches = sorted(glob.glob(resolved))
+            if not matches:
+                raise FileNotFoundError(f"data pattern {pattern!r} matches no file")
+            files.extend(Path(m) for m in matches)
+        else:
+            files.append(Path(resolved))
+    return files
+
+
+def split_point(length: int, val_fraction: float) -> int:
+    """Index of the first validation bar: the final `val_fraction` of a series is held out."""
+    return length - int(round(length * val_fraction))
+
+
+def build_windows(series: list[OHLCVSeries], data: DataConfig) -> tuple[WindowSet, WindowSet | None]:
+    """Train and validation windows over all series, split by time per series.
+
+    Training windows lie wholly before each series' split point, validation windows wholly after
+    it. A series too short for one window on each side is an error naming it.
+    """
+    window, stride, history = data.window, data.stride, data.history_len()
+    bars = [s.bars for s in series]
+    stamps = [time_features(s.timestamps) for s in series]
+    train_index, val_index = [], []
+    for i, s in enumerate(series):
+        split = split_point(len(s), data.val_fraction)
+        needed = (
+            window
+            if data.val_fraction == 0
+            else int(np.ceil(window / min(data.val_fraction, 1 - data.val_fraction)))
+        )
+        if split < window or (data.val_fraction > 0 and len(s) - split < window):
+            raise ValueError(
+                f"series {s.name!r} is too short: {len(s)} bars, but a window of {window} bars in the training "
+                f"part and in the validation part (the last {data.val_fraction:.0%}) needs about {needed}; "
+                f"use more data, a smaller data.window or a larger data.val_fraction"
+            )
+        starts = np.arange(0, split - window + 1, stride)
+        train_index.append(np.stack([np.full_like(starts, i), starts], axis=1))
+        if data.val_fraction > 0:
+            starts = np.arange(split, len(s) - window + 1, stride)
+            val_index.append(np.stack([np.full_like(starts, i), starts], axis=1))
+    train = WindowSet(bars, stamps, np.concatenate(train_index), window, history, data.clip)
+    val = (
+        WindowSet(bars, stamps, np.concatenate(val_index), window, history, data.clip) if val_index else None
+    )
+    return train, val
+
+
+def load_windows(config: Config) -> tuple[list[OHLCVSeries], WindowSet, WindowSet | None]:
+    """Read and validate every data file named in the config, then cut the windows."""
+    data = config.data
+    if not data.paths:
+        raise ValueError("no training data: set data.paths in the config or pass --data FILE")
+    files = expand_paths(data.paths, config)
+    series = load_series(files, data.id_column or None, data.columns, data.timestamp_column or None)
+    train, val = build_windows(series, data)
+    return series, train, val
