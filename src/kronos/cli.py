@@ -7,7 +7,6 @@ added by writing such a function and listing it in SUBCOMMANDS.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -197,20 +196,18 @@ def run_forecast(args: argparse.Namespace) -> int:
     future, freq_text = future_timestamps(series.timestamps, args.steps, args.file)
 
     model_source = resolve_checkpoint(args.model, "model")
-    # huggingface_hub prints progress to stdout, which may carry the forecast CSV: send it to stderr.
-    with contextlib.redirect_stdout(sys.stderr):
-        model = Kronos.from_pretrained(model_source)
-        if args.tokenizer:
-            tokenizer_source = resolve_checkpoint(args.tokenizer, "tokenizer")
-        elif args.model in DEFAULT_HUB_TOKENIZERS:
-            tokenizer_source = DEFAULT_HUB_TOKENIZERS[args.model]
-        else:
-            tokenizer_source = resolve_checkpoint(args.model, "tokenizer")
-            if tokenizer_source == model_source:
-                raise CommandError(
-                    f"model {args.model!r} comes without a tokenizer: name one with --tokenizer (a directory or hub id)"
-                )
-        tokenizer = KronosTokenizer.from_pretrained(tokenizer_source)
+    model = Kronos.from_pretrained(model_source)
+    if args.tokenizer:
+        tokenizer_source = resolve_checkpoint(args.tokenizer, "tokenizer")
+    elif args.model in DEFAULT_HUB_TOKENIZERS:
+        tokenizer_source = DEFAULT_HUB_TOKENIZERS[args.model]
+    else:
+        tokenizer_source = resolve_checkpoint(args.model, "tokenizer")
+        if tokenizer_source == model_source:
+            raise CommandError(
+                f"model {args.model!r} comes without a tokenizer: name one with --tokenizer (a directory or hub id)"
+            )
+    tokenizer = KronosTokenizer.from_pretrained(tokenizer_source)
     settings = model_settings(args.model)
     max_context = args.max_context or settings.get("max_context") or HUB_MAX_CONTEXT.get(args.model, 512)
     context = args.context or max(max_context - args.steps, max_context // 2)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from ..pretrained import DEFAULT_MODEL, resolve_checkpoint
 from .backtest import evaluate
 from .baselines import BASELINES
 from .data import load_series
@@ -71,37 +71,15 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     return parser
 
 
-def _resolve(name: str, part: str) -> str:
-    """A checkpoint location for `part` of `name`, through kronos.pretrained when it is installed."""
-    try:
-        from ..pretrained import resolve_checkpoint
-    except ImportError:
-        path = Path(name).expanduser()
-        if (path / part / "config.json").is_file():
-            return str(path / part)
-        return name
-    return resolve_checkpoint(name, part)
-
-
-def default_model_name() -> str:
-    try:
-        from ..pretrained import DEFAULT_MODEL
-    except ImportError as err:
-        raise ValueError(
-            "no --model given and this installation ships no default model (kronos.pretrained)"
-        ) from err
-    return DEFAULT_MODEL
-
-
 def load_predictor(model: str | None, tokenizer: str | None, device: str | None, max_context: int):
     """A KronosPredictor from checkpoint names; `tokenizer` defaults to the model's companion tokenizer."""
     from ..model import Kronos
     from ..predictor import KronosPredictor
     from ..tokenizer import KronosTokenizer
 
-    model_name = model or default_model_name()
-    model_location = _resolve(model_name, "model")
-    tokenizer_location = _resolve(tokenizer or model_name, "tokenizer")
+    model_name = model or DEFAULT_MODEL
+    model_location = resolve_checkpoint(model_name, "model")
+    tokenizer_location = resolve_checkpoint(tokenizer or model_name, "tokenizer")
     if tokenizer is None and tokenizer_location == model_location:
         raise ValueError(
             f"--model {model_name!r} is a single checkpoint: name its tokenizer with --tokenizer"

@@ -319,22 +319,13 @@ def _save(fig, folder: Path, name: str) -> str:
     return f"plots/{name}"
 
 
-def _have_matplotlib() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def write_report(
     result, out_dir, html: bool = False, plots: bool = True, n_boot: int = 1000
 ) -> dict[str, Path]:
     """Write report.md (+ report.html), plots/, tables as CSV and the raw per-origin results.
 
     Raw results: records.csv (one row per method, origin, horizon step, column) and volatility.csv,
-    plus records.parquet when pyarrow is installed. Plots need matplotlib (`pip install kronos[evaluate]`);
-    without it the report says so and has no images. Returns file kind -> path.
+    plus records.parquet when pyarrow is installed (`pip install 'kronos[parquet]'`). Returns file kind -> path.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -342,15 +333,10 @@ def write_report(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-partial-", dir=out_dir.parent))
     try:
-        draw = plots and _have_matplotlib()
         summary = result.summary("close", n_boot=n_boot)
         horizon, pit = result.by_horizon("close"), result.pit_histogram("close")
-        images = _plots(result, staging, horizon, summary, pit) if draw else {}
+        images = _plots(result, staging, horizon, summary, pit) if plots else {}
         sections, tables = build_sections(result, summary, horizon, pit, n_boot, images)
-        if plots and not draw:
-            sections[
-                0
-            ].text += "\n\nPlots were skipped: matplotlib is not installed (pip install 'kronos[evaluate]')."
         (staging / "report.md").write_text(render_markdown(sections), encoding="utf-8")
         if html:
             (staging / "report.html").write_text(render_html(sections), encoding="utf-8")
