@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kronos.cli import main
-from kronos.data import future_timestamps
+from kronos.frames import future_timestamps
 from kronos.pretrained import DEFAULT_MODEL, shipped_dir
 
 torch.set_num_threads(1)
@@ -156,18 +156,18 @@ def test_forecast_errors_are_one_clear_line(tiny_dir, tmp_path, capsys, change, 
 
 def test_future_timestamps_follow_the_data():
     business = pd.Series(pd.bdate_range("2024-01-01", periods=30))
-    future, text = future_timestamps(business, 3)
-    assert list(future) == list(pd.bdate_range("2024-02-12", periods=3)) and text == "frequency B"
+    future = future_timestamps(business, 3, "s")
+    assert list(future.timestamps) == list(pd.bdate_range("2024-02-12", periods=3))
+    assert future.description == "frequency B"
     daily_with_holidays = business.drop(index=[5, 17]).reset_index(drop=True)  # pandas cannot name this one
-    future, text = future_timestamps(daily_with_holidays, 4)
-    assert (
-        list(future) == list(pd.bdate_range("2024-02-12", periods=4)) and text == "every 1 day, weekdays only"
-    )
+    future = future_timestamps(daily_with_holidays, 4, "s")
+    assert list(future.timestamps) == list(pd.bdate_range("2024-02-12", periods=4))
+    assert future.description == "every 1 day, weekdays only"
     hourly = pd.Series(pd.date_range("2024-01-06", periods=50, freq="h")).drop(index=[3])
-    future, text = future_timestamps(hourly, 2)
-    assert list(future) == [pd.Timestamp("2024-01-08 02:00"), pd.Timestamp("2024-01-08 03:00")]
+    future = future_timestamps(hourly, 2, "s")
+    assert list(future.timestamps) == [pd.Timestamp("2024-01-08 02:00"), pd.Timestamp("2024-01-08 03:00")]
     with pytest.raises(ValueError, match="needs 3 or more"):
-        future_timestamps(hourly[:2], 2)
+        future_timestamps(hourly[:2], 2, "s")
 
 
 def test_train_command_trains_both_stages(tmp_path, capsys):

@@ -143,6 +143,10 @@ def add_forecast_parser(subparsers) -> None:
         type=int,
         help="CPU threads (default: 1 for models under 5M parameters, else torch's default)",
     )
+    parser.add_argument(
+        "--freq",
+        help="spacing of the future bars, a pandas frequency such as 5min, h, D or B (default: inferred from the data)",
+    )
     parser.add_argument("--symbol", help="which symbol to forecast from a long table (with --id-column)")
     parser.add_argument("--out", help="write the forecast to this CSV file (default: print it)")
     parser.add_argument("--plot", help="draw history and forecast to this PNG file")
@@ -187,13 +191,14 @@ def run_forecast(args: argparse.Namespace) -> int:
     import pandas as pd
     import torch
 
-    from .data import FEATURE_COLUMNS, future_timestamps
+    from .data import FEATURE_COLUMNS
+    from .frames import future_timestamps
     from .model import Kronos
     from .predictor import KronosPredictor
     from .tokenizer import KronosTokenizer
 
     series = pick_series(args)
-    future, freq_text = future_timestamps(series.timestamps, args.steps, args.file)
+    future = future_timestamps(series.timestamps, args.steps, args.file, args.freq)
 
     model_source = resolve_checkpoint(args.model, "model")
     model = Kronos.from_pretrained(model_source)
@@ -227,7 +232,7 @@ def run_forecast(args: argparse.Namespace) -> int:
     paths = predictor.predict_paths(
         frame[FEATURE_COLUMNS],
         frame["timestamps"],
-        future,
+        future.timestamps,
         args.steps,
         sample_count=args.paths,
         T=args.temperature,
@@ -235,7 +240,7 @@ def run_forecast(args: argparse.Namespace) -> int:
     )
     close = paths[..., FEATURE_COLUMNS.index("close")]
     forecast = pd.DataFrame(paths.mean(axis=0), columns=FEATURE_COLUMNS)
-    forecast.insert(0, "timestamps", future.to_numpy())
+    forecast.insert(0, "timestamps", future.timestamps)
     for q in (10, 50, 90):
         forecast[f"close_q{q}"] = np.percentile(close, q, axis=0)
     label = series.name
@@ -248,7 +253,7 @@ def run_forecast(args: argparse.Namespace) -> int:
         plot_forecast(series.frame(), forecast, close, args.plot, label, args.model, args.steps)
         print(f"wrote plot to {args.plot}", file=sys.stderr)
     print(
-        f"{label}: {args.steps} steps ({freq_text}) from {context} bars of history, {args.paths} paths, "
+        f"{label}: {args.steps} steps ({future.description}) from {context} bars of history, {args.paths} paths, "
         f"{time.perf_counter() - started:.1f}s",
         file=sys.stderr,
     )

@@ -45,9 +45,11 @@ class Gap:
 
 @dataclass
 class FutureIndex:
-    """Future timestamps of one series, and any gap found in its history."""
+    """Future timestamps of one series, how they are spaced in words (for messages), and any gap
+    found in its history."""
 
     timestamps: pd.DatetimeIndex
+    description: str
     gap: Gap | None = field(default=None)
 
 
@@ -174,24 +176,35 @@ def future_timestamps(
     The trading week is the weekdays seen in a history spanning two weeks or more; a shorter
     history trades Monday to Friday, or every day if it has a bar on a weekend.
 
-    Missing bars (history slots of the inferred schedule with no row) come back as `gap`.
-    Raises ValueError naming the series where no schedule fits: irregular spacing (e.g. one bar
-    off the grid), intraday bars seen at a time of day only once while other times recur, or
-    several bars on one day in daily data. Passing `freq` skips inference and these checks.
+    Missing bars (history slots of the inferred schedule with no row) come back as `gap`, and
+    `description` says the spacing in words ("frequency B", "every 1 day, weekdays only").
+    Raises ValueError naming the series where no schedule fits: no regular spacing (the most
+    common gap between bars is under half of them), irregular spacing (e.g. one bar off the
+    grid), intraday bars seen at a time of day only once while other times recur, or several
+    bars on one day in daily data. Passing `freq` skips inference and these checks.
     """
     timestamps = pd.DatetimeIndex(timestamps).as_unit("ns")
     if freq is not None:
-        offset = _to_offset(freq)
-        return FutureIndex(pd.date_range(timestamps[-1] + offset, periods=n, freq=offset))
+        return _continue(timestamps, n, _to_offset(freq))
     if len(timestamps) < 3:
-        raise ValueError(f"{name}: cannot infer a frequency from {len(timestamps)} timestamps; pass freq=")
-    inferred = pd.infer_freq(timestamps)
+        raise ValueError(
+            f"{name}: cannot infer a frequency from {len(timestamps)} timestamps; it needs 3 or more, "
+            "or pass freq="
+        )
+    # the offset itself, not pd.infer_freq's string (which pandas 4 turns into an offset)
+    inferred = pd.DatetimeIndex(timestamps, freq="infer").freq
     if inferred is not None:
-        offset = _to_offset(inferred)
-        return FutureIndex(pd.date_range(timestamps[-1] + offset, periods=n, freq=offset))
+        return _continue(timestamps, n, inferred)
     tz = timestamps.tz
     local = timestamps.tz_localize(None) if tz is not None else timestamps
-    step = pd.Timedelta(int(pd.Series(np.diff(local.asi8)).mode().min()), unit="ns")
+    gaps = pd.Series(np.diff(local.asi8))
+    step = pd.Timedelta(int(gaps.mode().min()), unit="ns")
+    share = float((gaps == step.value).mean())
+    if share < 0.5:
+        raise ValueError(
+            f"{name}: cannot infer the bar frequency: the timestamps are not regularly spaced (the most "
+            f"common gap, {step}, is only {share:.0%} of the gaps between bars); pass freq= to override"
+        )
     if step == ONE_DAY:
         future = _daily_schedule(local, n, name)
     elif step < ONE_DAY:
@@ -207,6 +220,31 @@ def future_timestamps(
                 tz, ambiguous=False, nonexistent="shift_forward"
             )
     return future
+
+
+def _continue(timestamps: pd.DatetimeIndex, n: int, offset: pd.DateOffset) -> FutureIndex:
+    future = pd.date_range(timestamps[-1] + offset, periods=n, freq=offset)
+    return FutureIndex(future, f"frequency {offset.freqstr}")
+
+
+def _describe_gap(gap: pd.Timedelta) -> str:
+    """'1 day', '4 hours', '5 minutes', '30 seconds'."""
+    seconds = int(gap.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{gap.total_seconds():g} seconds"
+
+
+def _describe_week(weekdays: np.ndarray) -> str:
+    """'' for every day, ', weekdays only' for Monday to Friday, else ', on Mon, Wed'."""
+    if len(weekdays) == 7:
+        return ""
+    if list(weekdays) == list(range(5)):
+        return ", weekdays only"
+    names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    return ", on " + ", ".join(names[d] for d in weekdays)
 
 
 def _trading_weekdays(days: pd.DatetimeIndex) -> np.ndarray:
@@ -243,7 +281,7 @@ def _daily_schedule(timestamps: pd.DatetimeIndex, n: int, name: str) -> FutureIn
     horizon = pd.date_range(days[-1] + ONE_DAY, periods=(n // max(len(weekdays), 1) + 2) * 7, freq="D")
     future = horizon[np.isin(horizon.day_of_week, weekdays)][:n] + time_of_day
     gap = Gap(absent[0] + time_of_day, len(absent)) if len(absent) else None
-    return FutureIndex(future, gap)
+    return FutureIndex(future, f"every 1 day{_describe_week(weekdays)}", gap)
 
 
 def _intraday_schedule(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd.Timedelta) -> FutureIndex:
@@ -251,7 +289,9 @@ def _intraday_schedule(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd
     offsets = timestamps - days
     if days[0] == days[-1]:
         _check_grid(timestamps, step, name)
-        return FutureIndex(pd.date_range(timestamps[-1] + step, periods=n, freq=step))
+        return FutureIndex(
+            pd.date_range(timestamps[-1] + step, periods=n, freq=step), f"every {_describe_gap(step)}"
+        )
     slot_days = pd.Series(days).groupby(offsets.asi8).nunique()
     usual = float(np.median(slot_days.to_numpy()))
     if usual >= 3:
@@ -275,7 +315,8 @@ def _intraday_schedule(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd
     inside = (expected >= timestamps[0].to_datetime64()) & (expected <= timestamps[-1].to_datetime64())
     absent = expected[inside & ~np.isin(expected, timestamps.to_numpy())]
     gap = Gap(pd.Timestamp(absent[0]), len(absent)) if len(absent) else None
-    return FutureIndex(future, gap)
+    session = "" if len(template) * step == ONE_DAY else f", {len(template)} bars a day"
+    return FutureIndex(future, f"every {_describe_gap(step)}{session}{_describe_week(weekdays)}", gap)
 
 
 def _fixed_step(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd.Timedelta) -> FutureIndex:
@@ -286,7 +327,8 @@ def _fixed_step(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd.Timede
     if missing:
         first = int(np.argmax(spacing > 1))
         gap = Gap(timestamps[first] + step, missing)
-    return FutureIndex(pd.date_range(timestamps[-1] + step, periods=n, freq=step), gap)
+    future = pd.date_range(timestamps[-1] + step, periods=n, freq=step)
+    return FutureIndex(future, f"every {_describe_gap(step)}", gap)
 
 
 def _check_grid(timestamps: pd.DatetimeIndex, step: pd.Timedelta, name: str) -> None:
