@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +16,10 @@ FEATURE_COLUMNS = PRICE_COLUMNS + [VOLUME_COLUMN, AMOUNT_COLUMN]
 TIME_FEATURE_COLUMNS = ["minute", "hour", "weekday", "day", "month"]
 
 
-def prepare_ohlcv(df: pd.DataFrame, name: str = "df") -> np.ndarray:
-    """Validate bars and return them as float32 [L, 6] in FEATURE_COLUMNS order.
+def prepare_ohlcv(df: pd.DataFrame, name: str = "df", dtype=np.float32) -> np.ndarray:
+    """Validate bars and return them as `dtype` [L, 6] in FEATURE_COLUMNS order.
 
+    float32 is what the model sees; scoring asks for float64, which keeps prices such as 60000.13.
     Missing volume means volume = amount = 0; missing amount means volume x mean(OHLC).
     Raises ValueError naming the column (and first row) for missing columns, non-numeric
     values, NaN or infinite values.
@@ -51,7 +53,59 @@ def prepare_ohlcv(df: pd.DataFrame, name: str = "df") -> np.ndarray:
         bars[AMOUNT_COLUMN] = 0.0
     elif AMOUNT_COLUMN not in bars:
         bars[AMOUNT_COLUMN] = bars[VOLUME_COLUMN] * bars[PRICE_COLUMNS].mean(axis=1)
-    return bars[FEATURE_COLUMNS].to_numpy(dtype=np.float32)
+    return bars[FEATURE_COLUMNS].to_numpy(dtype=dtype)
+
+
+def parse_timestamps(values: pd.Series, name: str) -> pd.Series:
+    """`values` as datetimes; a missing or unreadable one is an error naming its row and value."""
+    try:
+        with warnings.catch_warnings():
+            # strings in no single format are parsed one by one; any that fail are reported below
+            warnings.filterwarnings("ignore", "Could not infer format", UserWarning)
+            stamps = pd.to_datetime(values, errors="coerce")
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{name} must hold timestamps: {err}") from err
+    bad = stamps.isna().to_numpy()
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(
+            f"{name} must hold timestamps: {values.iloc[row]!r} at row {values.index[row]!r} is missing "
+            f"or unreadable ({int(bad.sum())} in all)"
+        )
+    return stamps
+
+
+def check_time_order(
+    timestamps: pd.Series, name: str, ids: pd.Series | None = None, id_column: str = "id", hint: str = ""
+) -> None:
+    """Refuse timestamps that repeat or go back in time, within each id's rows when `ids` is given.
+
+    Both are checked on the step from each row to the previous row of its series, so interleaved
+    series are fine. File loading sorts by time first (only repeats can remain); `predict_df`
+    does not sort, so its unsorted rows are refused here.
+    """
+    keys = np.zeros(len(timestamps)) if ids is None else ids.to_numpy()
+    step = pd.Series(timestamps.to_numpy()).groupby(keys, sort=False).diff()
+    within = "" if ids is None else " within a series"
+
+    def where(row: int) -> str:
+        return "" if ids is None else f"{id_column}={ids.iloc[row]!r} "
+
+    repeated = (step == pd.Timedelta(0)).to_numpy()
+    if repeated.any():
+        row, count = int(np.argmax(repeated)), int(repeated.sum())
+        verb = "occurs" if count == 1 else "occur"
+        raise ValueError(
+            f"{name} has duplicate rows: {count} timestamp{'s' if count > 1 else ''} {verb} more than once"
+            f"{within}, first {where(row)}at {timestamps.iloc[row]}{hint}"
+        )
+    backwards = (step < pd.Timedelta(0)).to_numpy()
+    if backwards.any():
+        row = int(np.argmax(backwards))
+        raise ValueError(
+            f"{name}: rows are not sorted by time{within}: {where(row)}has {timestamps.iloc[row]} after a "
+            "later timestamp; sort by id, then timestamp"
+        )
 
 
 def as_timestamps(timestamps, name: str) -> pd.Series:
@@ -62,14 +116,7 @@ def as_timestamps(timestamps, name: str) -> pd.Series:
         series = timestamps.reset_index(drop=True)
     else:
         series = pd.Series(list(timestamps))
-    if not pd.api.types.is_datetime64_any_dtype(series):
-        try:
-            series = pd.to_datetime(series)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"{name} must hold timestamps: {err}") from err
-    if series.isna().any():
-        raise ValueError(f"{name} has missing timestamps, first at position {int(np.argmax(series.isna()))}")
-    return series
+    return parse_timestamps(series, name)
 
 
 def time_features(timestamps: pd.Series) -> np.ndarray:
@@ -92,16 +139,27 @@ def denormalize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
 
 
 TIMESTAMP_CANDIDATES = ("timestamps", "timestamp", "date", "datetime", "time")
+CSV_SUFFIXES = (".csv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zip", ".xz", ".zst")
+DUPLICATE_HINT = (
+    "; duplicate timestamps in one file usually mean several symbols: name the id column (--id-column)"
+)
 
 
 @dataclass
 class OHLCVSeries:
-    """One symbol's bars: validated float32 [L, 6] in FEATURE_COLUMNS order, sorted by time."""
+    """One symbol's bars: validated [L, 6] in FEATURE_COLUMNS order, sorted by time.
+
+    `columns` are the feature columns the source really had; the others were filled in (as
+    `prepare_ohlcv` does), which evaluation must not score.
+    """
 
     name: str
     timestamps: pd.Series
     bars: np.ndarray
     symbol: str | None = None
+    columns: tuple[str, ...] = tuple(FEATURE_COLUMNS)
 
     def __len__(self) -> int:
         return len(self.bars)
@@ -113,25 +171,57 @@ class OHLCVSeries:
         return out
 
 
+def _format_suffix(path: Path) -> str | None:
+    """The data format of a file name ('.csv' for prices.csv.gz), or None if it is not a data file."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSION_SUFFIXES:
+        suffixes.pop()
+    if suffixes and suffixes[-1] in CSV_SUFFIXES + PARQUET_SUFFIXES:
+        return suffixes[-1]
+    return None
+
+
+def series_name(path: Path) -> str:
+    """A file's series name: its name without the data suffixes ('AAPL' for AAPL.csv.gz)."""
+    name = path.name
+    if path.suffix.lower() in COMPRESSION_SUFFIXES:
+        name = Path(name).stem
+    return Path(name).stem
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a .csv (optionally compressed) or .parquet file into a DataFrame."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist")
-    suffixes = [s.lower() for s in path.suffixes]
-    if ".parquet" in suffixes or ".pq" in suffixes:
+    suffix = _format_suffix(path)
+    if suffix in PARQUET_SUFFIXES:
         try:
             return pd.read_parquet(path)
         except ImportError as err:
             raise ImportError(
-                f"reading {path} needs a Parquet engine: pip install pyarrow (or save the data as CSV)"
+                f"reading {path} needs pyarrow: pip install 'kronos[parquet]' (or save the data as CSV)"
             ) from err
-    if ".csv" in suffixes or ".txt" in suffixes:
+    if suffix in CSV_SUFFIXES:
         try:
             return pd.read_csv(path)
         except (pd.errors.ParserError, UnicodeDecodeError) as err:
             raise ValueError(f"{path} is not a readable CSV file: {err}") from err
     raise ValueError(f"{path}: unsupported file type; use .csv or .parquet")
+
+
+def expand_folders(paths: list[str | Path]) -> list[Path]:
+    """Files as given; a folder as its .csv and .parquet files, sorted by name."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(p for p in path.iterdir() if p.is_file() and _format_suffix(p))
+        if not found:
+            raise ValueError(f"folder {str(path)!r} holds no .csv or .parquet files")
+        files.extend(found)
+    return files
 
 
 def map_columns(
@@ -140,11 +230,12 @@ def map_columns(
     column_map: dict[str, str] | None = None,
     timestamp_column: str | None = None,
 ) -> pd.DataFrame:
-    """Rename the file's columns to `timestamps` and FEATURE_COLUMNS.
+    """Rename the file's columns to `timestamps` and FEATURE_COLUMNS, keeping only those.
 
     `column_map` maps our names (open, high, low, close, volume, amount) to the file's names.
     Columns not named there are matched case-insensitively (`Close` is `close`). The timestamp
     column is `timestamp_column`, or the first of TIMESTAMP_CANDIDATES present (any case).
+    Row labels are kept, so that errors name the file's rows.
     """
     column_map = dict(column_map or {})
     unknown = sorted(set(column_map) - set(FEATURE_COLUMNS))
@@ -179,29 +270,50 @@ def map_columns(
                 f"it has {list(df.columns)}: name it with the timestamp column option"
             )
     renames[ts_source] = "timestamps"
-    mapped = df[list(renames)].rename(columns=renames)
-    return mapped.reset_index(drop=True)
+    return df[list(renames)].rename(columns=renames)
 
 
-def series_from_frame(df: pd.DataFrame, name: str, symbol: str | None = None) -> OHLCVSeries:
+def series_from_frame(
+    df: pd.DataFrame, name: str, symbol: str | None = None, dtype=np.float32
+) -> OHLCVSeries:
     """Validate a frame with `timestamps` and FEATURE_COLUMNS (as from `map_columns`) into a series.
 
-    Rows are sorted by time; duplicate or unparseable timestamps are errors naming the row.
+    Rows are sorted by time; repeated or unreadable timestamps are errors naming the row.
     """
-    try:
-        timestamps = pd.to_datetime(df["timestamps"])
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{name}: the timestamp column cannot be read as dates: {err}") from err
-    if timestamps.isna().any():
-        raise ValueError(f"{name}: missing timestamp at row {int(np.argmax(timestamps.isna().to_numpy()))}")
-    bars = prepare_ohlcv(df.drop(columns="timestamps"), name)
+    timestamps = parse_timestamps(df["timestamps"], f"{name} column 'timestamps'")
+    features = df.drop(columns="timestamps")
+    bars = prepare_ohlcv(features, name, dtype)
     order = np.argsort(timestamps.to_numpy(), kind="stable")
     timestamps = timestamps.iloc[order].reset_index(drop=True)
-    duplicated = timestamps.duplicated()
-    if duplicated.any():
-        first = int(np.argmax(duplicated.to_numpy()))
-        raise ValueError(f"{name}: timestamp {timestamps[first]} occurs more than once")
-    return OHLCVSeries(name, timestamps, bars[order], symbol)
+    check_time_order(timestamps, name, hint=DUPLICATE_HINT)
+    columns = tuple(c for c in FEATURE_COLUMNS if c in features.columns)
+    return OHLCVSeries(name, timestamps, bars[order], symbol, columns)
+
+
+def split_table(
+    df: pd.DataFrame,
+    name: str,
+    id_column: str | None = None,
+    column_map: dict[str, str] | None = None,
+    timestamp_column: str | None = None,
+    dtype=np.float32,
+) -> list[OHLCVSeries]:
+    """One table as series: the whole of it named `name`, or one series per `id_column` value."""
+    if df.empty:
+        raise ValueError(f"{name} holds no rows")
+    if not id_column:
+        return [series_from_frame(map_columns(df, name, column_map, timestamp_column), name, dtype=dtype)]
+    if id_column not in df.columns:
+        raise ValueError(f"{name} has no id column {id_column!r}; it has {list(df.columns)}")
+    missing = df[id_column].isna().to_numpy()
+    if missing.any():
+        raise ValueError(f"{name}: id column {id_column!r} is empty at row {df.index[np.argmax(missing)]!r}")
+    series = []
+    for symbol, group in df.groupby(id_column, sort=True):
+        label = f"{name}[{id_column}={symbol}]"
+        mapped = map_columns(group, label, column_map, timestamp_column)
+        series.append(series_from_frame(mapped, label, str(symbol), dtype))
+    return series
 
 
 def load_series(
@@ -209,35 +321,24 @@ def load_series(
     id_column: str | None = None,
     column_map: dict[str, str] | None = None,
     timestamp_column: str | None = None,
+    dtype=np.float32,
 ) -> list[OHLCVSeries]:
-    """Read OHLCV series from files: one symbol per file, or long tables split by `id_column`.
+    """Read OHLCV series from files or folders of them: one symbol per file, or long tables split
+    by `id_column`. A file's series is named after the file, a long table's `file[id=value]`.
 
     Every error names the file (and symbol) and the column or row at fault.
     """
     if not paths:
         raise ValueError("no data files given")
     series: list[OHLCVSeries] = []
-    for path in paths:
-        path = Path(path)
-        df = read_table(path)
-        if df.empty:
-            raise ValueError(f"{path} holds no rows")
+    for path in expand_folders(paths):
+        table = read_table(path)
         if id_column:
-            if id_column not in df.columns:
-                raise ValueError(
-                    f"{path}: id column {id_column!r} is not in the file; it has {list(df.columns)}"
-                )
-            if df[id_column].isna().any():
-                raise ValueError(
-                    f"{path}: id column {id_column!r} is empty at row {int(np.argmax(df[id_column].isna()))}"
-                )
-            for symbol, group in df.groupby(id_column, sort=True):
-                label = f"{path.name}[{id_column}={symbol}]"
-                mapped = map_columns(group, label, column_map, timestamp_column)
-                series.append(series_from_frame(mapped, label, str(symbol)))
+            series.extend(split_table(table, path.name, id_column, column_map, timestamp_column, dtype))
         else:
-            mapped = map_columns(df, path.name, column_map, timestamp_column)
-            series.append(series_from_frame(mapped, path.stem))
+            found = split_table(table, path.name, None, column_map, timestamp_column, dtype)[0]
+            found.name = series_name(path)
+            series.append(found)
     names = [s.name for s in series]
     if len(set(names)) != len(names):
         seen = {n for n in names if names.count(n) > 1}

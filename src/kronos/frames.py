@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .data import FEATURE_COLUMNS, PRICE_COLUMNS, prepare_ohlcv
+from .data import FEATURE_COLUMNS, PRICE_COLUMNS, check_time_order, parse_timestamps, prepare_ohlcv
 
 NAN_POLICIES = ("raise", "ffill", "drop")
 GAP_POLICIES = ("warn", "raise", "ignore")
@@ -83,18 +83,9 @@ def split_series(
     ids = df[id_column].reset_index(drop=True)
     if ids.isna().any():
         raise ValueError(f"id column {id_column!r} has missing ids, first at row {df.index[ids.isna()][0]!r}")
-    try:
-        stamps = pd.to_datetime(df[timestamp_column]).reset_index(drop=True)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"timestamp column {timestamp_column!r} must hold timestamps: {err}") from err
-    if stamps.isna().any():
-        pos = int(np.argmax(stamps.isna().to_numpy()))
-        raise ValueError(
-            f"timestamp column {timestamp_column!r} has missing timestamps, first at row {df.index[pos]!r} "
-            f"({id_column}={ids[pos]!r})"
-        )
-    frame = pd.DataFrame({"_id": ids, "_ts": stamps.dt.as_unit("ns")})
-    _check_order(frame, id_column)
+    stamps = parse_timestamps(df[timestamp_column], f"timestamp column {timestamp_column!r}")
+    frame = pd.DataFrame({"_id": ids, "_ts": stamps.dt.as_unit("ns").reset_index(drop=True)})
+    check_time_order(frame["_ts"], "df", frame["_id"], id_column)
     features = [c for c in FEATURE_COLUMNS if c in df.columns]
     missing_prices = [c for c in PRICE_COLUMNS if c not in df.columns]
     if missing_prices:
@@ -115,24 +106,6 @@ def split_series(
         SeriesData(id=uniques[k], bars=values[rows], timestamps=stamps_all[rows])
         for k, rows in enumerate(np.split(order, bounds))
     ]
-
-
-def _check_order(frame: pd.DataFrame, id_column: str) -> None:
-    step = frame.groupby("_id", sort=False)["_ts"].diff()
-    duplicate = step == pd.Timedelta(0)
-    if duplicate.any():
-        row = int(np.argmax(duplicate.to_numpy()))
-        raise ValueError(
-            f"duplicate rows: {int(duplicate.sum())} (id, timestamp) pair(s) appear more than once, first "
-            f"{id_column}={frame.at[row, '_id']!r} at {frame.at[row, '_ts']}"
-        )
-    backwards = step < pd.Timedelta(0)
-    if backwards.any():
-        row = int(np.argmax(backwards.to_numpy()))
-        raise ValueError(
-            f"rows are not sorted by time within each series: {id_column}={frame.at[row, '_id']!r} has "
-            f"{frame.at[row, '_ts']} after a later timestamp; sort by id, then timestamp"
-        )
 
 
 def _apply_nan_policy(

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ..data import FEATURE_COLUMNS
 from . import metrics
 from .baselines import BASELINES, run_baseline
-from .data import TIMESTAMP_COLUMN, as_series_dict, bars_of, present_columns
+from .data import as_series_dict, present_columns
 
 CLOSE = FEATURE_COLUMNS.index("close")
 MODEL_NAME = "kronos"
@@ -160,9 +160,10 @@ class EvaluationResult:
 
 
 def _model_paths(
-    predictor, frames, origin_list, lookback, steps, n_paths, sampling, batch_size, seed, progress
+    predictor, series, origin_list, lookback, steps, n_paths, sampling, batch_size, seed, progress
 ):
     """Model sample paths [O, P, H, 6] in price units, origins run in batches of one lookback length."""
+    frames = {name: one.frame() for name, one in series.items()}
     chunks = []
     device = torch.device(getattr(predictor, "device", "cpu"))
     devices = [device.index or 0] if device.type == "cuda" else []
@@ -170,12 +171,12 @@ def _model_paths(
     for chunk_index, start in enumerate(range(0, len(origin_list), batch_size)):
         batch = origin_list[start : start + batch_size]
         windows = [frames[name].iloc[t - lookback : t] for name, t in batch]
-        targets = [frames[name][TIMESTAMP_COLUMN].iloc[t : t + steps] for name, t in batch]
+        targets = [series[name].timestamps.iloc[t : t + steps] for name, t in batch]
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed + chunk_index)
             paths = predictor.predict_paths_batch(
                 windows,
-                [w[TIMESTAMP_COLUMN] for w in windows],
+                [w["timestamps"] for w in windows],
                 targets,
                 steps,
                 sample_count=n_paths,
@@ -236,22 +237,21 @@ def evaluate(
     if predictor is not None and model_name in baselines:
         raise ValueError(f"model_name {model_name!r} is also a baseline's name; choose another")
 
-    frames = as_series_dict(data)
-    columns = present_columns(frames)
+    series = as_series_dict(data)
+    columns = present_columns(series)
     origin_list, skipped = [], {}
-    for name, frame in frames.items():
-        rows = select_origins(len(frame), lookback, steps, origins, every)
+    for name, one in series.items():
+        rows = select_origins(len(one), lookback, steps, origins, every)
         if len(rows) == 0:
-            skipped[name] = f"{len(frame)} rows, fewer than lookback + steps = {lookback + steps}"
+            skipped[name] = f"{len(one)} rows, fewer than lookback + steps = {lookback + steps}"
         origin_list.extend((name, int(t)) for t in rows)
     if skipped:
         warnings.warn(f"skipped series too short for one origin: {skipped}", stacklevel=2)
     if not origin_list:
         raise ValueError(f"no series has lookback + steps = {lookback + steps} rows; nothing to evaluate")
 
-    bars = {name: bars_of(frame, name) for name, frame in frames.items()}
-    histories = np.stack([bars[name][t - lookback : t] for name, t in origin_list])
-    actuals = np.stack([bars[name][t : t + steps] for name, t in origin_list])
+    histories = np.stack([series[name].bars[t - lookback : t] for name, t in origin_list])
+    actuals = np.stack([series[name].bars[t : t + steps] for name, t in origin_list])
     last = histories[:, -1, :]
 
     forecasts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -259,7 +259,7 @@ def evaluate(
     if predictor is not None:
         sampling = {"T": T, "top_k": top_k, "top_p": top_p}
         model_paths = _model_paths(
-            predictor, frames, origin_list, lookback, steps, paths, sampling, batch_size, seed, progress
+            predictor, series, origin_list, lookback, steps, paths, sampling, batch_size, seed, progress
         )
         forecasts[model_name] = (model_paths.mean(axis=1), model_paths)
         models.append(model_name)
@@ -271,11 +271,11 @@ def evaluate(
         {
             "series": [name for name, _ in origin_list],
             "origin": [t for _, t in origin_list],
-            "origin_time": [frames[name][TIMESTAMP_COLUMN].iloc[t - 1] for name, t in origin_list],
+            "origin_time": [series[name].timestamps.iloc[t - 1] for name, t in origin_list],
         }
     )
     target_times = np.stack(
-        [frames[name][TIMESTAMP_COLUMN].iloc[t : t + steps].to_numpy() for name, t in origin_list]
+        [series[name].timestamps.iloc[t : t + steps].to_numpy() for name, t in origin_list]
     )
     column_index = [FEATURE_COLUMNS.index(c) for c in columns]
     record_parts, volatility_parts = [], []
@@ -312,7 +312,7 @@ def evaluate(
         "top_p": top_p,
         "seed": seed,
         "batch_size": batch_size,
-        "n_series": len(frames) - len(skipped),
+        "n_series": len(series) - len(skipped),
         "n_origins": len(origin_list),
     }
     return EvaluationResult(
