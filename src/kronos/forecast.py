@@ -66,17 +66,22 @@ def repair_ohlc(paths: np.ndarray) -> np.ndarray:
     return repaired
 
 
-def close_log_returns(paths: np.ndarray, last_close: float | np.ndarray) -> np.ndarray:
-    """Log close-to-close returns [..., n_paths, pred_len], the first from the last known close.
+def log_returns(start: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Log returns along the last axis of `levels`, the first one from `start` (shape levels[..., 0]).
 
-    A non-positive close has no log return: those entries are NaN.
+    A non-positive price has no log return: those entries are NaN.
     """
-    close = np.asarray(paths)[..., CLOSE].astype(np.float64)
-    last = np.broadcast_to(np.asarray(last_close, dtype=np.float64)[..., None, None], close[..., :1].shape)
-    chained = np.concatenate([last, close], axis=-1)
+    chain = np.concatenate([np.asarray(start, dtype=np.float64)[..., None], levels], axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.where(chained > 0, np.log(np.where(chained > 0, chained, 1.0)), np.nan)
+        logs = np.where(chain > 0, np.log(np.where(chain > 0, chain, 1.0)), np.nan)
     return np.diff(logs, axis=-1)
+
+
+def close_log_returns(paths: np.ndarray, last_close: float | np.ndarray) -> np.ndarray:
+    """Log close-to-close returns [..., n_paths, pred_len], the first from the last known close."""
+    close = np.asarray(paths)[..., CLOSE].astype(np.float64)
+    last = np.broadcast_to(np.asarray(last_close, dtype=np.float64)[..., None], close.shape[:-1])
+    return log_returns(last, close)
 
 
 def realized_volatility(paths: np.ndarray, last_close: float | np.ndarray) -> np.ndarray:
@@ -84,7 +89,8 @@ def realized_volatility(paths: np.ndarray, last_close: float | np.ndarray) -> np
 
     Entry h is sqrt(r_1^2 + ... + r_h^2) with r_t the log close-to-close return into step t (r_1
     from the last known close): the textbook realised volatility over the first h steps, neither
-    demeaned nor annualised. The last entry is the volatility over the whole horizon.
+    demeaned nor annualised. The last entry is the volatility over the whole horizon, so it grows
+    with the horizon; `kronos.evaluation.metrics.realised_volatility` is the per-step RMS instead.
     """
     return np.sqrt(np.cumsum(close_log_returns(paths, last_close) ** 2, axis=-1))
 

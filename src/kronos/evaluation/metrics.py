@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..forecast import log_returns
+
 INTERVAL_LEVELS = (0.5, 0.8, 0.95)
 QUANTILE_LEVELS = tuple(np.round(np.arange(0.1, 1.0, 0.1), 2))
 # Sample quantile at probability q: the order statistic at rank q (P + 1), interpolated. Between the
@@ -105,16 +107,12 @@ def pit_histogram(pit: np.ndarray, bins: int = 10) -> np.ndarray:
     return counts * bins / len(pit)
 
 
-def log_returns(start: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Log returns along the last axis of `levels`, the first one from `start`; NaN where a price is not positive."""
-    chain = np.concatenate([np.asarray(start, dtype=np.float64)[..., None], levels], axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.where(chain > 0, np.log(np.where(chain > 0, chain, 1.0)), np.nan)
-    return np.diff(logs, axis=-1)
-
-
 def realised_volatility(start: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Root mean square of the log returns over the last axis (zero-mean realised volatility per step)."""
+    """Root mean square of the log returns over the last axis (zero-mean realised volatility per step).
+
+    Per step, not summed over the horizon like `kronos.forecast.realized_volatility`, so that
+    backtests of different horizons compare; `forecast_volatility` is the same quantity for paths.
+    """
     return np.sqrt(np.mean(log_returns(start, levels) ** 2, axis=-1))
 
 
