@@ -108,6 +108,13 @@ def check_time_order(
         )
 
 
+def positive_int(value, name: str) -> int:
+    """`value` as an int, refusing bools, floats and numbers below 1 with a message naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def as_timestamps(timestamps, name: str) -> pd.Series:
     """Accept a Series, DatetimeIndex or list of datetimes; return a datetime64 Series."""
     if isinstance(timestamps, pd.DatetimeIndex):

@@ -9,7 +9,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .data import FEATURE_COLUMNS, as_timestamps, denormalize, normalize, prepare_ohlcv, time_features
+from .data import (
+    FEATURE_COLUMNS,
+    as_timestamps,
+    denormalize,
+    normalize,
+    positive_int,
+    prepare_ohlcv,
+    time_features,
+)
 from .forecast import (
     CLOSE,
     DEFAULT_QUANTILE_LEVELS,
@@ -146,7 +154,7 @@ class KronosPredictor:
         verbose: bool = True,
     ) -> pd.DataFrame:
         """Mean of `sample_count` sampled paths, as a DataFrame of open..amount indexed by y_timestamp."""
-        prepared = [self._prepare(df, x_timestamp, y_timestamp, _check_pred_len(pred_len), "df")]
+        prepared = [self._prepare(df, x_timestamp, y_timestamp, positive_int(pred_len, "pred_len"), "df")]
         return self._mean_frames(prepared, pred_len, T, top_k, top_p, sample_count, verbose)[0]
 
     def predict_batch(
@@ -162,7 +170,9 @@ class KronosPredictor:
         verbose: bool = True,
     ) -> list[pd.DataFrame]:
         """`predict` for several series of one history length at once; one DataFrame per series."""
-        prepared = self._prepare_batch(df_list, x_timestamp_list, y_timestamp_list, _check_pred_len(pred_len))
+        prepared = self._prepare_batch(
+            df_list, x_timestamp_list, y_timestamp_list, positive_int(pred_len, "pred_len")
+        )
         return self._mean_frames(prepared, pred_len, T, top_k, top_p, sample_count, verbose)
 
     def _mean_frames(self, prepared, pred_len, T, top_k, top_p, sample_count, verbose) -> list[pd.DataFrame]:
@@ -185,7 +195,7 @@ class KronosPredictor:
         verbose: bool = False,
     ) -> np.ndarray:
         """Every sampled path in price units: [sample_count, pred_len, 6], columns open..amount."""
-        prepared = [self._prepare(df, x_timestamp, y_timestamp, _check_pred_len(pred_len), "df")]
+        prepared = [self._prepare(df, x_timestamp, y_timestamp, positive_int(pred_len, "pred_len"), "df")]
         return self._price_paths(prepared, pred_len, T, top_k, top_p, sample_count, verbose)[0]
 
     def predict_paths_batch(
@@ -201,7 +211,9 @@ class KronosPredictor:
         verbose: bool = False,
     ) -> np.ndarray:
         """Sampled paths for several series of one history length: [S, sample_count, pred_len, 6], price units."""
-        prepared = self._prepare_batch(df_list, x_timestamp_list, y_timestamp_list, _check_pred_len(pred_len))
+        prepared = self._prepare_batch(
+            df_list, x_timestamp_list, y_timestamp_list, positive_int(pred_len, "pred_len")
+        )
         return self._price_paths(prepared, pred_len, T, top_k, top_p, sample_count, verbose)
 
     def _price_paths(self, prepared, pred_len, T, top_k, top_p, sample_count, verbose) -> np.ndarray:
@@ -236,7 +248,7 @@ class KronosPredictor:
         bars and "realized_vol" over the horizon.
         """
         levels = check_quantile_levels(quantile_levels)
-        pred_len = _check_pred_len(pred_len)
+        pred_len = positive_int(pred_len, "pred_len")
         if y_timestamp is None:
             history = pd.DatetimeIndex(as_timestamps(x_timestamp, "x_timestamp"))
             y_timestamp = future_timestamps(history, pred_len, "x_timestamp").timestamps
@@ -293,15 +305,13 @@ class KronosPredictor:
         (top_k=1) a series' forecast does not depend on the series batched with it; with
         sampling the random draws do depend on the batch layout.
         """
-        pred_len = _check_pred_len(prediction_length, "prediction_length")
+        pred_len = positive_int(prediction_length, "prediction_length")
         levels = check_quantile_levels(quantile_levels)
-        batch_size = _check_positive_int(batch_size, "batch_size")
-        min_history = _check_positive_int(min_history, "min_history")
+        batch_size = positive_int(batch_size, "batch_size")
+        min_history = positive_int(min_history, "min_history")
         if min_history < 3:
             raise ValueError(f"min_history must be at least 3 (to infer a frequency), got {min_history}")
-        max_history = (
-            self.max_context if max_history is None else _check_positive_int(max_history, "max_history")
-        )
+        max_history = self.max_context if max_history is None else positive_int(max_history, "max_history")
         if max_history < min_history:
             raise ValueError(f"max_history ({max_history}) is below min_history ({min_history})")
         if on_gap not in GAP_POLICIES:
@@ -367,16 +377,6 @@ def _time_features_of(indexes: list[pd.DatetimeIndex]) -> np.ndarray:
 
 def _split_rows(array: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
     return np.split(array, np.cumsum(lengths)[:-1])
-
-
-def _check_pred_len(pred_len, name: str = "pred_len") -> int:
-    return _check_positive_int(pred_len, name)
-
-
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _as_dtype(dtype) -> torch.dtype:

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..data import FEATURE_COLUMNS
+from ..data import FEATURE_COLUMNS, positive_int
 from . import metrics
 from .baselines import BASELINES, run_baseline
 from .data import as_series_dict, present_columns
@@ -216,7 +216,7 @@ def evaluate(
     Gaussian random walk from a numpy generator seeded with `seed`.
     """
     lookback, steps, paths, batch_size = (
-        _positive_int(v, n)
+        positive_int(v, n)
         for v, n in ((lookback, "lookback"), (steps, "steps"), (paths, "paths"), (batch_size, "batch_size"))
     )
     if lookback < 3:
@@ -226,9 +226,9 @@ def evaluate(
     if origins is not None and every is not None:
         raise ValueError("give either origins or every, not both")
     if origins is not None:
-        origins = _positive_int(origins, "origins")
+        origins = positive_int(origins, "origins")
     if every is not None:
-        every = _positive_int(every, "every")
+        every = positive_int(every, "every")
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}: choose from {list(BASELINES)}")
@@ -350,9 +350,3 @@ def _long_records(method, origin_table, target_times, columns, column_index, act
     for name in SCORE_COLUMNS:
         table[name] = scores[name][..., take].ravel()
     return pd.DataFrame(table)
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
