@@ -101,24 +101,20 @@ def horizon_table(result, column: str) -> pd.DataFrame:
         raise ValueError(f"column {column!r} was not evaluated; evaluated columns: {result.columns}")
     rows = result.records[result.records["column"] == column]
     grouped = rows.groupby(["method", "horizon"], sort=False)
-    table = pd.DataFrame(
-        {
-            "mae": grouped["abs_error"].mean(),
-            "rmse": np.sqrt(grouped["squared_error"].mean()),
-            "mape_pct": 100 * grouped["ape"].mean(),
-            "crps": grouped["crps"].mean(),
-            "wql": grouped["quantile_loss"].sum() / grouped["actual"].apply(lambda a: a.abs().sum()),
-            "coverage_80": grouped["cover_80"].mean(),
-            "direction_acc": grouped["direction_hit"].mean(),
-        }
-    )
+    table = _error_scores(grouped).assign(direction_acc=grouped["direction_hit"].mean())
     return table.reindex(result.methods, level="method")
 
 
 def column_table(result) -> pd.DataFrame:
     """Mean error scores per method and evaluated column."""
-    grouped = result.records.groupby(["method", "column"], sort=False)
-    table = pd.DataFrame(
+    table = _error_scores(result.records.groupby(["method", "column"], sort=False))
+    order = pd.MultiIndex.from_product([result.methods, result.columns], names=["method", "column"])
+    return table.reindex(order)
+
+
+def _error_scores(grouped) -> pd.DataFrame:
+    """The error scores per group of records, as `by_horizon` and `by_column` show them."""
+    return pd.DataFrame(
         {
             "mae": grouped["abs_error"].mean(),
             "rmse": np.sqrt(grouped["squared_error"].mean()),
@@ -128,5 +124,3 @@ def column_table(result) -> pd.DataFrame:
             "coverage_80": grouped["cover_80"].mean(),
         }
     )
-    order = pd.MultiIndex.from_product([result.methods, result.columns], names=["method", "column"])
-    return table.reindex(order)
