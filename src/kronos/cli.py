@@ -15,13 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .evaluation.command import add_evaluate_arguments, run_evaluate
-from .pretrained import DEFAULT_MODEL, resolve_checkpoint, shipped_dir
+from .pretrained import DEFAULT_MODEL, resolve_checkpoint, resolve_tokenizer, shipped_dir
 
-DEFAULT_HUB_TOKENIZERS = {
-    "NeoQuasar/Kronos-mini": "NeoQuasar/Kronos-Tokenizer-2k",
-    "NeoQuasar/Kronos-small": "NeoQuasar/Kronos-Tokenizer-base",
-    "NeoQuasar/Kronos-base": "NeoQuasar/Kronos-Tokenizer-base",
-}
 HUB_MAX_CONTEXT = {"NeoQuasar/Kronos-mini": 2048}
 SMALL_MODEL_PARAMETERS = 5_000_000
 
@@ -202,16 +197,7 @@ def run_forecast(args: argparse.Namespace) -> int:
 
     model_source = resolve_checkpoint(args.model, "model")
     model = Kronos.from_pretrained(model_source)
-    if args.tokenizer:
-        tokenizer_source = resolve_checkpoint(args.tokenizer, "tokenizer")
-    elif args.model in DEFAULT_HUB_TOKENIZERS:
-        tokenizer_source = DEFAULT_HUB_TOKENIZERS[args.model]
-    else:
-        tokenizer_source = resolve_checkpoint(args.model, "tokenizer")
-        if tokenizer_source == model_source:
-            raise CommandError(
-                f"model {args.model!r} comes without a tokenizer: name one with --tokenizer (a directory or hub id)"
-            )
+    tokenizer_source = resolve_tokenizer(args.model, args.tokenizer)
     tokenizer = KronosTokenizer.from_pretrained(tokenizer_source)
     settings = model_settings(args.model)
     max_context = args.max_context or settings.get("max_context") or HUB_MAX_CONTEXT.get(args.model, 512)

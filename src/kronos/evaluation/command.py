@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..pretrained import DEFAULT_MODEL, resolve_checkpoint
+from ..pretrained import DEFAULT_MODEL, resolve_checkpoint, resolve_tokenizer
 from .backtest import evaluate
 from .baselines import BASELINES
 from .data import load_series
@@ -72,26 +72,24 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
 
 
 def load_predictor(model: str | None, tokenizer: str | None, device: str | None, max_context: int):
-    """A KronosPredictor from checkpoint names; `tokenizer` defaults to the model's companion tokenizer."""
+    """A KronosPredictor from checkpoint names (`kronos.pretrained.resolve_tokenizer`)."""
     from ..model import Kronos
     from ..predictor import KronosPredictor
     from ..tokenizer import KronosTokenizer
 
     model_name = model or DEFAULT_MODEL
-    model_location = resolve_checkpoint(model_name, "model")
-    tokenizer_location = resolve_checkpoint(tokenizer or model_name, "tokenizer")
-    if tokenizer is None and tokenizer_location == model_location:
-        raise ValueError(
-            f"--model {model_name!r} is a single checkpoint: name its tokenizer with --tokenizer"
-        )
-    try:
-        loaded_model = Kronos.from_pretrained(model_location)
-        loaded_tokenizer = KronosTokenizer.from_pretrained(tokenizer_location)
-    except (OSError, ValueError, TypeError) as err:
-        raise ValueError(
-            f"could not load model {model_location!r} / tokenizer {tokenizer_location!r}: {err}"
-        ) from err
+    # resolved before loading, so that a model without a tokenizer fails before any weights load
+    tokenizer_location = resolve_tokenizer(model_name, tokenizer)
+    loaded_model = _load(Kronos, resolve_checkpoint(model_name, "model"))
+    loaded_tokenizer = _load(KronosTokenizer, tokenizer_location)
     return KronosPredictor(loaded_model, loaded_tokenizer, device=device, max_context=max_context)
+
+
+def _load(cls, location: str):
+    try:
+        return cls.from_pretrained(location)
+    except (OSError, ValueError, TypeError) as err:
+        raise ValueError(f"could not load {cls.__name__} {location!r}: {err}") from err
 
 
 def _baseline_names(text: str) -> list[str]:

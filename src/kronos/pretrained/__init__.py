@@ -6,6 +6,11 @@ from pathlib import Path
 
 DEFAULT_MODEL = "kronos-default"
 PARTS = ("tokenizer", "model")
+HUB_TOKENIZERS = {
+    "NeoQuasar/Kronos-mini": "NeoQuasar/Kronos-Tokenizer-2k",
+    "NeoQuasar/Kronos-small": "NeoQuasar/Kronos-Tokenizer-base",
+    "NeoQuasar/Kronos-base": "NeoQuasar/Kronos-Tokenizer-base",
+}
 
 
 def shipped_dir(name: str = DEFAULT_MODEL) -> Path:
@@ -28,3 +33,22 @@ def resolve_checkpoint(name: str, part: str) -> str:
     if path.is_dir() and (path / part / "config.json").is_file():
         return str(path / part)
     return str(path) if path.exists() else name
+
+
+def resolve_tokenizer(model: str, tokenizer: str | None = None) -> str:
+    """Where to load the tokenizer of `model` from (see `resolve_checkpoint`).
+
+    `tokenizer` if given, else the published companion of a Kronos hub model, else the
+    `tokenizer/` beside the model. A single model checkpoint (or a path that does not exist)
+    has none: ValueError.
+    """
+    if tokenizer:
+        return resolve_checkpoint(tokenizer, "tokenizer")
+    if model in HUB_TOKENIZERS:
+        return HUB_TOKENIZERS[model]
+    tokenizer_source = resolve_checkpoint(model, "tokenizer")
+    if tokenizer_source == resolve_checkpoint(model, "model"):
+        raise ValueError(
+            f"model {model!r} comes without a tokenizer: name one with --tokenizer (a directory or hub id)"
+        )
+    return tokenizer_source
