@@ -75,6 +75,16 @@ def parse_timestamps(values: pd.Series, name: str) -> pd.Series:
     return stamps
 
 
+def check_ids_present(ids: pd.Series, name: str, id_column: str) -> None:
+    """Refuse a long table with a row that names no series, naming that row."""
+    missing = ids.isna().to_numpy()
+    if missing.any():
+        raise ValueError(
+            f"{name}: id column {id_column!r} has missing ids ({int(missing.sum())} in all), first at row "
+            f"{ids.index[np.argmax(missing)]!r}"
+        )
+
+
 def check_time_order(
     timestamps: pd.Series, name: str, ids: pd.Series | None = None, id_column: str = "id", hint: str = ""
 ) -> None:
@@ -242,7 +252,7 @@ def map_columns(
     `column_map` maps our names (open, high, low, close, volume, amount) to the file's names.
     Columns not named there are matched case-insensitively (`Close` is `close`). The timestamp
     column is `timestamp_column`, or the first of TIMESTAMP_CANDIDATES present (any case).
-    Row labels are kept, so that errors name the file's rows.
+    Timestamps are parsed; row labels are kept, so that errors name the file's rows.
     """
     column_map = dict(column_map or {})
     unknown = sorted(set(column_map) - set(FEATURE_COLUMNS))
@@ -277,7 +287,9 @@ def map_columns(
                 f"it has {list(df.columns)}: name it with the timestamp column option"
             )
     renames[ts_source] = "timestamps"
-    return df[list(renames)].rename(columns=renames)
+    # parsed here, where the file's own column name is known for the error message
+    timestamps = parse_timestamps(df[ts_source], f"{name} column {ts_source!r}")
+    return df[list(renames)].rename(columns=renames).assign(timestamps=timestamps)
 
 
 def series_from_frame(
@@ -312,9 +324,7 @@ def split_table(
         return [series_from_frame(map_columns(df, name, column_map, timestamp_column), name, dtype=dtype)]
     if id_column not in df.columns:
         raise ValueError(f"{name} has no id column {id_column!r}; it has {list(df.columns)}")
-    missing = df[id_column].isna().to_numpy()
-    if missing.any():
-        raise ValueError(f"{name}: id column {id_column!r} is empty at row {df.index[np.argmax(missing)]!r}")
+    check_ids_present(df[id_column], name, id_column)
     series = []
     for symbol, group in df.groupby(id_column, sort=True):
         label = f"{name}[{id_column}={symbol}]"

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .data import FEATURE_COLUMNS, PRICE_COLUMNS, check_time_order, parse_timestamps, prepare_ohlcv
+from .data import (
+    FEATURE_COLUMNS,
+    PRICE_COLUMNS,
+    check_ids_present,
+    check_time_order,
+    parse_timestamps,
+    prepare_ohlcv,
+)
 
 NAN_POLICIES = ("raise", "ffill", "drop")
 GAP_POLICIES = ("warn", "raise", "ignore")
@@ -80,9 +87,8 @@ def split_series(
         raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
     if df.empty:
         raise ValueError("df has no rows")
+    check_ids_present(df[id_column], "df", id_column)
     ids = df[id_column].reset_index(drop=True)
-    if ids.isna().any():
-        raise ValueError(f"id column {id_column!r} has missing ids, first at row {df.index[ids.isna()][0]!r}")
     stamps = parse_timestamps(df[timestamp_column], f"timestamp column {timestamp_column!r}")
     frame = pd.DataFrame({"_id": ids, "_ts": stamps.dt.as_unit("ns").reset_index(drop=True)})
     check_time_order(frame["_ts"], "df", frame["_id"], id_column)
