@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -349,13 +349,10 @@ def load_series(
         raise ValueError("no data files given")
     series: list[OHLCVSeries] = []
     for path in expand_folders(paths):
-        table = read_table(path)
-        if id_column:
-            series.extend(split_table(table, path.name, id_column, column_map, timestamp_column, dtype))
-        else:
-            found = split_table(table, path.name, None, column_map, timestamp_column, dtype)[0]
-            found.name = series_name(path)
-            series.append(found)
+        found = split_table(read_table(path), path.name, id_column, column_map, timestamp_column, dtype)
+        if not id_column:
+            found = [replace(found[0], name=series_name(path))]
+        series.extend(found)
     names = [s.name for s in series]
     if len(set(names)) != len(names):
         seen = {n for n in names if names.count(n) > 1}
