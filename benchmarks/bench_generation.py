@@ -201,7 +201,7 @@ def run_one(sc: Scenario, use_cache: bool, device: str, dtype_name: str, threads
             peak=peak,
             timeline=timeline,
             gpu_peak=gpu_peak,
-            tokens=[t.cpu() for t in tokens.generated],
+            tokens=[t.cpu().numpy() for t in tokens.generated],
         )
     )
 

@@ -104,7 +104,11 @@ class GeneratedTokens:
 
 
 class SegmentKV:
-    """Keys and values of one attention layer: prefix rows per series, suffix rows per path."""
+    """Keys and values of one attention layer: prefix rows per series, suffix rows per path.
+
+    With one path per series there is nothing to share: the suffix then continues the prefix in
+    one contiguous buffer, and attention is a single fused call.
+    """
 
     def __init__(
         self,
@@ -117,20 +121,27 @@ class SegmentKV:
         device,
         dtype,
     ):
-        self.pk = torch.empty(n_series, n_heads, max(prefix_cap, 1), head_dim, device=device, dtype=dtype)
+        self.shared = n_rows > n_series
+        prefix_len = max(prefix_cap, 1) if self.shared else prefix_cap + suffix_cap
+        self.pk = torch.empty(n_series, n_heads, prefix_len, head_dim, device=device, dtype=dtype)
         self.pv = torch.empty_like(self.pk)
-        self.sk = torch.empty(n_rows, n_heads, max(suffix_cap, 1), head_dim, device=device, dtype=dtype)
-        self.sv = torch.empty_like(self.sk)
+        if self.shared:
+            self.sk = torch.empty(n_rows, n_heads, max(suffix_cap, 1), head_dim, device=device, dtype=dtype)
+            self.sv = torch.empty_like(self.sk)
 
     def write_prefix(self, k: torch.Tensor, v: torch.Tensor) -> None:
         n = k.shape[2]
         self.pk[:, :, :n] = k
         self.pv[:, :, :n] = v
 
-    def write_suffix(self, k: torch.Tensor, v: torch.Tensor, start: int) -> None:
+    def write_suffix(self, k: torch.Tensor, v: torch.Tensor, prefix_len: int, start: int) -> None:
         n = k.shape[2]
-        self.sk[:, :, start : start + n] = k
-        self.sv[:, :, start : start + n] = v
+        if self.shared:
+            self.sk[:, :, start : start + n] = k
+            self.sv[:, :, start : start + n] = v
+        else:
+            self.pk[:, :, prefix_len + start : prefix_len + start + n] = k
+            self.pv[:, :, prefix_len + start : prefix_len + start + n] = v
 
     def attend(self, q: torch.Tensor, prefix_len: int, suffix_end: int, causal: bool) -> torch.Tensor:
         """Attention of suffix queries q [R, H, n, d] at suffix slots [suffix_end - n, suffix_end).
@@ -138,6 +149,8 @@ class SegmentKV:
         Keys are the series' prefix [0, prefix_len) and the path's own suffix [0, suffix_end),
         causal within the suffix when `causal`. One softmax spans both parts.
         """
+        if not self.shared:
+            return self._attend_contiguous(q, prefix_len + suffix_end, causal)
         rows, heads, n, d = q.shape
         n_series = self.pk.shape[0]
         paths = rows // n_series
@@ -162,6 +175,17 @@ class SegmentKV:
         )
         out_p = (w_p @ prefix_v).view(n_series, heads, paths, n, d).transpose(1, 2).reshape(rows, heads, n, d)
         return out_p + w_s @ self.sv[:, :, :suffix_end]
+
+    def _attend_contiguous(self, q: torch.Tensor, length: int, causal: bool) -> torch.Tensor:
+        keys, values = self.pk[:, :, :length], self.pv[:, :, :length]
+        n = q.shape[2]
+        if not causal or n == 1:
+            return F.scaled_dot_product_attention(q, keys, values)
+        visible = (
+            torch.arange(length, device=q.device)[None, :]
+            <= torch.arange(length - n, length, device=q.device)[:, None]
+        )
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
 
 
 def _rotary_tables(rotaries, length: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -228,7 +252,7 @@ class SegmentedStack:
         for block, cache, (cos, sin) in zip(self.blocks, self.caches, self.rotary):
             attn = block.self_attn
             q, k, v = attn.qkv(block.norm1(x), cos[pos], sin[pos])
-            cache.write_suffix(k, v, start)
+            cache.write_suffix(k, v, prefix_len, start)
             out = cache.attend(q, prefix_len, start + n, causal=True)
             x = x + attn.out_proj(attn.merge_heads(out))
             x = x + block.ffn(block.norm2(x))
@@ -316,7 +340,7 @@ class CachedDecoder:
             last = ctx[:, -1].repeat_interleave(self.n_paths, dim=0)
         if y_suffix is not None:
             ctx = model.norm(y_suffix)
-            self.dep_kv.write_suffix(*self._dep_keys(ctx), 0)
+            self.dep_kv.write_suffix(*self._dep_keys(ctx), self.prefix_len, 0)
             last = ctx[:, -1]
         return last
 
@@ -324,7 +348,7 @@ class CachedDecoder:
         """Run one new token per path [R, 1] at sequence index seq_index on top of the cache."""
         x = self._embed_rows(s1, s2, slice(seq_index, seq_index + 1))
         ctx = self.model.norm(self.stack.suffix(x, self.prefix_len, self.suffix_len))
-        self.dep_kv.write_suffix(*self._dep_keys(ctx), self.suffix_len)
+        self.dep_kv.write_suffix(*self._dep_keys(ctx), self.prefix_len, self.suffix_len)
         self.suffix_len += 1
         return ctx[:, -1]
 
