@@ -62,7 +62,9 @@ def gaussian_random_walk(
     shocks[..., ACTIVITY_INDEX] = activity_shock
     walk = np.cumsum(shocks * sigma[:, None, None, :], axis=2)
     last = history[:, -1, :][:, None, None, :]
-    paths = np.where(positive[:, None, None, :], last * np.exp(walk), last + walk)
+    in_log_space = positive[:, None, None, :]
+    growth = np.exp(np.where(in_log_space, walk, 0.0))  # additive columns' walks can be huge: no exp there
+    paths = np.where(in_log_space, last * growth, last + walk)
     point = np.repeat(history[:, -1:, :], steps, axis=1)
     return point, paths
 
