@@ -20,6 +20,7 @@ import torch
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer
 from kronos.evaluation import evaluate
+from kronos.pretrained import PUBLISHED_CONFIGS
 
 TINY = Path(__file__).resolve().parents[1].parent / "shared" / "compat" / "tiny"
 
@@ -46,15 +47,8 @@ def load_models(name: str):
     if name == "tiny":
         return Kronos.from_pretrained(TINY / "model"), KronosTokenizer.from_pretrained(TINY / "tokenizer")
     torch.manual_seed(0)
-    tokenizer = KronosTokenizer(
-        d_in=6, d_model=256, n_heads=4, ff_dim=512, n_enc_layers=4, n_dec_layers=4,
-        ffn_dropout_p=0.0, attn_dropout_p=0.0, resid_dropout_p=0.0, s1_bits=10, s2_bits=10,
-        beta=0.05, gamma0=1.0, gamma=1.1, zeta=0.05, group_size=4,
-    )  # fmt: skip
-    model = Kronos(
-        s1_bits=10, s2_bits=10, n_layers=4, d_model=256, n_heads=4, ff_dim=512, ffn_dropout_p=0.0,
-        attn_dropout_p=0.0, resid_dropout_p=0.0, token_dropout_p=0.0, learn_te=True,
-    )  # fmt: skip
+    tokenizer = KronosTokenizer(**PUBLISHED_CONFIGS["NeoQuasar/Kronos-Tokenizer-base"])
+    model = Kronos(**PUBLISHED_CONFIGS["NeoQuasar/Kronos-mini"])
     return model, tokenizer
 
 

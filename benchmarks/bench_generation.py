@@ -22,37 +22,10 @@ from dataclasses import dataclass
 
 import torch
 
-SMALL = dict(
-    s1_bits=10,
-    s2_bits=10,
-    n_layers=8,
-    d_model=512,
-    n_heads=8,
-    ff_dim=1024,
-    ffn_dropout_p=0.0,
-    attn_dropout_p=0.0,
-    resid_dropout_p=0.0,
-    token_dropout_p=0.0,
-    learn_te=True,
-)
-TOKENIZER_BASE = dict(
-    d_in=6,
-    d_model=256,
-    n_heads=4,
-    ff_dim=512,
-    n_enc_layers=4,
-    n_dec_layers=4,
-    ffn_dropout_p=0.0,
-    attn_dropout_p=0.0,
-    resid_dropout_p=0.0,
-    s1_bits=10,
-    s2_bits=10,
-    beta=0.05,
-    gamma0=1.0,
-    gamma=1.1,
-    zeta=0.05,
-    group_size=4,
-)
+from kronos.pretrained import PUBLISHED_CONFIGS
+
+SMALL = PUBLISHED_CONFIGS["NeoQuasar/Kronos-small"]
+TOKENIZER_BASE = PUBLISHED_CONFIGS["NeoQuasar/Kronos-Tokenizer-base"]
 
 
 @dataclass(frozen=True)

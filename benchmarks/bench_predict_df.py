@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer
+from kronos.pretrained import PUBLISHED_CONFIGS
 
 TINY_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "compat" / "tiny"
 
@@ -70,37 +71,8 @@ def build_predictor(name: str, max_context: int) -> KronosPredictor:
         tokenizer = KronosTokenizer.from_pretrained(TINY_DIR / "tokenizer")
     else:
         torch.manual_seed(0)
-        model = Kronos(
-            s1_bits=10,
-            s2_bits=10,
-            n_layers=8,
-            d_model=512,
-            n_heads=8,
-            ff_dim=1024,
-            ffn_dropout_p=0.0,
-            attn_dropout_p=0.0,
-            resid_dropout_p=0.0,
-            token_dropout_p=0.0,
-            learn_te=True,
-        )
-        tokenizer = KronosTokenizer(
-            d_in=6,
-            d_model=256,
-            n_heads=4,
-            ff_dim=512,
-            n_enc_layers=4,
-            n_dec_layers=4,
-            ffn_dropout_p=0.0,
-            attn_dropout_p=0.0,
-            resid_dropout_p=0.0,
-            s1_bits=10,
-            s2_bits=10,
-            beta=0.05,
-            gamma0=1.0,
-            gamma=1.1,
-            zeta=0.05,
-            group_size=4,
-        )
+        model = Kronos(**PUBLISHED_CONFIGS["NeoQuasar/Kronos-small"])
+        tokenizer = KronosTokenizer(**PUBLISHED_CONFIGS["NeoQuasar/Kronos-Tokenizer-base"])
     return KronosPredictor(model, tokenizer, device="cpu", max_context=max_context)
 
 

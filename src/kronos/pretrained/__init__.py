@@ -12,6 +12,26 @@ HUB_TOKENIZERS = {
     "NeoQuasar/Kronos-base": "NeoQuasar/Kronos-Tokenizer-base",
 }
 
+_NO_DROPOUT = dict(ffn_dropout_p=0.0, attn_dropout_p=0.0, resid_dropout_p=0.0)
+_BITS = dict(s1_bits=10, s2_bits=10)
+# Architectures of the published checkpoints (kronos-semantics.md), dropouts 0: the constructor
+# arguments for randomly initialised networks of the same shapes, as the benchmarks use.
+PUBLISHED_CONFIGS: dict[str, dict] = {
+    "NeoQuasar/Kronos-Tokenizer-base": dict(
+        d_in=6, d_model=256, n_heads=4, ff_dim=512, n_enc_layers=4, n_dec_layers=4, beta=0.05, gamma0=1.0,
+        gamma=1.1, zeta=0.05, group_size=4, **_BITS, **_NO_DROPOUT,
+    ),
+    "NeoQuasar/Kronos-mini": dict(
+        n_layers=4, d_model=256, n_heads=4, ff_dim=512, token_dropout_p=0.0, learn_te=True, **_BITS, **_NO_DROPOUT
+    ),
+    "NeoQuasar/Kronos-small": dict(
+        n_layers=8, d_model=512, n_heads=8, ff_dim=1024, token_dropout_p=0.0, learn_te=True, **_BITS, **_NO_DROPOUT
+    ),
+    "NeoQuasar/Kronos-base": dict(
+        n_layers=12, d_model=832, n_heads=16, ff_dim=2048, token_dropout_p=0.0, learn_te=True, **_BITS, **_NO_DROPOUT
+    ),
+}  # fmt: skip
+
 
 def shipped_dir(name: str = DEFAULT_MODEL) -> Path:
     """Directory of a shipped model, holding `tokenizer/` and `model/` checkpoints."""
