@@ -122,8 +122,8 @@ class SegmentKV:
         dtype,
     ):
         self.shared = n_rows > n_series
-        prefix_len = max(prefix_cap, 1) if self.shared else prefix_cap + suffix_cap
-        self.pk = torch.empty(n_series, n_heads, prefix_len, head_dim, device=device, dtype=dtype)
+        slots = max(prefix_cap, 1) if self.shared else prefix_cap + suffix_cap
+        self.pk = torch.empty(n_series, n_heads, slots, head_dim, device=device, dtype=dtype)
         self.pv = torch.empty_like(self.pk)
         if self.shared:
             self.sk = torch.empty(n_rows, n_heads, max(suffix_cap, 1), head_dim, device=device, dtype=dtype)
