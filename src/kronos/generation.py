@@ -470,6 +470,36 @@ def decode_tokens(
     return torch.cat(parts, dim=2)
 
 
+def sample_paths(
+    tokenizer: KronosTokenizer,
+    model: Kronos,
+    x: torch.Tensor,
+    x_stamp: torch.Tensor,
+    y_stamp: torch.Tensor,
+    max_context: int,
+    pred_len: int,
+    clip: float = 5,
+    T: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 0.99,
+    sample_count: int = 5,
+    verbose: bool = False,
+    use_cache: bool = True,
+) -> np.ndarray:
+    """Every sampled path, decoded, in eval mode: float32 [S, sample_count, min(H + pred_len, max_context), d_in].
+
+    The window holds history and forecast, as `decode_tokens` returns it; the forecast is
+    `[:, :, -pred_len:]`. The modules' training flags are restored afterwards.
+    """
+    with eval_mode(tokenizer, model):
+        tokens = generate_tokens(
+            tokenizer, model, x, x_stamp, y_stamp, max_context, pred_len, clip, T, top_k, top_p, sample_count,
+            verbose, use_cache,
+        )  # fmt: skip
+        paths = decode_tokens(tokenizer, tokens, max_context, use_cache)
+    return paths.float().cpu().numpy()
+
+
 def auto_regressive_inference(
     tokenizer: KronosTokenizer,
     model: Kronos,
@@ -491,25 +521,11 @@ def auto_regressive_inference(
     Returns float32 [S, min(H + pred_len, max_context), d_in]: the decoded last window of history
     plus forecast, so the forecast is `[:, -pred_len:]`. `use_cache=False` runs the reference loop.
     """
-    with eval_mode(tokenizer, model):
-        tokens = generate_tokens(
-            tokenizer,
-            model,
-            x,
-            x_stamp,
-            y_stamp,
-            max_context,
-            pred_len,
-            clip,
-            T,
-            top_k,
-            top_p,
-            sample_count,
-            verbose,
-            use_cache,
-        )
-        z = decode_tokens(tokenizer, tokens, max_context, use_cache)
-    return z.float().cpu().numpy().mean(axis=1)
+    paths = sample_paths(
+        tokenizer, model, x, x_stamp, y_stamp, max_context, pred_len, clip, T, top_k, top_p, sample_count,
+        verbose, use_cache,
+    )  # fmt: skip
+    return paths.mean(axis=1)
 
 
 def _check_generation_args(x, x_stamp, y_stamp, max_context, pred_len, T, top_k, top_p, sample_count) -> None:

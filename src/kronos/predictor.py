@@ -28,7 +28,7 @@ from .forecast import (
     summarize_paths,
 )
 from .frames import GAP_POLICIES, MIN_HISTORY, future_timestamps, report_gaps, split_series
-from .generation import decode_tokens, eval_mode, generate_tokens
+from .generation import sample_paths
 from .model import Kronos
 from .tokenizer import KronosTokenizer
 
@@ -102,25 +102,12 @@ class KronosPredictor:
         def tensor(arrays):
             return torch.from_numpy(np.ascontiguousarray(np.stack(arrays), dtype=np.float32)).to(self.device)
 
-        with eval_mode(self.tokenizer, self.model):
-            tokens = generate_tokens(
-                self.tokenizer,
-                self.model,
-                tensor([p[0] for p in prepared]),
-                tensor([p[1] for p in prepared]),
-                tensor([p[2] for p in prepared]),
-                self.max_context,
-                pred_len,
-                self.clip,
-                T,
-                top_k,
-                top_p,
-                sample_count,
-                verbose,
-                self.use_cache,
-            )
-            paths = decode_tokens(self.tokenizer, tokens, self.max_context, self.use_cache)
-        return paths[:, :, -pred_len:].float().cpu().numpy()
+        paths = sample_paths(
+            self.tokenizer, self.model, tensor([p[0] for p in prepared]), tensor([p[1] for p in prepared]),
+            tensor([p[2] for p in prepared]), self.max_context, pred_len, self.clip, T, top_k, top_p,
+            sample_count, verbose, self.use_cache,
+        )  # fmt: skip
+        return paths[:, :, -pred_len:]
 
     def _prepare_batch(self, df_list, x_timestamp_list, y_timestamp_list, pred_len):
         if not isinstance(df_list, (list, tuple)) or not df_list:
