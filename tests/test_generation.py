@@ -15,6 +15,7 @@ from kronos import (
     sample_from_logits,
     top_k_top_p_filtering,
 )
+from kronos.cache import FEW_ROWS, PackedLinear
 from kronos.generation import decode_tokens, generate_tokens
 
 torch.set_num_threads(1)
@@ -48,6 +49,8 @@ SHAPES = {
     "slides": dict(n_series=2, hist_len=30, pred_len=25, max_context=40),
     "history_longer_than_window": dict(n_series=3, hist_len=50, pred_len=12, max_context=40),
     "generated_fill_window": dict(n_series=1, hist_len=8, pred_len=30, max_context=16),
+    # 18 rows with 3 paths: more than FEW_ROWS, so steps use unsplit packed weights.
+    "many_rows": dict(n_series=6, hist_len=30, pred_len=14, max_context=40),
 }
 
 
@@ -71,6 +74,23 @@ def test_cached_equals_plain_greedy(shape, sample_count):
         6,
     )
     torch.testing.assert_close(z_cached, z_plain, rtol=1e-4, atol=1e-5)
+
+
+def test_many_rows_shape_steps_with_unsplit_weights():
+    assert SHAPES["many_rows"]["n_series"] * 3 > FEW_ROWS
+
+
+@pytest.mark.parametrize("slabs", [1, 4, 5])
+@pytest.mark.parametrize("bias", [True, False])
+def test_packed_linear_equals_the_linears_it_packs(slabs, bias):
+    torch.manual_seed(0)
+    linears = [torch.nn.Linear(24, 40, bias=bias), torch.nn.Linear(24, 8, bias=bias)]
+    packed = PackedLinear(*linears, slabs=slabs)
+    assert packed.weight.shape[0] == (1 if slabs == 5 else slabs)  # 5 slabs do not divide 48 outputs
+    for rows in (1, 3, 20):
+        x = torch.randn(rows, 24)
+        expected = torch.cat([lin(x) for lin in linears], dim=-1)
+        torch.testing.assert_close(packed(x), expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape", ["slides", "history_longer_than_window"])

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import trange
 
+from .cache import CachedDecoder, SegmentedStack, window_bounds
 from .model import Kronos
-from .modules import TransformerBlock
 from .tokenizer import KronosTokenizer
 
 
@@ -103,270 +103,6 @@ class GeneratedTokens:
     sample_count: int
 
 
-class SegmentKV:
-    """Keys and values of one attention layer: prefix rows per series, suffix rows per path.
-
-    With one path per series there is nothing to share: the suffix then continues the prefix in
-    one contiguous buffer, and attention is a single fused call.
-    """
-
-    def __init__(
-        self,
-        n_series: int,
-        n_rows: int,
-        n_heads: int,
-        head_dim: int,
-        prefix_cap: int,
-        suffix_cap: int,
-        device,
-        dtype,
-    ):
-        self.shared = n_rows > n_series
-        slots = max(prefix_cap, 1) if self.shared else prefix_cap + suffix_cap
-        self.pk = torch.empty(n_series, n_heads, slots, head_dim, device=device, dtype=dtype)
-        self.pv = torch.empty_like(self.pk)
-        if self.shared:
-            self.sk = torch.empty(n_rows, n_heads, max(suffix_cap, 1), head_dim, device=device, dtype=dtype)
-            self.sv = torch.empty_like(self.sk)
-
-    def write_prefix(self, k: torch.Tensor, v: torch.Tensor) -> None:
-        n = k.shape[2]
-        self.pk[:, :, :n] = k
-        self.pv[:, :, :n] = v
-
-    def write_suffix(self, k: torch.Tensor, v: torch.Tensor, prefix_len: int, start: int) -> None:
-        n = k.shape[2]
-        if self.shared:
-            self.sk[:, :, start : start + n] = k
-            self.sv[:, :, start : start + n] = v
-        else:
-            self.pk[:, :, prefix_len + start : prefix_len + start + n] = k
-            self.pv[:, :, prefix_len + start : prefix_len + start + n] = v
-
-    def attend(self, q: torch.Tensor, prefix_len: int, suffix_end: int, causal: bool) -> torch.Tensor:
-        """Attention of suffix queries q [R, H, n, d] at suffix slots [suffix_end - n, suffix_end).
-
-        Keys are the series' prefix [0, prefix_len) and the path's own suffix [0, suffix_end),
-        causal within the suffix when `causal`. One softmax spans both parts.
-        """
-        if not self.shared:
-            return self._attend_contiguous(q, prefix_len + suffix_end, causal)
-        rows, heads, n, d = q.shape
-        n_series = self.pk.shape[0]
-        paths = rows // n_series
-        scale = d**-0.5
-        by_series = (
-            q.view(n_series, paths, heads, n, d).transpose(1, 2).reshape(n_series, heads, paths * n, d)
-        )
-        prefix_k, prefix_v = self.pk[:, :, :prefix_len], self.pv[:, :, :prefix_len]
-        scores_p = (by_series @ prefix_k.transpose(-1, -2)).view(n_series, heads, paths, n, prefix_len)
-        scores_p = scores_p.transpose(1, 2).reshape(rows, heads, n, prefix_len)
-        scores_s = q @ self.sk[:, :, :suffix_end].transpose(-1, -2)
-        if causal and n > 1:
-            key_slot = torch.arange(suffix_end, device=q.device)
-            query_slot = torch.arange(suffix_end - n, suffix_end, device=q.device)
-            scores_s = scores_s.masked_fill(key_slot[None, :] > query_slot[:, None], -float("inf"))
-        weights = (torch.cat([scores_p, scores_s], dim=-1).float() * scale).softmax(dim=-1).to(q.dtype)
-        w_p, w_s = weights.split([prefix_len, suffix_end], dim=-1)
-        w_p = (
-            w_p.view(n_series, paths, heads, n, prefix_len)
-            .transpose(1, 2)
-            .reshape(n_series, heads, paths * n, prefix_len)
-        )
-        out_p = (w_p @ prefix_v).view(n_series, heads, paths, n, d).transpose(1, 2).reshape(rows, heads, n, d)
-        return out_p + w_s @ self.sv[:, :, :suffix_end]
-
-    def _attend_contiguous(self, q: torch.Tensor, length: int, causal: bool) -> torch.Tensor:
-        keys, values = self.pk[:, :, :length], self.pv[:, :, :length]
-        n = q.shape[2]
-        if not causal or n == 1:
-            return F.scaled_dot_product_attention(q, keys, values)
-        visible = (
-            torch.arange(length, device=q.device)[None, :]
-            <= torch.arange(length - n, length, device=q.device)[:, None]
-        )
-        return F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
-
-
-def _rotary_tables(rotaries, length: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """cos/sin tables for positions [0, length), computed once per distinct inv_freq."""
-    positions = torch.arange(length, device=device)
-    tables: list[tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]] = []
-    out = []
-    for rotary in rotaries:
-        found = next((t for f, t in tables if torch.equal(f, rotary.inv_freq)), None)
-        if found is None:
-            found = rotary.table(positions)
-            tables.append((rotary.inv_freq, found))
-        out.append(found)
-    return out
-
-
-class SegmentedStack:
-    """Runs a stack of TransformerBlocks over prefix/suffix segments, filling per-layer SegmentKV."""
-
-    def __init__(
-        self,
-        blocks,
-        n_series: int,
-        n_paths: int,
-        prefix_cap: int,
-        suffix_cap: int,
-        max_len: int,
-        device,
-        dtype,
-    ):
-        self.blocks: list[TransformerBlock] = list(blocks)
-        self.n_paths = n_paths
-        self.caches = [
-            SegmentKV(
-                n_series,
-                n_series * n_paths,
-                b.self_attn.n_heads,
-                b.self_attn.head_dim,
-                prefix_cap,
-                suffix_cap,
-                device,
-                dtype,
-            )
-            for b in self.blocks
-        ]
-        self.rotary = _rotary_tables([b.self_attn.rotary for b in self.blocks], max(max_len, 1), device)
-
-    def prefix(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the shared prefix x [S, n, D] at positions [0, n)."""
-        n = x.shape[1]
-        for block, cache, (cos, sin) in zip(self.blocks, self.caches, self.rotary):
-            attn = block.self_attn
-            q, k, v = attn.qkv(block.norm1(x), cos[:n], sin[:n])
-            cache.write_prefix(k, v)
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            x = x + attn.out_proj(attn.merge_heads(out))
-            x = x + block.ffn(block.norm2(x))
-        return x
-
-    def suffix(self, x: torch.Tensor, prefix_len: int, start: int) -> torch.Tensor:
-        """Run per-path tokens x [R, n, D] at suffix slots [start, start + n) after a prefix of prefix_len."""
-        n = x.shape[1]
-        pos = slice(prefix_len + start, prefix_len + start + n)
-        for block, cache, (cos, sin) in zip(self.blocks, self.caches, self.rotary):
-            attn = block.self_attn
-            q, k, v = attn.qkv(block.norm1(x), cos[pos], sin[pos])
-            cache.write_suffix(k, v, prefix_len, start)
-            out = cache.attend(q, prefix_len, start + n, causal=True)
-            x = x + attn.out_proj(attn.merge_heads(out))
-            x = x + block.ffn(block.norm2(x))
-        return x
-
-    def window(self, x_prefix: torch.Tensor | None, x_suffix: torch.Tensor | None):
-        """Run a whole window: the shared prefix then every path's suffix on top of it."""
-        prefix_len = 0 if x_prefix is None else x_prefix.shape[1]
-        y_prefix = None if x_prefix is None else self.prefix(x_prefix)
-        y_suffix = None if x_suffix is None else self.suffix(x_suffix, prefix_len, 0)
-        return y_prefix, y_suffix
-
-
-class CachedDecoder:
-    """Kronos over a growing or sliding window, with segmented KV caches for the Transformer and
-    the dependency-aware layer. It holds the history tokens and the time embedding of every
-    stamp (computed once); each step reads the generated tokens so far."""
-
-    def __init__(
-        self, model: Kronos, history, full_stamp: torch.Tensor, n_paths: int, max_context: int, pred_len: int
-    ):
-        self.model = model
-        self.history = history
-        self.n_series, self.hist_len = history[0].shape
-        self.n_paths = n_paths
-        self.max_context = max_context
-        self.stamp_emb = model.time_emb(full_stamp)
-        device, dtype = history[0].device, model.norm.weight.dtype
-        prefix_cap, suffix_cap = min(self.hist_len, max_context), min(pred_len, max_context)
-        self.stack = SegmentedStack(
-            model.transformer, self.n_series, n_paths, prefix_cap, suffix_cap, max_context, device, dtype
-        )
-        self.cross = model.dep_layer.cross_attn
-        self.dep_kv = SegmentKV(
-            self.n_series,
-            self.n_series * n_paths,
-            self.cross.n_heads,
-            self.cross.head_dim,
-            prefix_cap,
-            suffix_cap,
-            device,
-            dtype,
-        )
-        self.prefix_len = 0
-        self.suffix_len = 0
-
-    def _dep_keys(self, context: torch.Tensor):
-        # A single query makes the cross-attention's rotary table one row long: the identity.
-        return self.cross.split_heads(self.cross.k_proj(context)), self.cross.split_heads(
-            self.cross.v_proj(context)
-        )
-
-    def _embed_rows(self, s1, s2, seq_slice: slice):
-        stamp_emb = self.stamp_emb[:, seq_slice]
-        if self.n_paths > 1:
-            stamp_emb = stamp_emb.repeat_interleave(self.n_paths, dim=0)
-        return self.model.embedding(s1, s2) + stamp_emb
-
-    def last_hidden(self, step: int, gen1: torch.Tensor, gen2: torch.Tensor) -> torch.Tensor:
-        """Normed hidden state [R, D] of the last token before generated token `step`."""
-        seq_len = self.hist_len + step
-        start, prefix_len, gen_start = _window_bounds(seq_len, self.hist_len, self.max_context)
-        if step > 0 and start == 0:
-            return self._append(gen1[:, step - 1 : step], gen2[:, step - 1 : step], seq_len - 1)
-        h1, h2 = self.history
-        prefix = (h1[:, start:], h2[:, start:], slice(start, self.hist_len)) if prefix_len else None
-        suffix = None
-        if step > gen_start:
-            suffix = (gen1[:, gen_start:step], gen2[:, gen_start:step], slice(start + prefix_len, seq_len))
-        return self._window(prefix, suffix)
-
-    def _window(self, prefix, suffix) -> torch.Tensor:
-        """Recompute a whole window from its prefix and suffix tokens."""
-        model = self.model
-        x_prefix = (
-            None if prefix is None else model.embedding(prefix[0], prefix[1]) + self.stamp_emb[:, prefix[2]]
-        )
-        x_suffix = None if suffix is None else self._embed_rows(*suffix)
-        y_prefix, y_suffix = self.stack.window(x_prefix, x_suffix)
-        self.prefix_len = 0 if y_prefix is None else y_prefix.shape[1]
-        self.suffix_len = 0 if y_suffix is None else y_suffix.shape[1]
-        if y_prefix is not None:
-            ctx = model.norm(y_prefix)
-            self.dep_kv.write_prefix(*self._dep_keys(ctx))
-            last = ctx[:, -1].repeat_interleave(self.n_paths, dim=0)
-        if y_suffix is not None:
-            ctx = model.norm(y_suffix)
-            self.dep_kv.write_suffix(*self._dep_keys(ctx), self.prefix_len, 0)
-            last = ctx[:, -1]
-        return last
-
-    def _append(self, s1: torch.Tensor, s2: torch.Tensor, seq_index: int) -> torch.Tensor:
-        """Run one new token per path [R, 1] at sequence index seq_index on top of the cache."""
-        x = self._embed_rows(s1, s2, slice(seq_index, seq_index + 1))
-        ctx = self.model.norm(self.stack.suffix(x, self.prefix_len, self.suffix_len))
-        self.dep_kv.write_suffix(*self._dep_keys(ctx), self.prefix_len, self.suffix_len)
-        self.suffix_len += 1
-        return ctx[:, -1]
-
-    def s2_logits(self, last_hidden: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
-        """decode_s2 at the last position: norm(context + cross_attn(emb_s1(s1), context)) -> proj_s2."""
-        model, cross = self.model, self.cross
-        q = cross.split_heads(cross.q_proj(model.embedding.emb_s1(s1[:, None])))
-        out = self.dep_kv.attend(q, self.prefix_len, self.suffix_len, causal=False)
-        attn = cross.out_proj(cross.merge_heads(out))[:, 0]
-        return model.head.cond_forward(model.dep_layer.norm(last_hidden + attn))
-
-
-def _window_bounds(seq_len: int, history_len: int, max_context: int):
-    """For the last `max_context` of seq_len tokens: (start, prefix length, first generated index)."""
-    start = max(0, seq_len - max_context)
-    return start, max(0, history_len - start), max(0, start - history_len)
-
-
 def _generate_cached(model, history, full_stamp, max_context, pred_len, n_paths, T, top_k, top_p, progress):
     rows = history[0].shape[0] * n_paths
     gen1 = history[0].new_empty(rows, pred_len)
@@ -374,7 +110,7 @@ def _generate_cached(model, history, full_stamp, max_context, pred_len, n_paths,
     decoder = CachedDecoder(model, history, full_stamp, n_paths, max_context, pred_len)
     for i in progress(pred_len):
         last = decoder.last_hidden(i, gen1, gen2)
-        s1 = sample_from_logits(model.head(last).float(), T, top_k, top_p)[:, 0]
+        s1 = sample_from_logits(decoder.s1_logits(last).float(), T, top_k, top_p)[:, 0]
         s2 = sample_from_logits(decoder.s2_logits(last, s1).float(), T, top_k, top_p)[:, 0]
         gen1[:, i] = s1
         gen2[:, i] = s2
@@ -446,7 +182,7 @@ def decode_tokens(
     (h1, h2), (g1, g2), n = tokens.history, tokens.generated, tokens.sample_count
     n_series, hist_len = h1.shape
     pred_len = g1.shape[1]
-    start, prefix_len, gen_start = _window_bounds(hist_len + pred_len, hist_len, max_context)
+    start, prefix_len, gen_start = window_bounds(hist_len + pred_len, hist_len, max_context)
     if not use_cache:
         full1 = torch.cat([h1.repeat_interleave(n, dim=0), g1], dim=1)[:, start:]
         full2 = torch.cat([h2.repeat_interleave(n, dim=0), g2], dim=1)[:, start:]

@@ -1,0 +1,371 @@
+"""Key/value caches and the cached forward passes behind fast generation.
+
+The cache of each attention layer is split into a *prefix* (the history, one row per series,
+shared by that series' paths) and a *suffix* (each path's generated tokens). While the window
+grows, a step runs one token per path through weights packed for few-row products. Once the
+window slides, every hidden state changes (the oldest token drops out and positions restart
+at 0), so the window is recomputed exactly: the history part once per series, then each path's
+generated part on top of it. The dependency-aware layer keeps its keys and values in the same
+kind of cache.
+
+Rows are laid out series-major (row = series * n_paths + path).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .model import Kronos
+from .modules import TransformerBlock, apply_rotary
+
+# Up to this many rows per step, a CPU step cuts its weights into slabs (see PackedLinear).
+FEW_ROWS = 16
+SLABS = 8
+
+
+class PackedLinear:
+    """Linear maps of the same input fused into one product on a repacked weight.
+
+    The weights are stacked by output, transposed and cut into `slabs` column blocks
+    [slabs, in, out / slabs], applied by one batched matmul. For a few rows on CPU F.linear runs
+    a matrix-vector product on a single thread, at a third of the memory bandwidth; slabs let
+    every thread stream a part of the weight (about 2x faster for one row). One slab is a plain
+    fused linear.
+    """
+
+    def __init__(self, *linears: nn.Linear, slabs: int = 1):
+        weight = torch.cat([lin.weight for lin in linears])
+        n_out, n_in = weight.shape
+        slabs = slabs if n_out % slabs == 0 else 1
+        self.weight = weight.t().reshape(n_in, slabs, n_out // slabs).transpose(0, 1).contiguous()
+        self.bias = None
+        if linears[0].bias is not None:
+            self.bias = torch.cat([lin.bias for lin in linears]).view(slabs, 1, n_out // slabs)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x [rows, in] -> [rows, out]."""
+        xs = x.expand(self.weight.shape[0], *x.shape)
+        y = torch.bmm(xs, self.weight) if self.bias is None else torch.baddbmm(self.bias, xs, self.weight)
+        return y.transpose(0, 1).reshape(x.shape[0], -1)
+
+
+class BlockWeights:
+    """A TransformerBlock's projections for one-token steps: q|k|v, out, w1|w3 and w2."""
+
+    def __init__(self, block: TransformerBlock, slabs: int):
+        attn, ffn = block.self_attn, block.ffn
+        self.qkv = PackedLinear(attn.q_proj, attn.k_proj, attn.v_proj, slabs=slabs)
+        self.out = PackedLinear(attn.out_proj, slabs=slabs)
+        self.w13 = PackedLinear(ffn.w1, ffn.w3, slabs=slabs)
+        self.w2 = PackedLinear(ffn.w2, slabs=slabs)
+
+
+class SegmentKV:
+    """Keys and values of one attention layer: prefix rows per series, suffix rows per path.
+
+    With one path per series there is nothing to share: the suffix then continues the prefix in
+    one contiguous buffer, and attention is a single fused call.
+    """
+
+    def __init__(
+        self,
+        n_series: int,
+        n_rows: int,
+        n_heads: int,
+        head_dim: int,
+        prefix_cap: int,
+        suffix_cap: int,
+        device,
+        dtype,
+    ):
+        self.shared = n_rows > n_series
+        slots = max(prefix_cap, 1) if self.shared else prefix_cap + suffix_cap
+        self.pk = torch.empty(n_series, n_heads, slots, head_dim, device=device, dtype=dtype)
+        self.pv = torch.empty_like(self.pk)
+        if self.shared:
+            self.sk = torch.empty(n_rows, n_heads, max(suffix_cap, 1), head_dim, device=device, dtype=dtype)
+            self.sv = torch.empty_like(self.sk)
+
+    def write_prefix(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        n = k.shape[2]
+        self.pk[:, :, :n] = k
+        self.pv[:, :, :n] = v
+
+    def write_suffix(self, k: torch.Tensor, v: torch.Tensor, prefix_len: int, start: int) -> None:
+        n = k.shape[2]
+        if self.shared:
+            self.sk[:, :, start : start + n] = k
+            self.sv[:, :, start : start + n] = v
+        else:
+            self.pk[:, :, prefix_len + start : prefix_len + start + n] = k
+            self.pv[:, :, prefix_len + start : prefix_len + start + n] = v
+
+    def attend(self, q: torch.Tensor, prefix_len: int, suffix_end: int, causal: bool) -> torch.Tensor:
+        """Attention of suffix queries q [R, H, n, d] at suffix slots [suffix_end - n, suffix_end).
+
+        Keys are the series' prefix [0, prefix_len) and the path's own suffix [0, suffix_end),
+        causal within the suffix when `causal`. One softmax spans both parts.
+        """
+        if not self.shared:
+            return self._attend_contiguous(q, prefix_len + suffix_end, causal)
+        rows, heads, n, d = q.shape
+        n_series = self.pk.shape[0]
+        paths = rows // n_series
+        scale = d**-0.5
+        by_series = (
+            q.view(n_series, paths, heads, n, d).transpose(1, 2).reshape(n_series, heads, paths * n, d)
+        )
+        prefix_k, prefix_v = self.pk[:, :, :prefix_len], self.pv[:, :, :prefix_len]
+        scores_p = (by_series @ prefix_k.transpose(-1, -2)).view(n_series, heads, paths, n, prefix_len)
+        scores_p = scores_p.transpose(1, 2).reshape(rows, heads, n, prefix_len)
+        scores_s = q @ self.sk[:, :, :suffix_end].transpose(-1, -2)
+        if causal and n > 1:
+            key_slot = torch.arange(suffix_end, device=q.device)
+            query_slot = torch.arange(suffix_end - n, suffix_end, device=q.device)
+            scores_s = scores_s.masked_fill(key_slot[None, :] > query_slot[:, None], -float("inf"))
+        weights = (torch.cat([scores_p, scores_s], dim=-1).float() * scale).softmax(dim=-1).to(q.dtype)
+        w_p, w_s = weights.split([prefix_len, suffix_end], dim=-1)
+        w_p = (
+            w_p.view(n_series, paths, heads, n, prefix_len)
+            .transpose(1, 2)
+            .reshape(n_series, heads, paths * n, prefix_len)
+        )
+        out_p = (w_p @ prefix_v).view(n_series, heads, paths, n, d).transpose(1, 2).reshape(rows, heads, n, d)
+        return out_p + w_s @ self.sv[:, :, :suffix_end]
+
+    def _attend_contiguous(self, q: torch.Tensor, length: int, causal: bool) -> torch.Tensor:
+        keys, values = self.pk[:, :, :length], self.pv[:, :, :length]
+        n = q.shape[2]
+        if not causal or n == 1:
+            return F.scaled_dot_product_attention(q, keys, values)
+        visible = (
+            torch.arange(length, device=q.device)[None, :]
+            <= torch.arange(length - n, length, device=q.device)[:, None]
+        )
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
+
+
+def _rotary_tables(rotaries, length: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """cos/sin tables for positions [0, length), computed once per distinct inv_freq."""
+    positions = torch.arange(length, device=device)
+    tables: list[tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]] = []
+    out = []
+    for rotary in rotaries:
+        found = next((t for f, t in tables if torch.equal(f, rotary.inv_freq)), None)
+        if found is None:
+            found = rotary.table(positions)
+            tables.append((rotary.inv_freq, found))
+        out.append(found)
+    return out
+
+
+class SegmentedStack:
+    """Runs a stack of TransformerBlocks over prefix/suffix segments, filling per-layer SegmentKV."""
+
+    def __init__(
+        self,
+        blocks,
+        n_series: int,
+        n_paths: int,
+        prefix_cap: int,
+        suffix_cap: int,
+        max_len: int,
+        device,
+        dtype,
+    ):
+        self.blocks: list[TransformerBlock] = list(blocks)
+        self.shared = n_paths > 1
+        self.caches = [
+            SegmentKV(
+                n_series,
+                n_series * n_paths,
+                b.self_attn.n_heads,
+                b.self_attn.head_dim,
+                prefix_cap,
+                suffix_cap,
+                device,
+                dtype,
+            )
+            for b in self.blocks
+        ]
+        self.rotary = _rotary_tables([b.self_attn.rotary for b in self.blocks], max(max_len, 1), device)
+
+    def prefix(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the shared prefix x [S, n, D] at positions [0, n)."""
+        n = x.shape[1]
+        for block, cache, (cos, sin) in zip(self.blocks, self.caches, self.rotary):
+            attn = block.self_attn
+            q, k, v = attn.qkv(block.norm1(x), cos[:n], sin[:n])
+            cache.write_prefix(k, v)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + attn.out_proj(attn.merge_heads(out))
+            x = x + block.ffn(block.norm2(x))
+        return x
+
+    def suffix(self, x: torch.Tensor, prefix_len: int, start: int) -> torch.Tensor:
+        """Run per-path tokens x [R, n, D] at suffix slots [start, start + n) after a prefix of prefix_len."""
+        n = x.shape[1]
+        pos = slice(prefix_len + start, prefix_len + start + n)
+        for block, cache, (cos, sin) in zip(self.blocks, self.caches, self.rotary):
+            attn = block.self_attn
+            q, k, v = attn.qkv(block.norm1(x), cos[pos], sin[pos])
+            cache.write_suffix(k, v, prefix_len, start)
+            out = cache.attend(q, prefix_len, start + n, causal=True)
+            x = x + attn.out_proj(attn.merge_heads(out))
+            x = x + block.ffn(block.norm2(x))
+        return x
+
+    def step(self, x: torch.Tensor, weights: list[BlockWeights], prefix_len: int, start: int) -> torch.Tensor:
+        """Run one token per path x [R, D] at suffix slot `start`, with packed weights."""
+        rows = x.shape[0]
+        pos = prefix_len + start
+        for block, cache, (cos, sin), w in zip(self.blocks, self.caches, self.rotary, weights):
+            attn = block.self_attn
+            qkv = w.qkv(block.norm1(x)).view(rows, 3, attn.n_heads, 1, attn.head_dim)
+            qk = apply_rotary(qkv[:, :2], cos[pos], sin[pos])
+            cache.write_suffix(qk[:, 1], qkv[:, 2], prefix_len, start)
+            out = cache.attend(qk[:, 0], prefix_len, start + 1, causal=True)
+            x = x + w.out(out.reshape(rows, attn.d_model))
+            gate, up = w.w13(block.norm2(x)).chunk(2, dim=-1)
+            x = x + w.w2(F.silu(gate) * up)
+        return x
+
+    def window(self, x_prefix: torch.Tensor | None, x_suffix: torch.Tensor | None):
+        """Run a whole window: the shared prefix then every path's suffix on top of it.
+
+        With one path per series the two parts are one sequence, run in a single pass.
+        """
+        if x_prefix is None or x_suffix is None or self.shared:
+            prefix_len = 0 if x_prefix is None else x_prefix.shape[1]
+            y_prefix = None if x_prefix is None else self.prefix(x_prefix)
+            y_suffix = None if x_suffix is None else self.suffix(x_suffix, prefix_len, 0)
+            return y_prefix, y_suffix
+        y = self.prefix(torch.cat([x_prefix, x_suffix], dim=1))
+        return y.split([x_prefix.shape[1], x_suffix.shape[1]], dim=1)
+
+
+class ModelWeights:
+    """Kronos's projections outside the Transformer blocks, packed for one-token steps."""
+
+    def __init__(self, model: Kronos, slabs: int):
+        cross = model.dep_layer.cross_attn
+        self.blocks = [BlockWeights(block, slabs) for block in model.transformer]
+        self.fusion = PackedLinear(model.embedding.fusion_proj, slabs=slabs)
+        self.dep_q = PackedLinear(cross.q_proj, slabs=slabs)
+        self.dep_kv = PackedLinear(cross.k_proj, cross.v_proj, slabs=slabs)
+        self.dep_out = PackedLinear(cross.out_proj, slabs=slabs)
+        self.s1_head = PackedLinear(model.head.proj_s1, slabs=slabs)
+        self.s2_head = PackedLinear(model.head.proj_s2, slabs=slabs)
+
+
+class CachedDecoder:
+    """Kronos over a growing or sliding window, with segmented KV caches for the Transformer and
+    the dependency-aware layer. It holds the history tokens and the time embedding of every
+    stamp (computed once); each step reads the generated tokens so far."""
+
+    def __init__(
+        self, model: Kronos, history, full_stamp: torch.Tensor, n_paths: int, max_context: int, pred_len: int
+    ):
+        self.model = model
+        self.history = history
+        self.n_series, self.hist_len = history[0].shape
+        self.n_paths = n_paths
+        self.max_context = max_context
+        self.stamp_emb = model.time_emb(full_stamp)
+        device, dtype = history[0].device, model.norm.weight.dtype
+        rows = self.n_series * n_paths
+        self.weights = ModelWeights(model, SLABS if device.type == "cpu" and rows <= FEW_ROWS else 1)
+        prefix_cap, suffix_cap = min(self.hist_len, max_context), min(pred_len, max_context)
+        self.stack = SegmentedStack(
+            model.transformer, self.n_series, n_paths, prefix_cap, suffix_cap, max_context, device, dtype
+        )
+        self.cross = model.dep_layer.cross_attn
+        self.dep_kv = SegmentKV(
+            self.n_series,
+            rows,
+            self.cross.n_heads,
+            self.cross.head_dim,
+            prefix_cap,
+            suffix_cap,
+            device,
+            dtype,
+        )
+        self.prefix_len = 0
+        self.suffix_len = 0
+
+    def _dep_keys(self, context: torch.Tensor):
+        # A single query makes the cross-attention's rotary table one row long: the identity.
+        return self.cross.split_heads(self.cross.k_proj(context)), self.cross.split_heads(
+            self.cross.v_proj(context)
+        )
+
+    def last_hidden(self, step: int, gen1: torch.Tensor, gen2: torch.Tensor) -> torch.Tensor:
+        """Normed hidden state [R, D] of the last token before generated token `step`."""
+        seq_len = self.hist_len + step
+        start, prefix_len, gen_start = window_bounds(seq_len, self.hist_len, self.max_context)
+        if step > 0 and start == 0:
+            return self._append(gen1[:, step - 1], gen2[:, step - 1], seq_len - 1)
+        h1, h2 = self.history
+        prefix = (h1[:, start:], h2[:, start:], slice(start, self.hist_len)) if prefix_len else None
+        suffix = None
+        if step > gen_start:
+            suffix = (gen1[:, gen_start:step], gen2[:, gen_start:step], slice(start + prefix_len, seq_len))
+        return self._window(prefix, suffix)
+
+    def _window(self, prefix, suffix) -> torch.Tensor:
+        """Recompute a whole window from its prefix and suffix tokens."""
+        model = self.model
+        x_prefix = None
+        if prefix is not None:
+            x_prefix = model.embedding(prefix[0], prefix[1]) + self.stamp_emb[:, prefix[2]]
+        x_suffix = None
+        if suffix is not None:
+            stamp_emb = self.stamp_emb[:, suffix[2]].repeat_interleave(self.n_paths, dim=0)
+            x_suffix = model.embedding(suffix[0], suffix[1]) + stamp_emb
+        y_prefix, y_suffix = self.stack.window(x_prefix, x_suffix)
+        self.prefix_len = 0 if y_prefix is None else y_prefix.shape[1]
+        self.suffix_len = 0 if y_suffix is None else y_suffix.shape[1]
+        if y_prefix is not None:
+            ctx = model.norm(y_prefix)
+            self.dep_kv.write_prefix(*self._dep_keys(ctx))
+            last = ctx[:, -1].repeat_interleave(self.n_paths, dim=0)
+        if y_suffix is not None:
+            ctx = model.norm(y_suffix)
+            self.dep_kv.write_suffix(*self._dep_keys(ctx), self.prefix_len, 0)
+            last = ctx[:, -1]
+        return last
+
+    def _append(self, s1: torch.Tensor, s2: torch.Tensor, seq_index: int) -> torch.Tensor:
+        """Run one new token per path (s1, s2 [R]) at sequence index seq_index on top of the cache."""
+        model, w, cross = self.model, self.weights, self.cross
+        embedding = model.embedding
+        pair = torch.cat([embedding.emb_s1(s1), embedding.emb_s2(s2)], dim=-1) * math.sqrt(embedding.d_model)
+        stamp_emb = self.stamp_emb[:, seq_index].repeat_interleave(self.n_paths, dim=0)
+        x = self.stack.step(w.fusion(pair) + stamp_emb, w.blocks, self.prefix_len, self.suffix_len)
+        ctx = model.norm(x)
+        kv = w.dep_kv(ctx).view(ctx.shape[0], 2, cross.n_heads, 1, cross.head_dim)
+        self.dep_kv.write_suffix(kv[:, 0], kv[:, 1], self.prefix_len, self.suffix_len)
+        self.suffix_len += 1
+        return ctx
+
+    def s1_logits(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        return self.weights.s1_head(last_hidden)
+
+    def s2_logits(self, last_hidden: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        """decode_s2 at the last position: norm(context + cross_attn(emb_s1(s1), context)) -> proj_s2."""
+        model, cross, w = self.model, self.cross, self.weights
+        rows = s1.shape[0]
+        q = w.dep_q(model.embedding.emb_s1(s1)).view(rows, cross.n_heads, 1, cross.head_dim)
+        out = self.dep_kv.attend(q, self.prefix_len, self.suffix_len, causal=False)
+        attn = w.dep_out(out.reshape(rows, cross.d_model))
+        return w.s2_head(model.dep_layer.norm(last_hidden + attn))
+
+
+def window_bounds(seq_len: int, history_len: int, max_context: int):
+    """For the last `max_context` of seq_len tokens: (start, prefix length, first generated index)."""
+    start = max(0, seq_len - max_context)
+    return start, max(0, history_len - start), max(0, start - history_len)
