@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import threading
 import time
 from dataclasses import dataclass
 
@@ -89,18 +88,19 @@ def peak_rss_bytes() -> int:
     raise RuntimeError("VmHWM not found")
 
 
-class RssSampler(threading.Thread):
-    """Samples resident memory every 20 ms, to show how memory evolves during a run."""
+def record_step_peaks(peaks: list[int]) -> None:
+    """Instrument the cached decoder: before each step, store the peak resident memory of the
+    previous one and reset the peak, so that memory is seen step by step."""
+    from kronos.cache import CachedDecoder
 
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.samples: list[tuple[float, int]] = []
-        self.stop = threading.Event()
+    last_hidden = CachedDecoder.last_hidden
 
-    def run(self):
-        while not self.stop.is_set():
-            self.samples.append((time.perf_counter(), rss_bytes()))
-            time.sleep(0.02)
+    def recorded(self, step, gen1, gen2):
+        peaks.append(peak_rss_bytes())  # step 0: the setup (tokenizer encode, caches, packed weights)
+        reset_peak_rss()
+        return last_hidden(self, step, gen1, gen2)
+
+    CachedDecoder.last_hidden = recorded
 
 
 def build(device: str, dtype: torch.dtype):
@@ -152,10 +152,11 @@ def run_one(sc: Scenario, use_cache: bool, device: str, dtype_name: str, threads
     tokenizer, model = build(device, getattr(torch, dtype_name))
     x, x_stamp, y_stamp = inputs(sc, device)
     warm_up(tokenizer, model, x, x_stamp, y_stamp, sc, use_cache)
-    sampler = RssSampler()
+    step_peaks: list[int] = []
+    if use_cache:
+        record_step_peaks(step_peaks)
     reset_peak_rss()
     before = rss_bytes()
-    sampler.start()
     torch.manual_seed(2)
     start = time.perf_counter()
     tokens = generate_tokens(
@@ -173,20 +174,20 @@ def run_one(sc: Scenario, use_cache: bool, device: str, dtype_name: str, threads
         sc.sample_count,
         use_cache=use_cache,
     )
+    step_peaks.append(peak_rss_bytes())
+    reset_peak_rss()
     decode_tokens(tokenizer, tokens, sc.max_context, use_cache=use_cache)
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    sampler.stop.set()
-    sampler.join()
-    peak = peak_rss_bytes() - before
-    timeline = [rss - before for t, rss in sampler.samples]
+    step_peaks.append(peak_rss_bytes())
+    peak = max([peak_rss_bytes(), *step_peaks]) - before
     gpu_peak = torch.cuda.max_memory_allocated() if device == "cuda" else None
     queue.put(
         dict(
             seconds=seconds,
             peak=peak,
-            timeline=timeline,
+            step_peaks=[p - before for p in step_peaks],
             gpu_peak=gpu_peak,
             tokens=[t.cpu().numpy() for t in tokens.generated],
         )
@@ -225,11 +226,15 @@ def main() -> None:
         print(f"\n[{sc.name}] {sc.note}")
         if name == "D-slide":
             cached = measure(sc, True, args)
-            timeline = cached["timeline"]
-            marks = [timeline[int(f * (len(timeline) - 1))] for f in (0.1, 0.25, 0.5, 0.75, 1.0)]
+            full_from = sc.max_context - sc.hist_len
+            peaks = cached["step_peaks"]  # setup, steps 0..pred_len-1, final decode
+            sliding = [p / 2**20 for p in peaks[full_from + 1 : -1]]
             print(
-                f"  cached: {cached['seconds']:7.2f} s, peak {fmt_mb(cached['peak'])}; resident memory added at "
-                f"10/25/50/75/100% of the run: " + ", ".join(fmt_mb(m).strip() for m in marks)
+                f"  cached: {cached['seconds']:7.2f} s, peak memory added {fmt_mb(cached['peak'])}; peak per step "
+                f"while the window slides (steps {full_from}-{sc.pred_len - 1}): "
+                + " ".join(f"{p:.0f}" for p in sliding)
+                + f" MB (min {min(sliding):.0f}, max {max(sliding):.0f}); setup {peaks[0] / 2**20:.0f} MB, "
+                + f"final decode {peaks[-1] / 2**20:.0f} MB"
             )
             continue
         plain = measure(sc, False, args)
