@@ -49,8 +49,9 @@ SHAPES = {
     "slides": dict(n_series=2, hist_len=30, pred_len=25, max_context=40),
     "history_longer_than_window": dict(n_series=3, hist_len=50, pred_len=12, max_context=40),
     "generated_fill_window": dict(n_series=1, hist_len=8, pred_len=30, max_context=16),
-    # 18 rows with 3 paths: more than FEW_ROWS, so steps use unsplit packed weights.
+    # 18 rows with 3 paths, more than FEW_ROWS: steps use unsplit packed weights.
     "many_rows": dict(n_series=6, hist_len=30, pred_len=14, max_context=40),
+    "many_rows_history_longer_than_window": dict(n_series=6, hist_len=50, pred_len=12, max_context=40),
 }
 
 
@@ -76,8 +77,9 @@ def test_cached_equals_plain_greedy(shape, sample_count):
     torch.testing.assert_close(z_cached, z_plain, rtol=1e-4, atol=1e-5)
 
 
-def test_many_rows_shape_steps_with_unsplit_weights():
+def test_many_rows_shapes_exceed_few_rows():
     assert SHAPES["many_rows"]["n_series"] * 3 > FEW_ROWS
+    assert SHAPES["many_rows_history_longer_than_window"]["n_series"] * 3 > FEW_ROWS
 
 
 @pytest.mark.parametrize("slabs", [1, 4, 5])
@@ -86,7 +88,7 @@ def test_packed_linear_equals_the_linears_it_packs(slabs, bias):
     torch.manual_seed(0)
     linears = [torch.nn.Linear(24, 40, bias=bias), torch.nn.Linear(24, 8, bias=bias)]
     packed = PackedLinear(*linears, slabs=slabs)
-    assert packed.weight.shape[0] == (1 if slabs == 5 else slabs)  # 5 slabs do not divide 48 outputs
+    assert packed.slabs == (1 if slabs == 5 else slabs)  # 5 slabs do not divide 48 outputs
     for rows in (1, 3, 20):
         x = torch.randn(rows, 24)
         expected = torch.cat([lin(x) for lin in linears], dim=-1)

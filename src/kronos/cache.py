@@ -24,33 +24,37 @@ from .modules import TransformerBlock, apply_rotary
 
 # Up to this many rows per step, a CPU step cuts its weights into slabs (see PackedLinear).
 FEW_ROWS = 16
-SLABS = 8
+SLABS = 4
 
 
 class PackedLinear:
-    """Linear maps of the same input fused into one product on a repacked weight.
+    """Linear maps of the same input fused into one product, split into row slabs for few rows.
 
-    The weights are stacked by output, transposed and cut into `slabs` column blocks
-    [slabs, in, out / slabs], applied by one batched matmul. For a few rows on CPU F.linear runs
-    a matrix-vector product on a single thread, at a third of the memory bandwidth; slabs let
-    every thread stream a part of the weight (about 2x faster for one row). One slab is a plain
-    fused linear.
+    For a handful of rows on CPU, F.linear runs a matrix-vector product on a single thread at a
+    third of the memory bandwidth. Cutting the weight [out, in] into `slabs` blocks of rows and
+    multiplying them by the transposed input in one batched matmul streams every block on its
+    own thread: about 3x faster for one row, 2x for five. With one slab it is F.linear.
     """
 
     def __init__(self, *linears: nn.Linear, slabs: int = 1):
-        weight = torch.cat([lin.weight for lin in linears])
-        n_out, n_in = weight.shape
-        slabs = slabs if n_out % slabs == 0 else 1
-        self.weight = weight.t().reshape(n_in, slabs, n_out // slabs).transpose(0, 1).contiguous()
+        self.weight = torch.cat([lin.weight for lin in linears]) if len(linears) > 1 else linears[0].weight
         self.bias = None
         if linears[0].bias is not None:
-            self.bias = torch.cat([lin.bias for lin in linears]).view(slabs, 1, n_out // slabs)
+            self.bias = torch.cat([lin.bias for lin in linears]) if len(linears) > 1 else linears[0].bias
+        self.slabs = slabs if self.weight.shape[0] % slabs == 0 else 1
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x [rows, in] -> [rows, out]."""
-        xs = x.expand(self.weight.shape[0], *x.shape)
-        y = torch.bmm(xs, self.weight) if self.bias is None else torch.baddbmm(self.bias, xs, self.weight)
-        return y.transpose(0, 1).reshape(x.shape[0], -1)
+        if self.slabs == 1:
+            return F.linear(x, self.weight, self.bias)
+        weight = self.weight.view(self.slabs, -1, self.weight.shape[1])
+        inputs = x.t().expand(self.slabs, -1, -1)
+        if self.bias is None:
+            y = torch.bmm(weight, inputs)
+        else:
+            y = torch.baddbmm(self.bias.view(self.slabs, -1, 1), weight, inputs)
+        # Row-major out: a column-major input would send the next product down a slow path.
+        return y.permute(2, 0, 1).reshape(x.shape[0], -1).contiguous()
 
 
 class BlockWeights:
@@ -65,32 +69,39 @@ class BlockWeights:
 
 
 class SegmentKV:
-    """Keys and values of one attention layer: prefix rows per series, suffix rows per path.
+    """Keys and values of one attention layer: a prefix per series, a suffix per path.
 
-    With one path per series there is nothing to share: the suffix then continues the prefix in
-    one contiguous buffer, and attention is a single fused call.
+    The prefix is stored once per series, and attention spans both parts in one softmax. With one
+    path per series there is nothing to share: the suffix continues the prefix in one buffer,
+    and attention is a single fused call.
     """
 
     def __init__(
         self,
         n_series: int,
-        n_rows: int,
+        n_paths: int,
         n_heads: int,
         head_dim: int,
         prefix_cap: int,
         suffix_cap: int,
+        max_len: int,
         device,
         dtype,
     ):
-        self.shared = n_rows > n_series
-        slots = max(prefix_cap, 1) if self.shared else prefix_cap + suffix_cap
-        self.pk = torch.empty(n_series, n_heads, slots, head_dim, device=device, dtype=dtype)
-        self.pv = torch.empty_like(self.pk)
+        self.shared = n_paths > 1
         if self.shared:
-            self.sk = torch.empty(n_rows, n_heads, max(suffix_cap, 1), head_dim, device=device, dtype=dtype)
+            self.pk = torch.empty(n_series, n_heads, max(prefix_cap, 1), head_dim, device=device, dtype=dtype)
+            self.sk = torch.empty(
+                n_series * n_paths, n_heads, max(suffix_cap, 1), head_dim, device=device, dtype=dtype
+            )
             self.sv = torch.empty_like(self.sk)
+        else:
+            slots = min(prefix_cap + suffix_cap, max_len)
+            self.pk = torch.empty(n_series * n_paths, n_heads, slots, head_dim, device=device, dtype=dtype)
+        self.pv = torch.empty_like(self.pk)
 
     def write_prefix(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Store the prefix keys and values of each series, k and v [S, H, n, d]."""
         n = k.shape[2]
         self.pk[:, :, :n] = k
         self.pv[:, :, :n] = v
@@ -115,27 +126,25 @@ class SegmentKV:
         rows, heads, n, d = q.shape
         n_series = self.pk.shape[0]
         paths = rows // n_series
-        scale = d**-0.5
-        by_series = (
-            q.view(n_series, paths, heads, n, d).transpose(1, 2).reshape(n_series, heads, paths * n, d)
-        )
-        prefix_k, prefix_v = self.pk[:, :, :prefix_len], self.pv[:, :, :prefix_len]
-        scores_p = (by_series @ prefix_k.transpose(-1, -2)).view(n_series, heads, paths, n, prefix_len)
-        scores_p = scores_p.transpose(1, 2).reshape(rows, heads, n, prefix_len)
+
+        def by_series(t: torch.Tensor) -> torch.Tensor:  # [R, H, n, x] -> [S, H, paths * n, x]
+            return (
+                t.view(n_series, paths, heads, n, -1).transpose(1, 2).reshape(n_series, heads, paths * n, -1)
+            )
+
+        def by_row(t: torch.Tensor) -> torch.Tensor:  # [S, H, paths * n, x] -> [R, H, n, x]
+            return t.view(n_series, heads, paths, n, -1).transpose(1, 2).reshape(rows, heads, n, -1)
+
+        q = q * d**-0.5
+        scores_p = by_series(q) @ self.pk[:, :, :prefix_len].transpose(-1, -2)
         scores_s = q @ self.sk[:, :, :suffix_end].transpose(-1, -2)
         if causal and n > 1:
             key_slot = torch.arange(suffix_end, device=q.device)
             query_slot = torch.arange(suffix_end - n, suffix_end, device=q.device)
             scores_s = scores_s.masked_fill(key_slot[None, :] > query_slot[:, None], -float("inf"))
-        weights = (torch.cat([scores_p, scores_s], dim=-1).float() * scale).softmax(dim=-1).to(q.dtype)
-        w_p, w_s = weights.split([prefix_len, suffix_end], dim=-1)
-        w_p = (
-            w_p.view(n_series, paths, heads, n, prefix_len)
-            .transpose(1, 2)
-            .reshape(n_series, heads, paths * n, prefix_len)
-        )
-        out_p = (w_p @ prefix_v).view(n_series, heads, paths, n, d).transpose(1, 2).reshape(rows, heads, n, d)
-        return out_p + w_s @ self.sv[:, :, :suffix_end]
+        weights = torch.cat([scores_p, by_series(scores_s)], dim=-1).float().softmax(dim=-1).to(q.dtype)
+        out_p = by_row(weights[..., :prefix_len] @ self.pv[:, :, :prefix_len])
+        return out_p + by_row(weights[..., prefix_len:]) @ self.sv[:, :, :suffix_end]
 
     def _attend_contiguous(self, q: torch.Tensor, length: int, causal: bool) -> torch.Tensor:
         keys, values = self.pk[:, :, :length], self.pv[:, :, :length]
@@ -178,15 +187,16 @@ class SegmentedStack:
         dtype,
     ):
         self.blocks: list[TransformerBlock] = list(blocks)
-        self.shared = n_paths > 1
+        self.n_paths = n_paths
         self.caches = [
             SegmentKV(
                 n_series,
-                n_series * n_paths,
+                n_paths,
                 b.self_attn.n_heads,
                 b.self_attn.head_dim,
                 prefix_cap,
                 suffix_cap,
+                max_len,
                 device,
                 dtype,
             )
@@ -239,7 +249,7 @@ class SegmentedStack:
 
         With one path per series the two parts are one sequence, run in a single pass.
         """
-        if x_prefix is None or x_suffix is None or self.shared:
+        if x_prefix is None or x_suffix is None or self.n_paths > 1:
             prefix_len = 0 if x_prefix is None else x_prefix.shape[1]
             y_prefix = None if x_prefix is None else self.prefix(x_prefix)
             y_suffix = None if x_suffix is None else self.suffix(x_suffix, prefix_len, 0)
@@ -286,11 +296,12 @@ class CachedDecoder:
         self.cross = model.dep_layer.cross_attn
         self.dep_kv = SegmentKV(
             self.n_series,
-            rows,
+            n_paths,
             self.cross.n_heads,
             self.cross.head_dim,
             prefix_cap,
             suffix_cap,
+            max_context,
             device,
             dtype,
         )

@@ -4,12 +4,8 @@ Two engines compute the same thing:
 
 - `plain`: the reference algorithm. Every step re-runs the Transformer over the whole window
   and the dependency-aware layer over every context position.
-- `cached` (default): a KV cache split into a *prefix* (the history, one row per series, shared
-  by that series' paths) and a *suffix* (each path's generated tokens). While the window grows,
-  a step runs one token per path. Once it slides, every hidden state changes (the oldest token
-  drops out and positions restart at 0), so the step recomputes the window exactly: the history
-  part once per series, then each path's generated part on top of it. The dependency-aware
-  layer keeps its keys and values in the same kind of cache.
+- `cached` (default): `kronos.cache.CachedDecoder`, with key/value caches whose history part is
+  shared by a series' paths; the window is still recomputed exactly whenever it slides.
 
 Rows are laid out series-major (row = series * sample_count + path), as upstream repeats them,
 so both engines draw the same random numbers in the same order.
