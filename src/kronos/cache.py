@@ -122,10 +122,21 @@ class SegmentKV:
         causal within the suffix when `causal`. One softmax spans both parts.
         """
         if not self.shared:
-            return self._attend_contiguous(q, prefix_len + suffix_end, causal)
+            length = prefix_len + suffix_end
+            return _fused_attention(q, self.pk[:, :, :length], self.pv[:, :, :length], causal)
         rows, heads, n, d = q.shape
         n_series = self.pk.shape[0]
         paths = rows // n_series
+        if n > 1 and rows <= FEW_ROWS:
+            # A window's suffix pass with few rows: copying the prefix into each row and one fused
+            # call beats materialising the scores.
+            keys, values = (
+                torch.cat(
+                    [prefix[:, :, :prefix_len].repeat_interleave(paths, dim=0), suffix[:, :, :suffix_end]], 2
+                )
+                for prefix, suffix in ((self.pk, self.sk), (self.pv, self.sv))
+            )
+            return _fused_attention(q, keys, values, causal)
 
         def by_series(t: torch.Tensor) -> torch.Tensor:  # [R, H, n, x] -> [S, H, paths * n, x]
             return (
@@ -146,16 +157,17 @@ class SegmentKV:
         out_p = by_row(weights[..., :prefix_len] @ self.pv[:, :, :prefix_len])
         return out_p + by_row(weights[..., prefix_len:]) @ self.sv[:, :, :suffix_end]
 
-    def _attend_contiguous(self, q: torch.Tensor, length: int, causal: bool) -> torch.Tensor:
-        keys, values = self.pk[:, :, :length], self.pv[:, :, :length]
-        n = q.shape[2]
-        if not causal or n == 1:
-            return F.scaled_dot_product_attention(q, keys, values)
-        visible = (
-            torch.arange(length, device=q.device)[None, :]
-            <= torch.arange(length - n, length, device=q.device)[:, None]
-        )
-        return F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
+
+def _fused_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, causal: bool) -> torch.Tensor:
+    """Queries q [R, H, n, d] at the last n of the keys' positions, causal when `causal`."""
+    n, length = q.shape[2], keys.shape[2]
+    if not causal or n == 1:
+        return F.scaled_dot_product_attention(q, keys, values)
+    visible = (
+        torch.arange(length, device=q.device)[None, :]
+        <= torch.arange(length - n, length, device=q.device)[:, None]
+    )
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
 
 
 def _rotary_tables(rotaries, length: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
