@@ -194,18 +194,30 @@ def run_one(sc: Scenario, use_cache: bool, device: str, dtype_name: str, threads
     )
 
 
-def measure(sc: Scenario, use_cache: bool, args) -> dict:
-    """The fastest of `args.repeat` runs, each in a fresh process (peak memory: the largest)."""
+def run_fresh(sc: Scenario, use_cache: bool, args) -> dict:
+    """One run in a fresh process, so that its peak memory is its own."""
     ctx = mp.get_context("spawn")
-    runs = []
+    queue = ctx.Queue()
+    proc = ctx.Process(target=run_one, args=(sc, use_cache, args.device, args.dtype, args.threads, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def measure(sc: Scenario, engines: tuple[bool, ...], args) -> list[dict]:
+    """Per engine (use_cache flag), the fastest of `args.repeat` runs, taken in turns so that both
+    engines see the same spells of machine load; peak memory is the largest over the runs."""
+    runs: list[list[dict]] = [[] for _ in engines]
     for _ in range(args.repeat):
-        queue = ctx.Queue()
-        proc = ctx.Process(target=run_one, args=(sc, use_cache, args.device, args.dtype, args.threads, queue))
-        proc.start()
-        runs.append(queue.get())
-        proc.join()
-    best = min(runs, key=lambda r: r["seconds"])
-    return dict(best, peak=max(r["peak"] for r in runs), all_seconds=[r["seconds"] for r in runs])
+        for engine_runs, use_cache in zip(runs, engines):
+            engine_runs.append(run_fresh(sc, use_cache, args))
+    results = []
+    for engine_runs in runs:
+        best = min(engine_runs, key=lambda r: r["seconds"])
+        peak = max(r["peak"] for r in engine_runs)
+        results.append(dict(best, peak=peak, all_seconds=[r["seconds"] for r in engine_runs]))
+    return results
 
 
 def fmt_mb(n: int | None) -> str:
@@ -235,7 +247,7 @@ def main() -> None:
         paths = sc.n_series * sc.sample_count
         print(f"\n[{sc.name}] {sc.note}")
         if name == "D-slide":
-            cached = measure(sc, True, args)
+            (cached,) = measure(sc, (True,), args)
             full_from = sc.max_context - sc.hist_len
             peaks = cached["step_peaks"]  # setup, steps 0..pred_len-1, final decode
             sliding = [p / 2**20 for p in peaks[full_from + 1 : -1]]
@@ -247,8 +259,7 @@ def main() -> None:
                 + f"final decode {peaks[-1] / 2**20:.0f} MB"
             )
             continue
-        plain = measure(sc, False, args)
-        cached = measure(sc, True, args)
+        plain, cached = measure(sc, (False, True), args)
         same = all((a == b).all() for a, b in zip(plain["tokens"], cached["tokens"]))
         for label, r in (("plain", plain), ("cached", cached)):
             rate = paths * sc.pred_len / r["seconds"]
