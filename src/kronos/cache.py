@@ -22,7 +22,8 @@ from torch import nn
 from .model import Kronos
 from .modules import TransformerBlock, apply_rotary
 
-# Up to this many rows per step, a CPU step cuts its weights into slabs (see PackedLinear).
+# Up to this many rows, a CPU step cuts its weights into slabs (PackedLinear), and a window's
+# suffix pass attends over per-row copies of the prefix (SegmentKV.attend).
 FEW_ROWS = 16
 SLABS = 4
 
