@@ -13,8 +13,6 @@ Rows are laid out series-major (row = series * n_paths + path).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,8 +20,8 @@ from torch import nn
 from .model import Kronos
 from .modules import TransformerBlock, apply_rotary
 
-# Up to this many rows, a CPU step cuts its weights into slabs (PackedLinear), and a window's
-# suffix pass attends over per-row copies of the prefix (SegmentKV.attend).
+# Up to this many rows, products on CPU cut their weights into slabs (PackedLinear), and a
+# window's suffix pass attends over per-row copies of the prefix (SegmentKV.attend).
 FEW_ROWS = 16
 SLABS = 4
 
@@ -38,15 +36,16 @@ class PackedLinear:
     """
 
     def __init__(self, *linears: nn.Linear, slabs: int = 1):
-        self.weight = torch.cat([lin.weight for lin in linears]) if len(linears) > 1 else linears[0].weight
-        self.bias = None
-        if linears[0].bias is not None:
-            self.bias = torch.cat([lin.bias for lin in linears]) if len(linears) > 1 else linears[0].bias
+        def joined(tensors: list[torch.Tensor]) -> torch.Tensor:
+            return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+
+        self.weight = joined([lin.weight for lin in linears])
+        self.bias = None if linears[0].bias is None else joined([lin.bias for lin in linears])
         self.slabs = slabs if self.weight.shape[0] % slabs == 0 else 1
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x [rows, in] -> [rows, out]."""
-        if self.slabs == 1:
+        """x [rows, in] -> [rows, out]; slabs only for up to FEW_ROWS rows."""
+        if self.slabs == 1 or x.shape[0] > FEW_ROWS:
             return F.linear(x, self.weight, self.bias)
         weight = self.weight.view(self.slabs, -1, self.weight.shape[1])
         inputs = x.t().expand(self.slabs, -1, -1)
@@ -300,8 +299,7 @@ class CachedDecoder:
         self.max_context = max_context
         self.stamp_emb = model.time_emb(full_stamp)
         device, dtype = history[0].device, model.norm.weight.dtype
-        rows = self.n_series * n_paths
-        self.weights = ModelWeights(model, SLABS if device.type == "cpu" and rows <= FEW_ROWS else 1)
+        self.weights = ModelWeights(model, SLABS if device.type == "cpu" else 1)
         prefix_cap, suffix_cap = min(self.hist_len, max_context), min(pred_len, max_context)
         self.stack = SegmentedStack(
             model.transformer, self.n_series, n_paths, prefix_cap, suffix_cap, max_context, device, dtype
@@ -321,11 +319,14 @@ class CachedDecoder:
         self.prefix_len = 0
         self.suffix_len = 0
 
-    def _dep_keys(self, context: torch.Tensor):
-        # A single query makes the cross-attention's rotary table one row long: the identity.
-        return self.cross.split_heads(self.cross.k_proj(context)), self.cross.split_heads(
-            self.cross.v_proj(context)
-        )
+    def _dep_keys(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values [B, H, n, d] of the dependency-aware layer for context [B, n, D].
+
+        A single query makes the cross-attention's rotary table one row long: the identity.
+        """
+        b, n, _ = context.shape
+        kv = self.weights.dep_kv(context.flatten(0, 1)).view(b, n, 2, self.cross.n_heads, self.cross.head_dim)
+        return kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
 
     def last_hidden(self, step: int, gen1: torch.Tensor, gen2: torch.Tensor) -> torch.Tensor:
         """Normed hidden state [R, D] of the last token before generated token `step`."""
@@ -365,14 +366,11 @@ class CachedDecoder:
 
     def _append(self, s1: torch.Tensor, s2: torch.Tensor, seq_index: int) -> torch.Tensor:
         """Run one new token per path (s1, s2 [R]) at sequence index seq_index on top of the cache."""
-        model, w, cross = self.model, self.weights, self.cross
-        embedding = model.embedding
-        pair = torch.cat([embedding.emb_s1(s1), embedding.emb_s2(s2)], dim=-1) * math.sqrt(embedding.d_model)
+        model, w = self.model, self.weights
         stamp_emb = self.stamp_emb[:, seq_index].repeat_interleave(self.n_paths, dim=0)
-        x = self.stack.step(w.fusion(pair) + stamp_emb, w.blocks, self.prefix_len, self.suffix_len)
-        ctx = model.norm(x)
-        kv = w.dep_kv(ctx).view(ctx.shape[0], 2, cross.n_heads, 1, cross.head_dim)
-        self.dep_kv.write_suffix(kv[:, 0], kv[:, 1], self.prefix_len, self.suffix_len)
+        x = w.fusion(model.embedding.scaled_pair(s1, s2)) + stamp_emb
+        ctx = model.norm(self.stack.step(x, w.blocks, self.prefix_len, self.suffix_len))
+        self.dep_kv.write_suffix(*self._dep_keys(ctx[:, None]), self.prefix_len, self.suffix_len)
         self.suffix_len += 1
         return ctx
 

@@ -274,9 +274,13 @@ class HierarchicalEmbedding(nn.Module):
         nn.init.normal_(self.emb_s1.weight, std=d_model**-0.5)
         nn.init.normal_(self.emb_s2.weight, std=d_model**-0.5)
 
-    def forward(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor) -> torch.Tensor:
+    def scaled_pair(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor) -> torch.Tensor:
+        """The two lookups, each scaled by sqrt(d_model), side by side: the fusion's input."""
         scale = math.sqrt(self.d_model)
-        return self.fusion_proj(torch.cat([self.emb_s1(s1_ids) * scale, self.emb_s2(s2_ids) * scale], dim=-1))
+        return torch.cat([self.emb_s1(s1_ids) * scale, self.emb_s2(s2_ids) * scale], dim=-1)
+
+    def forward(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor) -> torch.Tensor:
+        return self.fusion_proj(self.scaled_pair(s1_ids, s2_ids))
 
 
 class FixedEmbedding(nn.Module):
