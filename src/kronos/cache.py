@@ -150,9 +150,7 @@ class SegmentKV:
         scores_p = by_series(q) @ self.pk[:, :, :prefix_len].transpose(-1, -2)
         scores_s = q @ self.sk[:, :, :suffix_end].transpose(-1, -2)
         if causal and n > 1:
-            key_slot = torch.arange(suffix_end, device=q.device)
-            query_slot = torch.arange(suffix_end - n, suffix_end, device=q.device)
-            scores_s = scores_s.masked_fill(key_slot[None, :] > query_slot[:, None], -float("inf"))
+            scores_s = scores_s.masked_fill(~_visible_keys(suffix_end, n, q.device), -float("inf"))
         weights = torch.cat([scores_p, by_series(scores_s)], dim=-1).float().softmax(dim=-1).to(q.dtype)
         out_p = by_row(weights[..., :prefix_len] @ self.pv[:, :, :prefix_len])
         return out_p + by_row(weights[..., prefix_len:]) @ self.sv[:, :, :suffix_end]
@@ -163,11 +161,15 @@ def _fused_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, 
     n, length = q.shape[2], keys.shape[2]
     if not causal or n == 1:
         return F.scaled_dot_product_attention(q, keys, values)
-    visible = (
-        torch.arange(length, device=q.device)[None, :]
-        <= torch.arange(length - n, length, device=q.device)[:, None]
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=_visible_keys(length, n, q.device))
+
+
+def _visible_keys(length: int, n: int, device) -> torch.Tensor:
+    """Causal mask [n, length] for queries at the last n of `length` positions (True = may attend)."""
+    return (
+        torch.arange(length, device=device)[None, :]
+        <= torch.arange(length - n, length, device=device)[:, None]
     )
-    return F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
 
 
 def _rotary_tables(rotaries, length: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
