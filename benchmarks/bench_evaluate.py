@@ -1,6 +1,6 @@
 """Time `evaluate` + `write_report`: by default 200 origins x 20 steps x 20 paths on CPU.
 
-Models: `tiny` is the upstream-made fixture checkpoint (../shared/compat/tiny); `mini` is a
+Models: `tiny` is the upstream-made fixture checkpoint (tests/fixtures/compat/tiny); `mini` is a
 randomly initialised model with Kronos-mini's shape (d_model 256, 4 layers, 10+10 bits) and
 tokenizer-base's shape, so the timing (not the accuracy) is that of the published small model.
 
@@ -22,7 +22,7 @@ from kronos import Kronos, KronosPredictor, KronosTokenizer
 from kronos.evaluation import evaluate
 from kronos.pretrained import PUBLISHED_CONFIGS
 
-TINY = Path(__file__).resolve().parents[1].parent / "shared" / "compat" / "tiny"
+TINY = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "compat" / "tiny"
 
 
 def synthetic_bars(n: int, seed: int = 0) -> pd.DataFrame:

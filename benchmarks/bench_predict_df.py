@@ -29,7 +29,7 @@ import torch
 from kronos import Kronos, KronosPredictor, KronosTokenizer
 from kronos.pretrained import PUBLISHED_CONFIGS
 
-TINY_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "compat" / "tiny"
+TINY_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "compat" / "tiny"
 
 
 def peak_rss_mib() -> float:

@@ -1,4 +1,4 @@
-"""Forecast 12 five-minute bars offline with the upstream-made tiny checkpoints in ../shared/compat/tiny.
+"""Forecast 12 five-minute bars offline with the upstream-made tiny checkpoints in tests/fixtures/compat/tiny.
 
 Run from the repository root:  python examples/forecast_tiny.py
 The tiny checkpoints hold random weights: the numbers show the API working, not a useful forecast.
@@ -10,7 +10,7 @@ import pandas as pd
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer
 
-TINY = Path(__file__).resolve().parents[1].parent / "shared" / "compat" / "tiny"
+TINY = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "compat" / "tiny"
 
 
 def main() -> None:

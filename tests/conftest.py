@@ -1,4 +1,4 @@
-"""Shared fixtures: the upstream compatibility checkpoints in ../shared/compat beside the checkout."""
+"""Shared fixtures: the upstream compatibility checkpoints in tests/fixtures/compat (see its README)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-COMPAT_TINY = Path(__file__).resolve().parents[1].parent / "shared" / "compat" / "tiny"
+COMPAT_TINY = Path(__file__).resolve().parent / "fixtures" / "compat" / "tiny"
 
 
 @pytest.fixture(scope="session")

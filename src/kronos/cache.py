@@ -277,7 +277,7 @@ class ModelWeights:
 
     def __init__(self, model: Kronos, slabs: int):
         cross = model.dep_layer.cross_attn
-        self.blocks = [BlockWeights(block, slabs) for block in model.transformer]
+        self.blocks = [BlockWeights(block, slabs) for block in model.blocks()]
         self.fusion = PackedLinear(model.embedding.fusion_proj, slabs=slabs)
         self.dep_q = PackedLinear(cross.q_proj, slabs=slabs)
         self.dep_kv = PackedLinear(cross.k_proj, cross.v_proj, slabs=slabs)

@@ -163,7 +163,7 @@ def pick_series(args: argparse.Namespace):
     series = load_series([args.file], args.id_column, parse_column_map(args.columns), args.timestamp_column)
     if len(series) == 1:
         return series[0]
-    names = {s.symbol: s for s in series}
+    names = {str(s.symbol): s for s in series}
     if not args.symbol:
         raise CommandError(
             f"{args.file} holds {len(series)} symbols {sorted(names)}: choose one with --symbol"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -227,7 +228,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     raise ValueError(f"{path}: unsupported file type; use .csv or .parquet")
 
 
-def expand_folders(paths: list[str | Path]) -> list[Path]:
+def expand_folders(paths: Sequence[str | Path]) -> list[Path]:
     """Files as given; a folder as its .csv and .parquet files, sorted by name."""
     files: list[Path] = []
     for path in map(Path, paths):
@@ -280,12 +281,13 @@ def map_columns(
             )
         ts_source = timestamp_column
     else:
-        ts_source = next((by_lower[c] for c in TIMESTAMP_CANDIDATES if c in by_lower), None)
-        if ts_source is None:
+        found = next((by_lower[c] for c in TIMESTAMP_CANDIDATES if c in by_lower), None)
+        if found is None:
             raise ValueError(
                 f"{name} has no timestamp column (looked for {list(TIMESTAMP_CANDIDATES)} in any case); "
                 f"it has {list(df.columns)}: name it with the timestamp column option"
             )
+        ts_source = found
     renames[ts_source] = "timestamps"
     # parsed here, where the file's own column name is known for the error message
     timestamps = parse_timestamps(df[ts_source], f"{name} column {ts_source!r}")
@@ -334,7 +336,7 @@ def split_table(
 
 
 def load_series(
-    paths: list[str | Path],
+    paths: Sequence[str | Path],
     id_column: str | None = None,
     column_map: dict[str, str] | None = None,
     timestamp_column: str | None = None,

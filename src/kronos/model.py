@@ -63,6 +63,10 @@ class Kronos(nn.Module, KronosHubMixin):
         elif isinstance(module, nn.Embedding) and module.weight.requires_grad:
             nn.init.normal_(module.weight, std=module.embedding_dim**-0.5)
 
+    def blocks(self) -> list[TransformerBlock]:
+        """The Transformer blocks, typed."""
+        return [block for block in self.transformer if isinstance(block, TransformerBlock)]
+
     def embed(
         self, s1_ids: torch.Tensor, s2_ids: torch.Tensor, stamp: torch.Tensor | None = None
     ) -> torch.Tensor:

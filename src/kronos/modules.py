@@ -44,6 +44,8 @@ class FeedForward(nn.Module):
 class RotaryPositionalEmbedding(nn.Module):
     """Rotary embedding with the half-split rotation; `inv_freq` is saved in checkpoints."""
 
+    inv_freq: torch.Tensor
+
     def __init__(self, head_dim: int, base: float = 10000.0):
         super().__init__()
         inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2).float() / head_dim))
@@ -131,7 +133,7 @@ class MultiHeadCrossAttentionWithRoPE(MultiHeadAttentionWithRoPE):
     in training mode.
     """
 
-    def forward(
+    def forward(  # type: ignore[override]  # queries, keys and values come from different inputs
         self,
         query: torch.Tensor,
         key: torch.Tensor,
@@ -177,6 +179,10 @@ class TransformerBlock(nn.Module):
 
 class BinarySphericalQuantizer(nn.Module):
     """Binary spherical quantization (arXiv 2406.07548) with its soft entropy regulariser."""
+
+    basis: torch.Tensor
+    group_basis: torch.Tensor
+    group_codebook: torch.Tensor
 
     def __init__(
         self, embed_dim: int, beta: float, gamma0: float, gamma: float, zeta: float, group_size: int
@@ -253,13 +259,12 @@ class BSQuantizer(nn.Module):
         z = F.normalize(z, dim=-1)
         quantized, bsq_loss = self.bsq(z, collect_metrics=collect_metrics)
         if half:
-            indices = (
+            s1_s2 = (
                 bits_to_indices(quantized[..., : self.s1_bits]),
                 bits_to_indices(quantized[..., self.s1_bits :]),
             )
-        else:
-            indices = bits_to_indices(quantized)
-        return bsq_loss, quantized, indices
+            return bsq_loss, quantized, s1_s2
+        return bsq_loss, quantized, bits_to_indices(quantized)
 
 
 class HierarchicalEmbedding(nn.Module):
@@ -315,9 +320,10 @@ class TemporalEmbedding(nn.Module):
 
     def forward(self, stamp: torch.Tensor) -> torch.Tensor:
         stamp = stamp.long()
-        out = self.minute_embed(stamp[..., 0])
-        for i, name in enumerate(TIME_FEATURES[1:], start=1):
-            out = out + getattr(self, f"{name}_embed")(stamp[..., i])
+        tables = [getattr(self, f"{name}_embed") for name in TIME_FEATURES]
+        out = tables[0](stamp[..., 0])
+        for i, table in enumerate(tables[1:], start=1):
+            out = out + table(stamp[..., i])
         return out
 
 

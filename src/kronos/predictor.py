@@ -322,7 +322,8 @@ class KronosPredictor:
         history_features = _split_rows(_time_features_of(histories), [len(h) for h in histories])
         future_features = _split_rows(_time_features_of(futures), [pred_len] * len(futures))
 
-        prepared, last_closes, by_length = [], [], {}
+        prepared, last_closes = [], []
+        by_length: dict[int, list[int]] = {}
         for k, one in enumerate(series):
             # column-major, as prepare_ohlcv returns bars: numpy's float32 mean then sums in the same
             # order, so the normalisation equals predict's bit for bit

@@ -239,7 +239,8 @@ def evaluate(
 
     series = as_series_dict(data)
     columns = present_columns(series)
-    origin_list, skipped = [], {}
+    origin_list: list[tuple[str, int]] = []
+    skipped: dict[str, str] = {}
     for name, one in series.items():
         rows = select_origins(len(one), lookback, steps, origins, every)
         if len(rows) == 0:

@@ -50,7 +50,7 @@ def gaussian_random_walk(
     if history.shape[1] < 3:
         raise ValueError("the Gaussian random walk baseline needs a lookback of at least 3 bars")
     n_origins, _, n_columns = history.shape
-    positive = (history > 0).all(axis=1)
+    positive = np.asarray((history > 0).all(axis=1))
     with np.errstate(divide="ignore", invalid="ignore"):
         log_steps = np.diff(np.log(np.where(history > 0, history, 1.0)), axis=1)
     plain_steps = np.diff(history, axis=1)

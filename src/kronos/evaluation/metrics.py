@@ -7,6 +7,8 @@ aggregate over origins, horizons and columns.
 
 from __future__ import annotations
 
+from typing import Final
+
 import numpy as np
 
 from ..forecast import log_returns
@@ -17,7 +19,7 @@ QUANTILE_LEVELS = tuple(np.round(np.arange(0.1, 1.0, 0.1), 2))
 # order statistics of ranks k < m lies (m - k) / (P + 1) of the forecast distribution on average,
 # so an interval made this way covers its nominal level for any P. numpy's default (rank
 # 1 + q (P - 1)) makes the central 80% interval of 20 samples cover only about 72%.
-QUANTILE_METHOD = "weibull"
+QUANTILE_METHOD: Final = "weibull"
 BOOTSTRAP_CHUNK = 100  # replicates drawn at once: memory stays at 100 x origins
 
 
@@ -151,12 +153,11 @@ def bootstrap_ratio_of_sums(
 
     estimate = float(statistic(num.sum(axis=0), den.sum(axis=0)))
     rng = np.random.default_rng(seed)
-    replicates = []
+    replicates: list[np.ndarray] = []
     for start in range(0, n_boot, BOOTSTRAP_CHUNK):
         size = min(BOOTSTRAP_CHUNK, n_boot - start)
         counts = rng.multinomial(len(num), np.full(len(num), 1 / len(num)), size=size).astype(np.float64)
         replicates.append(statistic(counts @ num, counts @ den))
-    replicates = np.concatenate(replicates)
     alpha = (1 - confidence) / 2
-    low, high = np.nanquantile(replicates, [alpha, 1 - alpha])
+    low, high = np.nanquantile(np.concatenate(replicates), [alpha, 1 - alpha])
     return estimate, float(low), float(high)

@@ -14,6 +14,12 @@ from ..tokenizer import KronosTokenizer
 from .config import Config
 
 
+def unwrap(module: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel wrapper, or the module itself."""
+    inner = getattr(module, "module", module)
+    return inner if isinstance(inner, nn.Module) else module
+
+
 def causal_eval(model: nn.Module) -> nn.Module:
     """Eval mode, except that the dependency-aware layer stays causal.
 
@@ -22,7 +28,8 @@ def causal_eval(model: nn.Module) -> nn.Module:
     That layer has no dropout, so training mode changes nothing else there.
     """
     model.eval()
-    base = model.module if hasattr(model, "module") else model
+    base = unwrap(model)
+    assert isinstance(base, Kronos)
     base.dep_layer.train()
     return model
 
@@ -115,7 +122,9 @@ class PredictorStage:
         s1_logits, s2_logits = module(
             s1[:, :-1], s2[:, :-1], stamp[:, :-1], use_teacher_forcing=True, s1_targets=s1[:, 1:]
         )
-        head = module.module.head if hasattr(module, "module") else module.head
+        base = unwrap(module)
+        assert isinstance(base, Kronos)
+        head = base.head
         loss, ce_s1, ce_s2 = head.compute_loss(s1_logits, s2_logits, s1[:, 1:], s2[:, 1:])
         return loss, {"ce_s1": ce_s1, "ce_s2": ce_s2}
 

@@ -179,7 +179,7 @@ class Trainer:
         )
         params = [p for p in module.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
-            params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas)
+            params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.betas[0], cfg.betas[1])
         )
         steps_per_epoch = len(epoch_windows(len(train_set), cfg, 0, d.world_size)) // (
             cfg.batch_size * d.world_size
@@ -233,7 +233,7 @@ class Trainer:
             )
             val = self._validate(stage, wrapped, val_set) if val_set is not None else None
             improved = val is not None and (best_val is None or val["loss"] < best_val - cfg.min_delta)
-            if improved:
+            if val is not None and improved:
                 best_val, bad_epochs = val["loss"], 0
             elif val is not None:
                 bad_epochs += 1
@@ -293,7 +293,8 @@ class Trainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=n_steps, desc=f"{self.stage_name} epoch {epoch + 1}/{cfg.epochs}", leave=False)
-        total, window_losses, window_parts = 0.0, [], {k: [] for k in stage.loss_parts}
+        total, window_losses = 0.0, []
+        window_parts: dict[str, list[float]] = {k: [] for k in stage.loss_parts}
         for i in range(n_steps):
             x, stamp = _to_device(
                 train_set.batch(mine[i * cfg.batch_size : (i + 1) * cfg.batch_size]), d.device
