@@ -42,6 +42,11 @@ class Scenario:
     target: float | None = None
     note: str = ""
 
+    def sampling(self):
+        from kronos.generation import Sampling
+
+        return Sampling(T=self.T, top_k=self.top_k, top_p=self.top_p, sample_count=self.sample_count)
+
 
 SCENARIOS = {
     "A": Scenario("A", 1, 400, 120, 1, 1.0, 1, 1.0, target=8, note="history 400, 120 steps, 1 path, greedy"),
@@ -139,9 +144,16 @@ def warm_up(tokenizer, model, x, x_stamp, y_stamp, sc: Scenario, use_cache: bool
     from kronos.generation import decode_tokens, generate_tokens
 
     tokens = generate_tokens(
-        tokenizer, model, x[:1], x_stamp[:1], y_stamp[:1, :3], sc.hist_len + 1, 3, 5, sc.T, sc.top_k, sc.top_p,
-        sc.sample_count, use_cache=use_cache,
-    )  # fmt: skip
+        tokenizer,
+        model,
+        x[:1],
+        x_stamp[:1],
+        y_stamp[:1, :3],
+        sc.hist_len + 1,
+        3,
+        sc.sampling(),
+        use_cache=use_cache,
+    )
     decode_tokens(tokenizer, tokens, sc.hist_len + 1, use_cache=use_cache)
 
 
@@ -167,11 +179,7 @@ def run_one(sc: Scenario, use_cache: bool, device: str, dtype_name: str, threads
         y_stamp,
         sc.max_context,
         sc.pred_len,
-        5,
-        sc.T,
-        sc.top_k,
-        sc.top_p,
-        sc.sample_count,
+        sc.sampling(),
         use_cache=use_cache,
     )
     step_peaks.append(peak_rss_bytes())

@@ -16,7 +16,7 @@ from kronos import (
     top_k_top_p_filtering,
 )
 from kronos.cache import FEW_ROWS, PackedLinear
-from kronos.generation import decode_tokens, generate_tokens
+from kronos.generation import Sampling, decode_tokens, generate_tokens
 
 torch.set_num_threads(1)
 
@@ -61,7 +61,8 @@ def test_cached_equals_plain_greedy(shape, sample_count):
     cfg = SHAPES[shape]
     tokenizer, model = random_pair(seed=1)
     x, x_stamp, y_stamp = random_inputs(cfg["n_series"], cfg["hist_len"], cfg["pred_len"])
-    args = (x, x_stamp, y_stamp, cfg["max_context"], cfg["pred_len"], 5, 1.0, 1, 1.0, sample_count)
+    greedy = Sampling(T=1.0, top_k=1, top_p=1.0, sample_count=sample_count)
+    args = (x, x_stamp, y_stamp, cfg["max_context"], cfg["pred_len"], greedy)
     plain = generate_tokens(tokenizer, model, *args, use_cache=False)
     cached = generate_tokens(tokenizer, model, *args, use_cache=True)
     for a, b in zip(plain.generated, cached.generated):
@@ -129,9 +130,10 @@ def test_paths_of_one_series_are_independent_draws():
         model.head.proj_s2.weight.zero_()
     x, x_stamp, y_stamp = random_inputs(1, 16, 6)
     torch.manual_seed(0)
-    first = generate_tokens(tokenizer, model, x, x_stamp, y_stamp, 32, 6, sample_count=32, T=1.0, top_p=1.0)
+    flat = Sampling(T=1.0, top_p=1.0, sample_count=32)
+    first = generate_tokens(tokenizer, model, x, x_stamp, y_stamp, 32, 6, flat)
     torch.manual_seed(0)
-    again = generate_tokens(tokenizer, model, x, x_stamp, y_stamp, 32, 6, sample_count=32, T=1.0, top_p=1.0)
+    again = generate_tokens(tokenizer, model, x, x_stamp, y_stamp, 32, 6, flat)
     s1 = first.generated[0]
     assert torch.equal(s1, again.generated[0])
     assert len({tuple(row.tolist()) for row in s1}) == 32

@@ -13,7 +13,8 @@ so both engines draw the same random numbers in the same order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -77,6 +78,105 @@ def sample_from_logits(
     return torch.topk(probs, k=1, dim=-1).indices
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How tokens are drawn: temperature, top-k and top-p filters, and paths per series.
+
+    `seed=None` draws from torch's global generator, in upstream's order. With a seed, every
+    series' draws come from (seed, the series' key) alone (`SeriesRandom`), so a series gets the
+    same paths whatever it is batched with, in any engine and on any thread.
+    """
+
+    T: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.99
+    sample_count: int = 1
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.T, bool) or not isinstance(self.T, (int, float)) or not self.T > 0:
+            raise ValueError(f"temperature T must be positive (a number), got {self.T!r}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, (int, np.integer)) or self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (an integer), got {self.top_k!r}")
+        if (
+            isinstance(self.top_p, bool)
+            or not isinstance(self.top_p, (int, float))
+            or not 0 < self.top_p <= 1
+        ):
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        count = self.sample_count
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise ValueError(f"sample_count must be >= 1 (an integer), got {count!r}")
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))
+        ):
+            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+
+
+def series_key(seed: int, *parts: object) -> int:
+    """A 64-bit key from a seed and what names a series (its id, a forecast origin, ...).
+
+    Stable across processes and platforms (no Python `hash`): ints and strings are spelled out, so
+    `series_key(0, "AAPL", 17)` is the same number everywhere.
+    """
+    words = [f"{type(v).__name__}:{v}" for v in _flat((int(seed), *parts))]
+    digest = hashlib.blake2b("\x1f".join(words).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _flat(parts: Sequence[object]) -> list[object]:
+    """Tuples unpacked, numpy scalars as Python ones (np.int64(3) and 3 name the same series)."""
+    out: list[object] = []
+    for part in parts:
+        if isinstance(part, tuple):
+            out.extend(_flat(part))
+        else:
+            out.append(part.item() if isinstance(part, np.generic) else part)
+    return out
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a bijection of uint64 that scatters nearby inputs."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+class SeriesRandom:
+    """Counter-based uniform draws: row (series s, path p) at (step, token) reads
+    mix(key_s + golden * (p * 2^32 + 2 * step + token)), a splitmix64 stream per series and path.
+
+    Nothing is stateful, so the draws of a series depend on its key alone, not on the rows
+    beside it. Rows are series-major, as in generation.
+    """
+
+    def __init__(self, keys: Sequence[int], n_paths: int, device: torch.device):
+        self.keys = np.repeat(np.asarray([int(k) for k in keys], dtype=np.uint64), n_paths)
+        self.paths = np.tile(np.arange(n_paths, dtype=np.uint64), len(keys)) << np.uint64(32)
+        self.device = device
+
+    def uniforms(self, step: int, token: int) -> torch.Tensor:
+        """One uniform in [0, 1) per row, float64."""
+        counter = self.paths + np.uint64(2 * step + token + 1)
+        with np.errstate(over="ignore"):
+            bits = _mix64(self.keys + _GOLDEN * counter)
+        return torch.from_numpy((bits >> np.uint64(11)).astype(np.float64) * 2.0**-53).to(self.device)
+
+
+def draw_tokens(logits: torch.Tensor, sampling: Sampling, uniforms: torch.Tensor | None) -> torch.Tensor:
+    """One token per row [B]: `sample_from_logits`, or with `uniforms` [B] the inverse-CDF draw."""
+    if uniforms is None:
+        return sample_from_logits(logits, sampling.T, sampling.top_k, sampling.top_p)[:, 0]
+    filtered = top_k_top_p_filtering(logits / sampling.T, sampling.top_k, sampling.top_p)
+    cdf = F.softmax(filtered, dim=-1).double().cumsum(dim=-1)
+    target = (uniforms * cdf[:, -1]).unsqueeze(-1)
+    # the first token whose cumulative probability passes the target: never one of zero probability
+    return torch.searchsorted(cdf, target, right=True)[:, 0].clamp_max(logits.shape[-1] - 1)
+
+
 @contextmanager
 def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
     """Run in eval mode (no dropout), then restore each module's training flag."""
@@ -99,21 +199,22 @@ class GeneratedTokens:
     sample_count: int
 
 
-def _generate_cached(model, history, full_stamp, max_context, pred_len, n_paths, T, top_k, top_p, progress):
-    rows = history[0].shape[0] * n_paths
+def _generate_cached(model, history, full_stamp, max_context, pred_len, sampling, random, progress):
+    rows = history[0].shape[0] * sampling.sample_count
     gen1 = history[0].new_empty(rows, pred_len)
     gen2 = history[1].new_empty(rows, pred_len)
-    decoder = CachedDecoder(model, history, full_stamp, n_paths, max_context, pred_len)
+    decoder = CachedDecoder(model, history, full_stamp, sampling.sample_count, max_context, pred_len)
     for i in progress(pred_len):
         last = decoder.last_hidden(i, gen1, gen2)
-        s1 = sample_from_logits(decoder.s1_logits(last).float(), T, top_k, top_p)[:, 0]
-        s2 = sample_from_logits(decoder.s2_logits(last, s1).float(), T, top_k, top_p)[:, 0]
+        s1 = draw_tokens(decoder.s1_logits(last).float(), sampling, random and random.uniforms(i, 0))
+        s2 = draw_tokens(decoder.s2_logits(last, s1).float(), sampling, random and random.uniforms(i, 1))
         gen1[:, i] = s1
         gen2[:, i] = s2
     return gen1, gen2
 
 
-def _generate_plain(model, history, full_stamp, max_context, pred_len, n_paths, T, top_k, top_p, progress):
+def _generate_plain(model, history, full_stamp, max_context, pred_len, sampling, random, progress):
+    n_paths = sampling.sample_count
     h1, h2 = (t.repeat_interleave(n_paths, dim=0) for t in history)
     stamp = full_stamp.repeat_interleave(n_paths, dim=0)
     hist_len = h1.shape[1]
@@ -125,11 +226,11 @@ def _generate_plain(model, history, full_stamp, max_context, pred_len, n_paths, 
         s1_logits, context = model.decode_s1(
             seq1[:, start:seq_len], seq2[:, start:seq_len], stamp[:, start:seq_len]
         )
-        s1 = sample_from_logits(s1_logits[:, -1].float(), T, top_k, top_p)
-        s2_logits = model.decode_s2(context, s1)
-        s2 = sample_from_logits(s2_logits[:, -1].float(), T, top_k, top_p)
-        seq1[:, seq_len] = s1[:, 0]
-        seq2[:, seq_len] = s2[:, 0]
+        s1 = draw_tokens(s1_logits[:, -1].float(), sampling, random and random.uniforms(i, 0))
+        s2_logits = model.decode_s2(context, s1[:, None])
+        s2 = draw_tokens(s2_logits[:, -1].float(), sampling, random and random.uniforms(i, 1))
+        seq1[:, seq_len] = s1
+        seq2[:, seq_len] = s2
     return seq1[:, hist_len:], seq2[:, hist_len:]
 
 
@@ -142,29 +243,32 @@ def generate_tokens(
     y_stamp: torch.Tensor,
     max_context: int,
     pred_len: int,
+    sampling: Sampling,
     clip: float = 5,
-    T: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 0.99,
-    sample_count: int = 5,
+    series_keys: Sequence[object] | None = None,
     verbose: bool = False,
     use_cache: bool = True,
 ) -> GeneratedTokens:
-    """Tokenize each series' history once and sample `sample_count` token paths per series.
+    """Tokenize each series' history once and sample `sampling.sample_count` token paths per series.
 
-    x: normalised history [S, H, d_in]; x_stamp [S, H, 5]; y_stamp [S, pred_len, 5].
+    x: normalised history [S, H, d_in]; x_stamp [S, H, 5]; y_stamp [S, pred_len, 5]. With
+    `sampling.seed`, series i draws from `series_key(seed, series_keys[i])` (default: its position).
     """
-    _check_generation_args(x, x_stamp, y_stamp, max_context, pred_len, T, top_k, top_p, sample_count)
+    _check_generation_args(x, x_stamp, y_stamp, max_context, pred_len)
+    random = None
+    if sampling.seed is not None:
+        keys = range(x.shape[0]) if series_keys is None else series_keys
+        if len(keys) != x.shape[0]:
+            raise ValueError(f"series_keys has {len(keys)} keys for {x.shape[0]} series")
+        random = SeriesRandom([series_key(sampling.seed, k) for k in keys], sampling.sample_count, x.device)
     dtype = model.norm.weight.dtype
     x = torch.clip(x, -clip, clip).to(dtype)
     history = tokenizer.encode(x.to(tokenizer.head.weight.dtype), half=True)
     full_stamp = torch.cat([x_stamp, y_stamp], dim=1)
     progress = trange if verbose else range
     engine = _generate_cached if use_cache else _generate_plain
-    generated = engine(
-        model, history, full_stamp, max_context, pred_len, sample_count, T, top_k, top_p, progress
-    )
-    return GeneratedTokens(history=history, generated=generated, sample_count=sample_count)
+    generated = engine(model, history, full_stamp, max_context, pred_len, sampling, random, progress)
+    return GeneratedTokens(history=history, generated=generated, sample_count=sampling.sample_count)
 
 
 @torch.inference_mode()
@@ -210,11 +314,9 @@ def sample_paths(
     y_stamp: torch.Tensor,
     max_context: int,
     pred_len: int,
+    sampling: Sampling,
     clip: float = 5,
-    T: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 0.99,
-    sample_count: int = 5,
+    series_keys: Sequence[object] | None = None,
     verbose: bool = False,
     use_cache: bool = True,
 ) -> np.ndarray:
@@ -225,8 +327,8 @@ def sample_paths(
     """
     with eval_mode(tokenizer, model):
         tokens = generate_tokens(
-            tokenizer, model, x, x_stamp, y_stamp, max_context, pred_len, clip, T, top_k, top_p, sample_count,
-            verbose, use_cache,
+            tokenizer, model, x, x_stamp, y_stamp, max_context, pred_len, sampling, clip, series_keys, verbose,
+            use_cache,
         )  # fmt: skip
         paths = decode_tokens(tokenizer, tokens, max_context, use_cache)
     return paths.float().cpu().numpy()
@@ -248,19 +350,20 @@ def auto_regressive_inference(
     verbose: bool = False,
     use_cache: bool = True,
 ) -> np.ndarray:
-    """Sample `sample_count` paths per series and return their mean, decoded.
+    """Sample `sample_count` paths per series and return their mean, decoded (upstream's signature).
 
     Returns float32 [S, min(H + pred_len, max_context), d_in]: the decoded last window of history
     plus forecast, so the forecast is `[:, -pred_len:]`. `use_cache=False` runs the reference loop.
     """
+    sampling = Sampling(T=T, top_k=top_k, top_p=top_p, sample_count=sample_count)
     paths = sample_paths(
-        tokenizer, model, x, x_stamp, y_stamp, max_context, pred_len, clip, T, top_k, top_p, sample_count,
-        verbose, use_cache,
+        tokenizer, model, x, x_stamp, y_stamp, max_context, pred_len, sampling, clip, verbose=verbose,
+        use_cache=use_cache,
     )  # fmt: skip
     return paths.mean(axis=1)
 
 
-def _check_generation_args(x, x_stamp, y_stamp, max_context, pred_len, T, top_k, top_p, sample_count) -> None:
+def _check_generation_args(x, x_stamp, y_stamp, max_context, pred_len) -> None:
     if x.dim() != 3:
         raise ValueError(f"x must be [batch, seq_len, features], got shape {tuple(x.shape)}")
     if x.shape[1] < 1:
@@ -275,11 +378,3 @@ def _check_generation_args(x, x_stamp, y_stamp, max_context, pred_len, T, top_k,
         )
     if int(max_context) <= 0:
         raise ValueError(f"max_context must be positive, got {max_context}")
-    if not T > 0:
-        raise ValueError(f"temperature T must be positive, got {T}")
-    if int(top_k) < 0:
-        raise ValueError(f"top_k must be >= 0, got {top_k}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if int(sample_count) < 1:
-        raise ValueError(f"sample_count must be >= 1, got {sample_count}")

@@ -15,21 +15,31 @@ from huggingface_hub import PyTorchModelHubMixin
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from safetensors import SafetensorError
 
+from .pretrained import resolve_checkpoint
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
 class KronosHubMixin(PyTorchModelHubMixin):
-    """PyTorchModelHubMixin whose `from_pretrained` checks its inputs and loads strictly."""
+    """PyTorchModelHubMixin whose `from_pretrained` checks its inputs and loads strictly.
+
+    `checkpoint_part` names the subdirectory ("model" or "tokenizer") a shipped model or a
+    directory of both holds this class's checkpoint in.
+    """
+
+    checkpoint_part = "model"
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, strict: bool = True, **kwargs):
         """Load from a local checkpoint directory or a Hugging Face Hub repo id.
 
-        Raises FileNotFoundError when the directory or hub repo lacks a file, and ValueError when
-        the weights do not fit the configuration. `strict=True` also rejects missing or extra keys.
+        `pretrained_model_name_or_path` may also name a shipped model ('kronos-default') or a
+        directory holding `model/` and `tokenizer/`. Raises FileNotFoundError when the directory or
+        hub repo lacks a file, and ValueError when the weights do not fit the configuration.
+        `strict=True` also rejects missing or extra keys.
         """
-        name = str(pretrained_model_name_or_path)
+        name = resolve_checkpoint(str(pretrained_model_name_or_path), cls.checkpoint_part)
         if os.path.isdir(name):
             for required in (CONFIG_NAME, WEIGHTS_NAME):
                 if not os.path.isfile(os.path.join(name, required)):
@@ -45,7 +55,7 @@ class KronosHubMixin(PyTorchModelHubMixin):
         try:
             # The mixin prints "Loading weights from local directory"; keep stdout for the user's output.
             with contextlib.redirect_stdout(io.StringIO()):
-                return super().from_pretrained(name, strict=strict, **kwargs)
+                loaded = super().from_pretrained(name, strict=strict, **kwargs)
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
             if os.path.isdir(name):
                 raise
@@ -68,3 +78,4 @@ class KronosHubMixin(PyTorchModelHubMixin):
             raise ValueError(
                 f"{cls.__name__} {name!r}: the weights in {WEIGHTS_NAME} do not fit {CONFIG_NAME}: {err}"
             ) from err
+        return loaded

@@ -15,6 +15,7 @@ from .modules import (
     TemporalEmbedding,
     TransformerBlock,
 )
+from .pretrained import ModelMetadata, read_metadata, resolve_checkpoint
 
 
 class Kronos(nn.Module, KronosHubMixin):
@@ -53,6 +54,22 @@ class Kronos(nn.Module, KronosHubMixin):
         self.dep_layer = DependencyAwareLayer(d_model)
         self.head = DualHead(s1_bits, s2_bits, d_model)
         self.apply(self._init_weights)
+        self.metadata: ModelMetadata | None = None
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> Kronos:
+        """Load a checkpoint (see `KronosHubMixin.from_pretrained`) with its `metadata`: the
+        `kronos.json` beside it, or the known values of a published Hub model."""
+        name = str(pretrained_model_name_or_path)
+        model = super().from_pretrained(name, **kwargs)
+        model.metadata = read_metadata(name, resolve_checkpoint(name, "model"))
+        return model
+
+    def _save_pretrained(self, save_directory) -> None:
+        """Weights and config as upstream writes them, plus kronos.json when the model has metadata."""
+        super()._save_pretrained(save_directory)
+        if self.metadata is not None:
+            self.metadata.write(save_directory)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
+from types import FrameType
 
 import numpy as np
 import pandas as pd
@@ -23,14 +28,16 @@ from .forecast import (
     DEFAULT_QUANTILE_LEVELS,
     check_quantile_levels,
     ohlc_violation_rate,
-    ohlc_violations,
     path_statistics,
     summarize_paths,
 )
 from .frames import GAP_POLICIES, MIN_HISTORY, future_timestamps, report_gaps, split_series
-from .generation import sample_paths
+from .generation import Sampling, sample_paths
 from .model import Kronos
+from .pretrained import DEFAULT_MODEL, ModelMetadata, load_pretrained
 from .tokenizer import KronosTokenizer
+
+NORMALIZE_ON = ("history", "context")
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -54,11 +61,36 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
+@dataclass
+class PreparedSeries:
+    """One series ready for generation: the normalised history with its statistics, the time
+    features of history and future, and the key its random draws come from."""
+
+    x: np.ndarray  # [L, 6] normalised and clipped
+    x_stamp: np.ndarray  # [L, 5]
+    y_stamp: np.ndarray  # [pred_len, 5]
+    mean: np.ndarray
+    std: np.ndarray
+    y_timestamp: pd.DatetimeIndex
+    last_close: float
+    key: object = 0
+
+    def to_prices(self, normalised: np.ndarray) -> np.ndarray:
+        return denormalize(normalised, self.mean, self.std)
+
+
+class ContextWarning(UserWarning):
+    """A history is longer than the model's context."""
+
+
 class KronosPredictor:
     """Forecast OHLCV bars with a Kronos model and tokenizer.
 
     Each series is normalised on its own history (per column mean and population std, clipped
-    to ±clip); forecasts are mapped back with the same statistics.
+    to ±clip); forecasts are mapped back with the same statistics. `max_context` defaults to
+    the model's own (its metadata; 512 without any, as upstream). `normalize_on="context"` keeps
+    only the last `max_context` bars of a longer history, so that normalisation and tokenizer
+    see just the bars the model sees; the default "history" uses them all, as upstream.
     """
 
     def __init__(
@@ -66,50 +98,63 @@ class KronosPredictor:
         model: Kronos,
         tokenizer: KronosTokenizer,
         device: str | torch.device | None = None,
-        max_context: int = 512,
+        max_context: int | None = None,
         clip: float = 5,
         dtype: torch.dtype | str | None = None,
         use_cache: bool = True,
+        normalize_on: str = "history",
     ):
-        if int(max_context) <= 0:
-            raise ValueError(f"max_context must be positive, got {max_context}")
+        self.metadata = getattr(model, "metadata", None) or ModelMetadata()
+        max_context = self.metadata.max_context if max_context is None else max_context
+        self.max_context = positive_int(max_context, "max_context")
+        if normalize_on not in NORMALIZE_ON:
+            raise ValueError(f"normalize_on must be one of {NORMALIZE_ON}, got {normalize_on!r}")
+        self.normalize_on = normalize_on
         self.device = pick_device(device)
         self.dtype = _as_dtype(dtype)
-        self.max_context = int(max_context)
         self.clip = clip
         self.use_cache = use_cache
         self.model = model.to(self.device, self.dtype).eval()
         self.tokenizer = tokenizer.to(self.device, self.dtype).eval()
-        self.price_cols = FEATURE_COLUMNS[:4]
-        self.vol_col, self.amt_vol = FEATURE_COLUMNS[4:]
 
-    def _prepare(self, df, x_timestamp, y_timestamp, pred_len, name):
-        x = prepare_ohlcv(df, name)
+    @classmethod
+    def from_pretrained(
+        cls, model: str = DEFAULT_MODEL, tokenizer: str | None = None, **kwargs
+    ) -> KronosPredictor:
+        """A predictor for a shipped model ('kronos-default'), a directory or a Hub id.
+
+        The tokenizer is the model's own (beside it, or the published companion of a Hub model)
+        unless named. Keyword arguments go to the constructor; defaults follow the model's metadata.
+        """
+        loaded_model, loaded_tokenizer = load_pretrained(model, tokenizer)
+        return cls(loaded_model, loaded_tokenizer, **kwargs)
+
+    # --- preparation -------------------------------------------------------------------------------
+
+    def _prepare(
+        self, df, x_timestamp, y_timestamp, pred_len: int, name: str, key: object = 0
+    ) -> PreparedSeries:
+        bars = prepare_ohlcv(df, name)
         x_ts = as_timestamps(x_timestamp, f"x_timestamp of {name}")
         y_ts = as_timestamps(y_timestamp, f"y_timestamp of {name}")
-        if len(x_ts) != len(x):
-            raise ValueError(f"{name} has {len(x)} rows but x_timestamp has {len(x_ts)}")
+        if len(x_ts) != len(bars):
+            raise ValueError(f"{name} has {len(bars)} rows but x_timestamp has {len(x_ts)}")
         if len(y_ts) != pred_len:
             raise ValueError(f"y_timestamp of {name} has {len(y_ts)} entries but pred_len is {pred_len}")
-        if len(x) < 2:
-            raise ValueError(f"{name} needs at least 2 rows of history, got {len(x)}")
-        x_norm, mean, std = normalize(x, self.clip)
-        return x_norm, time_features(x_ts), time_features(y_ts), mean, std, y_ts
+        if len(bars) < 2:
+            raise ValueError(f"{name} needs at least 2 rows of history, got {len(bars)}")
+        return self._prepare_arrays(
+            bars, time_features(x_ts), time_features(y_ts), pd.DatetimeIndex(y_ts), key
+        )
 
-    def _sample(self, prepared, pred_len, T, top_k, top_p, sample_count, verbose) -> np.ndarray:
-        """Normalised forecast paths [S, sample_count, pred_len, 6] for prepared series of one length."""
+    def _prepare_arrays(self, bars, x_stamp, y_stamp, y_timestamp, key: object) -> PreparedSeries:
+        """A series from validated float32 bars [L, 6] and time features."""
+        if self.normalize_on == "context" and len(bars) > self.max_context:
+            bars, x_stamp = bars[-self.max_context :], x_stamp[-self.max_context :]
+        x, mean, std = normalize(bars, self.clip)
+        return PreparedSeries(x, x_stamp, y_stamp, mean, std, y_timestamp, float(bars[-1, CLOSE]), key)
 
-        def tensor(arrays):
-            return torch.from_numpy(np.ascontiguousarray(np.stack(arrays), dtype=np.float32)).to(self.device)
-
-        paths = sample_paths(
-            self.tokenizer, self.model, tensor([p[0] for p in prepared]), tensor([p[1] for p in prepared]),
-            tensor([p[2] for p in prepared]), self.max_context, pred_len, self.clip, T, top_k, top_p,
-            sample_count, verbose, self.use_cache,
-        )  # fmt: skip
-        return paths[:, :, -pred_len:]
-
-    def _prepare_batch(self, df_list, x_timestamp_list, y_timestamp_list, pred_len):
+    def _prepare_list(self, df_list, x_timestamp_list, y_timestamp_list, pred_len: int, series_ids=None):
         if not isinstance(df_list, (list, tuple)) or not df_list:
             raise ValueError("df_list must be a non-empty list of DataFrames")
         if not len(df_list) == len(x_timestamp_list) == len(y_timestamp_list):
@@ -117,16 +162,82 @@ class KronosPredictor:
                 f"df_list, x_timestamp_list and y_timestamp_list differ in length: "
                 f"{len(df_list)}, {len(x_timestamp_list)}, {len(y_timestamp_list)}"
             )
-        prepared = [
-            self._prepare(df, xt, yt, pred_len, f"df_list[{i}]")
-            for i, (df, xt, yt) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list))
+        keys = range(len(df_list)) if series_ids is None else list(series_ids)
+        if len(keys) != len(df_list):
+            raise ValueError(f"series_ids has {len(keys)} ids for {len(df_list)} series")
+        return [
+            self._prepare(df, xt, yt, pred_len, f"df_list[{i}]", key)
+            for i, (df, xt, yt, key) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list, keys))
         ]
-        lengths = {len(p[0]) for p in prepared}
-        if len(lengths) > 1:
-            raise ValueError(
-                f"all series in one batch must have the same history length, got {sorted(lengths)}"
+
+    # --- the one core --------------------------------------------------------------------------------
+
+    def _sample(
+        self,
+        prepared: list[PreparedSeries],
+        pred_len: int,
+        sampling: Sampling,
+        verbose: bool = False,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Normalised forecast paths [S, sample_count, pred_len, 6], in the order of `prepared`.
+
+        Series run in groups of one history length (generation needs one length per call),
+        `batch_size` at a time.
+        """
+        self._warn_beyond_context(prepared)
+        out = np.empty((len(prepared), sampling.sample_count, pred_len, 6), dtype=np.float32)
+        by_length: dict[int, list[int]] = {}
+        for i, one in enumerate(prepared):
+            by_length.setdefault(len(one.x), []).append(i)
+        chunks = [
+            members[start : start + (batch_size or len(members))]
+            for members in by_length.values()
+            for start in range(0, len(members), batch_size or len(members))
+        ]
+        with tqdm(
+            total=len(prepared), desc="series", unit="series", disable=not verbose or len(chunks) == 1
+        ) as bar:
+            for chunk in chunks:
+                group = [prepared[i] for i in chunk]
+                paths = sample_paths(
+                    self.tokenizer, self.model, self._tensor([p.x for p in group]),
+                    self._tensor([p.x_stamp for p in group]), self._tensor([p.y_stamp for p in group]),
+                    self.max_context, pred_len, sampling, self.clip, [p.key for p in group],
+                    verbose and len(chunks) == 1, self.use_cache,
+                )  # fmt: skip
+                out[chunk] = paths[:, :, -pred_len:]
+                bar.update(len(chunk))
+        return out
+
+    def _tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(np.stack(arrays), dtype=np.float32)).to(self.device)
+
+    def _price_paths(self, prepared, pred_len, sampling, verbose=False, batch_size=None) -> np.ndarray:
+        paths = self._sample(prepared, pred_len, sampling, verbose, batch_size)
+        return np.stack([one.to_prices(p) for one, p in zip(prepared, paths)])
+
+    def _mean_frames(self, prepared, pred_len, sampling, verbose) -> list[pd.DataFrame]:
+        """Upstream's output: the mean path, averaged before mapping back to prices."""
+        means = self._sample(prepared, pred_len, sampling, verbose).mean(axis=1)
+        return [
+            pd.DataFrame(one.to_prices(mean), columns=FEATURE_COLUMNS, index=pd.Index(one.y_timestamp))
+            for one, mean in zip(prepared, means)
+        ]
+
+    def _warn_beyond_context(self, prepared: list[PreparedSeries]) -> None:
+        longest = max(len(p.x) for p in prepared)
+        if longest > self.max_context:
+            warnings.warn(
+                f"history of {longest} bars is longer than the model's context of {self.max_context}: the model "
+                f"attends to the last {self.max_context} tokens only, while all {longest} bars set the "
+                f"normalisation (mean and std) and pass through the tokenizer. To use only the bars the model "
+                f"sees, pass normalize_on='context' (kronos --normalize context) or a shorter history.",
+                ContextWarning,
+                stacklevel=_caller_stacklevel(),
             )
-        return prepared
+
+    # --- upstream's API ------------------------------------------------------------------------------
 
     def predict(
         self,
@@ -139,10 +250,13 @@ class KronosPredictor:
         top_p: float = 0.9,
         sample_count: int = 1,
         verbose: bool = True,
+        seed: int | None = None,
     ) -> pd.DataFrame:
         """Mean of `sample_count` sampled paths, as a DataFrame of open..amount indexed by y_timestamp."""
-        prepared = [self._prepare(df, x_timestamp, y_timestamp, positive_int(pred_len, "pred_len"), "df")]
-        return self._mean_frames(prepared, pred_len, T, top_k, top_p, sample_count, verbose)[0]
+        sampling = Sampling(T, top_k, top_p, sample_count, seed)
+        pred_len = positive_int(pred_len, "pred_len")
+        prepared = [self._prepare(df, x_timestamp, y_timestamp, pred_len, "df")]
+        return self._mean_frames(prepared, pred_len, sampling, verbose)[0]
 
     def predict_batch(
         self,
@@ -155,19 +269,18 @@ class KronosPredictor:
         top_p: float = 0.9,
         sample_count: int = 1,
         verbose: bool = True,
+        seed: int | None = None,
     ) -> list[pd.DataFrame]:
         """`predict` for several series of one history length at once; one DataFrame per series."""
-        prepared = self._prepare_batch(
-            df_list, x_timestamp_list, y_timestamp_list, positive_int(pred_len, "pred_len")
-        )
-        return self._mean_frames(prepared, pred_len, T, top_k, top_p, sample_count, verbose)
+        sampling = Sampling(T, top_k, top_p, sample_count, seed)
+        pred_len = positive_int(pred_len, "pred_len")
+        prepared = self._prepare_list(df_list, x_timestamp_list, y_timestamp_list, pred_len)
+        lengths = sorted({len(p.x) for p in prepared})
+        if len(lengths) > 1:
+            raise ValueError(f"all series in one batch must have the same history length, got {lengths}")
+        return self._mean_frames(prepared, pred_len, sampling, verbose)
 
-    def _mean_frames(self, prepared, pred_len, T, top_k, top_p, sample_count, verbose) -> list[pd.DataFrame]:
-        mean_paths = self._sample(prepared, pred_len, T, top_k, top_p, sample_count, verbose).mean(axis=1)
-        return [
-            pd.DataFrame(denormalize(pred, p[3], p[4]), columns=FEATURE_COLUMNS, index=pd.Index(p[5]))
-            for pred, p in zip(mean_paths, prepared)
-        ]
+    # --- every path, and their summaries -------------------------------------------------------------
 
     def predict_paths(
         self,
@@ -180,10 +293,16 @@ class KronosPredictor:
         top_k: int = 0,
         top_p: float = 0.9,
         verbose: bool = False,
+        seed: int | None = None,
     ) -> np.ndarray:
-        """Every sampled path in price units: [sample_count, pred_len, 6], columns open..amount."""
-        prepared = [self._prepare(df, x_timestamp, y_timestamp, positive_int(pred_len, "pred_len"), "df")]
-        return self._price_paths(prepared, pred_len, T, top_k, top_p, sample_count, verbose)[0]
+        """Every sampled path in price units: [sample_count, pred_len, 6], columns open..amount.
+
+        With `seed`, the paths depend on the seed alone (not on torch's global generator).
+        """
+        sampling = Sampling(T, top_k, top_p, sample_count, seed)
+        pred_len = positive_int(pred_len, "pred_len")
+        prepared = [self._prepare(df, x_timestamp, y_timestamp, pred_len, "df")]
+        return self._price_paths(prepared, pred_len, sampling, verbose)[0]
 
     def predict_paths_batch(
         self,
@@ -196,16 +315,19 @@ class KronosPredictor:
         top_k: int = 0,
         top_p: float = 0.9,
         verbose: bool = False,
+        seed: int | None = None,
+        series_ids: Sequence | None = None,
+        batch_size: int | None = None,
     ) -> np.ndarray:
-        """Sampled paths for several series of one history length: [S, sample_count, pred_len, 6], price units."""
-        prepared = self._prepare_batch(
-            df_list, x_timestamp_list, y_timestamp_list, positive_int(pred_len, "pred_len")
-        )
-        return self._price_paths(prepared, pred_len, T, top_k, top_p, sample_count, verbose)
+        """Sampled paths of several series, [S, sample_count, pred_len, 6] in price units.
 
-    def _price_paths(self, prepared, pred_len, T, top_k, top_p, sample_count, verbose) -> np.ndarray:
-        paths = self._sample(prepared, pred_len, T, top_k, top_p, sample_count, verbose)
-        return np.stack([denormalize(p, prep[3], prep[4]) for p, prep in zip(paths, prepared)])
+        Histories may differ in length. With `seed`, series i draws from (seed, series_ids[i])
+        alone (default: its position i), so its paths do not depend on the rest of the batch.
+        """
+        sampling = Sampling(T, top_k, top_p, sample_count, seed)
+        pred_len = positive_int(pred_len, "pred_len")
+        prepared = self._prepare_list(df_list, x_timestamp_list, y_timestamp_list, pred_len, series_ids)
+        return self._price_paths(prepared, pred_len, sampling, verbose, _batch_size(batch_size))
 
     def predict_quantiles(
         self,
@@ -220,6 +342,7 @@ class KronosPredictor:
         top_p: float = 0.9,
         repair_ohlc: bool = True,
         verbose: bool = False,
+        seed: int | None = None,
     ) -> pd.DataFrame:
         """Probabilistic forecast of one series: a DataFrame indexed by the future timestamps.
 
@@ -235,16 +358,15 @@ class KronosPredictor:
         bars and "realized_vol" over the horizon.
         """
         levels = check_quantile_levels(quantile_levels)
+        sampling = Sampling(T, top_k, top_p, sample_count, seed)
         pred_len = positive_int(pred_len, "pred_len")
         if y_timestamp is None:
             history = pd.DatetimeIndex(as_timestamps(x_timestamp, "x_timestamp"))
             y_timestamp = future_timestamps(history, pred_len, "x_timestamp").timestamps
-        paths = self.predict_paths(
-            df, x_timestamp, y_timestamp, pred_len, sample_count, T, top_k, top_p, verbose
-        )
-        last_close = float(prepare_ohlcv(df)[-1, CLOSE])
-        table = summarize_paths(paths, last_close, levels, repair_ohlc)
-        table.index = pd.DatetimeIndex(as_timestamps(y_timestamp, "y_timestamp"))
+        prepared = self._prepare(df, x_timestamp, y_timestamp, pred_len, "df")
+        paths = self._price_paths([prepared], pred_len, sampling, verbose)[0]
+        table = summarize_paths(paths, prepared.last_close, levels, repair_ohlc)
+        table.index = prepared.y_timestamp
         table.attrs["ohlc_violation_rate"] = ohlc_violation_rate(paths)
         table.attrs["realized_vol"] = float(table["realized_vol"].iloc[-1])
         return table
@@ -269,6 +391,7 @@ class KronosPredictor:
         max_history: int | None = None,
         min_history: int = MIN_HISTORY,
         verbose: bool = False,
+        seed: int | None = None,
     ) -> pd.DataFrame:
         """Probabilistic forecasts for every series of a long table, as a long table.
 
@@ -286,14 +409,17 @@ class KronosPredictor:
         (`close_mean`, `close_q0.1`, ..., `prob_close_above_last`, `realized_vol`,
         `ohlc_violation_rate`). `attrs["ohlc_violation_rate"]` is the raw rate over all bars.
 
-        Series are grouped by history length (the generation engine needs one length per batch)
-        and run `batch_size` at a time, so memory is bounded by batch_size x sample_count paths
-        whatever the number of series. Normalisation is per series, so in greedy mode
-        (top_k=1) a series' forecast does not depend on the series batched with it; with
-        sampling the random draws do depend on the batch layout.
+        Series are grouped by history length and run `batch_size` at a time, so generation's
+        memory is bounded by batch_size x sample_count paths whatever the number of series (the
+        sampled bars of all series, 4 x S x sample_count x prediction_length x 6 bytes, are kept
+        until summarised). With `seed`,
+        each series draws from (seed, its id) alone: its forecast is the same whatever the batch
+        size or the other series in the table. Without one, torch's global generator is used and
+        the draws depend on the batch layout.
         """
         pred_len = positive_int(prediction_length, "prediction_length")
         levels = check_quantile_levels(quantile_levels)
+        sampling = Sampling(T, top_k, top_p, sample_count, seed)
         batch_size = positive_int(batch_size, "batch_size")
         min_history = positive_int(min_history, "min_history")
         if min_history < 3:
@@ -321,42 +447,42 @@ class KronosPredictor:
         # time features of every series in one call each: per-series calls cost ~2 ms apiece
         history_features = _split_rows(_time_features_of(histories), [len(h) for h in histories])
         future_features = _split_rows(_time_features_of(futures), [pred_len] * len(futures))
-
-        prepared, last_closes = [], []
-        by_length: dict[int, list[int]] = {}
-        for k, one in enumerate(series):
-            # column-major, as prepare_ohlcv returns bars: numpy's float32 mean then sums in the same
-            # order, so the normalisation equals predict's bit for bit
-            bars = np.asfortranarray(one.bars[-max_history:])
-            x_norm, mean, std = normalize(bars, self.clip)
-            # the layout of _prepare's tuples, which _sample reads
-            prepared.append((x_norm, history_features[k], future_features[k], mean, std, futures[k]))
-            last_closes.append(float(bars[-1, CLOSE]))
-            by_length.setdefault(len(bars), []).append(k)
-
-        order, batches, n_violations = [], [], 0
-        with tqdm(total=len(series), desc="series", unit="series", disable=not verbose) as progress:
-            for members in by_length.values():
-                for start in range(0, len(members), batch_size):
-                    chunk = members[start : start + batch_size]
-                    normed = self._sample(
-                        [prepared[i] for i in chunk], pred_len, T, top_k, top_p, sample_count, False
-                    )
-                    paths = np.stack(
-                        [denormalize(p, prepared[i][3], prepared[i][4]) for p, i in zip(normed, chunk)]
-                    )
-                    n_violations += int(ohlc_violations(paths).sum())
-                    closes = np.array([last_closes[i] for i in chunk])
-                    batches.append(path_statistics(paths, closes, levels, repair_ohlc))
-                    order.extend(chunk)
-                    progress.update(len(chunk))
-        position = np.argsort(np.array(order))
-        columns = {name: np.concatenate([b[name] for b in batches])[position].ravel() for name in batches[0]}
+        prepared = [
+            # column-major, as prepare_ohlcv returns bars: numpy's float32 mean then sums in the
+            # same order, so the normalisation equals predict's bit for bit
+            self._prepare_arrays(
+                np.asfortranarray(one.bars[-max_history:]),
+                history_features[k],
+                future_features[k],
+                futures[k],
+                one.id,
+            )
+            for k, one in enumerate(series)
+        ]
+        paths = self._price_paths(prepared, pred_len, sampling, verbose, batch_size)
+        closes = np.array([one.last_close for one in prepared])
+        columns = path_statistics(paths, closes, levels, repair_ohlc)
         ids = pd.Index([one.id for one in series]).repeat(pred_len)
         stamps = futures[0].append(futures[1:])
-        table = pd.DataFrame({id_column: ids, timestamp_column: stamps, **columns})
-        table.attrs["ohlc_violation_rate"] = n_violations / (len(series) * sample_count * pred_len)
+        table = pd.DataFrame(
+            {id_column: ids, timestamp_column: stamps, **{k: v.ravel() for k, v in columns.items()}}
+        )
+        table.attrs["ohlc_violation_rate"] = ohlc_violation_rate(paths)
         return table
+
+
+def _caller_stacklevel() -> int:
+    """The stacklevel of the first frame outside this package, so that warnings name the user's line."""
+    package = os.path.dirname(__file__)
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _batch_size(batch_size: int | None) -> int | None:
+    return None if batch_size is None else positive_int(batch_size, "batch_size")
 
 
 def _time_features_of(indexes: list[pd.DatetimeIndex]) -> np.ndarray:

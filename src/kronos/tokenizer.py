@@ -18,6 +18,8 @@ class KronosTokenizer(nn.Module, KronosHubMixin):
     The encoder and decoder each hold `n_*_layers - 1` blocks, as in the published checkpoints.
     """
 
+    checkpoint_part = "tokenizer"
+
     def __init__(
         self,
         d_in: int,
