@@ -94,11 +94,24 @@ class RecordingPredictor:
 
     def __init__(self):
         self.calls = []
+        self.series_ids = []
 
     def predict_paths_batch(
-        self, df_list, x_ts_list, y_ts_list, pred_len, sample_count, T, top_k, top_p, verbose
+        self,
+        df_list,
+        x_ts_list,
+        y_ts_list,
+        pred_len,
+        sample_count,
+        T,
+        top_k,
+        top_p,
+        verbose,
+        seed,
+        series_ids,
     ):
         self.calls.extend(zip(df_list, x_ts_list, y_ts_list))
+        self.series_ids.extend(series_ids)
         last = np.stack(
             [df[["open", "high", "low", "close", "volume", "amount"]].to_numpy()[-1] for df in df_list]
         )
@@ -110,6 +123,7 @@ def test_the_model_is_given_the_lookback_and_the_target_timestamps_only():
     predictor = RecordingPredictor()
     result = evaluate(bars, predictor, lookback=12, steps=4, every=9, paths=3, batch_size=2, progress=False)
     assert len(predictor.calls) == len(result.origins)
+    assert predictor.series_ids == list(zip(result.origins["series"], result.origins["origin"]))
     for (df, x_ts, y_ts), t in zip(predictor.calls, result.origins["origin"]):
         assert df["timestamps"].tolist() == bars["timestamps"].iloc[t - 12 : t].tolist()
         assert list(x_ts) == bars["timestamps"].iloc[t - 12 : t].tolist()

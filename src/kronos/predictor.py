@@ -294,14 +294,16 @@ class KronosPredictor:
         top_p: float = 0.9,
         verbose: bool = False,
         seed: int | None = None,
+        series_id: object = 0,
     ) -> np.ndarray:
         """Every sampled path in price units: [sample_count, pred_len, 6], columns open..amount.
 
-        With `seed`, the paths depend on the seed alone (not on torch's global generator).
+        With `seed`, the paths come from (seed, series_id) alone, not from torch's global
+        generator; `predict_df` and `predict_paths_batch` give a series with the same id the same paths.
         """
         sampling = Sampling(T, top_k, top_p, sample_count, seed)
         pred_len = positive_int(pred_len, "pred_len")
-        prepared = [self._prepare(df, x_timestamp, y_timestamp, pred_len, "df")]
+        prepared = [self._prepare(df, x_timestamp, y_timestamp, pred_len, "df", series_id)]
         return self._price_paths(prepared, pred_len, sampling, verbose)[0]
 
     def predict_paths_batch(
@@ -343,6 +345,7 @@ class KronosPredictor:
         repair_ohlc: bool = True,
         verbose: bool = False,
         seed: int | None = None,
+        series_id: object = 0,
     ) -> pd.DataFrame:
         """Probabilistic forecast of one series: a DataFrame indexed by the future timestamps.
 
@@ -355,7 +358,7 @@ class KronosPredictor:
         path's high and low are set to the max and min of its open, high, low, close before the
         statistics. `y_timestamp=None` infers the future timestamps from x_timestamp
         (`kronos.frames.future_timestamps`). `attrs` holds "ohlc_violation_rate" over all sampled
-        bars and "realized_vol" over the horizon.
+        bars and "realized_vol" over the horizon. `seed` and `series_id` as in `predict_paths`.
         """
         levels = check_quantile_levels(quantile_levels)
         sampling = Sampling(T, top_k, top_p, sample_count, seed)
@@ -363,7 +366,7 @@ class KronosPredictor:
         if y_timestamp is None:
             history = pd.DatetimeIndex(as_timestamps(x_timestamp, "x_timestamp"))
             y_timestamp = future_timestamps(history, pred_len, "x_timestamp").timestamps
-        prepared = self._prepare(df, x_timestamp, y_timestamp, pred_len, "df")
+        prepared = self._prepare(df, x_timestamp, y_timestamp, pred_len, "df", series_id)
         paths = self._price_paths([prepared], pred_len, sampling, verbose)[0]
         table = summarize_paths(paths, prepared.last_close, levels, repair_ohlc)
         table.index = prepared.y_timestamp

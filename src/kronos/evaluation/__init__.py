@@ -7,7 +7,7 @@ per-origin scores, aggregate tables (`summary`, `by_horizon`, `by_column`, `pit_
 
 from .backtest import EvaluationResult, evaluate, score_forecasts, select_origins
 from .baselines import BASELINES, drift, gaussian_random_walk, persistence
-from .command import add_evaluate_arguments, load_predictor, run_evaluate
+from .command import add_evaluate_arguments, run_evaluate
 from .data import load_series
 from .metrics import (
     bootstrap_ratio_of_sums,
@@ -33,7 +33,6 @@ __all__ = [
     "forecast_volatility",
     "gaussian_random_walk",
     "interval_hits",
-    "load_predictor",
     "load_series",
     "persistence",
     "pit_histogram",

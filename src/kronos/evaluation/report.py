@@ -123,6 +123,8 @@ def build_sections(
         f"Methods: {', '.join(result.models) or 'no model'} against baselines {', '.join(result.baselines)}. "
         f"Evaluated columns: {', '.join(result.columns)}."
     )
+    for note in s.get("notes", []):
+        overview += f"\n\n**Note:** {note}"
     if result.skipped:
         overview += "\n\nSkipped series (too short): " + "; ".join(
             f"{k}: {v}" for k, v in result.skipped.items()

@@ -171,7 +171,7 @@ class Trainer:
             )
         torch.manual_seed(cfg.seed)
         stage = make_stage(self.stage_name, self.config, d.device)
-        module = stage.build()
+        module = stage.build(series)
         wrapped = (
             DistributedDataParallel(module, device_ids=[d.device.index] if d.device.type == "cuda" else None)
             if d.world_size > 1
