@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..data import FEATURE_COLUMNS, positive_int
+from ..data import CLOSE, FEATURE_COLUMNS, positive_int
+from ..forecast import horizon_volatility, realized_volatility
 from ..predictor import ContextWarning
 from . import metrics
 from .baselines import BASELINES, run_baseline
 from .data import as_series_dict, present_columns
 
-CLOSE = FEATURE_COLUMNS.index("close")
 MODEL_NAME = "kronos"
 SCORE_COLUMNS = [
     "abs_error",
@@ -225,7 +225,7 @@ def evaluate(
     """Rolling-origin evaluation of a KronosPredictor (or of the baselines alone if it is None).
 
     data: a DataFrame with a `timestamps` column, a dict of them by series name, or file path(s)
-    (see `load_series` for long tables with an id column). `lookback` defaults to the bars of history
+    (see `read_series` for long tables with an id column). `lookback` defaults to the bars of history
     the model was trained with (`predictor.metadata.lookback`); a lookback beyond the model's context
     warns and is noted in the report. `origins` and `every` choose the origins
     per series (at most one of them; neither means every possible origin). Series too short for
@@ -308,7 +308,9 @@ def evaluate(
     )
     column_index = [FEATURE_COLUMNS.index(c) for c in columns]
     record_parts, volatility_parts = [], []
-    realised = metrics.realised_volatility(last[:, CLOSE], actuals[:, :, CLOSE])
+    # per step (over the horizon, divided by sqrt(steps)), so that backtests of different horizons compare
+    per_step = np.sqrt(steps)
+    realised = realized_volatility(actuals[:, None], last[:, CLOSE])[:, 0, -1] / per_step
     for method, (point, method_paths) in forecasts.items():
         scores = score_forecasts(point, method_paths, last, actuals, rng)
         record_parts.append(
@@ -318,9 +320,7 @@ def evaluate(
         forecast_vol = (
             np.full(len(origin_list), np.nan)
             if degenerate
-            else metrics.forecast_volatility(
-                last[None, :, CLOSE], np.moveaxis(method_paths[..., CLOSE], 1, 0)
-            )
+            else horizon_volatility(method_paths, last[:, CLOSE])[:, -1] / per_step
         )
         volatility_parts.append(
             origin_table.assign(

@@ -8,7 +8,7 @@ from ..predictor import NORMALIZE_ON, KronosPredictor
 from ..pretrained import DEFAULT_MODEL
 from .backtest import evaluate
 from .baselines import BASELINES
-from .data import load_series
+from .data import read_series
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -95,7 +95,7 @@ def _baseline_names(text: str) -> list[str]:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run the backtest described by parsed arguments, write the report, print where it is."""
     baselines = _baseline_names(args.baselines)
-    series = load_series(args.files, id_column=args.id_column)
+    series = read_series(args.files, id_column=args.id_column)
     predictor = None
     if not args.baselines_only:
         predictor = KronosPredictor.from_pretrained(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import FEATURE_COLUMNS
+from ..data import CLOSE
 from .metrics import INTERVAL_LEVELS
 
 SUMMARY_LABELS = {
@@ -284,7 +284,7 @@ def _plots(
 
 
 def _example_plot(result, folder: Path, plt) -> str:
-    close = FEATURE_COLUMNS.index("close")
+    close = CLOSE
     n_origins, steps = result.actuals.shape[:2]
     picks = np.unique(np.linspace(0, n_origins - 1, min(4, n_origins)).round().astype(int))
     shown = result.models[0] if result.models else result.baselines[-1]
