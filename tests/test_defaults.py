@@ -29,8 +29,9 @@ def test_the_shipped_model_loads_by_name_with_its_metadata():
     assert (model.metadata.max_context, model.metadata.history) == (128, 108)
     assert isinstance(KronosTokenizer.from_pretrained("kronos-default"), KronosTokenizer)
     predictor = KronosPredictor.from_pretrained("kronos-default", device="cpu")
-    assert predictor.max_context == 128 and predictor.metadata.lookback == 108
-    assert KronosPredictor.from_pretrained(device="cpu", max_context=64).max_context == 64
+    assert predictor.max_context == 128 and predictor.lookback == 108
+    narrow = KronosPredictor.from_pretrained(device="cpu", max_context=64)
+    assert narrow.max_context == 64 and narrow.lookback == 64
 
 
 def test_metadata_round_trip_through_training_saving_and_loading(tmp_path):
@@ -46,7 +47,7 @@ def test_metadata_round_trip_through_training_saving_and_loading(tmp_path):
     assert saved["frequencies"] == ["D", "h"] and saved["series"] == 2
     tokenizer_dir = tmp_path / "run" / "tokenizer" / "best"
     predictor = KronosPredictor.from_pretrained(str(result.best_dir), str(tokenizer_dir), device="cpu")
-    assert predictor.max_context == 24 and predictor.metadata.lookback == 20
+    assert predictor.max_context == 24 and predictor.lookback == 20
     # and the defaults of evaluate follow: the lookback is the history the model was trained with
     data = make_bars(120, seed=5).set_index("timestamps").reset_index()
     outcome = evaluate(data, predictor, steps=3, origins=2, paths=2, progress=False)

@@ -228,7 +228,7 @@ def run_forecast(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     elif sum(p.numel() for p in predictor.model.parameters()) < SMALL_MODEL_PARAMETERS:
         torch.set_num_threads(1)  # a small model's matrices are too small to gain from threads
-    lookback = args.lookback or predictor.metadata.lookback
+    lookback = args.lookback or predictor.lookback
     sampling = dict(sample_count=args.paths, T=args.temperature, top_p=args.top_p, seed=args.seed)
     if future is not None:
         one = series[0]

@@ -117,6 +117,12 @@ class KronosPredictor:
         self.model = model.to(self.device, self.dtype).eval()
         self.tokenizer = tokenizer.to(self.device, self.dtype).eval()
 
+    @property
+    def lookback(self) -> int:
+        """Bars of history a forecast should give the model: the history it was trained with
+        (its metadata; its context without any), within this predictor's context."""
+        return min(self.metadata.lookback, self.max_context)
+
     @classmethod
     def from_pretrained(
         cls, model: str = DEFAULT_MODEL, tokenizer: str | None = None, **kwargs
@@ -402,7 +408,7 @@ class KronosPredictor:
         amount; series may differ in length and interleave, but each must be sorted by time
         without duplicate timestamps (`kronos.frames.split_series`; `nan_policy` "raise",
         "ffill" or "drop" decides what missing values do). Each series uses its last
-        `max_history` bars (default: the predictor's max_context) and needs at least
+        `max_history` bars (default: the predictor's `lookback`) and needs at least
         `min_history` (default 10). Future timestamps follow `freq` if given, else each series'
         own schedule (`kronos.frames.future_timestamps`: regular frequencies, business days,
         trading sessions); gaps in a history warn (`on_gap="warn"`), raise or are ignored.
@@ -427,7 +433,7 @@ class KronosPredictor:
         min_history = positive_int(min_history, "min_history")
         if min_history < 3:
             raise ValueError(f"min_history must be at least 3 (to infer a frequency), got {min_history}")
-        max_history = self.max_context if max_history is None else positive_int(max_history, "max_history")
+        max_history = self.lookback if max_history is None else positive_int(max_history, "max_history")
         if max_history < min_history:
             raise ValueError(f"max_history ({max_history}) is below min_history ({min_history})")
         if on_gap not in GAP_POLICIES:

@@ -226,17 +226,16 @@ def evaluate(
 
     data: a DataFrame with a `timestamps` column, a dict of them by series name, or file path(s)
     (see `read_series` for long tables with an id column). `lookback` defaults to the bars of history
-    the model was trained with (`predictor.metadata.lookback`); a lookback beyond the model's context
+    the model was trained with (`predictor.lookback`); a lookback beyond the model's context
     warns and is noted in the report. `origins` and `every` choose the origins
     per series (at most one of them; neither means every possible origin). Series too short for
     one origin are skipped with a warning. Sampling is seeded: model batches from `seed`, the
     Gaussian random walk from a numpy generator seeded with `seed`.
     """
     if lookback is None:
-        metadata = getattr(predictor, "metadata", None)
-        if metadata is None:
-            raise ValueError("lookback is required: there is no model metadata to take it from")
-        lookback = metadata.lookback
+        lookback = getattr(predictor, "lookback", None)
+        if lookback is None:
+            raise ValueError("lookback is required: there is no model to take it from")
     lookback, steps, paths, batch_size = (
         positive_int(v, n)
         for v, n in ((lookback, "lookback"), (steps, "steps"), (paths, "paths"), (batch_size, "batch_size"))
