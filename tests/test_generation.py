@@ -49,6 +49,8 @@ SHAPES = {
     "slides": dict(n_series=2, hist_len=30, pred_len=25, max_context=40),
     "history_longer_than_window": dict(n_series=3, hist_len=50, pred_len=12, max_context=40),
     "generated_fill_window": dict(n_series=1, hist_len=8, pred_len=30, max_context=16),
+    # a horizon longer than the context: generated tokens before the last window are decoded too
+    "horizon_beyond_context": dict(n_series=2, hist_len=10, pred_len=45, max_context=16),
     # 18 rows with 3 paths, more than FEW_ROWS: steps use unsplit packed weights.
     "many_rows": dict(n_series=6, hist_len=30, pred_len=14, max_context=40),
     "many_rows_history_longer_than_window": dict(n_series=6, hist_len=50, pred_len=12, max_context=40),
@@ -72,7 +74,7 @@ def test_cached_equals_plain_greedy(shape, sample_count):
     assert z_cached.shape == (
         cfg["n_series"],
         sample_count,
-        min(cfg["hist_len"] + cfg["pred_len"], cfg["max_context"]),
+        max(min(cfg["hist_len"] + cfg["pred_len"], cfg["max_context"]), cfg["pred_len"]),
         6,
     )
     torch.testing.assert_close(z_cached, z_plain, rtol=1e-4, atol=1e-5)

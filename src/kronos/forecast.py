@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 
 from .data import CLOSE, FEATURE_COLUMNS, HIGH, LOW, OPEN
 
 DEFAULT_QUANTILE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+class VolatilityWarning(UserWarning):
+    """Realised volatility is undefined (NaN) where no sampled path has a positive close."""
 
 
 def check_quantile_levels(quantile_levels: Sequence[float]) -> tuple[float, ...]:
@@ -142,16 +145,3 @@ def path_statistics(
     columns["realized_vol"] = horizon_volatility(paths, last_close)
     columns["ohlc_violation_rate"] = violation
     return columns
-
-
-def summarize_paths(
-    paths: np.ndarray,
-    last_close: float,
-    quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
-    repair: bool = True,
-) -> pd.DataFrame:
-    """`path_statistics` of one series' paths [n_paths, pred_len, 6] as a DataFrame, one row per step."""
-    paths = np.asarray(paths)
-    if paths.ndim != 3:
-        raise ValueError(f"paths must be [n_paths, pred_len, {len(FEATURE_COLUMNS)}], got {paths.shape}")
-    return pd.DataFrame(path_statistics(paths, last_close, quantile_levels, repair))
