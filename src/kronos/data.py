@@ -150,21 +150,10 @@ def parse_timestamps(values: pd.Series, name: str) -> pd.Series:
     """
     try:
         stamps = _to_datetime(values)
-    except (ValueError, TypeError) as err:
-        try:
-            stamps = _wall_clock(values)
-            instants = pd.to_datetime(values, utc=True, format="mixed", errors="coerce")
-        except (ValueError, TypeError):
-            raise ValueError(f"{name} must hold timestamps: {err}") from err
-        if stamps.duplicated().sum() > instants.duplicated().sum():
-            stamps, read = instants, "in UTC: as local times they repeat the hour a clock change repeats"
-        else:
-            read = "as local wall-clock times, without their offsets"
-        warnings.warn(
-            f"{name}: the timestamps carry different UTC offsets (a daylight-saving change?); they are read {read}",
-            TimezoneWarning,
-            stacklevel=3,
-        )
+    except (ValueError, TypeError):  # different UTC offsets
+        stamps = _read_each(values, name)
+    if (stamps.isna() & values.notna()).any():  # unreadable, or naive values beside zoned ones
+        stamps = _read_each(values, name)
     bad = stamps.isna().to_numpy()
     if bad.any():
         row = int(np.argmax(bad))
@@ -186,18 +175,50 @@ def _to_datetime(values: pd.Series) -> pd.Series:
         return pd.to_datetime(values, errors="coerce")
 
 
-def _wall_clock(values: pd.Series) -> pd.Series:
-    """Each value as its own local clock reading (its UTC offset dropped); NaT where unreadable."""
+def _read_each(values: pd.Series, name: str) -> pd.Series:
+    """Timestamps read one by one: an error naming the first unreadable one, or, in different UTC
+    offsets or zones, local wall-clock times (in UTC where those would repeat a time) with a
+    TimezoneWarning."""
+    instants = values.map({value: _instant(value) for value in pd.unique(values.dropna())})
+    unreadable = (instants.isna() & values.notna()).to_numpy()
+    if unreadable.any():
+        row = int(np.argmax(unreadable))
+        raise ValueError(
+            f"{name} must hold timestamps: {values.iloc[row]!r} at {row_name(values.index, row)} is unreadable "
+            f"({int(unreadable.sum())} in all)"
+        )
+    if not any(stamp.tzinfo is not None for stamp in instants.dropna()):
+        return _to_datetime(instants)  # naive values in several formats
+    clocks = _to_datetime(instants.map(_clock, na_action="ignore"))
+    utc = _to_datetime(instants.map(_utc, na_action="ignore"))
+    if clocks.duplicated().sum() > utc.duplicated().sum():
+        stamps, read = utc, "in UTC: as local times they repeat the hour a clock change repeats"
+    else:
+        stamps, read = clocks, "as local wall-clock times, without their offsets"
+    warnings.warn(
+        f"{name}: the timestamps carry different UTC offsets or time zones (a daylight-saving change?); "
+        f"they are read {read}",
+        TimezoneWarning,
+        stacklevel=4,
+    )
+    return stamps
 
-    def clock(value) -> pd.Timestamp:
-        try:
-            stamp = pd.Timestamp(value)
-        except (ValueError, TypeError, OverflowError):
-            return pd.NaT
-        return stamp.tz_localize(None) if stamp.tzinfo is not None else stamp
 
-    readings = {value: clock(value) for value in pd.unique(values.dropna())}
-    return _to_datetime(values.map(readings))
+def _instant(value) -> pd.Timestamp:
+    """One value as a Timestamp (zoned if it says so); NaT if unreadable."""
+    try:
+        return pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        return pd.NaT
+
+
+def _clock(stamp: pd.Timestamp) -> pd.Timestamp:
+    return stamp.tz_localize(None) if stamp.tzinfo is not None else stamp
+
+
+def _utc(stamp: pd.Timestamp) -> pd.Timestamp:
+    """A zoned timestamp in UTC; a naive one taken as UTC already."""
+    return stamp.tz_convert("UTC") if stamp.tzinfo is not None else stamp.tz_localize("UTC")
 
 
 def check_ids_present(ids: pd.Series, name: str, id_column: str) -> None:

@@ -32,6 +32,14 @@ def check_quantile_levels(quantile_levels: Sequence[float]) -> tuple[float, ...]
         raise ValueError(f"quantile_levels must lie strictly between 0 and 1, got {bad}")
     if len(set(levels)) != len(levels):
         raise ValueError(f"quantile_levels has repeated levels: {levels}")
+    names: dict[str, float] = {}
+    for q in levels:
+        if f"{q:g}" in names:
+            raise ValueError(
+                f"quantile_levels {names[f'{q:g}']!r} and {q!r} print alike ({q:g}), so their columns would share "
+                f"one name (close_q{q:g}): give levels that differ within 6 significant digits"
+            )
+        names[f"{q:g}"] = q
     return tuple(sorted(levels))
 
 

@@ -177,10 +177,11 @@ def future_timestamps(
     """
     n = check_pred_len(n, "the number of future timestamps")
     timestamps = pd.DatetimeIndex(timestamps).as_unit("ns")
-    if len(timestamps) and timestamps.isna().any():
+    if timestamps.isna().any():
         raise ValueError(
             f"{name}: the timestamps hold a missing value (NaT) at position {int(np.argmax(timestamps.isna()))}"
         )
+    check_time_order(pd.Series(timestamps), name)
     if freq is not None:
         return _continue(timestamps, n, _to_offset(freq))
     if len(timestamps) < 3:

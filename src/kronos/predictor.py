@@ -21,6 +21,7 @@ from .data import (
     FLOAT32,
     as_timestamps,
     check_pred_len,
+    check_time_order,
     denormalize,
     normalize,
     positive_int,
@@ -190,6 +191,15 @@ class KronosPredictor:
             raise ValueError(f"y_timestamp of {name} has {len(y_ts)} entries but pred_len is {pred_len}")
         if len(bars) < 2:
             raise ValueError(f"{name} needs at least 2 rows of history, got {len(bars)}")
+        check_time_order(x_ts, f"x_timestamp of {name}")
+        check_time_order(y_ts, f"y_timestamp of {name}")
+        zones = (x_ts.dt.tz, y_ts.dt.tz)
+        if (zones[0] is None) != (zones[1] is None):
+            raise ValueError(f"x_timestamp of {name} has time zone {zones[0]} but y_timestamp has {zones[1]}")
+        if y_ts.iloc[0] <= x_ts.iloc[-1]:
+            raise ValueError(
+                f"y_timestamp of {name} starts at {y_ts.iloc[0]}, not after the history's last timestamp {x_ts.iloc[-1]}"
+            )
         return self._prepare_arrays(
             bars, time_features(x_ts), time_features(y_ts), pd.DatetimeIndex(y_ts), key, name
         )
