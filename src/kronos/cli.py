@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .evaluation.command import add_evaluate_arguments, run_evaluate
+from .io import check_output_file, write_atomically
 from .predictor import NORMALIZE_ON
 from .pretrained import DEFAULT_MODEL
 
@@ -98,9 +99,8 @@ def run_train(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
     best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a (no validation data)"
-    print(
-        f"{args.stage} trained: {result.step} steps, best validation loss {best}; best checkpoint in {result.best_dir}"
-    )
+    where = f"best checkpoint in {result.best_dir}" if result.best_dir else "no best checkpoint on disk"
+    print(f"{args.stage} trained: {result.step} steps, best validation loss {best}; {where}")
     return 0
 
 
@@ -197,6 +197,9 @@ def _check_forecast_args(args: argparse.Namespace) -> tuple[float, ...]:
 def run_forecast(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     levels = _check_forecast_args(args)
+    for flag, path in (("--out", args.out), ("--plot", args.plot)):
+        if path:
+            check_output_file(path, flag)
 
     import torch
 
@@ -293,11 +296,11 @@ def write_table(table, path: str) -> None:
     """A table as CSV or Parquet, by the file's extension."""
     if Path(path).suffix.lower() == ".parquet":
         try:
-            table.to_parquet(path, index=False)
+            write_atomically(path, lambda tmp: table.to_parquet(tmp, index=False), "--out")
         except ImportError as err:
             raise CommandError("writing Parquet needs pyarrow: pip install 'kronos[parquet]'") from err
     else:
-        table.to_csv(path, index=False)
+        write_atomically(path, lambda tmp: table.to_csv(tmp, index=False), "--out")
 
 
 def plot_forecast(series, forecast, path: str, model: str, lookback: int) -> None:
@@ -360,8 +363,10 @@ def plot_forecast(series, forecast, path: str, model: str, lookback: int) -> Non
     ax_vol.set_xticks(ticks)
     ax_vol.set_xticklabels([stamps[i].strftime(fmt) for i in ticks], rotation=0)
     ax_vol.set_xlim(-1, len(stamps))
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"), "--plot")
+    finally:
+        plt.close(fig)
 
 
 def add_evaluate_parser(subparsers) -> None:
@@ -393,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (CommandError, ValueError, FileNotFoundError, FileExistsError, ImportError) as err:
+    except (CommandError, ValueError, OSError, ImportError) as err:
         print(f"kronos {args.command}: error: {err}", file=sys.stderr)
         return 2
 
