@@ -185,7 +185,8 @@ def _hub_files(
     if isinstance(config, str) and isinstance(weights, str) and not force_download:
         return config, weights
     if local_files_only or constants.HF_HUB_OFFLINE:
-        reason = "the Hub was not asked (HF_HUB_OFFLINE is set)"
+        why = "local_files_only=True" if local_files_only else "HF_HUB_OFFLINE is set"
+        reason = f"the Hub was not asked ({why})"
     else:
         try:
             get_hf_file_metadata(
@@ -197,7 +198,7 @@ def _hub_files(
                 f"log in with `hf auth login`), or it has no {CONFIG_NAME}: {type(err).__name__}"
             ) from err
         except Exception as err:  # any failure of the one probe means the Hub cannot be used now
-            reason = f"could not be reached ({type(err).__name__})"
+            reason = f"the Hub could not be reached ({type(err).__name__})"
         else:
 
             def download(filename: str) -> str:
