@@ -44,11 +44,6 @@ CONVERT_HINT = (
 )
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def read_config(path: str | Path) -> dict[str, Any]:
     """The JSON object in a checkpoint's config.json; ValueError naming the file otherwise."""
     path = Path(path)
@@ -69,17 +64,17 @@ def _check_value(key: str, value: Any, expected: Any, source: str) -> None:
     """Type and range of one constructor argument; the ranges follow from the names the classes use."""
     if expected is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"{source}: {key!r} must be true or false, got {_short(value)}")
+            raise ValueError(f"{source}: {key!r} must be true or false, got {value!r:.60}")
     elif expected is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{source}: {key!r} must be an integer, got {_short(value)}")
+            raise ValueError(f"{source}: {key!r} must be an integer, got {value!r:.60}")
         if value < 1:
             raise ValueError(f"{source}: {key!r} must be at least 1, got {value}")
         if key.endswith("_bits") and value > MAX_BITS:
             raise ValueError(f"{source}: {key!r} must be at most {MAX_BITS}, got {value}")
     elif expected is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{source}: {key!r} must be a finite number, got {_short(value)}")
+            raise ValueError(f"{source}: {key!r} must be a finite number, got {value!r:.60}")
         if key.endswith("_p") and not 0 <= value < 1:
             raise ValueError(f"{source}: {key!r} is a dropout probability, in [0, 1), got {value}")
 
