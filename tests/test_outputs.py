@@ -4,6 +4,7 @@ limit leaves the previous file intact and no temporary file), directory swaps re
 from __future__ import annotations
 
 import contextlib
+import re
 import resource
 import signal
 from pathlib import Path
@@ -148,3 +149,18 @@ def test_forecast_under_a_file_size_limit_keeps_the_previous_output(tmp_path, ca
     assert sorted(p.name for p in tmp_path.iterdir()) == ["forecast.csv"]
     assert main(args) == 0
     assert out.read_text().startswith("timestamps,") and len(out.read_text().splitlines()) == 21
+
+
+def test_evaluate_and_train_refuse_a_bad_output_folder_before_reading_data(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    missing_data = str(tmp_path / "no.csv")
+    evaluate = ["evaluate", missing_data, "--steps", "3", "--out", str(tmp_path / "a_file")]
+    train = ["train", "tokenizer", "--data", missing_data, "--out", str(tmp_path / "a_file")]
+    for args, message in (
+        (evaluate, "--out .*a_file' exists and is not a folder"),
+        (train, "train.out_dir .*a_file' is not a folder"),
+    ):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1
+        assert re.search(message, err), err
