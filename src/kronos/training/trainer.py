@@ -526,8 +526,8 @@ class Trainer:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of a metrics.jsonl; unreadable lines (a crash tears the last one) are dropped
-    with a warning."""
+    """The records of a metrics.jsonl; unreadable lines (a write cut short tears the last one)
+    are dropped with a warning."""
     records, dropped = [], []
     for number, line in enumerate(Path(path).read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         if not line.strip():
@@ -546,7 +546,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             dropped.append(number)
     if dropped:
         warnings.warn(
-            f"{path}: dropped unreadable line(s) {dropped} (a run killed while writing tears its last line)",
+            f"{path}: dropped unreadable line(s) {dropped} (a write cut short by a crash or a full disk tears the last one)",
             CheckpointWarning,
             stacklevel=2,
         )
