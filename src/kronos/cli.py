@@ -7,6 +7,7 @@ added by writing such a function and listing it in SUBCOMMANDS.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -188,6 +189,12 @@ def _check_forecast_args(args: argparse.Namespace) -> tuple[float, ...]:
         raise CommandError("--symbol needs --id-column, the column that names the symbols")
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".parquet"):
         raise CommandError(f"--out {args.out!r}: the file name must end in .csv or .parquet")
+    if (
+        args.out
+        and Path(args.out).suffix.lower() == ".parquet"
+        and importlib.util.find_spec("pyarrow") is None
+    ):
+        raise CommandError("writing Parquet needs pyarrow: pip install 'kronos[parquet]' (or write .csv)")
     try:
         return check_quantile_levels([float(q) for q in args.quantiles.split(",") if q.strip()])
     except ValueError as err:
@@ -295,10 +302,7 @@ def to_long_table(series: list):
 def write_table(table, path: str) -> None:
     """A table as CSV or Parquet, by the file's extension."""
     if Path(path).suffix.lower() == ".parquet":
-        try:
-            write_atomically(path, lambda tmp: table.to_parquet(tmp, index=False), "--out")
-        except ImportError as err:
-            raise CommandError("writing Parquet needs pyarrow: pip install 'kronos[parquet]'") from err
+        write_atomically(path, lambda tmp: table.to_parquet(tmp, index=False), "--out")
     else:
         write_atomically(path, lambda tmp: table.to_csv(tmp, index=False), "--out")
 
