@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..io import check_output_dir
 from ..predictor import NORMALIZE_ON, KronosPredictor
 from ..pretrained import DEFAULT_MODEL
 from .backtest import evaluate
@@ -97,6 +98,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     baselines = _baseline_names(args.baselines)
     if args.bootstrap < 1:
         raise ValueError(f"--bootstrap must be a positive number of resamples, got {args.bootstrap}")
+    check_output_dir(args.out, "--out")
     series = read_series(args.files, id_column=args.id_column)
     predictor = None
     if not args.baselines_only:
