@@ -16,9 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
-from kronos.training import load_config, train
+from kronos.pretrained import ModelMetadata
+from kronos.training import load_config, load_windows, train
 from kronos.training.evaluation import evaluate_checkpoints
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,6 +29,39 @@ from build_default_data import main as build_data  # noqa: E402
 STEPS = ("data", "tokenizer", "predictor", "evaluate", "install")
 REPO = Path(__file__).resolve().parents[1]
 INSTALL_DIR = REPO / "src" / "kronos" / "pretrained" / "kronos-default"
+
+
+def bar_spacing(timestamps: pd.Series) -> str:
+    """The most common gap between bars as a pandas alias: '1D', '1h', '5min'."""
+    seconds = int(timestamps.diff().dropna().mode().iloc[0].total_seconds())
+    for unit, size in (("D", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def metadata(config) -> ModelMetadata:
+    """What the shipped model's kronos.json says: its context and history, the bar spacings and
+    the amount of data it was trained on."""
+    series, _, _ = load_windows(config)
+    spacings = [bar_spacing(pd.Series(s.timestamps)) for s in series]
+    frequencies = sorted(set(spacings), key=pd.Timedelta, reverse=True)
+    bars = {f: sum(len(s.timestamps) for s, g in zip(series, spacings) if g == f) for f in frequencies}
+    return ModelMetadata(
+        max_context=config.data.window,
+        history=config.data.history_len(),
+        frequencies=tuple(frequencies),
+        extra={
+            "training_data": {
+                "series": len(series),
+                "bars": sum(len(s.timestamps) for s in series),
+                "bars_by_frequency": bars,
+                "validation": f"final {config.data.val_fraction:g} of every series",
+                "held_out_series": "benchmarks/data/heldout/",
+            },
+            "recipe": "python scripts/train_default_model.py --config configs/default.toml",
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,12 +102,7 @@ def main(argv: list[str] | None = None) -> None:
             target.mkdir(parents=True)
             for name in ("config.json", "model.safetensors"):
                 shutil.copy2(run_dir / stage / "best" / name, target / name)
-        settings = {
-            "max_context": config.data.window,
-            "history": config.data.history_len(),
-            "recipe": "python scripts/train_default_model.py --config configs/default.toml",
-        }
-        (INSTALL_DIR / "kronos.json").write_text(json.dumps(settings, indent=2) + "\n")
+        metadata(config).write(INSTALL_DIR / "model")
         print(f"installed into {INSTALL_DIR}")
     print(f"done in {(time.time() - started) / 60:.1f} min")
 
