@@ -55,7 +55,10 @@ def test_forecast_writes_csv_and_plot(tiny_dir, five_minute_csv, tmp_path, capsy
     ]
     assert main(["forecast", *args, "--out", str(out), "--plot", str(png)]) == 0
     forecast = pd.read_csv(out, parse_dates=["timestamps"])
-    assert list(forecast.columns[:7]) == ["timestamps", "open", "high", "low", "close", "volume", "amount"]
+    assert list(forecast.columns[:3]) == ["timestamps", "open_mean", "open_q0.025"]
+    assert {"close_mean", "close_q0.1", "close_q0.9", "prob_close_above_last", "realized_vol"} <= set(
+        forecast
+    )
     assert len(forecast) == 12
     expected = pd.date_range(
         pd.Timestamp("2024-03-04 09:30") + pd.Timedelta(minutes=5 * 200), periods=12, freq="5min"
@@ -63,9 +66,10 @@ def test_forecast_writes_csv_and_plot(tiny_dir, five_minute_csv, tmp_path, capsy
     assert (forecast["timestamps"] == expected).all()
     assert np.isfinite(forecast.iloc[:, 1:].to_numpy()).all()
     assert (
-        (forecast["close_q10"] <= forecast["close_q50"]) & (forecast["close_q50"] <= forecast["close_q90"])
+        (forecast["close_q0.1"] <= forecast["close_q0.5"])
+        & (forecast["close_q0.5"] <= forecast["close_q0.9"])
     ).all()
-    assert forecast["close"].between(30, 80).all()  # the model's own output range, around a price of ~50
+    assert forecast["close_mean"].between(30, 80).all()  # the model's own output range, around a price of ~50
     assert png.stat().st_size > 20_000 and png.read_bytes()[:4] == b"\x89PNG"
     err = capsys.readouterr().err
     assert f"model: {tiny_dir}" in err and "12 steps (frequency 5min)" in err
@@ -84,11 +88,11 @@ def test_forecast_uses_the_shipped_model_by_default(tmp_path, capsys):
     assert len(forecast) == 20 and (forecast["timestamps"].dt.day_of_week < 5).all()
     assert forecast["timestamps"].iloc[0] > history["timestamps"].iloc[-1]
     last = history["close"].iloc[-1]
-    assert forecast["close"].between(0.7 * last, 1.3 * last).all()
+    assert forecast["close_mean"].between(0.7 * last, 1.3 * last).all()
     assert f"model: {DEFAULT_MODEL} (shipped with the package)" in capsys.readouterr().err
 
 
-def test_forecast_prints_to_stdout_and_picks_a_symbol_from_a_long_table(tiny_dir, tmp_path, capsys):
+def test_forecast_of_a_long_table_and_of_one_symbol_in_it(tiny_dir, tmp_path, capsys):
     table = pd.concat([bars(120, "h", seed=1).assign(sym="A"), bars(120, "h", seed=2).assign(sym="B")])
     path = tmp_path / "long.csv"
     table.rename(columns={"close": "Last"}).to_csv(path, index=False)
@@ -104,12 +108,24 @@ def test_forecast_prints_to_stdout_and_picks_a_symbol_from_a_long_table(tiny_dir
         "--columns",
         "close=Last",
     ]
-    assert main([*args, "--id-column", "sym"]) == 2
-    assert "holds 2 symbols ['A', 'B']: choose one with --symbol" in capsys.readouterr().err
+    out = tmp_path / "all.parquet"
+    assert main([*args, "--id-column", "sym", "--out", str(out)]) == 0
+    both = pd.read_parquet(out)
+    assert (
+        list(both.columns[:2]) == ["symbol", "timestamps"]
+        and both["symbol"].tolist() == ["A"] * 5 + ["B"] * 5
+    )
+    assert "2 series: 5 steps" in capsys.readouterr().err
     assert main([*args, "--id-column", "sym", "--symbol", "B"]) == 0
     captured = capsys.readouterr()
     printed = pd.read_csv(pd.io.common.StringIO(captured.out))
     assert len(printed) == 5 and "long.csv[sym=B]: 5 steps" in captured.err
+    # a series' forecast does not depend on the others in the table: B alone equals B among A and B
+    b_alone = printed.drop(columns="timestamps").to_numpy()
+    b_in_table = both[both["symbol"] == "B"].drop(columns=["symbol", "timestamps"]).to_numpy()
+    np.testing.assert_array_equal(b_alone, b_in_table.astype(np.float64))
+    assert main([*args, "--id-column", "sym", "--plot", str(tmp_path / "p.png")]) == 2
+    assert "--plot draws one series" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

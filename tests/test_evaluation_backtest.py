@@ -7,12 +7,13 @@ import pandas as pd
 import pytest
 
 from kronos import KronosPredictor
+from kronos.data import CLOSE
 from kronos.evaluation import (
     drift,
     evaluate,
     gaussian_random_walk,
-    load_series,
     persistence,
+    read_series,
     select_origins,
 )
 
@@ -94,11 +95,24 @@ class RecordingPredictor:
 
     def __init__(self):
         self.calls = []
+        self.series_ids = []
 
     def predict_paths_batch(
-        self, df_list, x_ts_list, y_ts_list, pred_len, sample_count, T, top_k, top_p, verbose
+        self,
+        df_list,
+        x_ts_list,
+        y_ts_list,
+        pred_len,
+        sample_count,
+        T,
+        top_k,
+        top_p,
+        verbose,
+        seed,
+        series_ids,
     ):
         self.calls.extend(zip(df_list, x_ts_list, y_ts_list))
+        self.series_ids.extend(series_ids)
         last = np.stack(
             [df[["open", "high", "low", "close", "volume", "amount"]].to_numpy()[-1] for df in df_list]
         )
@@ -110,6 +124,7 @@ def test_the_model_is_given_the_lookback_and_the_target_timestamps_only():
     predictor = RecordingPredictor()
     result = evaluate(bars, predictor, lookback=12, steps=4, every=9, paths=3, batch_size=2, progress=False)
     assert len(predictor.calls) == len(result.origins)
+    assert predictor.series_ids == list(zip(result.origins["series"], result.origins["origin"]))
     for (df, x_ts, y_ts), t in zip(predictor.calls, result.origins["origin"]):
         assert df["timestamps"].tolist() == bars["timestamps"].iloc[t - 12 : t].tolist()
         assert list(x_ts) == bars["timestamps"].iloc[t - 12 : t].tolist()
@@ -144,19 +159,19 @@ def test_long_table_with_id_column_and_several_files(tmp_path):
     a, b = random_walk_bars(50, seed=5), random_walk_bars(70, seed=6)
     long = pd.concat([a.assign(symbol="AAA"), b.assign(symbol="BBB")]).sample(frac=1, random_state=0)
     long.to_csv(tmp_path / "long.csv", index=False)
-    series = load_series(tmp_path / "long.csv", id_column="symbol")
+    series = read_series(tmp_path / "long.csv", id_column="symbol")
     assert sorted(series) == ["AAA", "BBB"]
-    assert series["BBB"]["close"].to_numpy() == pytest.approx(b["close"].to_numpy())
+    assert series["BBB"].bars[:, CLOSE] == pytest.approx(b["close"].to_numpy())
     folder = tmp_path / "symbols"
     folder.mkdir()
     a.to_csv(folder / "AAA.csv", index=False)
     b.to_parquet(folder / "BBB.parquet")
     (folder / "notes.md").write_text("not data")
-    files = load_series([folder / "AAA.csv", folder / "BBB.parquet"])
+    files = read_series([folder / "AAA.csv", folder / "BBB.parquet"])
     assert sorted(files) == ["AAA", "BBB"] and len(files["BBB"]) == 70
-    from_folder = load_series(folder)
+    from_folder = read_series(folder)
     assert sorted(from_folder) == ["AAA", "BBB"]
-    assert from_folder["AAA"]["close"].to_numpy() == pytest.approx(a["close"].to_numpy())
+    assert from_folder["AAA"].bars[:, CLOSE] == pytest.approx(a["close"].to_numpy())
     with pytest.warns(UserWarning, match="AAA"):
         result = evaluate(files, None, lookback=40, steps=15, every=5, progress=False)
     assert set(result.origins["series"]) == {"BBB"} and "AAA" in result.skipped
@@ -167,9 +182,9 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path):
     long = pd.concat([bars.assign(symbol="A"), bars.assign(symbol="B")])
     long.to_csv(tmp_path / "long.csv", index=False)
     with pytest.raises(ValueError, match="duplicate timestamps.*--id-column"):
-        load_series(tmp_path / "long.csv")
+        read_series(tmp_path / "long.csv")
     with pytest.raises(ValueError, match="no id column 'ticker'"):
-        load_series(tmp_path / "long.csv", id_column="ticker")
+        read_series(tmp_path / "long.csv", id_column="ticker")
     with pytest.raises(ValueError, match="'close'"):
         evaluate(bars.drop(columns="close"), None, lookback=5, steps=2, progress=False)
     with pytest.raises(ValueError, match="'timestamps'"):
@@ -188,7 +203,7 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path):
         evaluate(bars, None, lookback=5, steps=2, baselines=("naive",), progress=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no .csv or .parquet files"):
-        load_series(tmp_path / "empty")
+        read_series(tmp_path / "empty")
     (tmp_path / "long.json").write_text("{}")
     with pytest.raises(ValueError, match="unsupported file type"):
-        load_series(tmp_path / "long.json")
+        read_series(tmp_path / "long.json")

@@ -82,6 +82,9 @@ def test_baselines_only_and_errors(tmp_path, tiny_ohlcv, capsys):
     assert main([*common, "--baselines-only", "--baselines", "naive"]) == 2
     assert "unknown ['naive']" in capsys.readouterr().err
     assert main([*common, "--model", str(tmp_path / "missing")]) == 2
+    assert "is neither a checkpoint directory nor a Hugging Face Hub id" in capsys.readouterr().err
+    (tmp_path / "lonely").mkdir()
+    assert main([*common, "--model", str(tmp_path / "lonely")]) == 2
     assert "--tokenizer" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["evaluate", str(data), "--steps", "4"])
+        main(["evaluate", str(data), "--lookback", "30"])

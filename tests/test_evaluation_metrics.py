@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from kronos.data import CLOSE
 from kronos.evaluation import metrics
+from kronos.forecast import horizon_volatility, realized_volatility
 
 
 def normal_cdf(z: float) -> float:
@@ -105,12 +107,14 @@ def test_pit_histogram_flat_when_calibrated_and_u_shaped_when_too_narrow():
     assert np.isnan(metrics.pit_histogram(np.array([np.nan]))).all()
 
 
-def test_volatility_is_the_root_mean_square_log_return():
-    expected = math.sqrt((math.log(1.1) ** 2 + math.log(0.9) ** 2) / 2)
-    assert metrics.realised_volatility(np.array(100.0), np.array([110.0, 99.0])) == pytest.approx(expected)
-    paths = np.array([[[110.0, 99.0]], [[100.0, 100.0]]])  # [P=2, O=1, H=2]
-    assert metrics.forecast_volatility(np.array([100.0]), paths) == pytest.approx([expected / math.sqrt(2)])
-    assert np.isnan(metrics.realised_volatility(np.array(100.0), np.array([0.0, 1.0])))
+def test_horizon_volatility_is_the_mean_over_paths_of_each_paths_realised_volatility():
+    one = math.sqrt(math.log(1.1) ** 2 + math.log(0.9) ** 2)
+    paths = np.zeros((2, 2, 6))
+    paths[0, :, CLOSE], paths[1, :, CLOSE] = [110.0, 99.0], [100.0, 100.0]
+    assert realized_volatility(paths, 100.0)[:, -1] == pytest.approx([one, 0.0])
+    assert horizon_volatility(paths, 100.0) == pytest.approx([math.log(1.1) / 2, one / 2])
+    paths[1, 0, CLOSE] = 0.0  # a non-positive close leaves its path out from that step on
+    assert horizon_volatility(paths, 100.0) == pytest.approx([math.log(1.1), one])
 
 
 def test_bootstrap_estimate_interval_and_seed():

@@ -7,6 +7,7 @@ added by writing such a function and listing it in SUBCOMMANDS.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -15,9 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .evaluation.command import add_evaluate_arguments, run_evaluate
-from .pretrained import DEFAULT_MODEL, resolve_checkpoint, resolve_tokenizer, shipped_dir
+from .io import check_output_file, write_atomically
+from .predictor import NORMALIZE_ON
+from .pretrained import DEFAULT_MODEL
 
-HUB_MAX_CONTEXT = {"NeoQuasar/Kronos-mini": 2048}
 SMALL_MODEL_PARAMETERS = 5_000_000
 
 
@@ -98,13 +100,15 @@ def run_train(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
     best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a (no validation data)"
-    print(
-        f"{args.stage} trained: {result.step} steps, best validation loss {best}; best checkpoint in {result.best_dir}"
-    )
+    where = f"best checkpoint in {result.best_dir}" if result.best_dir else "no best checkpoint on disk"
+    print(f"{args.stage} trained: {result.step} steps, best validation loss {best}; {where}")
     return 0
 
 
 # --- kronos forecast ------------------------------------------------------------------------------
+
+
+FORECAST_QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
 
 
 def add_forecast_parser(subparsers) -> None:
@@ -113,25 +117,44 @@ def add_forecast_parser(subparsers) -> None:
         help="forecast the next bars of an OHLCV file",
         description=(
             "Sample future paths of a CSV or Parquet file of bars (timestamps, open, high, low, close, and "
-            "optionally volume, amount) and write their mean, with close quantiles, for the next --steps bars. "
-            f"Without --model the small model shipped with the package ({DEFAULT_MODEL}) is used, offline."
+            "optionally volume, amount) and write, for the next --steps bars, the mean and quantiles of every "
+            "column, the probability that the close ends above the last close, and the realised volatility. "
+            "A long table with --id-column (or a folder of files, one per symbol) gives one long table of "
+            f"forecasts. Without --model the small model shipped with the package ({DEFAULT_MODEL}) is used, "
+            "offline; its history, context and sampling defaults come from the model itself."
         ),
     )
-    parser.add_argument("file", help="CSV or Parquet file of bars, oldest to newest")
+    parser.add_argument("file", help="CSV or Parquet file of bars, oldest to newest, or a folder of them")
     parser.add_argument("--steps", type=int, required=True, help="number of future bars")
     parser.add_argument(
         "--model", default=DEFAULT_MODEL,
         help=f"model: '{DEFAULT_MODEL}', a directory (a checkpoint, or one holding model/ and tokenizer/), or a hub id",
     )  # fmt: skip
     parser.add_argument("--tokenizer", help="tokenizer directory or hub id (default: the model's own)")
-    parser.add_argument("--paths", type=int, default=20, help="sampled paths (default 20)")
-    parser.add_argument("--context", type=int, help="history bars the model sees (default: fits the model)")
+    parser.add_argument("--paths", type=int, default=20, help="sampled paths per series (default 20)")
+    parser.add_argument(
+        "--quantiles",
+        default=",".join(f"{q:g}" for q in FORECAST_QUANTILES),
+        help="comma-separated quantile levels (default: the 50%%, 80%% and 95%% bands and the median)",
+    )
+    parser.add_argument(
+        "--lookback",
+        type=int,
+        help="bars of history each forecast sees (default: what the model was trained with)",
+    )
     parser.add_argument(
         "--max-context", type=int, help="the model's context length (default: the model's own)"
+    )
+    parser.add_argument(
+        "--normalize",
+        choices=NORMALIZE_ON,
+        default="history",
+        help="normalise on the whole lookback (default, as upstream) or only on the bars within the context",
     )
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=0.9)
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
+    parser.add_argument("--batch-size", type=int, default=32, help="series per generation batch (default 32)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
     parser.add_argument(
         "--threads",
@@ -142,112 +165,150 @@ def add_forecast_parser(subparsers) -> None:
         "--freq",
         help="spacing of the future bars, a pandas frequency such as 5min, h, D or B (default: inferred from the data)",
     )
-    parser.add_argument("--symbol", help="which symbol to forecast from a long table (with --id-column)")
-    parser.add_argument("--out", help="write the forecast to this CSV file (default: print it)")
-    parser.add_argument("--plot", help="draw history and forecast to this PNG file")
+    parser.add_argument("--symbol", help="forecast only this symbol of a long table (with --id-column)")
+    parser.add_argument("--out", help="write the forecast to this .csv or .parquet file (default: print CSV)")
+    parser.add_argument("--plot", help="draw history and forecast to this PNG file (one series)")
     add_data_options(parser)
     parser.set_defaults(handler=run_forecast)
 
 
-def model_settings(model: str) -> dict:
-    """Settings saved beside a shipped or local model (kronos.json), e.g. its max_context."""
-    for directory in (shipped_dir(model), Path(model)):
-        if (directory / "kronos.json").is_file():
-            return json.loads((directory / "kronos.json").read_text())
-    return {}
+def _check_forecast_args(args: argparse.Namespace) -> tuple[float, ...]:
+    from .forecast import check_quantile_levels
 
-
-def pick_series(args: argparse.Namespace):
-    from .data import load_series
-
-    series = load_series([args.file], args.id_column, parse_column_map(args.columns), args.timestamp_column)
-    if len(series) == 1:
-        return series[0]
-    names = {str(s.symbol): s for s in series}
-    if not args.symbol:
-        raise CommandError(
-            f"{args.file} holds {len(series)} symbols {sorted(names)}: choose one with --symbol"
-        )
-    if args.symbol not in names:
-        raise CommandError(f"symbol {args.symbol!r} is not in {args.file}; it holds {sorted(names)}")
-    return names[args.symbol]
+    for flag, value in (
+        ("--steps", args.steps),
+        ("--paths", args.paths),
+        ("--batch-size", args.batch_size),
+        ("--lookback", args.lookback),
+        ("--max-context", args.max_context),
+        ("--threads", args.threads),
+    ):
+        if value is not None and value <= 0:
+            raise CommandError(f"{flag} must be a positive number, got {value}")
+    if args.symbol and not args.id_column:
+        raise CommandError("--symbol needs --id-column, the column that names the symbols")
+    if args.out and Path(args.out).suffix.lower() not in (".csv", ".parquet"):
+        raise CommandError(f"--out {args.out!r}: the file name must end in .csv or .parquet")
+    if (
+        args.out
+        and Path(args.out).suffix.lower() == ".parquet"
+        and importlib.util.find_spec("pyarrow") is None
+    ):
+        raise CommandError("writing Parquet needs pyarrow: pip install 'kronos[parquet]' (or write .csv)")
+    try:
+        return check_quantile_levels([float(q) for q in args.quantiles.split(",") if q.strip()])
+    except ValueError as err:
+        raise CommandError(f"--quantiles {args.quantiles!r}: {err}") from err
 
 
 def run_forecast(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    if args.steps <= 0:
-        raise CommandError(f"--steps must be a positive number of bars, got {args.steps}")
-    if args.paths <= 0:
-        raise CommandError(f"--paths must be positive, got {args.paths}")
-    if args.symbol and not args.id_column:
-        raise CommandError("--symbol needs --id-column, the column that names the symbols")
+    levels = _check_forecast_args(args)
+    for flag, path in (("--out", args.out), ("--plot", args.plot)):
+        if path:
+            check_output_file(path, flag)
 
-    import numpy as np
-    import pandas as pd
     import torch
 
-    from .data import FEATURE_COLUMNS
+    from .data import FEATURE_COLUMNS, load_series
     from .frames import future_timestamps
-    from .model import Kronos
     from .predictor import KronosPredictor
-    from .tokenizer import KronosTokenizer
 
-    series = pick_series(args)
-    future = future_timestamps(series.timestamps, args.steps, args.file, args.freq)
-
-    model_source = resolve_checkpoint(args.model, "model")
-    model = Kronos.from_pretrained(model_source)
-    tokenizer_source = resolve_tokenizer(args.model, args.tokenizer)
-    tokenizer = KronosTokenizer.from_pretrained(tokenizer_source)
-    settings = model_settings(args.model)
-    max_context = args.max_context or settings.get("max_context") or HUB_MAX_CONTEXT.get(args.model, 512)
-    context = args.context or max(max_context - args.steps, max_context // 2)
-    context = min(context, len(series))
-    if context < 2:
-        raise CommandError(f"{args.file} has {len(series)} bar(s); a forecast needs at least 2")
+    series = load_series([args.file], args.id_column, parse_column_map(args.columns), args.timestamp_column)
+    if args.symbol:
+        series = [pick_symbol(series, args.symbol, args.file)]
+    if args.plot and len(series) > 1:
+        raise CommandError(
+            f"--plot draws one series and {args.file} holds {len(series)}: choose one with --symbol"
+        )
+    # one series: its schedule is checked before any weights load
+    future = (
+        future_timestamps(series[0].timestamps, args.steps, series[0].name, args.freq)
+        if len(series) == 1
+        else None
+    )
+    predictor = KronosPredictor.from_pretrained(
+        args.model,
+        args.tokenizer,
+        device=args.device,
+        max_context=args.max_context,
+        normalize_on=args.normalize,
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
-    elif sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMETERS:
+    elif sum(p.numel() for p in predictor.model.parameters()) < SMALL_MODEL_PARAMETERS:
         torch.set_num_threads(1)  # a small model's matrices are too small to gain from threads
+    lookback = args.lookback or predictor.lookback
+    sampling = dict(sample_count=args.paths, T=args.temperature, top_p=args.top_p, seed=args.seed)
+    if future is not None:
+        one = series[0]
+        history = one.frame().iloc[-lookback:]
+        forecast = predictor.predict_quantiles(
+            history[FEATURE_COLUMNS],
+            history["timestamps"],
+            future.timestamps,
+            args.steps,
+            quantile_levels=levels,
+            series_id=one.symbol or 0,
+            **sampling,
+        )
+        forecast = forecast.rename_axis("timestamps").reset_index()
+        what = f"{one.name}: {args.steps} steps ({future.description}) from {len(history)} bars"
+    else:
+        forecast = predictor.predict_df(
+            to_long_table(series),
+            "symbol",
+            prediction_length=args.steps,
+            quantile_levels=levels,
+            batch_size=args.batch_size,
+            freq=args.freq,
+            max_history=lookback,
+            min_history=3,
+            on_gap="ignore",  # holidays and nights are gaps too; the schedule of the future follows them
+            **sampling,
+        )
+        what = f"{len(series)} series: {args.steps} steps from up to {lookback} bars each"
     where = " (shipped with the package)" if args.model == DEFAULT_MODEL else ""
-    print(f"model: {args.model}{where}: {model_source}", file=sys.stderr)
-    print(f"tokenizer: {tokenizer_source}", file=sys.stderr)
-    predictor = KronosPredictor(model, tokenizer, device=args.device, max_context=max_context)
-    frame = series.frame().iloc[-context:]
-    torch.manual_seed(args.seed)
-    paths = predictor.predict_paths(
-        frame[FEATURE_COLUMNS],
-        frame["timestamps"],
-        future.timestamps,
-        args.steps,
-        sample_count=args.paths,
-        T=args.temperature,
-        top_p=args.top_p,
+    print(
+        f"model: {args.model}{where}; lookback {lookback} bars, context {predictor.max_context}",
+        file=sys.stderr,
     )
-    close = paths[..., FEATURE_COLUMNS.index("close")]
-    forecast = pd.DataFrame(paths.mean(axis=0), columns=FEATURE_COLUMNS)
-    forecast.insert(0, "timestamps", future.timestamps)
-    for q in (10, 50, 90):
-        forecast[f"close_q{q}"] = np.percentile(close, q, axis=0)
-    label = series.name
     if args.out:
-        forecast.to_csv(args.out, index=False)
-        print(f"wrote {args.steps} forecast bars to {args.out}", file=sys.stderr)
+        write_table(forecast, args.out)
+        print(f"wrote {len(forecast)} forecast rows to {args.out}", file=sys.stderr)
     else:
         print(forecast.to_csv(index=False), end="")
     if args.plot:
-        plot_forecast(series.frame(), forecast, close, args.plot, label, args.model, args.steps)
+        plot_forecast(series[0], forecast, args.plot, args.model, lookback)
         print(f"wrote plot to {args.plot}", file=sys.stderr)
-    print(
-        f"{label}: {args.steps} steps ({future.description}) from {context} bars of history, {args.paths} paths, "
-        f"{time.perf_counter() - started:.1f}s",
-        file=sys.stderr,
-    )
+    print(f"{what}, {args.paths} paths, {time.perf_counter() - started:.1f}s", file=sys.stderr)
     return 0
 
 
-def plot_forecast(history, forecast, close_paths, path: str, symbol: str, model: str, steps: int) -> None:
-    """Candles of the recent history, then the median forecast close with its 80% band, and volume."""
+def pick_symbol(series: list, symbol: str, file: str):
+    names = {str(s.symbol): s for s in series}
+    if symbol not in names:
+        raise CommandError(f"symbol {symbol!r} is not in {file}; it holds {sorted(names)}")
+    return names[symbol]
+
+
+def to_long_table(series: list):
+    """Series as one long table with a `symbol` column, the input of `predict_df`."""
+    import pandas as pd
+
+    return pd.concat([one.frame().assign(symbol=one.symbol or one.name) for one in series], ignore_index=True)
+
+
+def write_table(table, path: str) -> None:
+    """A table as CSV or Parquet, by the file's extension."""
+    if Path(path).suffix.lower() == ".parquet":
+        write_atomically(path, lambda tmp: table.to_parquet(tmp, index=False), "--out")
+    else:
+        write_atomically(path, lambda tmp: table.to_csv(tmp, index=False), "--out")
+
+
+def plot_forecast(series, forecast, path: str, model: str, lookback: int) -> None:
+    """Candles of the recent history with volume, then the median forecast close with its bands."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -255,7 +316,8 @@ def plot_forecast(history, forecast, close_paths, path: str, symbol: str, model:
     import numpy as np
     from matplotlib.ticker import EngFormatter
 
-    shown = history.iloc[-max(3 * steps, 60) :].reset_index(drop=True)
+    steps = len(forecast)
+    shown = series.frame().iloc[-max(3 * steps, 60) :].reset_index(drop=True)
     n = len(shown)
     x_hist = np.arange(n)
     x_future = np.arange(n, n + steps)
@@ -271,15 +333,28 @@ def plot_forecast(history, forecast, close_paths, path: str, symbol: str, model:
         ax.bar(x_hist[mask], body, bottom=body_low, width=0.7, color=color, edgecolor=color)
         ax_vol.bar(x_hist[mask], shown["volume"][mask], width=0.7, color=color, alpha=0.6)
     last_close = shown["close"].iloc[-1]
-    low, median, high = (np.percentile(close_paths, q, axis=0) for q in (10, 50, 90))
     joined = np.concatenate([[n - 1], x_future])
-    ax.fill_between(
-        joined, np.r_[last_close, low], np.r_[last_close, high], color="#1f77b4", alpha=0.2, label="80% band"
-    )
-    ax.plot(joined, np.r_[last_close, median], color="#1f77b4", lw=2, label="median forecast")
+    for low, high, alpha in ((0.025, 0.975, 0.12), (0.1, 0.9, 0.2), (0.25, 0.75, 0.3)):
+        if f"close_q{low:g}" in forecast and f"close_q{high:g}" in forecast:
+            ax.fill_between(
+                joined,
+                np.r_[last_close, forecast[f"close_q{low:g}"]],
+                np.r_[last_close, forecast[f"close_q{high:g}"]],
+                color="#1f77b4",
+                alpha=alpha,
+                lw=0,
+                label=f"{round((high - low) * 100)}% band",
+            )
+    if "close_q0.5" in forecast:
+        ax.plot(
+            joined, np.r_[last_close, forecast["close_q0.5"]], color="#1f77b4", lw=2, label="median forecast"
+        )
     ax.axvline(n - 0.5, color="grey", ls="--", lw=1)
-    ax_vol.bar(x_future, forecast["volume"], width=0.7, color="#1f77b4", alpha=0.4)
-    ax.set_title(f"{symbol}: {steps}-step forecast by {model}, {close_paths.shape[0]} sampled paths")
+    ax_vol.bar(x_future, forecast["volume_mean"], width=0.7, color="#1f77b4", alpha=0.4)
+    prob_up = forecast["prob_close_above_last"].iloc[-1]
+    ax.set_title(
+        f"{series.name}: {steps}-step forecast by {model} from {lookback} bars; P(close ends above last) = {prob_up:.0%}"
+    )
     ax.set_ylabel("price")
     ax_vol.set_ylabel("volume")
     ax_vol.yaxis.set_major_formatter(EngFormatter())
@@ -292,8 +367,10 @@ def plot_forecast(history, forecast, close_paths, path: str, symbol: str, model:
     ax_vol.set_xticks(ticks)
     ax_vol.set_xticklabels([stamps[i].strftime(fmt) for i in ticks], rotation=0)
     ax_vol.set_xlim(-1, len(stamps))
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"), "--plot")
+    finally:
+        plt.close(fig)
 
 
 def add_evaluate_parser(subparsers) -> None:
@@ -325,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (CommandError, ValueError, FileNotFoundError, FileExistsError, ImportError) as err:
+    except (CommandError, ValueError, OSError, ImportError) as err:
         print(f"kronos {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -14,6 +14,7 @@ PRICE_COLUMNS = ["open", "high", "low", "close"]
 VOLUME_COLUMN = "volume"
 AMOUNT_COLUMN = "amount"
 FEATURE_COLUMNS = PRICE_COLUMNS + [VOLUME_COLUMN, AMOUNT_COLUMN]
+OPEN, HIGH, LOW, CLOSE = range(4)  # positions of the price columns in FEATURE_COLUMNS
 TIME_FEATURE_COLUMNS = ["minute", "hour", "weekday", "day", "month"]
 
 

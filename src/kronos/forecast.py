@@ -11,10 +11,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .data import FEATURE_COLUMNS
+from .data import CLOSE, FEATURE_COLUMNS, HIGH, LOW, OPEN
 
 DEFAULT_QUANTILE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-OPEN, HIGH, LOW, CLOSE = 0, 1, 2, 3
 
 
 def check_quantile_levels(quantile_levels: Sequence[float]) -> tuple[float, ...]:
@@ -90,9 +89,20 @@ def realized_volatility(paths: np.ndarray, last_close: float | np.ndarray) -> np
     Entry h is sqrt(r_1^2 + ... + r_h^2) with r_t the log close-to-close return into step t (r_1
     from the last known close): the textbook realised volatility over the first h steps, neither
     demeaned nor annualised. The last entry is the volatility over the whole horizon, so it grows
-    with the horizon; `kronos.evaluation.metrics.realised_volatility` is the per-step RMS instead.
+    with the horizon. A non-positive close has no log return: NaN from that step on.
     """
     return np.sqrt(np.cumsum(close_log_returns(paths, last_close) ** 2, axis=-1))
+
+
+def horizon_volatility(paths: np.ndarray, last_close: float | np.ndarray) -> np.ndarray:
+    """The expected realised volatility per step [..., pred_len]: the mean over paths of
+    `realized_volatility`, leaving out a path from the step its close stops being positive
+    (NaN where no path is left). This is the `realized_vol` column users get."""
+    vol = realized_volatility(paths, last_close)
+    valid = ~np.isnan(vol)
+    n_valid = valid.sum(axis=-2)
+    total = np.where(valid, vol, 0.0).sum(axis=-2)
+    return np.where(n_valid > 0, total / np.maximum(n_valid, 1), np.nan)
 
 
 def path_statistics(
@@ -106,10 +116,9 @@ def path_statistics(
     paths: [..., n_paths, pred_len, 6] in price units; last_close: the last known close (one per
     leading index). Columns, in order: `<field>_mean` and `<field>_q<level>` (see
     `quantile_column`) for each field of FEATURE_COLUMNS; `prob_close_above_last`, the fraction
-    of paths whose close at that step is strictly above last_close; `realized_vol`, the mean over
-    paths of the cumulative realised volatility (`realized_volatility`; a path with a
-    non-positive close is left out from that step on; the last step gives the volatility over
-    the whole horizon); `ohlc_violation_rate`, the fraction of raw paths whose bar at that step
+    of paths whose close at that step is strictly above last_close; `realized_vol`, the expected
+    realised volatility up to that step (`horizon_volatility`; the last step gives the volatility
+    over the whole horizon); `ohlc_violation_rate`, the fraction of raw paths whose bar at that step
     breaks the OHLC ordering, measured before any repair. With `repair`, every other statistic
     is computed on paths repaired by `repair_ohlc`. Quantiles interpolate linearly between
     order statistics (numpy's default), so they never decrease as the level grows.
@@ -130,11 +139,7 @@ def path_statistics(
             columns[quantile_column(name, level)] = quantiles[k, ..., j]
     last = np.asarray(last_close, dtype=np.float64)[..., None, None]
     columns["prob_close_above_last"] = (paths[..., CLOSE] > last).mean(axis=-2)
-    vol = realized_volatility(paths, last_close)
-    valid = ~np.isnan(vol)
-    n_valid = valid.sum(axis=-2)
-    vol_sum = np.where(valid, vol, 0.0).sum(axis=-2)
-    columns["realized_vol"] = np.where(n_valid > 0, vol_sum / np.maximum(n_valid, 1), np.nan)
+    columns["realized_vol"] = horizon_volatility(paths, last_close)
     columns["ohlc_violation_rate"] = violation
     return columns
 

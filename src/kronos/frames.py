@@ -133,6 +133,18 @@ def _apply_nan_policy(
     return bars[bars.notna().all(axis=1)]
 
 
+def bar_spacing(timestamps: pd.Series | pd.DatetimeIndex) -> str:
+    """The most common step between bars as a pandas alias ('D', 'h', '5min'); '' for fewer than 2 bars."""
+    stamps = pd.DatetimeIndex(timestamps).as_unit("ns")
+    if len(stamps) < 2:
+        return ""
+    step = pd.Timedelta(int(pd.Series(np.diff(stamps.asi8)).mode().min()), unit="ns")
+    if step % ONE_DAY == pd.Timedelta(0):
+        days = step // ONE_DAY
+        return "D" if days == 1 else f"{days}D"
+    return pd.tseries.frequencies.to_offset(step).freqstr
+
+
 def future_timestamps(
     timestamps: pd.DatetimeIndex, n: int, name: str, freq: str | pd.DateOffset | None = None
 ) -> FutureIndex:

@@ -117,6 +117,12 @@ class KronosPredictor:
         self.model = model.to(self.device, self.dtype).eval()
         self.tokenizer = tokenizer.to(self.device, self.dtype).eval()
 
+    @property
+    def lookback(self) -> int:
+        """Bars of history a forecast should give the model: the history it was trained with
+        (its metadata; its context without any), within this predictor's context."""
+        return min(self.metadata.lookback, self.max_context)
+
     @classmethod
     def from_pretrained(
         cls, model: str = DEFAULT_MODEL, tokenizer: str | None = None, **kwargs
@@ -294,14 +300,16 @@ class KronosPredictor:
         top_p: float = 0.9,
         verbose: bool = False,
         seed: int | None = None,
+        series_id: object = 0,
     ) -> np.ndarray:
         """Every sampled path in price units: [sample_count, pred_len, 6], columns open..amount.
 
-        With `seed`, the paths depend on the seed alone (not on torch's global generator).
+        With `seed`, the paths come from (seed, series_id) alone, not from torch's global
+        generator; `predict_df` and `predict_paths_batch` give a series with the same id the same paths.
         """
         sampling = Sampling(T, top_k, top_p, sample_count, seed)
         pred_len = positive_int(pred_len, "pred_len")
-        prepared = [self._prepare(df, x_timestamp, y_timestamp, pred_len, "df")]
+        prepared = [self._prepare(df, x_timestamp, y_timestamp, pred_len, "df", series_id)]
         return self._price_paths(prepared, pred_len, sampling, verbose)[0]
 
     def predict_paths_batch(
@@ -343,6 +351,7 @@ class KronosPredictor:
         repair_ohlc: bool = True,
         verbose: bool = False,
         seed: int | None = None,
+        series_id: object = 0,
     ) -> pd.DataFrame:
         """Probabilistic forecast of one series: a DataFrame indexed by the future timestamps.
 
@@ -355,7 +364,7 @@ class KronosPredictor:
         path's high and low are set to the max and min of its open, high, low, close before the
         statistics. `y_timestamp=None` infers the future timestamps from x_timestamp
         (`kronos.frames.future_timestamps`). `attrs` holds "ohlc_violation_rate" over all sampled
-        bars and "realized_vol" over the horizon.
+        bars and "realized_vol" over the horizon. `seed` and `series_id` as in `predict_paths`.
         """
         levels = check_quantile_levels(quantile_levels)
         sampling = Sampling(T, top_k, top_p, sample_count, seed)
@@ -363,7 +372,7 @@ class KronosPredictor:
         if y_timestamp is None:
             history = pd.DatetimeIndex(as_timestamps(x_timestamp, "x_timestamp"))
             y_timestamp = future_timestamps(history, pred_len, "x_timestamp").timestamps
-        prepared = self._prepare(df, x_timestamp, y_timestamp, pred_len, "df")
+        prepared = self._prepare(df, x_timestamp, y_timestamp, pred_len, "df", series_id)
         paths = self._price_paths([prepared], pred_len, sampling, verbose)[0]
         table = summarize_paths(paths, prepared.last_close, levels, repair_ohlc)
         table.index = prepared.y_timestamp
@@ -399,7 +408,7 @@ class KronosPredictor:
         amount; series may differ in length and interleave, but each must be sorted by time
         without duplicate timestamps (`kronos.frames.split_series`; `nan_policy` "raise",
         "ffill" or "drop" decides what missing values do). Each series uses its last
-        `max_history` bars (default: the predictor's max_context) and needs at least
+        `max_history` bars (default: the predictor's `lookback`) and needs at least
         `min_history` (default 10). Future timestamps follow `freq` if given, else each series'
         own schedule (`kronos.frames.future_timestamps`: regular frequencies, business days,
         trading sessions); gaps in a history warn (`on_gap="warn"`), raise or are ignored.
@@ -424,7 +433,7 @@ class KronosPredictor:
         min_history = positive_int(min_history, "min_history")
         if min_history < 3:
             raise ValueError(f"min_history must be at least 3 (to infer a frequency), got {min_history}")
-        max_history = self.max_context if max_history is None else positive_int(max_history, "max_history")
+        max_history = self.lookback if max_history is None else positive_int(max_history, "max_history")
         if max_history < min_history:
             raise ValueError(f"max_history ({max_history}) is below min_history ({min_history})")
         if on_gap not in GAP_POLICIES:

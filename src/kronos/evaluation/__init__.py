@@ -7,18 +7,16 @@ per-origin scores, aggregate tables (`summary`, `by_horizon`, `by_column`, `pit_
 
 from .backtest import EvaluationResult, evaluate, score_forecasts, select_origins
 from .baselines import BASELINES, drift, gaussian_random_walk, persistence
-from .command import add_evaluate_arguments, load_predictor, run_evaluate
-from .data import load_series
+from .command import add_evaluate_arguments, run_evaluate
+from .data import read_series
 from .metrics import (
     bootstrap_ratio_of_sums,
     crps_from_samples,
     empirical_cdf_at,
-    forecast_volatility,
     interval_hits,
     pit_histogram,
     quantile_loss,
     randomized_pit,
-    realised_volatility,
 )
 
 __all__ = [
@@ -30,16 +28,13 @@ __all__ = [
     "drift",
     "empirical_cdf_at",
     "evaluate",
-    "forecast_volatility",
     "gaussian_random_walk",
     "interval_hits",
-    "load_predictor",
-    "load_series",
     "persistence",
     "pit_histogram",
     "quantile_loss",
+    "read_series",
     "randomized_pit",
-    "realised_volatility",
     "run_evaluate",
     "score_forecasts",
     "select_origins",

@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
-from ..data import FEATURE_COLUMNS, positive_int
+from ..data import CLOSE, FEATURE_COLUMNS, positive_int
+from ..forecast import horizon_volatility, realized_volatility
+from ..predictor import ContextWarning
 from . import metrics
 from .baselines import BASELINES, run_baseline
 from .data import as_series_dict, present_columns
 
-CLOSE = FEATURE_COLUMNS.index("close")
 MODEL_NAME = "kronos"
 SCORE_COLUMNS = [
     "abs_error",
@@ -162,18 +162,19 @@ class EvaluationResult:
 def _model_paths(
     predictor, series, origin_list, lookback, steps, n_paths, sampling, batch_size, seed, progress
 ):
-    """Model sample paths [O, P, H, 6] in price units, origins run in batches of one lookback length."""
+    """Model sample paths [O, P, H, 6] in price units, `batch_size` origins at a time.
+
+    Origin t of series s draws from (seed, s, t) alone, so its paths do not depend on the batching.
+    """
     frames = {name: one.frame() for name, one in series.items()}
     chunks = []
-    device = torch.device(getattr(predictor, "device", "cpu"))
-    devices = [device.index or 0] if device.type == "cuda" else []
     bar = tqdm(total=len(origin_list), desc="forecasting origins", unit="origin", disable=not progress)
-    for chunk_index, start in enumerate(range(0, len(origin_list), batch_size)):
+    for start in range(0, len(origin_list), batch_size):
         batch = origin_list[start : start + batch_size]
         windows = [frames[name].iloc[t - lookback : t] for name, t in batch]
         targets = [series[name].timestamps.iloc[t : t + steps] for name, t in batch]
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed + chunk_index)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ContextWarning)  # evaluate says it once, and in the report
             paths = predictor.predict_paths_batch(
                 windows,
                 [w["timestamps"] for w in windows],
@@ -181,6 +182,8 @@ def _model_paths(
                 steps,
                 sample_count=n_paths,
                 verbose=False,
+                seed=seed,
+                series_ids=batch,
                 **sampling,
             )
         chunks.append(paths.astype(np.float64))
@@ -189,11 +192,23 @@ def _model_paths(
     return np.concatenate(chunks)
 
 
+def context_note(lookback: int, max_context: int) -> str | None:
+    """What a lookback beyond the model's context does, in words; None when it fits."""
+    if lookback <= max_context:
+        return None
+    return (
+        f"The lookback of {lookback} bars is longer than the model's context of {max_context}: the model "
+        f"attends to the last {max_context} tokens only, while all {lookback} bars set the normalisation "
+        f"(mean and std) and pass through the tokenizer. Evaluate at the model's own lookback (the "
+        f"default), or pass --normalize context to normalise on the bars the model sees."
+    )
+
+
 def evaluate(
     data,
     predictor=None,
     *,
-    lookback: int,
+    lookback: int | None = None,
     steps: int,
     origins: int | None = None,
     every: int | None = None,
@@ -210,11 +225,17 @@ def evaluate(
     """Rolling-origin evaluation of a KronosPredictor (or of the baselines alone if it is None).
 
     data: a DataFrame with a `timestamps` column, a dict of them by series name, or file path(s)
-    (see `load_series` for long tables with an id column). `origins` and `every` choose the origins
+    (see `read_series` for long tables with an id column). `lookback` defaults to the bars of history
+    the model was trained with (`predictor.lookback`); a lookback beyond the model's context
+    warns and is noted in the report. `origins` and `every` choose the origins
     per series (at most one of them; neither means every possible origin). Series too short for
     one origin are skipped with a warning. Sampling is seeded: model batches from `seed`, the
     Gaussian random walk from a numpy generator seeded with `seed`.
     """
+    if lookback is None:
+        lookback = getattr(predictor, "lookback", None)
+        if lookback is None:
+            raise ValueError("lookback is required: there is no model to take it from")
     lookback, steps, paths, batch_size = (
         positive_int(v, n)
         for v, n in ((lookback, "lookback"), (steps, "steps"), (paths, "paths"), (batch_size, "batch_size"))
@@ -257,6 +278,12 @@ def evaluate(
 
     forecasts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     models = []
+    notes = []
+    max_context = getattr(predictor, "max_context", None)
+    note = None if max_context is None else context_note(lookback, max_context)
+    if note is not None:
+        warnings.warn(note, ContextWarning, stacklevel=2)
+        notes.append(note)
     if predictor is not None:
         sampling = {"T": T, "top_k": top_k, "top_p": top_p}
         model_paths = _model_paths(
@@ -280,7 +307,9 @@ def evaluate(
     )
     column_index = [FEATURE_COLUMNS.index(c) for c in columns]
     record_parts, volatility_parts = [], []
-    realised = metrics.realised_volatility(last[:, CLOSE], actuals[:, :, CLOSE])
+    # per step (over the horizon, divided by sqrt(steps)), so that backtests of different horizons compare
+    per_step = np.sqrt(steps)
+    realised = realized_volatility(actuals[:, None], last[:, CLOSE])[:, 0, -1] / per_step
     for method, (point, method_paths) in forecasts.items():
         scores = score_forecasts(point, method_paths, last, actuals, rng)
         record_parts.append(
@@ -290,9 +319,7 @@ def evaluate(
         forecast_vol = (
             np.full(len(origin_list), np.nan)
             if degenerate
-            else metrics.forecast_volatility(
-                last[None, :, CLOSE], np.moveaxis(method_paths[..., CLOSE], 1, 0)
-            )
+            else horizon_volatility(method_paths, last[:, CLOSE])[:, -1] / per_step
         )
         volatility_parts.append(
             origin_table.assign(
@@ -315,6 +342,7 @@ def evaluate(
         "batch_size": batch_size,
         "n_series": len(series) - len(skipped),
         "n_origins": len(origin_list),
+        "notes": notes,
     }
     return EvaluationResult(
         records=pd.concat(record_parts, ignore_index=True),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..pretrained import DEFAULT_MODEL, resolve_checkpoint, resolve_tokenizer
+from ..io import check_output_dir
+from ..predictor import NORMALIZE_ON, KronosPredictor
+from ..pretrained import DEFAULT_MODEL
 from .backtest import evaluate
 from .baselines import BASELINES
-from .data import load_series
+from .data import read_series
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -27,7 +29,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     )
     parser.add_argument("--id-column", help="column naming the series in a long table")
     parser.add_argument(
-        "--lookback", type=int, required=True, metavar="L", help="bars of history each forecast sees"
+        "--lookback",
+        type=int,
+        metavar="L",
+        help="bars of history each forecast sees (default: the history the model was trained with)",
     )
     parser.add_argument("--steps", type=int, required=True, metavar="H", help="bars forecast at each origin")
     spread = parser.add_mutually_exclusive_group()
@@ -65,31 +70,17 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
     parser.add_argument(
-        "--max-context", type=int, default=512, help="model context window in bars (default 512)"
+        "--max-context", type=int, help="model context window in bars (default: the model's own)"
+    )
+    parser.add_argument(
+        "--normalize",
+        choices=NORMALIZE_ON,
+        default="history",
+        help="normalise each forecast on its whole lookback (default, as upstream) or only on the bars "
+        "within the model's context",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
-
-
-def load_predictor(model: str | None, tokenizer: str | None, device: str | None, max_context: int):
-    """A KronosPredictor from checkpoint names (`kronos.pretrained.resolve_tokenizer`)."""
-    from ..model import Kronos
-    from ..predictor import KronosPredictor
-    from ..tokenizer import KronosTokenizer
-
-    model_name = model or DEFAULT_MODEL
-    # resolved before loading, so that a model without a tokenizer fails before any weights load
-    tokenizer_location = resolve_tokenizer(model_name, tokenizer)
-    loaded_model = _load(Kronos, resolve_checkpoint(model_name, "model"))
-    loaded_tokenizer = _load(KronosTokenizer, tokenizer_location)
-    return KronosPredictor(loaded_model, loaded_tokenizer, device=device, max_context=max_context)
-
-
-def _load(cls, location: str):
-    try:
-        return cls.from_pretrained(location)
-    except (OSError, ValueError, TypeError) as err:
-        raise ValueError(f"could not load {cls.__name__} {location!r}: {err}") from err
 
 
 def _baseline_names(text: str) -> list[str]:
@@ -105,12 +96,17 @@ def _baseline_names(text: str) -> list[str]:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run the backtest described by parsed arguments, write the report, print where it is."""
     baselines = _baseline_names(args.baselines)
-    series = load_series(args.files, id_column=args.id_column)
-    predictor = (
-        None
-        if args.baselines_only
-        else load_predictor(args.model, args.tokenizer, args.device, args.max_context)
-    )
+    check_output_dir(args.out, "--out")
+    series = read_series(args.files, id_column=args.id_column)
+    predictor = None
+    if not args.baselines_only:
+        predictor = KronosPredictor.from_pretrained(
+            args.model or DEFAULT_MODEL,
+            args.tokenizer,
+            device=args.device,
+            max_context=args.max_context,
+            normalize_on=args.normalize,
+        )
     origins = 100 if args.origins is None and args.every is None else args.origins
     result = evaluate(
         series,

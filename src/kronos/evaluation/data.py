@@ -29,21 +29,18 @@ def read_series(
     return series
 
 
-def load_series(
-    paths: str | Path | list[str | Path], id_column: str | None = None, timestamp_column: str | None = None
-) -> dict[str, pd.DataFrame]:
-    """Series by name as DataFrames of `timestamps` and the columns each file has, sorted by time."""
-    return {name: _as_frame(one) for name, one in read_series(paths, id_column, timestamp_column).items()}
-
-
 def as_series_dict(data_or_paths, timestamp_column: str | None = None) -> dict[str, OHLCVSeries]:
-    """Accept a DataFrame, a dict of DataFrames, or file path(s); return validated series by name."""
+    """Accept a DataFrame, a dict of DataFrames or of series (as `read_series` gives), or file path(s);
+    return validated series by name."""
     if isinstance(data_or_paths, pd.DataFrame):
         return {"series": _from_frame(data_or_paths, "data", timestamp_column)}
     if isinstance(data_or_paths, dict):
         if not data_or_paths:
             raise ValueError("data is an empty dict: give at least one series")
-        return {str(k): _from_frame(v, f"data[{k!r}]", timestamp_column) for k, v in data_or_paths.items()}
+        return {
+            str(k): v if isinstance(v, OHLCVSeries) else _from_frame(v, f"data[{k!r}]", timestamp_column)
+            for k, v in data_or_paths.items()
+        }
     return read_series(data_or_paths, timestamp_column=timestamp_column)
 
 
@@ -55,7 +52,3 @@ def present_columns(series: dict[str, OHLCVSeries]) -> list[str]:
 def _from_frame(df: pd.DataFrame, name: str, timestamp_column: str | None) -> OHLCVSeries:
     mapped = data.map_columns(df, name, timestamp_column=timestamp_column)
     return data.series_from_frame(mapped, name, dtype=np.float64)
-
-
-def _as_frame(one: OHLCVSeries) -> pd.DataFrame:
-    return one.frame()[["timestamps", *one.columns]]

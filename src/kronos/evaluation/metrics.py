@@ -11,8 +11,6 @@ from typing import Final
 
 import numpy as np
 
-from ..forecast import log_returns
-
 INTERVAL_LEVELS = (0.5, 0.8, 0.95)
 QUANTILE_LEVELS = tuple(np.round(np.arange(0.1, 1.0, 0.1), 2))
 # Sample quantile at probability q: the order statistic at rank q (P + 1), interpolated. Between the
@@ -107,20 +105,6 @@ def pit_histogram(pit: np.ndarray, bins: int = 10) -> np.ndarray:
         return np.full(bins, np.nan)
     counts, _ = np.histogram(pit, bins=bins, range=(0.0, 1.0))
     return counts * bins / len(pit)
-
-
-def realised_volatility(start: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Root mean square of the log returns over the last axis (zero-mean realised volatility per step).
-
-    Per step, not summed over the horizon like `kronos.forecast.realized_volatility`, so that
-    backtests of different horizons compare; `forecast_volatility` is the same quantity for paths.
-    """
-    return np.sqrt(np.mean(log_returns(start, levels) ** 2, axis=-1))
-
-
-def forecast_volatility(start: np.ndarray, paths: np.ndarray) -> np.ndarray:
-    """Volatility implied by sampled paths [P, ..., H]: sqrt of the mean over paths and steps of squared log returns."""
-    return np.sqrt(np.mean(log_returns(np.broadcast_to(start, paths.shape[:-1]), paths) ** 2, axis=(0, -1)))
 
 
 def bootstrap_ratio_of_sums(

@@ -147,6 +147,11 @@ def resolve_tokenizer(model: str, tokenizer: str | None = None) -> str:
         return HUB_TOKENIZERS[model]
     tokenizer_source = resolve_checkpoint(model, "tokenizer")
     if tokenizer_source == resolve_checkpoint(model, "model"):
+        if not Path(tokenizer_source).exists() and model.count("/") != 1:
+            raise FileNotFoundError(
+                f"model {model!r} is neither a checkpoint directory nor a Hugging Face Hub id of the form "
+                f"'owner/name', nor a shipped model ({DEFAULT_MODEL!r})"
+            )
         raise ValueError(
             f"model {model!r} comes without a tokenizer: name one with --tokenizer (a directory or hub id)"
         )

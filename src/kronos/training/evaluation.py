@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import FEATURE_COLUMNS, OHLCVSeries
+from ..data import CLOSE, FEATURE_COLUMNS, OHLCVSeries
 from ..model import Kronos
 from ..predictor import KronosPredictor
 from ..tokenizer import KronosTokenizer
@@ -18,8 +18,6 @@ from .config import Config
 from .dataset import WindowSet, load_windows, split_point
 from .stages import causal_eval
 from .trainer import validation_rows
-
-CLOSE = FEATURE_COLUMNS.index("close")
 
 
 @torch.no_grad()

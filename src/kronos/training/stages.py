@@ -8,8 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import OHLCVSeries
+from ..frames import bar_spacing
 from ..model import Kronos
-from ..pretrained import resolve_checkpoint
+from ..pretrained import ModelMetadata, resolve_checkpoint
 from ..tokenizer import KronosTokenizer
 from .config import Config
 
@@ -56,7 +58,7 @@ class TokenizerStage:
         self.config = config
         self.device = device
 
-    def build(self) -> nn.Module:
+    def build(self, series: list[OHLCVSeries]) -> nn.Module:
         cfg = self.config.tokenizer
         if cfg.pretrained:
             module = KronosTokenizer.from_pretrained(resolve_checkpoint(cfg.pretrained, "tokenizer"))
@@ -103,12 +105,21 @@ class PredictorStage:
             f"checkpoint, or train one first with the tokenizer stage (looked in {trained})"
         )
 
-    def build(self) -> nn.Module:
+    def build(self, series: list[OHLCVSeries]) -> nn.Module:
+        """A new or pretrained model, with the metadata of the data it is trained on (kronos.json)."""
         cfg = self.config.model
         if cfg.pretrained:
             module = Kronos.from_pretrained(resolve_checkpoint(cfg.pretrained, "model"))
         else:
             module = Kronos(**cfg.architecture(self.tokenizer.s1_bits, self.tokenizer.s2_bits))
+        data = self.config.data
+        context = max(data.window, module.metadata.max_context if module.metadata else 0)
+        module.metadata = ModelMetadata(
+            max_context=context,
+            history=data.history_len(),
+            frequencies=tuple(sorted({bar_spacing(one.timestamps) for one in series} - {""})),
+            extra={"series": len(series), "bars": int(sum(len(one) for one in series))},
+        )
         if (module.s1_bits, module.s2_bits) != (self.tokenizer.s1_bits, self.tokenizer.s2_bits):
             raise ValueError(
                 f"the model predicts {module.s1_bits}+{module.s2_bits}-bit tokens but tokenizer "
