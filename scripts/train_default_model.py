@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 
+from kronos.frames import bar_spacing
 from kronos.pretrained import ModelMetadata
 from kronos.training import load_config, load_windows, train
 from kronos.training.evaluation import evaluate_checkpoints
@@ -31,34 +31,23 @@ REPO = Path(__file__).resolve().parents[1]
 INSTALL_DIR = REPO / "src" / "kronos" / "pretrained" / "kronos-default"
 
 
-def bar_spacing(timestamps: pd.Series) -> str:
-    """The most common gap between bars as a pandas alias: '1D', '1h', '5min'."""
-    seconds = int(timestamps.diff().dropna().mode().iloc[0].total_seconds())
-    for unit, size in (("D", 86400), ("h", 3600), ("min", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
 def metadata(config) -> ModelMetadata:
-    """What the shipped model's kronos.json says: its context and history, the bar spacings and
-    the amount of data it was trained on."""
+    """The shipped model's kronos.json: what training writes beside a checkpoint (context, history,
+    bar spacings, series and bars), plus the bars per spacing and where the held-out series are."""
     series, _, _ = load_windows(config)
-    spacings = [bar_spacing(pd.Series(s.timestamps)) for s in series]
-    frequencies = sorted(set(spacings), key=pd.Timedelta, reverse=True)
-    bars = {f: sum(len(s.timestamps) for s, g in zip(series, spacings) if g == f) for f in frequencies}
+    spacings = [bar_spacing(s.timestamps) for s in series]
+    frequencies = tuple(sorted(set(spacings) - {""}))
     return ModelMetadata(
         max_context=config.data.window,
         history=config.data.history_len(),
-        frequencies=tuple(frequencies),
+        frequencies=frequencies,
         extra={
-            "training_data": {
-                "series": len(series),
-                "bars": sum(len(s.timestamps) for s in series),
-                "bars_by_frequency": bars,
-                "validation": f"final {config.data.val_fraction:g} of every series",
-                "held_out_series": "benchmarks/data/heldout/",
+            "series": len(series),
+            "bars": sum(len(s.timestamps) for s in series),
+            "bars_by_frequency": {
+                f: sum(len(s.timestamps) for s, g in zip(series, spacings) if g == f) for f in frequencies
             },
+            "held_out_series": "benchmarks/data/heldout/",
             "recipe": "python scripts/train_default_model.py --config configs/default.toml",
         },
     )
