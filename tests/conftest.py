@@ -78,7 +78,7 @@ def tiny_predictor(tiny_model, tiny_tokenizer):
     return KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def kronos_command():
     """Run `kronos ARGS` in this process as on a terminal, warnings printed to stderr (as Python
     prints them outside a test): returns (exit status, stdout, stderr lines)."""

@@ -1,8 +1,9 @@
 """Property-based tests (hypothesis): hostile bars, timestamps, arguments, files and command lines.
 
 Every outcome is a finite result of the right shape, or a ValueError/TypeError that says what is
-wrong (from the command line: exit status 2 and one line, and no output file); input with
-nothing wrong in it always forecasts. The one documented exception to finiteness: `realized_vol`
+wrong: it names the hostile argument, a column given hostile values, or the file (from the command
+line: exit status 2 and one line, and no output file); input with nothing wrong in it always
+forecasts. The one documented exception to finiteness: `realized_vol`
 is NaN at a step where no sampled path has a positive close, and then a VolatilityWarning names
 it. The examples per property are bounded by the hypothesis profile in conftest.py.
 """
@@ -23,7 +24,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from kronos import KronosPredictor
-from kronos.data import FEATURE_COLUMNS, load_series
+from kronos.data import FEATURE_COLUMNS, as_timestamps, load_series
 from kronos.forecast import VolatilityWarning, quantile_column
 
 TINY_CONTEXT = 16  # short, so that horizons beyond the context are cheap to reach
@@ -51,6 +52,13 @@ class Case:
     @property
     def clean(self) -> bool:
         return not self.notes and self.stamp_kind in CLEAN_STAMPS and len(self.bars) >= 3
+
+    @property
+    def hit_columns(self) -> list[str]:
+        """The columns given hostile values, when that is all that is wrong (a refusal names one)."""
+        if self.notes[:1] != ["values"] or self.stamp_kind not in CLEAN_STAMPS or len(self.bars) < 3:
+            return []
+        return [note.split("[")[0] for note in self.notes[1:]]
 
     def frame(self) -> pd.DataFrame:
         """Bars with a `timestamps` column, as a file holds them."""
@@ -177,15 +185,15 @@ BATCH_SIZE = (st.integers(1, 3), [0, -1, 1.5, True])
 
 
 @st.composite
-def arguments(draw, **specs) -> tuple[dict, bool]:
+def arguments(draw, **specs) -> tuple[dict, str | None]:
     """Valid values for every argument in `specs` (name: (valid strategy, hostile values)); in a
-    third of the draws one of them hostile instead. Returns (values, all valid)."""
+    third of the draws one of them hostile instead. Returns (values, the hostile one's name or None)."""
     values = {name: draw(valid) for name, (valid, _) in specs.items()}
     if draw(st.integers(0, 2)) > 0:
-        return values, True
+        return values, None
     fault = draw(st.sampled_from(sorted(specs)))
     values[fault] = draw(st.sampled_from(specs[fault][1]))
-    return values, False
+    return values, fault
 
 
 # --- checks ------------------------------------------------------------------------------------------
@@ -204,6 +212,26 @@ def run(call):
             return None, err, caught
     event("forecast")
     return result, None, caught
+
+
+# the words an error may use for a hostile argument besides its own name (or the command's flag)
+ARGUMENT_WORDS = {"pred_len": ("pred_len", "prediction_length"), "T": ("temperature T",)}
+
+
+def check_refusal(
+    error: Exception | str, clean: bool, fault: str | None, what: object, columns: list[str] | None = None
+) -> None:
+    """Input with nothing wrong in it is never refused; clean bars with one hostile argument are
+    refused naming that argument; bars whose only fault is hostile values in `columns`, with valid
+    arguments, are refused naming one of those columns."""
+    assert not (clean and fault is None), f"clean input refused: {error} ({what})"
+    if columns and fault is None:
+        assert any(f"'{column}'" in str(error) for column in columns), f"{error!r} names none of {columns}"
+        event("refused hostile values, column named")
+    if clean:
+        words = ARGUMENT_WORDS.get(fault, (fault,))
+        assert any(word in str(error) for word in words), f"{error!r} does not name {fault!r}"
+        event(f"refused {fault}, named")
 
 
 def check_finite(values: np.ndarray, what: str) -> None:
@@ -226,8 +254,14 @@ def check_summary(table: pd.DataFrame, levels, caught, rows: int) -> None:
     assert (table["realized_vol"].dropna() >= 0).all()
 
 
-def future_of(n: int) -> pd.DatetimeIndex:
-    return pd.date_range("2030-01-01", periods=n, freq="D")
+def future_of(n: int, stamps: object = None) -> pd.DatetimeIndex:
+    """n daily timestamps after any history, in the time zone of `stamps` (naive where they have
+    none or cannot be read: such a call is refused for its history's timestamps anyway)."""
+    try:
+        zone = as_timestamps(stamps, "stamps").dt.tz if stamps is not None else None
+    except (ValueError, TypeError):
+        zone = None
+    return pd.date_range("2030-01-01", periods=n, freq="D", tz=zone)
 
 
 # --- the API -----------------------------------------------------------------------------------------
@@ -235,39 +269,41 @@ def future_of(n: int) -> pd.DatetimeIndex:
 
 @given(case=cases(), drawn=arguments(**SAMPLING, quantile_levels=LEVELS))
 def test_predict_quantiles_is_finite_or_refused(predictor, case, drawn):
-    args, valid = drawn
+    args, fault = drawn
     table, error, caught = run(lambda: predictor.predict_quantiles(case.bars, case.stamps, None, **args))
     if error is None:
         check_summary(table, args["quantile_levels"], caught, args["pred_len"])
         assert table.index.is_monotonic_increasing and table.index.is_unique
     else:
-        assert not (case.clean and valid), f"clean input refused: {error} ({case.notes}, {case.stamp_kind})"
+        check_refusal(error, case.clean, fault, (case.notes, case.stamp_kind), case.hit_columns)
 
 
 @given(case=cases(), drawn=arguments(**SAMPLING))
 def test_predict_paths_is_finite_or_refused(predictor, case, drawn):
-    args, valid = drawn
+    args, fault = drawn
     n = args["pred_len"] if type(args["pred_len"]) is int and 0 < args["pred_len"] < 100 else 3
-    paths, error, _ = run(lambda: predictor.predict_paths(case.bars, case.stamps, future_of(n), **args))
+    paths, error, _ = run(
+        lambda: predictor.predict_paths(case.bars, case.stamps, future_of(n, case.stamps), **args)
+    )
     if error is None:
         assert paths.shape == (args["sample_count"], args["pred_len"], 6)
         check_finite(paths, "the paths")
     else:
-        assert not (case.clean and valid), f"clean input refused: {error} ({case.notes}, {case.stamp_kind})"
+        check_refusal(error, case.clean, fault, (case.notes, case.stamp_kind), case.hit_columns)
 
 
 @given(case=cases(), drawn=arguments(**SAMPLING))
 def test_upstream_predict_is_finite_or_refused(predictor, case, drawn):
-    args, valid = drawn
+    args, fault = drawn
     n = args["pred_len"] if type(args["pred_len"]) is int and 0 < args["pred_len"] < 100 else 3
     frame, error, _ = run(
-        lambda: predictor.predict(case.bars, case.stamps, future_of(n), verbose=False, **args)
+        lambda: predictor.predict(case.bars, case.stamps, future_of(n, case.stamps), verbose=False, **args)
     )
     if error is None:
         assert frame.shape == (args["pred_len"], 6) and list(frame.columns) == FEATURE_COLUMNS
         check_finite(frame.to_numpy(), "the forecast")
     else:
-        assert not (case.clean and valid), f"clean input refused: {error} ({case.notes}, {case.stamp_kind})"
+        check_refusal(error, case.clean, fault, (case.notes, case.stamp_kind), case.hit_columns)
 
 
 @given(
@@ -275,7 +311,7 @@ def test_upstream_predict_is_finite_or_refused(predictor, case, drawn):
     drawn=arguments(**SAMPLING, freq=FREQ, batch_size=BATCH_SIZE),
 )
 def test_predict_df_is_finite_or_refused(predictor, parts, drawn):
-    args, valid = drawn
+    args, fault = drawn
     shared = [
         c for c in parts[0].frame().columns if all(c in case.bars or c == "timestamps" for case in parts)
     ]
@@ -289,8 +325,8 @@ def test_predict_df_is_finite_or_refused(predictor, parts, drawn):
         check_summary(out, (0.1, 0.5, 0.9), caught, args["prediction_length"] * len(ids))
         assert out["id"].tolist() == [one for one in ids for _ in range(args["prediction_length"])]
     else:
-        clean = all(case.clean for case in parts) and valid
-        assert not clean, f"clean input refused: {error} ({[case.notes for case in parts]})"
+        hit = parts[0].hit_columns if len(parts) == 1 else []
+        check_refusal(error, all(case.clean for case in parts), fault, [case.notes for case in parts], hit)
 
 
 # --- the loaders -------------------------------------------------------------------------------------
@@ -350,7 +386,7 @@ def test_loaded_series_are_finite_and_ordered_or_refused_naming_the_file(drawn):
 
 
 @st.composite
-def command_lines(draw) -> tuple[Case, list[str], bool, str | None]:
+def command_lines(draw) -> tuple[Case, list[str], str | None, str | None]:
     """A file and `kronos forecast` options: all valid, or in a third of the draws one of them (or
     the output's name) hostile."""
     case = draw(cases(max_rows=25))
@@ -382,12 +418,12 @@ def command_lines(draw) -> tuple[Case, list[str], bool, str | None]:
         if draw(st.booleans()):
             case.bars = case.bars.drop(columns=["open", "high", "low"], errors="ignore")
     outs = ["f.txt", "missing/f.csv"] if fault == "--out" else [None, "f.csv", "f.parquet"]
-    return case, flags, fault is None, draw(st.sampled_from(outs))
+    return case, flags, fault, draw(st.sampled_from(outs))
 
 
 @given(drawn=command_lines())
 def test_forecast_command_writes_a_finite_table_or_exits_2_with_one_line(tiny_dir, kronos_command, drawn):
-    case, flags, valid, out = drawn
+    case, flags, fault, out = drawn
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder, "bars.csv")
         case.frame().to_csv(data, index=False)
@@ -396,15 +432,13 @@ def test_forecast_command_writes_a_finite_table_or_exits_2_with_one_line(tiny_di
         if target is not None:
             argv += ["--out", str(target)]
         status, stdout, lines = kronos_command(*argv)
-        event(f"exit {status}" + (" (clean)" if case.clean and valid else ""))
+        event(f"exit {status}" + (" (clean)" if case.clean and fault is None else ""))
         errors = [line for line in lines if line.startswith("kronos forecast: error:")]
         if status == 2:
             assert len(errors) == 1 and lines[-1] == errors[0], f"not one error line: {lines}"
             assert all(line.startswith("kronos forecast: ") for line in lines), lines
             assert target is None or not target.exists(), "an output file was written despite the error"
-            assert not (case.clean and valid), (
-                f"clean input refused: {errors} ({case.notes}, {case.stamp_kind})"
-            )
+            check_refusal(errors[0], case.clean, fault, (case.notes, case.stamp_kind), case.hit_columns)
             return
         assert status == 0 and not errors, lines
         if target is None:
