@@ -1,4 +1,4 @@
-"""The `kronos` command: `kronos train`, `kronos forecast` and `kronos evaluate`.
+"""The `kronos` command: `kronos train`, `kronos forecast`, `kronos evaluate` and `kronos serve`.
 
 Each subcommand registers itself with `add_*_parser(subparsers)` and sets `handler`; a new one is
 added by writing such a function and listing it in SUBCOMMANDS.
@@ -198,8 +198,6 @@ def run_forecast(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     levels = _check_forecast_args(args)
 
-    import torch
-
     from .data import FEATURE_COLUMNS, load_series
     from .frames import future_timestamps
     from .predictor import KronosPredictor
@@ -224,10 +222,7 @@ def run_forecast(args: argparse.Namespace) -> int:
         max_context=args.max_context,
         normalize_on=args.normalize,
     )
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    elif sum(p.numel() for p in predictor.model.parameters()) < SMALL_MODEL_PARAMETERS:
-        torch.set_num_threads(1)  # a small model's matrices are too small to gain from threads
+    use_threads(predictor, args.threads)
     lookback = args.lookback or predictor.lookback
     sampling = dict(sample_count=args.paths, T=args.temperature, top_p=args.top_p, seed=args.seed)
     if future is not None:
@@ -273,6 +268,16 @@ def run_forecast(args: argparse.Namespace) -> int:
         print(f"wrote plot to {args.plot}", file=sys.stderr)
     print(f"{what}, {args.paths} paths, {time.perf_counter() - started:.1f}s", file=sys.stderr)
     return 0
+
+
+def use_threads(predictor, threads: int | None) -> None:
+    """`threads` CPU threads; by default 1 for a small model, whose matrices are too small to gain from more."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    elif sum(p.numel() for p in predictor.model.parameters()) < SMALL_MODEL_PARAMETERS:
+        torch.set_num_threads(1)
 
 
 def pick_symbol(series: list, symbol: str, file: str):
@@ -375,7 +380,20 @@ def add_evaluate_parser(subparsers) -> None:
     parser.set_defaults(handler=run_evaluate)
 
 
-SUBCOMMANDS: list[Callable] = [add_train_parser, add_forecast_parser, add_evaluate_parser]
+def add_serve_parser(subparsers) -> None:
+    from .serve.command import add_serve_arguments, run_serve
+
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the forecasting service and its web page",
+        description="Serve forecasts over HTTP (JSON, CSV uploads, many series at once, micro-batched) "
+        "with a web page at / to chart them. Needs the serve extra: pip install 'kronos[serve]'.",
+    )
+    add_serve_arguments(parser)
+    parser.set_defaults(handler=run_serve)
+
+
+SUBCOMMANDS: list[Callable] = [add_train_parser, add_forecast_parser, add_evaluate_parser, add_serve_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
