@@ -88,7 +88,7 @@ def test_page_reads_a_csv_forecasts_and_draws_candles_fans_and_statistics(page, 
     assert ["candlestick", "history"] in chart["traces"]
     assert ["scatter", "median"] in chart["traces"]
     assert {"95% band", "80% band", "50% band"} <= {name for _, name in chart["traces"]}
-    assert chart["candles"] >= 100  # the history's candles (two paths per candle: body and wick)
+    assert chart["candles"] == 60  # the last max(4 x steps, 60) bars of the history, one path each
     assert chart["fills"] >= 3
     assert chart["stats"] == ["predicted volatility", "historical (√h × per bar)", "P(close above last)"]
     assert page.inner_text("#c-pup").endswith("%")
@@ -114,5 +114,6 @@ def test_replay_overlays_what_happened_after_an_earlier_bar(page):
     )
     chart = drawn(page)
     assert ["candlestick", "actual"] in chart["traces"]
+    assert chart["candles"] == 60 + 12  # the history's, then the 12 bars that followed the origin
     assert page.inner_text("#c-replay").endswith("of 12 steps")
     page.screenshot(path=str(ARTIFACTS / "serve_page_replay.png"), full_page=True)

@@ -1,7 +1,8 @@
 """From request bodies and uploaded files to validated series, and from sampled paths to answers.
 
-Bars are read and checked by kronos.data (`map_columns`, `check_time_order`, `series_from_frame`),
-future timestamps come from `kronos.frames.future_timestamps` and every statistic from
+Bars are read and checked by kronos.data (`parse_timestamps`, `check_time_order` and
+`prepare_ohlcv`; files through `map_columns` and `series_from_frame`, as `kronos forecast` reads
+them), future timestamps come from `kronos.frames.future_timestamps` and every statistic from
 `kronos.forecast`, so the service refuses and computes exactly what the library does. Any
 refusal is an `InputError` naming the field (and, where known, the row).
 """
@@ -22,6 +23,7 @@ from ..data import (
     check_time_order,
     map_columns,
     parse_timestamps,
+    prepare_ohlcv,
     series_from_frame,
 )
 from ..forecast import (
@@ -100,16 +102,16 @@ def series_from_bars(bars: list[Bar], label: str, limits: Limits) -> OHLCVSeries
     check_bar_count(len(bars), label, limits, label)
     columns: dict[str, list] = {}
     for field in FEATURE_COLUMNS:
-        values = [getattr(bar, field) for bar in bars]
-        if any(value is not None for value in values):
-            columns[field] = values  # a null among numbers becomes NaN, which prepare_ohlcv names
+        column = [getattr(bar, field) for bar in bars]
+        if any(value is not None for value in column):
+            columns[field] = column  # a null among numbers becomes NaN, which prepare_ohlcv names
     try:
         stamps = parse_timestamps(pd.Series([bar.timestamp for bar in bars]), f"{label} column 'timestamp'")
         check_time_order(stamps, label)
-        series = series_from_frame(pd.DataFrame({"timestamps": stamps, **columns}), label, dtype=np.float64)
+        values = prepare_ohlcv(pd.DataFrame(columns), label, dtype=np.float64)
     except LIBRARY_ERRORS as err:
         raise InputError(str(err), label) from err
-    return check_magnitude(series, label)
+    return check_magnitude(OHLCVSeries(label, stamps, values, columns=tuple(columns)), label)
 
 
 def series_from_csv(
