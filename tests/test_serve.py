@@ -407,7 +407,13 @@ def bad_payloads(draw) -> dict:
                                        "top_k", "freq", "repair_ohlc"]))] = draw(bar_values())  # fmt: skip
         elif kind == "swap" and len(bars) > 2:
             i = draw(st.integers(0, len(bars) - 2))
-            bars[i]["timestamp"], bars[i + 1]["timestamp"] = bars[i + 1]["timestamp"], bars[i]["timestamp"]
+            if (
+                "timestamp" in bars[i] and "timestamp" in bars[i + 1]
+            ):  # an earlier change may have dropped one
+                bars[i]["timestamp"], bars[i + 1]["timestamp"] = (
+                    bars[i + 1]["timestamp"],
+                    bars[i]["timestamp"],
+                )
         elif kind == "stamp" and bars:
             draw(st.sampled_from(bars))["timestamp"] = draw(
                 st.one_of(st.text(max_size=30), st.integers(), st.none())

@@ -122,8 +122,9 @@ class Forecaster:
         return [(paths[a:b], len(series)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def batch_key(prepared: list[PreparedSeries], options: ForecastOptions) -> Hashable:
-    """What jobs must share to be generated in one call: steps and sampling settings.
+def batch_key(prepared: list[PreparedSeries], options: ForecastOptions) -> Hashable | None:
+    """What jobs must share to be generated in one call: steps and sampling settings; None for a
+    job that must run alone.
 
     A call of at most FEW_ROWS sampled rows (series x paths of one history length) multiplies
     differently from a larger one (kronos.cache), which changes float32 roundings and, rarely, a
@@ -132,7 +133,7 @@ def batch_key(prepared: list[PreparedSeries], options: ForecastOptions) -> Hasha
     """
     rows = Counter(len(one.history) for one in prepared)
     if min(rows.values()) * options.paths <= FEW_ROWS:
-        return object()  # equal to no other key
+        return None
     return (options.steps, options.paths, options.temperature, options.top_k, options.top_p, options.seed)
 
 
@@ -144,7 +145,6 @@ class Service:
         self.metrics = Metrics()
         self.batcher = MicroBatcher(
             Forecaster(predictor),
-            config.max_batch,
             config.batch_wait_ms / 1000,
             config.max_queue,
             self.metrics.observe_call,
@@ -163,8 +163,12 @@ class Service:
 
         Waits for the batcher, or for the client to disconnect: then the job is withdrawn.
         """
+        key = batch_key(prepared, options)
+        capacity = len(prepared) if key is None else self.config.max_batch  # alone: no wait for others
         try:
-            future = self.batcher.submit(batch_key(prepared, options), len(prepared), (prepared, options))
+            future = self.batcher.submit(
+                object() if key is None else key, len(prepared), capacity, (prepared, options)
+            )
         except Overloaded as err:
             raise HTTPException(
                 503, f"the server is busy: {err}; retry shortly", {"Retry-After": "1"}

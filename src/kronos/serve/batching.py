@@ -1,12 +1,14 @@
 """Micro-batching: requests that arrive within a few milliseconds share one generation call.
 
-Generating 16 series in one call costs far less than 16 calls, because each step is one pass of
-the model over every sampled row. A request becomes a job with a key (what must match to share
-a call: steps, paths, sampling settings, seed) and a size (its series). The batcher waits up to
-`wait_s` after the oldest waiting job for others with its key, up to `max_batch` series, then
-runs them in its single worker thread (torch releases the GIL, so the event loop keeps serving)
-and resolves each job's future. A job whose client went away is skipped if it has not started,
-and its result dropped if it has; a failing call is retried job by job, so one bad job fails alone.
+Generating many series in one call costs less than one call each, because each step is one pass
+of the model over every sampled row. A request becomes a job with a key (what must match to
+share a call), a size (its series) and a capacity (the most series a call it leads may hold: a
+job that may share with none has its own size, and runs at once instead of waiting in vain).
+The batcher waits up to `wait_s` after the oldest waiting job for others with its key, until
+their sizes reach its capacity, then runs them in its single worker thread (torch
+releases the GIL, so the event loop keeps serving) and resolves each job's future. A job whose
+client went away is skipped if it has not started, and its result dropped if it has; a failing
+call is retried job by job, so one bad job fails alone.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class Overloaded(Exception):
 @dataclass(eq=False)
 class Job:
     key: Hashable
-    size: int
+    size: int  # series
+    capacity: int  # the most series a call led by this job holds
     payload: Any
     future: asyncio.Future
     arrived: float = field(default_factory=time.monotonic)
@@ -36,20 +39,18 @@ class Job:
 class MicroBatcher:
     """Gathers jobs with equal keys into calls of `run(payloads) -> results`, one call at a time.
 
-    `max_batch=1` turns batching off: every job runs alone, in arrival order. `on_call(series,
-    jobs, seconds)` is told about every call, for metrics.
+    `max_queue` bounds the series waiting; `on_call(series, jobs, seconds)` is told about every
+    call, for metrics.
     """
 
     def __init__(
         self,
         run: Callable[[list[Any]], list[Any]],
-        max_batch: int,
         wait_s: float,
         max_queue: int,
         on_call: Callable[[int, int, float], None] | None = None,
     ):
-        self.run, self.max_batch, self.wait_s, self.max_queue = run, max_batch, wait_s, max_queue
-        self.on_call = on_call
+        self.run, self.wait_s, self.max_queue, self.on_call = run, wait_s, max_queue, on_call
         self.pending: deque[Job] = deque()
         self.arrived = asyncio.Event()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kronos-generate")
@@ -72,11 +73,11 @@ class MicroBatcher:
         self.pending.clear()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    def submit(self, key: Hashable, size: int, payload: Any) -> asyncio.Future:
+    def submit(self, key: Hashable, size: int, capacity: int, payload: Any) -> asyncio.Future:
         """Queue a job; its future gives the result. Cancel the future to withdraw the job."""
         if self.queued + size > self.max_queue:
             raise Overloaded(f"{self.queued} series are waiting, the queue holds {self.max_queue}")
-        job = Job(key, size, payload, asyncio.get_running_loop().create_future())
+        job = Job(key, size, capacity, payload, asyncio.get_running_loop().create_future())
         self.pending.append(job)
         self.arrived.set()
         return job.future
@@ -94,7 +95,7 @@ class MicroBatcher:
             self.arrived.clear()
             await self.arrived.wait()
         first = self.pending[0]
-        while sum(job.size for job in self.pending if job.key == first.key) < self.max_batch:
+        while sum(job.size for job in self.pending if job.key == first.key) < first.capacity:
             remaining = first.arrived + self.wait_s - time.monotonic()
             if remaining <= 0 or first.future.done():
                 return
@@ -105,16 +106,17 @@ class MicroBatcher:
                 return
 
     def _take(self) -> list[Job]:
-        """The oldest live job and the next ones with its key, within `max_batch` series."""
+        """The oldest live job and the next ones with its key, within its capacity."""
         live = [job for job in self.pending if not job.future.done()]
         if not live:
             self.pending.clear()
             return []
+        lead = live[0]
         batch: list[Job] = []
         rest: list[Job] = []
         size = 0
         for job in live:
-            if job.key == live[0].key and (not batch or size + job.size <= self.max_batch):
+            if job.key == lead.key and (not batch or size + job.size <= lead.capacity):
                 batch.append(job)
                 size += job.size
             else:
