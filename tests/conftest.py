@@ -96,3 +96,14 @@ def kronos_command():
         return status, out.getvalue(), err.getvalue().splitlines()
 
     return run
+
+
+@pytest.fixture(scope="session")
+def kronos_server(tmp_path_factory):
+    """`kronos serve` in a process of its own on 127.0.0.1 and a free port, with the shipped model,
+    an API key and the small caps of tests/kronos_server.py."""
+    from kronos_server import API_KEY, TEST_ARGS, start_server
+
+    server = start_server(tmp_path_factory.mktemp("serve"), TEST_ARGS, API_KEY)
+    yield server
+    server.stop()

@@ -1,4 +1,4 @@
-"""The `kronos` command: `kronos train`, `kronos forecast` and `kronos evaluate`.
+"""The `kronos` command: `kronos train`, `kronos forecast`, `kronos evaluate` and `kronos serve`.
 
 Each subcommand registers itself with `add_*_parser(subparsers)` and sets `handler`; a new one is
 added by writing such a function and listing it in SUBCOMMANDS.
@@ -406,7 +406,20 @@ def add_evaluate_parser(subparsers) -> None:
     parser.set_defaults(handler=run_evaluate)
 
 
-SUBCOMMANDS: list[Callable] = [add_train_parser, add_forecast_parser, add_evaluate_parser]
+def add_serve_parser(subparsers) -> None:
+    from .serve.command import add_serve_arguments, run_serve
+
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the forecasting service and its web page",
+        description="Serve forecasts over HTTP (JSON, CSV uploads, many series at once, micro-batched) "
+        "with a web page at / to chart them. Needs the serve extra: pip install 'kronos[serve]'.",
+    )
+    add_serve_arguments(parser)
+    parser.set_defaults(handler=run_serve)
+
+
+SUBCOMMANDS: list[Callable] = [add_train_parser, add_forecast_parser, add_evaluate_parser, add_serve_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,676 @@
+"""The forecasting service: a FastAPI app around one KronosPredictor.
+
+Routes: the page at `/`, `/healthz`, `/readyz`, `/metrics`, `/docs`, and under `/v1` (behind the
+API key when one is set) the model, forecasts of JSON bars, of many series, of an uploaded CSV,
+and the reading of a CSV into bars. Generation runs in one worker thread behind a
+`MicroBatcher`; reading, validating and summarising run in the request's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Hashable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from .. import __version__
+from ..cache import FEW_ROWS
+from ..data import FEATURE_COLUMNS, series_name
+from ..predictor import KronosPredictor
+from ..pretrained import DEFAULT_MODEL
+from .batching import MicroBatcher, Overloaded
+from .inputs import (
+    LIBRARY_ERRORS,
+    InputError,
+    PreparedSeries,
+    bars_as_json,
+    check_options,
+    prepare,
+    series_from_bars,
+    series_from_csv,
+    summarize,
+)
+from .metrics import Metrics
+from .schemas import (
+    BarsResponse,
+    BatchRequest,
+    BatchResponse,
+    ErrorResponse,
+    ForecastOptions,
+    ForecastRequest,
+    ForecastResponse,
+    Limits,
+)
+
+STATIC = Path(__file__).resolve().parent / "static"
+EXAMPLES = {path.stem: path for path in sorted((STATIC / "examples").glob("*.csv"))}
+API_KEY_HEADERS = "send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
+ERROR_TYPES = {
+    400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+    413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_input", 499: "client_closed",
+    500: "internal_error", 503: "unavailable",
+}  # fmt: skip
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 401, 413, 415, 422, 503)
+}
+log = logging.getLogger("kronos.serve")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How the service runs: the model's name (for answers), the API key, the caps, and batching."""
+
+    model_name: str = DEFAULT_MODEL
+    api_key: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    max_batch: int = 32  # series per generation call; 1 turns micro-batching off
+    batch_wait_ms: float = 5.0
+    max_queue: int = 1024  # series waiting before requests are turned away (503)
+
+
+class ClientGone(Exception):
+    """The client disconnected before its forecast was ready."""
+
+
+class Forecaster:
+    """Runs the jobs of one micro-batch through one `predict_paths_batch` call (worker thread).
+
+    The call is not cut into smaller ones: a job of a batch request alone is as large as that
+    request, so it gets the numbers that `predict_paths_batch` gives its series in one call.
+    """
+
+    def __init__(self, predictor: KronosPredictor):
+        self.predictor = predictor
+
+    def __call__(
+        self, jobs: list[tuple[list[PreparedSeries], ForecastOptions]]
+    ) -> list[tuple[np.ndarray, int]]:
+        series = [one for prepared, _ in jobs for one in prepared]
+        options = jobs[0][1]  # a batch shares its key, so its sampling settings
+        paths = self.predictor.predict_paths_batch(
+            [one.history[FEATURE_COLUMNS] for one in series],
+            [one.history["timestamps"] for one in series],
+            [one.future.timestamps for one in series],
+            options.steps,
+            sample_count=options.paths,
+            T=options.temperature,
+            top_k=options.top_k,
+            top_p=options.top_p,
+            seed=options.seed,
+            series_ids=[one.key for one in series],
+        )
+        bounds = np.cumsum([0] + [len(prepared) for prepared, _ in jobs])
+        return [(paths[a:b], len(series)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def batch_key(prepared: list[PreparedSeries], options: ForecastOptions) -> Hashable | None:
+    """What jobs must share to be generated in one call: steps and sampling settings; None for a
+    job that must run alone.
+
+    A call of at most FEW_ROWS sampled rows (series x paths of one history length) multiplies
+    differently from a larger one (kronos.cache), which changes float32 roundings and, rarely, a
+    sampled token. So a job with a history length sampled in so few rows runs alone, and every
+    job gets exactly the numbers it would get by itself.
+    """
+    rows = Counter(len(one.history) for one in prepared)
+    if min(rows.values()) * options.paths <= FEW_ROWS:
+        return None
+    return (options.steps, options.paths, options.temperature, options.top_k, options.top_p, options.seed)
+
+
+class Service:
+    """The state behind the routes: predictor, batcher, metrics, readiness."""
+
+    def __init__(self, predictor: KronosPredictor, config: ServeConfig):
+        self.predictor, self.config, self.limits = predictor, config, config.limits
+        self.metrics = Metrics()
+        self.batcher = MicroBatcher(
+            Forecaster(predictor),
+            config.batch_wait_ms / 1000,
+            config.max_queue,
+            self.metrics.observe_call,
+        )
+        self.ready = False
+        self.not_ready_reason = "warming up: the model has not answered its first forecast yet"
+
+    @property
+    def lookback(self) -> int:
+        return self.predictor.lookback
+
+    async def generate(
+        self, request: Request | None, prepared: list[PreparedSeries], options: ForecastOptions
+    ) -> tuple[np.ndarray, int]:
+        """Paths [series, paths, steps, 6] for `prepared`, and the series in the call that made them.
+
+        Waits for the batcher, or for the client to disconnect: then the job is withdrawn.
+        """
+        key = batch_key(prepared, options)
+        capacity = len(prepared) if key is None else self.config.max_batch  # alone: no wait for others
+        try:
+            future = self.batcher.submit(
+                object() if key is None else key, len(prepared), capacity, (prepared, options)
+            )
+        except Overloaded as err:
+            raise HTTPException(
+                503, f"the server is busy: {err}; retry shortly", {"Retry-After": "1"}
+            ) from err
+        watcher = asyncio.ensure_future(_disconnected(request)) if request is not None else None
+        try:
+            await asyncio.wait([future] + ([watcher] if watcher else []), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        if not future.done():
+            future.cancel()
+            self.metrics.cancelled.inc()
+            raise ClientGone
+        try:
+            return future.result()
+        except LIBRARY_ERRORS as err:  # input the checks before generation let through
+            raise InputError(str(err)) from err
+
+    async def warm_up(self) -> None:
+        """One small forecast of a bundled example; the service is ready once it has answered."""
+        try:
+            options = ForecastOptions.model_validate({"steps": 2, "paths": 2})
+            series = series_from_csv(EXAMPLES["sp500_daily"].read_bytes(), "sp500_daily", Limits())
+            await self.generate(None, [prepare(series, options, self.lookback, 0, "warm-up")], options)
+        except Exception as err:  # the readiness probe reports it
+            log.exception("warm-up forecast failed")
+            self.not_ready_reason = f"the warm-up forecast failed: {type(err).__name__}: {err}"
+            return
+        self.ready = True
+        self.metrics.ready.set(1)
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has gone away (the body was read already, so only that can arrive)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+# --- errors ------------------------------------------------------------------------------------------
+
+
+def error_response(
+    status: int,
+    message: str,
+    field: str | None = None,
+    row: int | None = None,
+    details: list[dict] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = {
+        "status": status,
+        "type": ERROR_TYPES.get(status, "error"),
+        "message": message,
+        "field": field,
+        "row": row,
+        "details": details or [],
+    }
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _field_and_row(loc: tuple) -> tuple[str | None, int | None]:
+    """('body', 'series', 2, 'bars', 5, 'close') -> ('series[2].bars[5].close', 5)."""
+    parts = list(loc[1:]) if loc and loc[0] in ("body", "query") else list(loc)
+    if not parts:
+        return (loc[0] if loc else None), None
+    name, row = "", None
+    for prev, part in zip([None, *parts], parts):
+        if isinstance(part, int):
+            name += f"[{part}]"
+            row = part if prev == "bars" else row
+        else:
+            name += f".{part}" if name else str(part)
+    return name or None, row
+
+
+def validation_error_response(errors: Sequence[Any]) -> JSONResponse:
+    if errors and errors[0].get("type") == "json_invalid":
+        ctx = errors[0].get("ctx", {})
+        return error_response(
+            400, f"the body is not valid JSON: {ctx.get('error', errors[0]['msg'])}", "body"
+        )
+    details: list[dict[str, Any]] = []
+    for error in errors:
+        name, row = _field_and_row(tuple(error.get("loc", ())))
+        details.append(
+            {"field": name, "row": row, "message": f"{name}: {error['msg']}" if name else error["msg"]}
+        )
+    if not details:
+        return error_response(422, "invalid request")
+    extra = len(details) - 1
+    more = f" (and {extra} more problem{'s' if extra > 1 else ''}, in details)" if extra else ""
+    first = details[0]
+    return error_response(422, first["message"] + more, first["field"], first["row"], details)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, (RequestValidationError, ValidationError))
+        return validation_error_response(exc.errors())
+
+    async def on_input(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, InputError)
+        return error_response(exc.status, exc.message, exc.field, exc.row)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers) if exc.headers else None
+        message = str(exc.detail)
+        if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):
+            message = (
+                f"{message.lower()}: {request.method} {request.url.path} (the routes are listed at /docs)"
+            )
+        return error_response(exc.status_code, message, headers=headers)
+
+    async def on_gone(request: Request, exc: Exception) -> Response:
+        return Response(status_code=499)  # nobody is listening; the status is for the metrics
+
+    async def on_anything(request: Request, exc: Exception) -> Response:
+        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal error: the server failed on this request; it has been logged")
+
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(ValidationError, on_validation)
+    app.add_exception_handler(InputError, on_input)
+    app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(ClientGone, on_gone)
+    app.add_exception_handler(Exception, on_anything)
+
+
+# --- the gate: request ids, metrics, API key, body size ----------------------------------------------
+
+
+class PayloadTooLarge(HTTPException):
+    def __init__(self, cap: int):
+        super().__init__(
+            413, f"the request body is over this server's cap of {cap} bytes (kronos serve --max-body-mb)"
+        )
+
+
+class Gate:
+    """ASGI middleware in front of everything: answers /v1 without the API key with 401 before
+    reading the body, refuses bodies over the cap with 413 (by Content-Length, or while
+    streaming), echoes or sets X-Request-ID, and records each request in the metrics."""
+
+    def __init__(self, app, service: Service):
+        self.app, self.service = app, service
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = headers.get("x-request-id", "")[:128] or uuid.uuid4().hex
+        status = 500
+
+        async def send_with_id(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope["path"], headers)
+            if refusal is not None:
+                await refusal(scope, receive, send_with_id)
+            else:
+                await self.app(scope, self._limited(receive), send_with_id)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", None) or (
+                "/static" if scope["path"].startswith("/static/") else "unmatched"
+            )
+            self.service.metrics.observe_request(name, scope["method"], status, time.perf_counter() - started)
+
+    def _refusal(self, path: str, headers: dict[str, str]) -> Response | None:
+        key = self.service.config.api_key
+        if key is not None and (path == "/v1" or path.startswith("/v1/")):
+            supplied = headers.get("x-api-key") or _bearer(headers.get("authorization", ""))
+            if not supplied or not hmac.compare_digest(supplied.encode(), key.encode()):
+                message = f"this server needs an API key: {API_KEY_HEADERS}"
+                return error_response(401, message, headers={"WWW-Authenticate": "Bearer"})
+        cap = self.service.limits.max_body_bytes
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > cap:
+            return error_response(413, str(PayloadTooLarge(cap).detail), headers={"Connection": "close"})
+        return None
+
+    def _limited(self, receive):
+        cap, received = self.service.limits.max_body_bytes, 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > cap:
+                    raise PayloadTooLarge(cap)
+            return message
+
+        return limited_receive
+
+
+def _bearer(value: str) -> str | None:
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+# --- routes --------------------------------------------------------------------------------------------
+
+
+def build_v1(service: Service) -> APIRouter:
+    v1 = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+    limits = service.limits
+
+    def need_ready() -> None:
+        if not service.ready:
+            raise HTTPException(503, f"not ready: {service.not_ready_reason}", {"Retry-After": "1"})
+
+    @v1.get("/models", summary="The model served: name, context, lookback, metadata, and this server's caps")
+    async def models() -> dict:
+        predictor = service.predictor
+        metadata = predictor.metadata
+        return {
+            "models": [
+                {
+                    "name": service.config.model_name,
+                    "max_context": predictor.max_context,
+                    "lookback": predictor.lookback,
+                    "history": metadata.history,
+                    "frequencies": list(metadata.frequencies),
+                    "metadata": metadata.to_dict(),
+                    "parameters": sum(p.numel() for p in predictor.model.parameters()),
+                    "device": str(predictor.device),
+                }
+            ],
+            "limits": limits.as_dict(),
+            "batching": {"max_batch": service.config.max_batch, "wait_ms": service.config.batch_wait_ms},
+            "examples": sorted(EXAMPLES),
+        }
+
+    async def one_forecast(
+        request: Request, options: ForecastOptions, prepare_series, key: object = 0
+    ) -> JSONResponse:
+        need_ready()
+
+        def read() -> tuple[tuple[float, ...], PreparedSeries]:
+            levels = check_options(options, limits)
+            return levels, prepare(prepare_series(), options, service.lookback, key, "bars")
+
+        levels, prepared = await run_in_threadpool(read)
+        paths, batch_series = await service.generate(request, [prepared], options)
+        answer = await run_in_threadpool(summarize, prepared, paths[0], levels, options)
+        return JSONResponse({**_header(service, options), **answer, "batch_series": batch_series})
+
+    @v1.post(
+        "/forecast",
+        response_model=ForecastResponse,
+        summary="Forecast one series of JSON bars: quantiles, median, P(up), expected volatility",
+        description="With a seed, the numbers equal KronosPredictor.predict_quantiles(last lookback bars, "
+        "..., seed=seed) for series id 0. Requests arriving together share one generation call.",
+    )
+    async def forecast(body: ForecastRequest, request: Request) -> JSONResponse:
+        return await one_forecast(request, body, lambda: series_from_bars(body.bars, "bars", limits))
+
+    @v1.post(
+        "/forecast/batch",
+        response_model=BatchResponse,
+        summary="Forecast many series in one request, with shared options",
+        description="Series i draws from (seed, its id), its position when it has no id. Its numbers are "
+        "those predict_paths_batch gives the request's series with series_ids=ids; with more than 16 "
+        "paths they equal predict_quantiles(..., seed=seed, series_id=id) series by series.",
+    )
+    async def forecast_batch(body: BatchRequest, request: Request) -> JSONResponse:
+        need_ready()
+        if len(body.series) > limits.max_series:
+            raise InputError(
+                f"series has {len(body.series)} entries, over this server's cap of {limits.max_series} "
+                "(kronos serve --max-series)",
+                "series",
+            )
+
+        def read() -> tuple[tuple[float, ...], list[PreparedSeries]]:
+            levels = check_options(body, limits)
+            ids = [i if item.id is None else item.id for i, item in enumerate(body.series)]
+            if len(set(ids)) != len(ids):
+                repeated = next(i for i in ids if ids.count(i) > 1)
+                raise InputError(
+                    f"series ids must be distinct: {repeated!r} appears more than once", "series"
+                )
+            prepared = []
+            for i, (item, key) in enumerate(zip(body.series, ids)):
+                label = f"series[{i}].bars"
+                prepared.append(
+                    prepare(series_from_bars(item.bars, label, limits), body, service.lookback, key, label)
+                )
+            return levels, prepared
+
+        levels, prepared = await run_in_threadpool(read)
+        paths, _ = await service.generate(request, prepared, body)
+
+        def answers() -> list[dict]:
+            return [{"id": one.key, **summarize(one, p, levels, body)} for one, p in zip(prepared, paths)]
+
+        return JSONResponse({**_header(service, body), "forecasts": await run_in_threadpool(answers)})
+
+    @v1.post(
+        "/forecast/csv",
+        response_model=ForecastResponse,
+        summary="Forecast an uploaded CSV file (multipart form: file, and any forecast option as a field)",
+        openapi_extra=_multipart_body(with_options=True),
+    )
+    async def forecast_csv(request: Request) -> JSONResponse:
+        content, name, timestamp_column, fields = await _read_upload(request)
+        options = _form_options(fields)
+        # keyed by the file's series name, as `kronos forecast FILE` keys it: the same seed, the same numbers
+        return await one_forecast(
+            request,
+            options,
+            lambda: series_from_csv(content, name, limits, timestamp_column),
+            series_name(Path(name)),
+        )
+
+    @v1.post(
+        "/parse",
+        response_model=BarsResponse,
+        summary="Read and check an uploaded CSV file; answers its bars as /v1/forecast takes them",
+        openapi_extra=_multipart_body(with_options=False),
+    )
+    async def parse(request: Request) -> JSONResponse:
+        content, name, timestamp_column, fields = await _read_upload(request)
+        if fields:
+            raise InputError(
+                f"unknown form field(s) {sorted(fields)}; only file and timestamp_column", sorted(fields)[0]
+            )
+        series = await run_in_threadpool(series_from_csv, content, name, limits, timestamp_column)
+        return JSONResponse({"name": name, "columns": list(series.columns), "bars": bars_as_json(series)})
+
+    return v1
+
+
+def _header(service: Service, options: ForecastOptions) -> dict:
+    return {
+        "model": service.config.model_name,
+        "steps": options.steps,
+        "paths_sampled": options.paths,
+        "seed": options.seed,
+    }
+
+
+async def _read_upload(request: Request) -> tuple[bytes, str, str | None, dict[str, str]]:
+    """The uploaded file's bytes and name, its timestamp column if named, and the other form fields."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InputError(
+            "send the file as multipart/form-data in a field named 'file' (curl -F file=@prices.csv)",
+            "file",
+            status=415,
+        )
+    form = await request.form(max_files=1, max_fields=64)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise InputError("the form needs a CSV file in the field 'file' (curl -F file=@prices.csv)", "file")
+    fields: dict[str, str] = {}
+    for key, value in form.multi_items():
+        if key == "file":
+            continue
+        if not isinstance(value, str) or key in fields:
+            raise InputError(f"form field {key!r} must be given once, as text", key)
+        fields[key] = value
+    name = Path(upload.filename or "file").name[:100] or "file"
+    return await upload.read(), name, fields.pop("timestamp_column", None), fields
+
+
+def _form_options(fields: dict[str, str]) -> ForecastOptions:
+    """Form fields as forecast options: each value read as JSON where it is JSON ('12', 'true',
+    'null'), else as text ('5min', '0.1,0.5,0.9')."""
+    values: dict[str, Any] = {}
+    for key, text in fields.items():
+        try:
+            values[key] = json.loads(text)
+        except ValueError:
+            values[key] = text
+    return ForecastOptions.model_validate(values)
+
+
+def _multipart_body(with_options: bool) -> dict:
+    properties: dict[str, Any] = {
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": "CSV: timestamps, open, high, low, close[, volume, amount]",
+        },
+        "timestamp_column": {
+            "type": "string",
+            "description": "the timestamp column (default: timestamps/date/datetime/time)",
+        },
+    }
+    if with_options:
+        properties.update(ForecastOptions.model_json_schema()["properties"])
+    schema = {"type": "object", "properties": properties, "required": ["file"]}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+def create_app(predictor: KronosPredictor, config: ServeConfig | None = None) -> FastAPI:
+    """The service for a loaded predictor."""
+    config = config or ServeConfig()
+    service = Service(predictor, config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.batcher.start()
+        service.metrics.queued.set_function(lambda: service.batcher.queued)
+        warm_up = asyncio.create_task(service.warm_up())
+        yield
+        warm_up.cancel()
+        await service.batcher.stop()
+
+    app = FastAPI(
+        title="kronos",
+        version=__version__,
+        summary="Probabilistic forecasts of OHLCV bars with Kronos",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    add_error_handlers(app)
+    app.include_router(build_v1(service))
+
+    @app.get("/healthz", summary="The process answers")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        summary="The model is loaded and has answered a first forecast",
+        responses={503: {"model": ErrorResponse}},
+    )
+    async def readyz() -> Response:
+        if not service.ready:
+            return error_response(503, f"not ready: {service.not_ready_reason}")
+        return JSONResponse({"status": "ready", "model": config.model_name})
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/static/plotly.min.js", include_in_schema=False)
+    async def plotly_js() -> Response:
+        path = _package_file("plotly", "package_data/plotly.min.js")
+        if path is None:
+            raise HTTPException(
+                404, "plotly.min.js comes from the plotly package: pip install 'kronos[serve]'"
+            )
+        return FileResponse(
+            path, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"}
+        )
+
+    swagger = _package_file("swagger_ui_bundle", "")
+    if swagger is not None:
+        app.mount("/static/swagger", StaticFiles(directory=_swagger_dir(swagger)), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        if swagger is None:
+            return HTMLResponse('<p>The API is described in <a href="/openapi.json">/openapi.json</a>; '
+                                "pip install 'kronos[serve]' for the interactive page.</p>")  # fmt: skip
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="kronos API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(Gate, service=service)
+    return app
+
+
+def _package_file(package: str, relative: str) -> Path | None:
+    """A file inside an installed package, or None when the package is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations)), relative)
+    return path if path.exists() else None
+
+
+def _swagger_dir(package_dir: Path) -> Path:
+    return next((package_dir / "vendor").glob("swagger-ui-*"))

@@ -1,0 +1,127 @@
+"""`kronos serve`: its arguments and how it starts. Imports nothing heavy until it runs, so that
+`kronos --help` works without the serve extra."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+
+from ..pretrained import DEFAULT_MODEL
+
+API_KEY_ENV = "KRONOS_API_KEY"
+SERVE_PACKAGES = ("fastapi", "uvicorn", "multipart", "prometheus_client")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL,
+        help=f"model: '{DEFAULT_MODEL}' (shipped, offline), a directory, or a hub id",
+    )  # fmt: skip
+    parser.add_argument("--tokenizer", help="tokenizer directory or hub id (default: the model's own)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)"
+    )
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get(API_KEY_ENV),
+        help=f"require this key on every /v1 route (default: ${API_KEY_ENV}); clients send "
+        "'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+    )
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads (default: 1 for models under 5M parameters, else torch's default)",
+    )
+    batching = parser.add_argument_group("micro-batching")
+    batching.add_argument(
+        "--max-batch",
+        type=int,
+        default=32,
+        help="series per generation call (default 32; 1 turns batching off)",
+    )
+    batching.add_argument(
+        "--batch-wait-ms", type=float, default=5.0,
+        help="how long the first request of a batch waits for others (default 5 ms)",
+    )  # fmt: skip
+    batching.add_argument(
+        "--max-queue", type=int, default=1024, help="series waiting before requests get 503 (default 1024)"
+    )
+    caps = parser.add_argument_group("caps on one request (a request over one gets a 4xx naming it)")
+    caps.add_argument("--max-bars", type=int, default=10_000, help="bars per series (default 10000)")
+    caps.add_argument("--max-steps", type=int, default=256, help="forecast steps (default 256)")
+    caps.add_argument("--max-paths", type=int, default=256, help="sampled paths per series (default 256)")
+    caps.add_argument("--max-series", type=int, default=64, help="series per batch request (default 64)")
+    caps.add_argument("--max-body-mb", type=float, default=16.0, help="request body in MiB (default 16)")
+    parser.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+        help="server log level (default info: one access line per request)",
+    )  # fmt: skip
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from ..cli import CommandError
+
+    for flag in ("max_batch", "max_queue", "max_bars", "max_steps", "max_paths", "max_series", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise CommandError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    if not 0 < args.port < 65536:
+        raise CommandError(f"--port must be between 1 and 65535, got {args.port}")
+    if not args.batch_wait_ms >= 0 or not args.max_body_mb > 0:
+        raise CommandError("--batch-wait-ms must be >= 0 and --max-body-mb > 0")
+    if args.api_key is not None and not args.api_key.strip():
+        raise CommandError(f"the API key (--api-key or ${API_KEY_ENV}) is empty")
+    missing = [name for name in SERVE_PACKAGES if _absent(name)]
+    if missing:
+        raise ImportError(f"kronos serve needs {', '.join(missing)}: pip install 'kronos[serve]'")
+
+    import uvicorn
+
+    from ..predictor import KronosPredictor
+    from .app import ServeConfig, create_app
+    from .schemas import Limits
+
+    predictor = KronosPredictor.from_pretrained(
+        args.model, args.tokenizer, device=args.device, num_threads=args.threads
+    )
+    limits = Limits(
+        max_bars=args.max_bars,
+        max_steps=args.max_steps,
+        max_paths=args.max_paths,
+        max_series=args.max_series,
+        max_body_bytes=int(args.max_body_mb * 2**20),
+    )
+    config = ServeConfig(args.model, args.api_key, limits, args.max_batch, args.batch_wait_ms, args.max_queue)
+    if args.api_key is None and not _loopback(args.host):
+        print(
+            f"kronos serve: warning: listening on {args.host} without an API key: anyone who can reach "
+            f"this port can use the model (set --api-key or ${API_KEY_ENV})",
+            file=sys.stderr,
+        )
+    batching = f"batches of up to {args.max_batch} series" if args.max_batch > 1 else "micro-batching off"
+    print(
+        f"kronos serve: {args.model} (context {predictor.max_context}, lookback {predictor.lookback}) on "
+        f"http://{args.host}:{args.port}/, {batching}, API key {'required' if args.api_key else 'off'}",
+        file=sys.stderr,
+    )
+    uvicorn.run(create_app(predictor, config), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _absent(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

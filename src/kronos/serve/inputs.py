@@ -1,0 +1,193 @@
+"""From request bodies and uploaded files to validated series, and from sampled paths to answers.
+
+Bars are read and checked by kronos.data (`parse_timestamps`, `check_time_order` and
+`prepare_ohlcv`; files through `map_columns` and `series_from_frame`, as `kronos forecast` reads
+them), future timestamps come from `kronos.frames.future_timestamps` and every statistic from
+`kronos.forecast`, so the service refuses and computes exactly what the library does. Any
+refusal is an `InputError` naming the field (and, where known, the row).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..data import (
+    CLOSE,
+    FEATURE_COLUMNS,
+    OHLCVSeries,
+    check_time_order,
+    map_columns,
+    parse_timestamps,
+    prepare_ohlcv,
+    series_from_frame,
+)
+from ..forecast import (
+    check_quantile_levels,
+    ohlc_violation_rate,
+    path_statistics,
+    quantile_column,
+    realized_volatility,
+)
+from ..frames import MIN_HISTORY, FutureIndex, future_timestamps
+from .schemas import Bar, ForecastOptions, Limits
+
+LIBRARY_ERRORS = (ValueError, TypeError, OverflowError)
+# The model computes in float32 and normalising squares deviations: larger values overflow to inf.
+MAX_ABS_VALUE = 1e18
+
+
+class InputError(ValueError):
+    """A request the service refuses: status 4xx, the message, the field and row at fault."""
+
+    def __init__(self, message: str, field: str | None = None, row: int | None = None, status: int = 422):
+        super().__init__(message)
+        self.message, self.field, self.row, self.status = message, field, row, status
+
+
+@dataclass
+class PreparedSeries:
+    """One series ready to forecast: the history the model is given, its future timestamps and the
+    key its random draws come from."""
+
+    key: object
+    history: pd.DataFrame  # the last `lookback` bars: timestamps and FEATURE_COLUMNS
+    future: FutureIndex
+    last_close: float
+
+
+def check_options(options: ForecastOptions, limits: Limits) -> tuple[float, ...]:
+    """The caps on steps and paths, and the quantile levels as the library reads them."""
+    for field, value, cap, flag in (
+        ("steps", options.steps, limits.max_steps, "--max-steps"),
+        ("paths", options.paths, limits.max_paths, "--max-paths"),
+    ):
+        if value > cap:
+            raise InputError(
+                f"{field} is {value}, over this server's cap of {cap} (kronos serve {flag})", field
+            )
+    try:
+        return check_quantile_levels(options.quantile_levels)
+    except ValueError as err:
+        raise InputError(str(err), "quantile_levels") from err
+
+
+def check_bar_count(count: int, label: str, limits: Limits, field: str) -> None:
+    if count < MIN_HISTORY:
+        raise InputError(f"{label} has {count} bars; a forecast needs at least {MIN_HISTORY}", field)
+    if count > limits.max_bars:
+        raise InputError(
+            f"{label} has {count} bars, over this server's cap of {limits.max_bars} (kronos serve --max-bars)",
+            field,
+        )
+
+
+def check_magnitude(series: OHLCVSeries, field: str) -> OHLCVSeries:
+    rows, cols = np.nonzero(np.abs(series.bars) > MAX_ABS_VALUE)
+    if len(rows):
+        raise InputError(
+            f"{series.name} column {FEATURE_COLUMNS[cols[0]]!r} has a value beyond ±{MAX_ABS_VALUE:g} at row "
+            f"{rows[0]}, more than the model's float32 arithmetic holds",
+            field,
+        )
+    return series
+
+
+def series_from_bars(bars: list[Bar], label: str, limits: Limits) -> OHLCVSeries:
+    """JSON bars as a series (float64, as sent). They must come oldest first, without repeated timestamps."""
+    check_bar_count(len(bars), label, limits, label)
+    columns: dict[str, list] = {}
+    for field in FEATURE_COLUMNS:
+        column = [getattr(bar, field) for bar in bars]
+        if any(value is not None for value in column):
+            columns[field] = column  # a null among numbers becomes NaN, which prepare_ohlcv names
+    try:
+        stamps = parse_timestamps(pd.Series([bar.timestamp for bar in bars]), f"{label} column 'timestamp'")
+        check_time_order(stamps, label)
+        values = prepare_ohlcv(pd.DataFrame(columns), label, dtype=np.float64)
+    except LIBRARY_ERRORS as err:
+        raise InputError(str(err), label) from err
+    return check_magnitude(OHLCVSeries(label, stamps, values, columns=tuple(columns)), label)
+
+
+def series_from_csv(
+    content: bytes, name: str, limits: Limits, timestamp_column: str | None = None
+) -> OHLCVSeries:
+    """An uploaded CSV file as a series, read as `kronos forecast` reads a file (rows sorted by time)."""
+    try:
+        table = pd.read_csv(io.BytesIO(content))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"{name} is not a readable CSV file: {err}", "file") from err
+    check_bar_count(len(table), name, limits, "file")
+    try:
+        mapped = map_columns(table, name, timestamp_column=timestamp_column)
+        series = series_from_frame(mapped, name, dtype=np.float64)
+    except LIBRARY_ERRORS as err:
+        raise InputError(str(err), "file") from err
+    return check_magnitude(series, "file")
+
+
+def prepare(
+    series: OHLCVSeries, options: ForecastOptions, lookback: int, key: object, label: str
+) -> PreparedSeries:
+    """The last `lookback` bars, and the next `options.steps` timestamps inferred from all the bars
+    (or stepped by `options.freq`), as `kronos forecast` does."""
+    try:
+        future = future_timestamps(pd.DatetimeIndex(series.timestamps), options.steps, label, options.freq)
+    except LIBRARY_ERRORS as err:
+        raise InputError(str(err), "freq" if options.freq else label) from err
+    history = series.frame().iloc[-lookback:].reset_index(drop=True)
+    # the close as the model sees it (float32), as predict_quantiles compares the paths with it
+    return PreparedSeries(key, history, future, float(np.float32(series.bars[-1, CLOSE])))
+
+
+def summarize(
+    series: PreparedSeries, paths: np.ndarray, levels: tuple[float, ...], options: ForecastOptions
+) -> dict:
+    """The answer for one series from its sampled paths [paths, steps, 6]: the columns that
+    `predict_quantiles` returns (`kronos.forecast.path_statistics`), arranged per field."""
+    columns = path_statistics(paths, series.last_close, sorted({*levels, 0.5}), options.repair_ohlc)
+    bars = series.history[FEATURE_COLUMNS].to_numpy(dtype=np.float64)
+    per_bar = realized_volatility(bars[None, 1:], bars[0, CLOSE])[0, -1] / math.sqrt(len(bars) - 1)
+    horizon = np.sqrt(np.arange(1, paths.shape[1] + 1))
+    answer = {
+        "timestamps": [stamp.isoformat() for stamp in series.future.timestamps],
+        "spacing": series.future.description,
+        "last_close": series.last_close,
+        "history_bars": len(bars),
+        "quantiles": {
+            field: {f"{q:g}": floats(columns[quantile_column(field, q)]) for q in levels}
+            for field in FEATURE_COLUMNS
+        },
+        "median": {field: floats(columns[quantile_column(field, 0.5)]) for field in FEATURE_COLUMNS},
+        "mean": {field: floats(columns[f"{field}_mean"]) for field in FEATURE_COLUMNS},
+        "prob_up": floats(columns["prob_close_above_last"]),
+        "expected_volatility": floats(columns["realized_vol"]),
+        "historical_volatility": floats(per_bar * horizon),
+        "ohlc_violation_rate": ohlc_violation_rate(paths),
+    }
+    if options.return_paths:
+        answer["paths"] = {
+            field: [floats(path) for path in paths[:, :, j]] for j, field in enumerate(FEATURE_COLUMNS)
+        }
+    return answer
+
+
+def floats(values) -> list[float | None]:
+    """Numbers as JSON floats (exact: Python writes the shortest repr that reads back the same
+    double), NaN and infinities as null."""
+    return [float(v) if math.isfinite(v) else None for v in np.asarray(values, dtype=np.float64).tolist()]
+
+
+def bars_as_json(series: OHLCVSeries) -> list[dict]:
+    """A series' bars in the form /v1/forecast takes."""
+    stamps = [stamp.isoformat() for stamp in series.timestamps]
+    values = series.bars.tolist()
+    return [
+        {"timestamp": stamp, **{f: v for f, v in zip(FEATURE_COLUMNS, row) if f in series.columns}}
+        for stamp, row in zip(stamps, values)
+    ]

@@ -1,0 +1,168 @@
+"""Request and response bodies of the forecasting service (pydantic models, shown at /docs).
+
+Types and ranges that do not depend on the server's settings are checked here; the caps set
+on the command line (bars, steps, paths, series) are checked by `Limits.check`, and the bars
+themselves by kronos.data, so that the service and the library refuse the same things.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+
+Price = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # strict: ints, not strings or bools
+SeriesId = Annotated[str, Field(min_length=1, max_length=200)] | StrictInt
+
+SERVE_QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)  # the median and the 50/80/95% bands
+MAX_QUANTILE_LEVELS = 99
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Bar(Strict):
+    """One bar. volume and amount are optional: a missing volume means volume = amount = 0, a
+    missing amount means volume x mean(OHLC); a null is refused unless the field is null in every bar."""
+
+    timestamp: str = Field(max_length=64, examples=["2024-06-18 11:15:00"])
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: Price | None = None
+    amount: Price | None = None
+
+
+class ForecastOptions(Strict):
+    """What to forecast and how to sample it; shared by every forecast route."""
+
+    steps: StrictInt = Field(20, ge=1, description="future bars to forecast")
+    paths: StrictInt = Field(20, ge=1, description="sampled paths per series")
+    quantile_levels: list[Annotated[float, Field(strict=True)]] = Field(
+        list(SERVE_QUANTILES),
+        max_length=MAX_QUANTILE_LEVELS,
+        description="levels strictly inside (0, 1); a comma-separated string is accepted too",
+    )
+    seed: Annotated[StrictInt, Field(ge=-(2**63), lt=2**63)] | None = Field(
+        0,
+        description="with a seed a series' paths come from (seed, series id) alone, as in "
+        "predict_quantiles(..., seed=); null draws fresh random numbers",
+    )
+    temperature: float = Field(1.0, ge=0.001, le=100, strict=True, allow_inf_nan=False)
+    top_k: StrictInt = Field(0, ge=0, description="keep the k most likely tokens (0: off)")
+    top_p: float = Field(0.9, gt=0, le=1, strict=True, allow_inf_nan=False, description="nucleus sampling")
+    repair_ohlc: bool = Field(True, description="set each sampled high/low to the max/min of its bar")
+    freq: str | None = Field(
+        None,
+        max_length=32,
+        description="spacing of the future bars, a pandas frequency such as 5min, h, D or B "
+        "(default: inferred from the bars, as `kronos forecast` does)",
+    )
+    return_paths: bool = Field(False, description="also return every sampled path (raw, before repair)")
+
+    @field_validator("quantile_levels", mode="before")
+    @classmethod
+    def _split_levels(cls, value: Any) -> Any:
+        """'0.1,0.5,0.9' (as a form field or query sends it) as a list of numbers."""
+        if isinstance(value, str):
+            try:
+                return json.loads(f"[{value}]")
+            except ValueError:
+                return value
+        return value
+
+
+class ForecastRequest(ForecastOptions):
+    bars: list[Bar] = Field(description="the history, oldest bar first, timestamps strictly increasing")
+
+
+class SeriesInput(Strict):
+    id: SeriesId | None = Field(None, description="names the series; default: its position")
+    bars: list[Bar]
+
+
+class BatchRequest(ForecastOptions):
+    series: list[SeriesInput] = Field(min_length=1)
+
+
+class Forecast(BaseModel):
+    """One series' forecast. Per field (open, high, low, close, volume, amount) and step: the
+    mean, the median and each quantile; per step: P(close above the last close) and the expected
+    realised volatility, beside what the history's own volatility would give."""
+
+    id: SeriesId | None = None
+    timestamps: list[str]
+    spacing: str = Field(description="how the future timestamps are spaced, in words")
+    last_close: float
+    history_bars: int = Field(description="bars of history the model was given (the last ones sent)")
+    quantiles: dict[str, dict[str, list[float | None]]]
+    median: dict[str, list[float | None]]
+    mean: dict[str, list[float | None]]
+    prob_up: list[float] = Field(description="per step, the share of paths whose close is above last_close")
+    expected_volatility: list[float | None] = Field(
+        description="per step h, the mean over paths of sqrt(r_1^2 + ... + r_h^2), r the log close returns"
+    )
+    historical_volatility: list[float | None] = Field(
+        description="per step h, sqrt(h) x the history's realised volatility per bar"
+    )
+    ohlc_violation_rate: float = Field(description="share of raw sampled bars with high/low out of order")
+    paths: dict[str, list[list[float | None]]] | None = None
+
+
+class ForecastResponse(Forecast):
+    model: str
+    steps: int
+    paths_sampled: int
+    seed: int | None
+    batch_series: int = Field(description="series in the generation call this forecast shared")
+
+
+class BatchResponse(BaseModel):
+    model: str
+    steps: int
+    paths_sampled: int
+    seed: int | None
+    forecasts: list[Forecast]
+
+
+class BarsResponse(BaseModel):
+    name: str
+    columns: list[str] = Field(description="the feature columns the file had; the others were filled in")
+    bars: list[dict[str, Any]]
+
+
+class ErrorDetail(BaseModel):
+    field: str | None = None
+    row: int | None = None
+    message: str
+
+
+class ErrorBody(BaseModel):
+    status: int
+    type: str
+    message: str
+    field: str | None = None
+    row: int | None = None
+    details: list[ErrorDetail] = []
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on the work one request may ask for; each refusal names its cap and the flag that sets it."""
+
+    max_bars: int = 10_000
+    max_steps: int = 256
+    max_paths: int = 256
+    max_series: int = 64
+    max_body_bytes: int = 16 * 2**20
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)

@@ -1,0 +1,119 @@
+"""The page at / in a real browser: Debian's chromium driven by Playwright against `kronos serve`.
+
+Runs in CI (.ci/run installs chromium); skipped only on a machine without chromium outside CI.
+The screenshot is saved to tests/artifacts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from kronos_server import API_KEY
+
+from kronos.pretrained import shipped_dir
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+SP500 = shipped_dir().parents[3] / "examples" / "sp500_daily.csv"
+# Without the background-networking flags chromium's own connections are refused on a closed network.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not os.environ.get("CI"),
+    reason="chromium is not installed (apt-get install -y chromium); CI installs it and never skips",
+)
+
+
+@pytest.fixture(scope="module")
+def page(kronos_server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        errors: list[str] = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.on("requestfailed", lambda request: errors.append(f"failed: {request.url}"))
+        page.goto(kronos_server.url + "/")
+        yield page
+        browser.close()
+        assert not errors, errors  # no script error, and nothing fetched from anywhere but the server
+
+
+def drawn(page) -> dict:
+    """What Plotly drew: traces by type and the SVG elements of candles and filled bands."""
+    return page.evaluate(
+        """() => ({
+            traces: document.getElementById('chart').data.map(t => [t.type, t.name || '']),
+            candles: document.querySelectorAll('#chart g.trace.boxes path.box').length,
+            fills: [...document.querySelectorAll('#chart path.js-fill')].filter(p => (p.getAttribute('d') || '').length > 20).length,
+            stats: document.getElementById('chart-stats').data.map(t => t.name),
+        })"""
+    )
+
+
+def test_page_reads_a_csv_forecasts_and_draws_candles_fans_and_statistics(page, tmp_path):
+    # the server wants a key: the page asks for it
+    page.wait_for_selector("#key-box:not([hidden])", timeout=30_000)
+    page.fill("#api-key", API_KEY)
+    page.click("#save-key")
+    page.wait_for_selector("body[data-status=idle]", timeout=30_000)
+    assert "kronos-default" in page.inner_text("#model")
+
+    broken = tmp_path / "broken.csv"
+    frame = pd.read_csv(SP500)
+    frame.astype({"close": object}).assign(close=lambda f: f["close"].where(f.index != 7, "oops")).to_csv(
+        broken, index=False
+    )
+    page.set_input_files("#file", str(broken))
+    page.wait_for_selector("body[data-status=error]", timeout=30_000)
+    message = page.inner_text("#error")
+    assert "column 'close' must be numeric" in message and "'oops' at row 7" in message
+
+    page.set_input_files("#file", str(SP500))
+    page.wait_for_selector("body[data-status=data]", timeout=30_000)
+    assert page.inner_text("#data-info").startswith("sp500_daily: 400 bars")
+    page.fill("#steps", "12")
+    page.fill("#paths", "30")
+    page.click("#run")
+    page.wait_for_selector("body[data-status=drawn]", timeout=60_000)
+    chart = drawn(page)
+    assert ["candlestick", "history"] in chart["traces"]
+    assert ["scatter", "median"] in chart["traces"]
+    assert {"95% band", "80% band", "50% band"} <= {name for _, name in chart["traces"]}
+    assert chart["candles"] == 60  # the last max(4 x steps, 60) bars of the history, one path each
+    assert chart["fills"] >= 3
+    assert chart["stats"] == ["predicted volatility", "historical (√h × per bar)", "P(close above last)"]
+    assert page.inner_text("#c-pup").endswith("%")
+    assert " / " in page.inner_text("#c-vol")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "serve_page.png"), full_page=True)
+
+    with page.expect_download() as download:
+        page.click("#download")
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0].startswith("timestamps,open_mean,open_q0.025,")
+    assert lines[0].endswith(",prob_close_above_last,realized_vol")
+    assert len(lines) == 13 and lines[1].startswith("2019-01-01")
+
+
+def test_replay_overlays_what_happened_after_an_earlier_bar(page):
+    page.check("#replay")
+    page.eval_on_selector("#origin", "el => { el.value = 300; el.dispatchEvent(new Event('input')); }")
+    assert page.inner_text("#origin-info").startswith("from bar 301 of 400 (2018-08-08)")
+    page.click("#run")
+    page.wait_for_function(
+        "document.body.dataset.status === 'drawn' && !document.getElementById('card-replay').hidden"
+    )
+    chart = drawn(page)
+    assert ["candlestick", "actual"] in chart["traces"]
+    assert chart["candles"] == 60 + 12  # the history's, then the 12 bars that followed the origin
+    assert page.inner_text("#c-replay").endswith("of 12 steps")
+    page.screenshot(path=str(ARTIFACTS / "serve_page_replay.png"), full_page=True)
