@@ -21,14 +21,39 @@ import torch.nn.functional as F
 from torch import nn
 
 from .model import Kronos
-from .modules import (
-    ATTENTION_BLOCK,
-    RotaryAttention,
-    RotaryPositionalEmbedding,
-    TransformerBlock,
-    attention,
-    visible_keys,
-)
+from .modules import RotaryAttention, RotaryPositionalEmbedding, TransformerBlock
+
+ATTENTION_BLOCK = 64
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
+    """Scaled dot-product attention of queries q [B, H, n, d] standing at the last n of the L
+    positions of k and v [B, H, L, d], written out: scores, softmax in float32, weighted values.
+
+    A row's arithmetic depends on its own inputs alone, so a row gets the same numbers alone or
+    batched, on any number of threads (PyTorch's fused CPU kernel rounds short queries
+    differently on different threads). Queries go in blocks of ATTENTION_BLOCK, each over the
+    keys it may see, so causal attention skips most of the masked scores and memory stays small.
+    """
+    n, length = q.shape[2], k.shape[2]
+    q = q * q.shape[-1] ** -0.5
+    out = []
+    for start in range(0, n, ATTENTION_BLOCK):
+        stop = min(start + ATTENTION_BLOCK, n)
+        end = length - n + stop if causal else length
+        scores = q[:, :, start:stop] @ k[:, :, :end].transpose(-1, -2)
+        if causal and stop - start > 1:
+            scores = scores.masked_fill(~visible_keys(end, stop - start, q.device), -float("inf"))
+        out.append(scores.float().softmax(dim=-1).to(q.dtype) @ v[:, :, :end])
+    return out[0] if len(out) == 1 else torch.cat(out, dim=2)
+
+
+def visible_keys(length: int, n: int, device: torch.device) -> torch.Tensor:
+    """Causal mask [n, length] for queries at the last n of `length` positions (True = may attend)."""
+    return (
+        torch.arange(length, device=device)[None, :]
+        <= torch.arange(length - n, length, device=device)[:, None]
+    )
 
 
 class PackedLinear:
