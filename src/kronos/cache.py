@@ -59,10 +59,13 @@ def visible_keys(length: int, n: int, device: torch.device) -> torch.Tensor:
 class PackedLinear:
     """Linear layers of one input fused into one product, their weight packed once.
 
-    On CPU in float32 the product is oneDNN's on the packed weight. Its arithmetic for a row does
-    not depend on how many rows are multiplied, where F.linear changes kernels (and rounding) at
-    1, 2-3 and 4 or more rows, and it spreads even a single row over every thread, where F.linear
-    runs a one-row product on one thread. Elsewhere it is F.linear on the fused weight.
+    On CPU in float32 the product is oneDNN's on the packed weight, which spreads even a single
+    row over every thread, where F.linear runs a one-row product on one thread. Elsewhere it is
+    F.linear on the fused weight.
+
+    A row's numbers must not depend on how many rows are multiplied with it, and CPU kernels
+    change (and round differently) with the row count: oneDNN at 1 and 2 or more rows, F.linear
+    at 1, 2-3 and 4 or more. So fewer rows than `min_rows` are padded with zero rows.
     """
 
     def __init__(self, *layers: nn.Linear):
@@ -76,11 +79,17 @@ class PackedLinear:
             and torch.backends.mkldnn.is_available()
         )
         self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, None) if self.onednn else weight
+        self.min_rows = 2 if self.onednn else 4
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1])
+        if rows.shape[0] < self.min_rows:
+            rows = torch.cat([rows, rows.new_zeros(self.min_rows - rows.shape[0], rows.shape[1])])
         if self.onednn:
-            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
-        return F.linear(x, self.weight, self.bias)
+            out = torch.ops.mkldnn._linear_pointwise(rows, self.weight, self.bias, "none", [], "")
+        else:
+            out = F.linear(rows, self.weight, self.bias)
+        return out[: x[..., 0].numel()].view(*x.shape[:-1], -1)
 
 
 def _joined(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -14,8 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .evaluation.command import add_evaluate_arguments, run_evaluate
-from .predictor import NORMALIZE_ON
+from .evaluation.command import add_context_options, add_evaluate_arguments, run_evaluate
 from .pretrained import DEFAULT_MODEL
 
 SMALL_MODEL_PARAMETERS = 5_000_000
@@ -141,15 +140,7 @@ def add_forecast_parser(subparsers) -> None:
         type=int,
         help="bars of history each forecast sees (default: what the model was trained with)",
     )
-    parser.add_argument(
-        "--max-context", type=int, help="the model's context length (default: the model's own)"
-    )
-    parser.add_argument(
-        "--normalize",
-        choices=NORMALIZE_ON,
-        default="history",
-        help="normalise on the whole lookback (default, as upstream) or only on the bars within the context",
-    )
+    add_context_options(parser)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=0.9)
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
