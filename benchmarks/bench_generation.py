@@ -7,7 +7,6 @@ its peak memory is its own; both engines get identical weights, inputs and seeds
     python benchmarks/bench_generation.py                  # A, B, C, D and the sliding-memory check
     python benchmarks/bench_generation.py --scenarios A C  # a subset
     python benchmarks/bench_generation.py --device cuda --dtype bfloat16
-    python benchmarks/bench_generation.py --against /tmp/base/src --repeat 5  # cached vs older code
 
 Each timed run follows an untimed warm-up on the first series (see `warm_up`). Prints, per
 scenario: seconds, generated tokens per second (series x paths x steps / s) and the
@@ -18,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import time
 from dataclasses import dataclass
 
@@ -159,9 +157,7 @@ def warm_up(tokenizer, model, x, x_stamp, y_stamp, sc: Scenario, use_cache: bool
     decode_tokens(tokenizer, tokens, sc.hist_len + 1, use_cache=use_cache)
 
 
-def run_one(
-    sc: Scenario, use_cache: bool, device: str, dtype_name: str, threads: int, steps: bool, queue
-) -> None:
+def run_one(sc: Scenario, use_cache: bool, device: str, dtype_name: str, threads: int, queue) -> None:
     torch.set_num_threads(threads)
     from kronos.generation import decode_tokens, generate_tokens
 
@@ -169,7 +165,7 @@ def run_one(
     x, x_stamp, y_stamp = inputs(sc, device)
     warm_up(tokenizer, model, x, x_stamp, y_stamp, sc, use_cache)
     step_peaks: list[int] = []
-    if steps:
+    if use_cache:
         record_step_peaks(step_peaks)
     reset_peak_rss()
     before = rss_bytes()
@@ -206,37 +202,24 @@ def run_one(
     )
 
 
-def run_fresh(sc: Scenario, use_cache: bool, args, src: str | None = None) -> dict:
-    """One run in a fresh process, so that its peak memory is its own; with `src`, of the kronos
-    package found there (put first on its PYTHONPATH)."""
+def run_fresh(sc: Scenario, use_cache: bool, args) -> dict:
+    """One run in a fresh process, so that its peak memory is its own."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    steps = use_cache and src is None and sc.name == "D-slide"
-    proc = ctx.Process(
-        target=run_one, args=(sc, use_cache, args.device, args.dtype, args.threads, steps, queue)
-    )
-    environ = dict(os.environ)
-    if src is not None:
-        os.environ["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [environ.get("PYTHONPATH")])])
-    try:
-        proc.start()
-    finally:
-        os.environ.clear()
-        os.environ.update(environ)
+    proc = ctx.Process(target=run_one, args=(sc, use_cache, args.device, args.dtype, args.threads, queue))
+    proc.start()
     result = queue.get()
     proc.join()
     return result
 
 
-def measure(sc: Scenario, engines: tuple[bool, ...], args, srcs: tuple[str | None, ...] = ()) -> list[dict]:
-    """Per engine (use_cache flag, and source tree where `srcs` names one), the fastest of
-    `args.repeat` runs, taken in turns so that the engines see the same spells of machine load;
-    peak memory is the largest over the runs."""
-    srcs = srcs or (None,) * len(engines)
+def measure(sc: Scenario, engines: tuple[bool, ...], args) -> list[dict]:
+    """Per engine (use_cache flag), the fastest of `args.repeat` runs, taken in turns so that both
+    engines see the same spells of machine load; peak memory is the largest over the runs."""
     runs: list[list[dict]] = [[] for _ in engines]
     for _ in range(args.repeat):
-        for engine_runs, use_cache, src in zip(runs, engines, srcs):
-            engine_runs.append(run_fresh(sc, use_cache, args, src))
+        for engine_runs, use_cache in zip(runs, engines):
+            engine_runs.append(run_fresh(sc, use_cache, args))
     results = []
     for engine_runs in runs:
         best = min(engine_runs, key=lambda r: r["seconds"])
@@ -262,12 +245,6 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument(
-        "--against",
-        metavar="SRC",
-        help="time the cached engine against the one of the kronos package in SRC (e.g. an older "
-        "commit's src folder) instead of against the plain engine",
-    )
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, device {args.device}, dtype {args.dtype}, {args.threads} threads, "
@@ -277,19 +254,6 @@ def main() -> None:
         sc = SCENARIOS[name]
         paths = sc.n_series * sc.sample_count
         print(f"\n[{sc.name}] {sc.note}")
-        if args.against:
-            new, old = measure(sc, (True, True), args, (None, args.against))
-            same = all((a == b).all() for a, b in zip(new["tokens"], old["tokens"]))
-            print(
-                f"  cached: {new['seconds']:7.2f} s, against {old['seconds']:7.2f} s "
-                f"({new['seconds'] / old['seconds'] - 1:+.1%}); runs "
-                + ", ".join(f"{t:.2f}" for t in new["all_seconds"])
-                + " against "
-                + ", ".join(f"{t:.2f}" for t in old["all_seconds"])
-                + f"; peak memory added {fmt_mb(new['peak'])} against {fmt_mb(old['peak'])}; "
-                + f"identical tokens: {same}"
-            )
-            continue
         if name == "D-slide":
             (cached,) = measure(sc, (True,), args)
             full_from = sc.max_context - sc.hist_len
