@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, settings
 
 COMPAT_TINY = Path(__file__).resolve().parent / "fixtures" / "compat" / "tiny"
+
+# Property-based tests (test_properties.py): a bounded number of examples per property, so that the
+# suite stays fast in CI, no deadline (a forecast's time varies with the machine's load), and a
+# derandomised run, so CI sees the same examples every time. HYPOTHESIS_PROFILE=thorough searches wider.
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "thorough", parent=settings.get_profile("ci"), max_examples=1000, derandomize=False, database=None
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +76,23 @@ def tiny_predictor(tiny_model, tiny_tokenizer):
     from kronos import KronosPredictor
 
     return KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64)
+
+
+@pytest.fixture(scope="session")
+def kronos_command():
+    """Run `kronos ARGS` in this process as on a terminal, warnings printed to stderr (as Python
+    prints them outside a test): returns (exit status, stdout, stderr lines)."""
+    from kronos.cli import main
+
+    def print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    def run(*args: str) -> tuple[int, str, list[str]]:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = print_warning
+            status = main(list(args))
+        return status, out.getvalue(), err.getvalue().splitlines()
+
+    return run

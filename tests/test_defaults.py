@@ -145,6 +145,7 @@ def test_cli_bands_equal_predict_quantiles_for_the_same_seed(tmp_path, capsys):
         quantile_levels=(0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975),
         sample_count=20,
         seed=11,
+        series_id="bars",  # the CLI keys a file's draws by its name, as in a folder of files
     )
     assert list(cli.columns) == list(library.columns)
     np.testing.assert_allclose(cli.to_numpy(), library.to_numpy(), rtol=1e-6)

@@ -49,6 +49,8 @@ SHAPES = {
     "slides": dict(n_series=2, hist_len=30, pred_len=25, max_context=40),
     "history_longer_than_window": dict(n_series=3, hist_len=50, pred_len=12, max_context=40),
     "generated_fill_window": dict(n_series=1, hist_len=8, pred_len=30, max_context=16),
+    # a horizon longer than the context: generated tokens before the last window are decoded too
+    "horizon_beyond_context": dict(n_series=2, hist_len=10, pred_len=45, max_context=16),
     # 18 rows with 3 paths
     "many_rows": dict(n_series=6, hist_len=30, pred_len=14, max_context=40),
     "many_rows_history_longer_than_window": dict(n_series=6, hist_len=50, pred_len=12, max_context=40),
@@ -72,7 +74,7 @@ def test_cached_equals_plain_greedy(shape, sample_count):
     assert z_cached.shape == (
         cfg["n_series"],
         sample_count,
-        min(cfg["hist_len"] + cfg["pred_len"], cfg["max_context"]),
+        max(min(cfg["hist_len"] + cfg["pred_len"], cfg["max_context"]), cfg["pred_len"]),
         6,
     )
     torch.testing.assert_close(z_cached, z_plain, rtol=1e-4, atol=1e-5)
@@ -267,3 +269,28 @@ def test_bfloat16_generation_runs_and_stays_close():
     assert (
         np.abs(out[:, history_part] - ref[:, history_part]).mean() < 0.1 * np.abs(ref[:, history_part]).mean()
     )
+
+
+def test_a_horizon_beyond_the_context_is_decoded_window_by_window():
+    """The last max_context tokens decode as upstream's window; the generated tokens before it
+    decode in blocks of max_context // 2, each at the end of a window of max_context tokens."""
+    tokenizer, model = random_pair(seed=5)
+    hist_len, pred_len, context = 10, 45, 16
+    x, x_stamp, y_stamp = random_inputs(2, hist_len, pred_len)
+    sampling = Sampling(T=1.0, top_k=0, top_p=0.9, sample_count=2, seed=3)
+    tokens = generate_tokens(tokenizer, model, x, x_stamp, y_stamp, context, pred_len, sampling)
+    z = decode_tokens(tokenizer, tokens, context)
+    assert z.shape == (2, 2, pred_len, 6)
+    (h1, h2), (g1, g2) = tokens.history, tokens.generated
+    full1 = torch.cat([h1.repeat_interleave(2, dim=0), g1], dim=1)
+    full2 = torch.cat([h2.repeat_interleave(2, dim=0), g2], dim=1)
+    with torch.no_grad():
+        last = tokenizer.decode((full1[:, -context:], full2[:, -context:]), half=True)
+        torch.testing.assert_close(z[:, :, -context:].reshape(4, context, 6), last, rtol=1e-4, atol=1e-5)
+        for first in range(hist_len, hist_len + pred_len - context, context // 2):
+            end = min(first + context // 2, hist_len + pred_len - context)
+            window = tokenizer.decode(
+                (full1[:, end - context : end], full2[:, end - context : end]), half=True
+            )
+            block = z[:, :, first - hist_len : end - hist_len].reshape(4, end - first, 6)
+            torch.testing.assert_close(block, window[:, first - end :], rtol=1e-4, atol=1e-5)

@@ -151,7 +151,7 @@ def test_windows_split_by_time_and_normalised_on_history_only(csv_files):
         (lambda df: df.drop(columns="close"), r"missing price column\(s\) \['close'\]"),
         (
             lambda df: df.assign(close=df["close"].where(df.index != 7)),
-            r"column 'close' has NaN values .*row 7",
+            r"column 'close' has NaN values .*line 9",  # the file's line: the header is line 1
         ),
         (
             lambda df: df.assign(high=df["high"].astype(object).where(df.index != 5, "12.5x")),

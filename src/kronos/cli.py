@@ -7,21 +7,30 @@ added by writing such a function and listing it in SUBCOMMANDS.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from .evaluation.command import add_context_options, add_evaluate_arguments, run_evaluate
+from .io import check_output_file, write_atomically
 from .pretrained import DEFAULT_MODEL
-
-SMALL_MODEL_PARAMETERS = 5_000_000
 
 
 class CommandError(Exception):
     """A user error: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a usage error on one line and exit status 2, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def parse_column_map(text: str | None) -> dict[str, str]:
@@ -97,9 +106,8 @@ def run_train(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
     best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a (no validation data)"
-    print(
-        f"{args.stage} trained: {result.step} steps, best validation loss {best}; best checkpoint in {result.best_dir}"
-    )
+    where = f"best checkpoint in {result.best_dir}" if result.best_dir else "no best checkpoint on disk"
+    print(f"{args.stage} trained: {result.step} steps, best validation loss {best}; {where}")
     return 0
 
 
@@ -152,6 +160,12 @@ def add_forecast_parser(subparsers) -> None:
         help="CPU threads (default: 1 for models under 5M parameters, else torch's default)",
     )
     parser.add_argument(
+        "--ohlc-from-close",
+        action="store_true",
+        help="for a file of closes only: build open (the previous close), high and low (max and min of open "
+        "and close); the output says so in its synthetic_ohlc column",
+    )
+    parser.add_argument(
         "--freq",
         help="spacing of the future bars, a pandas frequency such as 5min, h, D or B (default: inferred from the data)",
     )
@@ -163,6 +177,7 @@ def add_forecast_parser(subparsers) -> None:
 
 
 def _check_forecast_args(args: argparse.Namespace) -> tuple[float, ...]:
+    from .data import MAX_PRED_LEN
     from .forecast import check_quantile_levels
 
     for flag, value in (
@@ -175,10 +190,24 @@ def _check_forecast_args(args: argparse.Namespace) -> tuple[float, ...]:
     ):
         if value is not None and value <= 0:
             raise CommandError(f"{flag} must be a positive number, got {value}")
+    if args.steps > MAX_PRED_LEN:
+        raise CommandError(f"--steps must be at most {MAX_PRED_LEN:,}, got {args.steps:,}")
+    if args.lookback is not None and args.lookback < 3:
+        raise CommandError(
+            f"--lookback must be at least 3 bars (the spacing of the bars is read from them), got {args.lookback}"
+        )
     if args.symbol and not args.id_column:
         raise CommandError("--symbol needs --id-column, the column that names the symbols")
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".parquet"):
         raise CommandError(f"--out {args.out!r}: the file name must end in .csv or .parquet")
+    if args.plot and Path(args.plot).suffix.lower() != ".png":
+        raise CommandError(f"--plot {args.plot!r}: the file name must end in .png")
+    if (
+        args.out
+        and Path(args.out).suffix.lower() == ".parquet"
+        and importlib.util.find_spec("pyarrow") is None
+    ):
+        raise CommandError("writing Parquet needs pyarrow: pip install 'kronos[parquet]' (or write .csv)")
     try:
         return check_quantile_levels([float(q) for q in args.quantiles.split(",") if q.strip()])
     except ValueError as err:
@@ -188,14 +217,21 @@ def _check_forecast_args(args: argparse.Namespace) -> tuple[float, ...]:
 def run_forecast(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     levels = _check_forecast_args(args)
+    for flag, path in (("--out", args.out), ("--plot", args.plot)):
+        if path:
+            check_output_file(path, flag)
 
-    import torch
-
-    from .data import FEATURE_COLUMNS, load_series
+    from .data import load_series
     from .frames import future_timestamps
     from .predictor import KronosPredictor
 
-    series = load_series([args.file], args.id_column, parse_column_map(args.columns), args.timestamp_column)
+    series = load_series(
+        [args.file],
+        args.id_column,
+        parse_column_map(args.columns),
+        args.timestamp_column,
+        from_close=args.ohlc_from_close,
+    )
     if args.symbol:
         series = [pick_symbol(series, args.symbol, args.file)]
     if args.plot and len(series) > 1:
@@ -214,40 +250,34 @@ def run_forecast(args: argparse.Namespace) -> int:
         device=args.device,
         max_context=args.max_context,
         normalize_on=args.normalize,
+        num_threads=args.threads,
     )
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    elif sum(p.numel() for p in predictor.model.parameters()) < SMALL_MODEL_PARAMETERS:
-        torch.set_num_threads(1)  # a small model's matrices are too small to gain from threads
     lookback = args.lookback or predictor.lookback
-    sampling = dict(sample_count=args.paths, T=args.temperature, top_p=args.top_p, seed=args.seed)
+    # a lone file is a long table of one series too: its id keys its seeded draws, so it gets the
+    # same forecast alone as in a folder or table
+    forecast = predictor.predict_df(
+        to_long_table(series),
+        "symbol",
+        prediction_length=args.steps,
+        quantile_levels=levels,
+        sample_count=args.paths,
+        batch_size=args.batch_size,
+        T=args.temperature,
+        top_p=args.top_p,
+        freq=args.freq,
+        max_history=lookback,
+        min_history=3,
+        on_gap="ignore",  # holidays and nights are gaps too; the schedule of the future follows them
+        seed=args.seed,
+    )
+    built = {one.symbol or one.name for one in series if one.synthetic_ohlc}
+    if built:  # the label that open, high and low were built from the close
+        forecast["synthetic_ohlc"] = forecast["symbol"].isin(built)
     if future is not None:
-        one = series[0]
-        history = one.frame().iloc[-lookback:]
-        forecast = predictor.predict_quantiles(
-            history[FEATURE_COLUMNS],
-            history["timestamps"],
-            future.timestamps,
-            args.steps,
-            quantile_levels=levels,
-            series_id=one.symbol or 0,
-            **sampling,
-        )
-        forecast = forecast.rename_axis("timestamps").reset_index()
-        what = f"{one.name}: {args.steps} steps ({future.description}) from {len(history)} bars"
+        forecast = forecast.drop(columns="symbol")
+        bars = min(lookback, len(series[0]))
+        what = f"{series[0].name}: {args.steps} steps ({future.description}) from {bars} bars"
     else:
-        forecast = predictor.predict_df(
-            to_long_table(series),
-            "symbol",
-            prediction_length=args.steps,
-            quantile_levels=levels,
-            batch_size=args.batch_size,
-            freq=args.freq,
-            max_history=lookback,
-            min_history=3,
-            on_gap="ignore",  # holidays and nights are gaps too; the schedule of the future follows them
-            **sampling,
-        )
         what = f"{len(series)} series: {args.steps} steps from up to {lookback} bars each"
     where = " (shipped with the package)" if args.model == DEFAULT_MODEL else ""
     print(
@@ -283,12 +313,9 @@ def to_long_table(series: list):
 def write_table(table, path: str) -> None:
     """A table as CSV or Parquet, by the file's extension."""
     if Path(path).suffix.lower() == ".parquet":
-        try:
-            table.to_parquet(path, index=False)
-        except ImportError as err:
-            raise CommandError("writing Parquet needs pyarrow: pip install 'kronos[parquet]'") from err
+        write_atomically(path, lambda tmp: table.to_parquet(tmp, index=False), "--out")
     else:
-        table.to_csv(path, index=False)
+        write_atomically(path, lambda tmp: table.to_csv(tmp, index=False), "--out")
 
 
 def plot_forecast(series, forecast, path: str, model: str, lookback: int) -> None:
@@ -336,8 +363,10 @@ def plot_forecast(series, forecast, path: str, model: str, lookback: int) -> Non
     ax.axvline(n - 0.5, color="grey", ls="--", lw=1)
     ax_vol.bar(x_future, forecast["volume_mean"], width=0.7, color="#1f77b4", alpha=0.4)
     prob_up = forecast["prob_close_above_last"].iloc[-1]
+    built = " (open/high/low built from the close)" if series.synthetic_ohlc else ""
     ax.set_title(
-        f"{series.name}: {steps}-step forecast by {model} from {lookback} bars; P(close ends above last) = {prob_up:.0%}"
+        f"{series.name}{built}: {steps}-step forecast by {model} from {lookback} bars; "
+        f"P(close ends above last) = {prob_up:.0%}"
     )
     ax.set_ylabel("price")
     ax_vol.set_ylabel("volume")
@@ -351,8 +380,10 @@ def plot_forecast(series, forecast, path: str, model: str, lookback: int) -> Non
     ax_vol.set_xticks(ticks)
     ax_vol.set_xticklabels([stamps[i].strftime(fmt) for i in ticks], rotation=0)
     ax_vol.set_xlim(-1, len(stamps))
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"), "--plot")
+    finally:
+        plt.close(fig)
 
 
 def add_evaluate_parser(subparsers) -> None:
@@ -370,9 +401,7 @@ SUBCOMMANDS: list[Callable] = [add_train_parser, add_forecast_parser, add_evalua
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kronos", description="Kronos: forecasting, training and evaluation for OHLCV bars"
-    )
+    parser = Parser(prog="kronos", description="Kronos: forecasting, training and evaluation for OHLCV bars")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(subparsers)
@@ -380,13 +409,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `kronos` with `argv` (default: the command line) and return its exit status: 0, or 2
+    after one line on stderr naming the problem. Warnings are one line each too."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed
+        return done.code if isinstance(done.code, int) else 2
+    format_warning = warnings.formatwarning
+    warnings.formatwarning = _warning_line(args.command)
     try:
         return args.handler(args)
-    except (CommandError, ValueError, FileNotFoundError, FileExistsError, ImportError) as err:
-        print(f"kronos {args.command}: error: {err}", file=sys.stderr)
+    except (CommandError, ValueError, TypeError, OSError, ImportError) as err:
+        print(f"kronos {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = format_warning
+
+
+def _one_line(err: Exception | Warning | str) -> str:
+    return " ".join(str(err).split())
+
+
+def _warning_line(command: str) -> Callable:
+    def line(message, category, filename, lineno, line=None) -> str:
+        return f"kronos {command}: warning: {_one_line(message)}\n"
+
+    return line
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ VOLUME_COLUMN = "volume"
 AMOUNT_COLUMN = "amount"
 FEATURE_COLUMNS = PRICE_COLUMNS + [VOLUME_COLUMN, AMOUNT_COLUMN]
 OPEN, HIGH, LOW, CLOSE = range(4)  # positions of the price columns in FEATURE_COLUMNS
+CLOSE_COLUMN = PRICE_COLUMNS[CLOSE]
+FILE_LINE, FILE_ROW = "line", "row"  # index names of tables read from CSV and Parquet files
 TIME_FEATURE_COLUMNS = ["minute", "hour", "weekday", "day", "month"]
 
 
@@ -24,19 +26,26 @@ def prepare_ohlcv(df: pd.DataFrame, name: str = "df", dtype=np.float32) -> np.nd
     float32 is what the model sees; scoring asks for float64, which keeps prices such as 60000.13.
     Missing volume means volume = amount = 0; missing amount means volume x mean(OHLC).
     Raises ValueError naming the column (and first row) for missing columns, non-numeric
-    values, NaN or infinite values.
+    values, NaN or infinite values, and values that float32 cannot hold (whatever `dtype`:
+    the model computes in float32).
     """
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
     missing = [c for c in PRICE_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{name} is missing price column(s) {missing}; it has {list(df.columns)}")
+        hint = (
+            "; a file of closes only can be forecast with open/high/low built from the close "
+            "(kronos --ohlc-from-close, or kronos.data.ohlc_from_close(df))"
+            if missing == ["open", "high", "low"]
+            else ""
+        )
+        raise ValueError(f"{name} is missing price column(s) {missing}; it has {list(df.columns)}{hint}")
     present = [c for c in FEATURE_COLUMNS if c in df.columns]
     for col in present:
         if not pd.api.types.is_numeric_dtype(df[col]) or pd.api.types.is_bool_dtype(df[col]):
-            bad = pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()
+            bad = (pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()).to_numpy()
             where = (
-                f" (first bad value {df[col][bad].iloc[0]!r} at row {df.index[bad][0]!r})"
+                f" (first bad value {df[col].iloc[np.argmax(bad)]!r} at {row_name(df.index, np.argmax(bad))})"
                 if bad.any()
                 else ""
             )
@@ -47,7 +56,7 @@ def prepare_ohlcv(df: pd.DataFrame, name: str = "df", dtype=np.float32) -> np.nd
         row, col = bad_rows[0], present[bad_cols[0]]
         kind = "NaN" if np.isnan(values[row, bad_cols[0]]) else "infinite"
         raise ValueError(
-            f"{name} column {col!r} has {kind} values ({len(bad_rows)} in all), first at row {df.index[row]!r}"
+            f"{name} column {col!r} has {kind} values ({len(bad_rows)} in all), first at {row_name(df.index, row)}"
         )
     bars = pd.DataFrame(values, columns=present)
     if VOLUME_COLUMN not in bars:
@@ -55,26 +64,161 @@ def prepare_ohlcv(df: pd.DataFrame, name: str = "df", dtype=np.float32) -> np.nd
         bars[AMOUNT_COLUMN] = 0.0
     elif AMOUNT_COLUMN not in bars:
         bars[AMOUNT_COLUMN] = bars[VOLUME_COLUMN] * bars[PRICE_COLUMNS].mean(axis=1)
-    return bars[FEATURE_COLUMNS].to_numpy(dtype=dtype)
+    values = bars[FEATURE_COLUMNS].to_numpy(dtype=np.float64)
+    _check_float32_range(values, df.index, name, filled=AMOUNT_COLUMN not in present)
+    return values.astype(dtype, order="F")
+
+
+FLOAT32 = np.finfo(np.float32)
+
+
+def _check_float32_range(values: np.ndarray, index: pd.Index, name: str, filled: bool) -> None:
+    """Refuse values float32 cannot hold: beyond its largest, or non-zero below its smallest normal
+    (they would round to inf or to 0), naming the column and row."""
+    size = np.abs(values)
+    bad = (size > FLOAT32.max) | ((size < FLOAT32.tiny) & (size > 0))
+    if not bad.any():
+        return
+    rows, cols = np.nonzero(bad)
+    row, col = rows[0], FEATURE_COLUMNS[cols[0]]
+    value = values[row, cols[0]]
+    what = "too large" if abs(value) > FLOAT32.max else "too small"
+    source = " (volume x mean price, filled in)" if filled and col == AMOUNT_COLUMN else ""
+    raise ValueError(
+        f"{name} column {col!r}{source} has values {what} for float32, in which the model computes "
+        f"(magnitudes from {FLOAT32.tiny:.3g} to {FLOAT32.max:.3g}, or 0): {value:.6g} at "
+        f"{row_name(index, row)} ({len(rows)} in all); rescale the column (e.g. prices in cents or "
+        "thousands, volume in lots)"
+    )
+
+
+def row_name(index: pd.Index, position: int | np.integer) -> str:
+    """How a message names a row: 'line N' of a CSV file (the header is line 1, as a spreadsheet
+    counts), 'row N' of a Parquet file (from 1), else the DataFrame's row label."""
+    label = index[int(position)]
+    if index.name in (FILE_LINE, FILE_ROW):
+        return f"{index.name} {label}"
+    return f"row {label!r}"
+
+
+def ohlc_from_close(df: pd.DataFrame, name: str = "df", warn: bool = True) -> pd.DataFrame:
+    """Bars built from a close-only table: open = the previous close (the first bar's own close),
+    high = max(open, close), low = min(open, close). Other columns are kept.
+
+    These are not the market's bars: the model was trained on real ones, and its forecasts of
+    open, high and low follow the synthetic rule: it warns (`SyntheticOHLCWarning`) unless the
+    caller warns itself.
+    """
+    if CLOSE_COLUMN not in df.columns:
+        raise ValueError(
+            f"{name} has no 'close' column to build open/high/low from; it has {list(df.columns)}"
+        )
+    present = [c for c in ("open", "high", "low") if c in df.columns]
+    if present:
+        raise ValueError(f"{name} already has {present}: open/high/low are built only for a close-only table")
+    close = pd.to_numeric(df[CLOSE_COLUMN], errors="coerce")
+    opens = close.shift(1).fillna(close)
+    if warn:
+        warnings.warn(
+            f"{name}: open, high and low are synthesised from the close (open = previous close, high/low = "
+            "max/min of open and close); forecasts of them follow that rule, not the market",
+            SyntheticOHLCWarning,
+            stacklevel=2,
+        )
+    out = df.copy()
+    position = list(out.columns).index(CLOSE_COLUMN)
+    for offset, (col, values) in enumerate(
+        (("open", opens), ("high", np.maximum(opens, close)), ("low", np.minimum(opens, close)))
+    ):
+        out.insert(position + offset, col, values)
+    return out
+
+
+class SyntheticOHLCWarning(UserWarning):
+    """Open, high and low were built from the close, not read from the data."""
 
 
 def parse_timestamps(values: pd.Series, name: str) -> pd.Series:
-    """`values` as datetimes; a missing or unreadable one is an error naming its row and value."""
+    """`values` as datetimes; a missing or unreadable one is an error naming its row and value.
+
+    Timestamps written with different UTC offsets (local times across a daylight-saving change,
+    '2024-03-08 09:30-05:00' then '2024-03-11 09:30-04:00') are read as local wall-clock times,
+    each keeping its clock reading without its offset, with a `TimezoneWarning`: the time of day
+    the model sees and the session the future follows are the market's own. Where that would
+    repeat a time (round-the-clock bars through the hour a clock change repeats), they are read
+    in UTC instead.
+    """
     try:
-        with warnings.catch_warnings():
-            # strings in no single format are parsed one by one; any that fail are reported below
-            warnings.filterwarnings("ignore", "Could not infer format", UserWarning)
-            stamps = pd.to_datetime(values, errors="coerce")
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{name} must hold timestamps: {err}") from err
+        stamps = _to_datetime(values)
+    except (ValueError, TypeError):  # different UTC offsets
+        stamps = _read_each(values, name)
+    if (stamps.isna() & values.notna()).any():  # unreadable, or naive values beside zoned ones
+        stamps = _read_each(values, name)
     bad = stamps.isna().to_numpy()
     if bad.any():
         row = int(np.argmax(bad))
         raise ValueError(
-            f"{name} must hold timestamps: {values.iloc[row]!r} at row {values.index[row]!r} is missing "
+            f"{name} must hold timestamps: {values.iloc[row]!r} at {row_name(values.index, row)} is missing "
             f"or unreadable ({int(bad.sum())} in all)"
         )
     return stamps
+
+
+class TimezoneWarning(UserWarning):
+    """Timestamps with different UTC offsets were read as local wall-clock times."""
+
+
+def _to_datetime(values: pd.Series) -> pd.Series:
+    with warnings.catch_warnings():
+        # strings in no single format are parsed one by one; any that fail are reported by the caller
+        warnings.filterwarnings("ignore", "Could not infer format", UserWarning)
+        return pd.to_datetime(values, errors="coerce")
+
+
+def _read_each(values: pd.Series, name: str) -> pd.Series:
+    """Timestamps read one by one: an error naming the first unreadable one, or, in different UTC
+    offsets or zones, local wall-clock times (in UTC where those would repeat a time) with a
+    TimezoneWarning."""
+    instants = values.map({value: _instant(value) for value in pd.unique(values.dropna())})
+    unreadable = (instants.isna() & values.notna()).to_numpy()
+    if unreadable.any():
+        row = int(np.argmax(unreadable))
+        raise ValueError(
+            f"{name} must hold timestamps: {values.iloc[row]!r} at {row_name(values.index, row)} is unreadable "
+            f"({int(unreadable.sum())} in all)"
+        )
+    if not any(stamp.tzinfo is not None for stamp in instants.dropna()):
+        return _to_datetime(instants)  # naive values in several formats
+    clocks = _to_datetime(instants.map(_clock, na_action="ignore"))
+    utc = _to_datetime(instants.map(_utc, na_action="ignore"))
+    if clocks.duplicated().sum() > utc.duplicated().sum():
+        stamps, read = utc, "in UTC: as local times they repeat the hour a clock change repeats"
+    else:
+        stamps, read = clocks, "as local wall-clock times, without their offsets"
+    warnings.warn(
+        f"{name}: the timestamps carry different UTC offsets or time zones (a daylight-saving change?); "
+        f"they are read {read}",
+        TimezoneWarning,
+        stacklevel=4,
+    )
+    return stamps
+
+
+def _instant(value) -> pd.Timestamp:
+    """One value as a Timestamp (zoned if it says so); NaT if unreadable."""
+    try:
+        return pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        return pd.NaT
+
+
+def _clock(stamp: pd.Timestamp) -> pd.Timestamp:
+    return stamp.tz_localize(None) if stamp.tzinfo is not None else stamp
+
+
+def _utc(stamp: pd.Timestamp) -> pd.Timestamp:
+    """A zoned timestamp in UTC; a naive one taken as UTC already."""
+    return stamp.tz_convert("UTC") if stamp.tzinfo is not None else stamp.tz_localize("UTC")
 
 
 def check_ids_present(ids: pd.Series, name: str, id_column: str) -> None:
@@ -82,8 +226,8 @@ def check_ids_present(ids: pd.Series, name: str, id_column: str) -> None:
     missing = ids.isna().to_numpy()
     if missing.any():
         raise ValueError(
-            f"{name}: id column {id_column!r} has missing ids ({int(missing.sum())} in all), first at row "
-            f"{ids.index[np.argmax(missing)]!r}"
+            f"{name}: id column {id_column!r} has missing ids ({int(missing.sum())} in all), first at "
+            f"{row_name(ids.index, np.argmax(missing))}"
         )
 
 
@@ -109,7 +253,8 @@ def check_time_order(
         verb = "occurs" if count == 1 else "occur"
         raise ValueError(
             f"{name} has duplicate rows: {count} timestamp{'s' if count > 1 else ''} {verb} more than once"
-            f"{within}, first {where(row)}at {timestamps.iloc[row]}{hint}"
+            f"{within}, first {where(row)}at {timestamps.iloc[row]}{_clock_change_hint(timestamps[repeated])}"
+            f"{hint}"
         )
     backwards = (step < pd.Timedelta(0)).to_numpy()
     if backwards.any():
@@ -120,6 +265,20 @@ def check_time_order(
         )
 
 
+def _clock_change_hint(repeated: pd.Series) -> str:
+    """A hint when repeated timestamps look like the hour a daylight-saving change repeats: all
+    within one hour of one night."""
+    stamps = pd.DatetimeIndex(repeated)
+    if stamps.tz is not None or stamps.max() - stamps.min() >= pd.Timedelta(hours=1):
+        return ""
+    if not (stamps.normalize() == stamps.normalize()[0]).all() or (stamps.hour > 3).any():
+        return ""
+    return (
+        "; if these are local times, a daylight-saving change repeats that hour: write the timestamps "
+        "with their UTC offset (e.g. 2024-11-03 01:30-04:00) or in UTC"
+    )
+
+
 def positive_int(value, name: str) -> int:
     """`value` as an int, refusing bools, floats and numbers below 1 with a message naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
@@ -127,14 +286,30 @@ def positive_int(value, name: str) -> int:
     return int(value)
 
 
+MAX_PRED_LEN = 10_000
+
+
+def check_pred_len(value, name: str) -> int:
+    """A forecast length: a positive integer up to MAX_PRED_LEN, the error naming `name`."""
+    steps = positive_int(value, name)
+    if steps > MAX_PRED_LEN:
+        raise ValueError(
+            f"{name} must be at most {MAX_PRED_LEN:,} steps, got {steps:,}: every step is a pass of the model "
+            "over every path, and beyond the context each is conditioned on sampled bars alone"
+        )
+    return steps
+
+
 def as_timestamps(timestamps, name: str) -> pd.Series:
     """Accept a Series, DatetimeIndex or list of datetimes; return a datetime64 Series."""
-    if isinstance(timestamps, pd.DatetimeIndex):
-        return pd.Series(timestamps)
     if isinstance(timestamps, pd.Series):
         series = timestamps.reset_index(drop=True)
+    elif isinstance(timestamps, (pd.Index, np.ndarray, list, tuple)):
+        series = pd.Series(timestamps)
     else:
-        series = pd.Series(list(timestamps))
+        raise TypeError(
+            f"{name} must be a sequence of timestamps (Series, DatetimeIndex or list), got {type(timestamps).__name__}"
+        )
     return parse_timestamps(series, name)
 
 
@@ -183,6 +358,11 @@ class OHLCVSeries:
     def __len__(self) -> int:
         return len(self.bars)
 
+    @property
+    def synthetic_ohlc(self) -> bool:
+        """Open, high and low were built from the close (`ohlc_from_close`), not read."""
+        return "open" not in self.columns
+
     def frame(self) -> pd.DataFrame:
         """The bars as a DataFrame of FEATURE_COLUMNS with a `timestamps` column."""
         out = pd.DataFrame(self.bars, columns=FEATURE_COLUMNS)
@@ -209,24 +389,63 @@ def series_name(path: Path) -> str:
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a .csv (optionally compressed) or .parquet file into a DataFrame."""
+    """Read a .csv (optionally compressed) or .parquet file into a DataFrame.
+
+    Rows are labelled as messages name them: a CSV's by its line (the header is line 1), a
+    Parquet file's by its row counted from 1. A CSV separated by semicolons, tabs or bars is
+    recognised from its header; with semicolons, a decimal comma too. A Parquet file's index
+    (e.g. the timestamps) becomes a column.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist")
     suffix = _format_suffix(path)
     if suffix in PARQUET_SUFFIXES:
         try:
-            return pd.read_parquet(path)
+            table = pd.read_parquet(path)
         except ImportError as err:
             raise ImportError(
                 f"reading {path} needs pyarrow: pip install 'kronos[parquet]' (or save the data as CSV)"
             ) from err
+        except (ValueError, OSError) as err:
+            raise ValueError(f"{path} is not a readable Parquet file: {err}") from err
+        if not isinstance(table.index, pd.RangeIndex):
+            table = table.reset_index()
+        return table.set_axis(pd.RangeIndex(1, len(table) + 1, name=FILE_ROW))
     if suffix in CSV_SUFFIXES:
         try:
-            return pd.read_csv(path)
-        except (pd.errors.ParserError, UnicodeDecodeError) as err:
+            table = _read_csv(path)
+        except pd.errors.EmptyDataError as err:
+            raise ValueError(f"{path} is empty: it has no header line and no rows") from err
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
             raise ValueError(f"{path} is not a readable CSV file: {err}") from err
+        return table.set_axis(pd.RangeIndex(2, len(table) + 2, name=FILE_LINE))
     raise ValueError(f"{path}: unsupported file type; use .csv or .parquet")
+
+
+CSV_SEPARATORS = (";", "\t", "|")
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV with commas, or with the separator its one-column header turns out to hold."""
+    table = pd.read_csv(path)
+    if len(table.columns) != 1:
+        return table
+    header = str(table.columns[0])
+    sep = next((sep for sep in CSV_SEPARATORS if sep in header), None)
+    if sep is None:
+        return table
+    table = pd.read_csv(path, sep=sep)
+    if sep == ";":
+        # '1,5' is one and a half where semicolons separate: European spreadsheets write it so
+        comma = pd.read_csv(path, sep=sep, decimal=",")
+        if _numeric_columns(comma) > _numeric_columns(table):
+            return comma
+    return table
+
+
+def _numeric_columns(table: pd.DataFrame) -> int:
+    return sum(pd.api.types.is_numeric_dtype(dtype) for dtype in table.dtypes)
 
 
 def expand_folders(paths: Sequence[str | Path]) -> list[Path]:
@@ -319,20 +538,43 @@ def split_table(
     column_map: dict[str, str] | None = None,
     timestamp_column: str | None = None,
     dtype=np.float32,
+    from_close: bool = False,
 ) -> list[OHLCVSeries]:
-    """One table as series: the whole of it named `name`, or one series per `id_column` value."""
+    """One table as series: the whole of it named `name`, or one series per `id_column` value.
+
+    With `from_close`, a table without open, high and low gets them from its close
+    (`ohlc_from_close`), with one `SyntheticOHLCWarning`; such series have `synthetic_ohlc`.
+    """
     if df.empty:
         raise ValueError(f"{name} holds no rows")
     if not id_column:
-        return [series_from_frame(map_columns(df, name, column_map, timestamp_column), name, dtype=dtype)]
-    if id_column not in df.columns:
-        raise ValueError(f"{name} has no id column {id_column!r}; it has {list(df.columns)}")
-    check_ids_present(df[id_column], name, id_column)
+        groups: list[tuple[str | None, str, pd.DataFrame]] = [(None, name, df)]
+    else:
+        if id_column not in df.columns:
+            raise ValueError(f"{name} has no id column {id_column!r}; it has {list(df.columns)}")
+        check_ids_present(df[id_column], name, id_column)
+        groups = [
+            (str(symbol), f"{name}[{id_column}={symbol}]", group)
+            for symbol, group in df.groupby(id_column, sort=True)
+        ]
     series = []
-    for symbol, group in df.groupby(id_column, sort=True):
-        label = f"{name}[{id_column}={symbol}]"
+    for symbol, label, group in groups:
         mapped = map_columns(group, label, column_map, timestamp_column)
-        series.append(series_from_frame(mapped, label, str(symbol), dtype))
+        synthetic = from_close and not any(c in mapped.columns for c in ("open", "high", "low"))
+        if synthetic:
+            mapped = ohlc_from_close(mapped, label, warn=False)
+        one = series_from_frame(mapped, label, symbol, dtype)
+        if synthetic:
+            one = replace(one, columns=tuple(c for c in one.columns if c not in ("open", "high", "low")))
+        series.append(one)
+    built = [one.name for one in series if one.synthetic_ohlc]
+    if built:
+        warnings.warn(
+            f"{name}: open, high and low of {len(built)} series are synthesised from the close (open = previous "
+            "close, high/low = max/min of open and close); forecasts of them follow that rule, not the market",
+            SyntheticOHLCWarning,
+            stacklevel=3,
+        )
     return series
 
 
@@ -342,17 +584,21 @@ def load_series(
     column_map: dict[str, str] | None = None,
     timestamp_column: str | None = None,
     dtype=np.float32,
+    from_close: bool = False,
 ) -> list[OHLCVSeries]:
     """Read OHLCV series from files or folders of them: one symbol per file, or long tables split
     by `id_column`. A file's series is named after the file, a long table's `file[id=value]`.
+    `from_close` builds open/high/low of close-only files (`split_table`).
 
-    Every error names the file (and symbol) and the column or row at fault.
+    Every error names the file (and symbol) and the column or line at fault.
     """
     if not paths:
         raise ValueError("no data files given")
     series: list[OHLCVSeries] = []
     for path in expand_folders(paths):
-        found = split_table(read_table(path), path.name, id_column, column_map, timestamp_column, dtype)
+        found = split_table(
+            read_table(path), path.name, id_column, column_map, timestamp_column, dtype, from_close
+        )
         if not id_column:
             found = [replace(found[0], name=series_name(path))]
         series.extend(found)

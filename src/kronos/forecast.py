@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 
 from .data import CLOSE, FEATURE_COLUMNS, HIGH, LOW, OPEN
 
 DEFAULT_QUANTILE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+class VolatilityWarning(UserWarning):
+    """Realised volatility is undefined (NaN) where no sampled path has a positive close."""
 
 
 def check_quantile_levels(quantile_levels: Sequence[float]) -> tuple[float, ...]:
@@ -29,6 +32,14 @@ def check_quantile_levels(quantile_levels: Sequence[float]) -> tuple[float, ...]
         raise ValueError(f"quantile_levels must lie strictly between 0 and 1, got {bad}")
     if len(set(levels)) != len(levels):
         raise ValueError(f"quantile_levels has repeated levels: {levels}")
+    names: dict[str, float] = {}
+    for q in levels:
+        if f"{q:g}" in names:
+            raise ValueError(
+                f"quantile_levels {names[f'{q:g}']!r} and {q!r} print alike ({q:g}), so their columns would share "
+                f"one name (close_q{q:g}): give levels that differ within 6 significant digits"
+            )
+        names[f"{q:g}"] = q
     return tuple(sorted(levels))
 
 
@@ -142,16 +153,3 @@ def path_statistics(
     columns["realized_vol"] = horizon_volatility(paths, last_close)
     columns["ohlc_violation_rate"] = violation
     return columns
-
-
-def summarize_paths(
-    paths: np.ndarray,
-    last_close: float,
-    quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
-    repair: bool = True,
-) -> pd.DataFrame:
-    """`path_statistics` of one series' paths [n_paths, pred_len, 6] as a DataFrame, one row per step."""
-    paths = np.asarray(paths)
-    if paths.ndim != 3:
-        raise ValueError(f"paths must be [n_paths, pred_len, {len(FEATURE_COLUMNS)}], got {paths.shape}")
-    return pd.DataFrame(path_statistics(paths, last_close, quantile_levels, repair))

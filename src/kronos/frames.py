@@ -17,6 +17,7 @@ from .data import (
     FEATURE_COLUMNS,
     PRICE_COLUMNS,
     check_ids_present,
+    check_pred_len,
     check_time_order,
     parse_timestamps,
     prepare_ohlcv,
@@ -174,7 +175,13 @@ def future_timestamps(
     grid), intraday bars seen at a time of day only once while other times recur, or several
     bars on one day in daily data. Passing `freq` skips inference and these checks.
     """
+    n = check_pred_len(n, "the number of future timestamps")
     timestamps = pd.DatetimeIndex(timestamps).as_unit("ns")
+    if timestamps.isna().any():
+        raise ValueError(
+            f"{name}: the timestamps hold a missing value (NaT) at position {int(np.argmax(timestamps.isna()))}"
+        )
+    check_time_order(pd.Series(timestamps), name)
     if freq is not None:
         return _continue(timestamps, n, _to_offset(freq))
     if len(timestamps) < 3:
@@ -214,7 +221,15 @@ def future_timestamps(
 
 
 def _continue(timestamps: pd.DatetimeIndex, n: int, offset: pd.DateOffset) -> FutureIndex:
-    future = pd.date_range(timestamps[-1] + offset, periods=n, freq=offset)
+    if offset.n <= 0:
+        raise ValueError(f"freq {offset.freqstr!r} does not step forward in time: give a positive spacing")
+    try:
+        future = pd.date_range(timestamps[-1] + offset, periods=n, freq=offset)
+    except (OverflowError, pd.errors.OutOfBoundsDatetime) as err:
+        raise ValueError(
+            f"{n} steps of {offset.freqstr} after {timestamps[-1]} run past the last date pandas can hold "
+            f"({pd.Timestamp.max.date()})"
+        ) from err
     return FutureIndex(future, f"frequency {offset.freqstr}")
 
 
@@ -293,21 +308,63 @@ def _intraday_schedule(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd
                 f"{name}: irregular timestamp {where}: its time of day appears only once while the "
                 f"others recur on ~{usual:.0f} days; pass freq= to override"
             )
-    template = pd.to_timedelta(np.sort(slot_days.index.to_numpy()), unit="ns")
     weekdays = _trading_weekdays(days)
-    n_days = (n // len(template) + 2) * 7
-    calendar = pd.date_range(days[-1], periods=n_days, freq="D")
-    calendar = calendar[np.isin(calendar.day_of_week, weekdays)]
-    slots = (calendar.to_numpy()[:, None] + template.to_numpy()[None, :]).ravel()
+    week = _weekly_slots(days, offsets, weekdays, np.sort(slot_days.index.to_numpy()))
+    per_day = max(len(slots) for slots in week.values())
+    calendar = pd.date_range(days[-1], periods=(n // per_day + 2) * 7, freq="D")
+    slots = _slots_on(calendar, week)
     future = pd.DatetimeIndex(slots[slots > timestamps[-1].to_datetime64()][:n])
-    history_calendar = pd.date_range(days[0], days[-1], freq="D")
-    history_calendar = history_calendar[np.isin(history_calendar.day_of_week, weekdays)]
-    expected = (history_calendar.to_numpy()[:, None] + template.to_numpy()[None, :]).ravel()
+    expected = _slots_on(pd.date_range(days[0], days[-1], freq="D"), week)
     inside = (expected >= timestamps[0].to_datetime64()) & (expected <= timestamps[-1].to_datetime64())
     absent = expected[inside & ~np.isin(expected, timestamps.to_numpy())]
     gap = Gap(pd.Timestamp(absent[0]), len(absent)) if len(absent) else None
-    session = "" if len(template) * step == ONE_DAY else f", {len(template)} bars a day"
-    return FutureIndex(future, f"every {_describe_gap(step)}{session}{_describe_week(weekdays)}", gap)
+    return FutureIndex(future, f"every {_describe_gap(step)}{_describe_session(week, step)}", gap)
+
+
+def _weekly_slots(
+    days: pd.DatetimeIndex, offsets: pd.TimedeltaIndex, weekdays: np.ndarray, template: np.ndarray
+) -> dict[int, np.ndarray]:
+    """The times of day (ns) a series trades, per trading weekday (Monday 0).
+
+    A history spanning two weeks or more shows each weekday's own session, the times seen on
+    that weekday: a week that opens on Sunday evening and closes on Friday evening (currencies)
+    keeps its shape. A shorter one trades every time of day seen (`template`) on each trading
+    weekday.
+    """
+    if days[-1] - days[0] < pd.Timedelta(days=13):
+        return {int(day): template for day in weekdays}
+    seen = pd.Series(offsets.asi8).groupby(np.asarray(days.day_of_week)).unique()
+    return {int(day): np.sort(seen[day]) for day in weekdays}
+
+
+def _slots_on(calendar: pd.DatetimeIndex, week: dict[int, np.ndarray]) -> np.ndarray:
+    """Every trading slot on the days of `calendar`, in order, as datetime64[ns]."""
+    parts = [
+        (calendar[calendar.day_of_week == day].to_numpy()[:, None] + times.astype("timedelta64[ns]")).ravel()
+        for day, times in week.items()
+    ]
+    return np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype="datetime64[ns]")
+
+
+def _describe_session(week: dict[int, np.ndarray], step: pd.Timedelta) -> str:
+    """', 8 bars a day, weekdays only', or for sessions that differ by weekday the week's open
+    and close: ', 120 bars a week, Sun 22:00 to Fri 21:00'."""
+    sessions = list(week.values())
+    if all(np.array_equal(sessions[0], other) for other in sessions[1:]):
+        per_day = "" if len(sessions[0]) * step == ONE_DAY else f", {len(sessions[0])} bars a day"
+        return per_day + _describe_week(np.array(sorted(week)))
+    day_ns = ONE_DAY.value
+    slots = np.sort(np.concatenate([day * day_ns + week[day] for day in week]))
+    gaps = np.diff(np.append(slots, slots[0] + 7 * day_ns))
+    close = int(np.argmax(gaps))  # the longest pause in the week is its weekend
+    first, last = slots[(close + 1) % len(slots)], slots[close]
+    names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+    def when(ns: int) -> str:
+        minutes = (ns % day_ns) // 60_000_000_000
+        return f"{names[ns // day_ns]} {minutes // 60:02d}:{minutes % 60:02d}"
+
+    return f", {len(slots)} bars a week, {when(int(first))} to {when(int(last))}"
 
 
 def _fixed_step(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd.Timedelta) -> FutureIndex:

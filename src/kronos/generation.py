@@ -81,6 +81,10 @@ def sample_from_logits(
     return torch.topk(probs, k=1, dim=-1).indices
 
 
+MIN_TEMPERATURE = 1e-4  # logits of a few hundred divided by less overflow float32
+MAX_SAMPLE_COUNT = 10_000
+
+
 @dataclass(frozen=True)
 class Sampling:
     """How tokens are drawn: temperature, top-k and top-p filters, and paths per series.
@@ -99,6 +103,11 @@ class Sampling:
     def __post_init__(self) -> None:
         if isinstance(self.T, bool) or not isinstance(self.T, (int, float)) or not self.T > 0:
             raise ValueError(f"temperature T must be positive (a number), got {self.T!r}")
+        if not MIN_TEMPERATURE <= self.T < float("inf"):
+            raise ValueError(
+                f"temperature T must be finite and at least {MIN_TEMPERATURE:g}, got {self.T!r}: logits / T "
+                "overflow float32 below it (for the most probable token every step, use top_k=1)"
+            )
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, (int, np.integer)) or self.top_k < 0:
             raise ValueError(f"top_k must be >= 0 (an integer), got {self.top_k!r}")
         if (
@@ -110,6 +119,11 @@ class Sampling:
         count = self.sample_count
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise ValueError(f"sample_count must be >= 1 (an integer), got {count!r}")
+        if count > MAX_SAMPLE_COUNT:
+            raise ValueError(
+                f"sample_count must be at most {MAX_SAMPLE_COUNT:,} paths per series, got {count:,}: every "
+                "path is a row of every generation step, and quantiles need far fewer"
+            )
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))
         ):
@@ -320,30 +334,65 @@ def generate_tokens(
 def decode_tokens(
     tokenizer: KronosTokenizer, tokens: GeneratedTokens, max_context: int, use_cache: bool = True
 ):
-    """Decode the last `max_context` tokens of history + each path: [S, N, min(H + P, max_context), d_in].
+    """Decode history + each path, [S, N, max(min(H + P, max_context), P), d_in]: the last
+    `max_context` tokens, as upstream, and before them any generated tokens that fall outside
+    that window (a horizon P longer than the context; `_decode_before_window`).
 
-    The cached way decodes the history part once per series and each path's tokens on top of it.
-    Runs in eval mode, as `generate_tokens`.
+    The cached way decodes the history part of the last window once per series and each path's
+    tokens on top of it. Runs in eval mode, as `generate_tokens`.
     """
+    (h1, h2), (g1, g2), n = tokens.history, tokens.generated, tokens.sample_count
+    n_series, hist_len = h1.shape
+    pred_len = g1.shape[1]
+    start, prefix_len, gen_start = window_bounds(hist_len + pred_len, hist_len, max_context)
     with eval_mode(tokenizer):
-        (h1, h2), (g1, g2), n = tokens.history, tokens.generated, tokens.sample_count
-        n_series, hist_len = h1.shape
-        pred_len = g1.shape[1]
-        start, prefix_len, gen_start = window_bounds(hist_len + pred_len, hist_len, max_context)
         if not use_cache:
             full1 = torch.cat([h1.repeat_interleave(n, dim=0), g1], dim=1)[:, start:]
             full2 = torch.cat([h2.repeat_interleave(n, dim=0), g2], dim=1)[:, start:]
             z = tokenizer.decode((full1, full2), half=True)
-            return z.view(n_series, n, z.shape[1], z.shape[2])
-        window_len = hist_len + pred_len - start
-        cache = SegmentedCache(tokenizer.decoder, n_series, n, prefix_len, pred_len - gen_start, window_len)
-        parts = []
-        if prefix_len:
-            z_prefix = tokenizer.decode((h1[:, start:], h2[:, start:]), half=True, cache=cache)
-            parts.append(z_prefix[:, None].expand(n_series, n, *z_prefix.shape[1:]))
-        z_suffix = tokenizer.decode((g1[:, gen_start:], g2[:, gen_start:]), half=True, cache=cache)
-        parts.append(z_suffix.view(n_series, n, pred_len - gen_start, -1))
-        return torch.cat(parts, dim=2)
+            window = z.view(n_series, n, z.shape[1], z.shape[2])
+        else:
+            window = _decode_window_cached(tokenizer, tokens, start, prefix_len, gen_start)
+        if gen_start == 0:
+            return window
+        return torch.cat([_decode_before_window(tokenizer, tokens, gen_start, max_context), window], dim=2)
+
+
+def _decode_window_cached(tokenizer, tokens: GeneratedTokens, start: int, prefix_len: int, gen_start: int):
+    (h1, h2), (g1, g2), n = tokens.history, tokens.generated, tokens.sample_count
+    n_series, hist_len = h1.shape
+    pred_len = g1.shape[1]
+    window_len = hist_len + pred_len - start
+    cache = SegmentedCache(tokenizer.decoder, n_series, n, prefix_len, pred_len - gen_start, window_len)
+    parts = []
+    if prefix_len:
+        z_prefix = tokenizer.decode((h1[:, start:], h2[:, start:]), half=True, cache=cache)
+        parts.append(z_prefix[:, None].expand(n_series, n, *z_prefix.shape[1:]))
+    z_suffix = tokenizer.decode((g1[:, gen_start:], g2[:, gen_start:]), half=True, cache=cache)
+    parts.append(z_suffix.view(n_series, n, pred_len - gen_start, -1))
+    return torch.cat(parts, dim=2)
+
+
+def _decode_before_window(tokenizer, tokens: GeneratedTokens, n_generated: int, max_context: int):
+    """The first `n_generated` generated tokens of each path, decoded: [S, N, n_generated, d_in].
+
+    The decoder sees at most `max_context` tokens, so they are decoded block by block, each block
+    of max_context // 2 tokens at the end of a window of `max_context` tokens (or of all tokens
+    from the first): every token is decoded with at least half a context of tokens before it.
+    """
+    (h1, h2), (g1, g2), n = tokens.history, tokens.generated, tokens.sample_count
+    n_series, hist_len = h1.shape
+    full1 = torch.cat([h1.repeat_interleave(n, dim=0), g1], dim=1)
+    full2 = torch.cat([h2.repeat_interleave(n, dim=0), g2], dim=1)
+    block = max(1, max_context // 2)
+    blocks = []
+    for first in range(hist_len, hist_len + n_generated, block):
+        end = min(first + block, hist_len + n_generated)
+        begin = max(0, end - max_context)
+        z = tokenizer.decode((full1[:, begin:end], full2[:, begin:end]), half=True)
+        blocks.append(z[:, first - begin :])
+    z = torch.cat(blocks, dim=1)
+    return z.view(n_series, n, n_generated, z.shape[-1])
 
 
 def auto_regressive_inference(
@@ -364,8 +413,9 @@ def auto_regressive_inference(
 ) -> np.ndarray:
     """Sample `sample_count` paths per series and return their mean, decoded (upstream's signature).
 
-    Returns float32 [S, min(H + pred_len, max_context), d_in]: the decoded last window of history
-    plus forecast, so the forecast is `[:, -pred_len:]`. `use_cache=False` runs the reference loop.
+    Returns float32 [S, max(min(H + pred_len, max_context), pred_len), d_in]: the decoded last
+    window of history plus forecast (with any forecast before it, `decode_tokens`), so the
+    forecast is `[:, -pred_len:]`. `use_cache=False` runs the reference loop.
     """
     sampling = Sampling(T=T, top_k=top_k, top_p=top_p, sample_count=sample_count)
     tokens = generate_tokens(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 
@@ -16,7 +18,10 @@ from tqdm.auto import tqdm
 
 from .data import (
     FEATURE_COLUMNS,
+    FLOAT32,
     as_timestamps,
+    check_pred_len,
+    check_time_order,
     denormalize,
     normalize,
     positive_int,
@@ -26,10 +31,10 @@ from .data import (
 from .forecast import (
     CLOSE,
     DEFAULT_QUANTILE_LEVELS,
+    VolatilityWarning,
     check_quantile_levels,
-    ohlc_violation_rate,
+    ohlc_violations,
     path_statistics,
-    summarize_paths,
 )
 from .frames import GAP_POLICIES, MIN_HISTORY, future_timestamps, report_gaps, split_series
 from .generation import Sampling, decode_tokens, generate_tokens
@@ -38,6 +43,16 @@ from .pretrained import DEFAULT_MODEL, ModelMetadata, load_pretrained
 from .tokenizer import KronosTokenizer
 
 NORMALIZE_ON = ("history", "context")
+
+# Caps on the work one call may ask for; each refusal names its cap and why (docs/reliability.md).
+MAX_HISTORY = (
+    20_000  # bars tokenized per series: the tokenizer attends over all, time grows with their square
+)
+MAX_PATH_VALUES = 2**28  # series x paths x steps x 6 values a call returns: 1 GiB in float32
+GENERATION_MEMORY = 4 * 2**30  # bytes a generation call may take (estimated); larger batches are split
+SMALL_MODEL_PARAMETERS = 5_000_000  # below this, generation on CPU is fastest on one thread
+_TORCH_THREADS = torch.get_num_threads()  # torch's thread count when kronos was imported
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -74,9 +89,20 @@ class PreparedSeries:
     y_timestamp: pd.DatetimeIndex
     last_close: float
     key: object = 0
+    name: str = "df"
 
     def to_prices(self, normalised: np.ndarray) -> np.ndarray:
-        return denormalize(normalised, self.mean, self.std)
+        """Normalised bars [..., 6] in price units; an error naming the column where float32 overflows."""
+        prices = denormalize(normalised, self.mean, self.std)
+        finite = np.isfinite(prices).reshape(-1, prices.shape[-1]).all(axis=0)
+        if not finite.all():
+            col = FEATURE_COLUMNS[int(np.argmin(finite))]
+            j = FEATURE_COLUMNS.index(col)
+            raise ValueError(
+                f"the forecast of {self.name} column {col!r} overflows float32 (its history has mean "
+                f"{self.mean[j]:.3g} and standard deviation {self.std[j]:.3g}): rescale the column"
+            )
+        return prices
 
 
 class ContextWarning(UserWarning):
@@ -91,6 +117,13 @@ class KronosPredictor:
     the model's own (its metadata; 512 without any, as upstream). `normalize_on="context"` keeps
     only the last `max_context` bars of a longer history, so that normalisation and tokenizer
     see just the bars the model sees; the default "history" uses them all, as upstream.
+
+    `num_threads` sets torch's CPU threads while generating. Without it, a model under 5M
+    parameters generates on one thread (faster: its matrices are too small to share out),
+    unless torch's thread count was changed after kronos was imported or OMP_NUM_THREADS /
+    MKL_NUM_THREADS is set; the count is restored after each call. `memory_budget` (bytes) bounds
+    one generation call's estimated memory: larger batches are split, and one series that needs
+    more is refused. A predictor holds no per-call state: threads may share one (use `seed=`).
     """
 
     def __init__(
@@ -103,6 +136,8 @@ class KronosPredictor:
         dtype: torch.dtype | str | None = None,
         use_cache: bool = True,
         normalize_on: str = "history",
+        num_threads: int | None = None,
+        memory_budget: int = GENERATION_MEMORY,
     ):
         self.metadata = getattr(model, "metadata", None) or ModelMetadata()
         max_context = self.metadata.max_context if max_context is None else max_context
@@ -110,12 +145,19 @@ class KronosPredictor:
         if normalize_on not in NORMALIZE_ON:
             raise ValueError(f"normalize_on must be one of {NORMALIZE_ON}, got {normalize_on!r}")
         self.normalize_on = normalize_on
+        if isinstance(clip, bool) or not isinstance(clip, (int, float, np.number)) or not 0 < clip < math.inf:
+            raise ValueError(
+                f"clip must be a positive finite number (normalised bars are clipped to ±clip), got {clip!r}"
+            )
+        self.clip = float(clip)
+        self.num_threads = None if num_threads is None else positive_int(num_threads, "num_threads")
+        self.memory_budget = positive_int(memory_budget, "memory_budget")
         self.device = pick_device(device)
         self.dtype = _as_dtype(dtype)
-        self.clip = clip
         self.use_cache = use_cache
         self.model = model.to(self.device, self.dtype).eval()
         self.tokenizer = tokenizer.to(self.device, self.dtype).eval()
+        self.n_parameters = sum(p.numel() for p in self.model.parameters())
 
     @property
     def lookback(self) -> int:
@@ -149,20 +191,56 @@ class KronosPredictor:
             raise ValueError(f"y_timestamp of {name} has {len(y_ts)} entries but pred_len is {pred_len}")
         if len(bars) < 2:
             raise ValueError(f"{name} needs at least 2 rows of history, got {len(bars)}")
+        check_time_order(x_ts, f"x_timestamp of {name}")
+        check_time_order(y_ts, f"y_timestamp of {name}")
+        zones = (x_ts.dt.tz, y_ts.dt.tz)
+        if (zones[0] is None) != (zones[1] is None):
+            raise ValueError(f"x_timestamp of {name} has time zone {zones[0]} but y_timestamp has {zones[1]}")
+        if y_ts.iloc[0] <= x_ts.iloc[-1]:
+            raise ValueError(
+                f"y_timestamp of {name} starts at {y_ts.iloc[0]}, not after the history's last timestamp {x_ts.iloc[-1]}"
+            )
         return self._prepare_arrays(
-            bars, time_features(x_ts), time_features(y_ts), pd.DatetimeIndex(y_ts), key
+            bars, time_features(x_ts), time_features(y_ts), pd.DatetimeIndex(y_ts), key, name
         )
 
-    def _prepare_arrays(self, bars, x_stamp, y_stamp, y_timestamp, key: object) -> PreparedSeries:
-        """A series from validated float32 bars [L, 6] and time features."""
+    def _prepare_arrays(self, bars, x_stamp, y_stamp, y_timestamp, key: object, name: str) -> PreparedSeries:
+        """A series from validated float32 bars [L, 6] and time features.
+
+        Refuses a history longer than MAX_HISTORY bars (what reaches the tokenizer), and columns
+        whose normalisation statistics, or the forecasts they map back to, do not fit float32.
+        """
         if self.normalize_on == "context" and len(bars) > self.max_context:
             bars, x_stamp = bars[-self.max_context :], x_stamp[-self.max_context :]
-        x, mean, std = normalize(bars, self.clip)
-        return PreparedSeries(x, x_stamp, y_stamp, mean, std, y_timestamp, float(bars[-1, CLOSE]), key)
+        if len(bars) > MAX_HISTORY:
+            raise ValueError(
+                f"{name} has {len(bars):,} bars of history, more than the {MAX_HISTORY:,} the tokenizer takes: it "
+                f"attends over the whole history, in time that grows with its square. Give the last bars (the "
+                f"model sees the last {self.max_context}) or pass normalize_on='context'"
+            )
+        with np.errstate(over="ignore", invalid="ignore"):
+            x, mean, std = normalize(bars, self.clip)
+            # the largest forecast the decoder could give, mapped back: it must fit float32 too
+            reach = np.abs(mean) + 2 * self.clip * (std + 1e-5)
+        fits = np.isfinite(mean) & np.isfinite(std) & (reach <= FLOAT32.max)
+        if not fits.all():
+            j = int(np.argmin(fits))
+            largest = int(np.argmax(np.abs(bars[:, j])))
+            raise ValueError(
+                f"{name} column {FEATURE_COLUMNS[j]!r}: its mean and standard deviation over the history do not "
+                f"fit float32, in which the model computes (largest value {bars[largest, j]:.3g}, bar "
+                f"{largest + 1} of {len(bars)}); rescale the column (e.g. volume in thousands or millions)"
+            )
+        return PreparedSeries(x, x_stamp, y_stamp, mean, std, y_timestamp, float(bars[-1, CLOSE]), key, name)
 
     def _prepare_list(self, df_list, x_timestamp_list, y_timestamp_list, pred_len: int, series_ids=None):
         if not isinstance(df_list, (list, tuple)) or not df_list:
             raise ValueError("df_list must be a non-empty list of DataFrames")
+        for what, values in (("x_timestamp_list", x_timestamp_list), ("y_timestamp_list", y_timestamp_list)):
+            if not isinstance(values, (list, tuple)):
+                raise TypeError(
+                    f"{what} must be a list, one entry per DataFrame, got {type(values).__name__}"
+                )
         if not len(df_list) == len(x_timestamp_list) == len(y_timestamp_list):
             raise ValueError(
                 f"df_list, x_timestamp_list and y_timestamp_list differ in length: "
@@ -185,52 +263,125 @@ class KronosPredictor:
         sampling: Sampling,
         verbose: bool = False,
         batch_size: int | None = None,
-    ) -> np.ndarray:
-        """Normalised forecast paths [S, sample_count, pred_len, 6], in the order of `prepared`.
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Normalised forecast paths, per generation call: (indices into `prepared`, [k, sample_count,
+        pred_len, 6]).
 
-        Series run in groups of one history length (generation needs one length per call),
-        `batch_size` at a time.
+        Series run in groups of one history length (generation needs one length per call), at most
+        `batch_size` at a time and as many as fit in the memory budget.
         """
         self._warn_beyond_context(prepared)
-        out = np.empty((len(prepared), sampling.sample_count, pred_len, 6), dtype=np.float32)
-        by_length: dict[int, list[int]] = {}
-        for i, one in enumerate(prepared):
-            by_length.setdefault(len(one.x), []).append(i)
-        chunks = [
-            members[start : start + (batch_size or len(members))]
-            for members in by_length.values()
-            for start in range(0, len(members), batch_size or len(members))
-        ]
+        chunks = self._chunks(prepared, pred_len, sampling.sample_count, batch_size)
         with tqdm(
             total=len(prepared), desc="series", unit="series", disable=not verbose or len(chunks) == 1
         ) as bar:
             for chunk in chunks:
                 group = [prepared[i] for i in chunk]
-                tokens = generate_tokens(
-                    self.tokenizer, self.model, self._tensor([p.x for p in group]),
-                    self._tensor([p.x_stamp for p in group]), self._tensor([p.y_stamp for p in group]),
-                    self.max_context, pred_len, sampling, self.clip, [p.key for p in group],
-                    verbose and len(chunks) == 1, self.use_cache,
-                )  # fmt: skip
-                paths = decode_tokens(self.tokenizer, tokens, self.max_context, self.use_cache)
-                out[chunk] = paths[:, :, -pred_len:].float().cpu().numpy()
+                with self._generation_threads():
+                    tokens = generate_tokens(
+                        self.tokenizer, self.model, self._tensor([p.x for p in group]),
+                        self._tensor([p.x_stamp for p in group]), self._tensor([p.y_stamp for p in group]),
+                        self.max_context, pred_len, sampling, self.clip, [p.key for p in group],
+                        verbose and len(chunks) == 1, self.use_cache,
+                    )  # fmt: skip
+                    paths = decode_tokens(self.tokenizer, tokens, self.max_context, self.use_cache)
+                paths = paths.float().cpu().numpy()
                 bar.update(len(chunk))
-        return out
+                yield chunk, paths[:, :, -pred_len:]
+
+    def _chunks(
+        self, prepared: list[PreparedSeries], pred_len: int, sample_count: int, batch_size: int | None
+    ) -> list[list[int]]:
+        by_length: dict[int, list[int]] = {}
+        for i, one in enumerate(prepared):
+            by_length.setdefault(len(one.x), []).append(i)
+        chunks = []
+        for length, members in by_length.items():
+            need = self.generation_bytes(length, pred_len, sample_count)
+            if need > self.memory_budget:
+                raise ValueError(
+                    f"one series with {sample_count:,} paths, {length:,} bars of history and {pred_len:,} steps "
+                    f"needs about {need / 2**30:.1f} GiB to generate, more than the predictor's memory_budget of "
+                    f"{self.memory_budget / 2**30:.1f} GiB: use fewer paths (sample_count) or steps, or raise "
+                    "memory_budget"
+                )
+            size = min(batch_size or len(members), self.memory_budget // need)
+            chunks += [members[start : start + size] for start in range(0, len(members), size)]
+        return chunks
+
+    def generation_bytes(self, history: int, pred_len: int, sample_count: int) -> int:
+        """Estimated memory to generate one series' paths: keys and values of every layer for its
+        history (shared by its paths) and each path's tokens, a whole window per path once the
+        window slides; about twice that, as measured, for the step's other tensors."""
+        per_path = self.max_context if history + pred_len > self.max_context else pred_len
+        tokens = min(history, self.max_context) + sample_count * per_path
+        layers = len(self.model.transformer) + 1  # and the dependency-aware layer
+        itemsize = torch.finfo(self.dtype).bits // 8
+        return 2 * tokens * self.model.d_model * layers * 2 * itemsize
+
+    @contextmanager
+    def _generation_threads(self) -> Iterator[None]:
+        """torch's CPU thread count for a generation call (`num_threads` in the class docstring)."""
+        wanted = self.num_threads
+        if wanted is None and self.n_parameters < SMALL_MODEL_PARAMETERS:
+            chosen = (
+                any(os.environ.get(v) for v in _THREAD_VARIABLES) or torch.get_num_threads() != _TORCH_THREADS
+            )
+            wanted = None if chosen else 1
+        before = torch.get_num_threads()
+        if self.device.type != "cpu" or wanted is None or wanted == before:
+            yield
+            return
+        torch.set_num_threads(wanted)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def _tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(np.stack(arrays), dtype=np.float32)).to(self.device)
 
     def _price_paths(self, prepared, pred_len, sampling, verbose=False, batch_size=None) -> np.ndarray:
-        paths = self._sample(prepared, pred_len, sampling, verbose, batch_size)
-        return np.stack([one.to_prices(p) for one, p in zip(prepared, paths)])
+        """Every path in price units, [S, sample_count, pred_len, 6]."""
+        values = len(prepared) * sampling.sample_count * pred_len * len(FEATURE_COLUMNS)
+        if values > MAX_PATH_VALUES:
+            raise ValueError(
+                f"{len(prepared):,} series x {sampling.sample_count:,} paths x {pred_len:,} steps x 6 columns is "
+                f"{values:,} values, more than the {MAX_PATH_VALUES:,} (1 GiB) one call returns: ask for fewer "
+                "series, paths or steps at once, or summarise them with predict_df"
+            )
+        out = np.empty((len(prepared), sampling.sample_count, pred_len, 6), dtype=np.float32)
+        for chunk, paths in self._sample(prepared, pred_len, sampling, verbose, batch_size):
+            for i, one in zip(chunk, paths):
+                out[i] = prepared[i].to_prices(one)
+        return out
 
     def _mean_frames(self, prepared, pred_len, sampling, verbose) -> list[pd.DataFrame]:
         """Upstream's output: the mean path, averaged before mapping back to prices."""
-        means = self._sample(prepared, pred_len, sampling, verbose).mean(axis=1)
-        return [
-            pd.DataFrame(one.to_prices(mean), columns=FEATURE_COLUMNS, index=pd.Index(one.y_timestamp))
-            for one, mean in zip(prepared, means)
-        ]
+        frames: list[pd.DataFrame] = [pd.DataFrame()] * len(prepared)
+        for chunk, paths in self._sample(prepared, pred_len, sampling, verbose):
+            for i, mean in zip(chunk, paths.mean(axis=1)):
+                one = prepared[i]
+                frames[i] = pd.DataFrame(
+                    one.to_prices(mean), columns=FEATURE_COLUMNS, index=pd.Index(one.y_timestamp)
+                )
+        return frames
+
+    def _summaries(self, prepared, pred_len, sampling, levels, repair, verbose=False, batch_size=None):
+        """`path_statistics` of every series, [S, pred_len] per column, computed one generation call at
+        a time so that memory is bounded by the batch; and the OHLC violation rate over all bars."""
+        _check_last_close(prepared)
+        columns: dict[str, np.ndarray] = {}
+        violations = 0
+        for chunk, paths in self._sample(prepared, pred_len, sampling, verbose, batch_size):
+            prices = np.stack([prepared[i].to_prices(p) for i, p in zip(chunk, paths)])
+            closes = np.array([prepared[i].last_close for i in chunk])
+            stats = path_statistics(prices, closes, levels, repair)
+            for key, value in stats.items():
+                columns.setdefault(key, np.empty((len(prepared), pred_len)))[chunk] = value
+            violations += int(ohlc_violations(prices).sum())
+        _warn_undefined_volatility(columns["realized_vol"], prepared)
+        return columns, violations / (len(prepared) * sampling.sample_count * pred_len)
 
     def _warn_beyond_context(self, prepared: list[PreparedSeries]) -> None:
         longest = max(len(p.x) for p in prepared)
@@ -261,7 +412,7 @@ class KronosPredictor:
     ) -> pd.DataFrame:
         """Mean of `sample_count` sampled paths, as a DataFrame of open..amount indexed by y_timestamp."""
         sampling = Sampling(T, top_k, top_p, sample_count, seed)
-        pred_len = positive_int(pred_len, "pred_len")
+        pred_len = check_pred_len(pred_len, "pred_len")
         prepared = [self._prepare(df, x_timestamp, y_timestamp, pred_len, "df")]
         return self._mean_frames(prepared, pred_len, sampling, verbose)[0]
 
@@ -280,7 +431,7 @@ class KronosPredictor:
     ) -> list[pd.DataFrame]:
         """`predict` for several series of one history length at once; one DataFrame per series."""
         sampling = Sampling(T, top_k, top_p, sample_count, seed)
-        pred_len = positive_int(pred_len, "pred_len")
+        pred_len = check_pred_len(pred_len, "pred_len")
         prepared = self._prepare_list(df_list, x_timestamp_list, y_timestamp_list, pred_len)
         lengths = sorted({len(p.x) for p in prepared})
         if len(lengths) > 1:
@@ -309,7 +460,7 @@ class KronosPredictor:
         generator; `predict_df` and `predict_paths_batch` give a series with the same id the same paths.
         """
         sampling = Sampling(T, top_k, top_p, sample_count, seed)
-        pred_len = positive_int(pred_len, "pred_len")
+        pred_len = check_pred_len(pred_len, "pred_len")
         prepared = [self._prepare(df, x_timestamp, y_timestamp, pred_len, "df", series_id)]
         return self._price_paths(prepared, pred_len, sampling, verbose)[0]
 
@@ -334,7 +485,7 @@ class KronosPredictor:
         alone (default: its position i), so its paths do not depend on the rest of the batch.
         """
         sampling = Sampling(T, top_k, top_p, sample_count, seed)
-        pred_len = positive_int(pred_len, "pred_len")
+        pred_len = check_pred_len(pred_len, "pred_len")
         prepared = self._prepare_list(df_list, x_timestamp_list, y_timestamp_list, pred_len, series_ids)
         return self._price_paths(prepared, pred_len, sampling, verbose, _batch_size(batch_size))
 
@@ -369,15 +520,16 @@ class KronosPredictor:
         """
         levels = check_quantile_levels(quantile_levels)
         sampling = Sampling(T, top_k, top_p, sample_count, seed)
-        pred_len = positive_int(pred_len, "pred_len")
+        pred_len = check_pred_len(pred_len, "pred_len")
         if y_timestamp is None:
             history = pd.DatetimeIndex(as_timestamps(x_timestamp, "x_timestamp"))
             y_timestamp = future_timestamps(history, pred_len, "x_timestamp").timestamps
         prepared = self._prepare(df, x_timestamp, y_timestamp, pred_len, "df", series_id)
-        paths = self._price_paths([prepared], pred_len, sampling, verbose)[0]
-        table = summarize_paths(paths, prepared.last_close, levels, repair_ohlc)
-        table.index = prepared.y_timestamp
-        table.attrs["ohlc_violation_rate"] = ohlc_violation_rate(paths)
+        columns, violation_rate = self._summaries(
+            [prepared], pred_len, sampling, levels, repair_ohlc, verbose
+        )
+        table = pd.DataFrame({k: v[0] for k, v in columns.items()}, index=prepared.y_timestamp)
+        table.attrs["ohlc_violation_rate"] = violation_rate
         table.attrs["realized_vol"] = float(table["realized_vol"].iloc[-1])
         return table
 
@@ -427,7 +579,7 @@ class KronosPredictor:
         size or the other series in the table. Without one, torch's global generator is used and
         the draws depend on the batch layout.
         """
-        pred_len = positive_int(prediction_length, "prediction_length")
+        pred_len = check_pred_len(prediction_length, "prediction_length")
         levels = check_quantile_levels(quantile_levels)
         sampling = Sampling(T, top_k, top_p, sample_count, seed)
         batch_size = positive_int(batch_size, "batch_size")
@@ -466,19 +618,44 @@ class KronosPredictor:
                 future_features[k],
                 futures[k],
                 one.id,
+                f"series {id_column}={one.id!r}",
             )
             for k, one in enumerate(series)
         ]
-        paths = self._price_paths(prepared, pred_len, sampling, verbose, batch_size)
-        closes = np.array([one.last_close for one in prepared])
-        columns = path_statistics(paths, closes, levels, repair_ohlc)
+        columns, violation_rate = self._summaries(
+            prepared, pred_len, sampling, levels, repair_ohlc, verbose, batch_size
+        )
         ids = pd.Index([one.id for one in series]).repeat(pred_len)
         stamps = futures[0].append(futures[1:])
         table = pd.DataFrame(
             {id_column: ids, timestamp_column: stamps, **{k: v.ravel() for k, v in columns.items()}}
         )
-        table.attrs["ohlc_violation_rate"] = ohlc_violation_rate(paths)
+        table.attrs["ohlc_violation_rate"] = violation_rate
         return table
+
+
+def _check_last_close(prepared: list[PreparedSeries]) -> None:
+    """Refuse a series whose last close is not positive: its realised volatility and direction
+    are measured by log returns from it."""
+    for one in prepared:
+        if not one.last_close > 0:
+            raise ValueError(
+                f"the last close of {one.name} is {one.last_close:g}: realised volatility is measured in log "
+                "returns from the last close, which need a positive price; predict_paths gives the raw paths"
+            )
+
+
+def _warn_undefined_volatility(volatility: np.ndarray, prepared: list[PreparedSeries]) -> None:
+    """Name the first series and step where no sampled path has a positive close (realized_vol NaN)."""
+    undefined = np.isnan(volatility)
+    if undefined.any():
+        series, step = (int(i[0]) for i in np.nonzero(undefined))
+        warnings.warn(
+            f"realized_vol is NaN at {int(undefined.sum())} steps: from step {step + 1} of "
+            f"{prepared[series].name}, no sampled path has a positive close (log returns need one)",
+            VolatilityWarning,
+            stacklevel=_caller_stacklevel(),
+        )
 
 
 def _caller_stacklevel() -> int:

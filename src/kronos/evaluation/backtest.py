@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..data import CLOSE, FEATURE_COLUMNS, positive_int
+from ..data import CLOSE, FEATURE_COLUMNS, check_pred_len, positive_int
 from ..forecast import horizon_volatility, realized_volatility
 from ..predictor import ContextWarning
 from . import metrics
@@ -236,10 +236,10 @@ def evaluate(
         lookback = getattr(predictor, "lookback", None)
         if lookback is None:
             raise ValueError("lookback is required: there is no model to take it from")
-    lookback, steps, paths, batch_size = (
-        positive_int(v, n)
-        for v, n in ((lookback, "lookback"), (steps, "steps"), (paths, "paths"), (batch_size, "batch_size"))
+    lookback, paths, batch_size = (
+        positive_int(v, n) for v, n in ((lookback, "lookback"), (paths, "paths"), (batch_size, "batch_size"))
     )
+    steps = check_pred_len(steps, "steps")
     if lookback < 3:
         raise ValueError(
             f"lookback must be at least 3 bars (the baselines estimate a volatility), got {lookback}"
