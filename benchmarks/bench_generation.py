@@ -94,18 +94,18 @@ def peak_rss_bytes() -> int:
 
 
 def record_step_peaks(peaks: list[int]) -> None:
-    """Instrument the cached decoder: before each step, store the peak resident memory of the
+    """Instrument the cached engine: before each step, store the peak resident memory of the
     previous one and reset the peak, so that memory is seen step by step."""
-    from kronos.cache import CachedDecoder
+    from kronos import generation
 
-    last_hidden = CachedDecoder.last_hidden
+    last_position = generation._last_position
 
-    def recorded(self, step, gen1, gen2):
-        peaks.append(peak_rss_bytes())  # step 0: the setup (tokenizer encode, caches, packed weights)
+    def recorded(*args, **kwargs):
+        peaks.append(peak_rss_bytes())  # step 0: the setup (tokenizer encode, caches)
         reset_peak_rss()
-        return last_hidden(self, step, gen1, gen2)
+        return last_position(*args, **kwargs)
 
-    CachedDecoder.last_hidden = recorded
+    generation._last_position = recorded
 
 
 def build(device: str, dtype: torch.dtype):

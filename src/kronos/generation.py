@@ -4,8 +4,11 @@ Two engines compute the same thing:
 
 - `plain`: the reference algorithm. Every step re-runs the Transformer over the whole window
   and the dependency-aware layer over every context position.
-- `cached` (default): `kronos.cache.CachedDecoder`, with key/value caches whose history part is
-  shared by a series' paths; the window is still recomputed exactly whenever it slides.
+- `cached` (default): the same modules over key/value caches (`kronos.cache`) whose history part
+  is shared by a series' paths. While the window grows, a step passes one token per path; once
+  it slides, every hidden state changes (the oldest token drops out and positions restart at 0),
+  so the step passes the whole window again: the history part once per series, then each path's
+  generated part on top of it.
 
 Rows are laid out series-major (row = series * sample_count + path), as upstream repeats them,
 so both engines draw the same random numbers in the same order.
@@ -23,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import trange
 
-from .cache import CachedDecoder, SegmentedStack, window_bounds
+from .cache import SegmentedCache, SegmentedModelCache
 from .model import Kronos
 from .tokenizer import KronosTokenizer
 
@@ -213,18 +216,58 @@ class GeneratedTokens:
     sample_count: int
 
 
+def window_bounds(seq_len: int, history_len: int, max_context: int) -> tuple[int, int, int]:
+    """For the last `max_context` of seq_len tokens: (start, prefix length, first generated index)."""
+    start = max(0, seq_len - max_context)
+    return start, max(0, history_len - start), max(0, start - history_len)
+
+
 def _generate_cached(model, history, full_stamp, max_context, pred_len, sampling, random, progress):
-    rows = history[0].shape[0] * sampling.sample_count
-    gen1 = history[0].new_empty(rows, pred_len)
-    gen2 = history[1].new_empty(rows, pred_len)
-    decoder = CachedDecoder(model, history, full_stamp, sampling.sample_count, max_context, pred_len)
+    n_series, hist_len = history[0].shape
+    n_paths = sampling.sample_count
+    generated = tuple(h.new_empty(n_series * n_paths, pred_len) for h in history)
+    stamps = (full_stamp, full_stamp.repeat_interleave(n_paths, dim=0))  # per series, per path
+    cache = SegmentedModelCache(
+        model, n_series, n_paths, min(hist_len, max_context), min(pred_len, max_context), max_context
+    )
     for i in progress(pred_len):
-        last = decoder.last_hidden(i, gen1, gen2)
-        s1 = draw_tokens(decoder.s1_logits(last).float(), sampling, random and random.uniforms(i, 0))
-        s2 = draw_tokens(decoder.s2_logits(last, s1).float(), sampling, random and random.uniforms(i, 1))
-        gen1[:, i] = s1
-        gen2[:, i] = s2
-    return gen1, gen2
+        s1_logits, last = _last_position(model, cache, history, generated, stamps, i, max_context)
+        s1 = draw_tokens(s1_logits.float(), sampling, random and random.uniforms(i, 0))
+        s2_logits = model.decode_s2(last, s1[:, None], cache=cache)[:, -1]
+        s2 = draw_tokens(s2_logits.float(), sampling, random and random.uniforms(i, 1))
+        generated[0][:, i] = s1
+        generated[1][:, i] = s2
+    return generated
+
+
+def _last_position(model, cache, history, generated, stamps, step, max_context):
+    """s1 logits [R, vocab] and hidden state [R, 1, D] of the last token before generated token
+    `step`: one token per path while the window grows, else the whole window passed again, the
+    history part once per series, then each path's generated part on top of it."""
+    (h1, h2), (g1, g2), (series_stamp, path_stamp) = history, generated, stamps
+    hist_len = h1.shape[1]
+    seq_len = hist_len + step
+    start, prefix_len, gen_start = window_bounds(seq_len, hist_len, max_context)
+    if step > 0 and start == 0:
+        new = slice(step - 1, step)
+        logits, context = model.decode_s1(
+            g1[:, new], g2[:, new], path_stamp[:, seq_len - 1 : seq_len], cache=cache
+        )
+        return logits[:, -1], context[:, -1:]
+    cache.clear()
+    if prefix_len:
+        logits, context = model.decode_s1(
+            h1[:, start:], h2[:, start:], series_stamp[:, start:hist_len], cache=cache
+        )
+    if step > gen_start:
+        new = slice(gen_start, step)
+        logits, context = model.decode_s1(
+            g1[:, new], g2[:, new], path_stamp[:, start + prefix_len : seq_len], cache=cache
+        )
+    else:  # the history alone: one row per series
+        n_paths = g1.shape[0] // h1.shape[0]
+        logits, context = (t.repeat_interleave(n_paths, dim=0) for t in (logits, context[:, -1:]))
+    return logits[:, -1], context[:, -1:]
 
 
 def _generate_plain(model, history, full_stamp, max_context, pred_len, sampling, random, progress):
@@ -267,6 +310,7 @@ def generate_tokens(
 
     x: normalised history [S, H, d_in]; x_stamp [S, H, 5]; y_stamp [S, pred_len, 5]. With
     `sampling.seed`, series i draws from `series_key(seed, series_keys[i])` (default: its position).
+    Runs in eval mode; the modules' training flags are restored afterwards.
     """
     _check_generation_args(x, x_stamp, y_stamp, max_context, pred_len)
     random = None
@@ -277,11 +321,12 @@ def generate_tokens(
         random = SeriesRandom([series_key(sampling.seed, k) for k in keys], sampling.sample_count, x.device)
     dtype = model.norm.weight.dtype
     x = torch.clip(x, -clip, clip).to(dtype)
-    history = tokenizer.encode(x.to(tokenizer.head.weight.dtype), half=True)
     full_stamp = torch.cat([x_stamp, y_stamp], dim=1)
     progress = trange if verbose else range
     engine = _generate_cached if use_cache else _generate_plain
-    generated = engine(model, history, full_stamp, max_context, pred_len, sampling, random, progress)
+    with eval_mode(tokenizer, model):
+        history = tokenizer.encode(x.to(tokenizer.head.weight.dtype), half=True)
+        generated = engine(model, history, full_stamp, max_context, pred_len, sampling, random, progress)
     return GeneratedTokens(history=history, generated=generated, sample_count=sampling.sample_count)
 
 
@@ -294,43 +339,37 @@ def decode_tokens(
     that window (a horizon P longer than the context; `_decode_before_window`).
 
     The cached way decodes the history part of the last window once per series and each path's
-    tokens on top of it.
+    tokens on top of it. Runs in eval mode, as `generate_tokens`.
     """
     (h1, h2), (g1, g2), n = tokens.history, tokens.generated, tokens.sample_count
     n_series, hist_len = h1.shape
     pred_len = g1.shape[1]
     start, prefix_len, gen_start = window_bounds(hist_len + pred_len, hist_len, max_context)
-    if not use_cache:
-        full1 = torch.cat([h1.repeat_interleave(n, dim=0), g1], dim=1)[:, start:]
-        full2 = torch.cat([h2.repeat_interleave(n, dim=0), g2], dim=1)[:, start:]
-        z = tokenizer.decode((full1, full2), half=True)
-        window = z.view(n_series, n, z.shape[1], z.shape[2])
-    else:
-        window = _decode_window_cached(tokenizer, tokens, start, prefix_len, gen_start)
-    if gen_start == 0:
-        return window
-    return torch.cat([_decode_before_window(tokenizer, tokens, gen_start, max_context), window], dim=2)
+    with eval_mode(tokenizer):
+        if not use_cache:
+            full1 = torch.cat([h1.repeat_interleave(n, dim=0), g1], dim=1)[:, start:]
+            full2 = torch.cat([h2.repeat_interleave(n, dim=0), g2], dim=1)[:, start:]
+            z = tokenizer.decode((full1, full2), half=True)
+            window = z.view(n_series, n, z.shape[1], z.shape[2])
+        else:
+            window = _decode_window_cached(tokenizer, tokens, start, prefix_len, gen_start)
+        if gen_start == 0:
+            return window
+        return torch.cat([_decode_before_window(tokenizer, tokens, gen_start, max_context), window], dim=2)
 
 
 def _decode_window_cached(tokenizer, tokens: GeneratedTokens, start: int, prefix_len: int, gen_start: int):
     (h1, h2), (g1, g2), n = tokens.history, tokens.generated, tokens.sample_count
     n_series, hist_len = h1.shape
     pred_len = g1.shape[1]
-    dtype = tokenizer.head.weight.dtype
-
-    def embed(s1, s2):
-        return tokenizer.post_quant_embed(tokenizer.indices_to_code((s1, s2), half=True).to(dtype))
-
     window_len = hist_len + pred_len - start
-    stack = SegmentedStack(
-        tokenizer.decoder, n_series, n, prefix_len, pred_len - gen_start, window_len, h1.device, dtype
-    )
-    x_prefix = embed(h1[:, start:], h2[:, start:]) if prefix_len else None
-    y_prefix, y_suffix = stack.window(x_prefix, embed(g1[:, gen_start:], g2[:, gen_start:]))
-    parts = [tokenizer.head(y_suffix).view(n_series, n, pred_len - gen_start, -1)]
-    if y_prefix is not None:
-        z_prefix = tokenizer.head(y_prefix)
-        parts.insert(0, z_prefix[:, None].expand(n_series, n, *z_prefix.shape[1:]))
+    cache = SegmentedCache(tokenizer.decoder, n_series, n, prefix_len, pred_len - gen_start, window_len)
+    parts = []
+    if prefix_len:
+        z_prefix = tokenizer.decode((h1[:, start:], h2[:, start:]), half=True, cache=cache)
+        parts.append(z_prefix[:, None].expand(n_series, n, *z_prefix.shape[1:]))
+    z_suffix = tokenizer.decode((g1[:, gen_start:], g2[:, gen_start:]), half=True, cache=cache)
+    parts.append(z_suffix.view(n_series, n, pred_len - gen_start, -1))
     return torch.cat(parts, dim=2)
 
 
@@ -356,36 +395,6 @@ def _decode_before_window(tokenizer, tokens: GeneratedTokens, n_generated: int, 
     return z.view(n_series, n, n_generated, z.shape[-1])
 
 
-def sample_paths(
-    tokenizer: KronosTokenizer,
-    model: Kronos,
-    x: torch.Tensor,
-    x_stamp: torch.Tensor,
-    y_stamp: torch.Tensor,
-    max_context: int,
-    pred_len: int,
-    sampling: Sampling,
-    clip: float = 5,
-    series_keys: Sequence[object] | None = None,
-    verbose: bool = False,
-    use_cache: bool = True,
-) -> np.ndarray:
-    """Every sampled path, decoded, in eval mode: float32 [S, sample_count, max(min(H + pred_len,
-    max_context), pred_len), d_in].
-
-    The last window of history and forecast, as `decode_tokens` returns it, with any forecast
-    before it; the forecast is `[:, :, -pred_len:]`. The modules' training flags are restored
-    afterwards.
-    """
-    with eval_mode(tokenizer, model):
-        tokens = generate_tokens(
-            tokenizer, model, x, x_stamp, y_stamp, max_context, pred_len, sampling, clip, series_keys, verbose,
-            use_cache,
-        )  # fmt: skip
-        paths = decode_tokens(tokenizer, tokens, max_context, use_cache)
-    return paths.float().cpu().numpy()
-
-
 def auto_regressive_inference(
     tokenizer: KronosTokenizer,
     model: Kronos,
@@ -409,11 +418,11 @@ def auto_regressive_inference(
     forecast is `[:, -pred_len:]`. `use_cache=False` runs the reference loop.
     """
     sampling = Sampling(T=T, top_k=top_k, top_p=top_p, sample_count=sample_count)
-    paths = sample_paths(
+    tokens = generate_tokens(
         tokenizer, model, x, x_stamp, y_stamp, max_context, pred_len, sampling, clip, verbose=verbose,
         use_cache=use_cache,
     )  # fmt: skip
-    return paths.mean(axis=1)
+    return decode_tokens(tokenizer, tokens, max_context, use_cache).float().cpu().numpy().mean(axis=1)
 
 
 def _check_generation_args(x, x_stamp, y_stamp, max_context, pred_len) -> None:

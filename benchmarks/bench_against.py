@@ -1,0 +1,90 @@
+"""The cached engine of this checkout against the one of another source tree, in one process.
+
+Both get the same weights (Kronos-small and Tokenizer-base shapes, random), inputs and seeds, as
+in bench_generation.py; runs alternate between the two and the fastest of each is reported. One
+process avoids the minutes that building and warming a model in a fresh process take on a busy
+machine, so the comparison fits in a few minutes.
+
+    git archive HEAD~1 src | tar -x -C /tmp/old
+    python benchmarks/bench_against.py /tmp/old/src --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from bench_generation import SCENARIOS, SMALL, TOKENIZER_BASE, build, inputs
+
+
+def import_as(src: str, name: str):
+    """The kronos package in `src`, imported under another name (its imports are relative)."""
+    folder = Path(tempfile.mkdtemp())
+    shutil.copytree(Path(src) / "kronos", folder / name)
+    sys.path.insert(0, str(folder))
+    return importlib.import_module(f"{name}.generation"), folder
+
+
+def run(generation, tokenizer, model, sc, x, x_stamp, y_stamp, max_context: int) -> tuple[float, list]:
+    torch.manual_seed(2)
+    start = time.perf_counter()
+    tokens = generation.generate_tokens(
+        tokenizer, model, x, x_stamp, y_stamp, max_context, y_stamp.shape[1], sc.sampling()
+    )
+    generation.decode_tokens(tokenizer, tokens, max_context)
+    return time.perf_counter() - start, list(tokens.generated)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("against", help="the other source tree's src folder")
+    parser.add_argument("--scenarios", nargs="+", default=["A", "B", "C", "D"], choices=list(SCENARIOS))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    from kronos import generation
+
+    old_generation, folder = import_as(args.against, "kronos_against")
+    old_kronos = sys.modules["kronos_against"]
+    tokenizer, model = build("cpu", torch.float32)
+    old_tokenizer = old_kronos.KronosTokenizer(**TOKENIZER_BASE).eval()
+    old_model = old_kronos.Kronos(**SMALL).eval()
+    old_tokenizer.load_state_dict(tokenizer.state_dict())
+    old_model.load_state_dict(model.state_dict())
+    engines = {"this": (generation, tokenizer, model), "against": (old_generation, old_tokenizer, old_model)}
+    print(f"torch {torch.__version__}, {args.threads} threads, fastest of {args.repeat} alternating runs")
+    for name in args.scenarios:
+        sc = SCENARIOS[name]
+        x, x_stamp, y_stamp = inputs(sc, "cpu")
+        seconds: dict[str, list[float]] = {label: [] for label in engines}
+        tokens = {}
+        for gen, tok, mod in engines.values():  # warm-up: prefill, a growing and a sliding step
+            run(gen, tok, mod, sc, x[:1], x_stamp[:1], y_stamp[:1, :3], sc.hist_len + 1)
+        for _ in range(args.repeat):
+            for label, (gen, tok, mod) in engines.items():
+                t, tokens[label] = run(gen, tok, mod, sc, x, x_stamp, y_stamp, sc.max_context)
+                seconds[label].append(t)
+        this, against = min(seconds["this"]), min(seconds["against"])
+        same = all(torch.equal(a, b) for a, b in zip(tokens["this"], tokens["against"]))
+        print(
+            f"[{name}] {sc.note}: {this:.2f} s against {against:.2f} s ({this / against - 1:+.1%}); runs "
+            + ", ".join(f"{t:.2f}" for t in seconds["this"])
+            + " against "
+            + ", ".join(f"{t:.2f}" for t in seconds["against"])
+            + f"; identical tokens: {same}",
+            flush=True,
+        )
+    shutil.rmtree(folder)
+
+
+if __name__ == "__main__":
+    main()
