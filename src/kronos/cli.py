@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .distributed import add_engine_arguments, engine_options
 from .evaluation.command import add_evaluate_arguments, run_evaluate
 from .predictor import NORMALIZE_ON
 from .pretrained import DEFAULT_MODEL
@@ -168,6 +169,7 @@ def add_forecast_parser(subparsers) -> None:
     parser.add_argument("--out", help="write the forecast to this .csv or .parquet file (default: print CSV)")
     parser.add_argument("--plot", help="draw history and forecast to this PNG file (one series)")
     add_data_options(parser)
+    add_engine_arguments(parser)
     parser.set_defaults(handler=run_forecast)
 
 
@@ -186,6 +188,9 @@ def _check_forecast_args(args: argparse.Namespace) -> tuple[float, ...]:
             raise CommandError(f"{flag} must be a positive number, got {value}")
     if args.symbol and not args.id_column:
         raise CommandError("--symbol needs --id-column, the column that names the symbols")
+    engine_options(args)
+    if args.engine == "ray" and args.device:
+        raise CommandError("--device applies to --engine local; Ray actors use a GPU with --gpus-per-actor")
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".parquet"):
         raise CommandError(f"--out {args.out!r}: the file name must end in .csv or .parquet")
     try:
@@ -200,7 +205,8 @@ def run_forecast(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .data import FEATURE_COLUMNS, load_series
+    from .data import FEATURE_COLUMNS, load_series, long_table
+    from .distributed import forecast_dataset
     from .frames import future_timestamps
     from .predictor import KronosPredictor
 
@@ -220,7 +226,7 @@ def run_forecast(args: argparse.Namespace) -> int:
     predictor = KronosPredictor.from_pretrained(
         args.model,
         args.tokenizer,
-        device=args.device,
+        device=args.device if args.engine == "local" else "cpu",  # with Ray, for its lookback and context
         max_context=args.max_context,
         normalize_on=args.normalize,
     )
@@ -229,7 +235,7 @@ def run_forecast(args: argparse.Namespace) -> int:
     elif sum(p.numel() for p in predictor.model.parameters()) < SMALL_MODEL_PARAMETERS:
         torch.set_num_threads(1)  # a small model's matrices are too small to gain from threads
     lookback = args.lookback or predictor.lookback
-    sampling = dict(sample_count=args.paths, T=args.temperature, top_p=args.top_p, seed=args.seed)
+    sampling = dict(T=args.temperature, top_p=args.top_p, seed=args.seed)
     if future is not None:
         one = series[0]
         history = one.frame().iloc[-lookback:]
@@ -239,24 +245,28 @@ def run_forecast(args: argparse.Namespace) -> int:
             future.timestamps,
             args.steps,
             quantile_levels=levels,
+            sample_count=args.paths,
             series_id=one.symbol or 0,
             **sampling,
         )
         forecast = forecast.rename_axis("timestamps").reset_index()
         what = f"{one.name}: {args.steps} steps ({future.description}) from {len(history)} bars"
     else:
-        forecast = predictor.predict_df(
-            to_long_table(series),
-            "symbol",
-            prediction_length=args.steps,
-            quantile_levels=levels,
-            batch_size=args.batch_size,
-            freq=args.freq,
-            max_history=lookback,
-            min_history=3,
+        options = dict(
+            quantile_levels=levels, batch_size=args.batch_size, freq=args.freq, max_history=lookback, min_history=3,
             on_gap="ignore",  # holidays and nights are gaps too; the schedule of the future follows them
             **sampling,
-        )
+        )  # fmt: skip
+        if args.engine == "ray":
+            forecast = forecast_dataset(
+                long_table(series), args.model, steps=args.steps, paths=args.paths, id_column="symbol",
+                tokenizer=args.tokenizer, predictor_options=dict(max_context=args.max_context, normalize_on=args.normalize),
+                num_cpus_per_actor=args.threads or 1, **engine_options(args), **options,
+            )  # fmt: skip
+        else:
+            forecast = predictor.predict_df(
+                long_table(series), "symbol", prediction_length=args.steps, sample_count=args.paths, **options
+            )
         what = f"{len(series)} series: {args.steps} steps from up to {lookback} bars each"
     where = " (shipped with the package)" if args.model == DEFAULT_MODEL else ""
     print(
@@ -280,13 +290,6 @@ def pick_symbol(series: list, symbol: str, file: str):
     if symbol not in names:
         raise CommandError(f"symbol {symbol!r} is not in {file}; it holds {sorted(names)}")
     return names[symbol]
-
-
-def to_long_table(series: list):
-    """Series as one long table with a `symbol` column, the input of `predict_df`."""
-    import pandas as pd
-
-    return pd.concat([one.frame().assign(symbol=one.symbol or one.name) for one in series], ignore_index=True)
 
 
 def write_table(table, path: str) -> None:
