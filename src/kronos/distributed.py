@@ -23,6 +23,7 @@ import uuid
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from urllib.parse import quote
 
@@ -34,6 +35,7 @@ from .evaluation.backtest import EvaluationResult, OriginBatch, OriginForecast, 
 from .evaluation.data import read_series
 from .forecast import DEFAULT_QUANTILE_LEVELS, check_quantile_levels
 from .frames import split_series
+from .io import fsync_dir, write_atomically
 from .predictor import KronosPredictor
 from .pretrained import DEFAULT_MODEL, resolve_tokenizer, shipped_dir
 
@@ -237,9 +239,10 @@ class _SeriesWork:
         ]
         if self.out is not None:
             for series, one in zip(batch["series"], tables):
-                _write_atomically(
-                    one.drop(columns=self.id_column), series_file(self.out, self.id_column, series)
-                )
+                path = series_file(self.out, self.id_column, series)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # staged under a hidden name (Parquet readers skip it) and renamed: whole or absent
+                write_atomically(path, partial(one.drop(columns=self.id_column).to_parquet, index=False))
         notes = pickle.dumps([(w.category, str(w.message)) for w in caught])
         return pd.DataFrame(
             {
@@ -256,20 +259,13 @@ def series_file(out: str | Path, id_column: str, series: object) -> Path:
     return Path(out, f"{id_column}={quote(str(series), safe='')}", "forecast.parquet")
 
 
-def _write_atomically(table: pd.DataFrame, path: Path) -> None:
-    """Write under a hidden name (Parquet readers skip it), then rename: a file is whole or absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    table.to_parquet(staging, index=False)
-    os.replace(staging, path)
-
-
 def _publish(staging: Path, target: Path) -> None:
     """The staged folder in place of the empty target, less files left by actors killed while writing."""
     for unfinished in staging.glob("*/.*"):
         unfinished.unlink()
     target.rmdir()
     os.replace(staging, target)
+    fsync_dir(target.parent)
 
 
 def _collect(done, key: str, expected: int) -> pd.DataFrame:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..io import check_output_dir
 from ..predictor import NORMALIZE_ON, KronosPredictor
 from ..pretrained import DEFAULT_MODEL
 from .backtest import evaluate
@@ -103,6 +104,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     ray_options = engine_options(args)
     if args.engine == "ray" and args.device:
         raise ValueError("--device applies to --engine local; Ray actors use a GPU with --gpus-per-actor")
+    check_output_dir(args.out, "--out")
     series = read_series(args.files, id_column=args.id_column)
     model = args.model or DEFAULT_MODEL
     predictor_options = dict(max_context=args.max_context, normalize_on=args.normalize)
