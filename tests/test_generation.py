@@ -15,7 +15,7 @@ from kronos import (
     sample_from_logits,
     top_k_top_p_filtering,
 )
-from kronos.cache import PackedLinear
+from kronos.cache import PackedLinear, SegmentedModelCache
 from kronos.generation import Sampling, decode_tokens, generate_tokens
 
 torch.set_num_threads(1)
@@ -143,6 +143,43 @@ def test_seeded_cached_paths_do_not_depend_on_the_batch(sample_count):
     finally:
         torch.set_num_threads(1)
     assert len({tuple(p.tolist()) for p in alone[0]}) == sample_count  # the paths differ
+
+
+@pytest.mark.parametrize("n_paths", [1, 3])
+def test_cached_logits_do_not_depend_on_the_batch(n_paths):
+    """The logits of cached passes (the history once per series, then one token per path) are
+    bitwise the same for a series alone and batched: sampled tokens hide tiny differences. The
+    model is wider than random_pair's, as CPU kernels' rounding varies with the row count more
+    often over longer rows."""
+    torch.manual_seed(8)
+    model = Kronos(10, 10, 2, 512, 8, 1024, 0.0, 0.0, 0.0, 0.0, False).eval()
+    hist_len, steps, n_series = 12, 4, 6
+    gen = torch.Generator().manual_seed(9)
+    history = torch.randint(0, 1024, (2, n_series, hist_len), generator=gen)
+    generated = torch.randint(0, 1024, (2, n_series * n_paths, steps), generator=gen)
+    _, stamp, _ = random_inputs(n_series, hist_len + steps, 0)
+
+    def logits(series: list[int]) -> list[torch.Tensor]:
+        """s1 and s2 logits of the first series' paths, batched with the other `series`."""
+        rows = [s * n_paths + p for s in series for p in range(n_paths)]
+        cache = SegmentedModelCache(model, len(series), n_paths, hist_len, steps, hist_len + steps)
+        s1, context = model.decode_s1(*history[:, series], stamp[series, :hist_len], cache=cache)
+        out = [s1]
+        path_stamp = stamp[series].repeat_interleave(n_paths, dim=0)
+        for t in range(steps):
+            g1, g2 = generated[:, rows, t : t + 1]
+            if t == 0:
+                context = context.repeat_interleave(n_paths, dim=0)
+            out.append(model.decode_s2(context[:, -1:], g1, cache=cache))
+            s1, context = model.decode_s1(g1, g2, path_stamp[:, hist_len + t : hist_len + t + 1], cache=cache)
+            out.append(s1)
+        return [o[: (1 if o is out[0] else n_paths)] for o in out]
+
+    with torch.inference_mode():
+        alone = logits([0])
+        for series in ([0, 4], [0, 2, 1], [0, 5, 3, 2, 1]):
+            for a, b in zip(alone, logits(series)):
+                assert torch.equal(a, b), series
 
 
 def test_paths_of_one_series_are_independent_draws():

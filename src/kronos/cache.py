@@ -21,23 +21,51 @@ import torch.nn.functional as F
 from torch import nn
 
 from .model import Kronos
-from .modules import (
-    ATTENTION_BLOCK,
-    RotaryAttention,
-    RotaryPositionalEmbedding,
-    TransformerBlock,
-    attention,
-    visible_keys,
-)
+from .modules import RotaryAttention, RotaryPositionalEmbedding, TransformerBlock
+
+ATTENTION_BLOCK = 64
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
+    """Scaled dot-product attention of queries q [B, H, n, d] standing at the last n of the L
+    positions of k and v [B, H, L, d], written out: scores, softmax in float32, weighted values.
+
+    A row's arithmetic depends on its own inputs alone, so a row gets the same numbers alone or
+    batched, on any number of threads (PyTorch's fused CPU kernel rounds short queries
+    differently on different threads). Queries go in blocks of ATTENTION_BLOCK, each over the
+    keys it may see, so causal attention skips most of the masked scores and memory stays small.
+    """
+    n, length = q.shape[2], k.shape[2]
+    q = q * q.shape[-1] ** -0.5
+    out = []
+    for start in range(0, n, ATTENTION_BLOCK):
+        stop = min(start + ATTENTION_BLOCK, n)
+        end = length - n + stop if causal else length
+        scores = q[:, :, start:stop] @ k[:, :, :end].transpose(-1, -2)
+        if causal and stop - start > 1:
+            scores = scores.masked_fill(~visible_keys(end, stop - start, q.device), -float("inf"))
+        out.append(scores.float().softmax(dim=-1).to(q.dtype) @ v[:, :, :end])
+    return out[0] if len(out) == 1 else torch.cat(out, dim=2)
+
+
+def visible_keys(length: int, n: int, device: torch.device) -> torch.Tensor:
+    """Causal mask [n, length] for queries at the last n of `length` positions (True = may attend)."""
+    return (
+        torch.arange(length, device=device)[None, :]
+        <= torch.arange(length - n, length, device=device)[:, None]
+    )
 
 
 class PackedLinear:
     """Linear layers of one input fused into one product, their weight packed once.
 
-    On CPU in float32 the product is oneDNN's on the packed weight. Its arithmetic for a row does
-    not depend on how many rows are multiplied, where F.linear changes kernels (and rounding) at
-    1, 2-3 and 4 or more rows, and it spreads even a single row over every thread, where F.linear
-    runs a one-row product on one thread. Elsewhere it is F.linear on the fused weight.
+    On CPU in float32 the product is oneDNN's on the packed weight, which spreads even a single
+    row over every thread, where F.linear runs a one-row product on one thread. Elsewhere it is
+    F.linear on the fused weight.
+
+    A row's numbers must not depend on how many rows are multiplied with it, and CPU kernels
+    change (and round differently) with the row count: oneDNN at 1 and 2 or more rows, F.linear
+    at 1, 2-3 and 4 or more. So fewer rows than `min_rows` are padded with zero rows.
     """
 
     def __init__(self, *layers: nn.Linear):
@@ -51,11 +79,17 @@ class PackedLinear:
             and torch.backends.mkldnn.is_available()
         )
         self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, None) if self.onednn else weight
+        self.min_rows = 2 if self.onednn else 4
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1])
+        if rows.shape[0] < self.min_rows:
+            rows = torch.cat([rows, rows.new_zeros(self.min_rows - rows.shape[0], rows.shape[1])])
         if self.onednn:
-            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
-        return F.linear(x, self.weight, self.bias)
+            out = torch.ops.mkldnn._linear_pointwise(rows, self.weight, self.bias, "none", [], "")
+        else:
+            out = F.linear(rows, self.weight, self.bias)
+        return out[: x[..., 0].numel()].view(*x.shape[:-1], -1)
 
 
 def _joined(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -16,9 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .distributed import add_engine_arguments, engine_options
-from .evaluation.command import add_evaluate_arguments, run_evaluate
+from .evaluation.command import add_context_options, add_evaluate_arguments, run_evaluate
 from .io import check_output_file, write_atomically
-from .predictor import NORMALIZE_ON
 from .pretrained import DEFAULT_MODEL
 
 SMALL_MODEL_PARAMETERS = 5_000_000
@@ -143,15 +142,7 @@ def add_forecast_parser(subparsers) -> None:
         type=int,
         help="bars of history each forecast sees (default: what the model was trained with)",
     )
-    parser.add_argument(
-        "--max-context", type=int, help="the model's context length (default: the model's own)"
-    )
-    parser.add_argument(
-        "--normalize",
-        choices=NORMALIZE_ON,
-        default="history",
-        help="normalise on the whole lookback (default, as upstream) or only on the bars within the context",
-    )
+    add_context_options(parser)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=0.9)
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")

@@ -296,6 +296,7 @@ def generate_tokens(
 
     x: normalised history [S, H, d_in]; x_stamp [S, H, 5]; y_stamp [S, pred_len, 5]. With
     `sampling.seed`, series i draws from `series_key(seed, series_keys[i])` (default: its position).
+    Runs in eval mode; the modules' training flags are restored afterwards.
     """
     _check_generation_args(x, x_stamp, y_stamp, max_context, pred_len)
     random = None
@@ -306,11 +307,12 @@ def generate_tokens(
         random = SeriesRandom([series_key(sampling.seed, k) for k in keys], sampling.sample_count, x.device)
     dtype = model.norm.weight.dtype
     x = torch.clip(x, -clip, clip).to(dtype)
-    history = tokenizer.encode(x.to(tokenizer.head.weight.dtype), half=True)
     full_stamp = torch.cat([x_stamp, y_stamp], dim=1)
     progress = trange if verbose else range
     engine = _generate_cached if use_cache else _generate_plain
-    generated = engine(model, history, full_stamp, max_context, pred_len, sampling, random, progress)
+    with eval_mode(tokenizer, model):
+        history = tokenizer.encode(x.to(tokenizer.head.weight.dtype), half=True)
+        generated = engine(model, history, full_stamp, max_context, pred_len, sampling, random, progress)
     return GeneratedTokens(history=history, generated=generated, sample_count=sampling.sample_count)
 
 
@@ -321,53 +323,27 @@ def decode_tokens(
     """Decode the last `max_context` tokens of history + each path: [S, N, min(H + P, max_context), d_in].
 
     The cached way decodes the history part once per series and each path's tokens on top of it.
+    Runs in eval mode, as `generate_tokens`.
     """
-    (h1, h2), (g1, g2), n = tokens.history, tokens.generated, tokens.sample_count
-    n_series, hist_len = h1.shape
-    pred_len = g1.shape[1]
-    start, prefix_len, gen_start = window_bounds(hist_len + pred_len, hist_len, max_context)
-    if not use_cache:
-        full1 = torch.cat([h1.repeat_interleave(n, dim=0), g1], dim=1)[:, start:]
-        full2 = torch.cat([h2.repeat_interleave(n, dim=0), g2], dim=1)[:, start:]
-        z = tokenizer.decode((full1, full2), half=True)
-        return z.view(n_series, n, z.shape[1], z.shape[2])
-    window_len = hist_len + pred_len - start
-    cache = SegmentedCache(tokenizer.decoder, n_series, n, prefix_len, pred_len - gen_start, window_len)
-    parts = []
-    if prefix_len:
-        z_prefix = tokenizer.decode((h1[:, start:], h2[:, start:]), half=True, cache=cache)
-        parts.append(z_prefix[:, None].expand(n_series, n, *z_prefix.shape[1:]))
-    z_suffix = tokenizer.decode((g1[:, gen_start:], g2[:, gen_start:]), half=True, cache=cache)
-    parts.append(z_suffix.view(n_series, n, pred_len - gen_start, -1))
-    return torch.cat(parts, dim=2)
-
-
-def sample_paths(
-    tokenizer: KronosTokenizer,
-    model: Kronos,
-    x: torch.Tensor,
-    x_stamp: torch.Tensor,
-    y_stamp: torch.Tensor,
-    max_context: int,
-    pred_len: int,
-    sampling: Sampling,
-    clip: float = 5,
-    series_keys: Sequence[object] | None = None,
-    verbose: bool = False,
-    use_cache: bool = True,
-) -> np.ndarray:
-    """Every sampled path, decoded, in eval mode: float32 [S, sample_count, min(H + pred_len, max_context), d_in].
-
-    The window holds history and forecast, as `decode_tokens` returns it; the forecast is
-    `[:, :, -pred_len:]`. The modules' training flags are restored afterwards.
-    """
-    with eval_mode(tokenizer, model):
-        tokens = generate_tokens(
-            tokenizer, model, x, x_stamp, y_stamp, max_context, pred_len, sampling, clip, series_keys, verbose,
-            use_cache,
-        )  # fmt: skip
-        paths = decode_tokens(tokenizer, tokens, max_context, use_cache)
-    return paths.float().cpu().numpy()
+    with eval_mode(tokenizer):
+        (h1, h2), (g1, g2), n = tokens.history, tokens.generated, tokens.sample_count
+        n_series, hist_len = h1.shape
+        pred_len = g1.shape[1]
+        start, prefix_len, gen_start = window_bounds(hist_len + pred_len, hist_len, max_context)
+        if not use_cache:
+            full1 = torch.cat([h1.repeat_interleave(n, dim=0), g1], dim=1)[:, start:]
+            full2 = torch.cat([h2.repeat_interleave(n, dim=0), g2], dim=1)[:, start:]
+            z = tokenizer.decode((full1, full2), half=True)
+            return z.view(n_series, n, z.shape[1], z.shape[2])
+        window_len = hist_len + pred_len - start
+        cache = SegmentedCache(tokenizer.decoder, n_series, n, prefix_len, pred_len - gen_start, window_len)
+        parts = []
+        if prefix_len:
+            z_prefix = tokenizer.decode((h1[:, start:], h2[:, start:]), half=True, cache=cache)
+            parts.append(z_prefix[:, None].expand(n_series, n, *z_prefix.shape[1:]))
+        z_suffix = tokenizer.decode((g1[:, gen_start:], g2[:, gen_start:]), half=True, cache=cache)
+        parts.append(z_suffix.view(n_series, n, pred_len - gen_start, -1))
+        return torch.cat(parts, dim=2)
 
 
 def auto_regressive_inference(
@@ -392,11 +368,11 @@ def auto_regressive_inference(
     plus forecast, so the forecast is `[:, -pred_len:]`. `use_cache=False` runs the reference loop.
     """
     sampling = Sampling(T=T, top_k=top_k, top_p=top_p, sample_count=sample_count)
-    paths = sample_paths(
+    tokens = generate_tokens(
         tokenizer, model, x, x_stamp, y_stamp, max_context, pred_len, sampling, clip, verbose=verbose,
         use_cache=use_cache,
     )  # fmt: skip
-    return paths.mean(axis=1)
+    return decode_tokens(tokenizer, tokens, max_context, use_cache).float().cpu().numpy().mean(axis=1)
 
 
 def _check_generation_args(x, x_stamp, y_stamp, max_context, pred_len) -> None:

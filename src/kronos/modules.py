@@ -92,39 +92,6 @@ def padding_to_attn_mask(padding_mask: torch.Tensor, q_len: int, causal: bool) -
     return keep
 
 
-ATTENTION_BLOCK = 64
-
-
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
-    """Scaled dot-product attention of queries q [B, H, n, d] standing at the last n of the L
-    positions of k and v [B, H, L, d], written out: scores, softmax in float32, weighted values.
-
-    A row's arithmetic depends on its own inputs alone, so a row gets the same numbers alone or
-    batched, on any number of threads (PyTorch's fused CPU kernel rounds short queries
-    differently on different threads). Queries go in blocks of ATTENTION_BLOCK, each over the
-    keys it may see, so causal attention skips most of the masked scores and memory stays small.
-    """
-    n, length = q.shape[2], k.shape[2]
-    q = q * q.shape[-1] ** -0.5
-    out = []
-    for start in range(0, n, ATTENTION_BLOCK):
-        stop = min(start + ATTENTION_BLOCK, n)
-        end = length - n + stop if causal else length
-        scores = q[:, :, start:stop] @ k[:, :, :end].transpose(-1, -2)
-        if causal and stop - start > 1:
-            scores = scores.masked_fill(~visible_keys(end, stop - start, q.device), -float("inf"))
-        out.append(scores.float().softmax(dim=-1).to(q.dtype) @ v[:, :, :end])
-    return out[0] if len(out) == 1 else torch.cat(out, dim=2)
-
-
-def visible_keys(length: int, n: int, device: torch.device) -> torch.Tensor:
-    """Causal mask [n, length] for queries at the last n of `length` positions (True = may attend)."""
-    return (
-        torch.arange(length, device=device)[None, :]
-        <= torch.arange(length - n, length, device=device)[:, None]
-    )
-
-
 class KVCache(Protocol):
     """Keys and values of earlier tokens, for decoding a few tokens at a time (`kronos.cache`).
 
@@ -183,10 +150,8 @@ class RotaryAttention(nn.Module):
         return self.resid_dropout(out)
 
     def attention(self, q, k, v, key_padding_mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
-        """Attention over whole sequences: PyTorch's fused kernel in training (with dropout) or
-        with a padding mask; else `attention`, whose numbers for a row do not depend on the batch."""
-        if not self.training and key_padding_mask is None:
-            return attention(q, k, v, causal)
+        """Attention over whole sequences, PyTorch's fused kernel (a cached pass attends through
+        its cache instead)."""
         dropout_p = self.attn_dropout_p if self.training else 0.0
         if key_padding_mask is None:
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)

@@ -32,7 +32,7 @@ from .forecast import (
     summarize_paths,
 )
 from .frames import GAP_POLICIES, MIN_HISTORY, future_timestamps, report_gaps, split_series
-from .generation import Sampling, sample_paths
+from .generation import Sampling, decode_tokens, generate_tokens
 from .model import Kronos
 from .pretrained import DEFAULT_MODEL, ModelMetadata, load_pretrained
 from .tokenizer import KronosTokenizer
@@ -206,13 +206,14 @@ class KronosPredictor:
         ) as bar:
             for chunk in chunks:
                 group = [prepared[i] for i in chunk]
-                paths = sample_paths(
+                tokens = generate_tokens(
                     self.tokenizer, self.model, self._tensor([p.x for p in group]),
                     self._tensor([p.x_stamp for p in group]), self._tensor([p.y_stamp for p in group]),
                     self.max_context, pred_len, sampling, self.clip, [p.key for p in group],
                     verbose and len(chunks) == 1, self.use_cache,
                 )  # fmt: skip
-                out[chunk] = paths[:, :, -pred_len:]
+                paths = decode_tokens(self.tokenizer, tokens, self.max_context, self.use_cache)
+                out[chunk] = paths[:, :, -pred_len:].float().cpu().numpy()
                 bar.update(len(chunk))
         return out
 

@@ -71,6 +71,14 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         "--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)"
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
+    add_context_options(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_engine_arguments(parser)
+    return parser
+
+
+def add_context_options(parser: argparse.ArgumentParser) -> None:
+    """--max-context and --normalize, as `kronos forecast` and `kronos evaluate` both take them."""
     parser.add_argument(
         "--max-context", type=int, help="model context window in bars (default: the model's own)"
     )
@@ -81,9 +89,6 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         help="normalise each forecast on its whole lookback (default, as upstream) or only on the bars "
         "within the model's context",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_engine_arguments(parser)
-    return parser
 
 
 def _baseline_names(text: str) -> list[str]:
