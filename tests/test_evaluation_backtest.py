@@ -155,6 +155,15 @@ def test_changing_data_after_an_origin_leaves_its_forecast_unchanged(tiny_model,
     )
 
 
+def test_the_numbers_do_not_depend_on_the_batch_size(tiny_ohlcv):
+    predictor = KronosPredictor.from_pretrained(device="cpu")
+    settings = dict(lookback=60, steps=5, every=40, paths=4, seed=2, progress=False)
+    together = evaluate(tiny_ohlcv, predictor, batch_size=32, **settings)
+    alone = evaluate(tiny_ohlcv, predictor, batch_size=1, **settings)
+    assert len(together.origins) >= 4
+    pd.testing.assert_frame_equal(alone.records, together.records, check_exact=True)
+
+
 def test_long_table_with_id_column_and_several_files(tmp_path):
     a, b = random_walk_bars(50, seed=5), random_walk_bars(70, seed=6)
     long = pd.concat([a.assign(symbol="AAA"), b.assign(symbol="BBB")]).sample(frac=1, random_state=0)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from .distributed import add_engine_arguments, engine_options
 from .evaluation.command import add_context_options, add_evaluate_arguments, run_evaluate
 from .io import check_output_file, write_atomically
 from .pretrained import DEFAULT_MODEL
@@ -173,6 +174,7 @@ def add_forecast_parser(subparsers) -> None:
     parser.add_argument("--out", help="write the forecast to this .csv or .parquet file (default: print CSV)")
     parser.add_argument("--plot", help="draw history and forecast to this PNG file (one series)")
     add_data_options(parser)
+    add_engine_arguments(parser)
     parser.set_defaults(handler=run_forecast)
 
 
@@ -198,6 +200,9 @@ def _check_forecast_args(args: argparse.Namespace) -> tuple[float, ...]:
         )
     if args.symbol and not args.id_column:
         raise CommandError("--symbol needs --id-column, the column that names the symbols")
+    engine_options(args)
+    if args.engine == "ray" and args.device:
+        raise CommandError("--device applies to --engine local; Ray actors use a GPU with --gpus-per-actor")
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".parquet"):
         raise CommandError(f"--out {args.out!r}: the file name must end in .csv or .parquet")
     if args.plot and Path(args.plot).suffix.lower() != ".png":
@@ -221,7 +226,8 @@ def run_forecast(args: argparse.Namespace) -> int:
         if path:
             check_output_file(path, flag)
 
-    from .data import load_series
+    from .data import load_series, long_table
+    from .distributed import forecast_dataset
     from .frames import future_timestamps
     from .predictor import KronosPredictor
 
@@ -247,29 +253,30 @@ def run_forecast(args: argparse.Namespace) -> int:
     predictor = KronosPredictor.from_pretrained(
         args.model,
         args.tokenizer,
-        device=args.device,
+        device=args.device if args.engine == "local" else "cpu",  # with Ray, for its lookback and context
         max_context=args.max_context,
         normalize_on=args.normalize,
         num_threads=args.threads,
     )
     lookback = args.lookback or predictor.lookback
-    # a lone file is a long table of one series too: its id keys its seeded draws, so it gets the
-    # same forecast alone as in a folder or table
-    forecast = predictor.predict_df(
-        to_long_table(series),
-        "symbol",
-        prediction_length=args.steps,
-        quantile_levels=levels,
-        sample_count=args.paths,
-        batch_size=args.batch_size,
-        T=args.temperature,
-        top_p=args.top_p,
-        freq=args.freq,
-        max_history=lookback,
-        min_history=3,
+    options = dict(
+        quantile_levels=levels, batch_size=args.batch_size, T=args.temperature, top_p=args.top_p,
+        freq=args.freq, max_history=lookback, min_history=3, seed=args.seed,
         on_gap="ignore",  # holidays and nights are gaps too; the schedule of the future follows them
-        seed=args.seed,
-    )
+    )  # fmt: skip
+    # a lone file is a long table of one series too: its id keys its seeded draws, so it gets the
+    # same forecast alone as in a folder or table, on either engine
+    if args.engine == "ray" and future is None:
+        forecast = forecast_dataset(
+            long_table(series), args.model, steps=args.steps, paths=args.paths, id_column="symbol",
+            tokenizer=args.tokenizer, predictor_options=dict(max_context=args.max_context, normalize_on=args.normalize),
+            num_cpus_per_actor=args.threads or 1, **engine_options(args), **options,
+        )  # fmt: skip
+        assert forecast is not None  # without out= the table comes back
+    else:
+        forecast = predictor.predict_df(
+            long_table(series), "symbol", prediction_length=args.steps, sample_count=args.paths, **options
+        )
     built = {one.symbol or one.name for one in series if one.synthetic_ohlc}
     if built:  # the label that open, high and low were built from the close
         forecast["synthetic_ohlc"] = forecast["symbol"].isin(built)
@@ -301,13 +308,6 @@ def pick_symbol(series: list, symbol: str, file: str):
     if symbol not in names:
         raise CommandError(f"symbol {symbol!r} is not in {file}; it holds {sorted(names)}")
     return names[symbol]
-
-
-def to_long_table(series: list):
-    """Series as one long table with a `symbol` column, the input of `predict_df`."""
-    import pandas as pd
-
-    return pd.concat([one.frame().assign(symbol=one.symbol or one.name) for one in series], ignore_index=True)
 
 
 def write_table(table, path: str) -> None:

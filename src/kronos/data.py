@@ -370,6 +370,13 @@ class OHLCVSeries:
         return out
 
 
+def long_table(series: Sequence[OHLCVSeries], id_column: str = "symbol") -> pd.DataFrame:
+    """Series as one long table, the input of `predict_df`: each named by its symbol, else its name."""
+    return pd.concat(
+        [one.frame().assign(**{id_column: one.symbol or one.name}) for one in series], ignore_index=True
+    )
+
+
 def _format_suffix(path: Path) -> str | None:
     """The data format of a file name ('.csv' for prices.csv.gz), or None if it is not a data file."""
     suffixes = [s.lower() for s in path.suffixes]

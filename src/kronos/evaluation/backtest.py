@@ -8,6 +8,7 @@ plus, for the model, the calendar timestamps of the target rows, which are known
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -159,37 +160,71 @@ class EvaluationResult:
         return write_report(self, out_dir, html=html, plots=plots, n_boot=n_boot)
 
 
-def _model_paths(
-    predictor, series, origin_list, lookback, steps, n_paths, sampling, batch_size, seed, progress
-):
-    """Model sample paths [O, P, H, 6] in price units, `batch_size` origins at a time.
+@dataclass
+class OriginBatch:
+    """Origins the model forecasts in one call: their (series, origin) keys, lookback windows
+    and the timestamps of their target bars."""
 
-    Origin t of series s draws from (seed, s, t) alone, so its paths do not depend on the batching.
-    """
+    keys: list[tuple[str, int]]
+    windows: list[pd.DataFrame]
+    targets: list[pd.Series]
+
+
+def origin_batches(series, origin_list, lookback: int, steps: int, batch_size: int) -> Iterator[OriginBatch]:
+    """The origins in order, `batch_size` at a time."""
     frames = {name: one.frame() for name, one in series.items()}
-    chunks = []
-    bar = tqdm(total=len(origin_list), desc="forecasting origins", unit="origin", disable=not progress)
     for start in range(0, len(origin_list), batch_size):
-        batch = origin_list[start : start + batch_size]
-        windows = [frames[name].iloc[t - lookback : t] for name, t in batch]
-        targets = [series[name].timestamps.iloc[t : t + steps] for name, t in batch]
+        keys = origin_list[start : start + batch_size]
+        yield OriginBatch(
+            keys,
+            [frames[name].iloc[t - lookback : t] for name, t in keys],
+            [series[name].timestamps.iloc[t : t + steps] for name, t in keys],
+        )
+
+
+@dataclass(frozen=True)
+class OriginForecast:
+    """The model's sample paths for a batch of origins, [O, P, H, 6] in price units.
+
+    Origin t of series s draws from (seed, s, t) alone, so its paths do not depend on the
+    batching, nor on the machine or process that forecasts it.
+    """
+
+    steps: int
+    paths: int
+    sampling: dict
+    seed: int
+
+    def __call__(self, predictor, batch: OriginBatch) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ContextWarning)  # evaluate says it once, and in the report
-            paths = predictor.predict_paths_batch(
-                windows,
-                [w["timestamps"] for w in windows],
-                targets,
-                steps,
-                sample_count=n_paths,
+            return predictor.predict_paths_batch(
+                batch.windows,
+                [w["timestamps"] for w in batch.windows],
+                batch.targets,
+                self.steps,
+                sample_count=self.paths,
                 verbose=False,
-                seed=seed,
-                series_ids=batch,
-                **sampling,
+                seed=self.seed,
+                series_ids=batch.keys,
+                **self.sampling,
             )
-        chunks.append(paths.astype(np.float64))
-        bar.update(len(batch))
-    bar.close()
-    return np.concatenate(chunks)
+
+
+Engine = Callable[[OriginForecast, Iterator[OriginBatch]], Iterable[np.ndarray]]
+"""Runs an `OriginForecast` over batches and gives their paths in order: `kronos.distributed.RayEngine`."""
+
+
+def _forecast_here(predictor, progress: bool, total: int) -> Engine:
+    """The local engine: one batch after another, in this process."""
+
+    def run(forecast: OriginForecast, batches: Iterator[OriginBatch]) -> Iterator[np.ndarray]:
+        with tqdm(total=total, desc="forecasting origins", unit="origin", disable=not progress) as bar:
+            for batch in batches:
+                yield forecast(predictor, batch)
+                bar.update(len(batch.keys))
+
+    return run
 
 
 def context_note(lookback: int, max_context: int) -> str | None:
@@ -221,6 +256,7 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     model_name: str = MODEL_NAME,
+    engine: Engine | None = None,
 ) -> EvaluationResult:
     """Rolling-origin evaluation of a KronosPredictor (or of the baselines alone if it is None).
 
@@ -230,7 +266,9 @@ def evaluate(
     warns and is noted in the report. `origins` and `every` choose the origins
     per series (at most one of them; neither means every possible origin). Series too short for
     one origin are skipped with a warning. Sampling is seeded: model batches from `seed`, the
-    Gaussian random walk from a numpy generator seeded with `seed`.
+    Gaussian random walk from a numpy generator seeded with `seed`. `engine` runs the model's
+    forecasts elsewhere (`kronos.distributed.RayEngine`); everything else runs here, so the
+    numbers are the same.
     """
     if lookback is None:
         lookback = getattr(predictor, "lookback", None)
@@ -285,10 +323,10 @@ def evaluate(
         warnings.warn(note, ContextWarning, stacklevel=2)
         notes.append(note)
     if predictor is not None:
-        sampling = {"T": T, "top_k": top_k, "top_p": top_p}
-        model_paths = _model_paths(
-            predictor, series, origin_list, lookback, steps, paths, sampling, batch_size, seed, progress
-        )
+        forecast = OriginForecast(steps, paths, {"T": T, "top_k": top_k, "top_p": top_p}, seed)
+        batches = origin_batches(series, origin_list, lookback, steps, batch_size)
+        run = engine or _forecast_here(predictor, progress, len(origin_list))
+        model_paths = np.concatenate([p.astype(np.float64) for p in run(forecast, batches)])
         forecasts[model_name] = (model_paths.mean(axis=1), model_paths)
         models.append(model_name)
     rng = np.random.default_rng(seed)

@@ -14,6 +14,8 @@ from .data import read_series
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the `evaluate` options to a (sub)parser."""
+    from ..distributed import add_engine_arguments  # here: kronos.distributed imports kronos.evaluation
+
     parser.add_argument(
         "files",
         nargs="+",
@@ -71,6 +73,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
     add_context_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_engine_arguments(parser)
     return parser
 
 
@@ -100,27 +103,22 @@ def _baseline_names(text: str) -> list[str]:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run the backtest described by parsed arguments, write the report, print where it is."""
+    from ..distributed import engine_options, evaluate_dataset
+
     baselines = _baseline_names(args.baselines)
     if args.bootstrap < 1:
         raise ValueError(f"--bootstrap must be a positive number of resamples, got {args.bootstrap}")
+    ray_options = engine_options(args)
+    if args.engine == "ray" and args.device:
+        raise ValueError("--device applies to --engine local; Ray actors use a GPU with --gpus-per-actor")
     check_output_dir(args.out, "--out")
     series = read_series(args.files, id_column=args.id_column)
-    predictor = None
-    if not args.baselines_only:
-        predictor = KronosPredictor.from_pretrained(
-            args.model or DEFAULT_MODEL,
-            args.tokenizer,
-            device=args.device,
-            max_context=args.max_context,
-            normalize_on=args.normalize,
-        )
-    origins = 100 if args.origins is None and args.every is None else args.origins
-    result = evaluate(
-        series,
-        predictor,
+    model = args.model or DEFAULT_MODEL
+    predictor_options = dict(max_context=args.max_context, normalize_on=args.normalize)
+    settings = dict(
         lookback=args.lookback,
         steps=args.steps,
-        origins=origins,
+        origins=100 if args.origins is None and args.every is None else args.origins,
         every=args.every,
         paths=args.paths,
         baselines=baselines,
@@ -131,6 +129,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.quiet,
     )
+    if args.engine == "ray" and not args.baselines_only:
+        result = evaluate_dataset(
+            series,
+            model,
+            tokenizer=args.tokenizer,
+            predictor_options=predictor_options,
+            **ray_options,
+            **settings,
+        )
+    else:
+        predictor = None
+        if not args.baselines_only:
+            predictor = KronosPredictor.from_pretrained(
+                model, args.tokenizer, device=args.device, **predictor_options
+            )
+        result = evaluate(series, predictor, **settings)
     written = result.write_report(args.out, html=args.html, plots=not args.no_plots, n_boot=args.bootstrap)
     summary = result.summary("close", n_boot=args.bootstrap)
     columns = [c for c in ("mae", "crps", "crps_ratio", "coverage_80") if c in summary]

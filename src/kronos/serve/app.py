@@ -14,7 +14,6 @@ import json
 import logging
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Hashable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -33,7 +32,6 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from .. import __version__
-from ..cache import FEW_ROWS
 from ..data import FEATURE_COLUMNS, series_name
 from ..predictor import KronosPredictor
 from ..pretrained import DEFAULT_MODEL
@@ -122,18 +120,9 @@ class Forecaster:
         return [(paths[a:b], len(series)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def batch_key(prepared: list[PreparedSeries], options: ForecastOptions) -> Hashable | None:
-    """What jobs must share to be generated in one call: steps and sampling settings; None for a
-    job that must run alone.
-
-    A call of at most FEW_ROWS sampled rows (series x paths of one history length) multiplies
-    differently from a larger one (kronos.cache), which changes float32 roundings and, rarely, a
-    sampled token. So a job with a history length sampled in so few rows runs alone, and every
-    job gets exactly the numbers it would get by itself.
-    """
-    rows = Counter(len(one.history) for one in prepared)
-    if min(rows.values()) * options.paths <= FEW_ROWS:
-        return None
+def batch_key(options: ForecastOptions) -> Hashable:
+    """What jobs must share to be generated in one call: steps and sampling settings. The seeded
+    engine gives a series the same numbers whatever it is batched with, so nothing else matters."""
     return (options.steps, options.paths, options.temperature, options.top_k, options.top_p, options.seed)
 
 
@@ -163,11 +152,9 @@ class Service:
 
         Waits for the batcher, or for the client to disconnect: then the job is withdrawn.
         """
-        key = batch_key(prepared, options)
-        capacity = len(prepared) if key is None else self.config.max_batch  # alone: no wait for others
         try:
             future = self.batcher.submit(
-                object() if key is None else key, len(prepared), capacity, (prepared, options)
+                batch_key(options), len(prepared), self.config.max_batch, (prepared, options)
             )
         except Overloaded as err:
             raise HTTPException(
@@ -446,9 +433,8 @@ def build_v1(service: Service) -> APIRouter:
         "/forecast/batch",
         response_model=BatchResponse,
         summary="Forecast many series in one request, with shared options",
-        description="Series i draws from (seed, its id), its position when it has no id. Its numbers are "
-        "those predict_paths_batch gives the request's series with series_ids=ids; with more than 16 "
-        "paths they equal predict_quantiles(..., seed=seed, series_id=id) series by series.",
+        description="Series i draws from (seed, its id), its position when it has no id. Its numbers "
+        "equal predict_quantiles(..., seed=seed, series_id=id) series by series.",
     )
     async def forecast_batch(body: BatchRequest, request: Request) -> JSONResponse:
         need_ready()
