@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .evaluation.command import add_evaluate_arguments, run_evaluate
-from .predictor import NORMALIZE_ON
+from .predictor import NORMALIZE_ON, PATHS, TEMPERATURE, TOP_P
 from .pretrained import DEFAULT_MODEL
 
 SMALL_MODEL_PARAMETERS = 5_000_000
@@ -130,7 +130,9 @@ def add_forecast_parser(subparsers) -> None:
         help=f"model: '{DEFAULT_MODEL}', a directory (a checkpoint, or one holding model/ and tokenizer/), or a hub id",
     )  # fmt: skip
     parser.add_argument("--tokenizer", help="tokenizer directory or hub id (default: the model's own)")
-    parser.add_argument("--paths", type=int, default=20, help="sampled paths per series (default 20)")
+    parser.add_argument(
+        "--paths", type=int, default=PATHS, help=f"sampled paths per series (default {PATHS})"
+    )
     parser.add_argument(
         "--quantiles",
         default=",".join(f"{q:g}" for q in FORECAST_QUANTILES),
@@ -150,8 +152,15 @@ def add_forecast_parser(subparsers) -> None:
         default="history",
         help="normalise on the whole lookback (default, as upstream) or only on the bars within the context",
     )
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-p", type=float, default=0.9)
+    parser.add_argument("--temperature", type=float, default=TEMPERATURE)
+    parser.add_argument("--top-p", type=float, default=TOP_P)
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="calibrate each series' bands on its own past: forecast its history from within, compare "
+        "with what followed, and correct the spread per step (needs 20 past forecasts: about "
+        "lookback + 6 x steps bars)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
     parser.add_argument("--batch-size", type=int, default=32, help="series per generation batch (default 32)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
@@ -230,6 +239,7 @@ def run_forecast(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)  # a small model's matrices are too small to gain from threads
     lookback = args.lookback or predictor.lookback
     sampling = dict(sample_count=args.paths, T=args.temperature, top_p=args.top_p, seed=args.seed)
+    calibrations = calibrate_series(predictor, series, args, lookback, sampling) if args.calibrate else None
     if future is not None:
         one = series[0]
         history = one.frame().iloc[-lookback:]
@@ -240,6 +250,7 @@ def run_forecast(args: argparse.Namespace) -> int:
             args.steps,
             quantile_levels=levels,
             series_id=one.symbol or 0,
+            calibration=None if calibrations is None else calibrations[series_key(one)],
             **sampling,
         )
         forecast = forecast.rename_axis("timestamps").reset_index()
@@ -255,6 +266,7 @@ def run_forecast(args: argparse.Namespace) -> int:
             max_history=lookback,
             min_history=3,
             on_gap="ignore",  # holidays and nights are gaps too; the schedule of the future follows them
+            calibration=calibrations,
             **sampling,
         )
         what = f"{len(series)} series: {args.steps} steps from up to {lookback} bars each"
@@ -275,6 +287,44 @@ def run_forecast(args: argparse.Namespace) -> int:
     return 0
 
 
+def series_key(one) -> str:
+    """A series' id in the long table given to predict_df: its symbol, else its file's name."""
+    return one.symbol or one.name
+
+
+def calibrate_series(
+    predictor, series: list, args: argparse.Namespace, lookback: int, sampling: dict
+) -> dict:
+    """A calibration per series, fitted on the series' own bars (`KronosPredictor.calibrate`)."""
+    from .calibration import required_rows
+
+    needed = required_rows(lookback, args.steps)
+    short = [f"{one.name} ({len(one)} bars)" for one in series if len(one) < needed]
+    if short:
+        raise CommandError(
+            f"--calibrate needs at least {needed} bars per series (lookback {lookback}, {args.steps} steps, "
+            f"20 past forecasts); too short: {', '.join(short[:5])}{' ...' if len(short) > 5 else ''}"
+        )
+    calibrations = {}
+    for one in series:
+        frame = one.frame()
+        calibrations[series_key(one)] = calibration = predictor.calibrate(
+            frame,
+            frame["timestamps"],
+            args.steps,
+            lookback=lookback,
+            series_id=series_key(one),
+            batch_size=args.batch_size,
+            **sampling,
+        )
+        print(
+            f"{one.name}: calibrated on {calibration.origins} past forecasts; band scale per step "
+            f"{calibration.scale.min():.2f} to {calibration.scale.max():.2f}",
+            file=sys.stderr,
+        )
+    return calibrations
+
+
 def pick_symbol(series: list, symbol: str, file: str):
     names = {str(s.symbol): s for s in series}
     if symbol not in names:
@@ -286,7 +336,7 @@ def to_long_table(series: list):
     """Series as one long table with a `symbol` column, the input of `predict_df`."""
     import pandas as pd
 
-    return pd.concat([one.frame().assign(symbol=one.symbol or one.name) for one in series], ignore_index=True)
+    return pd.concat([one.frame().assign(symbol=series_key(one)) for one in series], ignore_index=True)
 
 
 def write_table(table, path: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
@@ -14,7 +14,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .calibration import MAX_ORIGINS, MIN_ORIGINS, Calibration, fit_origins, required_rows
 from .data import (
+    CLOSE,
     FEATURE_COLUMNS,
     as_timestamps,
     denormalize,
@@ -24,7 +26,6 @@ from .data import (
     time_features,
 )
 from .forecast import (
-    CLOSE,
     DEFAULT_QUANTILE_LEVELS,
     check_quantile_levels,
     ohlc_violation_rate,
@@ -38,6 +39,12 @@ from .pretrained import DEFAULT_MODEL, ModelMetadata, load_pretrained
 from .tokenizer import KronosTokenizer
 
 NORMALIZE_ON = ("history", "context")
+# Sampling of the probabilistic methods (predict_paths, predict_quantiles, predict_df, calibrate,
+# the CLI, evaluate), chosen by measurement (docs/calibration.md). predict and predict_batch keep
+# upstream's T=1, top_k=0, top_p=0.9, sample_count=1.
+PATHS = 20
+TEMPERATURE = 1.0
+TOP_P = 0.9
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -219,9 +226,18 @@ class KronosPredictor:
     def _tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(np.stack(arrays), dtype=np.float32)).to(self.device)
 
-    def _price_paths(self, prepared, pred_len, sampling, verbose=False, batch_size=None) -> np.ndarray:
-        paths = self._sample(prepared, pred_len, sampling, verbose, batch_size)
-        return np.stack([one.to_prices(p) for one, p in zip(prepared, paths)])
+    def _price_paths(
+        self, prepared, pred_len, sampling, verbose=False, batch_size=None, calibrations=None
+    ) -> np.ndarray:
+        """Paths in price units [S, sample_count, pred_len, 6]; series i calibrated by calibrations[i]
+        (None: as sampled)."""
+        normalised = self._sample(prepared, pred_len, sampling, verbose, batch_size)
+        paths = np.stack([one.to_prices(p) for one, p in zip(prepared, normalised)])
+        for i, calibration in enumerate(calibrations or []):
+            if calibration is not None:
+                calibration.check(sampling, pred_len)
+                paths[i] = calibration.apply(paths[i], prepared[i].last_close)
+        return paths
 
     def _mean_frames(self, prepared, pred_len, sampling, verbose) -> list[pd.DataFrame]:
         """Upstream's output: the mean path, averaged before mapping back to prices."""
@@ -294,23 +310,25 @@ class KronosPredictor:
         x_timestamp,
         y_timestamp,
         pred_len: int,
-        sample_count: int = 20,
-        T: float = 1.0,
+        sample_count: int = PATHS,
+        T: float = TEMPERATURE,
         top_k: int = 0,
-        top_p: float = 0.9,
+        top_p: float = TOP_P,
         verbose: bool = False,
         seed: int | None = None,
         series_id: object = 0,
+        calibration: Calibration | None = None,
     ) -> np.ndarray:
         """Every sampled path in price units: [sample_count, pred_len, 6], columns open..amount.
 
         With `seed`, the paths come from (seed, series_id) alone, not from torch's global
         generator; `predict_df` and `predict_paths_batch` give a series with the same id the same paths.
+        With `calibration` (from `calibrate` on this series), the paths are calibrated.
         """
         sampling = Sampling(T, top_k, top_p, sample_count, seed)
         pred_len = positive_int(pred_len, "pred_len")
         prepared = [self._prepare(df, x_timestamp, y_timestamp, pred_len, "df", series_id)]
-        return self._price_paths(prepared, pred_len, sampling, verbose)[0]
+        return self._price_paths(prepared, pred_len, sampling, verbose, calibrations=[calibration])[0]
 
     def predict_paths_batch(
         self,
@@ -318,10 +336,10 @@ class KronosPredictor:
         x_timestamp_list: list,
         y_timestamp_list: list,
         pred_len: int,
-        sample_count: int = 20,
-        T: float = 1.0,
+        sample_count: int = PATHS,
+        T: float = TEMPERATURE,
         top_k: int = 0,
-        top_p: float = 0.9,
+        top_p: float = TOP_P,
         verbose: bool = False,
         seed: int | None = None,
         series_ids: Sequence | None = None,
@@ -344,14 +362,15 @@ class KronosPredictor:
         y_timestamp,
         pred_len: int,
         quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
-        sample_count: int = 20,
-        T: float = 1.0,
+        sample_count: int = PATHS,
+        T: float = TEMPERATURE,
         top_k: int = 0,
-        top_p: float = 0.9,
+        top_p: float = TOP_P,
         repair_ohlc: bool = True,
         verbose: bool = False,
         seed: int | None = None,
         series_id: object = 0,
+        calibration: Calibration | None = None,
     ) -> pd.DataFrame:
         """Probabilistic forecast of one series: a DataFrame indexed by the future timestamps.
 
@@ -373,12 +392,70 @@ class KronosPredictor:
             history = pd.DatetimeIndex(as_timestamps(x_timestamp, "x_timestamp"))
             y_timestamp = future_timestamps(history, pred_len, "x_timestamp").timestamps
         prepared = self._prepare(df, x_timestamp, y_timestamp, pred_len, "df", series_id)
-        paths = self._price_paths([prepared], pred_len, sampling, verbose)[0]
+        paths = self._price_paths([prepared], pred_len, sampling, verbose, calibrations=[calibration])[0]
         table = summarize_paths(paths, prepared.last_close, levels, repair_ohlc)
         table.index = prepared.y_timestamp
         table.attrs["ohlc_violation_rate"] = ohlc_violation_rate(paths)
         table.attrs["realized_vol"] = float(table["realized_vol"].iloc[-1])
         return table
+
+    def calibrate(
+        self,
+        df: pd.DataFrame,
+        x_timestamp,
+        pred_len: int,
+        *,
+        lookback: int | None = None,
+        every: int | None = None,
+        max_origins: int | None = MAX_ORIGINS,
+        sample_count: int = PATHS,
+        T: float = TEMPERATURE,
+        top_k: int = 0,
+        top_p: float = TOP_P,
+        seed: int | None = 0,
+        series_id: object = 0,
+        batch_size: int = 32,
+        verbose: bool = False,
+    ) -> Calibration:
+        """Fit a `Calibration` of `pred_len`-step forecasts on one series' own history `df`.
+
+        Forecasts the history from within: at origins t = lookback + k * every (`every` defaults
+        to pred_len // 4; the last `max_origins`, `kronos.calibration.fit_origins`), each from the
+        `lookback` bars before t (default: the model's), with the sampling given here, and
+        compares them with the bars that followed. Pass the result as `calibration=` to
+        `predict_paths`, `predict_quantiles` or `predict_df` with the same sampling. Past origin t
+        draws from (seed, series_id, t), as `kronos evaluate` does. Needs
+        `kronos.calibration.required_rows` bars (20 past forecasts) and raises ValueError otherwise.
+        """
+        pred_len = positive_int(pred_len, "pred_len")
+        lookback = self.lookback if lookback is None else positive_int(lookback, "lookback")
+        sampling = Sampling(T, top_k, top_p, sample_count, seed)
+        prices = prepare_ohlcv(df, "df", np.float64)
+        stamps = as_timestamps(x_timestamp, "x_timestamp")
+        if len(stamps) != len(prices):
+            raise ValueError(f"df has {len(prices)} rows but x_timestamp has {len(stamps)}")
+        origins = fit_origins(len(prices), lookback, pred_len, every, max_origins)
+        if len(origins) < MIN_ORIGINS:
+            needed = required_rows(lookback, pred_len, every)
+            raise ValueError(
+                f"calibrating {pred_len}-step forecasts from {lookback} bars of history needs at least {needed} "
+                f"bars ({MIN_ORIGINS} past forecasts and their outcomes); df has {len(prices)}"
+            )
+        bars = prices.astype(np.float32)
+        features = time_features(stamps)
+        prepared = [
+            self._prepare_arrays(
+                np.asfortranarray(bars[t - lookback : t]),
+                features[t - lookback : t],
+                features[t : t + pred_len],
+                pd.DatetimeIndex(stamps.iloc[t : t + pred_len]),
+                (series_id, int(t)),
+            )
+            for t in origins
+        ]
+        paths = self._price_paths(prepared, pred_len, sampling, verbose, batch_size)
+        outcomes = np.stack([prices[t : t + pred_len, CLOSE] for t in origins])
+        return Calibration.fit(paths, outcomes, prices[origins - 1, CLOSE], sampling, lookback)
 
     def predict_df(
         self,
@@ -388,11 +465,11 @@ class KronosPredictor:
         *,
         prediction_length: int,
         quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
-        sample_count: int = 20,
+        sample_count: int = PATHS,
         batch_size: int = 32,
-        T: float = 1.0,
+        T: float = TEMPERATURE,
         top_k: int = 0,
-        top_p: float = 0.9,
+        top_p: float = TOP_P,
         repair_ohlc: bool = True,
         nan_policy: str = "raise",
         freq: str | None = None,
@@ -401,6 +478,7 @@ class KronosPredictor:
         min_history: int = MIN_HISTORY,
         verbose: bool = False,
         seed: int | None = None,
+        calibration: Mapping[object, Calibration] | None = None,
     ) -> pd.DataFrame:
         """Probabilistic forecasts for every series of a long table, as a long table.
 
@@ -424,7 +502,8 @@ class KronosPredictor:
         until summarised). With `seed`,
         each series draws from (seed, its id) alone: its forecast is the same whatever the batch
         size or the other series in the table. Without one, torch's global generator is used and
-        the draws depend on the batch layout.
+        the draws depend on the batch layout. `calibration` maps ids to their `calibrate`d
+        corrections; every series of the table needs one.
         """
         pred_len = positive_int(prediction_length, "prediction_length")
         levels = check_quantile_levels(quantile_levels)
@@ -452,6 +531,10 @@ class KronosPredictor:
                 future.gap.id = one.id
                 gaps.append(future.gap)
         report_gaps(gaps, on_gap, id_column)
+        if calibration is not None:
+            uncalibrated = [one.id for one in series if one.id not in calibration]
+            if uncalibrated:
+                raise ValueError(f"calibration has no entry for {id_column} {uncalibrated[:5]}")
         histories = [one.timestamps[-max_history:] for one in series]
         # time features of every series in one call each: per-series calls cost ~2 ms apiece
         history_features = _split_rows(_time_features_of(histories), [len(h) for h in histories])
@@ -468,7 +551,8 @@ class KronosPredictor:
             )
             for k, one in enumerate(series)
         ]
-        paths = self._price_paths(prepared, pred_len, sampling, verbose, batch_size)
+        calibrations = None if calibration is None else [calibration[one.id] for one in series]
+        paths = self._price_paths(prepared, pred_len, sampling, verbose, batch_size, calibrations)
         closes = np.array([one.last_close for one in prepared])
         columns = path_statistics(paths, closes, levels, repair_ohlc)
         ids = pd.Index([one.id for one in series]).repeat(pred_len)
