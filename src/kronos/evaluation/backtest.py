@@ -30,6 +30,7 @@ SCORE_COLUMNS = [
     "squared_error",
     "ape",
     "crps",
+    "crps_rel",
     "quantile_loss",
     "cover_50",
     "cover_80",
@@ -70,7 +71,8 @@ def score_forecasts(
 ) -> dict[str, np.ndarray]:
     """Every per-point score, each [O, H, C], for point [O, H, C], paths [O, P, H, C], last [O, C], actual [O, H, C].
 
-    APE is NaN where the actual is 0; a direction hit is NaN where the forecast or the actual does
+    crps_rel is the CRPS over |last value|, scale-free across series (NaN where last is 0). APE is
+    NaN where the actual is 0; a direction hit is NaN where the forecast or the actual does
     not move from the last value (no call to judge). P(up) is the share of paths strictly above the
     last value (for close, `prob_close_above_last` of a forecast), and its Brier score is
     (P(up) - [actual > last])^2. PIT, P(up) and Brier are NaN for a single-path (point) forecast,
@@ -85,11 +87,15 @@ def score_forecasts(
     judged = (predicted_move != 0) & (actual_move != 0)
     degenerate = samples.shape[0] == 1
     prob_up = np.full(actual.shape, np.nan) if degenerate else (samples > last[:, None, :]).mean(axis=0)
+    crps = metrics.crps_from_samples(samples, actual)
     scores = {
         "abs_error": np.abs(error),
         "squared_error": error**2,
         "ape": ape,
-        "crps": metrics.crps_from_samples(samples, actual),
+        "crps": crps,
+        "crps_rel": np.where(
+            last[:, None, :] != 0, crps / np.abs(np.where(last == 0, 1, last))[:, None, :], np.nan
+        ),
         "quantile_loss": metrics.quantile_loss(samples, actual),
         "pit": np.full(actual.shape, np.nan) if degenerate else metrics.randomized_pit(samples, actual, rng),
         "direction_hit": np.where(judged, (predicted_move == actual_move).astype(np.float64), np.nan),

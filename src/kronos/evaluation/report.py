@@ -26,6 +26,7 @@ SUMMARY_LABELS = {
     "rmse": "RMSE",
     "mape_pct": "MAPE %",
     "crps": "CRPS",
+    "crps_pct": "CRPS %",
     "wql": "wQL",
     "coverage_50": "cov 50%",
     "coverage_80": "cov 80%",
@@ -37,7 +38,7 @@ SUMMARY_LABELS = {
 RATIO_LABELS = {
     k: v
     for k, v in SUMMARY_LABELS.items()
-    if k in ("mae", "rmse", "mape_pct", "crps", "wql", "brier", "vol_mae")
+    if k in ("mae", "rmse", "mape_pct", "crps", "crps_pct", "wql", "brier", "vol_mae")
 }
 
 
@@ -163,7 +164,8 @@ def build_sections(
             "Mean over all origins and horizon steps, with a 95% bootstrap confidence interval "
             f"({n_boot} resamples of the origins, seed {s['seed']}). Lower is better except coverage "
             "(should match its nominal level) and direction accuracy (higher is better; 0.5 is a coin). "
-            "Brier P(up) is the mean of (P(close ends above the last close) − outcome)², 0.25 for a "
+            "CRPS % is the CRPS over the last known close, in percent: unlike the others it does not "
+            "weigh series by their price level. Brier P(up) is the mean of (P(close ends above the last close) − outcome)², 0.25 for a "
             "constant 50%.",
             summary_view,
         ),

@@ -30,6 +30,7 @@ METRICS = [
     MetricSpec("rmse", "squared_error", "n_squared_error", True, root=True),
     MetricSpec("mape_pct", "ape", "n_ape", True, scale=100.0),
     MetricSpec("crps", "crps", "n_crps", True),
+    MetricSpec("crps_pct", "crps_rel", "n_crps_rel", True, scale=100.0),
     MetricSpec("wql", "quantile_loss", "abs_actual", True),
     MetricSpec("coverage_50", "cover_50", "n_cover_50", None),
     MetricSpec("coverage_80", "cover_80", "n_cover_80", None),
