@@ -18,7 +18,9 @@ from pathlib import Path
 
 import torch
 
-from kronos.training import load_config, train
+from kronos.frames import bar_spacing
+from kronos.pretrained import ModelMetadata
+from kronos.training import load_config, load_windows, train
 from kronos.training.evaluation import evaluate_checkpoints
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,6 +29,28 @@ from build_default_data import main as build_data  # noqa: E402
 STEPS = ("data", "tokenizer", "predictor", "evaluate", "install")
 REPO = Path(__file__).resolve().parents[1]
 INSTALL_DIR = REPO / "src" / "kronos" / "pretrained" / "kronos-default"
+
+
+def metadata(config) -> ModelMetadata:
+    """The shipped model's kronos.json: what training writes beside a checkpoint (context, history,
+    bar spacings, series and bars), plus the bars per spacing and where the held-out series are."""
+    series, _, _ = load_windows(config)
+    spacings = [bar_spacing(s.timestamps) for s in series]
+    frequencies = tuple(sorted(set(spacings) - {""}))
+    return ModelMetadata(
+        max_context=config.data.window,
+        history=config.data.history_len(),
+        frequencies=frequencies,
+        extra={
+            "series": len(series),
+            "bars": sum(len(s.timestamps) for s in series),
+            "bars_by_frequency": {
+                f: sum(len(s.timestamps) for s, g in zip(series, spacings) if g == f) for f in frequencies
+            },
+            "held_out_series": "benchmarks/data/heldout/",
+            "recipe": "python scripts/train_default_model.py --config configs/default.toml",
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,12 +91,7 @@ def main(argv: list[str] | None = None) -> None:
             target.mkdir(parents=True)
             for name in ("config.json", "model.safetensors"):
                 shutil.copy2(run_dir / stage / "best" / name, target / name)
-        settings = {
-            "max_context": config.data.window,
-            "history": config.data.history_len(),
-            "recipe": "python scripts/train_default_model.py --config configs/default.toml",
-        }
-        (INSTALL_DIR / "kronos.json").write_text(json.dumps(settings, indent=2) + "\n")
+        metadata(config).write(INSTALL_DIR / "model")
         print(f"installed into {INSTALL_DIR}")
     print(f"done in {(time.time() - started) / 60:.1f} min")
 

@@ -59,7 +59,8 @@ def test_missing_hub_model_offline_names_it(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("FileNotFoundError")
     assert "NeoQuasar/Kronos-small" in last
-    assert "from_pretrained('/path/to/dir')" in last
+    assert "from_pretrained('/path/to/dir')" in last and "--model DIR on the command line" in last
+    assert "HF_HUB_OFFLINE is set" in last
 
 
 def copy_checkpoint(src: Path, dst: Path) -> Path:

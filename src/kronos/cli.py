@@ -7,6 +7,7 @@ added by writing such a function and listing it in SUBCOMMANDS.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .evaluation.command import add_evaluate_arguments, run_evaluate
+from .io import check_output_file, write_atomically
 from .predictor import NORMALIZE_ON, PATHS, TEMPERATURE, TOP_P
 from .pretrained import DEFAULT_MODEL
 
@@ -98,9 +100,8 @@ def run_train(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
     best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a (no validation data)"
-    print(
-        f"{args.stage} trained: {result.step} steps, best validation loss {best}; best checkpoint in {result.best_dir}"
-    )
+    where = f"best checkpoint in {result.best_dir}" if result.best_dir else "no best checkpoint on disk"
+    print(f"{args.stage} trained: {result.step} steps, best validation loss {best}; {where}")
     return 0
 
 
@@ -197,6 +198,12 @@ def _check_forecast_args(args: argparse.Namespace) -> tuple[float, ...]:
         raise CommandError("--symbol needs --id-column, the column that names the symbols")
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".parquet"):
         raise CommandError(f"--out {args.out!r}: the file name must end in .csv or .parquet")
+    if (
+        args.out
+        and Path(args.out).suffix.lower() == ".parquet"
+        and importlib.util.find_spec("pyarrow") is None
+    ):
+        raise CommandError("writing Parquet needs pyarrow: pip install 'kronos[parquet]' (or write .csv)")
     try:
         return check_quantile_levels([float(q) for q in args.quantiles.split(",") if q.strip()])
     except ValueError as err:
@@ -206,6 +213,9 @@ def _check_forecast_args(args: argparse.Namespace) -> tuple[float, ...]:
 def run_forecast(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     levels = _check_forecast_args(args)
+    for flag, path in (("--out", args.out), ("--plot", args.plot)):
+        if path:
+            check_output_file(path, flag)
 
     import torch
 
@@ -342,12 +352,9 @@ def to_long_table(series: list):
 def write_table(table, path: str) -> None:
     """A table as CSV or Parquet, by the file's extension."""
     if Path(path).suffix.lower() == ".parquet":
-        try:
-            table.to_parquet(path, index=False)
-        except ImportError as err:
-            raise CommandError("writing Parquet needs pyarrow: pip install 'kronos[parquet]'") from err
+        write_atomically(path, lambda tmp: table.to_parquet(tmp, index=False), "--out")
     else:
-        table.to_csv(path, index=False)
+        write_atomically(path, lambda tmp: table.to_csv(tmp, index=False), "--out")
 
 
 def plot_forecast(series, forecast, path: str, model: str, lookback: int) -> None:
@@ -410,8 +417,10 @@ def plot_forecast(series, forecast, path: str, model: str, lookback: int) -> Non
     ax_vol.set_xticks(ticks)
     ax_vol.set_xticklabels([stamps[i].strftime(fmt) for i in ticks], rotation=0)
     ax_vol.set_xlim(-1, len(stamps))
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"), "--plot")
+    finally:
+        plt.close(fig)
 
 
 def add_evaluate_parser(subparsers) -> None:
@@ -443,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (CommandError, ValueError, FileNotFoundError, FileExistsError, ImportError) as err:
+    except (CommandError, ValueError, OSError, ImportError) as err:
         print(f"kronos {args.command}: error: {err}", file=sys.stderr)
         return 2
 

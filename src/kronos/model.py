@@ -6,8 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hub import KronosHubMixin
+from .hub import KronosHubMixin, check_head_size
 from .modules import (
+    DEPENDENCY_HEADS,
+    TIME_FEATURE_SIZES,
     DependencyAwareLayer,
     DualHead,
     HierarchicalEmbedding,
@@ -55,6 +57,22 @@ class Kronos(nn.Module, KronosHubMixin):
         self.head = DualHead(s1_bits, s2_bits, d_model)
         self.apply(self._init_weights)
         self.metadata: ModelMetadata | None = None
+
+    @classmethod
+    def check_architecture(cls, config: dict, source: str) -> None:
+        super().check_architecture(config, source)
+        check_head_size(config["d_model"], DEPENDENCY_HEADS, "the dependency-aware layer's heads", source)
+
+    @staticmethod
+    def parameter_count(config: dict) -> int:
+        """Parameters of Kronos(**config), without building it."""
+        d, vocab_s1, vocab_s2 = config["d_model"], 2 ** config["s1_bits"], 2 ** config["s2_bits"]
+        attention = 4 * (d * d + d)
+        block = 2 * d + attention + 3 * d * config["ff_dim"]
+        embedding = (vocab_s1 + vocab_s2) * d + 2 * d * d + d
+        head = (vocab_s1 + vocab_s2) * (d + 1)
+        dependency = attention + d
+        return embedding + sum(TIME_FEATURE_SIZES) * d + config["n_layers"] * block + d + dependency + head
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> Kronos:

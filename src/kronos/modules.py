@@ -327,11 +327,18 @@ class TemporalEmbedding(nn.Module):
         return out
 
 
+DEPENDENCY_HEADS = 4  # the dependency-aware layer's cross-attention heads, whatever the model's n_heads
+
+
 class DependencyAwareLayer(nn.Module):
     """Conditions the context on the sampled s1 token: norm(context + cross_attn(s1_emb, context))."""
 
     def __init__(
-        self, d_model: int, n_heads: int = 4, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0
+        self,
+        d_model: int,
+        n_heads: int = DEPENDENCY_HEADS,
+        attn_dropout_p: float = 0.0,
+        resid_dropout_p: float = 0.0,
     ):
         super().__init__()
         self.cross_attn = MultiHeadCrossAttentionWithRoPE(d_model, n_heads, attn_dropout_p, resid_dropout_p)

@@ -10,6 +10,8 @@ from torch import nn
 from .hub import KronosHubMixin
 from .modules import BSQuantizer, TransformerBlock, indices_to_bits
 
+MAX_GROUP_SIZE = 16  # the quantizer keeps a table of 2**group_size codes
+
 
 class KronosTokenizer(nn.Module, KronosHubMixin):
     """Causal Transformer encoder, binary spherical quantizer, causal Transformer decoder.
@@ -58,6 +60,32 @@ class KronosTokenizer(nn.Module, KronosHubMixin):
         self.post_quant_embed = nn.Linear(self.codebook_dim, d_model)
         self.decoder = blocks(n_dec_layers)
         self.head = nn.Linear(d_model, d_in)
+
+    @classmethod
+    def check_architecture(cls, config: dict, source: str) -> None:
+        super().check_architecture(config, source)
+        if config["s1_bits"] != config["s2_bits"]:
+            raise ValueError(
+                f"{source}: 's1_bits' ({config['s1_bits']}) and 's2_bits' ({config['s2_bits']}) must be equal: "
+                f"decoding (s1, s2) tokens splits the code in two halves of equal size"
+            )
+        group_size, codebook_dim = config["group_size"], config["s1_bits"] + config["s2_bits"]
+        if group_size > MAX_GROUP_SIZE or codebook_dim % group_size:
+            raise ValueError(
+                f"{source}: 'group_size' ({group_size}) must divide s1_bits + s2_bits ({codebook_dim}) and be "
+                f"at most {MAX_GROUP_SIZE}"
+            )
+
+    @staticmethod
+    def parameter_count(config: dict) -> int:
+        """Parameters of KronosTokenizer(**config), without building it."""
+        d, d_in, codebook_dim = config["d_model"], config["d_in"], config["s1_bits"] + config["s2_bits"]
+        block = 2 * d + 4 * (d * d + d) + 3 * d * config["ff_dim"]
+        blocks = (config["n_enc_layers"] - 1 + config["n_dec_layers"] - 1) * block
+        linears = (
+            (d_in + 1) * d + (d + 1) * codebook_dim + (config["s1_bits"] + 1) * d + (codebook_dim + 1) * d
+        )
+        return linears + blocks + (d + 1) * d_in
 
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
         """Continuous code before quantization, [B, L, codebook_dim]."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..io import check_output_dir
 from ..predictor import NORMALIZE_ON, PATHS, TEMPERATURE, TOP_P, KronosPredictor
 from ..pretrained import DEFAULT_MODEL
 from .backtest import evaluate
@@ -107,6 +108,7 @@ def _baseline_names(text: str) -> list[str]:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run the backtest described by parsed arguments, write the report, print where it is."""
     baselines = _baseline_names(args.baselines)
+    check_output_dir(args.out, "--out")
     series = read_series(args.files, id_column=args.id_column)
     predictor = None
     if not args.baselines_only:

@@ -1,13 +1,13 @@
 """The evaluation report: Markdown (optionally HTML) with tables and plots, plus the raw results.
 
-Everything is first written to a staging folder beside the output folder and moved into place at
-the end, so a failure never leaves a half-written report behind.
+Everything is first written to a staging folder beside the output folder and each file is then
+flushed to disk and renamed into place, the report itself last, so a failure never leaves a
+half-written file behind, nor a report pointing at files still to come.
 """
 
 from __future__ import annotations
 
 import html as html_lib
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..data import CLOSE
 from ..forecast import sample_quantiles
+from ..io import check_output_dir, replace_durably
 from .backtest import CALIBRATED
 from .metrics import INTERVAL_LEVELS
 
@@ -383,9 +384,7 @@ def write_report(
     Raw results: records.csv (one row per method, origin, horizon step, column) and volatility.csv,
     plus records.parquet when pyarrow is installed (`pip install 'kronos[parquet]'`). Returns file kind -> path.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"output path {str(out_dir)!r} exists and is not a directory")
+    out_dir = check_output_dir(out_dir, "report folder")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-partial-", dir=out_dir.parent))
     try:
@@ -409,12 +408,15 @@ def write_report(
             result.records.to_parquet(staging / "records.parquet", index=False)
         out_dir.mkdir(exist_ok=True)
         written = {}
-        for path in sorted(staging.rglob("*")):
-            if path.is_file():
-                target = out_dir / path.relative_to(staging)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(path, target)
-                written[str(path.relative_to(staging))] = target
+        # report.md (and .html) last: a report never points at plots or tables still to come
+        files = sorted(
+            (p for p in staging.rglob("*") if p.is_file()), key=lambda p: (p.suffix in (".md", ".html"), p)
+        )
+        for path in files:
+            target = out_dir / path.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            replace_durably(path, target)
+            written[str(path.relative_to(staging))] = target
         return written
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,12 +1,20 @@
-"""The training loop shared by both stages: single process, or DDP under torchrun."""
+"""The training loop shared by both stages: single process, or DDP under torchrun.
+
+A checkpoint is a directory swapped in whole: the weights (`model.safetensors`, `config.json`),
+the optimizer's tensors (`optimizer.safetensors`) and everything else as JSON
+(`trainer_state.json`), so that resuming never unpickles anything. Resuming after a crash
+finishes or undoes an interrupted directory swap, skips a corrupt latest checkpoint with a
+warning, and drops a torn last line of `metrics.jsonl`.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import shutil
+import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,18 +22,48 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..hub import CONFIG_NAME, WEIGHTS_NAME, read_weights
+from ..io import (
+    check_output_dir,
+    recover_interrupted_swaps,
+    remove_dir,
+    save_dir_atomically,
+    write_atomically,
+    write_text_atomically,
+)
 from ..predictor import pick_device
 from .config import Config, TrainConfig
 from .dataset import WindowSet, load_windows
 from .stages import make_stage
 
-STATE_NAME = "trainer_state.pt"
+STATE_NAME = "trainer_state.json"
+OPTIMIZER_NAME = "optimizer.safetensors"
+LEGACY_STATE_NAME = "trainer_state.pt"
+STATE_FORMAT = 1
+STATE_FIELDS = {
+    "stage": str,
+    "step": int,
+    "epoch": int,
+    "bad_epochs": int,
+    "history": list,
+    "scheduler": dict,
+    "param_groups": list,
+}
 METRICS_NAME = "metrics.jsonl"
 PLOT_NAME = "loss.png"
+
+
+class CheckpointWarning(UserWarning):
+    """Something left by an interrupted run was repaired or skipped."""
+
+
+class UnusableCheckpoint(ValueError):
+    """A checkpoint that cannot be read back: corrupt, truncated or not ours."""
 
 
 @dataclass
@@ -82,7 +120,7 @@ class TrainResult:
     """What a run produced; `module` is the trained (unwrapped) network on every rank."""
 
     out_dir: Path
-    best_dir: Path
+    best_dir: Path | None  # None when no best checkpoint is on disk
     step: int
     epochs_done: int
     best_val_loss: float | None
@@ -117,24 +155,66 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def latest_checkpoint(out_dir: Path) -> Path | None:
-    checkpoints = sorted((out_dir / "checkpoints").glob("epoch-*"))
-    checkpoints = [c for c in checkpoints if (c / STATE_NAME).is_file()]
-    return checkpoints[-1] if checkpoints else None
+def checkpoint_dirs(out_dir: Path) -> list[Path]:
+    """The epoch checkpoint directories of a run, oldest first."""
+    return sorted(p for p in (out_dir / "checkpoints").glob("epoch-*") if p.is_dir())
 
 
-def _save_dir_atomically(target: Path, write) -> None:
-    """Write a directory next to `target`, then swap it in, so a crash never leaves half of one."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-    tmp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+def save_trainer_state(directory: Path, values: dict[str, Any], optimizer_state: dict[str, Any]) -> None:
+    """The optimizer's per-parameter tensors as safetensors, everything else as JSON."""
+    tensors = {
+        f"state.{index}.{key}": value.detach().cpu().contiguous()
+        for index, per_parameter in optimizer_state["state"].items()
+        for key, value in per_parameter.items()
+    }
+    save_file(tensors, str(directory / OPTIMIZER_NAME))
+    plain = {"format": STATE_FORMAT, **values, "param_groups": optimizer_state["param_groups"]}
+    (directory / STATE_NAME).write_text(json.dumps(plain, indent=1) + "\n", encoding="utf-8")
+
+
+def read_trainer_state(directory: Path) -> dict[str, Any]:
+    """The JSON values of a checkpoint's trainer state, with `optimizer` rebuilt as a torch
+    optimizer state dict from its tensors; UnusableCheckpoint naming the file when anything is
+    missing, malformed or not finite."""
+    path = directory / STATE_NAME
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise UnusableCheckpoint(f"{path} is unreadable: {err}") from err
+    if not isinstance(values, dict) or values.get("format") != STATE_FORMAT:
+        raise UnusableCheckpoint(f"{path} is not a kronos trainer state of format {STATE_FORMAT}")
+    for key, kind in STATE_FIELDS.items():
+        if not isinstance(values.get(key), kind) or isinstance(values.get(key), bool):
+            raise UnusableCheckpoint(
+                f"{path}: {key!r} must be a {kind.__name__}, got {values.get(key)!r:.60}"
+            )
+    best_val = values.get("best_val")
+    if best_val is not None and (isinstance(best_val, bool) or not isinstance(best_val, (int, float))):
+        raise UnusableCheckpoint(f"{path}: 'best_val' must be a number or null, got {best_val!r:.60}")
+    tensors_path = directory / OPTIMIZER_NAME
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    try:
+        with safe_open(str(tensors_path), framework="pt", device="cpu") as tensors:
+            for name in tensors.keys():
+                match = re.fullmatch(r"state\.(\d+)\.(\w+)", name)
+                if match is None:
+                    raise UnusableCheckpoint(f"{tensors_path}: unexpected tensor {name!r}")
+                tensor = tensors.get_tensor(name)
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    raise UnusableCheckpoint(f"{tensors_path}: tensor {name!r} is not finite")
+                state.setdefault(int(match[1]), {})[match[2]] = tensor
+    except (SafetensorError, OSError) as err:
+        raise UnusableCheckpoint(f"{tensors_path} is unreadable: {err}") from err
+    values["optimizer"] = {"state": state, "param_groups": values.pop("param_groups")}
+    return values
+
+
+def _legacy_state_error(directory: Path) -> ValueError:
+    return ValueError(
+        f"{directory} holds {LEGACY_STATE_NAME}, a pickle file written by an earlier kronos, which is never "
+        f"loaded (unpickling can run code): start a new run in another train.out_dir, or continue from its "
+        f"weights with model.pretrained (or tokenizer.pretrained) = '{directory}'"
+    )
 
 
 def _to_device(arrays, device):
@@ -152,6 +232,7 @@ class Trainer:
         self.out_dir = Path(self.cfg.out_dir)
 
     def run(self) -> TrainResult:
+        check_output_dir(self.out_dir, "train.out_dir")
         if self.cfg.num_threads > 0:
             torch.set_num_threads(self.cfg.num_threads)
         self.dist = Distributed.from_env(self.cfg.device)
@@ -189,21 +270,19 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, warmup))
 
         step, start_epoch, best_val, bad_epochs, history = 0, 0, None, 0, []
-        checkpoint = self._resume_checkpoint()
-        if checkpoint is None and latest_checkpoint(self.out_dir) is not None:
+        if d.is_main:
+            for folder in (self.out_dir, self.out_dir / "checkpoints"):
+                for line in recover_interrupted_swaps(folder):
+                    warnings.warn(line, CheckpointWarning, stacklevel=2)
+        d.barrier()
+        resumed = self._resume(module, optimizer, scheduler)
+        if resumed is None and checkpoint_dirs(self.out_dir):
             raise FileExistsError(
                 f"{self.out_dir} already holds checkpoints of an earlier run: continue it with --resume auto, "
                 f"or choose another train.out_dir (or delete that directory)"
             )
-        if checkpoint is not None:
-            state = torch.load(checkpoint / STATE_NAME, map_location=d.device, weights_only=False)
-            if state["stage"] != self.stage_name:
-                raise ValueError(
-                    f"cannot resume the {self.stage_name} stage from {checkpoint}: it is a {state['stage']} checkpoint"
-                )
-            module.load_state_dict(load_file(checkpoint / "model.safetensors", device=str(d.device)))
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
+        if resumed is not None:
+            checkpoint, state = resumed
             step, start_epoch = state["step"], state["epoch"] + 1
             best_val, bad_epochs, history = state["best_val"], state["bad_epochs"], state["history"]
             if d.is_main:
@@ -213,7 +292,7 @@ class Trainer:
         if d.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._trim_metrics(step)
-            (self.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+            write_text_atomically(self.out_dir / "config.json", json.dumps(self.config.to_dict(), indent=2))
             n_params = sum(p.numel() for p in params)
             print(
                 f"training {self.stage_name}: {n_params:,} parameters, {len(series)} series, "
@@ -232,6 +311,12 @@ class Trainer:
                 stage, wrapped, params, optimizer, scheduler, train_set, epoch, step
             )
             val = self._validate(stage, wrapped, val_set) if val_set is not None else None
+            if not math.isfinite(train_loss) or (val is not None and not math.isfinite(val["loss"])):
+                val_text = f", validation loss {val['loss']}" if val is not None else ""
+                raise ValueError(
+                    f"training diverged in epoch {epoch + 1} (step {step}): train loss {train_loss}{val_text}; "
+                    f"the checkpoints before it are kept. Start again with a lower train.lr or a train.grad_clip"
+                )
             improved = val is not None and (best_val is None or val["loss"] < best_val - cfg.min_delta)
             if val is not None and improved:
                 best_val, bad_epochs = val["loss"], 0
@@ -252,7 +337,7 @@ class Trainer:
                     module, optimizer, scheduler, step, epoch, best_val, bad_epochs, history
                 )
                 if improved or val is None:
-                    _save_dir_atomically(self.out_dir / "best", module.save_pretrained)
+                    save_dir_atomically(self.out_dir / "best", module.save_pretrained)
                 self._plot()
                 val_text = f", val {val['loss']:.4f}{' (best)' if improved else ''}" if val else ""
                 print(
@@ -265,22 +350,76 @@ class Trainer:
                 if d.is_main:
                     print(f"early stop: validation loss has not improved for {bad_epochs} epochs")
                 break
-        return TrainResult(
-            self.out_dir, self.out_dir / "best", step, epoch + 1, best_val, stopped_early, module, history
-        )
+        best = self.out_dir / "best"
+        best_dir = best if (best / CONFIG_NAME).is_file() and (best / WEIGHTS_NAME).is_file() else None
+        return TrainResult(self.out_dir, best_dir, step, epoch + 1, best_val, stopped_early, module, history)
 
-    def _resume_checkpoint(self) -> Path | None:
+    def _resume(self, module, optimizer, scheduler) -> tuple[Path, dict[str, Any]] | None:
+        """The checkpoint resumed from and its trainer state, after loading it into the module,
+        optimizer and scheduler; with --resume auto, an unreadable latest checkpoint is skipped
+        with a warning for the one before it."""
         if not self.resume:
             return None
         if self.resume == "auto":
-            return latest_checkpoint(self.out_dir)
-        path = Path(self.resume)
-        if not (path / STATE_NAME).is_file():
-            raise FileNotFoundError(
-                f"cannot resume from {str(path)!r}: it has no {STATE_NAME}; name a checkpoint directory "
-                f"such as {self.out_dir / 'checkpoints' / 'epoch-0001'}, or use --resume auto"
+            found = checkpoint_dirs(self.out_dir)
+            candidates = [c for c in reversed(found) if (c / STATE_NAME).is_file()]
+            legacy = [c for c in found if (c / LEGACY_STATE_NAME).is_file()]
+            if not candidates and legacy:
+                raise _legacy_state_error(legacy[-1])
+        else:
+            path = Path(self.resume)
+            if not (path / STATE_NAME).is_file():
+                if (path / LEGACY_STATE_NAME).is_file():
+                    raise _legacy_state_error(path)
+                raise FileNotFoundError(
+                    f"cannot resume from {str(path)!r}: it has no {STATE_NAME}; name a checkpoint directory "
+                    f"such as {self.out_dir / 'checkpoints' / 'epoch-0001'}, or use --resume auto"
+                )
+            candidates = [path]
+        problems = []
+        for checkpoint in candidates:
+            try:
+                return checkpoint, self._load_checkpoint(checkpoint, module, optimizer, scheduler)
+            except UnusableCheckpoint as err:
+                if self.resume != "auto":
+                    raise
+                problems.append(str(err))
+                if self.dist.is_main:
+                    warnings.warn(
+                        f"cannot resume from {checkpoint}: {err}; trying the checkpoint before it",
+                        CheckpointWarning,
+                        stacklevel=2,
+                    )
+        if problems:
+            raise ValueError(
+                f"no checkpoint in {self.out_dir / 'checkpoints'} can be resumed ({'; '.join(problems)}); "
+                f"start a new run in another train.out_dir"
             )
-        return path
+        return None
+
+    def _load_checkpoint(self, checkpoint: Path, module, optimizer, scheduler) -> dict[str, Any]:
+        """Read a checkpoint whole, check it, then load it; UnusableCheckpoint when it cannot be."""
+        state = read_trainer_state(checkpoint)
+        if state["stage"] != self.stage_name:
+            raise ValueError(
+                f"cannot resume the {self.stage_name} stage from {checkpoint}: it is a {state['stage']} checkpoint"
+            )
+        unknown = sorted(set(state["scheduler"]) - set(scheduler.state_dict()))
+        if unknown:
+            raise UnusableCheckpoint(f"{checkpoint / STATE_NAME}: unknown scheduler keys {unknown}")
+        try:
+            weights = read_weights(module, checkpoint / WEIGHTS_NAME)
+        except (ValueError, OSError) as err:
+            raise UnusableCheckpoint(str(err)) from err
+        try:
+            module.load_state_dict(weights)
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as err:
+            raise UnusableCheckpoint(
+                f"{checkpoint / STATE_NAME}: the optimizer or schedule does not fit this run: {err}"
+            ) from err
+        return state
 
     def _train_epoch(self, stage, wrapped, params, optimizer, scheduler, train_set: WindowSet, epoch, step):
         cfg, d = self.cfg, self.dist
@@ -352,35 +491,34 @@ class Trainer:
     def _save_checkpoint(self, module, optimizer, scheduler, step, epoch, best_val, bad_epochs, history):
         def write(directory: Path) -> None:
             module.save_pretrained(directory)
-            state = {
+            values = {
+                "stage": self.stage_name,
                 "step": step,
                 "epoch": epoch,
                 "best_val": best_val,
                 "bad_epochs": bad_epochs,
                 "history": history,
-                "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
-                "stage": self.stage_name,
             }
-            torch.save(state, directory / STATE_NAME)
+            save_trainer_state(directory, values, optimizer.state_dict())
 
-        checkpoints = self.out_dir / "checkpoints"
-        _save_dir_atomically(checkpoints / f"epoch-{epoch + 1:04d}", write)
+        save_dir_atomically(self.out_dir / "checkpoints" / f"epoch-{epoch + 1:04d}", write)
         if self.cfg.keep_checkpoints > 0:
-            for old in sorted(checkpoints.glob("epoch-*"))[: -self.cfg.keep_checkpoints]:
-                shutil.rmtree(old)
+            for old in checkpoint_dirs(self.out_dir)[: -self.cfg.keep_checkpoints]:
+                remove_dir(old)
 
     def _log(self, record: dict[str, Any]) -> None:
         with open(self.out_dir / METRICS_NAME, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def _trim_metrics(self, step: int) -> None:
-        """Drop metrics logged after `step` (an interrupted run's tail) before continuing from it."""
+        """Drop metrics logged after `step` (an interrupted run's tail, torn lines included)
+        before continuing from it."""
         path = self.out_dir / METRICS_NAME
         if not path.exists():
             return
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in kept))
+        kept = [record for record in read_metrics(path) if record["step"] <= step]
+        write_text_atomically(path, "".join(json.dumps(record) + "\n" for record in kept), "metrics")
 
     def _plot(self) -> None:
         records = read_metrics(self.out_dir / METRICS_NAME)
@@ -388,7 +526,31 @@ class Trainer:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+    """The records of a metrics.jsonl; unreadable lines (a write cut short tears the last one)
+    are dropped with a warning."""
+    records, dropped = [], []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            record = None
+        if (
+            isinstance(record, dict)
+            and record.get("split") in ("train", "val")
+            and type(record.get("step")) is int
+        ):
+            records.append(record)
+        else:
+            dropped.append(number)
+    if dropped:
+        warnings.warn(
+            f"{path}: dropped unreadable line(s) {dropped} (a write cut short by a crash or a full disk tears the last one)",
+            CheckpointWarning,
+            stacklevel=2,
+        )
+    return records
 
 
 def plot_losses(records: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -398,12 +560,12 @@ def plot_losses(records: list[dict[str, Any]], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    train = [r for r in records if r["split"] == "train"]
-    val = [r for r in records if r["split"] == "val"]
+    train = [r for r in records if r["split"] == "train" and "loss" in r]
+    val = [r for r in records if r["split"] == "val" and "val_loss" in r]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     if train:
         ax.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1, alpha=0.8, label="train")
-    if val and "val_loss" in val[0]:
+    if val:
         ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", lw=2, label="validation")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
@@ -411,10 +573,10 @@ def plot_losses(records: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=100), "plot")
+    finally:
+        plt.close(fig)
 
 
 def train(config: Config, stage: str, resume: str | None = None) -> TrainResult:

@@ -1,0 +1,166 @@
+"""Output files: checked before any work, replaced whole or not at all (a full disk or a file-size
+limit leaves the previous file intact and no temporary file), directory swaps recovered after a crash."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import resource
+import signal
+from pathlib import Path
+
+import pytest
+
+from kronos.cli import main
+from kronos.io import (
+    check_output_dir,
+    check_output_file,
+    recover_interrupted_swaps,
+    remove_dir,
+    save_dir_atomically,
+    write_atomically,
+    write_text_atomically,
+)
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sp500_daily.csv"
+
+
+@contextlib.contextmanager
+def file_size_limit(max_bytes: int):
+    """`ulimit -f` for this process: writes past `max_bytes` fail with EFBIG (SIGXFSZ ignored)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_output_paths_are_checked(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    assert check_output_file(tmp_path / "new.csv", "--out") == tmp_path / "new.csv"
+    with pytest.raises(FileNotFoundError, match="--out .*the folder .*missing' does not exist"):
+        check_output_file(tmp_path / "missing" / "f.csv", "--out")
+    with pytest.raises(ValueError, match="--out .* is a folder; name a file"):
+        check_output_file(tmp_path, "--out")
+    with pytest.raises(ValueError, match="a_file' is not a folder"):
+        check_output_file(tmp_path / "a_file" / "f.csv", "--out")
+    assert check_output_dir(tmp_path / "new" / "deeper", "--out") == tmp_path / "new" / "deeper"
+    with pytest.raises(ValueError, match="exists and is not a folder"):
+        check_output_dir(tmp_path / "a_file", "--out")
+    with pytest.raises(ValueError, match="a_file' is not a folder"):
+        check_output_dir(tmp_path / "a_file" / "sub", "--out")
+
+
+def test_a_write_past_the_file_size_limit_keeps_the_previous_file(tmp_path):
+    target = tmp_path / "table.csv"
+    target.write_text("the previous table\n")
+    with file_size_limit(4096), pytest.raises(OSError, match="could not write table .*it was left as it was"):
+        write_text_atomically(target, "0123456789\n" * 1000, "table")
+    assert target.read_text() == "the previous table\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]
+    with file_size_limit(1 << 20):  # the same write within the limit goes through
+        write_text_atomically(target, "0123456789\n" * 1000, "table")
+    assert target.read_text() == "0123456789\n" * 1000
+
+
+def test_a_writer_that_fails_leaves_nothing_behind(tmp_path):
+    target = tmp_path / "plot.png"
+    target.write_bytes(b"old")
+
+    def fails(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("renderer crashed")
+
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        write_atomically(target, fails)
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["plot.png"]
+    # the temporary file keeps the suffix, so writers that pick the format by it still can
+    assert write_atomically(target, lambda tmp: tmp.write_text(tmp.suffix)).read_text() == ".png"
+
+
+def write_version(text: str):
+    return lambda directory: (directory / "weights").write_text(text)
+
+
+def test_directory_swap_interrupted_at_each_point_is_recovered(tmp_path):
+    best = tmp_path / "best"
+    save_dir_atomically(best, write_version("A"))
+    # crashed while writing the new version: the partial one is dropped, the old one stays
+    (tmp_path / ".best.tmp").mkdir()
+    (tmp_path / ".best.tmp" / "weights").write_text("B, half")
+    assert recover_interrupted_swaps(tmp_path) == [f"removed the unfinished {tmp_path / '.best.tmp'}"]
+    assert (best / "weights").read_text() == "A"
+    # crashed between the two renames: the complete new version is moved in
+    save_dir_atomically(tmp_path / ".best.tmp", write_version("B"))  # a complete .best.tmp
+    best.rename(tmp_path / ".best.old")
+    assert "restored" in recover_interrupted_swaps(tmp_path)[0]
+    assert (best / "weights").read_text() == "B"
+    # crashed after both renames, before the old version was deleted
+    save_dir_atomically(tmp_path / ".best.old", write_version("A"))
+    recover_interrupted_swaps(tmp_path)
+    assert (best / "weights").read_text() == "B"
+    # crashed while deleting a checkpoint: what is left of it does not look like one
+    (tmp_path / ".epoch-0001.deleted").mkdir()
+    recover_interrupted_swaps(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+    remove_dir(best)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_directory_swap_that_fails_while_writing_keeps_the_old_directory(tmp_path):
+    best = tmp_path / "best"
+    save_dir_atomically(best, write_version("A"))
+    with file_size_limit(1000), pytest.raises(OSError):
+        save_dir_atomically(best, write_version("B" * 5000))
+    assert (best / "weights").read_text() == "A" and sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
+@pytest.mark.parametrize("bad", ["missing-folder", "folder", "under-a-file"])
+def test_forecast_refuses_a_bad_output_path_before_anything_else(tmp_path, capsys, bad):
+    """The data file and the model do not exist either: the output paths are checked first."""
+    (tmp_path / "a_file").write_text("x")
+    path = {
+        "missing-folder": tmp_path / "no" / "f.csv",
+        "folder": tmp_path,
+        "under-a-file": tmp_path / "a_file" / "f.csv",
+    }[bad]
+    for flag in ("--out", "--plot"):
+        args = ["forecast", str(tmp_path / "no.csv"), "--steps", "3", "--model", str(tmp_path / "no-model")]
+        if flag == "--plot":
+            path = path.with_suffix(".png") if path != tmp_path else path
+        assert main([*args, flag, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1
+        assert err.startswith(f"kronos forecast: error: {flag} ")
+
+
+def test_forecast_under_a_file_size_limit_keeps_the_previous_output(tmp_path, capsys):
+    out = tmp_path / "forecast.csv"
+    out.write_text("the previous forecast\n")
+    args = ["forecast", str(EXAMPLE), "--steps", "20", "--paths", "4", "--out", str(out)]
+    with file_size_limit(2048):
+        assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"kronos forecast: error: could not write --out '{out}' (File too large)")
+    assert out.read_text() == "the previous forecast\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["forecast.csv"]
+    assert main(args) == 0
+    assert out.read_text().startswith("timestamps,") and len(out.read_text().splitlines()) == 21
+
+
+def test_evaluate_and_train_refuse_a_bad_output_folder_before_reading_data(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    missing_data = str(tmp_path / "no.csv")
+    evaluate = ["evaluate", missing_data, "--steps", "3", "--out", str(tmp_path / "a_file")]
+    train = ["train", "tokenizer", "--data", missing_data, "--out", str(tmp_path / "a_file")]
+    for args, message in (
+        (evaluate, "--out .*a_file' exists and is not a folder"),
+        (train, "train.out_dir .*a_file' is not a folder"),
+    ):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1
+        assert re.search(message, err), err
