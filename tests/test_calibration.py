@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from kronos.calibration import MIN_ORIGINS, Calibration, fit_origins, required_rows
+from kronos.calibration import MIN_ORIGINS, Calibration, fit_origins, history_volatility, required_rows
 from kronos.cli import main
 from kronos.evaluation import evaluate
+from kronos.evaluation.baselines import run_baseline
 from kronos.forecast import ohlc_violations, repair_ohlc, sample_quantiles
 from kronos.generation import Sampling
 
@@ -31,48 +32,65 @@ def lognormal_paths(rng, n, n_paths, steps, sigma, last=100.0):
     return paths
 
 
-def test_fit_finds_how_much_too_narrow_the_paths_are_and_apply_corrects_them():
+def test_fit_widens_narrow_paths_drops_a_false_drift_and_keeps_bars_consistent():
     rng = np.random.default_rng(0)
-    n, steps, sigma = 400, 5, 0.01
-    last = np.full(n, 100.0)
+    n, steps, sigma = 200, 5, 0.01
+    last, vol = np.full(n, 100.0), np.full(n, sigma)
     outcomes = lognormal_paths(rng, n, 1, steps, sigma)[:, 0, :, 3]
     narrow = lognormal_paths(rng, n, 40, steps, sigma / 2)
-    calibration = Calibration.fit(narrow, outcomes, last, SAMPLING, lookback=50)
-    np.testing.assert_allclose(calibration.scale, 2.0, rtol=0.15)
-    right = Calibration.fit(lognormal_paths(rng, n, 40, steps, sigma), outcomes, last, SAMPLING, 50)
-    np.testing.assert_allclose(right.scale, 1.0, rtol=0.15)
-    assert calibration.origins == n and calibration.steps == steps
+    calibration = Calibration.fit(narrow, outcomes, last, vol, SAMPLING, lookback=50)
+    assert calibration.origins == n and calibration.steps == steps and calibration.misses.shape == (n, steps)
+    # a model whose every path drifts up by 2 sigma per step: its move is dropped (shrink 0)
+    drifting = narrow * np.exp(2 * sigma * np.arange(1, steps + 1))[:, None]
+    assert (Calibration.fit(drifting, outcomes, last, vol, SAMPLING, 50).shrink == 0).all()
 
     # applied: bands of the calibrated paths hold 80% of fresh outcomes, bars stay consistent
     fresh = lognormal_paths(rng, n, 40, steps, sigma / 2)
     truth = lognormal_paths(rng, n, 1, steps, sigma)[:, 0, :, 3]
-    calibrated = calibration.apply(fresh, last)
+    calibrated = calibration.apply(fresh, last, vol)
     low, high = sample_quantiles(fresh[..., 3], [0.1, 0.9], axis=1)
     assert ((truth >= low) & (truth <= high)).mean() < 0.55
     low, high = sample_quantiles(calibrated[..., 3], [0.1, 0.9], axis=1)
     assert ((truth >= low) & (truth <= high)).mean() == pytest.approx(0.8, abs=0.04)
     assert not ohlc_violations(calibrated).any()
     np.testing.assert_array_equal(calibrated[..., 4:], fresh[..., 4:])
-    # every price's log move from the last close is scaled around the median close path's, per step
-    moves = np.log(fresh[..., :4] / 100)
-    center = np.median(moves[..., 3:], axis=1, keepdims=True)
-    expected = 100 * np.exp(center + calibration.scale[:, None] * (moves - center))
-    np.testing.assert_allclose(calibrated[..., :4], expected, rtol=1e-12)
-    np.testing.assert_allclose(np.median(np.log(calibrated[..., 3] / 100), axis=1), center[:, 0, :, 0])
+    # each bar's four prices shift by one log amount, and the paths keep their order
+    shift = np.log(calibrated[..., :4] / fresh[..., :4])
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[..., 3:], shift.shape), atol=1e-12)
+    order = lambda x: np.argsort(x[..., 3], axis=1, kind="stable")  # noqa: E731
+    np.testing.assert_array_equal(order(calibrated), order(fresh))
+    # by hand: path of rank j goes to center + spread * the j/(P + 1) quantile of the past misses
+    moves = np.log(fresh[0, ..., 3] / 100)  # [P, steps]
+    center = calibration.shrink * np.median(moves, axis=0)
+    spread = np.sqrt(
+        calibration.weight * moves.std(axis=0) ** 2 + (1 - calibration.weight) * sigma**2 * np.arange(1, 6)
+    )
+    shape = sample_quantiles(calibration.misses, np.arange(1, 41) / 41)
+    expected = center + spread * shape
+    np.testing.assert_allclose(np.sort(np.log(calibrated[0, ..., 3] / 100), axis=0), expected, rtol=1e-9)
 
 
 def test_fit_and_apply_refuse_what_they_cannot_do():
     rng = np.random.default_rng(1)
     paths = lognormal_paths(rng, MIN_ORIGINS - 1, 8, 3, 0.01)
+    last, vol = np.full(len(paths), 100.0), np.full(len(paths), 0.01)
     with pytest.raises(ValueError, match=f"at least {MIN_ORIGINS} past forecasts"):
-        Calibration.fit(paths, paths[:, 0, :, 3], np.full(len(paths), 100.0), SAMPLING, 10)
+        Calibration.fit(paths, paths[:, 0, :, 3], last, vol, SAMPLING, 10)
     with pytest.raises(ValueError, match="do not fit"):
-        Calibration.fit(paths, paths[:, 0, :2, 3], np.full(len(paths), 100.0), SAMPLING, 10)
-    calibration = Calibration(np.ones(3), 20, (1.0, 0, 0.9), 10)
+        Calibration.fit(paths, paths[:, 0, :2, 3], last, vol, SAMPLING, 10)
+    calibration = Calibration(np.ones(3), np.ones(3), np.zeros((20, 3)), (1.0, 0, 0.9), 10)
     with pytest.raises(ValueError, match="fitted for 3 steps; this forecast has 4"):
-        calibration.apply(lognormal_paths(rng, 1, 8, 4, 0.01)[0], 100.0)
+        calibration.apply(lognormal_paths(rng, 1, 8, 4, 0.01)[0], 100.0, 0.01)
     with pytest.raises(ValueError, match=r"\(1.0, 0, 0.9\); this forecast samples \(1.2, 0, 1.0\)"):
         calibration.check(Sampling(1.2, 0, 1.0, 20), 3)
+
+
+def test_history_volatility_is_the_random_walk_baselines():
+    rng = np.random.default_rng(3)
+    history = lognormal_paths(rng, 4, 1, 30, 0.02)[:, 0]  # [4, 30, 6]
+    walk = run_baseline("gaussian_rw", history, 1, 4000, np.random.default_rng(0))[1][..., 3]
+    spread = np.log(walk[:, :, 0] / history[:, None, -1, 3]).std(axis=1)
+    np.testing.assert_allclose(spread, history_volatility(history[..., 3]), rtol=0.05)
 
 
 def test_fit_origins_count_from_the_first_bar_so_longer_histories_reuse_them():
@@ -101,10 +119,12 @@ def test_changing_later_bars_changes_no_earlier_calibration(tiny_predictor, tiny
     for t, same in zip(origins, unaffected):
         first, second = before.calibrations[("series", t)], after.calibrations[("series", t)]
         if same:
-            np.testing.assert_array_equal(first.scale, second.scale)
-            assert first.origins == second.origins
+            for part in ("shrink", "weight", "misses"):
+                np.testing.assert_array_equal(getattr(first, part), getattr(second, part))
     later = [
-        not np.array_equal(before.calibrations[("series", t)].scale, after.calibrations[("series", t)].scale)
+        not np.array_equal(
+            before.calibrations[("series", t)].misses, after.calibrations[("series", t)].misses
+        )
         for t in origins[~unaffected]
     ]
     assert any(later)  # a calibration does use the bars before its origin
@@ -127,7 +147,8 @@ def test_evaluate_scores_exactly_what_users_get(tiny_predictor, tiny_ohlcv):
         past, past["timestamps"], 4, lookback=32, sample_count=8, seed=5, series_id="series"
     )
     fitted = result.calibrations[("series", t)]
-    np.testing.assert_array_equal(calibration.scale, fitted.scale)
+    for part in ("shrink", "weight", "misses"):
+        np.testing.assert_array_equal(getattr(calibration, part), getattr(fitted, part))
     assert (calibration.origins, calibration.sampling) == (fitted.origins, fitted.sampling)
     common = dict(sample_count=8, seed=5, series_id=("series", t))
     for method, given in (("kronos", None), ("kronos-calibrated", calibration)):
@@ -195,7 +216,9 @@ def test_forecast_and_evaluate_commands_calibrate(tmp_path, tiny_dir, tiny_ohlcv
     common = ["--lookback", "32", "--steps", "4", "--paths", "8", *model]
     out = tmp_path / "f.csv"
     assert main(["forecast", str(data), *common, "--calibrate", "--out", str(out)]) == 0
-    assert "calibrated on 200 past forecasts" in capsys.readouterr().err
+    assert (
+        f"calibrated on {len(fit_origins(len(tiny_ohlcv), 32, 4))} past forecasts" in capsys.readouterr().err
+    )
     forecast = pd.read_csv(out)
     assert len(forecast) == 4 and (forecast["close_q0.975"] >= forecast["close_q0.025"]).all()
     short = tmp_path / "short.csv"
@@ -204,7 +227,7 @@ def test_forecast_and_evaluate_commands_calibrate(tmp_path, tiny_dir, tiny_ohlcv
     error = capsys.readouterr().err.strip()
     assert (
         error.count("\n") == 0
-        and "--calibrate needs at least 55 bars" in error
+        and f"--calibrate needs at least {required_rows(32, 4)} bars" in error
         and "short (50 bars)" in error
     )
 

@@ -328,8 +328,9 @@ def calibrate_series(
             **sampling,
         )
         print(
-            f"{one.name}: calibrated on {calibration.origins} past forecasts; band scale per step "
-            f"{calibration.scale.min():.2f} to {calibration.scale.max():.2f}",
+            f"{one.name}: calibrated on {calibration.origins} past forecasts; model's move kept "
+            f"{calibration.shrink.mean():.0%}, model's spread weighed {calibration.weight.mean():.0%} "
+            "against the history's volatility (means over the steps)",
             file=sys.stderr,
         )
     return calibrations

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .calibration import MAX_ORIGINS, MIN_ORIGINS, Calibration, fit_origins, required_rows
+from .calibration import MAX_ORIGINS, MIN_ORIGINS, Calibration, fit_origins, history_volatility, required_rows
 from .data import (
     CLOSE,
     FEATURE_COLUMNS,
@@ -80,6 +80,7 @@ class PreparedSeries:
     std: np.ndarray
     y_timestamp: pd.DatetimeIndex
     last_close: float
+    volatility: float  # per-bar volatility of the history's closes (kronos.calibration)
     key: object = 0
 
     def to_prices(self, normalised: np.ndarray) -> np.ndarray:
@@ -162,10 +163,11 @@ class KronosPredictor:
 
     def _prepare_arrays(self, bars, x_stamp, y_stamp, y_timestamp, key: object) -> PreparedSeries:
         """A series from validated float32 bars [L, 6] and time features."""
+        last_close, volatility = float(bars[-1, CLOSE]), float(history_volatility(bars[:, CLOSE]))
         if self.normalize_on == "context" and len(bars) > self.max_context:
             bars, x_stamp = bars[-self.max_context :], x_stamp[-self.max_context :]
         x, mean, std = normalize(bars, self.clip)
-        return PreparedSeries(x, x_stamp, y_stamp, mean, std, y_timestamp, float(bars[-1, CLOSE]), key)
+        return PreparedSeries(x, x_stamp, y_stamp, mean, std, y_timestamp, last_close, volatility, key)
 
     def _prepare_list(self, df_list, x_timestamp_list, y_timestamp_list, pred_len: int, series_ids=None):
         if not isinstance(df_list, (list, tuple)) or not df_list:
@@ -236,7 +238,7 @@ class KronosPredictor:
         for i, calibration in enumerate(calibrations or []):
             if calibration is not None:
                 calibration.check(sampling, pred_len)
-                paths[i] = calibration.apply(paths[i], prepared[i].last_close)
+                paths[i] = calibration.apply(paths[i], prepared[i].last_close, prepared[i].volatility)
         return paths
 
     def _mean_frames(self, prepared, pred_len, sampling, verbose) -> list[pd.DataFrame]:
@@ -420,7 +422,7 @@ class KronosPredictor:
         """Fit a `Calibration` of `pred_len`-step forecasts on one series' own history `df`.
 
         Forecasts the history from within: at origins t = lookback + k * every (`every` defaults
-        to pred_len // 4; the last `max_origins`, `kronos.calibration.fit_origins`), each from the
+        to pred_len // 2; the last `max_origins`, `kronos.calibration.fit_origins`), each from the
         `lookback` bars before t (default: the model's), with the sampling given here, and
         compares them with the bars that followed. Pass the result as `calibration=` to
         `predict_paths`, `predict_quantiles` or `predict_df` with the same sampling. Past origin t
@@ -455,7 +457,8 @@ class KronosPredictor:
         ]
         paths = self._price_paths(prepared, pred_len, sampling, verbose, batch_size)
         outcomes = np.stack([prices[t : t + pred_len, CLOSE] for t in origins])
-        return Calibration.fit(paths, outcomes, prices[origins - 1, CLOSE], sampling, lookback)
+        volatility = np.array([one.volatility for one in prepared])
+        return Calibration.fit(paths, outcomes, prices[origins - 1, CLOSE], volatility, sampling, lookback)
 
     def predict_df(
         self,

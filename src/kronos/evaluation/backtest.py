@@ -14,7 +14,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..calibration import MAX_ORIGINS, Calibration, default_every, fit_origins, required_rows
+from ..calibration import (
+    MAX_ORIGINS,
+    Calibration,
+    default_every,
+    fit_origins,
+    history_volatility,
+    required_rows,
+)
 from ..data import CLOSE, FEATURE_COLUMNS, positive_int
 from ..forecast import horizon_volatility, realized_volatility, repair_ohlc
 from ..generation import Sampling
@@ -338,17 +345,22 @@ def evaluate(
         models.append(model_name)
         if calibrate:
             calibrated = np.empty_like(model_paths)
+            volatility = {  # of each forecast's history, as predict_paths computes it
+                (name, t): history_volatility(series[name].bars[t - lookback : t, CLOSE].astype(np.float32))
+                for name, t in needed
+            }
             for i, (name, t) in enumerate(origin_list):
                 us, bars = fits[(name, t)], series[name].bars
                 calibration = Calibration.fit(
                     every_path[[at[(name, int(u))] for u in us]],
                     bars[us[:, None] + np.arange(steps), CLOSE],
                     bars[us - 1, CLOSE],
+                    np.array([volatility[(name, int(u))] for u in us]),
                     sampling,
                     lookback,
                 )
                 calibrations[(name, t)] = calibration
-                calibrated[i] = calibration.apply(model_paths[i], last[i, CLOSE])
+                calibrated[i] = calibration.apply(model_paths[i], last[i, CLOSE], volatility[(name, t)])
             forecasts[model_name + CALIBRATED] = (calibrated.mean(axis=1), calibrated)
             models.append(model_name + CALIBRATED)
     rng = np.random.default_rng(seed)
