@@ -58,7 +58,7 @@ def test_evaluate_command_writes_the_full_report(tmp_path, tiny_dir, tiny_ohlcv,
         assert heading in report
     assert "**kronos** CRPS is" in report and "![Example forecasts](plots/examples.png)" in report
     page = (out / "report.html").read_text()
-    assert page.count("<img") == 3 and "<table" in page and "Summary (close)" in page
+    assert page.count("<img") == 4 and "<table" in page and "Summary (close)" in page
     records = pd.read_csv(out / "records.csv")
     assert len(records) == 4 * 12 * 5 * 6  # methods x origins x steps x columns
     assert set(records["method"]) == {"kronos", "persistence", "drift", "gaussian_rw"}

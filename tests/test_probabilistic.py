@@ -71,7 +71,10 @@ def test_predict_quantiles_summarises_the_paths(tiny_predictor, tiny_ohlcv):
     table = tiny_predictor.predict_quantiles(bars, stamps, future, 6, sample_count=16, repair_ohlc=False)
     assert list(table.index) == list(future)
     np.testing.assert_allclose(table["close_mean"], paths[:, :, 3].mean(axis=0), rtol=1e-6)
-    np.testing.assert_allclose(table["high_q0.9"], np.quantile(paths[:, :, 1], 0.9, axis=0), rtol=1e-6)
+    # the quantile at 0.9 of 16 paths is the order statistic of rank 0.9 x 17 = 15.3, interpolated
+    ordered = np.sort(paths[:, :, 1], axis=0).astype(np.float64)
+    expected = ordered[14] + 0.3 * (ordered[15] - ordered[14])
+    np.testing.assert_allclose(table["high_q0.9"], expected, rtol=1e-6)
     last_close = bars["close"].iloc[-1]
     np.testing.assert_allclose(table["prob_close_above_last"], (paths[:, :, 3] > last_close).mean(axis=0))
     returns = np.diff(np.log(np.concatenate([np.full((16, 1), last_close), paths[:, :, 3]], axis=1)), axis=1)

@@ -20,6 +20,7 @@ from typing import NoReturn
 from .distributed import add_engine_arguments, engine_options
 from .evaluation.command import add_context_options, add_evaluate_arguments, run_evaluate
 from .io import check_output_file, write_atomically
+from .predictor import PATHS, TEMPERATURE, TOP_P
 from .pretrained import DEFAULT_MODEL
 
 
@@ -138,7 +139,9 @@ def add_forecast_parser(subparsers) -> None:
         help=f"model: '{DEFAULT_MODEL}', a directory (a checkpoint, or one holding model/ and tokenizer/), or a hub id",
     )  # fmt: skip
     parser.add_argument("--tokenizer", help="tokenizer directory or hub id (default: the model's own)")
-    parser.add_argument("--paths", type=int, default=20, help="sampled paths per series (default 20)")
+    parser.add_argument(
+        "--paths", type=int, default=PATHS, help=f"sampled paths per series (default {PATHS})"
+    )
     parser.add_argument(
         "--quantiles",
         default=",".join(f"{q:g}" for q in FORECAST_QUANTILES),
@@ -150,8 +153,15 @@ def add_forecast_parser(subparsers) -> None:
         help="bars of history each forecast sees (default: what the model was trained with)",
     )
     add_context_options(parser)
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-p", type=float, default=0.9)
+    parser.add_argument("--temperature", type=float, default=TEMPERATURE)
+    parser.add_argument("--top-p", type=float, default=TOP_P)
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="calibrate each series' bands on its own past: forecast its history from within, compare "
+        "with what followed, and correct the spread per step (needs 20 past forecasts: about "
+        "lookback + 10 x steps bars)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
     parser.add_argument("--batch-size", type=int, default=32, help="series per generation batch (default 32)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
@@ -259,10 +269,16 @@ def run_forecast(args: argparse.Namespace) -> int:
         num_threads=args.threads,
     )
     lookback = args.lookback or predictor.lookback
+    sampling = dict(T=args.temperature, top_p=args.top_p, seed=args.seed)
+    calibrations = (
+        calibrate_series(predictor, series, args, lookback, dict(sample_count=args.paths, **sampling))
+        if args.calibrate
+        else None
+    )
     options = dict(
-        quantile_levels=levels, batch_size=args.batch_size, T=args.temperature, top_p=args.top_p,
-        freq=args.freq, max_history=lookback, min_history=3, seed=args.seed,
+        quantile_levels=levels, batch_size=args.batch_size, freq=args.freq, max_history=lookback, min_history=3,
         on_gap="ignore",  # holidays and nights are gaps too; the schedule of the future follows them
+        calibration=calibrations, **sampling,
     )  # fmt: skip
     # a lone file is a long table of one series too: its id keys its seeded draws, so it gets the
     # same forecast alone as in a folder or table, on either engine
@@ -301,6 +317,45 @@ def run_forecast(args: argparse.Namespace) -> int:
         print(f"wrote plot to {args.plot}", file=sys.stderr)
     print(f"{what}, {args.paths} paths, {time.perf_counter() - started:.1f}s", file=sys.stderr)
     return 0
+
+
+def series_key(one) -> str:
+    """A series' id in the long table given to predict_df: its symbol, else its file's name."""
+    return one.symbol or one.name
+
+
+def calibrate_series(
+    predictor, series: list, args: argparse.Namespace, lookback: int, sampling: dict
+) -> dict:
+    """A calibration per series, fitted on the series' own bars (`KronosPredictor.calibrate`)."""
+    from .calibration import required_rows
+
+    needed = required_rows(lookback, args.steps)
+    short = [f"{one.name} ({len(one)} bars)" for one in series if len(one) < needed]
+    if short:
+        raise CommandError(
+            f"--calibrate needs at least {needed} bars per series (lookback {lookback}, {args.steps} steps, "
+            f"20 past forecasts); too short: {', '.join(short[:5])}{' ...' if len(short) > 5 else ''}"
+        )
+    calibrations = {}
+    for one in series:
+        frame = one.frame()
+        calibrations[series_key(one)] = calibration = predictor.calibrate(
+            frame,
+            frame["timestamps"],
+            args.steps,
+            lookback=lookback,
+            series_id=series_key(one),
+            batch_size=args.batch_size,
+            **sampling,
+        )
+        print(
+            f"{one.name}: calibrated on {calibration.origins} past forecasts; model's move kept "
+            f"{calibration.shrink.mean():.0%}, model's spread weighed {calibration.weight.mean():.0%} "
+            "against the history's volatility (means over the steps)",
+            file=sys.stderr,
+        )
+    return calibrations
 
 
 def pick_symbol(series: list, symbol: str, file: str):

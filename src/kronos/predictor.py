@@ -6,7 +6,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
@@ -16,7 +16,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .calibration import MAX_ORIGINS, MIN_ORIGINS, Calibration, fit_origins, history_volatility, required_rows
 from .data import (
+    CLOSE,
     FEATURE_COLUMNS,
     FLOAT32,
     as_timestamps,
@@ -29,7 +31,6 @@ from .data import (
     time_features,
 )
 from .forecast import (
-    CLOSE,
     DEFAULT_QUANTILE_LEVELS,
     VolatilityWarning,
     check_quantile_levels,
@@ -43,6 +44,12 @@ from .pretrained import DEFAULT_MODEL, ModelMetadata, load_pretrained
 from .tokenizer import KronosTokenizer
 
 NORMALIZE_ON = ("history", "context")
+# Sampling of the probabilistic methods (predict_paths, predict_quantiles, predict_df, calibrate,
+# the CLI, evaluate), chosen by measurement (docs/calibration.md). predict and predict_batch keep
+# upstream's T=1, top_k=0, top_p=0.9, sample_count=1.
+PATHS = 20
+TEMPERATURE = 1.0
+TOP_P = 0.9
 
 # Caps on the work one call may ask for; each refusal names its cap and why (docs/reliability.md).
 MAX_HISTORY = (
@@ -88,11 +95,13 @@ class PreparedSeries:
     std: np.ndarray
     y_timestamp: pd.DatetimeIndex
     last_close: float
+    volatility: float  # per-bar volatility of the history's closes (kronos.calibration)
     key: object = 0
     name: str = "df"
 
-    def to_prices(self, normalised: np.ndarray) -> np.ndarray:
-        """Normalised bars [..., 6] in price units; an error naming the column where float32 overflows."""
+    def to_prices(self, normalised: np.ndarray, calibration: Calibration | None = None) -> np.ndarray:
+        """Normalised paths [paths, steps, 6] in price units, calibrated when given one; an error
+        naming the column where float32 overflows."""
         prices = denormalize(normalised, self.mean, self.std)
         finite = np.isfinite(prices).reshape(-1, prices.shape[-1]).all(axis=0)
         if not finite.all():
@@ -102,7 +111,17 @@ class PreparedSeries:
                 f"the forecast of {self.name} column {col!r} overflows float32 (its history has mean "
                 f"{self.mean[j]:.3g} and standard deviation {self.std[j]:.3g}): rescale the column"
             )
-        return prices
+        return prices if calibration is None else calibration.apply(prices, self.last_close, self.volatility)
+
+
+def _checked_calibrations(calibrations, count: int, sampling: Sampling, pred_len: int) -> list:
+    """One calibration (or None) per series, each checked against the sampling and horizon it is used with."""
+    if calibrations is None:
+        return [None] * count
+    for calibration in calibrations:
+        if calibration is not None:
+            calibration.check(sampling, pred_len)
+    return list(calibrations)
 
 
 class ContextWarning(UserWarning):
@@ -204,12 +223,15 @@ class KronosPredictor:
             bars, time_features(x_ts), time_features(y_ts), pd.DatetimeIndex(y_ts), key, name
         )
 
-    def _prepare_arrays(self, bars, x_stamp, y_stamp, y_timestamp, key: object, name: str) -> PreparedSeries:
+    def _prepare_arrays(
+        self, bars, x_stamp, y_stamp, y_timestamp, key: object, name: str = "df"
+    ) -> PreparedSeries:
         """A series from validated float32 bars [L, 6] and time features.
 
         Refuses a history longer than MAX_HISTORY bars (what reaches the tokenizer), and columns
         whose normalisation statistics, or the forecasts they map back to, do not fit float32.
         """
+        last_close, volatility = float(bars[-1, CLOSE]), float(history_volatility(bars[:, CLOSE]))
         if self.normalize_on == "context" and len(bars) > self.max_context:
             bars, x_stamp = bars[-self.max_context :], x_stamp[-self.max_context :]
         if len(bars) > MAX_HISTORY:
@@ -231,7 +253,7 @@ class KronosPredictor:
                 f"fit float32, in which the model computes (largest value {bars[largest, j]:.3g}, bar "
                 f"{largest + 1} of {len(bars)}); rescale the column (e.g. volume in thousands or millions)"
             )
-        return PreparedSeries(x, x_stamp, y_stamp, mean, std, y_timestamp, float(bars[-1, CLOSE]), key, name)
+        return PreparedSeries(x, x_stamp, y_stamp, mean, std, y_timestamp, last_close, volatility, key, name)
 
     def _prepare_list(self, df_list, x_timestamp_list, y_timestamp_list, pred_len: int, series_ids=None):
         if not isinstance(df_list, (list, tuple)) or not df_list:
@@ -341,8 +363,11 @@ class KronosPredictor:
     def _tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(np.stack(arrays), dtype=np.float32)).to(self.device)
 
-    def _price_paths(self, prepared, pred_len, sampling, verbose=False, batch_size=None) -> np.ndarray:
-        """Every path in price units, [S, sample_count, pred_len, 6]."""
+    def _price_paths(
+        self, prepared, pred_len, sampling, verbose=False, batch_size=None, calibrations=None
+    ) -> np.ndarray:
+        """Every path in price units, [S, sample_count, pred_len, 6]; series i calibrated by
+        calibrations[i] (None: as sampled)."""
         values = len(prepared) * sampling.sample_count * pred_len * len(FEATURE_COLUMNS)
         if values > MAX_PATH_VALUES:
             raise ValueError(
@@ -350,10 +375,11 @@ class KronosPredictor:
                 f"{values:,} values, more than the {MAX_PATH_VALUES:,} (1 GiB) one call returns: ask for fewer "
                 "series, paths or steps at once, or summarise them with predict_df"
             )
+        calibrations = _checked_calibrations(calibrations, len(prepared), sampling, pred_len)
         out = np.empty((len(prepared), sampling.sample_count, pred_len, 6), dtype=np.float32)
         for chunk, paths in self._sample(prepared, pred_len, sampling, verbose, batch_size):
             for i, one in zip(chunk, paths):
-                out[i] = prepared[i].to_prices(one)
+                out[i] = prepared[i].to_prices(one, calibrations[i])
         return out
 
     def _mean_frames(self, prepared, pred_len, sampling, verbose) -> list[pd.DataFrame]:
@@ -367,14 +393,18 @@ class KronosPredictor:
                 )
         return frames
 
-    def _summaries(self, prepared, pred_len, sampling, levels, repair, verbose=False, batch_size=None):
-        """`path_statistics` of every series, [S, pred_len] per column, computed one generation call at
-        a time so that memory is bounded by the batch; and the OHLC violation rate over all bars."""
+    def _summaries(
+        self, prepared, pred_len, sampling, levels, repair, verbose=False, batch_size=None, calibrations=None
+    ):
+        """`path_statistics` of every series (calibrated by calibrations[i] where given), [S, pred_len]
+        per column, computed one generation call at a time so that memory is bounded by the batch;
+        and the OHLC violation rate over all bars."""
         _check_last_close(prepared)
+        calibrations = _checked_calibrations(calibrations, len(prepared), sampling, pred_len)
         columns: dict[str, np.ndarray] = {}
         violations = 0
         for chunk, paths in self._sample(prepared, pred_len, sampling, verbose, batch_size):
-            prices = np.stack([prepared[i].to_prices(p) for i, p in zip(chunk, paths)])
+            prices = np.stack([prepared[i].to_prices(p, calibrations[i]) for i, p in zip(chunk, paths)])
             closes = np.array([prepared[i].last_close for i in chunk])
             stats = path_statistics(prices, closes, levels, repair)
             for key, value in stats.items():
@@ -446,23 +476,25 @@ class KronosPredictor:
         x_timestamp,
         y_timestamp,
         pred_len: int,
-        sample_count: int = 20,
-        T: float = 1.0,
+        sample_count: int = PATHS,
+        T: float = TEMPERATURE,
         top_k: int = 0,
-        top_p: float = 0.9,
+        top_p: float = TOP_P,
         verbose: bool = False,
         seed: int | None = None,
         series_id: object = 0,
+        calibration: Calibration | None = None,
     ) -> np.ndarray:
         """Every sampled path in price units: [sample_count, pred_len, 6], columns open..amount.
 
         With `seed`, the paths come from (seed, series_id) alone, not from torch's global
         generator; `predict_df` and `predict_paths_batch` give a series with the same id the same paths.
+        With `calibration` (from `calibrate` on this series), the paths are calibrated.
         """
         sampling = Sampling(T, top_k, top_p, sample_count, seed)
         pred_len = check_pred_len(pred_len, "pred_len")
         prepared = [self._prepare(df, x_timestamp, y_timestamp, pred_len, "df", series_id)]
-        return self._price_paths(prepared, pred_len, sampling, verbose)[0]
+        return self._price_paths(prepared, pred_len, sampling, verbose, calibrations=[calibration])[0]
 
     def predict_paths_batch(
         self,
@@ -470,10 +502,10 @@ class KronosPredictor:
         x_timestamp_list: list,
         y_timestamp_list: list,
         pred_len: int,
-        sample_count: int = 20,
-        T: float = 1.0,
+        sample_count: int = PATHS,
+        T: float = TEMPERATURE,
         top_k: int = 0,
-        top_p: float = 0.9,
+        top_p: float = TOP_P,
         verbose: bool = False,
         seed: int | None = None,
         series_ids: Sequence | None = None,
@@ -496,14 +528,15 @@ class KronosPredictor:
         y_timestamp,
         pred_len: int,
         quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
-        sample_count: int = 20,
-        T: float = 1.0,
+        sample_count: int = PATHS,
+        T: float = TEMPERATURE,
         top_k: int = 0,
-        top_p: float = 0.9,
+        top_p: float = TOP_P,
         repair_ohlc: bool = True,
         verbose: bool = False,
         seed: int | None = None,
         series_id: object = 0,
+        calibration: Calibration | None = None,
     ) -> pd.DataFrame:
         """Probabilistic forecast of one series: a DataFrame indexed by the future timestamps.
 
@@ -526,12 +559,71 @@ class KronosPredictor:
             y_timestamp = future_timestamps(history, pred_len, "x_timestamp").timestamps
         prepared = self._prepare(df, x_timestamp, y_timestamp, pred_len, "df", series_id)
         columns, violation_rate = self._summaries(
-            [prepared], pred_len, sampling, levels, repair_ohlc, verbose
+            [prepared], pred_len, sampling, levels, repair_ohlc, verbose, calibrations=[calibration]
         )
         table = pd.DataFrame({k: v[0] for k, v in columns.items()}, index=prepared.y_timestamp)
         table.attrs["ohlc_violation_rate"] = violation_rate
         table.attrs["realized_vol"] = float(table["realized_vol"].iloc[-1])
         return table
+
+    def calibrate(
+        self,
+        df: pd.DataFrame,
+        x_timestamp,
+        pred_len: int,
+        *,
+        lookback: int | None = None,
+        every: int | None = None,
+        max_origins: int | None = MAX_ORIGINS,
+        sample_count: int = PATHS,
+        T: float = TEMPERATURE,
+        top_k: int = 0,
+        top_p: float = TOP_P,
+        seed: int | None = 0,
+        series_id: object = 0,
+        batch_size: int = 32,
+        verbose: bool = False,
+    ) -> Calibration:
+        """Fit a `Calibration` of `pred_len`-step forecasts on one series' own history `df`.
+
+        Forecasts the history from within: at origins t = lookback + k * every (`every` defaults
+        to pred_len // 2; the last `max_origins`, `kronos.calibration.fit_origins`), each from the
+        `lookback` bars before t (default: the model's), with the sampling given here, and
+        compares them with the bars that followed. Pass the result as `calibration=` to
+        `predict_paths`, `predict_quantiles` or `predict_df` with the same sampling. Past origin t
+        draws from (seed, series_id, t), as `kronos evaluate` does. Needs
+        `kronos.calibration.required_rows` bars (20 past forecasts) and raises ValueError otherwise.
+        """
+        pred_len = positive_int(pred_len, "pred_len")
+        lookback = self.lookback if lookback is None else positive_int(lookback, "lookback")
+        sampling = Sampling(T, top_k, top_p, sample_count, seed)
+        prices = prepare_ohlcv(df, "df", np.float64)
+        stamps = as_timestamps(x_timestamp, "x_timestamp")
+        if len(stamps) != len(prices):
+            raise ValueError(f"df has {len(prices)} rows but x_timestamp has {len(stamps)}")
+        origins = fit_origins(len(prices), lookback, pred_len, every, max_origins)
+        if len(origins) < MIN_ORIGINS:
+            needed = required_rows(lookback, pred_len, every)
+            raise ValueError(
+                f"calibrating {pred_len}-step forecasts from {lookback} bars of history needs at least {needed} "
+                f"bars ({MIN_ORIGINS} past forecasts and their outcomes); df has {len(prices)}"
+            )
+        bars = prices.astype(np.float32)
+        features = time_features(stamps)
+        prepared = [
+            self._prepare_arrays(
+                np.asfortranarray(bars[t - lookback : t]),
+                features[t - lookback : t],
+                features[t : t + pred_len],
+                pd.DatetimeIndex(stamps.iloc[t : t + pred_len]),
+                (series_id, int(t)),
+            )
+            for t in origins
+        ]
+        paths = self._price_paths(prepared, pred_len, sampling, verbose, batch_size)
+        outcomes = np.stack([prices[t : t + pred_len, CLOSE] for t in origins])
+        volatility = np.array([one.volatility for one in prepared])
+        return Calibration.fit(paths, outcomes, prices[origins - 1, CLOSE], volatility, sampling, lookback)
 
     def predict_df(
         self,
@@ -541,11 +633,11 @@ class KronosPredictor:
         *,
         prediction_length: int,
         quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
-        sample_count: int = 20,
+        sample_count: int = PATHS,
         batch_size: int = 32,
-        T: float = 1.0,
+        T: float = TEMPERATURE,
         top_k: int = 0,
-        top_p: float = 0.9,
+        top_p: float = TOP_P,
         repair_ohlc: bool = True,
         nan_policy: str = "raise",
         freq: str | None = None,
@@ -554,6 +646,7 @@ class KronosPredictor:
         min_history: int = MIN_HISTORY,
         verbose: bool = False,
         seed: int | None = None,
+        calibration: Mapping[object, Calibration] | None = None,
     ) -> pd.DataFrame:
         """Probabilistic forecasts for every series of a long table, as a long table.
 
@@ -577,7 +670,8 @@ class KronosPredictor:
         until summarised). With `seed`,
         each series draws from (seed, its id) alone: its forecast is the same whatever the batch
         size or the other series in the table. Without one, torch's global generator is used and
-        the draws depend on the batch layout.
+        the draws depend on the batch layout. `calibration` maps ids to their `calibrate`d
+        corrections; every series of the table needs one.
         """
         pred_len = check_pred_len(prediction_length, "prediction_length")
         levels = check_quantile_levels(quantile_levels)
@@ -605,6 +699,10 @@ class KronosPredictor:
                 future.gap.id = one.id
                 gaps.append(future.gap)
         report_gaps(gaps, on_gap, id_column)
+        if calibration is not None:
+            uncalibrated = [one.id for one in series if one.id not in calibration]
+            if uncalibrated:
+                raise ValueError(f"calibration has no entry for {id_column} {uncalibrated[:5]}")
         histories = [one.timestamps[-max_history:] for one in series]
         # time features of every series in one call each: per-series calls cost ~2 ms apiece
         history_features = _split_rows(_time_features_of(histories), [len(h) for h in histories])
@@ -622,8 +720,9 @@ class KronosPredictor:
             )
             for k, one in enumerate(series)
         ]
+        calibrations = None if calibration is None else [calibration[one.id] for one in series]
         columns, violation_rate = self._summaries(
-            prepared, pred_len, sampling, levels, repair_ohlc, verbose, batch_size
+            prepared, pred_len, sampling, levels, repair_ohlc, verbose, batch_size, calibrations
         )
         ids = pd.Index([one.id for one in series]).repeat(pred_len)
         stamps = futures[0].append(futures[1:])

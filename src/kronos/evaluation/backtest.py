@@ -15,37 +15,55 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..calibration import (
+    MAX_ORIGINS,
+    Calibration,
+    default_every,
+    fit_origins,
+    history_volatility,
+    required_rows,
+)
 from ..data import CLOSE, FEATURE_COLUMNS, check_pred_len, positive_int
-from ..forecast import horizon_volatility, realized_volatility
-from ..predictor import ContextWarning
+from ..forecast import horizon_volatility, realized_volatility, repair_ohlc
+from ..generation import Sampling
+from ..predictor import PATHS, TEMPERATURE, TOP_P, ContextWarning
 from . import metrics
 from .baselines import BASELINES, run_baseline
 from .data import as_series_dict, present_columns
 
 MODEL_NAME = "kronos"
+CALIBRATED = "-calibrated"  # the calibrated model's name: MODEL_NAME + CALIBRATED
 SCORE_COLUMNS = [
     "abs_error",
     "squared_error",
     "ape",
     "crps",
+    "crps_rel",
     "quantile_loss",
     "cover_50",
     "cover_80",
     "cover_95",
     "pit",
     "direction_hit",
+    "prob_up",
+    "brier",
 ]
 
 
 def select_origins(
-    n_rows: int, lookback: int, steps: int, origins: int | None = None, every: int | None = None
+    n_rows: int,
+    lookback: int,
+    steps: int,
+    origins: int | None = None,
+    every: int | None = None,
+    first: int | None = None,
 ) -> np.ndarray:
-    """Origin rows t with t - lookback >= 0 and t + steps <= n_rows.
+    """Origin rows t with t >= first (default: lookback) and t + steps <= n_rows.
 
     `origins=N`: N origins spread evenly from the first possible to the last (all of them when
     fewer exist). `every=K`: one origin every K rows, counted back from the last possible one.
     """
-    first, last = lookback, n_rows - steps
+    first, last = (lookback if first is None else first), n_rows - steps
     if last < first:
         return np.empty(0, dtype=np.int64)
     if every is not None:
@@ -61,8 +79,11 @@ def score_forecasts(
 ) -> dict[str, np.ndarray]:
     """Every per-point score, each [O, H, C], for point [O, H, C], paths [O, P, H, C], last [O, C], actual [O, H, C].
 
-    APE is NaN where the actual is 0; a direction hit is NaN where the forecast or the actual does
-    not move from the last value (no call to judge); PIT is NaN for a single-path (point) forecast,
+    crps_rel is the CRPS over |last value|, scale-free across series (NaN where last is 0). APE is
+    NaN where the actual is 0; a direction hit is NaN where the forecast or the actual does
+    not move from the last value (no call to judge). P(up) is the share of paths strictly above the
+    last value (for close, `prob_close_above_last` of a forecast), and its Brier score is
+    (P(up) - [actual > last])^2. PIT, P(up) and Brier are NaN for a single-path (point) forecast,
     which has no distribution to calibrate.
     """
     samples = np.moveaxis(paths, 1, 0)
@@ -72,18 +93,22 @@ def score_forecasts(
     predicted_move = np.sign(point - last[:, None, :])
     actual_move = np.sign(actual - last[:, None, :])
     judged = (predicted_move != 0) & (actual_move != 0)
+    degenerate = samples.shape[0] == 1
+    prob_up = np.full(actual.shape, np.nan) if degenerate else (samples > last[:, None, :]).mean(axis=0)
+    crps = metrics.crps_from_samples(samples, actual)
     scores = {
         "abs_error": np.abs(error),
         "squared_error": error**2,
         "ape": ape,
-        "crps": metrics.crps_from_samples(samples, actual),
-        "quantile_loss": metrics.quantile_loss(samples, actual),
-        "pit": (
-            np.full(actual.shape, np.nan)
-            if samples.shape[0] == 1
-            else metrics.randomized_pit(samples, actual, rng)
+        "crps": crps,
+        "crps_rel": np.where(
+            last[:, None, :] != 0, crps / np.abs(np.where(last == 0, 1, last))[:, None, :], np.nan
         ),
+        "quantile_loss": metrics.quantile_loss(samples, actual),
+        "pit": np.full(actual.shape, np.nan) if degenerate else metrics.randomized_pit(samples, actual, rng),
         "direction_hit": np.where(judged, (predicted_move == actual_move).astype(np.float64), np.nan),
+        "prob_up": prob_up,
+        "brier": (prob_up - (actual > last[:, None, :])) ** 2,
     }
     for level in metrics.INTERVAL_LEVELS:
         scores[f"cover_{round(level * 100)}"] = metrics.interval_hits(samples, actual, level)
@@ -98,6 +123,7 @@ class EvaluationResult:
     point forecast and every score. volatility: one row per method, series and origin, with the
     forecast and realised volatility of close over the horizon. forecasts: method -> (point
     [O, H, 6], paths [O, P, H, 6]) in FEATURE_COLUMNS order; histories [O, L, 6]; actuals [O, H, 6].
+    calibrations: (series, origin) -> the calibration applied there (with `calibrate`).
     """
 
     records: pd.DataFrame
@@ -111,6 +137,7 @@ class EvaluationResult:
     baselines: list[str]
     settings: dict
     skipped: dict[str, str] = field(default_factory=dict)
+    calibrations: dict[tuple[str, int], Calibration] = field(default_factory=dict)
     _summaries: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -141,6 +168,12 @@ class EvaluationResult:
         from .tables import column_table
 
         return column_table(self)
+
+    def reliability(self, column: str = "close", bins: int = 10) -> pd.DataFrame:
+        """The models' P(up) against the observed frequency of ending above the last value, by bin."""
+        from .tables import reliability_table
+
+        return reliability_table(self, column, bins)
 
     def pit_histogram(self, column: str = "close", bins: int = 10) -> pd.DataFrame:
         """PIT density per method (rows) and bin (columns); 1.0 everywhere when calibrated."""
@@ -247,16 +280,18 @@ def evaluate(
     steps: int,
     origins: int | None = None,
     every: int | None = None,
-    paths: int = 20,
+    paths: int = PATHS,
     baselines: tuple[str, ...] | list[str] = BASELINES,
-    T: float = 1.0,
+    T: float = TEMPERATURE,
     top_k: int = 0,
-    top_p: float = 0.9,
+    top_p: float = TOP_P,
     batch_size: int = 32,
     seed: int = 0,
     progress: bool = True,
     model_name: str = MODEL_NAME,
     engine: Engine | None = None,
+    calibrate: bool = False,
+    calibration_every: int | None = None,
 ) -> EvaluationResult:
     """Rolling-origin evaluation of a KronosPredictor (or of the baselines alone if it is None).
 
@@ -295,26 +330,33 @@ def evaluate(
         raise ValueError("nothing to evaluate: no model and no baselines")
     if predictor is not None and model_name in baselines:
         raise ValueError(f"model_name {model_name!r} is also a baseline's name; choose another")
+    if calibrate and predictor is None:
+        raise ValueError("calibrate needs a model: there is nothing to calibrate")
+    calibration_every = default_every(steps) if calibration_every is None else calibration_every
+    calibration_every = positive_int(calibration_every, "calibration_every")
+    first = required_rows(lookback, steps, calibration_every) if calibrate else lookback
 
     series = as_series_dict(data)
     columns = present_columns(series)
     origin_list: list[tuple[str, int]] = []
     skipped: dict[str, str] = {}
     for name, one in series.items():
-        rows = select_origins(len(one), lookback, steps, origins, every)
+        rows = select_origins(len(one), lookback, steps, origins, every, first)
         if len(rows) == 0:
-            skipped[name] = f"{len(one)} rows, fewer than lookback + steps = {lookback + steps}"
+            needs = "the past forecasts of a calibration and " if calibrate else "lookback + "
+            skipped[name] = f"{len(one)} rows, fewer than {needs}steps = {first + steps}"
         origin_list.extend((name, int(t)) for t in rows)
     if skipped:
         warnings.warn(f"skipped series too short for one origin: {skipped}", stacklevel=2)
     if not origin_list:
-        raise ValueError(f"no series has lookback + steps = {lookback + steps} rows; nothing to evaluate")
+        raise ValueError(f"no series has {first + steps} rows (see skipped); nothing to evaluate")
 
     histories = np.stack([series[name].bars[t - lookback : t] for name, t in origin_list])
     actuals = np.stack([series[name].bars[t : t + steps] for name, t in origin_list])
     last = histories[:, -1, :]
 
     forecasts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    calibrations: dict[tuple[str, int], Calibration] = {}
     models = []
     notes = []
     max_context = getattr(predictor, "max_context", None)
@@ -323,12 +365,45 @@ def evaluate(
         warnings.warn(note, ContextWarning, stacklevel=2)
         notes.append(note)
     if predictor is not None:
+        sampling = Sampling(T, top_k, top_p, paths, seed)
+        no_fit = np.empty(0, dtype=np.int64)
+        fits = {
+            (name, t): fit_origins(t, lookback, steps, calibration_every, MAX_ORIGINS)
+            if calibrate
+            else no_fit
+            for name, t in origin_list
+        }
+        needed = sorted(set(origin_list) | {(name, int(u)) for (name, _), us in fits.items() for u in us})
+        at = {key: i for i, key in enumerate(needed)}
         forecast = OriginForecast(steps, paths, {"T": T, "top_k": top_k, "top_p": top_p}, seed)
-        batches = origin_batches(series, origin_list, lookback, steps, batch_size)
-        run = engine or _forecast_here(predictor, progress, len(origin_list))
-        model_paths = np.concatenate([p.astype(np.float64) for p in run(forecast, batches)])
+        batches = origin_batches(series, needed, lookback, steps, batch_size)
+        run = engine or _forecast_here(predictor, progress, len(needed))
+        every_path = repair_ohlc(  # as predict_quantiles and predict_df give them
+            np.concatenate([p.astype(np.float64) for p in run(forecast, batches)])
+        )
+        model_paths = every_path[[at[key] for key in origin_list]]
         forecasts[model_name] = (model_paths.mean(axis=1), model_paths)
         models.append(model_name)
+        if calibrate:
+            calibrated = np.empty_like(model_paths)
+            volatility = {  # of each forecast's history, as predict_paths computes it
+                (name, t): history_volatility(series[name].bars[t - lookback : t, CLOSE].astype(np.float32))
+                for name, t in needed
+            }
+            for i, (name, t) in enumerate(origin_list):
+                us, bars = fits[(name, t)], series[name].bars
+                calibration = Calibration.fit(
+                    every_path[[at[(name, int(u))] for u in us]],
+                    bars[us[:, None] + np.arange(steps), CLOSE],
+                    bars[us - 1, CLOSE],
+                    np.array([volatility[(name, int(u))] for u in us]),
+                    sampling,
+                    lookback,
+                )
+                calibrations[(name, t)] = calibration
+                calibrated[i] = calibration.apply(model_paths[i], last[i, CLOSE], volatility[(name, t)])
+            forecasts[model_name + CALIBRATED] = (calibrated.mean(axis=1), calibrated)
+            models.append(model_name + CALIBRATED)
     rng = np.random.default_rng(seed)
     for name in baselines:
         forecasts[name] = run_baseline(name, histories, steps, paths, rng)
@@ -351,7 +426,9 @@ def evaluate(
     for method, (point, method_paths) in forecasts.items():
         scores = score_forecasts(point, method_paths, last, actuals, rng)
         record_parts.append(
-            _long_records(method, origin_table, target_times, columns, column_index, actuals, point, scores)
+            _long_records(
+                method, origin_table, target_times, columns, column_index, actuals, last, point, scores
+            )
         )
         degenerate = method_paths.shape[1] == 1
         forecast_vol = (
@@ -378,6 +455,8 @@ def evaluate(
         "top_p": top_p,
         "seed": seed,
         "batch_size": batch_size,
+        "calibrate": calibrate,
+        "calibration_every": calibration_every if calibrate else None,
         "n_series": len(series) - len(skipped),
         "n_origins": len(origin_list),
         "notes": notes,
@@ -394,10 +473,11 @@ def evaluate(
         baselines=list(baselines),
         settings=settings,
         skipped=skipped,
+        calibrations=calibrations,
     )
 
 
-def _long_records(method, origin_table, target_times, columns, column_index, actuals, point, scores):
+def _long_records(method, origin_table, target_times, columns, column_index, actuals, last, point, scores):
     """Flatten [O, H, C] arrays into rows ordered by origin, horizon, column."""
     n_origins, steps = target_times.shape
     n_cols = len(columns)
@@ -411,6 +491,7 @@ def _long_records(method, origin_table, target_times, columns, column_index, act
         "horizon": np.tile(np.repeat(np.arange(1, steps + 1), n_cols), n_origins),
         "target_time": np.repeat(target_times.ravel(), n_cols),
         "column": np.tile(np.asarray(columns, dtype=object), n_origins * steps),
+        "last": np.repeat(last[:, None, take], steps, axis=1).ravel(),
         "actual": actuals[..., take].ravel(),
         "forecast": point[..., take].ravel(),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..io import check_output_dir
-from ..predictor import NORMALIZE_ON, KronosPredictor
+from ..predictor import NORMALIZE_ON, PATHS, TEMPERATURE, TOP_P, KronosPredictor
 from ..pretrained import DEFAULT_MODEL
 from .backtest import evaluate
 from .baselines import BASELINES
@@ -45,7 +45,13 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         "--every", type=int, metavar="K", help="an origin every K bars, counted back from the end"
     )
     parser.add_argument(
-        "--paths", type=int, default=20, metavar="P", help="sample paths per origin (default 20)"
+        "--paths", type=int, default=PATHS, metavar="P", help=f"sample paths per origin (default {PATHS})"
+    )
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="also score kronos-calibrated: at each origin, the forecast calibrated on the series' own "
+        "bars before it (as `kronos forecast --calibrate` does)",
     )
     parser.add_argument(
         "--out", default="kronos-evaluation", metavar="DIR", help="report folder (default kronos-evaluation)"
@@ -61,10 +67,16 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         "--baselines-only", action="store_true", help="evaluate the baselines without a model"
     )
     parser.add_argument(
-        "-T", "--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)"
+        "-T",
+        "--temperature",
+        type=float,
+        default=TEMPERATURE,
+        help=f"sampling temperature (default {TEMPERATURE})",
     )
     parser.add_argument("--top-k", type=int, default=0, help="top-k sampling, 0 = off (default 0)")
-    parser.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling threshold (default 0.9)")
+    parser.add_argument(
+        "--top-p", type=float, default=TOP_P, help=f"nucleus sampling threshold (default {TOP_P})"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for sampling and the bootstrap (default 0)")
     parser.add_argument("--batch-size", type=int, default=32, help="origins per model batch (default 32)")
     parser.add_argument(
@@ -128,6 +140,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         progress=not args.quiet,
+        calibrate=args.calibrate,
     )
     if args.engine == "ray" and not args.baselines_only:
         result = evaluate_dataset(
@@ -147,7 +160,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         result = evaluate(series, predictor, **settings)
     written = result.write_report(args.out, html=args.html, plots=not args.no_plots, n_boot=args.bootstrap)
     summary = result.summary("close", n_boot=args.bootstrap)
-    columns = [c for c in ("mae", "crps", "crps_ratio", "coverage_80") if c in summary]
+    columns = [
+        c for c in ("mae", "crps", "crps_ratio", "coverage_80", "coverage_95", "brier") if c in summary
+    ]
     print(summary[columns].to_string(float_format=lambda v: f"{v:.4g}"))
     print(f"report: {written['report.md']}")
     return 0

@@ -7,23 +7,13 @@ aggregate over origins, horizons and columns.
 
 from __future__ import annotations
 
-from typing import Final
-
 import numpy as np
+
+from ..forecast import sample_quantiles
 
 INTERVAL_LEVELS = (0.5, 0.8, 0.95)
 QUANTILE_LEVELS = tuple(np.round(np.arange(0.1, 1.0, 0.1), 2))
-# Sample quantile at probability q: the order statistic at rank q (P + 1), interpolated. Between the
-# order statistics of ranks k < m lies (m - k) / (P + 1) of the forecast distribution on average,
-# so an interval made this way covers its nominal level for any P. numpy's default (rank
-# 1 + q (P - 1)) makes the central 80% interval of 20 samples cover only about 72%.
-QUANTILE_METHOD: Final = "weibull"
 BOOTSTRAP_CHUNK = 100  # replicates drawn at once: memory stays at 100 x origins
-
-
-def sample_quantiles(samples: np.ndarray, levels) -> np.ndarray:
-    """Quantiles of the samples along axis 0 (QUANTILE_METHOD); levels beyond the extreme ranks give the extremes."""
-    return np.quantile(np.asarray(samples, dtype=np.float64), levels, axis=0, method=QUANTILE_METHOD)
 
 
 def crps_from_samples(samples: np.ndarray, actual: np.ndarray) -> np.ndarray:

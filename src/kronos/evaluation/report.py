@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from ..data import CLOSE
+from ..forecast import sample_quantiles
 from ..io import check_output_dir, replace_durably
+from .backtest import CALIBRATED
 from .metrics import INTERVAL_LEVELS
 
 SUMMARY_LABELS = {
@@ -25,15 +27,19 @@ SUMMARY_LABELS = {
     "rmse": "RMSE",
     "mape_pct": "MAPE %",
     "crps": "CRPS",
+    "crps_pct": "CRPS %",
     "wql": "wQL",
     "coverage_50": "cov 50%",
     "coverage_80": "cov 80%",
     "coverage_95": "cov 95%",
     "direction_acc": "direction",
+    "brier": "Brier P(up)",
     "vol_mae": "vol MAE",
 }
 RATIO_LABELS = {
-    k: v for k, v in SUMMARY_LABELS.items() if k in ("mae", "rmse", "mape_pct", "crps", "wql", "vol_mae")
+    k: v
+    for k, v in SUMMARY_LABELS.items()
+    if k in ("mae", "rmse", "mape_pct", "crps", "crps_pct", "wql", "brier", "vol_mae")
 }
 
 
@@ -107,6 +113,7 @@ def build_sections(
     summary: pd.DataFrame,
     horizon: pd.DataFrame,
     pit: pd.DataFrame,
+    reliability: pd.DataFrame,
     n_boot: int,
     image_names: dict[str, str],
 ) -> tuple[list[Section], dict[str, pd.DataFrame]]:
@@ -124,6 +131,14 @@ def build_sections(
         f"Methods: {', '.join(result.models) or 'no model'} against baselines {', '.join(result.baselines)}. "
         f"Evaluated columns: {', '.join(result.columns)}."
     )
+    calibrated = [m for m in result.models if m.endswith(CALIBRATED)]
+    if calibrated:
+        overview += (
+            f"\n\n{calibrated[0]}: the same forecasts, calibrated at each origin on the series' own bars "
+            f"before it (a per-step scale of the paths around their median close, fitted to minimise the "
+            f"CRPS of up to 200 past forecasts, one every {s['calibration_every']} bars; see "
+            "docs/calibration.md). Origins start where 20 past forecasts exist."
+        )
     for note in s.get("notes", []):
         overview += f"\n\n**Note:** {note}"
     if result.skipped:
@@ -149,7 +164,10 @@ def build_sections(
             "Summary (close)",
             "Mean over all origins and horizon steps, with a 95% bootstrap confidence interval "
             f"({n_boot} resamples of the origins, seed {s['seed']}). Lower is better except coverage "
-            "(should match its nominal level) and direction accuracy (higher is better; 0.5 is a coin).",
+            "(should match its nominal level) and direction accuracy (higher is better; 0.5 is a coin). "
+            "CRPS % is the CRPS over the last known close, in percent: unlike the others it does not "
+            "weigh series by their price level. Brier P(up) is the mean of (P(close ends above the last close) − outcome)², 0.25 for a "
+            "constant 50%.",
             summary_view,
         ),
     ]
@@ -180,6 +198,14 @@ def build_sections(
             image_names.get("calibration"),
         ),
         Section("PIT histogram (close)", "", pit),
+        Section(
+            "Reliability of P(up) (close)",
+            "Forecasts grouped by their probability that the close ends above the last close (the "
+            "`prob_close_above_last` users get), against how often it did; on the diagonal when "
+            "calibrated. All horizon steps pooled.",
+            reliability,
+            image_names.get("reliability"),
+        ),
         Section("Every column", "Mean errors per column (volume and amount on their own scale).", columns),
     ]
     if "examples" in image_names:
@@ -194,7 +220,13 @@ def build_sections(
             "- The model's point forecast is the mean of its sample paths.",
         )
     )
-    tables = {"summary": summary, "by_horizon": horizon, "by_column": columns, "pit_histogram": pit}
+    tables = {
+        "summary": summary,
+        "by_horizon": horizon,
+        "by_column": columns,
+        "pit_histogram": pit,
+        "reliability": reliability,
+    }
     return sections, tables
 
 
@@ -229,7 +261,12 @@ def render_html(sections: list[Section]) -> str:
 
 
 def _plots(
-    result, folder: Path, horizon: pd.DataFrame, summary: pd.DataFrame, pit: pd.DataFrame
+    result,
+    folder: Path,
+    horizon: pd.DataFrame,
+    summary: pd.DataFrame,
+    pit: pd.DataFrame,
+    reliability: pd.DataFrame,
 ) -> dict[str, str]:
     """Write the PNG plots into folder/plots; returns report-relative names by kind."""
     import matplotlib
@@ -280,6 +317,21 @@ def _plots(
     axes[1].legend()
     names["calibration"] = _save(fig, folder, "calibration.png")
 
+    if not reliability.empty:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        for method in result.models:
+            if method in reliability.index.get_level_values("method"):
+                rows = reliability.loc[method]
+                ax.plot(rows["prob_up"], rows["frequency_up"], marker="o", label=method, color=colors[method])
+        ax.plot([0, 1], [0, 1], color="black", linestyle=":", linewidth=1)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("forecast P(close ends above last close)")
+        ax.set_ylabel("observed frequency")
+        ax.set_title("Reliability of P(up) (close)")
+        ax.legend()
+        names["reliability"] = _save(fig, folder, "reliability.png")
+
     names["examples"] = _example_plot(result, folder, plt)
     return names
 
@@ -288,7 +340,7 @@ def _example_plot(result, folder: Path, plt) -> str:
     close = CLOSE
     n_origins, steps = result.actuals.shape[:2]
     picks = np.unique(np.linspace(0, n_origins - 1, min(4, n_origins)).round().astype(int))
-    shown = result.models[0] if result.models else result.baselines[-1]
+    shown = result.models or [result.baselines[-1]]
     fig, axes = plt.subplots(1, len(picks), figsize=(4.5 * len(picks), 3.6), squeeze=False)
     for ax, i in zip(axes[0], picks):
         history = result.histories[i, -min(result.histories.shape[1], 3 * steps) :, close]
@@ -296,13 +348,15 @@ def _example_plot(result, folder: Path, plt) -> str:
         future = np.arange(1, steps + 1)
         ax.plot(past, history, color="black", linewidth=1)
         ax.plot(future, result.actuals[i, :, close], color="black", marker=".", label="actual")
-        point, paths = result.forecasts[shown]
-        ax.plot(future, paths[i, :, :, close].T, color="tab:blue", alpha=0.15, linewidth=0.8)
-        lower, upper = np.quantile(paths[i, :, :, close], [0.1, 0.9], axis=0)
-        ax.fill_between(future, lower, upper, color="tab:blue", alpha=0.2, label=f"{shown} 80%")
-        ax.plot(future, point[i, :, close], color="tab:blue", label=f"{shown} mean")
+        for method, color in zip(shown, ("tab:blue", "tab:orange")):
+            point, paths = result.forecasts[method]
+            if method == shown[0]:
+                ax.plot(future, paths[i, :, :, close].T, color=color, alpha=0.15, linewidth=0.8)
+            lower, upper = sample_quantiles(paths[i, :, :, close], [0.1, 0.9])
+            ax.fill_between(future, lower, upper, color=color, alpha=0.2, label=f"{method} 80%")
+            ax.plot(future, point[i, :, close], color=color, label=f"{method} mean")
         for name, style in (("persistence", "--"), ("drift", ":")):
-            if name in result.forecasts and name != shown:
+            if name in result.forecasts and name not in shown:
                 ax.plot(
                     future, result.forecasts[name][0][i, :, close], linestyle=style, color="gray", label=name
                 )
@@ -336,8 +390,9 @@ def write_report(
     try:
         summary = result.summary("close", n_boot=n_boot)
         horizon, pit = result.by_horizon("close"), result.pit_histogram("close")
-        images = _plots(result, staging, horizon, summary, pit) if plots else {}
-        sections, tables = build_sections(result, summary, horizon, pit, n_boot, images)
+        reliability = result.reliability("close")
+        images = _plots(result, staging, horizon, summary, pit, reliability) if plots else {}
+        sections, tables = build_sections(result, summary, horizon, pit, reliability, n_boot, images)
         (staging / "report.md").write_text(render_markdown(sections), encoding="utf-8")
         if html:
             (staging / "report.html").write_text(render_html(sections), encoding="utf-8")

@@ -30,11 +30,13 @@ METRICS = [
     MetricSpec("rmse", "squared_error", "n_squared_error", True, root=True),
     MetricSpec("mape_pct", "ape", "n_ape", True, scale=100.0),
     MetricSpec("crps", "crps", "n_crps", True),
+    MetricSpec("crps_pct", "crps_rel", "n_crps_rel", True, scale=100.0),
     MetricSpec("wql", "quantile_loss", "abs_actual", True),
     MetricSpec("coverage_50", "cover_50", "n_cover_50", None),
     MetricSpec("coverage_80", "cover_80", "n_cover_80", None),
     MetricSpec("coverage_95", "cover_95", "n_cover_95", None),
     MetricSpec("direction_acc", "direction_hit", "n_direction_hit", False),
+    MetricSpec("brier", "brier", "n_brier", True),
     MetricSpec("vol_mae", "volatility_abs_error", "n_volatility_abs_error", True),
 ]
 RATIO_METRICS = [m.name for m in METRICS if m.lower_is_better]
@@ -101,8 +103,34 @@ def horizon_table(result, column: str) -> pd.DataFrame:
         raise ValueError(f"column {column!r} was not evaluated; evaluated columns: {result.columns}")
     rows = result.records[result.records["column"] == column]
     grouped = rows.groupby(["method", "horizon"], sort=False)
-    table = _error_scores(grouped).assign(direction_acc=grouped["direction_hit"].mean())
+    table = _error_scores(grouped).assign(
+        direction_acc=grouped["direction_hit"].mean(), brier=grouped["brier"].mean()
+    )
     return table.reindex(result.methods, level="method")
+
+
+def reliability_table(result, column: str, bins: int) -> pd.DataFrame:
+    """P(up) against how often the value did end above the last one, per model and bin of P(up).
+
+    Rows (method, bin): `forecasts` in the bin, their mean `prob_up`, and `frequency_up`, the
+    share that ended strictly above the last value; a calibrated P(up) has frequency = prob_up.
+    """
+    rows = result.records[(result.records["column"] == column) & result.records["prob_up"].notna()]
+    rows = rows[rows["method"].isin(result.models)]
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(rows["prob_up"], edges[1:-1], right=True), 0, bins - 1)
+    labels = [f"{edges[i]:.1f}-{edges[i + 1]:.1f}" for i in range(bins)]
+    grouped = rows.assign(bin=np.asarray(labels)[which], up=(rows["actual"] > rows["last"]).astype(float))
+    grouped = grouped.groupby(["method", "bin"], sort=False)
+    table = pd.DataFrame(
+        {
+            "forecasts": grouped.size(),
+            "prob_up": grouped["prob_up"].mean(),
+            "frequency_up": grouped["up"].mean(),
+        }
+    )
+    order = pd.MultiIndex.from_product([result.models, labels], names=["method", "bin"])
+    return table.reindex(order).dropna(subset=["forecasts"]).astype({"forecasts": int})
 
 
 def column_table(result) -> pd.DataFrame:

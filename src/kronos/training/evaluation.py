@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import CLOSE, FEATURE_COLUMNS, OHLCVSeries
+from ..forecast import sample_quantiles
 from ..model import Kronos
 from ..predictor import KronosPredictor
 from ..tokenizer import KronosTokenizer
@@ -72,7 +73,7 @@ def forecast_errors(
     actual = np.stack([series.bars[t : t + horizon, CLOSE] for t in starts])
     last_close = np.array([series.bars[t - 1, CLOSE] for t in starts])[:, None]
     mean_forecast = close_paths.mean(axis=1)
-    low, high = np.quantile(close_paths, [0.1, 0.9], axis=1)
+    low, high = sample_quantiles(close_paths, [0.1, 0.9], axis=1)
     model_mae = float(np.abs(mean_forecast - actual).mean())
     persistence_mae = float(np.abs(last_close - actual).mean())
     return {
