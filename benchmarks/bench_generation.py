@@ -7,6 +7,7 @@ its peak memory is its own; both engines get identical weights, inputs and seeds
     python benchmarks/bench_generation.py                  # A, B, C, D and the sliding-memory check
     python benchmarks/bench_generation.py --scenarios A C  # a subset
     python benchmarks/bench_generation.py --device cuda --dtype bfloat16
+    python benchmarks/bench_generation.py --against /tmp/base/src --repeat 5  # cached vs older code
 
 Each timed run follows an untimed warm-up on the first series (see `warm_up`). Prints, per
 scenario: seconds, generated tokens per second (series x paths x steps / s) and the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import time
 from dataclasses import dataclass
 
@@ -94,18 +96,18 @@ def peak_rss_bytes() -> int:
 
 
 def record_step_peaks(peaks: list[int]) -> None:
-    """Instrument the cached decoder: before each step, store the peak resident memory of the
+    """Instrument the cached engine: before each step, store the peak resident memory of the
     previous one and reset the peak, so that memory is seen step by step."""
-    from kronos.cache import CachedDecoder
+    from kronos import generation
 
-    last_hidden = CachedDecoder.last_hidden
+    last_position = generation._last_position
 
-    def recorded(self, step, gen1, gen2):
-        peaks.append(peak_rss_bytes())  # step 0: the setup (tokenizer encode, caches, packed weights)
+    def recorded(*args, **kwargs):
+        peaks.append(peak_rss_bytes())  # step 0: the setup (tokenizer encode, caches)
         reset_peak_rss()
-        return last_hidden(self, step, gen1, gen2)
+        return last_position(*args, **kwargs)
 
-    CachedDecoder.last_hidden = recorded
+    generation._last_position = recorded
 
 
 def build(device: str, dtype: torch.dtype):
@@ -157,7 +159,9 @@ def warm_up(tokenizer, model, x, x_stamp, y_stamp, sc: Scenario, use_cache: bool
     decode_tokens(tokenizer, tokens, sc.hist_len + 1, use_cache=use_cache)
 
 
-def run_one(sc: Scenario, use_cache: bool, device: str, dtype_name: str, threads: int, queue) -> None:
+def run_one(
+    sc: Scenario, use_cache: bool, device: str, dtype_name: str, threads: int, steps: bool, queue
+) -> None:
     torch.set_num_threads(threads)
     from kronos.generation import decode_tokens, generate_tokens
 
@@ -165,7 +169,7 @@ def run_one(sc: Scenario, use_cache: bool, device: str, dtype_name: str, threads
     x, x_stamp, y_stamp = inputs(sc, device)
     warm_up(tokenizer, model, x, x_stamp, y_stamp, sc, use_cache)
     step_peaks: list[int] = []
-    if use_cache:
+    if steps:
         record_step_peaks(step_peaks)
     reset_peak_rss()
     before = rss_bytes()
@@ -202,24 +206,37 @@ def run_one(sc: Scenario, use_cache: bool, device: str, dtype_name: str, threads
     )
 
 
-def run_fresh(sc: Scenario, use_cache: bool, args) -> dict:
-    """One run in a fresh process, so that its peak memory is its own."""
+def run_fresh(sc: Scenario, use_cache: bool, args, src: str | None = None) -> dict:
+    """One run in a fresh process, so that its peak memory is its own; with `src`, of the kronos
+    package found there (put first on its PYTHONPATH)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=run_one, args=(sc, use_cache, args.device, args.dtype, args.threads, queue))
-    proc.start()
+    steps = use_cache and src is None and sc.name == "D-slide"
+    proc = ctx.Process(
+        target=run_one, args=(sc, use_cache, args.device, args.dtype, args.threads, steps, queue)
+    )
+    environ = dict(os.environ)
+    if src is not None:
+        os.environ["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [environ.get("PYTHONPATH")])])
+    try:
+        proc.start()
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
     result = queue.get()
     proc.join()
     return result
 
 
-def measure(sc: Scenario, engines: tuple[bool, ...], args) -> list[dict]:
-    """Per engine (use_cache flag), the fastest of `args.repeat` runs, taken in turns so that both
-    engines see the same spells of machine load; peak memory is the largest over the runs."""
+def measure(sc: Scenario, engines: tuple[bool, ...], args, srcs: tuple[str | None, ...] = ()) -> list[dict]:
+    """Per engine (use_cache flag, and source tree where `srcs` names one), the fastest of
+    `args.repeat` runs, taken in turns so that the engines see the same spells of machine load;
+    peak memory is the largest over the runs."""
+    srcs = srcs or (None,) * len(engines)
     runs: list[list[dict]] = [[] for _ in engines]
     for _ in range(args.repeat):
-        for engine_runs, use_cache in zip(runs, engines):
-            engine_runs.append(run_fresh(sc, use_cache, args))
+        for engine_runs, use_cache, src in zip(runs, engines, srcs):
+            engine_runs.append(run_fresh(sc, use_cache, args, src))
     results = []
     for engine_runs in runs:
         best = min(engine_runs, key=lambda r: r["seconds"])
@@ -245,6 +262,12 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument(
+        "--against",
+        metavar="SRC",
+        help="time the cached engine against the one of the kronos package in SRC (e.g. an older "
+        "commit's src folder) instead of against the plain engine",
+    )
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, device {args.device}, dtype {args.dtype}, {args.threads} threads, "
@@ -254,6 +277,19 @@ def main() -> None:
         sc = SCENARIOS[name]
         paths = sc.n_series * sc.sample_count
         print(f"\n[{sc.name}] {sc.note}")
+        if args.against:
+            new, old = measure(sc, (True, True), args, (None, args.against))
+            same = all((a == b).all() for a, b in zip(new["tokens"], old["tokens"]))
+            print(
+                f"  cached: {new['seconds']:7.2f} s, against {old['seconds']:7.2f} s "
+                f"({new['seconds'] / old['seconds'] - 1:+.1%}); runs "
+                + ", ".join(f"{t:.2f}" for t in new["all_seconds"])
+                + " against "
+                + ", ".join(f"{t:.2f}" for t in old["all_seconds"])
+                + f"; peak memory added {fmt_mb(new['peak'])} against {fmt_mb(old['peak'])}; "
+                + f"identical tokens: {same}"
+            )
+            continue
         if name == "D-slide":
             (cached,) = measure(sc, (True,), args)
             full_from = sc.max_context - sc.hist_len

@@ -4,8 +4,11 @@ Two engines compute the same thing:
 
 - `plain`: the reference algorithm. Every step re-runs the Transformer over the whole window
   and the dependency-aware layer over every context position.
-- `cached` (default): `kronos.cache.CachedDecoder`, with key/value caches whose history part is
-  shared by a series' paths; the window is still recomputed exactly whenever it slides.
+- `cached` (default): the same modules over key/value caches (`kronos.cache`) whose history part
+  is shared by a series' paths. While the window grows, a step passes one token per path; once
+  it slides, every hidden state changes (the oldest token drops out and positions restart at 0),
+  so the step passes the whole window again: the history part once per series, then each path's
+  generated part on top of it.
 
 Rows are laid out series-major (row = series * sample_count + path), as upstream repeats them,
 so both engines draw the same random numbers in the same order.
@@ -23,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import trange
 
-from .cache import CachedDecoder, SegmentedStack, window_bounds
+from .cache import SegmentedCache, SegmentedModelCache
 from .model import Kronos
 from .tokenizer import KronosTokenizer
 
@@ -199,18 +202,58 @@ class GeneratedTokens:
     sample_count: int
 
 
+def window_bounds(seq_len: int, history_len: int, max_context: int) -> tuple[int, int, int]:
+    """For the last `max_context` of seq_len tokens: (start, prefix length, first generated index)."""
+    start = max(0, seq_len - max_context)
+    return start, max(0, history_len - start), max(0, start - history_len)
+
+
 def _generate_cached(model, history, full_stamp, max_context, pred_len, sampling, random, progress):
-    rows = history[0].shape[0] * sampling.sample_count
-    gen1 = history[0].new_empty(rows, pred_len)
-    gen2 = history[1].new_empty(rows, pred_len)
-    decoder = CachedDecoder(model, history, full_stamp, sampling.sample_count, max_context, pred_len)
+    n_series, hist_len = history[0].shape
+    n_paths = sampling.sample_count
+    generated = tuple(h.new_empty(n_series * n_paths, pred_len) for h in history)
+    stamps = (full_stamp, full_stamp.repeat_interleave(n_paths, dim=0))  # per series, per path
+    cache = SegmentedModelCache(
+        model, n_series, n_paths, min(hist_len, max_context), min(pred_len, max_context), max_context
+    )
     for i in progress(pred_len):
-        last = decoder.last_hidden(i, gen1, gen2)
-        s1 = draw_tokens(decoder.s1_logits(last).float(), sampling, random and random.uniforms(i, 0))
-        s2 = draw_tokens(decoder.s2_logits(last, s1).float(), sampling, random and random.uniforms(i, 1))
-        gen1[:, i] = s1
-        gen2[:, i] = s2
-    return gen1, gen2
+        s1_logits, last = _last_position(model, cache, history, generated, stamps, i, max_context)
+        s1 = draw_tokens(s1_logits.float(), sampling, random and random.uniforms(i, 0))
+        s2_logits = model.decode_s2(last, s1[:, None], cache=cache)[:, -1]
+        s2 = draw_tokens(s2_logits.float(), sampling, random and random.uniforms(i, 1))
+        generated[0][:, i] = s1
+        generated[1][:, i] = s2
+    return generated
+
+
+def _last_position(model, cache, history, generated, stamps, step, max_context):
+    """s1 logits [R, vocab] and hidden state [R, 1, D] of the last token before generated token
+    `step`: one token per path while the window grows, else the whole window passed again, the
+    history part once per series, then each path's generated part on top of it."""
+    (h1, h2), (g1, g2), (series_stamp, path_stamp) = history, generated, stamps
+    hist_len = h1.shape[1]
+    seq_len = hist_len + step
+    start, prefix_len, gen_start = window_bounds(seq_len, hist_len, max_context)
+    if step > 0 and start == 0:
+        new = slice(step - 1, step)
+        logits, context = model.decode_s1(
+            g1[:, new], g2[:, new], path_stamp[:, seq_len - 1 : seq_len], cache=cache
+        )
+        return logits[:, -1], context[:, -1:]
+    cache.clear()
+    if prefix_len:
+        logits, context = model.decode_s1(
+            h1[:, start:], h2[:, start:], series_stamp[:, start:hist_len], cache=cache
+        )
+    if step > gen_start:
+        new = slice(gen_start, step)
+        logits, context = model.decode_s1(
+            g1[:, new], g2[:, new], path_stamp[:, start + prefix_len : seq_len], cache=cache
+        )
+    else:  # the history alone: one row per series
+        n_paths = g1.shape[0] // h1.shape[0]
+        logits, context = (t.repeat_interleave(n_paths, dim=0) for t in (logits, context[:, -1:]))
+    return logits[:, -1], context[:, -1:]
 
 
 def _generate_plain(model, history, full_stamp, max_context, pred_len, sampling, random, progress):
@@ -288,21 +331,14 @@ def decode_tokens(
         full2 = torch.cat([h2.repeat_interleave(n, dim=0), g2], dim=1)[:, start:]
         z = tokenizer.decode((full1, full2), half=True)
         return z.view(n_series, n, z.shape[1], z.shape[2])
-    dtype = tokenizer.head.weight.dtype
-
-    def embed(s1, s2):
-        return tokenizer.post_quant_embed(tokenizer.indices_to_code((s1, s2), half=True).to(dtype))
-
     window_len = hist_len + pred_len - start
-    stack = SegmentedStack(
-        tokenizer.decoder, n_series, n, prefix_len, pred_len - gen_start, window_len, h1.device, dtype
-    )
-    x_prefix = embed(h1[:, start:], h2[:, start:]) if prefix_len else None
-    y_prefix, y_suffix = stack.window(x_prefix, embed(g1[:, gen_start:], g2[:, gen_start:]))
-    parts = [tokenizer.head(y_suffix).view(n_series, n, pred_len - gen_start, -1)]
-    if y_prefix is not None:
-        z_prefix = tokenizer.head(y_prefix)
-        parts.insert(0, z_prefix[:, None].expand(n_series, n, *z_prefix.shape[1:]))
+    cache = SegmentedCache(tokenizer.decoder, n_series, n, prefix_len, pred_len - gen_start, window_len)
+    parts = []
+    if prefix_len:
+        z_prefix = tokenizer.decode((h1[:, start:], h2[:, start:]), half=True, cache=cache)
+        parts.append(z_prefix[:, None].expand(n_series, n, *z_prefix.shape[1:]))
+    z_suffix = tokenizer.decode((g1[:, gen_start:], g2[:, gen_start:]), half=True, cache=cache)
+    parts.append(z_suffix.view(n_series, n, pred_len - gen_start, -1))
     return torch.cat(parts, dim=2)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,11 +15,23 @@ from .modules import (
     DependencyAwareLayer,
     DualHead,
     HierarchicalEmbedding,
+    KVCache,
+    Products,
     RMSNorm,
+    StackCache,
     TemporalEmbedding,
     TransformerBlock,
+    run_blocks,
+    separately,
 )
 from .pretrained import ModelMetadata, read_metadata, resolve_checkpoint
+
+
+class ModelCache(StackCache, Protocol):
+    """A cached pass through Kronos: a cache per Transformer block and the dependency-aware layer's."""
+
+    @property
+    def dependency(self) -> KVCache: ...
 
 
 class Kronos(nn.Module, KronosHubMixin):
@@ -103,24 +117,46 @@ class Kronos(nn.Module, KronosHubMixin):
         return [block for block in self.transformer if isinstance(block, TransformerBlock)]
 
     def embed(
-        self, s1_ids: torch.Tensor, s2_ids: torch.Tensor, stamp: torch.Tensor | None = None
+        self,
+        s1_ids: torch.Tensor,
+        s2_ids: torch.Tensor,
+        stamp: torch.Tensor | None = None,
+        products: Products = separately,
     ) -> torch.Tensor:
-        x = self.embedding(s1_ids, s2_ids)
+        x = self.embedding(s1_ids, s2_ids, products)
         if stamp is not None:
             x = x + self.time_emb(stamp)
         return self.token_drop(x)
 
-    def decode_s1(self, s1_ids, s2_ids, stamp=None, padding_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(s1 logits, normed hidden states) for every position."""
-        x = self.embed(s1_ids, s2_ids, stamp)
-        for block in self.transformer:
-            x = block(x, key_padding_mask=padding_mask)
-        x = self.norm(x)
-        return self.head(x), x
+    def decode_s1(
+        self, s1_ids, s2_ids, stamp=None, padding_mask=None, cache: ModelCache | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s1 logits, normed hidden states) for every position.
 
-    def decode_s2(self, context: torch.Tensor, s1_ids: torch.Tensor, padding_mask=None) -> torch.Tensor:
-        """s2 logits given the hidden states and the s1 ids (the query is the unscaled s1 embedding)."""
-        return self.head.cond_forward(self.dep_layer(context, self.embedding.emb_s1(s1_ids), padding_mask))
+        With a cache, the tokens follow those the cache holds for their rows; the logits are the
+        last position's only, [B, 1, vocab], and the dependency-aware layer keeps its keys of the
+        new positions for `decode_s2`.
+        """
+        x = self.embed(s1_ids, s2_ids, stamp, separately if cache is None else cache.products)
+        x = self.norm(run_blocks(self.transformer, x, padding_mask, cache))
+        if cache is None:
+            return self.head(x), x
+        self.dep_layer.remember(x, cache.dependency)
+        return self.head(x[:, -1:], cache.products), x
+
+    def decode_s2(
+        self, context: torch.Tensor, s1_ids: torch.Tensor, padding_mask=None, cache: ModelCache | None = None
+    ) -> torch.Tensor:
+        """s2 logits given the hidden states and the s1 ids (the query is the unscaled s1 embedding).
+
+        With a cache, context is the positions to condition (the last) and the keys are the cache's.
+        """
+        if cache is None:
+            return self.head.cond_forward(
+                self.dep_layer(context, self.embedding.emb_s1(s1_ids), padding_mask)
+            )
+        conditioned = self.dep_layer(context, self.embedding.emb_s1(s1_ids), padding_mask, cache.dependency)
+        return self.head.cond_forward(conditioned, cache.products)
 
     def forward(
         self, s1_ids, s2_ids, stamp=None, padding_mask=None, use_teacher_forcing=False, s1_targets=None

@@ -7,6 +7,8 @@ state-dict keys of the published checkpoints (see kronos-semantics.md).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +29,15 @@ class RMSNorm(nn.Module):
         return normed.type_as(x) * self.weight
 
 
+Products = Callable[..., Sequence[torch.Tensor]]
+"""`products(x, a, b, ...)` gives `(a(x), b(x), ...)` for linear layers a, b: how a module multiplies."""
+
+
+def separately(x: torch.Tensor, *layers: nn.Linear) -> list[torch.Tensor]:
+    """Each layer applied to x on its own: the reference products."""
+    return [layer(x) for layer in layers]
+
+
 class FeedForward(nn.Module):
     """SwiGLU feed-forward: w2(silu(w1 x) * w3 x)."""
 
@@ -37,8 +48,10 @@ class FeedForward(nn.Module):
         self.w2 = nn.Linear(ff_dim, d_model, bias=False)
         self.dropout = nn.Dropout(dropout_p)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+    def forward(self, x: torch.Tensor, products: Products = separately) -> torch.Tensor:
+        gate, up = products(x, self.w1, self.w3)
+        (out,) = products(F.silu(gate) * up, self.w2)
+        return self.dropout(out)
 
 
 class RotaryPositionalEmbedding(nn.Module):
@@ -79,8 +92,32 @@ def padding_to_attn_mask(padding_mask: torch.Tensor, q_len: int, causal: bool) -
     return keep
 
 
-class MultiHeadAttentionWithRoPE(nn.Module):
-    """Causal self-attention with rotary positions counted from 0 at the sequence start."""
+class KVCache(Protocol):
+    """Keys and values of earlier tokens, for decoding a few tokens at a time (`kronos.cache`).
+
+    A cached pass gives an attention layer only the new tokens of its rows. The cache says where
+    they stand, keeps their keys and values after those it holds for the same rows, and attends
+    their queries over everything it holds; `products` is how the pass multiplies.
+    """
+
+    @property
+    def products(self) -> Products: ...
+
+    def rotary(self, rotary: RotaryPositionalEmbedding, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin [n, head_dim] at the positions of the n tokens of x [B, n, D]."""
+        ...
+
+    def store(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Keep the keys and values [B, H, n, head_dim] of n new tokens."""
+        ...
+
+    def attend(self, q: torch.Tensor) -> torch.Tensor:
+        """Causal attention [B, H, n, head_dim] of the last n stored tokens' queries over all stored keys."""
+        ...
+
+
+class RotaryAttention(nn.Module):
+    """Projections, heads and rotary table shared by the self- and the cross-attention."""
 
     def __init__(self, d_model: int, n_heads: int, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0):
         super().__init__()
@@ -107,25 +144,45 @@ class MultiHeadAttentionWithRoPE(nn.Module):
         b, _, n, _ = x.shape
         return x.transpose(1, 2).reshape(b, n, self.d_model)
 
-    def qkv(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
-        """Projected, rotated queries and keys, and values, each [B, H, L, head_dim]."""
-        q = apply_rotary(self.split_heads(self.q_proj(x)), cos, sin)
-        k = apply_rotary(self.split_heads(self.k_proj(x)), cos, sin)
-        return q, k, self.split_heads(self.v_proj(x))
+    def output(self, attended: torch.Tensor, products: Products) -> torch.Tensor:
+        """The heads [B, H, L, head_dim] merged and projected back to [B, L, D]."""
+        (out,) = products(self.merge_heads(attended), self.out_proj)
+        return self.resid_dropout(out)
 
-    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        cos, sin = self.rotary.table(torch.arange(x.shape[1], device=x.device))
-        q, k, v = self.qkv(x, cos, sin)
+    def attention(self, q, k, v, key_padding_mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
+        """Attention over whole sequences, PyTorch's fused kernel (a cached pass attends through
+        its cache instead)."""
         dropout_p = self.attn_dropout_p if self.training else 0.0
         if key_padding_mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)
+        mask = padding_to_attn_mask(key_padding_mask, q.shape[2], causal=causal)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+
+class MultiHeadAttentionWithRoPE(RotaryAttention):
+    """Causal self-attention with rotary positions counted from 0 at the sequence start."""
+
+    def forward(
+        self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None, cache: KVCache | None = None
+    ) -> torch.Tensor:
+        """x [B, L, D]. With a cache, x holds the tokens that follow those the cache holds for its
+        rows: they stand where the cache says, and attend over everything it holds."""
+        products = separately if cache is None else cache.products
+        q, k, v = (self.split_heads(t) for t in products(x, self.q_proj, self.k_proj, self.v_proj))
+        if cache is None:
+            cos, sin = self.rotary.table(torch.arange(x.shape[1], device=x.device))
         else:
-            mask = padding_to_attn_mask(key_padding_mask, x.shape[1], causal=True)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-        return self.resid_dropout(self.out_proj(self.merge_heads(out)))
+            cos, sin = cache.rotary(self.rotary, x)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is None:
+            return self.output(self.attention(q, k, v, key_padding_mask, causal=True), products)
+        if key_padding_mask is not None:
+            raise ValueError("a cached pass takes no key_padding_mask")
+        cache.store(k, v)
+        return self.output(cache.attend(q), products)
 
 
-class MultiHeadCrossAttentionWithRoPE(MultiHeadAttentionWithRoPE):
+class MultiHeadCrossAttentionWithRoPE(RotaryAttention):
     """Cross-attention of the dependency-aware layer.
 
     The rotary table is as long as the query and is applied to queries and keys alike, so with
@@ -133,25 +190,32 @@ class MultiHeadCrossAttentionWithRoPE(MultiHeadAttentionWithRoPE):
     in training mode.
     """
 
-    def forward(  # type: ignore[override]  # queries, keys and values come from different inputs
+    def forward(
         self,
         query: torch.Tensor,
         key: torch.Tensor,
         value: torch.Tensor,
         key_padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        q_len = query.shape[1]
-        cos, sin = self.rotary.table(torch.arange(q_len, device=query.device))
+        cos, sin = self.rotary.table(torch.arange(query.shape[1], device=query.device))
         q = apply_rotary(self.split_heads(self.q_proj(query)), cos, sin)
         k = apply_rotary(self.split_heads(self.k_proj(key)), cos, sin)
         v = self.split_heads(self.v_proj(value))
-        dropout_p = self.attn_dropout_p if self.training else 0.0
-        if key_padding_mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=self.training)
-        else:
-            mask = padding_to_attn_mask(key_padding_mask, q_len, causal=self.training)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-        return self.resid_dropout(self.out_proj(self.merge_heads(out)))
+        return self.output(self.attention(q, k, v, key_padding_mask, causal=self.training), separately)
+
+    def remember(self, context: torch.Tensor, cache: KVCache) -> None:
+        """Keep the keys and values of new context positions [B, n, D] in the cache.
+
+        Cached generation asks one query per row, so the rotary table is position 0, the
+        identity: the keys are stored unrotated.
+        """
+        k, v = cache.products(context, self.k_proj, self.v_proj)
+        cache.store(self.split_heads(k), self.split_heads(v))
+
+    def recall(self, query: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """One query per row [B, 1, D] over every position the cache holds (see `remember`)."""
+        (q,) = cache.products(query, self.q_proj)
+        return self.output(cache.attend(self.split_heads(q)), cache.products)
 
 
 class TransformerBlock(nn.Module):
@@ -172,9 +236,35 @@ class TransformerBlock(nn.Module):
         self.norm2 = RMSNorm(d_model)
         self.ffn = FeedForward(d_model, ff_dim, ffn_dropout_p)
 
-    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.self_attn(self.norm1(x), key_padding_mask=key_padding_mask)
-        return x + self.ffn(self.norm2(x))
+    def forward(
+        self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None, cache: KVCache | None = None
+    ) -> torch.Tensor:
+        """x [B, L, D]; with a cache, the tokens after those it holds (see MultiHeadAttentionWithRoPE)."""
+        x = x + self.self_attn(self.norm1(x), key_padding_mask, cache)
+        return x + self.ffn(self.norm2(x), separately if cache is None else cache.products)
+
+
+class StackCache(Protocol):
+    """The caches of a stack of blocks for one cached pass: one KVCache per block."""
+
+    @property
+    def products(self) -> Products: ...
+
+    @property
+    def layers(self) -> Sequence[KVCache]: ...
+
+
+def run_blocks(
+    blocks: nn.ModuleList,
+    x: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    cache: StackCache | None = None,
+) -> torch.Tensor:
+    """x through every block in turn; with a cache, block i uses the cache's layer i."""
+    layers: Sequence[KVCache | None] = [None] * len(blocks) if cache is None else cache.layers
+    for block, layer in zip(blocks, layers, strict=True):
+        x = block(x, key_padding_mask, layer)
+    return x
 
 
 class BinarySphericalQuantizer(nn.Module):
@@ -284,8 +374,11 @@ class HierarchicalEmbedding(nn.Module):
         scale = math.sqrt(self.d_model)
         return torch.cat([self.emb_s1(s1_ids) * scale, self.emb_s2(s2_ids) * scale], dim=-1)
 
-    def forward(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor) -> torch.Tensor:
-        return self.fusion_proj(self.scaled_pair(s1_ids, s2_ids))
+    def forward(
+        self, s1_ids: torch.Tensor, s2_ids: torch.Tensor, products: Products = separately
+    ) -> torch.Tensor:
+        (fused,) = products(self.scaled_pair(s1_ids, s2_ids), self.fusion_proj)
+        return fused
 
 
 class FixedEmbedding(nn.Module):
@@ -345,10 +438,23 @@ class DependencyAwareLayer(nn.Module):
         self.norm = RMSNorm(d_model)
 
     def forward(
-        self, hidden: torch.Tensor, sibling_embed: torch.Tensor, key_padding_mask: torch.Tensor | None = None
+        self,
+        hidden: torch.Tensor,
+        sibling_embed: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> torch.Tensor:
-        attn = self.cross_attn(sibling_embed, hidden, hidden, key_padding_mask=key_padding_mask)
+        """With a cache, the keys are those of every position kept by `remember`, and hidden holds
+        only the positions to condition (generation's last)."""
+        if cache is None:
+            attn = self.cross_attn(sibling_embed, hidden, hidden, key_padding_mask=key_padding_mask)
+        else:
+            attn = self.cross_attn.recall(sibling_embed, cache)
         return self.norm(hidden + attn)
+
+    def remember(self, hidden: torch.Tensor, cache: KVCache) -> None:
+        """Keep the keys and values of new positions of the context, for cached calls."""
+        self.cross_attn.remember(hidden, cache)
 
 
 class DualHead(nn.Module):
@@ -360,11 +466,13 @@ class DualHead(nn.Module):
         self.proj_s1 = nn.Linear(d_model, self.vocab_s1)
         self.proj_s2 = nn.Linear(d_model, self.vocab_s2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj_s1(x)
+    def forward(self, x: torch.Tensor, products: Products = separately) -> torch.Tensor:
+        (logits,) = products(x, self.proj_s1)
+        return logits
 
-    def cond_forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj_s2(x)
+    def cond_forward(self, x: torch.Tensor, products: Products = separately) -> torch.Tensor:
+        (logits,) = products(x, self.proj_s2)
+        return logits
 
     def compute_loss(self, s1_logits, s2_logits, s1_targets, s2_targets, padding_mask=None):
         """Mean of the s1 and s2 cross-entropies, returned with each; padded positions (nonzero) are skipped."""

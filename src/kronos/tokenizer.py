@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .hub import KronosHubMixin
-from .modules import BSQuantizer, TransformerBlock, indices_to_bits
+from .modules import BSQuantizer, StackCache, TransformerBlock, indices_to_bits, run_blocks, separately
 
 MAX_GROUP_SIZE = 16  # the quantizer keeps a table of 2**group_size codes
 
@@ -89,10 +89,7 @@ class KronosTokenizer(nn.Module, KronosHubMixin):
 
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
         """Continuous code before quantization, [B, L, codebook_dim]."""
-        z = self.embed(x)
-        for block in self.encoder:
-            z = block(z)
-        return self.quant_embed(z)
+        return self.quant_embed(run_blocks(self.encoder, self.embed(x)))
 
     def encode(self, x: torch.Tensor, half: bool = False):
         """Token ids of x [B, L, d_in]: one id per bar, or (s1, s2) with `half=True`."""
@@ -109,16 +106,18 @@ class KronosTokenizer(nn.Module, KronosHubMixin):
             bits = indices_to_bits(indices, self.codebook_dim)
         return bits * (1.0 / math.sqrt(self.codebook_dim))
 
-    def decode_code(self, code: torch.Tensor, embed: nn.Linear | None = None) -> torch.Tensor:
-        embed = self.post_quant_embed if embed is None else embed
-        z = embed(code.to(self.head.weight.dtype))
-        for block in self.decoder:
-            z = block(z)
-        return self.head(z)
+    def decode_code(
+        self, code: torch.Tensor, embed: nn.Linear | None = None, cache: StackCache | None = None
+    ) -> torch.Tensor:
+        """Bars from codes [B, L, codebook_dim]; with a cache, the tokens after those it holds."""
+        products = separately if cache is None else cache.products
+        (z,) = products(code.to(self.head.weight.dtype), self.post_quant_embed if embed is None else embed)
+        (bars,) = products(run_blocks(self.decoder, z, cache=cache), self.head)
+        return bars
 
-    def decode(self, x, half: bool = False) -> torch.Tensor:
-        """Bars [B, L, d_in] from token ids (see `encode`)."""
-        return self.decode_code(self.indices_to_code(x, half))
+    def decode(self, x, half: bool = False, cache: StackCache | None = None) -> torch.Tensor:
+        """Bars [B, L, d_in] from token ids (see `encode`); with a cache, see `decode_code`."""
+        return self.decode_code(self.indices_to_code(x, half), cache=cache)
 
     def forward(self, x: torch.Tensor):
         """Training pass: ((z_pre, z), bsq_loss, quantized, indices).
