@@ -32,7 +32,7 @@ from .forecast import (
     summarize_paths,
 )
 from .frames import GAP_POLICIES, MIN_HISTORY, future_timestamps, report_gaps, split_series
-from .generation import Sampling, sample_paths
+from .generation import Sampling, check_window, sample_paths
 from .model import Kronos
 from .pretrained import DEFAULT_MODEL, ModelMetadata, load_pretrained
 from .tokenizer import KronosTokenizer
@@ -91,6 +91,9 @@ class KronosPredictor:
     the model's own (its metadata; 512 without any, as upstream). `normalize_on="context"` keeps
     only the last `max_context` bars of a longer history, so that normalisation and tokenizer
     see just the bars the model sees; the default "history" uses them all, as upstream.
+    `dtype="bfloat16"` halves the bytes of the weights (see docs/performance.md for when it pays);
+    `window="streaming"` slides a full context window without recomputing it (see
+    `kronos.generation.WINDOWS`), the default "exact" gives upstream's numbers.
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class KronosPredictor:
         dtype: torch.dtype | str | None = None,
         use_cache: bool = True,
         normalize_on: str = "history",
+        window: str = "exact",
     ):
         self.metadata = getattr(model, "metadata", None) or ModelMetadata()
         max_context = self.metadata.max_context if max_context is None else max_context
@@ -110,6 +114,8 @@ class KronosPredictor:
         if normalize_on not in NORMALIZE_ON:
             raise ValueError(f"normalize_on must be one of {NORMALIZE_ON}, got {normalize_on!r}")
         self.normalize_on = normalize_on
+        check_window(window, use_cache)
+        self.window = window
         self.device = pick_device(device)
         self.dtype = _as_dtype(dtype)
         self.clip = clip
@@ -210,7 +216,7 @@ class KronosPredictor:
                     self.tokenizer, self.model, self._tensor([p.x for p in group]),
                     self._tensor([p.x_stamp for p in group]), self._tensor([p.y_stamp for p in group]),
                     self.max_context, pred_len, sampling, self.clip, [p.key for p in group],
-                    verbose and len(chunks) == 1, self.use_cache,
+                    verbose and len(chunks) == 1, self.use_cache, self.window,
                 )  # fmt: skip
                 out[chunk] = paths[:, :, -pred_len:]
                 bar.update(len(chunk))
