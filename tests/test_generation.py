@@ -307,3 +307,24 @@ def test_unknown_window_is_refused():
         generate_tokens(
             tokenizer, model, x, x_stamp, y_stamp, 16, 2, Sampling(), use_cache=False, window="streaming"
         )
+
+
+def test_bfloat16_predictor_warns_where_the_cpu_lacks_bf16_kernels(tiny_dir):
+    import warnings
+
+    from kronos import KronosPredictor
+    from kronos.predictor import cpu_has_bf16_kernels
+
+    # fresh copies: the predictor casts its modules in place
+    tiny_model, tiny_tokenizer = (
+        Kronos.from_pretrained(tiny_dir / "model"),
+        KronosTokenizer.from_pretrained(tiny_dir / "tokenizer"),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictor = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", dtype="bfloat16")
+    assert predictor.model.norm.weight.dtype == torch.bfloat16
+    lacking = [w for w in caught if "no bfloat16 matrix instructions" in str(w.message)]
+    assert len(lacking) == (0 if cpu_has_bf16_kernels() else 1)
+    with pytest.raises(ValueError, match="window must be one of"):
+        KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", window="rolling")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .evaluation.command import add_evaluate_arguments, run_evaluate
+from .evaluation.command import add_decoding_options, add_evaluate_arguments, run_evaluate
 from .io import check_output_file, write_atomically
 from .predictor import NORMALIZE_ON
 from .pretrained import DEFAULT_MODEL
@@ -166,6 +166,7 @@ def add_forecast_parser(subparsers) -> None:
         help="spacing of the future bars, a pandas frequency such as 5min, h, D or B (default: inferred from the data)",
     )
     parser.add_argument("--symbol", help="forecast only this symbol of a long table (with --id-column)")
+    add_decoding_options(parser)
     parser.add_argument("--out", help="write the forecast to this .csv or .parquet file (default: print CSV)")
     parser.add_argument("--plot", help="draw history and forecast to this PNG file (one series)")
     add_data_options(parser)
@@ -233,6 +234,8 @@ def run_forecast(args: argparse.Namespace) -> int:
         device=args.device,
         max_context=args.max_context,
         normalize_on=args.normalize,
+        dtype=args.dtype,
+        window=args.window,
     )
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -118,6 +118,12 @@ class KronosPredictor:
         self.window = window
         self.device = pick_device(device)
         self.dtype = _as_dtype(dtype)
+        if self.dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_has_bf16_kernels():
+            warnings.warn(
+                "this CPU has no bfloat16 matrix instructions (oneDNN reports none): bfloat16 runs in "
+                "PyTorch's generic kernels, slower than float32 (docs/performance.md)",
+                stacklevel=_caller_stacklevel(),
+            )
         self.clip = clip
         self.use_cache = use_cache
         self.model = model.to(self.device, self.dtype).eval()
@@ -506,6 +512,12 @@ def _time_features_of(indexes: list[pd.DatetimeIndex]) -> np.ndarray:
 
 def _split_rows(array: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
     return np.split(array, np.cumsum(lengths)[:-1])
+
+
+def cpu_has_bf16_kernels() -> bool:
+    """Whether PyTorch multiplies bfloat16 on this CPU with its bf16 instructions (AVX-512 BF16 or
+    AMX, through oneDNN); without them it converts element by element, slower than float32."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _as_dtype(dtype) -> torch.dtype:

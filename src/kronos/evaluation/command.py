@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..generation import WINDOWS
 from ..io import check_output_dir
 from ..predictor import NORMALIZE_ON, KronosPredictor
 from ..pretrained import DEFAULT_MODEL
@@ -79,8 +80,27 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         help="normalise each forecast on its whole lookback (default, as upstream) or only on the bars "
         "within the model's context",
     )
+    add_decoding_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def add_decoding_options(parser: argparse.ArgumentParser) -> None:
+    """--dtype and --window, how the model decodes (KronosPredictor's dtype and window)."""
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="weights and activations (default float32; bfloat16 halves the bytes of the weights, "
+        "see docs/performance.md for when it pays)",
+    )
+    parser.add_argument(
+        "--window",
+        choices=WINDOWS,
+        default="exact",
+        help="how a full context window slides: exact (default, upstream's numbers) passes it again "
+        "at every step; streaming keeps the cached tokens that stay, faster past the context",
+    )
 
 
 def _baseline_names(text: str) -> list[str]:
@@ -106,6 +126,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             device=args.device,
             max_context=args.max_context,
             normalize_on=args.normalize,
+            dtype=args.dtype,
+            window=args.window,
         )
     origins = 100 if args.origins is None and args.every is None else args.origins
     result = evaluate(
