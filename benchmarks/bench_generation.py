@@ -1,4 +1,5 @@
-"""Cached vs plain generation, side by side in one run (issue: fast generation).
+"""Cached generation in float32, bfloat16 and with a streaming window, against the plain engine
+(upstream's algorithm, float32), side by side in one run.
 
 Random weights with Kronos-small shapes (d_model 512, 8 layers, 8 heads, ff 1024, 10+10 bits) and
 Tokenizer-base shapes, max_context 512. Each (scenario, engine) runs in a fresh subprocess so that
@@ -6,17 +7,21 @@ its peak memory is its own; both engines get identical weights, inputs and seeds
 
     python benchmarks/bench_generation.py                  # A, B, C, D and the sliding-memory check
     python benchmarks/bench_generation.py --scenarios A C  # a subset
-    python benchmarks/bench_generation.py --device cuda --dtype bfloat16
+    python benchmarks/bench_generation.py --modes fp32 bf16 --device cuda  # no plain runs
+    python benchmarks/bench_generation.py --against /tmp/base/src --repeat 5  # cached vs older code
 
-Each timed run follows an untimed warm-up on the first series (see `warm_up`). Prints, per
-scenario: seconds, generated tokens per second (series x paths x steps / s) and the
-peak resident memory added by the run, for each engine, and the speed-up.
+Modes (`MODES`): plain (the reference loop in float32, what upstream runs), fp32 (cached, exact
+window), bf16 (cached, bfloat16 weights and activations), streaming (cached, float32, streaming
+window). Each timed run follows an untimed warm-up on the first series (see `warm_up`). Prints, per
+scenario and mode: seconds, generated tokens per second (series x paths x steps / s), the peak
+resident memory added by the run, the speed-up over plain, and whether the tokens equal plain's.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import time
 from dataclasses import dataclass
 
@@ -39,7 +44,6 @@ class Scenario:
     top_k: int
     top_p: float
     max_context: int = 512
-    target: float | None = None
     note: str = ""
 
     def sampling(self):
@@ -49,16 +53,10 @@ class Scenario:
 
 
 SCENARIOS = {
-    "A": Scenario("A", 1, 400, 120, 1, 1.0, 1, 1.0, target=8, note="history 400, 120 steps, 1 path, greedy"),
-    "B": Scenario(
-        "B", 1, 400, 120, 5, 1.0, 0, 0.9, target=25, note="history 400, 120 steps, 5 paths, T=1, top_p=0.9"
-    ),
-    "C": Scenario(
-        "C", 1, 384, 127, 1, 1.0, 1, 1.0, target=20, note="history 384, 127 steps (never slides), greedy"
-    ),
-    "D": Scenario(
-        "D", 64, 256, 24, 5, 1.0, 0, 0.9, target=20, note="64 series x history 256, 24 steps, 5 paths"
-    ),
+    "A": Scenario("A", 1, 400, 120, 1, 1.0, 1, 1.0, note="history 400, 120 steps, 1 path, greedy"),
+    "B": Scenario("B", 1, 400, 120, 5, 1.0, 0, 0.9, note="history 400, 120 steps, 5 paths, T=1, top_p=0.9"),
+    "C": Scenario("C", 1, 384, 127, 1, 1.0, 1, 1.0, note="history 384, 127 steps (never slides), greedy"),
+    "D": Scenario("D", 64, 256, 24, 5, 1.0, 0, 0.9, note="64 series x history 256, 24 steps, 5 paths"),
     # Memory check: D's batch with a window that fills at step 8 and then slides for 16 steps.
     "D-slide": Scenario(
         "D-slide",
@@ -138,7 +136,28 @@ def inputs(sc: Scenario, device: str):
     )
 
 
-def warm_up(tokenizer, model, x, x_stamp, y_stamp, sc: Scenario, use_cache: bool) -> None:
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    use_cache: bool
+    dtype: str
+    window: str = "exact"
+
+    def options(self) -> dict:
+        """generate_tokens keywords (window only where it is not the default: older sources lack it)."""
+        return dict(use_cache=self.use_cache) | ({} if self.window == "exact" else dict(window=self.window))
+
+
+MODES = {
+    "plain": Mode("plain", False, "float32"),
+    "fp32": Mode("fp32", True, "float32"),
+    "bf16": Mode("bf16", True, "bfloat16"),
+    "streaming": Mode("streaming", True, "float32", "streaming"),
+    "bf16-streaming": Mode("bf16-streaming", True, "bfloat16", "streaming"),
+}
+
+
+def warm_up(tokenizer, model, x, x_stamp, y_stamp, sc: Scenario, mode: Mode) -> None:
     """One untimed call on the first series, 3 steps in a window one token longer than the history,
     so that the prefill, a growing step and a sliding step have each run once before timing."""
     from kronos.generation import decode_tokens, generate_tokens
@@ -152,20 +171,20 @@ def warm_up(tokenizer, model, x, x_stamp, y_stamp, sc: Scenario, use_cache: bool
         sc.hist_len + 1,
         3,
         sc.sampling(),
-        use_cache=use_cache,
+        **mode.options(),
     )
-    decode_tokens(tokenizer, tokens, sc.hist_len + 1, use_cache=use_cache)
+    decode_tokens(tokenizer, tokens, sc.hist_len + 1, use_cache=mode.use_cache)
 
 
-def run_one(sc: Scenario, use_cache: bool, device: str, dtype_name: str, threads: int, queue) -> None:
+def run_one(sc: Scenario, mode: Mode, device: str, threads: int, steps: bool, queue) -> None:
     torch.set_num_threads(threads)
     from kronos.generation import decode_tokens, generate_tokens
 
-    tokenizer, model = build(device, getattr(torch, dtype_name))
+    tokenizer, model = build(device, getattr(torch, mode.dtype))
     x, x_stamp, y_stamp = inputs(sc, device)
-    warm_up(tokenizer, model, x, x_stamp, y_stamp, sc, use_cache)
+    warm_up(tokenizer, model, x, x_stamp, y_stamp, sc, mode)
     step_peaks: list[int] = []
-    if use_cache:
+    if steps:
         record_step_peaks(step_peaks)
     reset_peak_rss()
     before = rss_bytes()
@@ -180,11 +199,11 @@ def run_one(sc: Scenario, use_cache: bool, device: str, dtype_name: str, threads
         sc.max_context,
         sc.pred_len,
         sc.sampling(),
-        use_cache=use_cache,
+        **mode.options(),
     )
     step_peaks.append(peak_rss_bytes())
     reset_peak_rss()
-    decode_tokens(tokenizer, tokens, sc.max_context, use_cache=use_cache)
+    decode_tokens(tokenizer, tokens, sc.max_context, use_cache=mode.use_cache)
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -202,24 +221,35 @@ def run_one(sc: Scenario, use_cache: bool, device: str, dtype_name: str, threads
     )
 
 
-def run_fresh(sc: Scenario, use_cache: bool, args) -> dict:
-    """One run in a fresh process, so that its peak memory is its own."""
+def run_fresh(sc: Scenario, mode: Mode, args, src: str | None = None) -> dict:
+    """One run in a fresh process, so that its peak memory is its own; with `src`, of the kronos
+    package found there (put first on its PYTHONPATH)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=run_one, args=(sc, use_cache, args.device, args.dtype, args.threads, queue))
-    proc.start()
+    steps = mode.use_cache and src is None and sc.name == "D-slide"
+    proc = ctx.Process(target=run_one, args=(sc, mode, args.device, args.threads, steps, queue))
+    environ = dict(os.environ)
+    if src is not None:
+        os.environ["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [environ.get("PYTHONPATH")])])
+    try:
+        proc.start()
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
     result = queue.get()
     proc.join()
     return result
 
 
-def measure(sc: Scenario, engines: tuple[bool, ...], args) -> list[dict]:
-    """Per engine (use_cache flag), the fastest of `args.repeat` runs, taken in turns so that both
-    engines see the same spells of machine load; peak memory is the largest over the runs."""
-    runs: list[list[dict]] = [[] for _ in engines]
+def measure(sc: Scenario, modes: tuple[Mode, ...], args, srcs: tuple[str | None, ...] = ()) -> list[dict]:
+    """Per mode (and source tree where `srcs` names one), the fastest of `args.repeat` runs, taken
+    in turns so that the modes see the same spells of machine load; peak memory is the largest
+    over the runs."""
+    srcs = srcs or (None,) * len(modes)
+    runs: list[list[dict]] = [[] for _ in modes]
     for _ in range(args.repeat):
-        for engine_runs, use_cache in zip(runs, engines):
-            engine_runs.append(run_fresh(sc, use_cache, args))
+        for mode_runs, mode, src in zip(runs, modes, srcs):
+            mode_runs.append(run_fresh(sc, mode, args, src))
     results = []
     for engine_runs in runs:
         best = min(engine_runs, key=lambda r: r["seconds"])
@@ -244,18 +274,45 @@ def main() -> None:
         "--repeat", type=int, default=1, help="runs per engine and scenario; the fastest is reported"
     )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["plain", "fp32", "bf16", "streaming"],
+        choices=list(MODES),
+        help="what to time (default: plain fp32 bf16 streaming); speed-ups are over plain",
+    )
+    parser.add_argument(
+        "--against",
+        metavar="SRC",
+        help="time the cached engine (the first cached mode of --modes) against the one of the kronos "
+        "package in SRC (e.g. an older commit's src folder) instead of against the plain engine",
+    )
     args = parser.parse_args()
+    modes = tuple(MODES[name] for name in args.modes)
     print(
-        f"torch {torch.__version__}, device {args.device}, dtype {args.dtype}, {args.threads} threads, "
-        f"fastest of {args.repeat} run(s) per engine"
+        f"torch {torch.__version__}, device {args.device}, {args.threads} threads, "
+        f"fastest of {args.repeat} run(s) per mode, taken in turns"
     )
     for name in args.scenarios:
         sc = SCENARIOS[name]
         paths = sc.n_series * sc.sample_count
         print(f"\n[{sc.name}] {sc.note}")
+        if args.against:
+            cached = next(m for m in modes if m.use_cache)
+            new, old = measure(sc, (cached, cached), args, (None, args.against))
+            same = all((a == b).all() for a, b in zip(new["tokens"], old["tokens"]))
+            print(
+                f"  cached: {new['seconds']:7.2f} s, against {old['seconds']:7.2f} s "
+                f"({new['seconds'] / old['seconds'] - 1:+.1%}); runs "
+                + ", ".join(f"{t:.2f}" for t in new["all_seconds"])
+                + " against "
+                + ", ".join(f"{t:.2f}" for t in old["all_seconds"])
+                + f"; peak memory added {fmt_mb(new['peak'])} against {fmt_mb(old['peak'])}; "
+                + f"identical tokens: {same}"
+            )
+            continue
         if name == "D-slide":
-            (cached,) = measure(sc, (True,), args)
+            (cached,) = measure(sc, (next(m for m in modes if m.use_cache),), args)
             full_from = sc.max_context - sc.hist_len
             peaks = cached["step_peaks"]  # setup, steps 0..pred_len-1, final decode
             sliding = [p / 2**20 for p in peaks[full_from + 1 : -1]]
@@ -267,9 +324,9 @@ def main() -> None:
                 + f"final decode {peaks[-1] / 2**20:.0f} MB"
             )
             continue
-        plain, cached = measure(sc, (False, True), args)
-        same = all((a == b).all() for a, b in zip(plain["tokens"], cached["tokens"]))
-        for label, r in (("plain", plain), ("cached", cached)):
+        results = dict(zip(args.modes, measure(sc, modes, args)))
+        plain = results.get("plain")
+        for label, r in results.items():
             rate = paths * sc.pred_len / r["seconds"]
             gpu = f", GPU peak {fmt_mb(r['gpu_peak'])}" if r["gpu_peak"] is not None else ""
             runs = (
@@ -277,17 +334,17 @@ def main() -> None:
                 if len(r["all_seconds"]) == 1
                 else " (runs: " + ", ".join(f"{t:.2f}" for t in r["all_seconds"]) + ")"
             )
+            versus = ""
+            if plain is not None and label != "plain":
+                same = all((a == b).all() for a, b in zip(plain["tokens"], r["tokens"]))
+                speedup = plain["seconds"] / r["seconds"]
+                versus = f"  {speedup:5.1f}x, tokens {'identical to' if same else 'differ from'} plain"
             print(
-                f"  {label:6s}: {r['seconds']:8.2f} s  {rate:9.1f} tokens/s  peak memory added {fmt_mb(r['peak'])}{gpu}"
+                f"  {label:14s}: {r['seconds']:8.2f} s  {rate:9.1f} tokens/s  peak memory added {fmt_mb(r['peak'])}"
+                + gpu
+                + versus
                 + runs
             )
-        speedup = plain["seconds"] / cached["seconds"]
-        verdict = (
-            ""
-            if sc.target is None
-            else f" (target >= {sc.target}x: {'met' if speedup >= sc.target else 'MISSED'})"
-        )
-        print(f"  speed-up {speedup:.1f}x{verdict}; identical tokens: {same}")
 
 
 if __name__ == "__main__":

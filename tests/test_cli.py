@@ -225,3 +225,44 @@ def test_shipped_model_files_are_declared_as_package_data():
     shipped = {p for p in shipped_dir().rglob("*") if p.is_file()}
     assert {p.name for p in shipped} >= {"kronos.json", "config.json", "model.safetensors"}
     assert shipped <= declared
+
+
+def test_forecast_decoding_options(tiny_dir, five_minute_csv, tmp_path):
+    args = [
+        str(five_minute_csv),
+        "--steps",
+        "12",
+        "--model",
+        str(tiny_dir),
+        "--paths",
+        "8",
+        "--device",
+        "cpu",
+    ]
+    frames = {}
+    for name, extra in {
+        "exact": [],
+        "streaming": ["--window", "streaming"],
+        "bfloat16": ["--dtype", "bfloat16"],
+    }.items():
+        out = tmp_path / f"{name}.csv"
+        assert main(["forecast", *args, *extra, "--out", str(out)]) == 0
+        frames[name] = pd.read_csv(out)
+    # 200 bars + 12 steps stay within the context: streaming never slides and is exact
+    pd.testing.assert_frame_equal(frames["streaming"], frames["exact"])
+    median = frames["exact"]["close_q0.5"]
+    assert np.allclose(frames["bfloat16"]["close_q0.5"], median, rtol=0.05)
+    assert not np.array_equal(frames["bfloat16"]["close_q0.5"], median)  # it did run in bfloat16
+    # with a context of 100 bars the window slides: streaming then differs from exact, a little
+    slid = {}
+    for window in ("exact", "streaming"):
+        out = tmp_path / f"slid-{window}.csv"
+        assert main(["forecast", *args, "--max-context", "100", "--window", window, "--out", str(out)]) == 0
+        slid[window] = pd.read_csv(out)["close_q0.5"]
+    assert not np.array_equal(slid["streaming"], slid["exact"])
+    assert np.allclose(slid["streaming"], slid["exact"], rtol=0.05)
+
+
+def test_forecast_refuses_an_unknown_window(tiny_dir, five_minute_csv, capsys):
+    assert main(["forecast", str(five_minute_csv), "--model", str(tiny_dir), "--window", "sliding"]) == 2
+    assert "--window: invalid choice: 'sliding'" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from kronos import (
 )
 from kronos.cache import PackedLinear, SegmentedModelCache
 from kronos.generation import Sampling, decode_tokens, generate_tokens
+from kronos.modules import apply_rotary
 
 torch.set_num_threads(1)
 
@@ -294,3 +295,100 @@ def test_a_horizon_beyond_the_context_is_decoded_window_by_window():
             )
             block = z[:, :, first - hist_len : end - hist_len].reshape(4, end - first, 6)
             torch.testing.assert_close(block, window[:, first - end :], rtol=1e-4, atol=1e-5)
+
+
+def sliding_window_greedy(model, history, full_stamp, max_context: int, pred_len: int, span: int):
+    """Greedy tokens of the model over the whole sequence (from the first history token the
+    window holds), each token attending to the last `span` tokens: with span = max_context,
+    what a streaming window computes, written the plain way."""
+    h1, h2 = (t[:, -max_context:] for t in history)
+    stamp = full_stamp[:, history[0].shape[1] - h1.shape[1] :]
+    for _ in range(pred_len):
+        n = h1.shape[1]
+        i = torch.arange(n)
+        band = (i[None, :] <= i[:, None]) & (i[None, :] > i[:, None] - span)
+        x = model.embed(h1, h2, stamp[:, :n])
+        for block in model.blocks():
+            attn = block.self_attn
+            h, (cos, sin) = block.norm1(x), attn.rotary.table(i)
+            q, k, v = (attn.split_heads(proj(h)) for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+            out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=band)
+            x = x + attn.out_proj(attn.merge_heads(out))
+            x = x + block.ffn(block.norm2(x))
+        context = model.norm(x)[:, -span:]
+        s1 = model.head(context[:, -1]).argmax(-1)
+        s2 = model.decode_s2(context, s1[:, None])[:, -1].argmax(-1)
+        h1, h2 = torch.cat([h1, s1[:, None]], 1), torch.cat([h2, s2[:, None]], 1)
+    return h1[:, -pred_len:], h2[:, -pred_len:]
+
+
+STREAMING_SHAPES = {
+    "slides": SHAPES["slides"],
+    "history_longer_than_window": SHAPES["history_longer_than_window"],
+    "generated_fill_window": SHAPES["generated_fill_window"],
+    "many_rows_slides": dict(n_series=6, hist_len=30, pred_len=25, max_context=40),
+}
+
+
+@pytest.mark.parametrize("shape", list(STREAMING_SHAPES))
+@pytest.mark.parametrize("sample_count", [1, 3])
+@torch.inference_mode()
+def test_streaming_window_is_sliding_window_attention(shape, sample_count):
+    cfg = STREAMING_SHAPES[shape]
+    tokenizer, model = random_pair(seed=1)
+    x, x_stamp, y_stamp = random_inputs(cfg["n_series"], cfg["hist_len"], cfg["pred_len"])
+    greedy = Sampling(T=1.0, top_k=1, top_p=1.0, sample_count=sample_count)
+    args = (x, x_stamp, y_stamp, cfg["max_context"], cfg["pred_len"], greedy)
+    streaming = generate_tokens(tokenizer, model, *args, window="streaming")
+    full_stamp = torch.cat([x_stamp, y_stamp], 1)
+    ref_args = (model, streaming.history, full_stamp, cfg["max_context"], cfg["pred_len"])
+    for got, want in zip(streaming.generated, sliding_window_greedy(*ref_args, span=cfg["max_context"])):
+        torch.testing.assert_close(got, want.repeat_interleave(sample_count, 0), rtol=0, atol=0)
+    # the oldest tokens matter: attending to every token gives other tokens
+    unbounded = sliding_window_greedy(*ref_args, span=10**6)
+    assert any((a != b[::sample_count]).any() for a, b in zip(unbounded, streaming.generated))
+
+
+@pytest.mark.parametrize("shape", ["grows", "fills_exactly", "many_rows_grows"])
+def test_streaming_window_equals_exact_until_it_slides(shape):
+    cfg = dict(SHAPES, many_rows_grows=dict(n_series=6, hist_len=30, pred_len=10, max_context=40))[shape]
+    tokenizer, model = random_pair(seed=2)
+    x, x_stamp, y_stamp = random_inputs(cfg["n_series"], cfg["hist_len"], cfg["pred_len"])
+    args = (x, x_stamp, y_stamp, cfg["max_context"], cfg["pred_len"], Sampling(sample_count=3, seed=4))
+    exact = generate_tokens(tokenizer, model, *args)
+    streaming = generate_tokens(tokenizer, model, *args, window="streaming")
+    for a, b in zip(exact.generated, streaming.generated):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_unknown_window_is_refused():
+    tokenizer, model = random_pair(seed=2)
+    x, x_stamp, y_stamp = random_inputs(1, 10, 2)
+    with pytest.raises(ValueError, match="window must be one of"):
+        generate_tokens(tokenizer, model, x, x_stamp, y_stamp, 16, 2, Sampling(), window="sliding")
+    with pytest.raises(ValueError, match="needs use_cache=True"):
+        generate_tokens(
+            tokenizer, model, x, x_stamp, y_stamp, 16, 2, Sampling(), use_cache=False, window="streaming"
+        )
+
+
+def test_bfloat16_predictor_warns_where_the_cpu_lacks_bf16_kernels(tiny_dir):
+    import warnings
+
+    from kronos import KronosPredictor
+    from kronos.predictor import cpu_has_bf16_kernels
+
+    # fresh copies: the predictor casts its modules in place
+    tiny_model, tiny_tokenizer = (
+        Kronos.from_pretrained(tiny_dir / "model"),
+        KronosTokenizer.from_pretrained(tiny_dir / "tokenizer"),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictor = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", dtype="bfloat16")
+    assert predictor.model.norm.weight.dtype == torch.bfloat16
+    lacking = [w for w in caught if "no bfloat16 matrix instructions" in str(w.message)]
+    assert len(lacking) == (0 if cpu_has_bf16_kernels() else 1)
+    with pytest.raises(ValueError, match="window must be one of"):
+        KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", window="rolling")

@@ -6,6 +6,12 @@ history, one row per series, shared by that series' paths) and a *suffix* (each 
 tokens): a pass of one row per series extends the prefix, a pass of one row per path the suffix.
 With one path per series the two are one buffer.
 
+With a `window` (the opt-in streaming mode), a one-token pass attends over the last `window`
+tokens the cache holds and not over the older ones, which stay stored: a full context window
+slides without being passed again. That is sliding-window attention over the whole sequence;
+rotary attention sees only relative positions, so the positions growing past the window change
+nothing else.
+
 A row's numbers never depend on the other rows: one packed product for every row count, and
 attention per series. So a series gets bitwise the same paths whatever it is batched with.
 
@@ -168,9 +174,15 @@ class SegmentKV:
             self.pv[:, :, self.prefix_len : self.prefix_len + n] = v
             self.prefix_len += n
 
+    def dropped(self, held: int) -> int:
+        """How many of the oldest of `held` tokens fall outside the streaming window (else 0)."""
+        window = self.stack.window
+        return 0 if window is None else max(0, held - window)
+
     def attend(self, q: torch.Tensor) -> torch.Tensor:
-        prefix = self.pk[:, :, : self.prefix_len], self.pv[:, :, : self.prefix_len]
         if not self._in_suffix(q.shape[0]):
+            first = self.dropped(self.prefix_len)
+            prefix = self.pk[:, :, first : self.prefix_len], self.pv[:, :, first : self.prefix_len]
             return attention(q, *prefix, causal=True)
         n = q.shape[2]
         blocks = [
@@ -185,6 +197,8 @@ class SegmentKV:
         rows, heads, m, d = q.shape
         paths = rows // self.n_series
         prefix_len, end = self.prefix_len, first + m
+        drop = self.dropped(prefix_len + end)  # nonzero only for one-token passes of a streaming window
+        kept_p, kept_s = slice(min(drop, prefix_len), prefix_len), slice(max(0, drop - prefix_len), end)
 
         def by_series(t: torch.Tensor) -> torch.Tensor:  # [R, H, m, x] -> [S, H, paths * m, x]
             t = t.view(self.n_series, paths, heads, m, -1).transpose(1, 2)
@@ -194,19 +208,21 @@ class SegmentKV:
             return t.view(self.n_series, heads, paths, m, -1).transpose(1, 2).reshape(rows, heads, m, -1)
 
         q = q * d**-0.5
-        scores_p = by_series(q) @ self.pk[:, :, :prefix_len].transpose(-1, -2)
-        scores_s = q @ self.sk[:, :, :end].transpose(-1, -2)
+        scores_p = by_series(q) @ self.pk[:, :, kept_p].transpose(-1, -2)
+        scores_s = q @ self.sk[:, :, kept_s].transpose(-1, -2)
         if m > 1:
-            scores_s = scores_s.masked_fill(~visible_keys(end, m, q.device), -float("inf"))
+            scores_s = scores_s.masked_fill(~visible_keys(end, m, q.device)[:, kept_s], -float("inf"))
         weights = torch.cat([scores_p, by_series(scores_s)], dim=-1).float().softmax(dim=-1).to(q.dtype)
-        out_p = by_row(weights[..., :prefix_len] @ self.pv[:, :, :prefix_len])
-        return out_p + by_row(weights[..., prefix_len:]) @ self.sv[:, :, :end]
+        n_p = scores_p.shape[-1]
+        out_p = by_row(weights[..., :n_p] @ self.pv[:, :, kept_p])
+        return out_p + by_row(weights[..., n_p:]) @ self.sv[:, :, kept_s]
 
 
 class SegmentedCache:
     """The SegmentKV of each block's attention in a stack (a `modules.StackCache`), for
     n_series series of n_paths paths each, preallocated, with the products and rotary tables that
-    the stack's passes share."""
+    the stack's passes share. `max_len` is the most positions a row holds; `window`, if given,
+    how many of the latest a one-token pass attends to (streaming)."""
 
     def __init__(
         self,
@@ -216,12 +232,14 @@ class SegmentedCache:
         prefix_cap: int,
         suffix_cap: int,
         max_len: int,
+        window: int | None = None,
     ):
         attentions: list[RotaryAttention] = [b.self_attn for b in blocks if isinstance(b, TransformerBlock)]
         weight = attentions[0].q_proj.weight
         self.device, self.dtype = weight.device, weight.dtype
         self.n_series, self.n_paths = n_series, n_paths
         self.prefix_cap, self.suffix_cap, self.max_len = prefix_cap, suffix_cap, max_len
+        self.window = window
         self.products = PackedProducts()
         self.tables: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.layers = [SegmentKV(self, a.n_heads, a.head_dim) for a in attentions]
@@ -245,9 +263,16 @@ class SegmentedModelCache(SegmentedCache):
     """A SegmentedCache for Kronos's blocks, with one for its dependency-aware layer."""
 
     def __init__(
-        self, model: Kronos, n_series: int, n_paths: int, prefix_cap: int, suffix_cap: int, max_len: int
+        self,
+        model: Kronos,
+        n_series: int,
+        n_paths: int,
+        prefix_cap: int,
+        suffix_cap: int,
+        max_len: int,
+        window: int | None = None,
     ):
-        super().__init__(model.transformer, n_series, n_paths, prefix_cap, suffix_cap, max_len)
+        super().__init__(model.transformer, n_series, n_paths, prefix_cap, suffix_cap, max_len, window)
         cross = model.dep_layer.cross_attn
         self.dependency = SegmentKV(self, cross.n_heads, cross.head_dim)
 

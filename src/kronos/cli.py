@@ -260,13 +260,15 @@ def run_forecast(args: argparse.Namespace) -> int:
         if len(series) == 1
         else None
     )
+    decoding = dict(
+        max_context=args.max_context, normalize_on=args.normalize, dtype=args.dtype, window=args.window
+    )
     predictor = KronosPredictor.from_pretrained(
         args.model,
         args.tokenizer,
         device=args.device if args.engine == "local" else "cpu",  # with Ray, for its lookback and context
-        max_context=args.max_context,
-        normalize_on=args.normalize,
         num_threads=args.threads,
+        **decoding,
     )
     lookback = args.lookback or predictor.lookback
     sampling = dict(T=args.temperature, top_p=args.top_p, seed=args.seed)
@@ -285,7 +287,7 @@ def run_forecast(args: argparse.Namespace) -> int:
     if args.engine == "ray" and future is None:
         forecast = forecast_dataset(
             long_table(series), args.model, steps=args.steps, paths=args.paths, id_column="symbol",
-            tokenizer=args.tokenizer, predictor_options=dict(max_context=args.max_context, normalize_on=args.normalize),
+            tokenizer=args.tokenizer, predictor_options=decoding,
             num_cpus_per_actor=args.threads or 1, **engine_options(args), **options,
         )  # fmt: skip
         assert forecast is not None  # without out= the table comes back

@@ -8,7 +8,8 @@ Two engines compute the same thing:
   is shared by a series' paths. While the window grows, a step passes one token per path; once
   it slides, every hidden state changes (the oldest token drops out and positions restart at 0),
   so the step passes the whole window again: the history part once per series, then each path's
-  generated part on top of it.
+  generated part on top of it. With `window="streaming"` (opt-in, see `WINDOWS`) it does not:
+  the oldest token leaves the attention and the step passes one token per path, as it grows.
 
 Rows are laid out series-major (row = series * sample_count + path), as upstream repeats them,
 so both engines draw the same random numbers in the same order.
@@ -222,16 +223,24 @@ def window_bounds(seq_len: int, history_len: int, max_context: int) -> tuple[int
     return start, max(0, history_len - start), max(0, start - history_len)
 
 
-def _generate_cached(model, history, full_stamp, max_context, pred_len, sampling, random, progress):
+def _generate_cached(
+    model, history, full_stamp, max_context, pred_len, sampling, random, progress, streaming
+):
     n_series, hist_len = history[0].shape
     n_paths = sampling.sample_count
     generated = tuple(h.new_empty(n_series * n_paths, pred_len) for h in history)
     stamps = (full_stamp, full_stamp.repeat_interleave(n_paths, dim=0))  # per series, per path
-    cache = SegmentedModelCache(
-        model, n_series, n_paths, min(hist_len, max_context), min(pred_len, max_context), max_context
-    )
+    prefix_cap = min(hist_len, max_context)
+    if streaming:  # every generated token stays in the cache
+        cache = SegmentedModelCache(
+            model, n_series, n_paths, prefix_cap, pred_len, prefix_cap + pred_len, window=max_context
+        )
+    else:
+        cache = SegmentedModelCache(
+            model, n_series, n_paths, prefix_cap, min(pred_len, max_context), max_context
+        )
     for i in progress(pred_len):
-        s1_logits, last = _last_position(model, cache, history, generated, stamps, i, max_context)
+        s1_logits, last = _last_position(model, cache, history, generated, stamps, i, max_context, streaming)
         s1 = draw_tokens(s1_logits.float(), sampling, random and random.uniforms(i, 0))
         s2_logits = model.decode_s2(last, s1[:, None], cache=cache)[:, -1]
         s2 = draw_tokens(s2_logits.float(), sampling, random and random.uniforms(i, 1))
@@ -240,15 +249,15 @@ def _generate_cached(model, history, full_stamp, max_context, pred_len, sampling
     return generated
 
 
-def _last_position(model, cache, history, generated, stamps, step, max_context):
+def _last_position(model, cache, history, generated, stamps, step, max_context, streaming):
     """s1 logits [R, vocab] and hidden state [R, 1, D] of the last token before generated token
-    `step`: one token per path while the window grows, else the whole window passed again, the
-    history part once per series, then each path's generated part on top of it."""
+    `step`: one token per path while the window grows (or streams), else the whole window passed
+    again, the history part once per series, then each path's generated part on top of it."""
     (h1, h2), (g1, g2), (series_stamp, path_stamp) = history, generated, stamps
     hist_len = h1.shape[1]
     seq_len = hist_len + step
     start, prefix_len, gen_start = window_bounds(seq_len, hist_len, max_context)
-    if step > 0 and start == 0:
+    if step > 0 and (start == 0 or streaming):
         new = slice(step - 1, step)
         logits, context = model.decode_s1(
             g1[:, new], g2[:, new], path_stamp[:, seq_len - 1 : seq_len], cache=cache
@@ -305,14 +314,17 @@ def generate_tokens(
     series_keys: Sequence[object] | None = None,
     verbose: bool = False,
     use_cache: bool = True,
+    window: str = "exact",
 ) -> GeneratedTokens:
     """Tokenize each series' history once and sample `sampling.sample_count` token paths per series.
 
     x: normalised history [S, H, d_in]; x_stamp [S, H, 5]; y_stamp [S, pred_len, 5]. With
     `sampling.seed`, series i draws from `series_key(seed, series_keys[i])` (default: its position).
     Runs in eval mode; the modules' training flags are restored afterwards.
+    `window` is how a full context window slides (see `WINDOWS`).
     """
     _check_generation_args(x, x_stamp, y_stamp, max_context, pred_len)
+    check_window(window, use_cache)
     random = None
     if sampling.seed is not None:
         keys = range(x.shape[0]) if series_keys is None else series_keys
@@ -323,10 +335,10 @@ def generate_tokens(
     x = torch.clip(x, -clip, clip).to(dtype)
     full_stamp = torch.cat([x_stamp, y_stamp], dim=1)
     progress = trange if verbose else range
-    engine = _generate_cached if use_cache else _generate_plain
     with eval_mode(tokenizer, model):
         history = tokenizer.encode(x.to(tokenizer.head.weight.dtype), half=True)
-        generated = engine(model, history, full_stamp, max_context, pred_len, sampling, random, progress)
+        args = (model, history, full_stamp, max_context, pred_len, sampling, random, progress)
+        generated = _generate_cached(*args, window == "streaming") if use_cache else _generate_plain(*args)
     return GeneratedTokens(history=history, generated=generated, sample_count=sampling.sample_count)
 
 
@@ -423,6 +435,23 @@ def auto_regressive_inference(
         use_cache=use_cache,
     )  # fmt: skip
     return decode_tokens(tokenizer, tokens, max_context, use_cache).float().cpu().numpy().mean(axis=1)
+
+
+WINDOWS = ("exact", "streaming")
+"""How a full context window slides. "exact" (the default: upstream's numbers) passes the whole
+window again at every step once it is full, as the model was trained: positions restart at 0 and
+the oldest token leaves. "streaming" keeps the cached keys and values of the tokens that stay and
+stops attending to the oldest, so a sliding step costs what a growing one does; the kept tokens'
+hidden states still carry what they saw of the tokens that left, which changes the forecast a
+little (measured in docs/performance.md). Use it when history + steps exceed the context and
+speed matters more than matching upstream token for token; below the context it is exact."""
+
+
+def check_window(window: str, use_cache: bool = True) -> None:
+    if window not in WINDOWS:
+        raise ValueError(f"window must be one of {WINDOWS}, got {window!r}")
+    if window == "streaming" and not use_cache:
+        raise ValueError("window='streaming' needs use_cache=True (the plain loop is the exact reference)")
 
 
 def _check_generation_args(x, x_stamp, y_stamp, max_context, pred_len) -> None:

@@ -38,7 +38,7 @@ from .forecast import (
     path_statistics,
 )
 from .frames import GAP_POLICIES, MIN_HISTORY, future_timestamps, report_gaps, split_series
-from .generation import Sampling, decode_tokens, generate_tokens
+from .generation import Sampling, check_window, decode_tokens, generate_tokens
 from .model import Kronos
 from .pretrained import DEFAULT_MODEL, ModelMetadata, load_pretrained
 from .tokenizer import KronosTokenizer
@@ -143,6 +143,10 @@ class KronosPredictor:
     MKL_NUM_THREADS is set; the count is restored after each call. `memory_budget` (bytes) bounds
     one generation call's estimated memory: larger batches are split, and one series that needs
     more is refused. A predictor holds no per-call state: threads may share one (use `seed=`).
+
+    `dtype="bfloat16"` halves the bytes of the weights (see docs/performance.md for when it pays);
+    `window="streaming"` slides a full context window without recomputing it (see
+    `kronos.generation.WINDOWS`), the default "exact" gives upstream's numbers.
     """
 
     def __init__(
@@ -157,6 +161,7 @@ class KronosPredictor:
         normalize_on: str = "history",
         num_threads: int | None = None,
         memory_budget: int = GENERATION_MEMORY,
+        window: str = "exact",
     ):
         self.metadata = getattr(model, "metadata", None) or ModelMetadata()
         max_context = self.metadata.max_context if max_context is None else max_context
@@ -173,6 +178,14 @@ class KronosPredictor:
         self.memory_budget = positive_int(memory_budget, "memory_budget")
         self.device = pick_device(device)
         self.dtype = _as_dtype(dtype)
+        if self.dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_has_bf16_kernels():
+            warnings.warn(
+                "this CPU has no bfloat16 matrix instructions (oneDNN reports none): bfloat16 runs in "
+                "PyTorch's generic kernels, slower than float32 (docs/performance.md)",
+                stacklevel=_caller_stacklevel(),
+            )
+        check_window(window, use_cache)
+        self.window = window
         self.use_cache = use_cache
         self.model = model.to(self.device, self.dtype).eval()
         self.tokenizer = tokenizer.to(self.device, self.dtype).eval()
@@ -304,7 +317,7 @@ class KronosPredictor:
                         self.tokenizer, self.model, self._tensor([p.x for p in group]),
                         self._tensor([p.x_stamp for p in group]), self._tensor([p.y_stamp for p in group]),
                         self.max_context, pred_len, sampling, self.clip, [p.key for p in group],
-                        verbose and len(chunks) == 1, self.use_cache,
+                        verbose and len(chunks) == 1, self.use_cache, self.window,
                     )  # fmt: skip
                     paths = decode_tokens(self.tokenizer, tokens, self.max_context, self.use_cache)
                 paths = paths.float().cpu().numpy()
@@ -777,6 +790,12 @@ def _time_features_of(indexes: list[pd.DatetimeIndex]) -> np.ndarray:
 
 def _split_rows(array: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
     return np.split(array, np.cumsum(lengths)[:-1])
+
+
+def cpu_has_bf16_kernels() -> bool:
+    """Whether PyTorch multiplies bfloat16 on this CPU with its bf16 instructions (AVX-512 BF16 or
+    AMX, through oneDNN); without them it converts element by element, slower than float32."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _as_dtype(dtype) -> torch.dtype:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..generation import WINDOWS
 from ..io import check_output_dir
 from ..predictor import NORMALIZE_ON, PATHS, TEMPERATURE, TOP_P, KronosPredictor
 from ..pretrained import DEFAULT_MODEL
@@ -101,6 +102,25 @@ def add_context_options(parser: argparse.ArgumentParser) -> None:
         help="normalise each forecast on its whole lookback (default, as upstream) or only on the bars "
         "within the model's context",
     )
+    add_decoding_options(parser)
+
+
+def add_decoding_options(parser: argparse.ArgumentParser) -> None:
+    """--dtype and --window, how the model decodes (KronosPredictor's dtype and window)."""
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="weights and activations (default float32; bfloat16 halves the bytes of the weights, "
+        "see docs/performance.md for when it pays)",
+    )
+    parser.add_argument(
+        "--window",
+        choices=WINDOWS,
+        default="exact",
+        help="how a full context window slides: exact (default, upstream's numbers) passes it again "
+        "at every step; streaming keeps the cached tokens that stay, faster past the context",
+    )
 
 
 def _baseline_names(text: str) -> list[str]:
@@ -126,7 +146,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--out")
     series = read_series(args.files, id_column=args.id_column)
     model = args.model or DEFAULT_MODEL
-    predictor_options = dict(max_context=args.max_context, normalize_on=args.normalize)
+    predictor_options = dict(
+        max_context=args.max_context, normalize_on=args.normalize, dtype=args.dtype, window=args.window
+    )
     settings = dict(
         lookback=args.lookback,
         steps=args.steps,
