@@ -50,7 +50,7 @@ def as_bars(frame: pd.DataFrame) -> list[dict]:
 
 
 def expected(
-    predictor, frame: pd.DataFrame, steps: int, paths: int, levels, seed=0, series_id=0
+    predictor, frame: pd.DataFrame, steps: int, paths: int, levels, seed=0, series_id=0, calibration=None
 ) -> pd.DataFrame:
     """What the library gives for the bars a request sends: predict_quantiles on the last lookback bars,
     the future inferred from all of them."""
@@ -58,8 +58,15 @@ def expected(
     history = frame.iloc[-predictor.lookback :]
     return predictor.predict_quantiles(
         history[FIELDS], history["timestamps"], future, steps,
-        quantile_levels=levels, sample_count=paths, seed=seed, series_id=series_id,
+        quantile_levels=levels, sample_count=paths, seed=seed, series_id=series_id, calibration=calibration,
     )  # fmt: skip
+
+
+def calibrated(predictor, frame: pd.DataFrame, steps: int, paths: int, seed=0, series_id=0):
+    """The calibration `kronos forecast --calibrate` fits: on every bar sent."""
+    return predictor.calibrate(
+        frame[FIELDS], frame["timestamps"], steps, sample_count=paths, seed=seed, series_id=series_id
+    )
 
 
 def assert_same(answer: dict, table: pd.DataFrame, levels) -> None:
@@ -197,26 +204,115 @@ def test_batch_route_keys_each_series_by_its_id(kronos_server, predictor, sp500)
         assert_same(answer, expected(predictor, frame, 4, 17, (0.2, 0.8), series_id=key), (0.2, 0.8))
 
 
-def test_csv_upload_gives_what_kronos_forecast_writes(kronos_server, tmp_path, capsys):
+@pytest.mark.parametrize("calibrate", [False, True])
+def test_csv_upload_gives_what_kronos_forecast_writes(kronos_server, tmp_path, capsys, calibrate):
     out = tmp_path / "cli.csv"
-    assert (
-        main(["forecast", str(SP500), "--steps", "5", "--paths", "10", "--device", "cpu", "--out", str(out)])
-        == 0
-    )
+    flags = ["--calibrate"] if calibrate else []
+    command = ["forecast", str(SP500), "--steps", "5", "--paths", "10", "--device", "cpu", "--out", str(out)]
+    assert main(command + flags) == 0
     cli = pd.read_csv(out)
     with kronos_server.client() as client:
         with SP500.open("rb") as file:
             response = client.post(
                 "/v1/forecast/csv",
                 files={"file": ("sp500_daily.csv", file)},
-                data={"steps": "5", "paths": "10"},
+                data={"steps": "5", "paths": "10", "calibrate": json.dumps(calibrate)},
             )
     assert response.status_code == 200, response.text
     answer = response.json()
+    assert answer["calibrated"] is calibrate
+    if calibrate:  # on all 400 bars: origins 108, 110, ..., 394 (every 2 bars for 5 steps)
+        assert answer["calibration"]["past_forecasts"] == 144
+        assert "calibrated on 144 past forecasts" in capsys.readouterr().err
     assert [t[:10] for t in answer["timestamps"]] == cli["timestamps"].tolist()
     for level in (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975):
         np.testing.assert_array_equal(answer["quantiles"]["close"][f"{level:g}"], cli[f"close_q{level:g}"])
     np.testing.assert_array_equal(answer["prob_up"], cli["prob_close_above_last"])
+
+
+def test_calibrated_forecast_equals_predict_quantiles_with_its_calibration(kronos_server, predictor, sp500):
+    frame = sp500.iloc[100:300]  # 200 bars: the calibration uses them all, the forecast the last 108
+    levels = (0.1, 0.5, 0.9)
+    body = {"bars": as_bars(frame), "steps": 6, "paths": 12, "quantile_levels": list(levels), "seed": 3,
+            "return_paths": True, "calibrate": True}  # fmt: skip
+    with kronos_server.client() as client:
+        response = client.post("/v1/forecast", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    calibration = calibrated(predictor, frame, 6, 12, seed=3)
+    table = expected(predictor, frame, 6, 12, levels, seed=3, calibration=calibration)
+    assert_same(answer, table, levels)
+    assert answer["median"]["close"] == table["close_q0.5"].tolist()
+    assert answer["calibrated"] is True
+    assert answer["calibration"] == {
+        "past_forecasts": calibration.origins,
+        "lookback": 108,
+        "move_kept": float(calibration.shrink.mean()),
+        "spread_weight": float(calibration.weight.mean()),
+    }
+    assert calibration.origins == 29  # origins 108, 111, ..., 192: the last ends at bar 198 of 200
+    # and the bands differ from the uncalibrated ones
+    assert (
+        answer["quantiles"]["close"]["0.9"]
+        != expected(predictor, frame, 6, 12, levels, seed=3)["close_q0.9"].tolist()
+    )
+    history = frame.iloc[-108:]
+    paths = predictor.predict_paths(
+        history[FIELDS], history["timestamps"], pd.DatetimeIndex(answer["timestamps"]), 6,
+        sample_count=12, seed=3, calibration=calibration,
+    )  # fmt: skip
+    for j, field in enumerate(FEATURE_COLUMNS):  # predict_paths returns them in float32
+        np.testing.assert_array_equal(np.asarray(answer["paths"][field], dtype=np.float32), paths[:, :, j])
+
+
+def test_calibrated_batch_keys_each_series_and_counts_past_forecasts_against_a_cap(
+    kronos_server, predictor, sp500
+):
+    frames = {"spx": sp500.iloc[:200], 7: sp500.iloc[150:400]}
+    body = {
+        "series": [{"id": key, "bars": as_bars(frame)} for key, frame in frames.items()],
+        "steps": 4, "paths": 10, "quantile_levels": [0.2, 0.8], "calibrate": True,
+    }  # fmt: skip
+    with kronos_server.client() as client:
+        response = client.post("/v1/forecast/batch", json=body)
+        assert response.status_code == 200, response.text
+        for answer, (key, frame) in zip(response.json()["forecasts"], frames.items()):
+            calibration = calibrated(predictor, frame, 4, 10, series_id=key)
+            table = expected(predictor, frame, 4, 10, (0.2, 0.8), series_id=key, calibration=calibration)
+            assert_same(answer, table, (0.2, 0.8))
+            assert answer["calibration"]["past_forecasts"] == calibration.origins
+        # two series of 400 bars: 145 past forecasts each, over the test server's cap of 200
+        body["series"] = [{"id": i, "bars": as_bars(sp500)} for i in range(2)]
+        refused = client.post("/v1/forecast/batch", json=body)
+        assert refused.status_code == 422
+        error = refused.json()["error"]
+        assert error["field"] == "calibrate"
+        assert (
+            "calibrate needs 290 past forecasts for this request, over this server's cap of 200"
+            in error["message"]
+        )
+        assert "--max-past-forecasts" in error["message"]
+
+
+def test_calibrating_too_short_a_series_gets_a_422_naming_it_and_the_bars_needed(kronos_server, sp500):
+    with kronos_server.client() as client:
+        single = client.post(
+            "/v1/forecast", json={"bars": as_bars(sp500.iloc[:150]), "steps": 6, "calibrate": True}
+        )
+        batch = client.post(
+            "/v1/forecast/batch",
+            json={"series": [{"bars": as_bars(sp500)}, {"bars": as_bars(sp500.iloc[:150])}], "steps": 6,
+                  "calibrate": True},
+        )  # fmt: skip
+    assert single.status_code == 422
+    error = single.json()["error"]
+    assert error["field"] == "bars"
+    assert error["message"] == (
+        "bars has 150 bars; calibrate needs at least 171 (lookback 108, 6 steps, 20 past forecasts)"
+    )
+    assert batch.status_code == 422
+    assert batch.json()["error"]["field"] == "series[1].bars"
+    assert "series[1].bars has 150 bars; calibrate needs at least 171" in batch.json()["error"]["message"]
 
 
 def test_parse_reads_a_csv_as_the_library_does(kronos_server, sp500):

@@ -104,6 +104,34 @@ def test_page_reads_a_csv_forecasts_and_draws_candles_fans_and_statistics(page, 
     assert len(lines) == 13 and lines[1].startswith("2019-01-01")
 
 
+def test_a_calibrated_forecast_draws_and_downloads_its_calibrated_bands(page):
+    before = page.evaluate("document.getElementById('chart').data.map(t => t.y)")
+    page.check("#calibrate")
+    page.click("#run")
+    page.wait_for_function(
+        "document.body.dataset.status === 'drawn' && document.getElementById('footnote').textContent.includes('Calibrated')"
+    )
+    chart = drawn(page)
+    assert {"95% band", "80% band", "50% band", "median"} <= {name for _, name in chart["traces"]}
+    assert chart["fills"] >= 3
+    assert "12-step forecast, calibrated" in page.evaluate(
+        "document.getElementById('chart').layout.title.text"
+    )
+    # 400 bars, 12 steps: a past forecast every 6 bars from bar 108, the last ending at bar 400
+    assert "Calibrated on 47 past forecasts" in page.inner_text("#footnote")
+    after = page.evaluate("document.getElementById('chart').data.map(t => t.y)")
+    assert after != before  # the bands moved
+    page.screenshot(path=str(ARTIFACTS / "serve_page_calibrated.png"), full_page=True)
+    bands = page.evaluate("document.getElementById('chart').data.find(t => t.name === '80% band').y")
+    with page.expect_download() as download:
+        page.click("#download")
+    assert download.value.suggested_filename == "sp500_daily_forecast_calibrated.csv"
+    table = pd.read_csv(download.value.path())
+    assert len(table) == 12
+    assert table["close_q0.9"].tolist() == bands[1:]  # the band drawn is the one downloaded
+    page.uncheck("#calibrate")
+
+
 def test_replay_overlays_what_happened_after_an_earlier_bar(page):
     page.check("#replay")
     page.eval_on_selector("#origin", "el => { el.value = 300; el.dispatchEvent(new Event('input')); }")

@@ -32,6 +32,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from .. import __version__
+from ..calibration import Calibration
 from ..data import FEATURE_COLUMNS, series_name
 from ..predictor import KronosPredictor
 from ..pretrained import DEFAULT_MODEL
@@ -42,6 +43,7 @@ from .inputs import (
     PreparedSeries,
     bars_as_json,
     check_options,
+    check_past_forecasts,
     prepare,
     series_from_bars,
     series_from_csv,
@@ -93,31 +95,65 @@ class Forecaster:
     """Runs the jobs of one micro-batch through one `predict_paths_batch` call (worker thread).
 
     The call is not cut into smaller ones: a job of a batch request alone is as large as that
-    request, so it gets the numbers that `predict_paths_batch` gives its series in one call.
+    request, so it gets the numbers that `predict_paths_batch` gives its series in one call. A
+    job that asks for calibration first has each of its series calibrated on its own bars
+    (`KronosPredictor.calibrate`, as `kronos forecast --calibrate` does), here in the same worker,
+    and its paths are then calibrated as `predict_quantiles(..., calibration=)` calibrates them.
     """
 
     def __init__(self, predictor: KronosPredictor):
         self.predictor = predictor
 
-    def __call__(
-        self, jobs: list[tuple[list[PreparedSeries], ForecastOptions]]
-    ) -> list[tuple[np.ndarray, int]]:
+    def __call__(self, jobs: list[tuple[list[PreparedSeries], ForecastOptions]]) -> list[Generated]:
         series = [one for prepared, _ in jobs for one in prepared]
         options = jobs[0][1]  # a batch shares its key, so its sampling settings
+        sampling: dict[str, Any] = dict(
+            T=options.temperature, top_k=options.top_k, top_p=options.top_p, seed=options.seed
+        )
+        calibrations = [
+            self.calibrate(one, job_options, sampling) if job_options.calibrate else None
+            for prepared, job_options in jobs
+            for one in prepared
+        ]
         paths = self.predictor.predict_paths_batch(
             [one.history[FEATURE_COLUMNS] for one in series],
             [one.history["timestamps"] for one in series],
             [one.future.timestamps for one in series],
             options.steps,
             sample_count=options.paths,
-            T=options.temperature,
-            top_k=options.top_k,
-            top_p=options.top_p,
-            seed=options.seed,
             series_ids=[one.key for one in series],
+            **sampling,
         )
+        calibrated = [
+            paths[i] if c is None else c.apply(paths[i], one.last_close, one.volatility)
+            for i, (one, c) in enumerate(zip(series, calibrations))
+        ]
         bounds = np.cumsum([0] + [len(prepared) for prepared, _ in jobs])
-        return [(paths[a:b], len(series)) for a, b in zip(bounds[:-1], bounds[1:])]
+        return [
+            Generated(calibrated[a:b], calibrations[a:b], len(series))
+            for a, b in zip(bounds[:-1], bounds[1:])
+        ]
+
+    def calibrate(self, one: PreparedSeries, options: ForecastOptions, sampling: dict) -> Calibration:
+        return self.predictor.calibrate(
+            one.bars[FEATURE_COLUMNS],
+            one.bars["timestamps"],
+            options.steps,
+            lookback=self.predictor.lookback,
+            sample_count=options.paths,
+            series_id=one.key,
+            **sampling,
+        )
+
+
+@dataclass
+class Generated:
+    """A job's result: per series its paths [paths, steps, 6] and calibration (or None), and the
+    series in the generation call that made them."""
+
+    paths: list[np.ndarray]
+    calibrations: list[Calibration | None]
+    batch_series: int
 
 
 def batch_key(options: ForecastOptions) -> Hashable:
@@ -147,15 +183,16 @@ class Service:
 
     async def generate(
         self, request: Request | None, prepared: list[PreparedSeries], options: ForecastOptions
-    ) -> tuple[np.ndarray, int]:
-        """Paths [series, paths, steps, 6] for `prepared`, and the series in the call that made them.
+    ) -> Generated:
+        """Paths (and calibrations) for `prepared`, and the series in the call that made them.
 
-        Waits for the batcher, or for the client to disconnect: then the job is withdrawn.
+        Waits for the batcher, or for the client to disconnect: then the job is withdrawn. A
+        calibrated series weighs its past forecasts too in the queue, and leads a call of its own.
         """
+        check_past_forecasts(prepared, self.limits)
+        size = sum(1 + one.past_forecasts for one in prepared)
         try:
-            future = self.batcher.submit(
-                batch_key(options), len(prepared), self.config.max_batch, (prepared, options)
-            )
+            future = self.batcher.submit(batch_key(options), size, self.config.max_batch, (prepared, options))
         except Overloaded as err:
             raise HTTPException(
                 503, f"the server is busy: {err}; retry shortly", {"Retry-After": "1"}
@@ -415,9 +452,11 @@ def build_v1(service: Service) -> APIRouter:
             return levels, prepare(prepare_series(), options, service.lookback, key, "bars")
 
         levels, prepared = await run_in_threadpool(read)
-        paths, batch_series = await service.generate(request, [prepared], options)
-        answer = await run_in_threadpool(summarize, prepared, paths[0], levels, options)
-        return JSONResponse({**_header(service, options), **answer, "batch_series": batch_series})
+        made = await service.generate(request, [prepared], options)
+        answer = await run_in_threadpool(
+            summarize, prepared, made.paths[0], levels, options, made.calibrations[0]
+        )
+        return JSONResponse({**_header(service, options), **answer, "batch_series": made.batch_series})
 
     @v1.post(
         "/forecast",
@@ -462,19 +501,16 @@ def build_v1(service: Service) -> APIRouter:
             return levels, prepared
 
         levels, prepared = await run_in_threadpool(read)
-        paths, _ = await service.generate(request, prepared, body)
+        made = await service.generate(request, prepared, body)
 
         def answers() -> list[dict]:
-            return [{"id": one.key, **summarize(one, p, levels, body)} for one, p in zip(prepared, paths)]
+            return [
+                {"id": one.key, **summarize(one, paths, levels, body, calibration)}
+                for one, paths, calibration in zip(prepared, made.paths, made.calibrations)
+            ]
 
         return JSONResponse({**_header(service, body), "forecasts": await run_in_threadpool(answers)})
 
-    @v1.post(
-        "/forecast/csv",
-        response_model=ForecastResponse,
-        summary="Forecast an uploaded CSV file (multipart form: file, and any forecast option as a field)",
-        openapi_extra=_multipart_body(with_options=True),
-    )
     async def forecast_csv(request: Request) -> JSONResponse:
         content, name, timestamp_column, fields = await _read_upload(request)
         options = _form_options(fields)
@@ -482,16 +518,10 @@ def build_v1(service: Service) -> APIRouter:
         return await one_forecast(
             request,
             options,
-            lambda: series_from_csv(content, name, limits, timestamp_column),
+            lambda: series_from_csv(content, name, limits, timestamp_column, np.float32),
             series_name(Path(name)),
         )
 
-    @v1.post(
-        "/parse",
-        response_model=BarsResponse,
-        summary="Read and check an uploaded CSV file; answers its bars as /v1/forecast takes them",
-        openapi_extra=_multipart_body(with_options=False),
-    )
     async def parse(request: Request) -> JSONResponse:
         content, name, timestamp_column, fields = await _read_upload(request)
         if fields:
@@ -501,6 +531,21 @@ def build_v1(service: Service) -> APIRouter:
         series = await run_in_threadpool(series_from_csv, content, name, limits, timestamp_column)
         return JSONResponse({"name": name, "columns": list(series.columns), "bars": bars_as_json(series)})
 
+    # the routes that take a multipart form with a CSV file (and the forecast options, if they have any)
+    for path, route, response_model, with_options, summary in (
+        ("/forecast/csv", forecast_csv, ForecastResponse, True,
+         "Forecast an uploaded CSV file (multipart form: file, and any forecast option as a field)"),
+        ("/parse", parse, BarsResponse, False,
+         "Read and check an uploaded CSV file; answers its bars as /v1/forecast takes them"),
+    ):  # fmt: skip
+        v1.add_api_route(
+            path,
+            route,
+            methods=["POST"],
+            response_model=response_model,
+            summary=summary,
+            openapi_extra=_multipart_body(with_options),
+        )
     return v1
 
 

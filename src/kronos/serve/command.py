@@ -8,18 +8,27 @@ import ipaddress
 import os
 import sys
 
-from ..pretrained import DEFAULT_MODEL
-
 API_KEY_ENV = "KRONOS_API_KEY"
 SERVE_PACKAGES = ("fastapi", "uvicorn", "multipart", "prometheus_client")
 
 
+MODEL_ARGUMENTS = ("model", "tokenizer", "device", "threads")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model, --tokenizer, --device and --threads: `kronos forecast`'s own arguments, taken from
+    its parser, so that the service names and loads a model exactly as the CLI does."""
+    from ..cli import add_forecast_parser
+
+    commands = argparse.ArgumentParser().add_subparsers()
+    add_forecast_parser(commands)
+    for action in commands.choices["forecast"]._actions:
+        if action.dest in MODEL_ARGUMENTS:
+            parser._add_action(action)
+
+
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", default=DEFAULT_MODEL,
-        help=f"model: '{DEFAULT_MODEL}' (shipped, offline), a directory, or a hub id",
-    )  # fmt: skip
-    parser.add_argument("--tokenizer", help="tokenizer directory or hub id (default: the model's own)")
+    add_model_arguments(parser)
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)"
     )
@@ -29,12 +38,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get(API_KEY_ENV),
         help=f"require this key on every /v1 route (default: ${API_KEY_ENV}); clients send "
         "'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
-    )
-    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        help="CPU threads (default: 1 for models under 5M parameters, else torch's default)",
     )
     batching = parser.add_argument_group("micro-batching")
     batching.add_argument(
@@ -55,6 +58,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     caps.add_argument("--max-steps", type=int, default=256, help="forecast steps (default 256)")
     caps.add_argument("--max-paths", type=int, default=256, help="sampled paths per series (default 256)")
     caps.add_argument("--max-series", type=int, default=64, help="series per batch request (default 64)")
+    caps.add_argument(
+        "--max-past-forecasts", type=int, default=1000,
+        help="past forecasts a calibrated request may run, over all its series (default 1000; "
+        "a series calibrates on up to 200)",
+    )  # fmt: skip
     caps.add_argument("--max-body-mb", type=float, default=16.0, help="request body in MiB (default 16)")
     parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
@@ -65,7 +73,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     from ..cli import CommandError
 
-    for flag in ("max_batch", "max_queue", "max_bars", "max_steps", "max_paths", "max_series", "threads"):
+    for flag in (
+        "max_batch", "max_queue", "max_bars", "max_steps", "max_paths", "max_series", "max_past_forecasts", "threads"
+    ):  # fmt: skip
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise CommandError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
@@ -93,6 +103,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         max_paths=args.max_paths,
         max_series=args.max_series,
+        max_past_forecasts=args.max_past_forecasts,
         max_body_bytes=int(args.max_body_mb * 2**20),
     )
     config = ServeConfig(args.model, args.api_key, limits, args.max_batch, args.batch_wait_ms, args.max_queue)

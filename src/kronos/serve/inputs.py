@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..calibration import MIN_ORIGINS, Calibration, fit_origins, history_volatility, required_rows
 from ..data import (
     CLOSE,
     FEATURE_COLUMNS,
@@ -58,6 +59,13 @@ class PreparedSeries:
     history: pd.DataFrame  # the last `lookback` bars: timestamps and FEATURE_COLUMNS
     future: FutureIndex
     last_close: float
+    bars: pd.DataFrame  # every bar sent, what a calibration is fitted on
+    past_forecasts: int = 0  # the calibration's, when asked for one
+
+    @property
+    def volatility(self) -> float:
+        """The history's per-bar volatility, as the predictor measures it (float32 closes) for calibration."""
+        return float(history_volatility(self.history["close"].to_numpy(dtype=np.float32)))
 
 
 def check_options(options: ForecastOptions, limits: Limits) -> tuple[float, ...]:
@@ -115,9 +123,11 @@ def series_from_bars(bars: list[Bar], label: str, limits: Limits) -> OHLCVSeries
 
 
 def series_from_csv(
-    content: bytes, name: str, limits: Limits, timestamp_column: str | None = None
+    content: bytes, name: str, limits: Limits, timestamp_column: str | None = None, dtype=np.float64
 ) -> OHLCVSeries:
-    """An uploaded CSV file as a series, read as `kronos forecast` reads a file (rows sorted by time)."""
+    """An uploaded CSV file as a series, read as `kronos forecast` reads a file (rows sorted by time);
+    in float32 as `kronos forecast` holds a file's bars, so that a calibration fitted on them is the
+    CLI's too, or in float64 to answer the bars as sent (`/v1/parse`)."""
     try:
         table = pd.read_csv(io.BytesIO(content))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -125,7 +135,7 @@ def series_from_csv(
     check_bar_count(len(table), name, limits, "file")
     try:
         mapped = map_columns(table, name, timestamp_column=timestamp_column)
-        series = series_from_frame(mapped, name, dtype=np.float64)
+        series = series_from_frame(mapped, name, dtype=dtype)
     except LIBRARY_ERRORS as err:
         raise InputError(str(err), "file") from err
     return check_magnitude(series, "file")
@@ -140,16 +150,44 @@ def prepare(
         future = future_timestamps(pd.DatetimeIndex(series.timestamps), options.steps, label, options.freq)
     except LIBRARY_ERRORS as err:
         raise InputError(str(err), "freq" if options.freq else label) from err
-    history = series.frame().iloc[-lookback:].reset_index(drop=True)
+    bars = series.frame()
+    past_forecasts = 0
+    if options.calibrate:
+        past_forecasts = len(fit_origins(len(bars), lookback, options.steps))
+        if past_forecasts < MIN_ORIGINS:
+            needed = required_rows(lookback, options.steps)
+            raise InputError(
+                f"{label} has {len(bars)} bars; calibrate needs at least {needed} (lookback {lookback}, "
+                f"{options.steps} steps, {MIN_ORIGINS} past forecasts)",
+                label,
+            )
+    history = bars.iloc[-lookback:].reset_index(drop=True)
     # the close as the model sees it (float32), as predict_quantiles compares the paths with it
-    return PreparedSeries(key, history, future, float(np.float32(series.bars[-1, CLOSE])))
+    last_close = float(np.float32(series.bars[-1, CLOSE]))
+    return PreparedSeries(key, history, future, last_close, bars, past_forecasts)
+
+
+def check_past_forecasts(prepared: list[PreparedSeries], limits: Limits) -> None:
+    """A calibrated request runs its series' past forecasts too: they count against a cap of their own."""
+    total = sum(one.past_forecasts for one in prepared)
+    if total > limits.max_past_forecasts:
+        raise InputError(
+            f"calibrate needs {total} past forecasts for this request, over this server's cap of "
+            f"{limits.max_past_forecasts} (kronos serve --max-past-forecasts)",
+            "calibrate",
+        )
 
 
 def summarize(
-    series: PreparedSeries, paths: np.ndarray, levels: tuple[float, ...], options: ForecastOptions
+    series: PreparedSeries,
+    paths: np.ndarray,
+    levels: tuple[float, ...],
+    options: ForecastOptions,
+    calibration: Calibration | None = None,
 ) -> dict:
-    """The answer for one series from its sampled paths [paths, steps, 6]: the columns that
-    `predict_quantiles` returns (`kronos.forecast.path_statistics`), arranged per field."""
+    """The answer for one series from its sampled paths [paths, steps, 6] (calibrated already when
+    `calibration` is given): the columns that `predict_quantiles` returns
+    (`kronos.forecast.path_statistics`), arranged per field."""
     columns = path_statistics(paths, series.last_close, sorted({*levels, 0.5}), options.repair_ohlc)
     bars = series.history[FEATURE_COLUMNS].to_numpy(dtype=np.float64)
     per_bar = realized_volatility(bars[None, 1:], bars[0, CLOSE])[0, -1] / math.sqrt(len(bars) - 1)
@@ -169,12 +207,23 @@ def summarize(
         "expected_volatility": floats(columns["realized_vol"]),
         "historical_volatility": floats(per_bar * horizon),
         "ohlc_violation_rate": ohlc_violation_rate(paths),
+        "calibrated": calibration is not None,
+        "calibration": None if calibration is None else calibration_summary(calibration),
     }
     if options.return_paths:
         answer["paths"] = {
             field: [floats(path) for path in paths[:, :, j]] for j, field in enumerate(FEATURE_COLUMNS)
         }
     return answer
+
+
+def calibration_summary(calibration: Calibration) -> dict:
+    return {
+        "past_forecasts": calibration.origins,
+        "lookback": calibration.lookback,
+        "move_kept": float(calibration.shrink.mean()),
+        "spread_weight": float(calibration.weight.mean()),
+    }
 
 
 def floats(values) -> list[float | None]:

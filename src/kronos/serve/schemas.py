@@ -63,6 +63,11 @@ class ForecastOptions(Strict):
         "(default: inferred from the bars, as `kronos forecast` does)",
     )
     return_paths: bool = Field(False, description="also return every sampled path (raw, before repair)")
+    calibrate: bool = Field(
+        False,
+        description="calibrate each series' bands on its own bars (all sent, not only the lookback), as "
+        "`kronos forecast --calibrate` does: needs about lookback + 10 x steps bars (20 past forecasts)",
+    )
 
     @field_validator("quantile_levels", mode="before")
     @classmethod
@@ -89,6 +94,17 @@ class BatchRequest(ForecastOptions):
     series: list[SeriesInput] = Field(min_length=1)
 
 
+class CalibrationSummary(BaseModel):
+    """What a calibration was fitted on and what it does, as means over the steps."""
+
+    past_forecasts: int = Field(description="past forecasts of the series' own bars it was fitted on")
+    lookback: int = Field(description="bars of history each past forecast saw")
+    move_kept: float = Field(description="mean share of the model's median move kept (shrink)")
+    spread_weight: float = Field(
+        description="mean weight of the model's spread against the history's random-walk volatility"
+    )
+
+
 class Forecast(BaseModel):
     """One series' forecast. Per field (open, high, low, close, volume, amount) and step: the
     mean, the median and each quantile; per step: P(close above the last close) and the expected
@@ -110,6 +126,8 @@ class Forecast(BaseModel):
         description="per step h, sqrt(h) x the history's realised volatility per bar"
     )
     ohlc_violation_rate: float = Field(description="share of raw sampled bars with high/low out of order")
+    calibrated: bool = Field(False, description="whether the paths, bands and P(up) are calibrated")
+    calibration: CalibrationSummary | None = None
     paths: dict[str, list[list[float | None]]] | None = None
 
 
@@ -162,6 +180,7 @@ class Limits:
     max_steps: int = 256
     max_paths: int = 256
     max_series: int = 64
+    max_past_forecasts: int = 1000  # calibration's past forecasts per request, over all its series
     max_body_bytes: int = 16 * 2**20
 
     def as_dict(self) -> dict[str, int]:

@@ -108,6 +108,7 @@ function options() {
   return {
     steps: number("steps"), paths: number("paths"), seed: seed === "" ? null : Number(seed),
     temperature: number("temperature"), top_p: number("top_p"), quantile_levels: LEVELS,
+    calibrate: $("calibrate").checked,
   };
 }
 
@@ -195,7 +196,7 @@ async function draw() {
     paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: { color: COLORS.text, size: 12 },
     margin: { l: 60, r: 20, t: 40, b: 40 }, hovermode: "x unified", showlegend: true,
     legend: { orientation: "h", x: 0, y: 1.08 }, bargap: 0.2, shapes,
-    title: { text: forecast ? `${state.name}: ${steps}-step forecast` : state.name, x: 0.99, xanchor: "right", font: { size: 13 } },
+    title: { text: forecast ? `${state.name}: ${steps}-step forecast${forecast.result.calibrated ? ", calibrated" : ""}` : state.name, x: 0.99, xanchor: "right", font: { size: 13 } },
     xaxis: { ...axis, type: "date", anchor: "y2", rangeslider: { visible: false }, rangebreaks: weekendBreaks(stamps) },
     yaxis: { ...axis, domain: [0.27, 1], title: { text: "price" } },
     yaxis2: { ...axis, domain: [0, 0.2], title: { text: "volume" } },
@@ -249,8 +250,13 @@ function showCards(forecast) {
     const inside = actual.filter((b, i) => b.close >= r.quantiles.close["0.1"][i] && b.close <= r.quantiles.close["0.9"][i]).length;
     set("c-replay", `${inside} of ${actual.length} steps`);
   }
+  const c = r.calibration;
+  const calibrated = c
+    ? ` Calibrated on ${c.past_forecasts} past forecasts: the model's move kept ${pct(c.move_kept)}, its spread `
+      + `weighed ${pct(c.spread_weight)} against the history's volatility (means over the steps).`
+    : "";
   $("footnote").textContent = `${r.model}: ${r.history_bars} bars of history, ${r.paths_sampled} paths, seed ${r.seed}, `
-    + `future bars ${r.spacing}; answered in ${forecast.elapsed.toFixed(0)} ms in a generation call with ${r.batch_series} series.`;
+    + `future bars ${r.spacing}; answered in ${forecast.elapsed.toFixed(0)} ms in a generation call with ${r.batch_series} series.${calibrated}`;
 }
 
 function downloadCsv() {
@@ -271,7 +277,7 @@ function downloadCsv() {
   r.timestamps.forEach((stamp, i) => lines.push([plotTime(stamp), ...columns.map((c) => (c[i] === null ? "" : c[i]))].join(",")));
   const link = document.createElement("a");
   link.href = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
-  link.download = `${state.name}_forecast.csv`;
+  link.download = `${state.name}_forecast${r.calibrated ? "_calibrated" : ""}.csv`;
   document.body.appendChild(link);
   link.click();
   link.remove();
