@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -292,6 +293,22 @@ def test_calibrated_batch_keys_each_series_and_counts_past_forecasts_against_a_c
             in error["message"]
         )
         assert "--max-past-forecasts" in error["message"]
+
+
+def test_the_service_answers_while_a_calibration_runs(kronos_server, sp500):
+    """Calibration runs in the generation worker, not on the event loop: the service keeps answering."""
+    body = {"bars": as_bars(sp500), "steps": 5, "paths": 64, "calibrate": True}  # 144 past forecasts
+    answers = []
+    with kronos_server.client() as client:
+        calibrating = threading.Thread(target=lambda: answers.append(client.post("/v1/forecast", json=body)))
+        calibrating.start()
+        time.sleep(0.5)  # read, checked and queued by then: its 144 x 64 paths take seconds more
+        health = httpx.get(f"{kronos_server.url}/healthz", timeout=30)
+        refused = client.post("/v1/forecast", json={**body, "bars": as_bars(sp500.iloc[:100])})
+        assert calibrating.is_alive()  # both answered before the calibrated forecast
+        calibrating.join()
+    assert health.status_code == 200 and refused.status_code == 422
+    assert answers[0].status_code == 200 and answers[0].json()["calibration"]["past_forecasts"] == 144
 
 
 def test_calibrating_too_short_a_series_gets_a_422_naming_it_and_the_bars_needed(kronos_server, sp500):
@@ -619,6 +636,7 @@ def test_load_300_requests_from_16_clients_all_answered_once(kronos_server, pred
     [
         (["--port", "70000"], "--port must be between 1 and 65535"),
         (["--max-batch", "0"], "--max-batch must be at least 1"),
+        (["--max-past-forecasts", "0"], "--max-past-forecasts must be at least 1"),
         (["--max-body-mb", "0"], "--max-body-mb > 0"),
         (["--api-key", " "], "the API key (--api-key or $KRONOS_API_KEY) is empty"),
         (["--model", "/no/such/model"], "/no/such/model"),
