@@ -219,6 +219,8 @@ def test_a_bad_table_is_refused_before_any_actor_starts_as_predict_df_refuses_it
         forecast_dataset(table, id_column="ticker", steps=3)
     assert str(on_ray.value) == str(local.value)
     assert "first at ticker='T01', timestamps=2024-01-08" in str(local.value)
+    with pytest.raises(TypeError, match="engine must be a RayEngine, e.g. RayEngine"):
+        forecast_dataset(table, "kronos-small", id_column="ticker", steps=3)  # a model is not an engine
     with pytest.raises(FileExistsError, match="not an empty folder"):
         (tmp_path / "old").mkdir()
         (tmp_path / "old" / "x").touch()

@@ -324,7 +324,7 @@ def forecast_dataset(
     written instead to `out/<id_column>=<id>/forecast.parquet` (`series_file`) and None is
     returned; the folder appears whole, once every series is written, or not at all.
     """
-    engine = RayEngine() if engine is None else engine
+    engine = _engine(engine)
     batch_size = positive_int(batch_size, "batch_size")
     options = dict(
         prediction_length=positive_int(steps, "steps"),
@@ -453,13 +453,23 @@ def evaluate_dataset(
     `evaluate_options` are `evaluate`'s (steps, lookback, origins, every, paths, seed,
     batch_size, progress, ...).
     """
-    engine = RayEngine() if engine is None else engine
+    engine = _engine(engine)
     # loaded here too, for its lookback and context; the actors make the forecasts
     predictor = KronosPredictor.from_pretrained(
         engine.model, engine.tokenizer, device="cpu", **engine.predictor_options
     )
     series = _backtest_series(source, id_column, timestamp_column)
     return evaluate(series, predictor, engine=engine, **evaluate_options)
+
+
+def _engine(engine: RayEngine | None) -> RayEngine:
+    if engine is None:
+        return RayEngine()
+    if not isinstance(engine, RayEngine):
+        raise TypeError(
+            f"engine must be a RayEngine, e.g. RayEngine(model, num_actors=4), got {type(engine).__name__} {engine!r}"
+        )
+    return engine
 
 
 def _backtest_series(source, id_column: str | None, timestamp_column: str | None):
