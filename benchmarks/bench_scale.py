@@ -89,7 +89,7 @@ def run_one(args: argparse.Namespace) -> dict:
     else:
         import ray
 
-        from kronos.distributed import forecast_dataset
+        from kronos.distributed import RayEngine, forecast_dataset
 
         start = time.perf_counter()
         ray.init(
@@ -103,7 +103,12 @@ def run_one(args: argparse.Namespace) -> dict:
         memory.start()
         start = time.perf_counter()
         forecast = forecast_dataset(
-            universe, id_column="id", steps=args.steps, paths=args.paths, num_actors=args.cpus, **settings
+            universe,
+            RayEngine(num_actors=args.cpus),
+            id_column="id",
+            steps=args.steps,
+            paths=args.paths,
+            **settings,
         )
         result["seconds"] = time.perf_counter() - start
         memory.stop.set()

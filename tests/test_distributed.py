@@ -20,7 +20,7 @@ import torch
 
 from kronos import KronosPredictor
 from kronos.cli import main
-from kronos.distributed import _pack_series, forecast_dataset, series_file
+from kronos.distributed import RayEngine, _pack_series, forecast_dataset, series_file
 
 torch.set_num_threads(1)
 
@@ -92,7 +92,14 @@ def test_a_killed_actor_is_replaced_and_no_series_is_lost_or_duplicated(cluster,
         # rows shuffled: the cluster groups them by series and sorts each by time
         shuffled = ray.data.from_pandas(table.sample(frac=1, random_state=0))
         forecast_dataset(
-            shuffled, id_column="ticker", steps=8, paths=8, batch_size=1, num_actors=2, out=out, **settings
+            shuffled,
+            RayEngine(num_actors=2),
+            id_column="ticker",
+            steps=8,
+            paths=8,
+            batch_size=1,
+            out=out,
+            **settings,
         )
     finally:
         killer.stop.set()
@@ -212,6 +219,8 @@ def test_a_bad_table_is_refused_before_any_actor_starts_as_predict_df_refuses_it
         forecast_dataset(table, id_column="ticker", steps=3)
     assert str(on_ray.value) == str(local.value)
     assert "first at ticker='T01', timestamps=2024-01-08" in str(local.value)
+    with pytest.raises(TypeError, match="engine must be a RayEngine, e.g. RayEngine"):
+        forecast_dataset(table, "kronos-small", id_column="ticker", steps=3)  # a model is not an engine
     with pytest.raises(FileExistsError, match="not an empty folder"):
         (tmp_path / "old").mkdir()
         (tmp_path / "old" / "x").touch()

@@ -1,7 +1,7 @@
 """The `kronos` command: `kronos train`, `kronos forecast`, `kronos evaluate` and `kronos serve`.
 
-Each subcommand registers itself with `add_*_parser(subparsers)` and sets `handler`; a new one is
-added by writing such a function and listing it in SUBCOMMANDS.
+Each subcommand is a row of SUBCOMMANDS: its name, help and description, the function that adds
+its arguments and the one that runs it; a new one is added by writing those two and a row.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -22,6 +23,7 @@ from .evaluation.command import add_context_options, add_evaluate_arguments, run
 from .io import check_output_file, write_atomically
 from .predictor import PATHS, TEMPERATURE, TOP_P
 from .pretrained import DEFAULT_MODEL
+from .serve.command import add_serve_arguments, run_serve
 
 
 class CommandError(Exception):
@@ -62,16 +64,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
 # --- kronos train ---------------------------------------------------------------------------------
 
 
-def add_train_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "train",
-        help="train or fine-tune a tokenizer or predictor on your OHLCV files",
-        description=(
-            "Train the tokenizer (stage 1) or the predictor on a frozen tokenizer (stage 2), from scratch "
-            "or from pretrained weights. Settings come from a TOML config (--config), changed by --set. "
-            "For several processes or machines run it under torchrun."
-        ),
-    )
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stage", choices=["tokenizer", "predictor"])
     parser.add_argument("--config", help="TOML config file (see configs/ and docs/training.md)")
     parser.add_argument(
@@ -86,7 +79,6 @@ def add_train_parser(subparsers) -> None:
         "--resume", metavar="DIR|auto", help="continue from a checkpoint directory, or the latest"
     )
     add_data_options(parser)
-    parser.set_defaults(handler=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -119,19 +111,7 @@ def run_train(args: argparse.Namespace) -> int:
 FORECAST_QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
 
 
-def add_forecast_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "forecast",
-        help="forecast the next bars of an OHLCV file",
-        description=(
-            "Sample future paths of a CSV or Parquet file of bars (timestamps, open, high, low, close, and "
-            "optionally volume, amount) and write, for the next --steps bars, the mean and quantiles of every "
-            "column, the probability that the close ends above the last close, and the realised volatility. "
-            "A long table with --id-column (or a folder of files, one per symbol) gives one long table of "
-            f"forecasts. Without --model the small model shipped with the package ({DEFAULT_MODEL}) is used, "
-            "offline; its history, context and sampling defaults come from the model itself."
-        ),
-    )
+def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="CSV or Parquet file of bars, oldest to newest, or a folder of them")
     parser.add_argument("--steps", type=int, required=True, help="number of future bars")
     parser.add_argument(
@@ -185,7 +165,6 @@ def add_forecast_parser(subparsers) -> None:
     parser.add_argument("--plot", help="draw history and forecast to this PNG file (one series)")
     add_data_options(parser)
     add_engine_arguments(parser)
-    parser.set_defaults(handler=run_forecast)
 
 
 def _check_forecast_args(args: argparse.Namespace) -> tuple[float, ...]:
@@ -237,7 +216,7 @@ def run_forecast(args: argparse.Namespace) -> int:
             check_output_file(path, flag)
 
     from .data import load_series, long_table
-    from .distributed import forecast_dataset
+    from .distributed import RayEngine, forecast_dataset
     from .frames import future_timestamps
     from .predictor import KronosPredictor
 
@@ -285,11 +264,12 @@ def run_forecast(args: argparse.Namespace) -> int:
     # a lone file is a long table of one series too: its id keys its seeded draws, so it gets the
     # same forecast alone as in a folder or table, on either engine
     if args.engine == "ray" and future is None:
+        engine = RayEngine(
+            args.model, args.tokenizer, decoding, num_cpus_per_actor=args.threads or 1, **engine_options(args)
+        )
         forecast = forecast_dataset(
-            long_table(series), args.model, steps=args.steps, paths=args.paths, id_column="symbol",
-            tokenizer=args.tokenizer, predictor_options=decoding,
-            num_cpus_per_actor=args.threads or 1, **engine_options(args), **options,
-        )  # fmt: skip
+            long_table(series), engine, steps=args.steps, paths=args.paths, id_column="symbol", **options
+        )
         assert forecast is not None  # without out= the table comes back
     else:
         forecast = predictor.predict_df(
@@ -443,38 +423,69 @@ def plot_forecast(series, forecast, path: str, model: str, lookback: int) -> Non
         plt.close(fig)
 
 
-def add_evaluate_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
+# --- the command ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """`kronos NAME`: its line in `kronos --help`, its description, the function that adds its
+    arguments to its parser and the one that runs it (`handler`)."""
+
+    name: str
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], object]
+    run: Callable[[argparse.Namespace], int]
+
+
+SUBCOMMANDS = [
+    Subcommand(
+        "train",
+        "train or fine-tune a tokenizer or predictor on your OHLCV files",
+        "Train the tokenizer (stage 1) or the predictor on a frozen tokenizer (stage 2), from scratch "
+        "or from pretrained weights. Settings come from a TOML config (--config), changed by --set. "
+        "For several processes or machines run it under torchrun.",
+        add_train_arguments,
+        run_train,
+    ),
+    Subcommand(
+        "forecast",
+        "forecast the next bars of an OHLCV file",
+        "Sample future paths of a CSV or Parquet file of bars (timestamps, open, high, low, close, and "
+        "optionally volume, amount) and write, for the next --steps bars, the mean and quantiles of every "
+        "column, the probability that the close ends above the last close, and the realised volatility. "
+        "A long table with --id-column (or a folder of files, one per symbol) gives one long table of "
+        f"forecasts. Without --model the small model shipped with the package ({DEFAULT_MODEL}) is used, "
+        "offline; its history, context and sampling defaults come from the model itself.",
+        add_forecast_arguments,
+        run_forecast,
+    ),
+    Subcommand(
         "evaluate",
-        help="rolling-origin backtest of a model against naive baselines",
-        description="Rolling-origin backtest of a model against persistence, drift and a Gaussian random walk; "
+        "rolling-origin backtest of a model against naive baselines",
+        "Rolling-origin backtest of a model against persistence, drift and a Gaussian random walk; "
         "writes a report with tables, plots and the raw per-origin results.",
-    )
-    add_evaluate_arguments(parser)
-    parser.set_defaults(handler=run_evaluate)
-
-
-def add_serve_parser(subparsers) -> None:
-    from .serve.command import add_serve_arguments, run_serve
-
-    parser = subparsers.add_parser(
+        add_evaluate_arguments,
+        run_evaluate,
+    ),
+    Subcommand(
         "serve",
-        help="run the forecasting service and its web page",
-        description="Serve forecasts over HTTP (JSON, CSV uploads, many series at once, micro-batched) "
+        "run the forecasting service and its web page",
+        "Serve forecasts over HTTP (JSON, CSV uploads, many series at once, micro-batched) "
         "with a web page at / to chart them. Needs the serve extra: pip install 'kronos[serve]'.",
-    )
-    add_serve_arguments(parser)
-    parser.set_defaults(handler=run_serve)
-
-
-SUBCOMMANDS: list[Callable] = [add_train_parser, add_forecast_parser, add_evaluate_parser, add_serve_parser]
+        add_serve_arguments,
+        run_serve,
+    ),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="kronos", description="Kronos: forecasting, training and evaluation for OHLCV bars")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in SUBCOMMANDS:
-        add(subparsers)
+    for command in SUBCOMMANDS:
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.description)
+        command.add_arguments(sub)
+        sub.set_defaults(handler=command.run)
     return parser
 
 

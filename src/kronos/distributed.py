@@ -288,7 +288,7 @@ def _collect(done, key: str, expected: int) -> pd.DataFrame:
 
 def forecast_dataset(
     source,
-    model: str = DEFAULT_MODEL,
+    engine: RayEngine | None = None,
     *,
     steps: int,
     id_column: str | None = None,
@@ -299,13 +299,6 @@ def forecast_dataset(
     seed: int | None = 0,
     batch_size: int = 32,
     out: str | Path | None = None,
-    tokenizer: str | None = None,
-    predictor_options: dict | None = None,
-    address: str | None = None,
-    num_actors: int | None = None,
-    num_cpus_per_actor: float = 1.0,
-    num_gpus_per_actor: float = 0.0,
-    progress: bool = False,
     **predict_options,
 ) -> pd.DataFrame | None:
     """`KronosPredictor.predict_df` for every series of `source`, on Ray actors.
@@ -321,21 +314,17 @@ def forecast_dataset(
       reads them (`kronos.data.load_series`: one series per file, or long tables split by
       `id_column`; `columns` maps fields to the files' columns). The id column is "symbol".
 
-    Batches of `batch_size` whole series go to `num_actors` actors (default: as many as the
-    cluster holds). `steps`, `quantile_levels`, `paths` (sample paths per series), `seed` and
-    `predict_options` (T, top_k, top_p, freq, on_gap, nan_policy, max_history, min_history,
-    repair_ohlc) mean what they mean to `predict_df`, and so do the numbers: with a seed, each
-    series draws from (seed, its id) alone. `model`, `tokenizer`, `predictor_options` and the
-    rest describe the actors (`RayEngine`).
+    Batches of `batch_size` whole series go to the actors of `engine` (default `RayEngine()`:
+    the shipped model, as many actors as the cluster holds). `steps`, `quantile_levels`, `paths`
+    (sample paths per series), `seed` and `predict_options` (T, top_k, top_p, freq, on_gap,
+    nan_policy, max_history, min_history, repair_ohlc) mean what they mean to `predict_df`, and
+    so do the numbers: with a seed, each series draws from (seed, its id) alone.
 
     Returns the forecasts as one long table. With `out` (a new or empty folder) each series is
     written instead to `out/<id_column>=<id>/forecast.parquet` (`series_file`) and None is
     returned; the folder appears whole, once every series is written, or not at all.
     """
-    engine = RayEngine(
-        model, tokenizer, dict(predictor_options or {}), address, num_actors, num_cpus_per_actor,
-        num_gpus_per_actor, progress,
-    )  # fmt: skip
+    engine = _engine(engine)
     batch_size = positive_int(batch_size, "batch_size")
     options = dict(
         prediction_length=positive_int(steps, "steps"),
@@ -448,17 +437,10 @@ def _new_folder(out: str | Path | None) -> Path | None:
 
 def evaluate_dataset(
     source,
-    model: str = DEFAULT_MODEL,
+    engine: RayEngine | None = None,
     *,
     id_column: str | None = None,
     timestamp_column: str | None = None,
-    tokenizer: str | None = None,
-    predictor_options: dict | None = None,
-    address: str | None = None,
-    num_actors: int | None = None,
-    num_cpus_per_actor: float = 1.0,
-    num_gpus_per_actor: float = 0.0,
-    progress: bool = True,
     **evaluate_options,
 ) -> EvaluationResult:
     """`kronos.evaluation.evaluate` with the model's forecasts made by Ray actors.
@@ -467,19 +449,27 @@ def evaluate_dataset(
     folder(s) or glob pattern(s) as `kronos evaluate` reads them, or what `evaluate` takes. The
     series, the baselines, the scores and the report stay here; the actors return the sample
     paths of each batch of origins, which draw from (seed, series, origin) alone, so the result
-    is the local engine's. `evaluate_options` are `evaluate`'s (steps, lookback, origins, every,
-    paths, seed, batch_size, ...).
+    is the local engine's. `engine` holds the model and the actors (default `RayEngine()`);
+    `evaluate_options` are `evaluate`'s (steps, lookback, origins, every, paths, seed,
+    batch_size, progress, ...).
     """
-    engine = RayEngine(
-        model, tokenizer, dict(predictor_options or {}), address, num_actors, num_cpus_per_actor,
-        num_gpus_per_actor, progress,
-    )  # fmt: skip
+    engine = _engine(engine)
     # loaded here too, for its lookback and context; the actors make the forecasts
     predictor = KronosPredictor.from_pretrained(
         engine.model, engine.tokenizer, device="cpu", **engine.predictor_options
     )
     series = _backtest_series(source, id_column, timestamp_column)
-    return evaluate(series, predictor, engine=engine, progress=progress, **evaluate_options)
+    return evaluate(series, predictor, engine=engine, **evaluate_options)
+
+
+def _engine(engine: RayEngine | None) -> RayEngine:
+    if engine is None:
+        return RayEngine()
+    if not isinstance(engine, RayEngine):
+        raise TypeError(
+            f"engine must be a RayEngine, e.g. RayEngine(model, num_actors=4), got {type(engine).__name__} {engine!r}"
+        )
+    return engine
 
 
 def _backtest_series(source, id_column: str | None, timestamp_column: str | None):

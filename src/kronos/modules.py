@@ -328,22 +328,13 @@ def indices_to_bits(indices: torch.Tensor, n_bits: int) -> torch.Tensor:
 
 
 class BSQuantizer(nn.Module):
-    """L2-normalise, binarise, and index the code as hierarchical (s1, s2) tokens."""
+    """L2-normalise, binarise with `bsq`, and index the code as hierarchical (s1, s2) tokens: the
+    first `s1_bits` bits and the rest."""
 
-    def __init__(
-        self,
-        s1_bits: int,
-        s2_bits: int,
-        beta: float,
-        gamma0: float,
-        gamma: float,
-        zeta: float,
-        group_size: int,
-    ):
+    def __init__(self, s1_bits: int, bsq: BinarySphericalQuantizer):
         super().__init__()
-        self.s1_bits, self.s2_bits = s1_bits, s2_bits
-        self.codebook_dim = s1_bits + s2_bits
-        self.bsq = BinarySphericalQuantizer(self.codebook_dim, beta, gamma0, gamma, zeta, group_size)
+        self.s1_bits = s1_bits
+        self.bsq = bsq
 
     def forward(self, z: torch.Tensor, half: bool = False, collect_metrics: bool = True):
         z = F.normalize(z, dim=-1)

@@ -8,7 +8,15 @@ import torch
 from torch import nn
 
 from .hub import KronosHubMixin
-from .modules import BSQuantizer, StackCache, TransformerBlock, indices_to_bits, run_blocks, separately
+from .modules import (
+    BinarySphericalQuantizer,
+    BSQuantizer,
+    StackCache,
+    TransformerBlock,
+    indices_to_bits,
+    run_blocks,
+    separately,
+)
 
 MAX_GROUP_SIZE = 16  # the quantizer keeps a table of 2**group_size codes
 
@@ -55,7 +63,9 @@ class KronosTokenizer(nn.Module, KronosHubMixin):
         self.embed = nn.Linear(d_in, d_model)
         self.encoder = blocks(n_enc_layers)
         self.quant_embed = nn.Linear(d_model, self.codebook_dim)
-        self.tokenizer = BSQuantizer(s1_bits, s2_bits, beta, gamma0, gamma, zeta, group_size)
+        self.tokenizer = BSQuantizer(
+            s1_bits, BinarySphericalQuantizer(self.codebook_dim, beta, gamma0, gamma, zeta, group_size)
+        )
         self.post_quant_embed_pre = nn.Linear(s1_bits, d_model)
         self.post_quant_embed = nn.Linear(self.codebook_dim, d_model)
         self.decoder = blocks(n_dec_layers)

@@ -135,7 +135,7 @@ def _baseline_names(text: str) -> list[str]:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run the backtest described by parsed arguments, write the report, print where it is."""
-    from ..distributed import engine_options, evaluate_dataset
+    from ..distributed import RayEngine, engine_options, evaluate_dataset
 
     baselines = _baseline_names(args.baselines)
     if args.bootstrap < 1:
@@ -165,14 +165,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         calibrate=args.calibrate,
     )
     if args.engine == "ray" and not args.baselines_only:
-        result = evaluate_dataset(
-            series,
-            model,
-            tokenizer=args.tokenizer,
-            predictor_options=predictor_options,
-            **ray_options,
-            **settings,
-        )
+        engine = RayEngine(model, args.tokenizer, predictor_options, progress=not args.quiet, **ray_options)
+        result = evaluate_dataset(series, engine, **settings)
     else:
         predictor = None
         if not args.baselines_only:
