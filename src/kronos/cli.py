@@ -111,14 +111,26 @@ def run_train(args: argparse.Namespace) -> int:
 FORECAST_QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
 
 
-def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="CSV or Parquet file of bars, oldest to newest, or a folder of them")
-    parser.add_argument("--steps", type=int, required=True, help="number of future bars")
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model, --tokenizer, --device and --threads: how `kronos forecast` and `kronos serve` name
+    and run a model."""
     parser.add_argument(
         "--model", default=DEFAULT_MODEL,
         help=f"model: '{DEFAULT_MODEL}', a directory (a checkpoint, or one holding model/ and tokenizer/), or a hub id",
     )  # fmt: skip
     parser.add_argument("--tokenizer", help="tokenizer directory or hub id (default: the model's own)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads (default: 1 for models under 5M parameters, else torch's default)",
+    )
+
+
+def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="CSV or Parquet file of bars, oldest to newest, or a folder of them")
+    parser.add_argument("--steps", type=int, required=True, help="number of future bars")
+    add_model_arguments(parser)
     parser.add_argument(
         "--paths", type=int, default=PATHS, help=f"sampled paths per series (default {PATHS})"
     )
@@ -144,12 +156,6 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
     parser.add_argument("--batch-size", type=int, default=32, help="series per generation batch (default 32)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        help="CPU threads (default: 1 for models under 5M parameters, else torch's default)",
-    )
     parser.add_argument(
         "--ohlc-from-close",
         action="store_true",

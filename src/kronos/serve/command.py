@@ -12,22 +12,9 @@ API_KEY_ENV = "KRONOS_API_KEY"
 SERVE_PACKAGES = ("fastapi", "uvicorn", "multipart", "prometheus_client")
 
 
-MODEL_ARGUMENTS = ("model", "tokenizer", "device", "threads")
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model, --tokenizer, --device and --threads: `kronos forecast`'s own arguments, taken from
-    its parser, so that the service names and loads a model exactly as the CLI does."""
-    from ..cli import add_forecast_parser
-
-    commands = argparse.ArgumentParser().add_subparsers()
-    add_forecast_parser(commands)
-    for action in commands.choices["forecast"]._actions:
-        if action.dest in MODEL_ARGUMENTS:
-            parser._add_action(action)
-
-
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..cli import add_model_arguments  # the CLI imports this module: import its helper when called
+
     add_model_arguments(parser)
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)"
