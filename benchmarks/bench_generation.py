@@ -8,7 +8,6 @@ its peak memory is its own; both engines get identical weights, inputs and seeds
     python benchmarks/bench_generation.py                  # A, B, C, D and the sliding-memory check
     python benchmarks/bench_generation.py --scenarios A C  # a subset
     python benchmarks/bench_generation.py --modes fp32 bf16 --device cuda  # no plain runs
-    python benchmarks/bench_generation.py --against /tmp/base/src --repeat 5  # cached vs older code
 
 Modes (`MODES`): plain (the reference loop in float32, what upstream runs), fp32 (cached, exact
 window), bf16 (cached, bfloat16 weights and activations), streaming (cached, float32, streaming
@@ -21,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import time
 from dataclasses import dataclass
 
@@ -221,35 +219,26 @@ def run_one(sc: Scenario, mode: Mode, device: str, threads: int, steps: bool, qu
     )
 
 
-def run_fresh(sc: Scenario, mode: Mode, args, src: str | None = None) -> dict:
-    """One run in a fresh process, so that its peak memory is its own; with `src`, of the kronos
-    package found there (put first on its PYTHONPATH)."""
+def run_fresh(sc: Scenario, mode: Mode, args) -> dict:
+    """One run in a fresh process, so that its peak memory is its own."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    steps = mode.use_cache and src is None and sc.name == "D-slide"
+    steps = mode.use_cache and sc.name == "D-slide"
     proc = ctx.Process(target=run_one, args=(sc, mode, args.device, args.threads, steps, queue))
-    environ = dict(os.environ)
-    if src is not None:
-        os.environ["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [environ.get("PYTHONPATH")])])
-    try:
-        proc.start()
-    finally:
-        os.environ.clear()
-        os.environ.update(environ)
+    proc.start()
     result = queue.get()
     proc.join()
     return result
 
 
-def measure(sc: Scenario, modes: tuple[Mode, ...], args, srcs: tuple[str | None, ...] = ()) -> list[dict]:
-    """Per mode (and source tree where `srcs` names one), the fastest of `args.repeat` runs, taken
-    in turns so that the modes see the same spells of machine load; peak memory is the largest
-    over the runs."""
-    srcs = srcs or (None,) * len(modes)
+def measure(sc: Scenario, modes: tuple[Mode, ...], args) -> list[dict]:
+    """Per mode, the fastest of `args.repeat` runs, taken in turns so that the modes see the same
+    spells of machine load; peak memory is the largest over the runs. (Against another source
+    tree's engine: benchmarks/bench_against.py.)"""
     runs: list[list[dict]] = [[] for _ in modes]
     for _ in range(args.repeat):
-        for mode_runs, mode, src in zip(runs, modes, srcs):
-            mode_runs.append(run_fresh(sc, mode, args, src))
+        for mode_runs, mode in zip(runs, modes):
+            mode_runs.append(run_fresh(sc, mode, args))
     results = []
     for engine_runs in runs:
         best = min(engine_runs, key=lambda r: r["seconds"])
@@ -281,12 +270,6 @@ def main() -> None:
         choices=list(MODES),
         help="what to time (default: plain fp32 bf16 streaming); speed-ups are over plain",
     )
-    parser.add_argument(
-        "--against",
-        metavar="SRC",
-        help="time the cached engine (the first cached mode of --modes) against the one of the kronos "
-        "package in SRC (e.g. an older commit's src folder) instead of against the plain engine",
-    )
     args = parser.parse_args()
     modes = tuple(MODES[name] for name in args.modes)
     print(
@@ -297,20 +280,6 @@ def main() -> None:
         sc = SCENARIOS[name]
         paths = sc.n_series * sc.sample_count
         print(f"\n[{sc.name}] {sc.note}")
-        if args.against:
-            cached = next(m for m in modes if m.use_cache)
-            new, old = measure(sc, (cached, cached), args, (None, args.against))
-            same = all((a == b).all() for a, b in zip(new["tokens"], old["tokens"]))
-            print(
-                f"  cached: {new['seconds']:7.2f} s, against {old['seconds']:7.2f} s "
-                f"({new['seconds'] / old['seconds'] - 1:+.1%}); runs "
-                + ", ".join(f"{t:.2f}" for t in new["all_seconds"])
-                + " against "
-                + ", ".join(f"{t:.2f}" for t in old["all_seconds"])
-                + f"; peak memory added {fmt_mb(new['peak'])} against {fmt_mb(old['peak'])}; "
-                + f"identical tokens: {same}"
-            )
-            continue
         if name == "D-slide":
             (cached,) = measure(sc, (next(m for m in modes if m.use_cache),), args)
             full_from = sc.max_context - sc.hist_len
