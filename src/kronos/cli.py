@@ -281,7 +281,7 @@ def run_forecast(args: argparse.Namespace) -> int:
         forecast = predictor.predict_df(
             long_table(series), "symbol", prediction_length=args.steps, sample_count=args.paths, **options
         )
-    built = {one.symbol or one.name for one in series if one.synthetic_ohlc}
+    built = {one.key for one in series if one.synthetic_ohlc}
     if built:  # the label that open, high and low were built from the close
         forecast["synthetic_ohlc"] = forecast["symbol"].isin(built)
     if future is not None:
@@ -307,11 +307,6 @@ def run_forecast(args: argparse.Namespace) -> int:
     return 0
 
 
-def series_key(one) -> str:
-    """A series' id in the long table given to predict_df: its symbol, else its file's name."""
-    return one.symbol or one.name
-
-
 def calibrate_series(
     predictor, series: list, args: argparse.Namespace, lookback: int, sampling: dict
 ) -> dict:
@@ -328,12 +323,12 @@ def calibrate_series(
     calibrations = {}
     for one in series:
         frame = one.frame()
-        calibrations[series_key(one)] = calibration = predictor.calibrate(
+        calibrations[one.key] = calibration = predictor.calibrate(
             frame,
             frame["timestamps"],
             args.steps,
             lookback=lookback,
-            series_id=series_key(one),
+            series_id=one.key,
             batch_size=args.batch_size,
             **sampling,
         )

@@ -359,6 +359,11 @@ class OHLCVSeries:
         return len(self.bars)
 
     @property
+    def key(self) -> str:
+        """Its id in a long table, and so what its seeded draws are keyed by: its symbol, else its name."""
+        return self.symbol or self.name
+
+    @property
     def synthetic_ohlc(self) -> bool:
         """Open, high and low were built from the close (`ohlc_from_close`), not read."""
         return "open" not in self.columns
@@ -372,9 +377,7 @@ class OHLCVSeries:
 
 def long_table(series: Sequence[OHLCVSeries], id_column: str = "symbol") -> pd.DataFrame:
     """Series as one long table, the input of `predict_df`: each named by its symbol, else its name."""
-    return pd.concat(
-        [one.frame().assign(**{id_column: one.symbol or one.name}) for one in series], ignore_index=True
-    )
+    return pd.concat([one.frame().assign(**{id_column: one.key}) for one in series], ignore_index=True)
 
 
 def _format_suffix(path: Path) -> str | None:
