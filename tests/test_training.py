@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from kronos import Kronos, KronosTokenizer
-from kronos.data import load_series
+from kronos.cli import main
+from kronos.data import TableLayout, load_series
 from kronos.training import build_windows, load_config, load_windows, train
 from kronos.training.config import config_from_dict
 from kronos.training.trainer import read_metrics
@@ -108,12 +109,24 @@ def test_long_table_with_id_column_and_column_map(tmp_path):
     table = pd.concat(frames).sample(frac=1.0, random_state=0)  # shuffled rows: each series is sorted by time
     path = tmp_path / "long.csv"
     table.to_csv(path, index=False)
-    series = load_series([path], id_column="ticker", column_map={"close": "Last"})
+    series = load_series([path], TableLayout(id_column="ticker", column_map={"close": "Last"}))
     assert [s.name for s in series] == ["long.csv[ticker=AAA]", "long.csv[ticker=BBB]"]
     expected = make_bars(50, 2)
     np.testing.assert_allclose(series[1].bars[:, 3], expected["close"], rtol=1e-6)
     np.testing.assert_allclose(series[1].bars[:, 0], expected["open"], rtol=1e-6)
     assert series[1].timestamps.is_monotonic_increasing
+
+
+def test_a_table_layout_names_what_is_wrong_with_it(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"column_map names unknown field\(s\) \['shut'\]"):
+        TableLayout(column_map={"shut": "Close"})
+    with pytest.raises(TypeError, match="layout must be a kronos.data.TableLayout.*got str 'ticker'"):
+        load_series([tmp_path / "long.csv"], "ticker")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"data.columns: column_map names unknown field\(s\) \['shut'\]"):
+        config_from_dict({"data": {"columns": {"shut": "Close"}}})
+    make_bars(30, 1).to_csv(tmp_path / "bars.csv", index=False)
+    assert main(["forecast", str(tmp_path / "bars.csv"), "--steps", "2", "--columns", "shut=Close"]) == 2
+    assert "--columns 'shut=Close': column_map names unknown field(s) ['shut']" in capsys.readouterr().err
 
 
 def test_parquet_is_read_like_csv(tmp_path):

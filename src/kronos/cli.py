@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from .data import TableLayout
 from .distributed import add_engine_arguments, engine_options
 from .evaluation.command import add_context_options, add_evaluate_arguments, run_evaluate
 from .io import check_output_file, write_atomically
@@ -48,6 +49,18 @@ def parse_column_map(text: str | None) -> dict[str, str]:
         field, column = (part.strip() for part in item.split("=", 1))
         mapping[field] = column
     return mapping
+
+
+def table_layout(args: argparse.Namespace) -> TableLayout:
+    """The layout of the data files as --id-column, --columns, --timestamp-column and, where the
+    command has it, --ohlc-from-close describe it."""
+    columns = parse_column_map(args.columns)
+    try:
+        return TableLayout(
+            args.id_column, columns, args.timestamp_column, getattr(args, "ohlc_from_close", False)
+        )
+    except ValueError as err:
+        raise CommandError(f"--columns {args.columns!r}: {err}") from err
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -226,13 +239,7 @@ def run_forecast(args: argparse.Namespace) -> int:
     from .frames import future_timestamps
     from .predictor import KronosPredictor
 
-    series = load_series(
-        [args.file],
-        args.id_column,
-        parse_column_map(args.columns),
-        args.timestamp_column,
-        from_close=args.ohlc_from_close,
-    )
+    series = load_series([args.file], table_layout(args))
     if args.symbol:
         series = [pick_symbol(series, args.symbol, args.file)]
     if args.plot and len(series) > 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -472,38 +472,63 @@ def expand_folders(paths: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def map_columns(
-    df: pd.DataFrame,
-    name: str,
-    column_map: dict[str, str] | None = None,
-    timestamp_column: str | None = None,
-) -> pd.DataFrame:
-    """Rename the file's columns to `timestamps` and FEATURE_COLUMNS, keeping only those.
+@dataclass(frozen=True)
+class TableLayout:
+    """Where a file or table keeps its bars (`kronos forecast --id-column --columns
+    --timestamp-column --ohlc-from-close`).
 
-    `column_map` maps our names (open, high, low, close, volume, amount) to the file's names.
-    Columns not named there are matched case-insensitively (`Close` is `close`). The timestamp
-    column is `timestamp_column`, or the first of TIMESTAMP_CANDIDATES present (any case).
+    `id_column` splits a long table into one series per value (None: the table is one series);
+    `column_map` maps our fields (open, ..., amount) to the table's names, other columns are
+    matched in any case (`Close` is `close`); `timestamp_column` names the timestamps (None: the
+    first of TIMESTAMP_CANDIDATES present, in any case); with `from_close`, a table without open,
+    high and low gets them from its close (`ohlc_from_close`).
+    """
+
+    id_column: str | None = None
+    column_map: dict[str, str] = field(default_factory=dict)
+    timestamp_column: str | None = None
+    from_close: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.column_map) - set(FEATURE_COLUMNS))
+        if unknown:
+            raise ValueError(f"column_map names unknown field(s) {unknown}; fields are {FEATURE_COLUMNS}")
+
+
+ONE_SERIES = TableLayout()  # a table of one series, its columns found by name
+
+
+def _checked_layout(layout: TableLayout) -> TableLayout:
+    if not isinstance(layout, TableLayout):
+        raise TypeError(
+            f"layout must be a kronos.data.TableLayout, e.g. TableLayout(id_column='symbol'), "
+            f"got {type(layout).__name__} {layout!r}"
+        )
+    return layout
+
+
+def map_columns(df: pd.DataFrame, name: str, layout: TableLayout = ONE_SERIES) -> pd.DataFrame:
+    """Rename the table's columns to `timestamps` and FEATURE_COLUMNS, keeping only those, as
+    `layout.column_map` and `layout.timestamp_column` say.
+
     Timestamps are parsed; row labels are kept, so that errors name the file's rows.
     """
-    column_map = dict(column_map or {})
-    unknown = sorted(set(column_map) - set(FEATURE_COLUMNS))
-    if unknown:
-        raise ValueError(f"column mapping names unknown field(s) {unknown}; fields are {FEATURE_COLUMNS}")
+    column_map, timestamp_column = layout.column_map, layout.timestamp_column
     by_lower: dict[str, str] = {}
     for col in df.columns:
         by_lower.setdefault(str(col).lower(), col)
     renames: dict = {}
-    for field in FEATURE_COLUMNS:
-        source = column_map.get(field)
+    for feature in FEATURE_COLUMNS:
+        source = column_map.get(feature)
         if source is not None:
             if source not in df.columns:
                 raise ValueError(
-                    f"{name}: column {source!r} (mapped to {field!r}) is not in the file; it has {list(df.columns)}"
+                    f"{name}: column {source!r} (mapped to {feature!r}) is not in the file; it has {list(df.columns)}"
                 )
         else:
-            source = by_lower.get(field)
+            source = by_lower.get(feature)
         if source is not None:
-            renames[source] = field
+            renames[source] = feature
     if timestamp_column:
         if timestamp_column not in df.columns:
             raise ValueError(
@@ -542,19 +567,14 @@ def series_from_frame(
 
 
 def split_table(
-    df: pd.DataFrame,
-    name: str,
-    id_column: str | None = None,
-    column_map: dict[str, str] | None = None,
-    timestamp_column: str | None = None,
-    dtype=np.float32,
-    from_close: bool = False,
+    df: pd.DataFrame, name: str, layout: TableLayout = ONE_SERIES, dtype=np.float32
 ) -> list[OHLCVSeries]:
-    """One table as series: the whole of it named `name`, or one series per `id_column` value.
+    """One table as series: the whole of it named `name`, or one series per `layout.id_column` value.
 
-    With `from_close`, a table without open, high and low gets them from its close
+    With `layout.from_close`, a table without open, high and low gets them from its close
     (`ohlc_from_close`), with one `SyntheticOHLCWarning`; such series have `synthetic_ohlc`.
     """
+    id_column = _checked_layout(layout).id_column
     if df.empty:
         raise ValueError(f"{name} holds no rows")
     if not id_column:
@@ -569,8 +589,8 @@ def split_table(
         ]
     series = []
     for symbol, label, group in groups:
-        mapped = map_columns(group, label, column_map, timestamp_column)
-        synthetic = from_close and not any(c in mapped.columns for c in ("open", "high", "low"))
+        mapped = map_columns(group, label, layout)
+        synthetic = layout.from_close and not any(c in mapped.columns for c in ("open", "high", "low"))
         if synthetic:
             mapped = ohlc_from_close(mapped, label, warn=False)
         one = series_from_frame(mapped, label, symbol, dtype)
@@ -589,27 +609,21 @@ def split_table(
 
 
 def load_series(
-    paths: Sequence[str | Path],
-    id_column: str | None = None,
-    column_map: dict[str, str] | None = None,
-    timestamp_column: str | None = None,
-    dtype=np.float32,
-    from_close: bool = False,
+    paths: Sequence[str | Path], layout: TableLayout = ONE_SERIES, dtype=np.float32
 ) -> list[OHLCVSeries]:
-    """Read OHLCV series from files or folders of them: one symbol per file, or long tables split
-    by `id_column`. A file's series is named after the file, a long table's `file[id=value]`.
-    `from_close` builds open/high/low of close-only files (`split_table`).
+    """Read OHLCV series from files or folders of them, each file laid out as `layout` says: one
+    symbol per file, or long tables split by `layout.id_column`. A file's series is named after
+    the file, a long table's `file[id=value]`.
 
     Every error names the file (and symbol) and the column or line at fault.
     """
+    _checked_layout(layout)
     if not paths:
         raise ValueError("no data files given")
     series: list[OHLCVSeries] = []
     for path in expand_folders(paths):
-        found = split_table(
-            read_table(path), path.name, id_column, column_map, timestamp_column, dtype, from_close
-        )
-        if not id_column:
+        found = split_table(read_table(path), path.name, layout, dtype)
+        if not layout.id_column:
             found = [replace(found[0], name=series_name(path))]
         series.extend(found)
     names = [s.name for s in series]

@@ -30,7 +30,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from .data import load_series, long_table, positive_int, split_table
+from .data import TableLayout, load_series, long_table, positive_int, split_table
 from .evaluation.backtest import EvaluationResult, OriginBatch, OriginForecast, evaluate
 from .evaluation.data import read_series
 from .forecast import DEFAULT_QUANTILE_LEVELS, check_quantile_levels
@@ -386,7 +386,11 @@ def _series_rows(engine, source, id_column, timestamp_column, columns, nan_polic
     if isinstance(source, pd.DataFrame):
         table, id_column, timestamp_column = source, id_column or "id", timestamp_column or "timestamps"
     else:
-        table = long_table(load_series(_files(source), id_column, columns, timestamp_column))
+        try:
+            layout = TableLayout(id_column, columns or {}, timestamp_column)
+        except ValueError as err:
+            raise ValueError(f"columns: {err}") from err
+        table = long_table(load_series(_files(source), layout))
         id_column, timestamp_column = "symbol", "timestamps"
     split_series(table, id_column, timestamp_column, nan_policy)  # bad input fails here, before any actor
     rows = [
@@ -478,7 +482,9 @@ def _backtest_series(source, id_column: str | None, timestamp_column: str | None
     if isinstance(source, pd.DataFrame) and id_column:
         return {
             one.symbol: one
-            for one in split_table(source, "data", id_column, None, timestamp_column, np.float64)
+            for one in split_table(
+                source, "data", TableLayout(id_column, timestamp_column=timestamp_column), np.float64
+            )
         }
     if isinstance(source, (str, Path, list, tuple)):
         return read_series(_files(source), id_column, timestamp_column)

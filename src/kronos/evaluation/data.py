@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .. import data
-from ..data import FEATURE_COLUMNS, OHLCVSeries
+from ..data import FEATURE_COLUMNS, OHLCVSeries, TableLayout
 
 
 def read_series(
@@ -21,7 +21,8 @@ def read_series(
     """Series by name from files or folders of files: named by id value with `id_column`, else by file."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     series: dict[str, OHLCVSeries] = {}
-    for one in data.load_series(paths, id_column, timestamp_column=timestamp_column, dtype=np.float64):
+    layout = TableLayout(id_column, timestamp_column=timestamp_column)
+    for one in data.load_series(paths, layout, np.float64):
         key = one.name if one.symbol is None else one.symbol
         if key in series:
             raise ValueError(f"series {key!r} appears in more than one file (again in {one.name})")
@@ -50,5 +51,5 @@ def present_columns(series: dict[str, OHLCVSeries]) -> list[str]:
 
 
 def _from_frame(df: pd.DataFrame, name: str, timestamp_column: str | None) -> OHLCVSeries:
-    mapped = data.map_columns(df, name, timestamp_column=timestamp_column)
+    mapped = data.map_columns(df, name, TableLayout(timestamp_column=timestamp_column))
     return data.series_from_frame(mapped, name, dtype=np.float64)

@@ -21,6 +21,7 @@ from ..data import (
     CLOSE,
     FEATURE_COLUMNS,
     OHLCVSeries,
+    TableLayout,
     check_time_order,
     map_columns,
     parse_timestamps,
@@ -134,7 +135,7 @@ def series_from_csv(
         raise InputError(f"{name} is not a readable CSV file: {err}", "file") from err
     check_bar_count(len(table), name, limits, "file")
     try:
-        mapped = map_columns(table, name, timestamp_column=timestamp_column)
+        mapped = map_columns(table, name, TableLayout(timestamp_column=timestamp_column))
         series = series_from_frame(mapped, name, dtype=dtype)
     except LIBRARY_ERRORS as err:
         raise InputError(str(err), "file") from err

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data import TableLayout
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
@@ -30,6 +32,10 @@ class DataConfig:
     val_fraction: float = 0.1
     stride: int = 1
     clip: float = 5.0
+
+    def layout(self) -> TableLayout:
+        """How the data files hold their bars (an empty string: not given)."""
+        return TableLayout(self.id_column or None, self.columns, self.timestamp_column or None)
 
     def history_len(self) -> int:
         """Bars at a window's start whose statistics normalise the whole window (0 means window - 20)."""
@@ -205,6 +211,10 @@ def config_from_dict(raw: dict[str, Any], base_dir: str | Path = ".") -> Config:
         raise ValueError(f"data.val_fraction must be in [0, 1), got {built['data'].val_fraction}")
     if built["data"].stride < 1:
         raise ValueError(f"data.stride must be at least 1, got {built['data'].stride}")
+    try:
+        built["data"].layout()
+    except ValueError as err:
+        raise ValueError(f"data.columns: {err}") from err
     return Config(**built, stage_train=stage_train, base_dir=str(base_dir))
 
 

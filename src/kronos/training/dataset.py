@@ -105,6 +105,6 @@ def load_windows(config: Config) -> tuple[list[OHLCVSeries], WindowSet, WindowSe
     if not data.paths:
         raise ValueError("no training data: set data.paths in the config or pass --data FILE")
     files = expand_paths(data.paths, config)
-    series = load_series(files, data.id_column or None, data.columns, data.timestamp_column or None)
+    series = load_series(files, data.layout())
     train, val = build_windows(series, data)
     return series, train, val
