@@ -191,6 +191,20 @@ def test_bad_files_stop_training_before_any_checkpoint(tmp_path, mutate, message
     assert not (tmp_path / "run").exists()
 
 
+def test_each_network_config_has_its_own_defaults():
+    cfg = config_from_dict({"tokenizer": {"n_heads": 2}, "model": {"d_model": 64}})
+    assert cfg.tokenizer.architecture() == dict(
+        d_in=6, d_model=64, n_heads=2, ff_dim=128, ffn_dropout_p=0.0, attn_dropout_p=0.0, resid_dropout_p=0.0,
+        n_enc_layers=3, n_dec_layers=3, s1_bits=6, s2_bits=6, beta=0.05, gamma0=1.0, gamma=1.1, zeta=0.05,
+        group_size=4,
+    )  # fmt: skip
+    assert cfg.model.architecture(6, 5) == dict(
+        s1_bits=6, s2_bits=5, d_model=64, n_heads=4, ff_dim=256, ffn_dropout_p=0.1, attn_dropout_p=0.0,
+        resid_dropout_p=0.1, n_layers=4, token_dropout_p=0.0, learn_te=True,
+    )  # fmt: skip
+    assert (cfg.tokenizer.pretrained, cfg.model.pretrained, cfg.model.tokenizer) == ("", "", "")
+
+
 def test_config_overrides_and_unknown_keys(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text(

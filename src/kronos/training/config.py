@@ -43,18 +43,29 @@ class DataConfig:
 
 
 @dataclass
-class TokenizerConfig:
-    """A tokenizer to fine-tune or use (`pretrained`), or the architecture of a new one."""
+class NetworkConfig:
+    """A network to fine-tune (`pretrained`), or the transformer of a new one: what the tokenizer
+    and the predictor both have. The defaults are the predictor's; the tokenizer's are smaller."""
 
     pretrained: str = ""
-    d_model: int = 64
+    d_model: int = 128
     n_heads: int = 4
+    ff_dim: int = 256
+    ffn_dropout_p: float = 0.1
+    attn_dropout_p: float = 0.0
+    resid_dropout_p: float = 0.1
+
+
+@dataclass
+class TokenizerConfig(NetworkConfig):
+    """A tokenizer to fine-tune or use (`pretrained`), or the architecture of a new one."""
+
+    d_model: int = 64
     ff_dim: int = 128
+    ffn_dropout_p: float = 0.0
+    resid_dropout_p: float = 0.0
     n_enc_layers: int = 3
     n_dec_layers: int = 3
-    ffn_dropout_p: float = 0.0
-    attn_dropout_p: float = 0.0
-    resid_dropout_p: float = 0.0
     s1_bits: int = 6
     s2_bits: int = 6
     beta: float = 0.05
@@ -69,22 +80,15 @@ class TokenizerConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(NetworkConfig):
     """A predictor to fine-tune (`pretrained`) or the architecture of a new one.
 
     `tokenizer` names the frozen tokenizer the predictor learns on; empty means the tokenizer
     stage's best checkpoint in the output directory, else `[tokenizer] pretrained`.
     """
 
-    pretrained: str = ""
     tokenizer: str = ""
     n_layers: int = 4
-    d_model: int = 128
-    n_heads: int = 4
-    ff_dim: int = 256
-    ffn_dropout_p: float = 0.1
-    attn_dropout_p: float = 0.0
-    resid_dropout_p: float = 0.1
     token_dropout_p: float = 0.0
     learn_te: bool = True
 
