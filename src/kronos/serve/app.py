@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..calibration import Calibration
-from ..data import FEATURE_COLUMNS, series_name
+from ..data import FEATURE_COLUMNS, OHLCVSeries, series_name
 from ..predictor import KronosPredictor
 from ..pretrained import DEFAULT_MODEL
 from .batching import MicroBatcher, Overloaded
@@ -442,40 +442,55 @@ def build_v1(service: Service) -> APIRouter:
             "examples": sorted(EXAMPLES),
         }
 
+    async def forecasts(
+        request: Request,
+        options: ForecastOptions,
+        read: Callable[[], Iterable[tuple[OHLCVSeries, object, str]]],
+    ) -> tuple[list[PreparedSeries], list[dict], int]:
+        """Every route's forecast: the options checked and the series that `read` gives as (series,
+        key, label) prepared, in a worker thread; their paths generated with other requests' series;
+        each summarised. Also the number of series in the generation call."""
+
+        def read_all() -> tuple[tuple[float, ...], list[PreparedSeries]]:
+            levels = check_options(options, limits)
+            return levels, [prepare(one, options, service.lookback, key, label) for one, key, label in read()]
+
+        levels, prepared = await run_in_threadpool(read_all)
+        made = await service.generate(request, prepared, options)
+
+        def answers() -> list[dict]:
+            return [
+                summarize(one, paths, levels, options, calibration)
+                for one, paths, calibration in zip(prepared, made.paths, made.calibrations)
+            ]
+
+        return prepared, await run_in_threadpool(answers), made.batch_series
+
     async def one_forecast(
-        request: Request, options: ForecastOptions, prepare_series, key: object = 0
+        request: Request, options: ForecastOptions, read: Callable[[], OHLCVSeries], key: object = 0
     ) -> JSONResponse:
         need_ready()
-
-        def read() -> tuple[tuple[float, ...], PreparedSeries]:
-            levels = check_options(options, limits)
-            return levels, prepare(prepare_series(), options, service.lookback, key, "bars")
-
-        levels, prepared = await run_in_threadpool(read)
-        made = await service.generate(request, [prepared], options)
-        answer = await run_in_threadpool(
-            summarize, prepared, made.paths[0], levels, options, made.calibrations[0]
-        )
-        return JSONResponse({**_header(service, options), **answer, "batch_series": made.batch_series})
+        _, (answer,), batch_series = await forecasts(request, options, lambda: [(read(), key, "bars")])
+        return JSONResponse({**_header(service, options), **answer, "batch_series": batch_series})
 
     @v1.post(
         "/forecast",
         response_model=ForecastResponse,
         summary="Forecast one series of JSON bars: quantiles, median, P(up), expected volatility",
-        description="With a seed, the numbers equal KronosPredictor.predict_quantiles(last lookback bars, "
-        "..., seed=seed) for series id 0. Requests arriving together share one generation call.",
     )
     async def forecast(body: ForecastRequest, request: Request) -> JSONResponse:
+        """With a seed, the numbers equal KronosPredictor.predict_quantiles(last lookback bars, ...,
+        seed=seed) for series id 0. Requests arriving together share one generation call."""
         return await one_forecast(request, body, lambda: series_from_bars(body.bars, "bars", limits))
 
     @v1.post(
         "/forecast/batch",
         response_model=BatchResponse,
         summary="Forecast many series in one request, with shared options",
-        description="Series i draws from (seed, its id), its position when it has no id. Its numbers "
-        "equal predict_quantiles(..., seed=seed, series_id=id) series by series.",
     )
     async def forecast_batch(body: BatchRequest, request: Request) -> JSONResponse:
+        """Series i draws from (seed, its id), its position when it has no id. Its numbers equal
+        predict_quantiles(..., seed=seed, series_id=id) series by series."""
         need_ready()
         if len(body.series) > limits.max_series:
             raise InputError(
@@ -484,32 +499,19 @@ def build_v1(service: Service) -> APIRouter:
                 "series",
             )
 
-        def read() -> tuple[tuple[float, ...], list[PreparedSeries]]:
-            levels = check_options(body, limits)
+        def read() -> Iterator[tuple[OHLCVSeries, object, str]]:
             ids = [i if item.id is None else item.id for i, item in enumerate(body.series)]
             if len(set(ids)) != len(ids):
                 repeated = next(i for i in ids if ids.count(i) > 1)
                 raise InputError(
                     f"series ids must be distinct: {repeated!r} appears more than once", "series"
                 )
-            prepared = []
             for i, (item, key) in enumerate(zip(body.series, ids)):
-                label = f"series[{i}].bars"
-                prepared.append(
-                    prepare(series_from_bars(item.bars, label, limits), body, service.lookback, key, label)
-                )
-            return levels, prepared
+                yield series_from_bars(item.bars, f"series[{i}].bars", limits), key, f"series[{i}].bars"
 
-        levels, prepared = await run_in_threadpool(read)
-        made = await service.generate(request, prepared, body)
-
-        def answers() -> list[dict]:
-            return [
-                {"id": one.key, **summarize(one, paths, levels, body, calibration)}
-                for one, paths, calibration in zip(prepared, made.paths, made.calibrations)
-            ]
-
-        return JSONResponse({**_header(service, body), "forecasts": await run_in_threadpool(answers)})
+        prepared, answers, _ = await forecasts(request, body, read)
+        forecasts_by_id = [{"id": one.key, **answer} for one, answer in zip(prepared, answers)]
+        return JSONResponse({**_header(service, body), "forecasts": forecasts_by_id})
 
     async def forecast_csv(request: Request) -> JSONResponse:
         content, name, timestamp_column, fields = await _read_upload(request)
