@@ -21,6 +21,7 @@ from .modules import (
     StackCache,
     TemporalEmbedding,
     TransformerBlock,
+    dropout,
     run_blocks,
     separately,
 )
@@ -126,7 +127,7 @@ class Kronos(nn.Module, KronosHubMixin):
         x = self.embedding(s1_ids, s2_ids, products)
         if stamp is not None:
             x = x + self.time_emb(stamp)
-        return self.token_drop(x)
+        return dropout(self.token_drop, x)
 
     def decode_s1(
         self, s1_ids, s2_ids, stamp=None, padding_mask=None, cache: ModelCache | None = None

@@ -25,8 +25,14 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return normed.type_as(x) * self.weight
+        mean_square = x32.square().mean(-1, keepdim=True).add_(self.eps)
+        return (x32 * mean_square.rsqrt_()).type_as(x) * self.weight
+
+
+def dropout(layer: nn.Dropout, x: torch.Tensor) -> torch.Tensor:
+    """layer(x) in training; in eval, where dropout is the identity, x without the call (a
+    one-token generation step would make about twenty of them)."""
+    return layer(x) if layer.training else x
 
 
 Products = Callable[..., Sequence[torch.Tensor]]
@@ -51,7 +57,7 @@ class FeedForward(nn.Module):
     def forward(self, x: torch.Tensor, products: Products = separately) -> torch.Tensor:
         gate, up = products(x, self.w1, self.w3)
         (out,) = products(F.silu(gate) * up, self.w2)
-        return self.dropout(out)
+        return dropout(self.dropout, out)
 
 
 class RotaryPositionalEmbedding(nn.Module):
@@ -65,21 +71,24 @@ class RotaryPositionalEmbedding(nn.Module):
         self.register_buffer("inv_freq", inv_freq)
 
     def table(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin, shape [len(positions), head_dim], for integer positions, in float32."""
+        """cos and signed sin, shape [len(positions), head_dim], for integer positions, in float32.
+
+        The half-split rotation is x * cos + (-x2, x1) * sin; the sign of its first half is
+        folded into the sin table, so it is x * cos + (x2, x1) * signed sin (`apply_rotary`), the
+        same numbers in fewer operations.
+        """
         freqs = positions.to(self.inv_freq.dtype)[:, None] * self.inv_freq[None, :]
-        angles = torch.cat((freqs, freqs), dim=-1).float()
-        return angles.cos(), angles.sin()
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
+        angles = freqs.float()
+        sin = angles.sin()
+        return torch.cat((angles, angles), dim=-1).cos(), torch.cat((-sin, sin), dim=-1)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x [..., L, head_dim] by the per-position angles cos/sin [L, head_dim]."""
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    return x * cos + rotate_half(x) * sin
+    """Rotate x [..., L, head_dim] by the per-position cos and signed sin [L, head_dim] of
+    `RotaryPositionalEmbedding.table`."""
+    if cos.dtype != x.dtype:
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin
 
 
 def padding_to_attn_mask(padding_mask: torch.Tensor, q_len: int, causal: bool) -> torch.Tensor:
@@ -147,7 +156,7 @@ class RotaryAttention(nn.Module):
     def output(self, attended: torch.Tensor, products: Products) -> torch.Tensor:
         """The heads [B, H, L, head_dim] merged and projected back to [B, L, D]."""
         (out,) = products(self.merge_heads(attended), self.out_proj)
-        return self.resid_dropout(out)
+        return dropout(self.resid_dropout, out)
 
     def attention(self, q, k, v, key_padding_mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
         """Attention over whole sequences, PyTorch's fused kernel (a cached pass attends through
@@ -363,7 +372,9 @@ class HierarchicalEmbedding(nn.Module):
     def scaled_pair(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor) -> torch.Tensor:
         """The two lookups, each scaled by sqrt(d_model), side by side: the fusion's input."""
         scale = math.sqrt(self.d_model)
-        return torch.cat([self.emb_s1(s1_ids) * scale, self.emb_s2(s2_ids) * scale], dim=-1)
+        s1 = torch.embedding(self.emb_s1.weight, s1_ids)  # as emb_s1(s1_ids), without the module call
+        s2 = torch.embedding(self.emb_s2.weight, s2_ids)
+        return torch.cat([s1 * scale, s2 * scale], dim=-1)
 
     def forward(
         self, s1_ids: torch.Tensor, s2_ids: torch.Tensor, products: Products = separately
@@ -385,6 +396,10 @@ class FixedEmbedding(nn.Module):
         self.emb = nn.Embedding(n_rows, d_model)
         self.emb.weight = nn.Parameter(table, requires_grad=False)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.emb.weight
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.emb(x).detach()
 
@@ -403,11 +418,13 @@ class TemporalEmbedding(nn.Module):
             setattr(self, f"{name}_embed", table(size, d_model))
 
     def forward(self, stamp: torch.Tensor) -> torch.Tensor:
-        stamp = stamp.long()
+        """Looked up in the tables' weights directly: five module calls cost more than the
+        lookups in a one-token step. The tables are fixed or learned as a whole (learn_te)."""
         tables = [getattr(self, f"{name}_embed") for name in TIME_FEATURES]
-        out = tables[0](stamp[..., 0])
-        for i, table in enumerate(tables[1:], start=1):
-            out = out + table(stamp[..., i])
+        out = None
+        for table, column in zip(tables, stamp.long().unbind(-1)):
+            looked_up = torch.embedding(table.weight, column)
+            out = looked_up if out is None else out + looked_up
         return out
 
 
