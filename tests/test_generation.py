@@ -187,7 +187,9 @@ def test_cached_logits_do_not_depend_on_the_batch(n_paths):
     def logits(series: list[int]) -> list[torch.Tensor]:
         """s1 and s2 logits of the first series' paths, batched with the other `series`."""
         rows = [s * n_paths + p for s in series for p in range(n_paths)]
-        cache = SegmentedModelCache(model, CacheLayout(len(series), n_paths, hist_len, steps, hist_len + steps))
+        cache = SegmentedModelCache(
+            model, CacheLayout(len(series), n_paths, hist_len, steps, hist_len + steps)
+        )
         s1, context = model.decode_s1(*history[:, series], stamp[series, :hist_len], cache=cache)
         out = [s1[:1]]
         path_stamp = stamp[series].repeat_interleave(n_paths, dim=0)
