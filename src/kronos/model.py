@@ -22,6 +22,7 @@ from .modules import (
     TemporalEmbedding,
     TransformerBlock,
     dropout,
+    registry_attributes,
     run_blocks,
     separately,
 )
@@ -35,6 +36,7 @@ class ModelCache(StackCache, Protocol):
     def dependency(self) -> KVCache: ...
 
 
+@registry_attributes("embedding", "time_emb", "token_drop", "transformer", "norm", "dep_layer", "head")
 class Kronos(nn.Module, KronosHubMixin):
     """The autoregressive model.
 

@@ -8,13 +8,52 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+ModuleT = TypeVar("ModuleT", bound=type[nn.Module])
 
+
+class _Registered:
+    """A submodule, parameter or buffer `name`, read straight from nn.Module's registries."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, module: nn.Module | None, owner: type | None = None):
+        if module is None:
+            return self
+        for registry in (module._modules, module._parameters, module._buffers):
+            found = registry.get(self.name)
+            if found is not None:
+                return found
+        raise AttributeError(self.name)  # then nn.Module.__getattr__ says what is missing
+
+
+def registry_attributes(*names: str) -> Callable[[ModuleT], ModuleT]:
+    """Class decorator: `module.name` reads these submodules, parameters and buffers from the
+    registries of nn.Module directly.
+
+    nn.Module keeps them out of the instance dict, so each read first fails Python's lookup and
+    then runs Module.__getattr__, a few microseconds; a one-token generation step reads a few
+    hundred. A class-level descriptor finds them at once, and cannot go stale: assignment, `.to()`
+    and `load_state_dict` all change the registries it reads.
+    """
+
+    def decorate(cls: ModuleT) -> ModuleT:
+        for name in names:
+            setattr(cls, name, _Registered(name))
+        return cls
+
+    return decorate
+
+
+@registry_attributes("weight")
 class RMSNorm(nn.Module):
     """Root-mean-square norm, computed in float32 and cast back, as the checkpoints expect."""
 
@@ -44,6 +83,7 @@ def separately(x: torch.Tensor, *layers: nn.Linear) -> list[torch.Tensor]:
     return [layer(x) for layer in layers]
 
 
+@registry_attributes("w1", "w3", "w2", "dropout")
 class FeedForward(nn.Module):
     """SwiGLU feed-forward: w2(silu(w1 x) * w3 x)."""
 
@@ -125,6 +165,7 @@ class KVCache(Protocol):
         ...
 
 
+@registry_attributes("q_proj", "k_proj", "v_proj", "out_proj", "rotary", "resid_dropout")
 class RotaryAttention(nn.Module):
     """Projections, heads and rotary table shared by the self- and the cross-attention."""
 
@@ -227,6 +268,7 @@ class MultiHeadCrossAttentionWithRoPE(RotaryAttention):
         return self.output(cache.attend(self.split_heads(q)), cache.products)
 
 
+@registry_attributes("norm1", "self_attn", "norm2", "ffn")
 class TransformerBlock(nn.Module):
     """Pre-norm residual block: x += attn(norm1(x)); x += ffn(norm2(x))."""
 
@@ -357,6 +399,7 @@ class BSQuantizer(nn.Module):
         return bsq_loss, quantized, bits_to_indices(quantized)
 
 
+@registry_attributes("emb_s1", "emb_s2", "fusion_proj")
 class HierarchicalEmbedding(nn.Module):
     """Embeds an (s1, s2) token pair: scaled lookups, concatenated, fused by a linear layer."""
 
@@ -408,6 +451,7 @@ TIME_FEATURES = ("minute", "hour", "weekday", "day", "month")
 TIME_FEATURE_SIZES = (60, 24, 7, 32, 13)
 
 
+@registry_attributes(*(f"{name}_embed" for name in TIME_FEATURES))
 class TemporalEmbedding(nn.Module):
     """Sum of embeddings of [minute, hour, weekday, day, month] stamps."""
 
@@ -420,17 +464,18 @@ class TemporalEmbedding(nn.Module):
     def forward(self, stamp: torch.Tensor) -> torch.Tensor:
         """Looked up in the tables' weights directly: five module calls cost more than the
         lookups in a one-token step. The tables are fixed or learned as a whole (learn_te)."""
-        tables = [getattr(self, f"{name}_embed") for name in TIME_FEATURES]
-        out = None
-        for table, column in zip(tables, stamp.long().unbind(-1)):
-            looked_up = torch.embedding(table.weight, column)
-            out = looked_up if out is None else out + looked_up
+        tables = [getattr(self, f"{name}_embed").weight for name in TIME_FEATURES]
+        columns = stamp.long().unbind(-1)
+        out = torch.embedding(tables[0], columns[0])
+        for table, column in zip(tables[1:], columns[1:]):
+            out = out + torch.embedding(table, column)
         return out
 
 
 DEPENDENCY_HEADS = 4  # the dependency-aware layer's cross-attention heads, whatever the model's n_heads
 
 
+@registry_attributes("cross_attn", "norm")
 class DependencyAwareLayer(nn.Module):
     """Conditions the context on the sampled s1 token: norm(context + cross_attn(s1_emb, context))."""
 
@@ -465,6 +510,7 @@ class DependencyAwareLayer(nn.Module):
         self.cross_attn.remember(hidden, cache)
 
 
+@registry_attributes("proj_s1", "proj_s2")
 class DualHead(nn.Module):
     """Logits for s1 from the context, and for s2 from the s1-conditioned context."""
 
