@@ -15,7 +15,7 @@ from kronos import (
     sample_from_logits,
     top_k_top_p_filtering,
 )
-from kronos.cache import PackedLinear, SegmentedModelCache
+from kronos.cache import CacheLayout, PackedLinear, SegmentedModelCache, packed_linear
 from kronos.generation import Sampling, decode_tokens, generate_tokens
 from kronos.modules import apply_rotary
 
@@ -82,14 +82,36 @@ def test_cached_equals_plain_greedy(shape, sample_count):
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_packed_linear_equals_the_linears_it_packs(bias):
+@pytest.mark.parametrize("batch_invariant", [True, False])
+def test_packed_linear_equals_the_linears_it_packs(bias, batch_invariant):
     torch.manual_seed(0)
     linears = [torch.nn.Linear(24, 40, bias=bias), torch.nn.Linear(24, 8, bias=bias)]
-    packed = PackedLinear(*linears)
+    packed = PackedLinear(*linears, batch_invariant=batch_invariant)
     for rows in (1, 3, 20):
         x = torch.randn(rows, 24)
         expected = torch.cat([lin(x) for lin in linears], dim=-1)
         torch.testing.assert_close(packed(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_packed_weights_are_reused_until_the_weights_change():
+    """Packing is kept beside the layers across caches, and redone when a weight is changed in
+    place (an optimiser step, load_state_dict) or replaced: products never use stale weights."""
+    torch.manual_seed(0)
+    q, k = torch.nn.Linear(16, 16), torch.nn.Linear(16, 8)
+    x = torch.randn(2, 16)
+    first = packed_linear((q, k), batch_invariant=True)
+    assert packed_linear((q, k), batch_invariant=True) is first
+    assert packed_linear((q, k), batch_invariant=False) is not first
+    with torch.no_grad():
+        k.weight.mul_(2)
+    changed = packed_linear((q, k), batch_invariant=True)
+    assert changed is not first
+    torch.testing.assert_close(changed(x), torch.cat([q(x), k(x)], dim=-1), rtol=1e-5, atol=1e-6)
+    q.load_state_dict({"weight": torch.zeros(16, 16), "bias": torch.ones(16)})
+    torch.testing.assert_close(packed_linear((q, k), True)(x)[:, :16], torch.ones(2, 16))
+    with torch.inference_mode():  # weights made here count no changes: never reused
+        r = torch.nn.Linear(16, 4)
+        assert packed_linear((r,), True) is not packed_linear((r,), True)
 
 
 @pytest.mark.parametrize("shape", ["slides", "history_longer_than_window"])
@@ -165,7 +187,9 @@ def test_cached_logits_do_not_depend_on_the_batch(n_paths):
     def logits(series: list[int]) -> list[torch.Tensor]:
         """s1 and s2 logits of the first series' paths, batched with the other `series`."""
         rows = [s * n_paths + p for s in series for p in range(n_paths)]
-        cache = SegmentedModelCache(model, len(series), n_paths, hist_len, steps, hist_len + steps)
+        cache = SegmentedModelCache(
+            model, CacheLayout(len(series), n_paths, hist_len, steps, hist_len + steps)
+        )
         s1, context = model.decode_s1(*history[:, series], stamp[series, :hist_len], cache=cache)
         out = [s1[:1]]
         path_stamp = stamp[series].repeat_interleave(n_paths, dim=0)

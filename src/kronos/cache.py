@@ -20,7 +20,9 @@ Rows are laid out series-major (row = series * n_paths + path).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -32,9 +34,9 @@ from .modules import RotaryAttention, RotaryPositionalEmbedding, TransformerBloc
 ATTENTION_BLOCK = 64
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
-    """Scaled dot-product attention of queries q [B, H, n, d] standing at the last n of the L
-    positions of k and v [B, H, L, d], written out: scores, softmax in float32, weighted values.
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal scaled dot-product attention of queries q [B, H, n, d] standing at the last n of
+    the L positions of k and v [B, H, L, d], written out: scores, softmax in float32, weighted values.
 
     A row's arithmetic depends on its own inputs alone, so a row gets the same numbers alone or
     batched, on any number of threads (PyTorch's fused CPU kernel rounds short queries
@@ -46,12 +48,23 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -
     out = []
     for start in range(0, n, ATTENTION_BLOCK):
         stop = min(start + ATTENTION_BLOCK, n)
-        end = length - n + stop if causal else length
+        end = length - n + stop
         scores = q[:, :, start:stop] @ k[:, :, :end].transpose(-1, -2)
-        if causal and stop - start > 1:
+        if stop - start > 1:
             scores = scores.masked_fill(~visible_keys(end, stop - start, q.device), -float("inf"))
         out.append(scores.float().softmax(dim=-1).to(q.dtype) @ v[:, :, :end])
     return out[0] if len(out) == 1 else torch.cat(out, dim=2)
+
+
+def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """What `attention` computes, by PyTorch's fused kernel: faster, above all for one query,
+    but rounded in a way that may depend on the batch and the threads."""
+    n, length = q.shape[2], k.shape[2]
+    if n == 1:
+        return F.scaled_dot_product_attention(q, k, v)
+    if n == length:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=visible_keys(length, n, q.device))
 
 
 def visible_keys(length: int, n: int, device: torch.device) -> torch.Tensor:
@@ -62,22 +75,27 @@ def visible_keys(length: int, n: int, device: torch.device) -> torch.Tensor:
     )
 
 
+SLABS = 4
+
+
 class PackedLinear:
     """Linear layers of one input fused into one product, their weight packed once.
 
-    On CPU in float32 the product is oneDNN's on the packed weight, which spreads even a single
-    row over every thread, where F.linear runs a one-row product on one thread. Elsewhere it is
-    F.linear on the fused weight.
+    On CPU in float32 the product is oneDNN's on the packed weight, which spreads even one row
+    over every thread (F.linear runs a one-row product on one thread), and gives a row the same
+    numbers whatever the row count (checked at Kronos-small's widths). It costs about 50 us a
+    call to set up, which one-row steps feel. With `batch_invariant=False` a single row is instead
+    multiplied by SLABS slabs of the weight in one batched product, a slab a thread, as fast as
+    the memory streams them; its rounding is not that of many rows.
 
-    A row's numbers must not depend on how many rows are multiplied with it. F.linear changes
-    kernels (and rounding) at 1, 2-3 and 4 or more rows, so with it fewer than 4 rows are padded
-    with zero rows. The packed oneDNN product under inference mode gave the same numbers for 1 row
-    as for any other count (checked at Kronos-small's widths), so it is not padded: padding a
-    one-row step to 2 rows made it about 1.5x slower.
+    Elsewhere (GPU, bfloat16) it is F.linear on the fused weight. F.linear changes kernels and
+    rounding at 1, 2-3 and 4 or more rows, so for batch invariance fewer than 4 rows are padded
+    with zero rows.
     """
 
-    def __init__(self, *layers: nn.Linear):
-        self.layers = layers  # keeps them alive: PackedProducts finds them by id
+    def __init__(self, *layers: nn.Linear, batch_invariant: bool = True):
+        self.layers = [weakref.ref(layer) for layer in layers]
+        self.state = _weights_state(layers)
         self.sizes = [layer.out_features for layer in layers]
         weight = _joined([layer.weight for layer in layers])
         self.bias = None if layers[0].bias is None else _joined([layer.bias for layer in layers])
@@ -87,37 +105,77 @@ class PackedLinear:
             and torch.backends.mkldnn.is_available()
         )
         self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, None) if self.onednn else weight
-        self.min_rows = 1 if self.onednn else 4
+        self.min_rows = 4 if batch_invariant and not self.onednn else 1
+        self.slabs: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        if self.onednn and not batch_invariant and weight.shape[0] % SLABS == 0:
+            bias = None if self.bias is None else self.bias.view(SLABS, -1, 1)
+            self.slabs = weight.view(SLABS, -1, weight.shape[1]), bias
+
+    def packs(self, layers: Sequence[nn.Linear]) -> bool:
+        """Whether this packs these very layers, with the weights they hold now."""
+        same = all(ref() is layer for ref, layer in zip(self.layers, layers, strict=True))
+        return same and self.state is not None and self.state == _weights_state(layers)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1])
-        if rows.shape[0] < self.min_rows:
-            rows = torch.cat([rows, rows.new_zeros(self.min_rows - rows.shape[0], rows.shape[1])])
-        if self.onednn:
+        n = rows.shape[0]
+        if n == 1 and self.slabs is not None:
+            weight, bias = self.slabs
+            column = rows.t().expand(SLABS, -1, -1)
+            out = torch.bmm(weight, column) if bias is None else torch.baddbmm(bias, weight, column)
+        elif self.onednn:
             out = torch.ops.mkldnn._linear_pointwise(rows, self.weight, self.bias, "none", [], "")
+        elif n < self.min_rows:
+            padded = torch.cat([rows, rows.new_zeros(self.min_rows - n, rows.shape[1])])
+            out = F.linear(padded, self.weight, self.bias)[:n]
         else:
             out = F.linear(rows, self.weight, self.bias)
-        return out[: x[..., 0].numel()].view(*x.shape[:-1], -1)
+        return out.view(*x.shape[:-1], -1)
 
 
 def _joined(tensors: list[torch.Tensor]) -> torch.Tensor:
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 
 
+def _weights_state(layers: Sequence[nn.Linear]) -> tuple | None:
+    """Where the layers' weights and biases are and how often they were changed in place; None
+    for tensors made under inference mode, which count no changes."""
+    tensors = [t for layer in layers for t in (layer.weight, layer.bias) if t is not None]
+    if any(t.is_inference() for t in tensors):
+        return None
+    return tuple((t.device, t.data_ptr(), t._version) for t in tensors)
+
+
+_PACKED: weakref.WeakKeyDictionary[nn.Linear, dict[tuple[int, ...], PackedLinear]]
+_PACKED = weakref.WeakKeyDictionary()
+
+
+def packed_linear(layers: tuple[nn.Linear, ...], batch_invariant: bool) -> PackedLinear:
+    """A PackedLinear of `layers`, kept beside their first layer for as long as it lives and reused
+    while they hold the same weights: packing Kronos-small's weights takes about 50 ms, as long as
+    a short forecast. The price is a packed copy of the weights in memory."""
+    kept = _PACKED.setdefault(layers[0], {})
+    key = (*map(id, layers), batch_invariant)
+    packed = kept.get(key)
+    if packed is None or not packed.packs(layers):
+        packed = kept[key] = PackedLinear(*layers, batch_invariant=batch_invariant)
+    return packed
+
+
 class PackedProducts:
     """The products of cached passes (`modules.Products`): each group of layers multiplied
-    together is fused and packed on first use."""
+    together, fused and packed (`packed_linear`)."""
 
-    def __init__(self) -> None:
-        self.packed: dict[tuple[int, ...], PackedLinear] = {}
+    def __init__(self, batch_invariant: bool = True) -> None:
+        self.batch_invariant = batch_invariant
+        self.packed: dict[tuple[nn.Linear, ...], PackedLinear] = {}
 
     def __call__(self, x: torch.Tensor, *layers: nn.Linear) -> Sequence[torch.Tensor]:
-        key = tuple(id(layer) for layer in layers)
-        packed = self.packed.get(key)
+        packed = self.packed.get(layers)
         if packed is None:
-            packed = self.packed[key] = PackedLinear(*layers)
+            packed = self.packed[layers] = packed_linear(layers, self.batch_invariant)
         out = packed(x)
-        return (out,) if len(layers) == 1 else out.split(packed.sizes, dim=-1)
+        return (out,) if len(layers) == 1 else out.split_with_sizes(packed.sizes, dim=-1)
 
 
 class SegmentKV:
@@ -129,24 +187,23 @@ class SegmentKV:
     """
 
     def __init__(self, stack: SegmentedCache, n_heads: int, head_dim: int):
+        layout = stack.layout
         self.stack = stack
-        self.n_series, n_paths = stack.n_series, stack.n_paths
-        self.shared = n_paths > 1
+        self.products = stack.products
+        self.n_series, self.window = layout.n_series, layout.window
+        self.attention = attention if layout.batch_invariant else fused_attention
+        self.shared = layout.n_paths > 1
         shape = (n_heads, head_dim)
         if self.shared:
-            self.pk = stack.empty(self.n_series, max(stack.prefix_cap, 1), *shape)
-            self.sk = stack.empty(self.n_series * n_paths, max(stack.suffix_cap, 1), *shape)
+            self.pk = stack.empty(self.n_series, max(layout.prefix_cap, 1), *shape)
+            self.sk = stack.empty(self.n_series * layout.n_paths, max(layout.suffix_cap, 1), *shape)
             self.sv = torch.empty_like(self.sk)
         else:
-            slots = min(stack.prefix_cap + stack.suffix_cap, stack.max_len)
+            slots = min(layout.prefix_cap + layout.suffix_cap, layout.max_len)
             self.pk = stack.empty(self.n_series, slots, *shape)
         self.pv = torch.empty_like(self.pk)
         self.prefix_len = 0  # with one path: the length of the one buffer
         self.suffix_len = 0
-
-    @property
-    def products(self) -> PackedProducts:
-        return self.stack.products
 
     def clear(self) -> None:
         self.prefix_len = self.suffix_len = 0
@@ -154,7 +211,7 @@ class SegmentKV:
     def _in_suffix(self, rows: int) -> bool:
         if not self.shared or rows == self.n_series:
             return False
-        if rows != self.stack.n_series * self.stack.n_paths:
+        if rows != self.sk.shape[0]:
             raise ValueError(f"a cached pass has one row per series or per path, got {rows} rows")
         return True
 
@@ -176,14 +233,13 @@ class SegmentKV:
 
     def dropped(self, held: int) -> int:
         """How many of the oldest of `held` tokens fall outside the streaming window (else 0)."""
-        window = self.stack.window
-        return 0 if window is None else max(0, held - window)
+        return 0 if self.window is None else max(0, held - self.window)
 
     def attend(self, q: torch.Tensor) -> torch.Tensor:
         if not self._in_suffix(q.shape[0]):
             first = self.dropped(self.prefix_len)
             prefix = self.pk[:, :, first : self.prefix_len], self.pv[:, :, first : self.prefix_len]
-            return attention(q, *prefix, causal=True)
+            return self.attention(q, *prefix)
         n = q.shape[2]
         blocks = [
             self._attend_paths(q[:, :, start : start + ATTENTION_BLOCK], self.suffix_len - n + start)
@@ -218,29 +274,33 @@ class SegmentKV:
         return out_p + by_row(weights[..., n_p:]) @ self.sv[:, :, kept_s]
 
 
-class SegmentedCache:
-    """The SegmentKV of each block's attention in a stack (a `modules.StackCache`), for
-    n_series series of n_paths paths each, preallocated, with the products and rotary tables that
-    the stack's passes share. `max_len` is the most positions a row holds; `window`, if given,
-    how many of the latest a one-token pass attends to (streaming)."""
+@dataclass(frozen=True)
+class CacheLayout:
+    """What a cache holds: n_series series of n_paths paths each, a prefix of up to `prefix_cap`
+    positions per series and a suffix of up to `suffix_cap` per path, at most `max_len` positions
+    a row. `window`, if given, is how many of the latest a one-token pass attends to (streaming);
+    `batch_invariant`, whether a row's numbers must not depend on the rows beside it
+    (`PackedLinear`)."""
 
-    def __init__(
-        self,
-        blocks: nn.ModuleList,
-        n_series: int,
-        n_paths: int,
-        prefix_cap: int,
-        suffix_cap: int,
-        max_len: int,
-        window: int | None = None,
-    ):
+    n_series: int
+    n_paths: int
+    prefix_cap: int
+    suffix_cap: int
+    max_len: int
+    window: int | None = None
+    batch_invariant: bool = True
+
+
+class SegmentedCache:
+    """The SegmentKV of each block's attention in a stack (a `modules.StackCache`), preallocated
+    for `layout`, with the products and rotary tables that the stack's passes share."""
+
+    def __init__(self, blocks: nn.ModuleList, layout: CacheLayout):
         attentions: list[RotaryAttention] = [b.self_attn for b in blocks if isinstance(b, TransformerBlock)]
         weight = attentions[0].q_proj.weight
         self.device, self.dtype = weight.device, weight.dtype
-        self.n_series, self.n_paths = n_series, n_paths
-        self.prefix_cap, self.suffix_cap, self.max_len = prefix_cap, suffix_cap, max_len
-        self.window = window
-        self.products = PackedProducts()
+        self.layout = layout
+        self.products = PackedProducts(layout.batch_invariant)
         self.tables: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.layers = [SegmentKV(self, a.n_heads, a.head_dim) for a in attentions]
 
@@ -250,7 +310,8 @@ class SegmentedCache:
     def rotary_table(self, rotary: RotaryPositionalEmbedding) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin for positions [0, max_len), computed once per rotary module."""
         if id(rotary) not in self.tables:
-            self.tables[id(rotary)] = rotary.table(torch.arange(max(self.max_len, 1), device=self.device))
+            positions = torch.arange(max(self.layout.max_len, 1), device=self.device)
+            self.tables[id(rotary)] = rotary.table(positions)
         return self.tables[id(rotary)]
 
     def clear(self) -> None:
@@ -262,17 +323,8 @@ class SegmentedCache:
 class SegmentedModelCache(SegmentedCache):
     """A SegmentedCache for Kronos's blocks, with one for its dependency-aware layer."""
 
-    def __init__(
-        self,
-        model: Kronos,
-        n_series: int,
-        n_paths: int,
-        prefix_cap: int,
-        suffix_cap: int,
-        max_len: int,
-        window: int | None = None,
-    ):
-        super().__init__(model.transformer, n_series, n_paths, prefix_cap, suffix_cap, max_len, window)
+    def __init__(self, model: Kronos, layout: CacheLayout):
+        super().__init__(model.transformer, layout)
         cross = model.dep_layer.cross_attn
         self.dependency = SegmentKV(self, cross.n_heads, cross.head_dim)
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import trange
 
-from .cache import SegmentedCache, SegmentedModelCache
+from .cache import CacheLayout, SegmentedCache, SegmentedModelCache
 from .model import Kronos
 from .tokenizer import KronosTokenizer
 
@@ -215,6 +215,7 @@ class GeneratedTokens:
     history: tuple[torch.Tensor, torch.Tensor]  # s1, s2: [S, H]
     generated: tuple[torch.Tensor, torch.Tensor]  # s1, s2: [S * N, P]
     sample_count: int
+    batch_invariant: bool = True  # decode a series the same whatever its batch (seeded paths)
 
 
 def window_bounds(seq_len: int, history_len: int, max_context: int) -> tuple[int, int, int]:
@@ -232,13 +233,12 @@ def _generate_cached(
     stamps = (full_stamp, full_stamp.repeat_interleave(n_paths, dim=0))  # per series, per path
     prefix_cap = min(hist_len, max_context)
     if streaming:  # every generated token stays in the cache
-        cache = SegmentedModelCache(
-            model, n_series, n_paths, prefix_cap, pred_len, prefix_cap + pred_len, window=max_context
-        )
+        suffix_cap, max_len, window = pred_len, prefix_cap + pred_len, max_context
     else:
-        cache = SegmentedModelCache(
-            model, n_series, n_paths, prefix_cap, min(pred_len, max_context), max_context
-        )
+        suffix_cap, max_len, window = min(pred_len, max_context), max_context, None
+    seeded = random is not None  # a series' paths must then not depend on its batch
+    layout = CacheLayout(n_series, n_paths, prefix_cap, suffix_cap, max_len, window, batch_invariant=seeded)
+    cache = SegmentedModelCache(model, layout)
     for i in progress(pred_len):
         s1_logits, last = _last_position(model, cache, history, generated, stamps, i, max_context, streaming)
         s1 = draw_tokens(s1_logits.float(), sampling, random and random.uniforms(i, 0))
@@ -339,7 +339,7 @@ def generate_tokens(
         history = tokenizer.encode(x.to(tokenizer.head.weight.dtype), half=True)
         args = (model, history, full_stamp, max_context, pred_len, sampling, random, progress)
         generated = _generate_cached(*args, window == "streaming") if use_cache else _generate_plain(*args)
-    return GeneratedTokens(history=history, generated=generated, sample_count=sampling.sample_count)
+    return GeneratedTokens(history, generated, sampling.sample_count, batch_invariant=random is not None)
 
 
 @torch.inference_mode()
@@ -375,7 +375,12 @@ def _decode_window_cached(tokenizer, tokens: GeneratedTokens, start: int, prefix
     n_series, hist_len = h1.shape
     pred_len = g1.shape[1]
     window_len = hist_len + pred_len - start
-    cache = SegmentedCache(tokenizer.decoder, n_series, n, prefix_len, pred_len - gen_start, window_len)
+    invariant = tokens.batch_invariant
+    layout = CacheLayout(n_series, n, prefix_len, pred_len - gen_start, window_len, batch_invariant=invariant)
+    cache = SegmentedCache(tokenizer.decoder, layout)
+    if n == 1:  # one path a series: nothing to share, the window is passed as one sequence
+        window = [torch.cat([h[:, start:], g[:, gen_start:]], dim=1) for h, g in ((h1, g1), (h2, g2))]
+        return tokenizer.decode(tuple(window), half=True, cache=cache)[:, None]
     parts = []
     if prefix_len:
         z_prefix = tokenizer.decode((h1[:, start:], h2[:, start:]), half=True, cache=cache)

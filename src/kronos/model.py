@@ -21,6 +21,8 @@ from .modules import (
     StackCache,
     TemporalEmbedding,
     TransformerBlock,
+    dropout,
+    registry_attributes,
     run_blocks,
     separately,
 )
@@ -34,6 +36,7 @@ class ModelCache(StackCache, Protocol):
     def dependency(self) -> KVCache: ...
 
 
+@registry_attributes("embedding", "time_emb", "token_drop", "transformer", "norm", "dep_layer", "head")
 class Kronos(nn.Module, KronosHubMixin):
     """The autoregressive model.
 
@@ -126,7 +129,7 @@ class Kronos(nn.Module, KronosHubMixin):
         x = self.embedding(s1_ids, s2_ids, products)
         if stamp is not None:
             x = x + self.time_emb(stamp)
-        return self.token_drop(x)
+        return dropout(self.token_drop, x)
 
     def decode_s1(
         self, s1_ids, s2_ids, stamp=None, padding_mask=None, cache: ModelCache | None = None
