@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,11 +32,11 @@ def import_as(src: str, name: str):
     return importlib.import_module(f"{name}.generation"), folder
 
 
-def run(generation, tokenizer, model, sc, x, x_stamp, y_stamp, max_context: int) -> tuple[float, list]:
+def run(generation, tokenizer, model, sampling, x, x_stamp, y_stamp, max_context: int) -> tuple[float, list]:
     torch.manual_seed(2)
     start = time.perf_counter()
     tokens = generation.generate_tokens(
-        tokenizer, model, x, x_stamp, y_stamp, max_context, y_stamp.shape[1], sc.sampling()
+        tokenizer, model, x, x_stamp, y_stamp, max_context, y_stamp.shape[1], sampling
     )
     generation.decode_tokens(tokenizer, tokens, max_context)
     return time.perf_counter() - start, list(tokens.generated)
@@ -49,6 +50,12 @@ def main() -> None:
     parser.add_argument("--scenarios", nargs="+", default=["A", "B", "C", "D"], choices=list(SCENARIOS))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="sample with this seed (this checkout: batch-invariant kernels)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from kronos import generation
@@ -61,17 +68,21 @@ def main() -> None:
     old_tokenizer.load_state_dict(tokenizer.state_dict())
     old_model.load_state_dict(model.state_dict())
     engines = {"this": (generation, tokenizer, model), "against": (old_generation, old_tokenizer, old_model)}
-    print(f"torch {torch.__version__}, {args.threads} threads, fastest of {args.repeat} alternating runs")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, fastest of {args.repeat} alternating runs, "
+        f"seed {args.seed}"
+    )
     for name in args.scenarios:
         sc = SCENARIOS[name]
+        sampling = replace(sc.sampling(), seed=args.seed)
         x, x_stamp, y_stamp = inputs(sc, "cpu")
         seconds: dict[str, list[float]] = {label: [] for label in engines}
         tokens = {}
         for gen, tok, mod in engines.values():  # warm-up: prefill, a growing and a sliding step
-            run(gen, tok, mod, sc, x[:1], x_stamp[:1], y_stamp[:1, :3], sc.hist_len + 1)
+            run(gen, tok, mod, sampling, x[:1], x_stamp[:1], y_stamp[:1, :3], sc.hist_len + 1)
         for _ in range(args.repeat):
             for label, (gen, tok, mod) in engines.items():
-                t, tokens[label] = run(gen, tok, mod, sc, x, x_stamp, y_stamp, sc.max_context)
+                t, tokens[label] = run(gen, tok, mod, sampling, x, x_stamp, y_stamp, sc.max_context)
                 seconds[label].append(t)
         this, against = min(seconds["this"]), min(seconds["against"])
         same = all(torch.equal(a, b) for a, b in zip(tokens["this"], tokens["against"]))
