@@ -32,12 +32,20 @@ def import_as(src: str, name: str):
     return importlib.import_module(f"{name}.generation"), folder
 
 
+def generate(generation, tokenizer, model, sampling, x, x_stamp, y_stamp, max_context: int):
+    """generate_tokens in the calling convention of the tree that `generation` comes from: a
+    SeriesBatch, or in trees before it the tensors and lengths one by one."""
+    if hasattr(generation, "SeriesBatch"):
+        batch = generation.SeriesBatch(x, x_stamp, y_stamp)
+        return generation.generate_tokens(tokenizer, model, batch, sampling, max_context)
+    pred_len = y_stamp.shape[1]
+    return generation.generate_tokens(tokenizer, model, x, x_stamp, y_stamp, max_context, pred_len, sampling)
+
+
 def run(generation, tokenizer, model, sampling, x, x_stamp, y_stamp, max_context: int) -> tuple[float, list]:
     torch.manual_seed(2)
     start = time.perf_counter()
-    tokens = generation.generate_tokens(
-        tokenizer, model, x, x_stamp, y_stamp, max_context, y_stamp.shape[1], sampling
-    )
+    tokens = generate(generation, tokenizer, model, sampling, x, x_stamp, y_stamp, max_context)
     generation.decode_tokens(tokenizer, tokens, max_context)
     return time.perf_counter() - start, list(tokens.generated)
 

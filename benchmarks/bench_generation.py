@@ -158,25 +158,16 @@ MODES = {
 def warm_up(tokenizer, model, x, x_stamp, y_stamp, sc: Scenario, mode: Mode) -> None:
     """One untimed call on the first series, 3 steps in a window one token longer than the history,
     so that the prefill, a growing step and a sliding step have each run once before timing."""
-    from kronos.generation import decode_tokens, generate_tokens
+    from kronos.generation import SeriesBatch, decode_tokens, generate_tokens
 
-    tokens = generate_tokens(
-        tokenizer,
-        model,
-        x[:1],
-        x_stamp[:1],
-        y_stamp[:1, :3],
-        sc.hist_len + 1,
-        3,
-        sc.sampling(),
-        **mode.options(),
-    )
+    batch = SeriesBatch(x[:1], x_stamp[:1], y_stamp[:1, :3])
+    tokens = generate_tokens(tokenizer, model, batch, sc.sampling(), sc.hist_len + 1, **mode.options())
     decode_tokens(tokenizer, tokens, sc.hist_len + 1, use_cache=mode.use_cache)
 
 
 def run_one(sc: Scenario, mode: Mode, device: str, threads: int, steps: bool, queue) -> None:
     torch.set_num_threads(threads)
-    from kronos.generation import decode_tokens, generate_tokens
+    from kronos.generation import SeriesBatch, decode_tokens, generate_tokens
 
     tokenizer, model = build(device, getattr(torch, mode.dtype))
     x, x_stamp, y_stamp = inputs(sc, device)
@@ -189,15 +180,7 @@ def run_one(sc: Scenario, mode: Mode, device: str, threads: int, steps: bool, qu
     torch.manual_seed(2)
     start = time.perf_counter()
     tokens = generate_tokens(
-        tokenizer,
-        model,
-        x,
-        x_stamp,
-        y_stamp,
-        sc.max_context,
-        sc.pred_len,
-        sc.sampling(),
-        **mode.options(),
+        tokenizer, model, SeriesBatch(x, x_stamp, y_stamp), sc.sampling(), sc.max_context, **mode.options()
     )
     step_peaks.append(peak_rss_bytes())
     reset_peak_rss()

@@ -16,7 +16,7 @@ from kronos import (
     top_k_top_p_filtering,
 )
 from kronos.cache import CacheLayout, PackedLinear, SegmentedModelCache, packed_linear
-from kronos.generation import Sampling, decode_tokens, generate_tokens
+from kronos.generation import Sampling, SeriesBatch, decode_tokens, generate_tokens
 from kronos.modules import apply_rotary
 
 torch.set_num_threads(1)
@@ -65,7 +65,7 @@ def test_cached_equals_plain_greedy(shape, sample_count):
     tokenizer, model = random_pair(seed=1)
     x, x_stamp, y_stamp = random_inputs(cfg["n_series"], cfg["hist_len"], cfg["pred_len"])
     greedy = Sampling(T=1.0, top_k=1, top_p=1.0, sample_count=sample_count)
-    args = (x, x_stamp, y_stamp, cfg["max_context"], cfg["pred_len"], greedy)
+    args = (SeriesBatch(x, x_stamp, y_stamp), greedy, cfg["max_context"])
     plain = generate_tokens(tokenizer, model, *args, use_cache=False)
     cached = generate_tokens(tokenizer, model, *args, use_cache=True)
     for a, b in zip(plain.generated, cached.generated):
@@ -153,8 +153,8 @@ def test_seeded_cached_paths_do_not_depend_on_the_batch(sample_count):
 
     def paths(rows: list[int]):
         """Tokens and decoded bars of the first series when batched with the others in `rows`."""
-        args = (x[rows], x_stamp[rows], y_stamp[rows], max_context, pred_len, sampling)
-        tokens = generate_tokens(tokenizer, model, *args, series_keys=[f"series-{r}" for r in rows])
+        batch = SeriesBatch(x[rows], x_stamp[rows], y_stamp[rows], keys=[f"series-{r}" for r in rows])
+        tokens = generate_tokens(tokenizer, model, batch, sampling, max_context)
         bars = decode_tokens(tokenizer, tokens, max_context)
         return tokens.generated[0][:sample_count], tokens.generated[1][:sample_count], bars[0]
 
@@ -217,9 +217,9 @@ def test_paths_of_one_series_are_independent_draws():
     x, x_stamp, y_stamp = random_inputs(1, 16, 6)
     torch.manual_seed(0)
     flat = Sampling(T=1.0, top_p=1.0, sample_count=32)
-    first = generate_tokens(tokenizer, model, x, x_stamp, y_stamp, 32, 6, flat)
+    first = generate_tokens(tokenizer, model, SeriesBatch(x, x_stamp, y_stamp), flat, 32)
     torch.manual_seed(0)
-    again = generate_tokens(tokenizer, model, x, x_stamp, y_stamp, 32, 6, flat)
+    again = generate_tokens(tokenizer, model, SeriesBatch(x, x_stamp, y_stamp), flat, 32)
     s1 = first.generated[0]
     assert torch.equal(s1, again.generated[0])
     assert len({tuple(row.tolist()) for row in s1}) == 32
@@ -303,7 +303,7 @@ def test_a_horizon_beyond_the_context_is_decoded_window_by_window():
     hist_len, pred_len, context = 10, 45, 16
     x, x_stamp, y_stamp = random_inputs(2, hist_len, pred_len)
     sampling = Sampling(T=1.0, top_k=0, top_p=0.9, sample_count=2, seed=3)
-    tokens = generate_tokens(tokenizer, model, x, x_stamp, y_stamp, context, pred_len, sampling)
+    tokens = generate_tokens(tokenizer, model, SeriesBatch(x, x_stamp, y_stamp), sampling, context)
     z = decode_tokens(tokenizer, tokens, context)
     assert z.shape == (2, 2, pred_len, 6)
     (h1, h2), (g1, g2) = tokens.history, tokens.generated
@@ -363,7 +363,7 @@ def test_streaming_window_is_sliding_window_attention(shape, sample_count):
     tokenizer, model = random_pair(seed=1)
     x, x_stamp, y_stamp = random_inputs(cfg["n_series"], cfg["hist_len"], cfg["pred_len"])
     greedy = Sampling(T=1.0, top_k=1, top_p=1.0, sample_count=sample_count)
-    args = (x, x_stamp, y_stamp, cfg["max_context"], cfg["pred_len"], greedy)
+    args = (SeriesBatch(x, x_stamp, y_stamp), greedy, cfg["max_context"])
     streaming = generate_tokens(tokenizer, model, *args, window="streaming")
     full_stamp = torch.cat([x_stamp, y_stamp], 1)
     ref_args = (model, streaming.history, full_stamp, cfg["max_context"], cfg["pred_len"])
@@ -379,7 +379,7 @@ def test_streaming_window_equals_exact_until_it_slides(shape):
     cfg = dict(SHAPES, many_rows_grows=dict(n_series=6, hist_len=30, pred_len=10, max_context=40))[shape]
     tokenizer, model = random_pair(seed=2)
     x, x_stamp, y_stamp = random_inputs(cfg["n_series"], cfg["hist_len"], cfg["pred_len"])
-    args = (x, x_stamp, y_stamp, cfg["max_context"], cfg["pred_len"], Sampling(sample_count=3, seed=4))
+    args = (SeriesBatch(x, x_stamp, y_stamp), Sampling(sample_count=3, seed=4), cfg["max_context"])
     exact = generate_tokens(tokenizer, model, *args)
     streaming = generate_tokens(tokenizer, model, *args, window="streaming")
     for a, b in zip(exact.generated, streaming.generated):
@@ -389,12 +389,11 @@ def test_streaming_window_equals_exact_until_it_slides(shape):
 def test_unknown_window_is_refused():
     tokenizer, model = random_pair(seed=2)
     x, x_stamp, y_stamp = random_inputs(1, 10, 2)
+    args = (SeriesBatch(x, x_stamp, y_stamp), Sampling(), 16)
     with pytest.raises(ValueError, match="window must be one of"):
-        generate_tokens(tokenizer, model, x, x_stamp, y_stamp, 16, 2, Sampling(), window="sliding")
+        generate_tokens(tokenizer, model, *args, window="sliding")
     with pytest.raises(ValueError, match="needs use_cache=True"):
-        generate_tokens(
-            tokenizer, model, x, x_stamp, y_stamp, 16, 2, Sampling(), use_cache=False, window="streaming"
-        )
+        generate_tokens(tokenizer, model, *args, use_cache=False, window="streaming")
 
 
 def test_bfloat16_predictor_warns_where_the_cpu_lacks_bf16_kernels(tiny_dir):

@@ -300,40 +300,67 @@ def _generate_plain(model, history, full_stamp, max_context, pred_len, sampling,
     return seq1[:, hist_len:], seq2[:, hist_len:]
 
 
+@dataclass(frozen=True)
+class SeriesBatch:
+    """Series to generate for, as the model takes them: normalised histories x [S, H, d_in], their
+    time stamps x_stamp [S, H, 5], the stamps of the bars to generate y_stamp [S, P, 5], and
+    optionally what names each series (`keys`: its seeded draws come from `series_key(seed, key)`;
+    default: its position)."""
+
+    x: torch.Tensor
+    x_stamp: torch.Tensor
+    y_stamp: torch.Tensor
+    keys: Sequence[object] | None = None
+
+    def __post_init__(self) -> None:
+        x, x_stamp, y_stamp = self.x, self.x_stamp, self.y_stamp
+        if x.dim() != 3:
+            raise ValueError(f"x must be [batch, seq_len, features], got shape {tuple(x.shape)}")
+        if x.shape[1] < 1:
+            raise ValueError("x must hold at least one bar of history")
+        if tuple(x_stamp.shape[:2]) != tuple(x.shape[:2]):
+            raise ValueError(f"x_stamp shape {tuple(x_stamp.shape)} does not match x shape {tuple(x.shape)}")
+        if y_stamp.dim() != 3 or y_stamp.shape[0] != x.shape[0] or y_stamp.shape[1] < 1:
+            raise ValueError(
+                f"y_stamp must be [batch={x.shape[0]}, pred_len >= 1, 5], got shape {tuple(y_stamp.shape)}"
+            )
+        if self.keys is not None and len(self.keys) != x.shape[0]:
+            raise ValueError(f"keys has {len(self.keys)} keys for {x.shape[0]} series")
+
+    @property
+    def pred_len(self) -> int:
+        return self.y_stamp.shape[1]
+
+
 @torch.inference_mode()
 def generate_tokens(
     tokenizer: KronosTokenizer,
     model: Kronos,
-    x: torch.Tensor,
-    x_stamp: torch.Tensor,
-    y_stamp: torch.Tensor,
-    max_context: int,
-    pred_len: int,
+    batch: SeriesBatch,
     sampling: Sampling,
+    max_context: int,
     clip: float = 5,
-    series_keys: Sequence[object] | None = None,
     verbose: bool = False,
     use_cache: bool = True,
     window: str = "exact",
 ) -> GeneratedTokens:
-    """Tokenize each series' history once and sample `sampling.sample_count` token paths per series.
+    """Tokenize each series' history once and sample `sampling.sample_count` token paths of
+    `batch.pred_len` tokens per series, the model seeing at most `max_context` tokens.
 
-    x: normalised history [S, H, d_in]; x_stamp [S, H, 5]; y_stamp [S, pred_len, 5]. With
-    `sampling.seed`, series i draws from `series_key(seed, series_keys[i])` (default: its position).
-    Runs in eval mode; the modules' training flags are restored afterwards.
-    `window` is how a full context window slides (see `WINDOWS`).
+    Runs in eval mode; the modules' training flags are restored afterwards. `window` is how a full
+    context window slides (see `WINDOWS`).
     """
-    _check_generation_args(x, x_stamp, y_stamp, max_context, pred_len)
+    if int(max_context) <= 0:
+        raise ValueError(f"max_context must be positive, got {max_context}")
     check_window(window, use_cache)
+    x, pred_len = batch.x, batch.pred_len
     random = None
     if sampling.seed is not None:
-        keys = range(x.shape[0]) if series_keys is None else series_keys
-        if len(keys) != x.shape[0]:
-            raise ValueError(f"series_keys has {len(keys)} keys for {x.shape[0]} series")
+        keys = range(x.shape[0]) if batch.keys is None else batch.keys
         random = SeriesRandom([series_key(sampling.seed, k) for k in keys], sampling.sample_count, x.device)
     dtype = model.norm.weight.dtype
     x = torch.clip(x, -clip, clip).to(dtype)
-    full_stamp = torch.cat([x_stamp, y_stamp], dim=1)
+    full_stamp = torch.cat([batch.x_stamp, batch.y_stamp], dim=1)
     progress = trange if verbose else range
     with eval_mode(tokenizer, model):
         history = tokenizer.encode(x.to(tokenizer.head.weight.dtype), half=True)
@@ -434,11 +461,11 @@ def auto_regressive_inference(
     window of history plus forecast (with any forecast before it, `decode_tokens`), so the
     forecast is `[:, -pred_len:]`. `use_cache=False` runs the reference loop.
     """
+    if y_stamp.dim() < 2 or y_stamp.shape[1] != pred_len:
+        raise ValueError(f"y_stamp shape {tuple(y_stamp.shape)} does not hold pred_len={pred_len} stamps")
     sampling = Sampling(T=T, top_k=top_k, top_p=top_p, sample_count=sample_count)
-    tokens = generate_tokens(
-        tokenizer, model, x, x_stamp, y_stamp, max_context, pred_len, sampling, clip, verbose=verbose,
-        use_cache=use_cache,
-    )  # fmt: skip
+    batch = SeriesBatch(x, x_stamp, y_stamp)
+    tokens = generate_tokens(tokenizer, model, batch, sampling, max_context, clip, verbose, use_cache)
     return decode_tokens(tokenizer, tokens, max_context, use_cache).float().cpu().numpy().mean(axis=1)
 
 
@@ -457,20 +484,3 @@ def check_window(window: str, use_cache: bool = True) -> None:
         raise ValueError(f"window must be one of {WINDOWS}, got {window!r}")
     if window == "streaming" and not use_cache:
         raise ValueError("window='streaming' needs use_cache=True (the plain loop is the exact reference)")
-
-
-def _check_generation_args(x, x_stamp, y_stamp, max_context, pred_len) -> None:
-    if x.dim() != 3:
-        raise ValueError(f"x must be [batch, seq_len, features], got shape {tuple(x.shape)}")
-    if x.shape[1] < 1:
-        raise ValueError("x must hold at least one bar of history")
-    if tuple(x_stamp.shape[:2]) != tuple(x.shape[:2]):
-        raise ValueError(f"x_stamp shape {tuple(x_stamp.shape)} does not match x shape {tuple(x.shape)}")
-    if int(pred_len) <= 0:
-        raise ValueError(f"pred_len must be positive, got {pred_len}")
-    if tuple(y_stamp.shape[:2]) != (x.shape[0], pred_len):
-        raise ValueError(
-            f"y_stamp shape {tuple(y_stamp.shape)} does not match (batch={x.shape[0]}, pred_len={pred_len})"
-        )
-    if int(max_context) <= 0:
-        raise ValueError(f"max_context must be positive, got {max_context}")

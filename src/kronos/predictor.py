@@ -38,7 +38,7 @@ from .forecast import (
     path_statistics,
 )
 from .frames import GAP_POLICIES, MIN_HISTORY, future_timestamps, report_gaps, split_series
-from .generation import Sampling, check_window, decode_tokens, generate_tokens
+from .generation import Sampling, SeriesBatch, check_window, decode_tokens, generate_tokens
 from .model import Kronos
 from .pretrained import DEFAULT_MODEL, ModelMetadata, load_pretrained
 from .tokenizer import KronosTokenizer
@@ -313,11 +313,15 @@ class KronosPredictor:
             for chunk in chunks:
                 group = [prepared[i] for i in chunk]
                 with self._generation_threads():
+                    batch = SeriesBatch(
+                        self._tensor([p.x for p in group]),
+                        self._tensor([p.x_stamp for p in group]),
+                        self._tensor([p.y_stamp for p in group]),
+                        keys=[p.key for p in group],
+                    )
                     tokens = generate_tokens(
-                        self.tokenizer, self.model, self._tensor([p.x for p in group]),
-                        self._tensor([p.x_stamp for p in group]), self._tensor([p.y_stamp for p in group]),
-                        self.max_context, pred_len, sampling, self.clip, [p.key for p in group],
-                        verbose and len(chunks) == 1, self.use_cache, self.window,
+                        self.tokenizer, self.model, batch, sampling, self.max_context, self.clip,
+                        verbose=verbose and len(chunks) == 1, use_cache=self.use_cache, window=self.window,
                     )  # fmt: skip
                     paths = decode_tokens(self.tokenizer, tokens, self.max_context, self.use_cache)
                 paths = paths.float().cpu().numpy()
