@@ -86,11 +86,11 @@ def test_cached_equals_plain_greedy(shape, sample_count):
 def test_packed_linear_equals_the_linears_it_packs(bias, batch_invariant):
     torch.manual_seed(0)
     linears = [torch.nn.Linear(24, 40, bias=bias), torch.nn.Linear(24, 8, bias=bias)]
-    packed = PackedLinear(*linears, batch_invariant=batch_invariant)
+    packed = PackedLinear(*linears)
     for rows in (1, 3, 20):
         x = torch.randn(rows, 24)
         expected = torch.cat([lin(x) for lin in linears], dim=-1)
-        torch.testing.assert_close(packed(x), expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(packed(x, batch_invariant), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_packed_weights_are_reused_until_the_weights_change():
@@ -99,19 +99,20 @@ def test_packed_weights_are_reused_until_the_weights_change():
     torch.manual_seed(0)
     q, k = torch.nn.Linear(16, 16), torch.nn.Linear(16, 8)
     x = torch.randn(2, 16)
-    first = packed_linear((q, k), batch_invariant=True)
-    assert packed_linear((q, k), batch_invariant=True) is first
-    assert packed_linear((q, k), batch_invariant=False) is not first
+    first = packed_linear((q, k))
+    assert packed_linear((q, k)) is first
     with torch.no_grad():
         k.weight.mul_(2)
-    changed = packed_linear((q, k), batch_invariant=True)
+    changed = packed_linear((q, k))
     assert changed is not first
-    torch.testing.assert_close(changed(x), torch.cat([q(x), k(x)], dim=-1), rtol=1e-5, atol=1e-6)
+    for batch_invariant in (True, False):
+        got = changed(x[:1], batch_invariant)
+        torch.testing.assert_close(got, torch.cat([q(x[:1]), k(x[:1])], dim=-1), rtol=1e-5, atol=1e-6)
     q.load_state_dict({"weight": torch.zeros(16, 16), "bias": torch.ones(16)})
-    torch.testing.assert_close(packed_linear((q, k), True)(x)[:, :16], torch.ones(2, 16))
+    torch.testing.assert_close(packed_linear((q, k))(x)[:, :16], torch.ones(2, 16))
     with torch.inference_mode():  # weights made here count no changes: never reused
         r = torch.nn.Linear(16, 4)
-        assert packed_linear((r,), True) is not packed_linear((r,), True)
+        assert packed_linear((r,)) is not packed_linear((r,))
 
 
 @pytest.mark.parametrize("shape", ["slides", "history_longer_than_window"])

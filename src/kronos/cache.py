@@ -84,16 +84,16 @@ class PackedLinear:
     On CPU in float32 the product is oneDNN's on the packed weight, which spreads even one row
     over every thread (F.linear runs a one-row product on one thread), and gives a row the same
     numbers whatever the row count (checked at Kronos-small's widths). It costs about 50 us a
-    call to set up, which one-row steps feel. With `batch_invariant=False` a single row is instead
-    multiplied by SLABS slabs of the weight in one batched product, a slab a thread, as fast as
-    the memory streams them; its rounding is not that of many rows.
+    call to set up, which one-row steps feel. Unless asked for `batch_invariant` numbers, a single
+    row is instead multiplied by SLABS slabs of the weight in one batched product, a slab a
+    thread, as fast as the memory streams them; its rounding is not that of many rows.
 
     Elsewhere (GPU, bfloat16) it is F.linear on the fused weight. F.linear changes kernels and
     rounding at 1, 2-3 and 4 or more rows, so for batch invariance fewer than 4 rows are padded
     with zero rows.
     """
 
-    def __init__(self, *layers: nn.Linear, batch_invariant: bool = True):
+    def __init__(self, *layers: nn.Linear):
         self.layers = [weakref.ref(layer) for layer in layers]
         self.state = _weights_state(layers)
         self.sizes = [layer.out_features for layer in layers]
@@ -105,32 +105,39 @@ class PackedLinear:
             and torch.backends.mkldnn.is_available()
         )
         self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, None) if self.onednn else weight
-        self.min_rows = 4 if batch_invariant and not self.onednn else 1
-        self.slabs: tuple[torch.Tensor, torch.Tensor | None] | None = None
-        if self.onednn and not batch_invariant and weight.shape[0] % SLABS == 0:
-            bias = None if self.bias is None else self.bias.view(SLABS, -1, 1)
-            self.slabs = weight.view(SLABS, -1, weight.shape[1]), bias
+        self.slabs: tuple[torch.Tensor, torch.Tensor | None] | None = None  # made on first use
+        self.sliceable = self.onednn and weight.shape[0] % SLABS == 0
 
     def packs(self, layers: Sequence[nn.Linear]) -> bool:
         """Whether this packs these very layers, with the weights they hold now."""
         same = all(ref() is layer for ref, layer in zip(self.layers, layers, strict=True))
         return same and self.state is not None and self.state == _weights_state(layers)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, batch_invariant: bool = True) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1])
         n = rows.shape[0]
-        if n == 1 and self.slabs is not None:
-            weight, bias = self.slabs
+        if n == 1 and self.sliceable and not batch_invariant:
+            weight, bias = self.slabs or self._cut_slabs()
             column = rows.t().expand(SLABS, -1, -1)
             out = torch.bmm(weight, column) if bias is None else torch.baddbmm(bias, weight, column)
         elif self.onednn:
             out = torch.ops.mkldnn._linear_pointwise(rows, self.weight, self.bias, "none", [], "")
-        elif n < self.min_rows:
-            padded = torch.cat([rows, rows.new_zeros(self.min_rows - n, rows.shape[1])])
+        elif n < MIN_ROWS and batch_invariant:
+            padded = torch.cat([rows, rows.new_zeros(MIN_ROWS - n, rows.shape[1])])
             out = F.linear(padded, self.weight, self.bias)[:n]
         else:
             out = F.linear(rows, self.weight, self.bias)
         return out.view(*x.shape[:-1], -1)
+
+    def _cut_slabs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The fused weight [out, in] as SLABS slabs [SLABS, out / SLABS, in], the bias alike."""
+        weight = _joined([ref().weight for ref in self.layers])  # type: ignore[union-attr]  # alive: in use
+        bias = None if self.bias is None else self.bias.view(SLABS, -1, 1)
+        self.slabs = weight.view(SLABS, -1, weight.shape[1]), bias
+        return self.slabs
+
+
+MIN_ROWS = 4  # F.linear computes a row the same way from 4 rows up
 
 
 def _joined(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -150,15 +157,16 @@ _PACKED: weakref.WeakKeyDictionary[nn.Linear, dict[tuple[int, ...], PackedLinear
 _PACKED = weakref.WeakKeyDictionary()
 
 
-def packed_linear(layers: tuple[nn.Linear, ...], batch_invariant: bool) -> PackedLinear:
+def packed_linear(layers: tuple[nn.Linear, ...]) -> PackedLinear:
     """A PackedLinear of `layers`, kept beside their first layer for as long as it lives and reused
     while they hold the same weights: packing Kronos-small's weights takes about 50 ms, as long as
-    a short forecast. The price is a packed copy of the weights in memory."""
+    a short forecast. The price is a packed copy of the weights in memory (about 100 MB for
+    Kronos-small; the slabs of fused layers, made by unseeded one-row steps, add about 60 MB)."""
     kept = _PACKED.setdefault(layers[0], {})
-    key = (*map(id, layers), batch_invariant)
+    key = tuple(map(id, layers))
     packed = kept.get(key)
     if packed is None or not packed.packs(layers):
-        packed = kept[key] = PackedLinear(*layers, batch_invariant=batch_invariant)
+        packed = kept[key] = PackedLinear(*layers)
     return packed
 
 
@@ -173,8 +181,8 @@ class PackedProducts:
     def __call__(self, x: torch.Tensor, *layers: nn.Linear) -> Sequence[torch.Tensor]:
         packed = self.packed.get(layers)
         if packed is None:
-            packed = self.packed[layers] = packed_linear(layers, self.batch_invariant)
-        out = packed(x)
+            packed = self.packed[layers] = packed_linear(layers)
+        out = packed(x, self.batch_invariant)
         return (out,) if len(layers) == 1 else out.split_with_sizes(packed.sizes, dim=-1)
 
 
