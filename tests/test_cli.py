@@ -40,19 +40,14 @@ def five_minute_csv(tmp_path):
     return path
 
 
+def tiny_forecast_args(csv, model_dir) -> list[str]:
+    """`kronos forecast` arguments for 12 steps of 8 paths of the tiny model, on CPU."""
+    return [str(csv), "--steps", "12", "--model", str(model_dir), "--paths", "8", "--device", "cpu"]
+
+
 def test_forecast_writes_csv_and_plot(tiny_dir, five_minute_csv, tmp_path, capsys):
     out, png = tmp_path / "f.csv", tmp_path / "f.png"
-    args = [
-        str(five_minute_csv),
-        "--steps",
-        "12",
-        "--model",
-        str(tiny_dir),
-        "--paths",
-        "8",
-        "--device",
-        "cpu",
-    ]
+    args = tiny_forecast_args(five_minute_csv, tiny_dir)
     assert main(["forecast", *args, "--out", str(out), "--plot", str(png)]) == 0
     forecast = pd.read_csv(out, parse_dates=["timestamps"])
     assert list(forecast.columns[:3]) == ["timestamps", "open_mean", "open_q0.025"]
@@ -228,17 +223,7 @@ def test_shipped_model_files_are_declared_as_package_data():
 
 
 def test_forecast_decoding_options(tiny_dir, five_minute_csv, tmp_path):
-    args = [
-        str(five_minute_csv),
-        "--steps",
-        "12",
-        "--model",
-        str(tiny_dir),
-        "--paths",
-        "8",
-        "--device",
-        "cpu",
-    ]
+    args = tiny_forecast_args(five_minute_csv, tiny_dir)
     frames = {}
     for name, extra in {
         "exact": [],

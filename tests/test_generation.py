@@ -58,14 +58,19 @@ SHAPES = {
 }
 
 
+def greedy_case(cfg: dict, sample_count: int):
+    """The seed-1 random pair and greedy generate_tokens arguments (batch, sampling, context) for a shape."""
+    tokenizer, model = random_pair(seed=1)
+    x, x_stamp, y_stamp = random_inputs(cfg["n_series"], cfg["hist_len"], cfg["pred_len"])
+    greedy = Sampling(T=1.0, top_k=1, top_p=1.0, sample_count=sample_count)
+    return tokenizer, model, (SeriesBatch(x, x_stamp, y_stamp), greedy, cfg["max_context"])
+
+
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("sample_count", [1, 3])
 def test_cached_equals_plain_greedy(shape, sample_count):
     cfg = SHAPES[shape]
-    tokenizer, model = random_pair(seed=1)
-    x, x_stamp, y_stamp = random_inputs(cfg["n_series"], cfg["hist_len"], cfg["pred_len"])
-    greedy = Sampling(T=1.0, top_k=1, top_p=1.0, sample_count=sample_count)
-    args = (SeriesBatch(x, x_stamp, y_stamp), greedy, cfg["max_context"])
+    tokenizer, model, args = greedy_case(cfg, sample_count)
     plain = generate_tokens(tokenizer, model, *args, use_cache=False)
     cached = generate_tokens(tokenizer, model, *args, use_cache=True)
     for a, b in zip(plain.generated, cached.generated):
@@ -361,12 +366,9 @@ STREAMING_SHAPES = {
 @torch.inference_mode()
 def test_streaming_window_is_sliding_window_attention(shape, sample_count):
     cfg = STREAMING_SHAPES[shape]
-    tokenizer, model = random_pair(seed=1)
-    x, x_stamp, y_stamp = random_inputs(cfg["n_series"], cfg["hist_len"], cfg["pred_len"])
-    greedy = Sampling(T=1.0, top_k=1, top_p=1.0, sample_count=sample_count)
-    args = (SeriesBatch(x, x_stamp, y_stamp), greedy, cfg["max_context"])
+    tokenizer, model, args = greedy_case(cfg, sample_count)
     streaming = generate_tokens(tokenizer, model, *args, window="streaming")
-    full_stamp = torch.cat([x_stamp, y_stamp], 1)
+    full_stamp = torch.cat([args[0].x_stamp, args[0].y_stamp], 1)
     ref_args = (model, streaming.history, full_stamp, cfg["max_context"], cfg["pred_len"])
     for got, want in zip(streaming.generated, sliding_window_greedy(*ref_args, span=cfg["max_context"])):
         torch.testing.assert_close(got, want.repeat_interleave(sample_count, 0), rtol=0, atol=0)

@@ -254,6 +254,13 @@ def check_summary(table: pd.DataFrame, levels, caught, rows: int) -> None:
     assert (table["realized_vol"].dropna() >= 0).all()
 
 
+def stamp_count(args: dict) -> int:
+    """How many future timestamps to pass: the drawn pred_len where it is a sane int (a bad one
+    is then refused for itself), else 3."""
+    pred_len = args["pred_len"]
+    return pred_len if type(pred_len) is int and 0 < pred_len < 100 else 3
+
+
 def future_of(n: int, stamps: object = None) -> pd.DatetimeIndex:
     """n daily timestamps after any history, in the time zone of `stamps` (naive where they have
     none or cannot be read: such a call is refused for its history's timestamps anyway)."""
@@ -281,9 +288,10 @@ def test_predict_quantiles_is_finite_or_refused(predictor, case, drawn):
 @given(case=cases(), drawn=arguments(**SAMPLING))
 def test_predict_paths_is_finite_or_refused(predictor, case, drawn):
     args, fault = drawn
-    n = args["pred_len"] if type(args["pred_len"]) is int and 0 < args["pred_len"] < 100 else 3
     paths, error, _ = run(
-        lambda: predictor.predict_paths(case.bars, case.stamps, future_of(n, case.stamps), **args)
+        lambda: predictor.predict_paths(
+            case.bars, case.stamps, future_of(stamp_count(args), case.stamps), **args
+        )
     )
     if error is None:
         assert paths.shape == (args["sample_count"], args["pred_len"], 6)
@@ -295,9 +303,10 @@ def test_predict_paths_is_finite_or_refused(predictor, case, drawn):
 @given(case=cases(), drawn=arguments(**SAMPLING))
 def test_upstream_predict_is_finite_or_refused(predictor, case, drawn):
     args, fault = drawn
-    n = args["pred_len"] if type(args["pred_len"]) is int and 0 < args["pred_len"] < 100 else 3
     frame, error, _ = run(
-        lambda: predictor.predict(case.bars, case.stamps, future_of(n, case.stamps), verbose=False, **args)
+        lambda: predictor.predict(
+            case.bars, case.stamps, future_of(stamp_count(args), case.stamps), verbose=False, **args
+        )
     )
     if error is None:
         assert frame.shape == (args["pred_len"], 6) and list(frame.columns) == FEATURE_COLUMNS
