@@ -12,8 +12,9 @@ slides without being passed again. That is sliding-window attention over the who
 rotary attention sees only relative positions, so the positions growing past the window change
 nothing else.
 
-A row's numbers never depend on the other rows: one packed product for every row count, and
-attention per series. So a series gets bitwise the same paths whatever it is batched with.
+With `batch_invariant` (seeded generation), a row's numbers never depend on the other rows: one
+packed product for every row count, and attention written out per series, so a series gets
+bitwise the same paths whatever it is batched with. Without it, the fastest kernels run.
 
 Rows are laid out series-major (row = series * n_paths + path).
 """
@@ -191,7 +192,8 @@ class SegmentKV:
     suffix per path.
 
     A path's queries attend over its series' prefix and its own suffix in one softmax. With one
-    path per series there is nothing to share: one buffer, and attention is one fused call.
+    path per series there is nothing to share: one buffer, attended in one call (`attention`, or
+    `fused_attention` where batch invariance is not asked for).
     """
 
     def __init__(self, stack: SegmentedCache, n_heads: int, head_dim: int):
