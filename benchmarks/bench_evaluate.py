@@ -20,7 +20,7 @@ import torch
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer
 from kronos.evaluation import evaluate
-from kronos.pretrained import PUBLISHED_CONFIGS
+from kronos.forecasting.pretrained import PUBLISHED_CONFIGS
 
 TINY = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "compat" / "tiny"
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kronos.pretrained import PUBLISHED_CONFIGS
+from kronos.forecasting.pretrained import PUBLISHED_CONFIGS
 
 SMALL = PUBLISHED_CONFIGS["NeoQuasar/Kronos-small"]
 TOKENIZER_BASE = PUBLISHED_CONFIGS["NeoQuasar/Kronos-Tokenizer-base"]
@@ -45,7 +45,7 @@ class Scenario:
     note: str = ""
 
     def sampling(self):
-        from kronos.generation import Sampling
+        from kronos.engine.sampling import Sampling
 
         return Sampling(T=self.T, top_k=self.top_k, top_p=self.top_p, sample_count=self.sample_count)
 
@@ -158,7 +158,7 @@ MODES = {
 def warm_up(tokenizer, model, x, x_stamp, y_stamp, sc: Scenario, mode: Mode) -> None:
     """One untimed call on the first series, 3 steps in a window one token longer than the history,
     so that the prefill, a growing step and a sliding step have each run once before timing."""
-    from kronos.generation import SeriesBatch, decode_tokens, generate_tokens
+    from kronos.engine.generation import SeriesBatch, decode_tokens, generate_tokens
 
     batch = SeriesBatch(x[:1], x_stamp[:1], y_stamp[:1, :3])
     tokens = generate_tokens(tokenizer, model, batch, sc.sampling(), sc.hist_len + 1, **mode.options())
@@ -167,7 +167,7 @@ def warm_up(tokenizer, model, x, x_stamp, y_stamp, sc: Scenario, mode: Mode) -> 
 
 def run_one(sc: Scenario, mode: Mode, device: str, threads: int, steps: bool, queue) -> None:
     torch.set_num_threads(threads)
-    from kronos.generation import SeriesBatch, decode_tokens, generate_tokens
+    from kronos.engine.generation import SeriesBatch, decode_tokens, generate_tokens
 
     tokenizer, model = build(device, getattr(torch, mode.dtype))
     x, x_stamp, y_stamp = inputs(sc, device)

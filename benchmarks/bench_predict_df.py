@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer
-from kronos.pretrained import PUBLISHED_CONFIGS
+from kronos.forecasting.pretrained import PUBLISHED_CONFIGS
 
 TINY_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "compat" / "tiny"
 

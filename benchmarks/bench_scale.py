@@ -5,7 +5,7 @@ universe), 20 steps, 20 paths, batch size 32, seed 0, `kronos-default` (its look
 bars). Three ways, each run in a fresh process on the same universe:
 
 - `local-1`, `local-2` (only with `--ways`): `predict_df` in one process with 1 or 2 torch threads;
-- `ray`: `kronos.distributed.forecast_dataset` on a Ray cluster started on this machine with
+- `ray`: `kronos.ray.engine.forecast_dataset` on a Ray cluster started on this machine with
   `--cpus` CPUs (default 2), one actor per CPU, 1 torch thread each.
 
 Runs take turns (local-1, ray, local-1, ...) so that the machine's load falls on all of
@@ -89,7 +89,7 @@ def run_one(args: argparse.Namespace) -> dict:
     else:
         import ray
 
-        from kronos.distributed import RayEngine, forecast_dataset
+        from kronos.ray.engine import RayEngine, forecast_dataset
 
         start = time.perf_counter()
         ray.init(

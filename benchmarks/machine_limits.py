@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from kronos.pretrained import PUBLISHED_CONFIGS
+from kronos.forecasting.pretrained import PUBLISHED_CONFIGS
 
 SMALL = PUBLISHED_CONFIGS["NeoQuasar/Kronos-small"]
 

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer
-from kronos.data import prepare_ohlcv, time_features
 from kronos.evaluation import evaluate
+from kronos.forecasting.series import prepare_ohlcv, time_features
 
 LOOKBACK, STEPS, CLIP = 48, 12, 5.0
 WINDOW = LOOKBACK + STEPS

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kronos.cli import main as kronos_main
+from kronos.commands.main import main as kronos_main
 from kronos.training.dataset import split_point
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from kronos.cli import main as kronos_main
-from kronos.pretrained import DEFAULT_MODEL, read_metadata, resolve_checkpoint
+from kronos.commands.main import main as kronos_main
+from kronos.forecasting.pretrained import DEFAULT_MODEL, read_metadata, resolve_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINES = ("persistence", "drift", "gaussian_rw")

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer
-from kronos.pretrained import resolve_checkpoint
+from kronos.forecasting.pretrained import resolve_checkpoint
 from kronos.training import load_config, load_windows, train
 from kronos.training.dataset import split_point
 from kronos.training.evaluation import forecast_errors, window_losses

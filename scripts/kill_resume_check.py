@@ -61,7 +61,17 @@ keep_checkpoints = 2
 def start(config: Path, out: Path, resume: bool) -> subprocess.Popen:
     """`kronos train tokenizer`, returned once it has imported everything, loaded the data and
     begun training."""
-    command = [sys.executable, "-m", "kronos.cli", "train", STAGE, "--config", str(config), "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "kronos.commands.main",
+        "train",
+        STAGE,
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+    ]
     run = subprocess.Popen(
         command + (["--resume", "auto"] if resume else []),
         stdout=subprocess.PIPE,

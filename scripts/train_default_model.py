@@ -4,7 +4,7 @@
 
 Steps: write the training data (scripts/build_default_data.py), train the tokenizer, train the
 predictor on it, evaluate both on the held-out final segment of every series, and copy the best
-checkpoints into src/kronos/pretrained/kronos-default/. Needs the `data` extra.
+checkpoints into src/kronos/shipped/kronos-default/. Needs the `data` extra.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from kronos.frames import bar_spacing
-from kronos.pretrained import ModelMetadata
+from kronos.forecasting.pretrained import ModelMetadata
+from kronos.forecasting.schedules import bar_spacing
 from kronos.training import load_config, load_windows, train
 from kronos.training.evaluation import evaluate_checkpoints
 

@@ -82,7 +82,7 @@ def tiny_predictor(tiny_model, tiny_tokenizer):
 def kronos_command():
     """Run `kronos ARGS` in this process as on a terminal, warnings printed to stderr (as Python
     prints them outside a test): returns (exit status, stdout, stderr lines)."""
-    from kronos.cli import main
+    from kronos.commands.main import main
 
     def print_warning(message, category, filename, lineno, file=None, line=None) -> None:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))

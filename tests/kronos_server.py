@@ -64,7 +64,7 @@ def start_server(
     command = [
         sys.executable,
         "-m",
-        "kronos.cli",
+        "kronos.commands.main",
         "serve",
         "--port",
         str(port),

@@ -7,12 +7,18 @@ import pandas as pd
 import pytest
 import torch
 
-from kronos.calibration import MIN_ORIGINS, Calibration, fit_origins, history_volatility, required_rows
-from kronos.cli import main
+from kronos.commands.main import main
+from kronos.engine.sampling import Sampling
 from kronos.evaluation import evaluate
 from kronos.evaluation.baselines import run_baseline
-from kronos.forecast import ohlc_violations, repair_ohlc, sample_quantiles
-from kronos.generation import Sampling
+from kronos.forecasting.calibration import (
+    MIN_ORIGINS,
+    Calibration,
+    fit_origins,
+    history_volatility,
+    required_rows,
+)
+from kronos.forecasting.paths import ohlc_violations, repair_ohlc, sample_quantiles
 
 torch.set_num_threads(1)
 COLUMNS = ["open", "high", "low", "close", "volume", "amount"]

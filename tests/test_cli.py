@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from kronos.cli import main
-from kronos.frames import future_timestamps
-from kronos.pretrained import DEFAULT_MODEL, shipped_dir
+from kronos.commands.main import main
+from kronos.forecasting.pretrained import DEFAULT_MODEL, shipped_dir
+from kronos.forecasting.schedules import future_timestamps
 
 torch.set_num_threads(1)
 EXAMPLES = shipped_dir().parents[3] / "examples"
@@ -213,7 +213,7 @@ def test_shipped_model_files_are_declared_as_package_data():
 
     root = shipped_dir().parents[3]
     patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
-        "kronos.pretrained"
+        "kronos.shipped"
     ]
     package = shipped_dir().parent
     declared = {p for pattern in patterns for p in package.glob(pattern)}

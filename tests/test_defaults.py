@@ -12,11 +12,11 @@ import torch
 from test_training import make_bars, tiny_config
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer
-from kronos.cli import main
+from kronos.commands.main import main
+from kronos.engine.sampling import SeriesRandom, series_key
 from kronos.evaluation import evaluate
-from kronos.generation import SeriesRandom, series_key
-from kronos.predictor import ContextWarning
-from kronos.pretrained import ModelMetadata
+from kronos.forecasting.predictor import ContextWarning
+from kronos.forecasting.pretrained import ModelMetadata
 from kronos.training import train
 
 torch.set_num_threads(1)

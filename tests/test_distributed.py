@@ -19,8 +19,8 @@ import ray
 import torch
 
 from kronos import KronosPredictor
-from kronos.cli import main
-from kronos.distributed import RayEngine, _pack_series, forecast_dataset, series_file
+from kronos.commands.main import main
+from kronos.ray.engine import RayEngine, _pack_series, forecast_dataset, series_file
 
 torch.set_num_threads(1)
 

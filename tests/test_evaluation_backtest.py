@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from kronos import KronosPredictor
-from kronos.data import CLOSE
 from kronos.evaluation import (
     drift,
     evaluate,
@@ -16,6 +15,7 @@ from kronos.evaluation import (
     read_series,
     select_origins,
 )
+from kronos.forecasting.series import CLOSE
 
 
 def random_walk_bars(n: int, seed: int = 0, sigma: float = 0.01, start="2024-01-01") -> pd.DataFrame:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from kronos.cli import main
+from kronos.commands.main import main
 
 
 def test_evaluate_command_writes_the_full_report(tmp_path, tiny_dir, tiny_ohlcv, capsys):

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from kronos.data import CLOSE
 from kronos.evaluation import metrics
-from kronos.forecast import horizon_volatility, realized_volatility
+from kronos.forecasting.paths import horizon_volatility, realized_volatility
+from kronos.forecasting.series import CLOSE
 
 
 def normal_cdf(z: float) -> float:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kronos.frames import future_timestamps, split_series
+from kronos.forecasting.schedules import future_timestamps, split_series
 
 
 def test_regular_frequencies_continue():

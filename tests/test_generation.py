@@ -15,9 +15,10 @@ from kronos import (
     sample_from_logits,
     top_k_top_p_filtering,
 )
-from kronos.cache import CacheLayout, PackedLinear, SegmentedModelCache, packed_linear
-from kronos.generation import Sampling, SeriesBatch, decode_tokens, generate_tokens
-from kronos.modules import apply_rotary
+from kronos.engine.cache import CacheLayout, PackedLinear, SegmentedModelCache, packed_linear
+from kronos.engine.generation import SeriesBatch, decode_tokens, generate_tokens
+from kronos.engine.sampling import Sampling
+from kronos.nn.layers import apply_rotary
 
 torch.set_num_threads(1)
 
@@ -403,7 +404,7 @@ def test_bfloat16_predictor_warns_where_the_cpu_lacks_bf16_kernels(tiny_dir):
     import warnings
 
     from kronos import KronosPredictor
-    from kronos.predictor import cpu_has_bf16_kernels
+    from kronos.forecasting.predictor import cpu_has_bf16_kernels
 
     # fresh copies: the predictor casts its modules in place
     tiny_model, tiny_tokenizer = (

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kronos.data import load_series
+from kronos.forecasting.series import load_series
 
 HELDOUT = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "heldout"
 SPACING = {

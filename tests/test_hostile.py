@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-import kronos.predictor
+import kronos.forecasting.predictor
 from kronos import KronosPredictor
-from kronos.cli import main
-from kronos.data import FEATURE_COLUMNS, SyntheticOHLCWarning, load_series, ohlc_from_close
+from kronos.commands.main import main
 from kronos.evaluation import evaluate
-from kronos.forecast import VolatilityWarning, check_quantile_levels
-from kronos.frames import future_timestamps
-from kronos.pretrained import shipped_dir
+from kronos.forecasting.paths import VolatilityWarning, check_quantile_levels
+from kronos.forecasting.pretrained import shipped_dir
+from kronos.forecasting.schedules import future_timestamps
+from kronos.forecasting.series import FEATURE_COLUMNS, SyntheticOHLCWarning, load_series, ohlc_from_close
 
 PRICES = ["open", "high", "low", "close"]
 SHIPPED = shipped_dir()
@@ -286,7 +286,9 @@ def test_small_models_generate_on_one_thread_unless_the_user_chose(tiny_model, t
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        monkeypatch.setattr(kronos.predictor, "_TORCH_THREADS", 2)  # as if kronos were imported now
+        monkeypatch.setattr(
+            kronos.forecasting.predictor, "_TORCH_THREADS", 2
+        )  # as if kronos were imported now
         for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             monkeypatch.delenv(variable, raising=False)
         predictor = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64)
@@ -296,7 +298,9 @@ def test_small_models_generate_on_one_thread_unless_the_user_chose(tiny_model, t
         monkeypatch.setenv("OMP_NUM_THREADS", "2")
         assert threads_while_generating(predictor, frame) == 2
         monkeypatch.delenv("OMP_NUM_THREADS")
-        monkeypatch.setattr(kronos.predictor, "_TORCH_THREADS", 4)  # the user changed torch's count
+        monkeypatch.setattr(
+            kronos.forecasting.predictor, "_TORCH_THREADS", 4
+        )  # the user changed torch's count
         assert threads_while_generating(predictor, frame) == 2
     finally:
         torch.set_num_threads(before)

@@ -16,8 +16,8 @@ from safetensors.torch import load_file, save_file
 from test_hub import make_offline_cache
 
 from kronos import Kronos, KronosTokenizer
-from kronos.hub import MAX_PARAMETERS
-from kronos.pretrained import PUBLISHED_CONFIGS
+from kronos.forecasting.pretrained import PUBLISHED_CONFIGS
+from kronos.nn.checkpoint import MAX_PARAMETERS
 
 
 def checkpoint(tmp_path: Path, tiny_dir: Path, part: str = "model") -> Path:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from kronos.modules import FeedForward, RMSNorm, TransformerBlock
+from kronos.nn.layers import FeedForward, RMSNorm, TransformerBlock
 
 
 def test_registry_attributes_follow_every_change_of_the_registry():

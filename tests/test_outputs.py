@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kronos.cli import main
+from kronos.commands.main import main
 from kronos.io import (
     check_output_dir,
     check_output_file,

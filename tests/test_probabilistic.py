@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from kronos.forecast import (
+from kronos.forecasting.paths import (
     DEFAULT_QUANTILE_LEVELS,
     ohlc_violation_rate,
     ohlc_violations,
@@ -15,7 +15,7 @@ from kronos.forecast import (
     realized_volatility,
     repair_ohlc,
 )
-from kronos.frames import GapWarning
+from kronos.forecasting.schedules import GapWarning
 
 torch.set_num_threads(1)
 

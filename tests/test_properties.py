@@ -24,8 +24,8 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from kronos import KronosPredictor
-from kronos.data import FEATURE_COLUMNS, as_timestamps, load_series
-from kronos.forecast import VolatilityWarning, quantile_column
+from kronos.forecasting.paths import VolatilityWarning, quantile_column
+from kronos.forecasting.series import FEATURE_COLUMNS, as_timestamps, load_series
 
 TINY_CONTEXT = 16  # short, so that horizons beyond the context are cheap to reach
 CLEAN_STAMPS = ("regular", "dst-aware", "dst-offsets")

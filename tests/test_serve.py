@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from kronos_server import API_KEY, CAPS
 
 from kronos import KronosPredictor
-from kronos.cli import main
-from kronos.data import FEATURE_COLUMNS
-from kronos.frames import future_timestamps
-from kronos.pretrained import shipped_dir
+from kronos.commands.main import main
+from kronos.forecasting.pretrained import shipped_dir
+from kronos.forecasting.schedules import future_timestamps
+from kronos.forecasting.series import FEATURE_COLUMNS
 
 torch.set_num_threads(1)  # as the server runs the small model
 EXAMPLES = shipped_dir().parents[3] / "examples"

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from kronos_server import API_KEY
 
-from kronos.pretrained import shipped_dir
+from kronos.forecasting.pretrained import shipped_dir
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

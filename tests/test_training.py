@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from kronos import Kronos, KronosTokenizer
-from kronos.cli import main
-from kronos.data import TableLayout, load_series
+from kronos.commands.main import main
+from kronos.forecasting.series import TableLayout, load_series
 from kronos.training import build_windows, load_config, load_windows, train
 from kronos.training.config import config_from_dict
 from kronos.training.trainer import read_metrics
@@ -120,7 +120,9 @@ def test_long_table_with_id_column_and_column_map(tmp_path):
 def test_a_table_layout_names_what_is_wrong_with_it(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"column_map names unknown field\(s\) \['shut'\]"):
         TableLayout(column_map={"shut": "Close"})
-    with pytest.raises(TypeError, match="layout must be a kronos.data.TableLayout.*got str 'ticker'"):
+    with pytest.raises(
+        TypeError, match="layout must be a kronos.forecasting.series.TableLayout.*got str 'ticker'"
+    ):
         load_series([tmp_path / "long.csv"], "ticker")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"data.columns: column_map names unknown field\(s\) \['shut'\]"):
         config_from_dict({"data": {"columns": {"shut": "Close"}}})

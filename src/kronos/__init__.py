@@ -1,9 +1,10 @@
 """Kronos, the foundation model for financial candlesticks."""
 
-from .generation import auto_regressive_inference, sample_from_logits, top_k_top_p_filtering
-from .model import Kronos
-from .predictor import KronosPredictor
-from .tokenizer import KronosTokenizer
+from kronos.engine.generation import auto_regressive_inference
+from kronos.engine.sampling import sample_from_logits, top_k_top_p_filtering
+from kronos.forecasting.predictor import KronosPredictor
+from kronos.nn.model import Kronos
+from kronos.nn.tokenizer import KronosTokenizer
 
 __all__ = [
     "Kronos",

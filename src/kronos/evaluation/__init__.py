@@ -5,11 +5,10 @@ per-origin scores, aggregate tables (`summary`, `by_horizon`, `by_column`, `pit_
 `write_report(out_dir)`. The `kronos evaluate` command wraps the same calls.
 """
 
-from .backtest import EvaluationResult, evaluate, score_forecasts, select_origins
-from .baselines import BASELINES, drift, gaussian_random_walk, persistence
-from .command import add_evaluate_arguments, run_evaluate
-from .data import read_series
-from .metrics import (
+from kronos.evaluation.backtest import EvaluationResult, evaluate, score_forecasts, select_origins
+from kronos.evaluation.baselines import BASELINES, drift, gaussian_random_walk, persistence
+from kronos.evaluation.data import read_series
+from kronos.evaluation.metrics import (
     bootstrap_ratio_of_sums,
     crps_from_samples,
     empirical_cdf_at,
@@ -22,7 +21,6 @@ from .metrics import (
 __all__ = [
     "BASELINES",
     "EvaluationResult",
-    "add_evaluate_arguments",
     "bootstrap_ratio_of_sums",
     "crps_from_samples",
     "drift",
@@ -35,7 +33,6 @@ __all__ = [
     "quantile_loss",
     "read_series",
     "randomized_pit",
-    "run_evaluate",
     "score_forecasts",
     "select_origins",
 ]

@@ -15,7 +15,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..calibration import (
+from kronos.engine.sampling import Sampling
+from kronos.evaluation import metrics
+from kronos.evaluation.baselines import BASELINES, run_baseline
+from kronos.evaluation.data import as_series_dict, present_columns
+from kronos.forecasting.calibration import (
     MAX_ORIGINS,
     Calibration,
     default_every,
@@ -23,13 +27,9 @@ from ..calibration import (
     history_volatility,
     required_rows,
 )
-from ..data import CLOSE, FEATURE_COLUMNS, check_pred_len, positive_int
-from ..forecast import horizon_volatility, realized_volatility, repair_ohlc
-from ..generation import Sampling
-from ..predictor import PATHS, TEMPERATURE, TOP_P, ContextWarning
-from . import metrics
-from .baselines import BASELINES, run_baseline
-from .data import as_series_dict, present_columns
+from kronos.forecasting.paths import horizon_volatility, realized_volatility, repair_ohlc
+from kronos.forecasting.predictor import PATHS, TEMPERATURE, TOP_P, ContextWarning
+from kronos.forecasting.series import CLOSE, FEATURE_COLUMNS, check_pred_len, positive_int
 
 MODEL_NAME = "kronos"
 CALIBRATED = "-calibrated"  # the calibrated model's name: MODEL_NAME + CALIBRATED
@@ -149,7 +149,7 @@ class EvaluationResult:
     ) -> pd.DataFrame:
         """One row per method: each metric over all origins and horizons with a bootstrap CI
         (origins resampled), and for error metrics the ratio to the best baseline with a paired CI."""
-        from .tables import summary_table
+        from kronos.evaluation.tables import summary_table
 
         seed = self.settings.get("seed", 0) if seed is None else seed
         key = (column, n_boot, confidence, seed)
@@ -159,19 +159,19 @@ class EvaluationResult:
 
     def by_horizon(self, column: str = "close") -> pd.DataFrame:
         """Mean scores per method and horizon step."""
-        from .tables import horizon_table
+        from kronos.evaluation.tables import horizon_table
 
         return horizon_table(self, column)
 
     def by_column(self) -> pd.DataFrame:
         """Mean error scores per method and column (wQL: summed quantile loss over summed |actual|)."""
-        from .tables import column_table
+        from kronos.evaluation.tables import column_table
 
         return column_table(self)
 
     def reliability(self, column: str = "close", bins: int = 10) -> pd.DataFrame:
         """The models' P(up) against the observed frequency of ending above the last value, by bin."""
-        from .tables import reliability_table
+        from kronos.evaluation.tables import reliability_table
 
         return reliability_table(self, column, bins)
 
@@ -188,7 +188,7 @@ class EvaluationResult:
 
     def write_report(self, out_dir, html: bool = False, plots: bool = True, n_boot: int = 1000) -> dict:
         """Write report.md (and report.html), plots and raw results into out_dir; returns the paths written."""
-        from .report import write_report
+        from kronos.evaluation.report import write_report
 
         return write_report(self, out_dir, html=html, plots=plots, n_boot=n_boot)
 
@@ -245,7 +245,7 @@ class OriginForecast:
 
 
 Engine = Callable[[OriginForecast, Iterator[OriginBatch]], Iterable[np.ndarray]]
-"""Runs an `OriginForecast` over batches and gives their paths in order: `kronos.distributed.RayEngine`."""
+"""Runs an `OriginForecast` over batches and gives their paths in order: `kronos.ray.engine.RayEngine`."""
 
 
 def _forecast_here(predictor, progress: bool, total: int) -> Engine:
@@ -302,7 +302,7 @@ def evaluate(
     per series (at most one of them; neither means every possible origin). Series too short for
     one origin are skipped with a warning. Sampling is seeded: model batches from `seed`, the
     Gaussian random walk from a numpy generator seeded with `seed`. `engine` runs the model's
-    forecasts elsewhere (`kronos.distributed.RayEngine`); everything else runs here, so the
+    forecasts elsewhere (`kronos.ray.engine.RayEngine`); everything else runs here, so the
     numbers are the same.
     """
     if lookback is None:

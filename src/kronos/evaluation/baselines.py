@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data import FEATURE_COLUMNS
+from kronos.forecasting.series import FEATURE_COLUMNS
 
 PRICE_INDEX = [FEATURE_COLUMNS.index(c) for c in ("open", "high", "low", "close")]
 ACTIVITY_INDEX = [FEATURE_COLUMNS.index(c) for c in ("volume", "amount")]

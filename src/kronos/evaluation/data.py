@@ -1,4 +1,4 @@
-"""Series for evaluation, read and validated by `kronos.data` and keyed by series name.
+"""Series for evaluation, read and validated by `kronos.forecasting.series` and keyed by series name.
 
 Evaluation keeps the bars in float64: scores are computed on them, and the model's float32
 input would round prices such as 60000.13.
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import data
-from ..data import FEATURE_COLUMNS, OHLCVSeries, TableLayout
+from kronos.forecasting import series as data
+from kronos.forecasting.series import FEATURE_COLUMNS, OHLCVSeries, TableLayout
 
 
 def read_series(

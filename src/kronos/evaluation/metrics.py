@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..forecast import sample_quantiles
+from kronos.forecasting.paths import sample_quantiles
 
 INTERVAL_LEVELS = (0.5, 0.8, 0.95)
 QUANTILE_LEVELS = tuple(np.round(np.arange(0.1, 1.0, 0.1), 2))

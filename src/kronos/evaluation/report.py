@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import CLOSE
-from ..forecast import sample_quantiles
-from ..io import check_output_dir, replace_durably
-from .backtest import CALIBRATED
-from .metrics import INTERVAL_LEVELS
+from kronos.evaluation.backtest import CALIBRATED
+from kronos.evaluation.metrics import INTERVAL_LEVELS
+from kronos.forecasting.paths import sample_quantiles
+from kronos.forecasting.series import CLOSE
+from kronos.io import check_output_dir, replace_durably
 
 SUMMARY_LABELS = {
     "mae": "MAE",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .metrics import bootstrap_ratio_of_sums
+from kronos.evaluation.metrics import bootstrap_ratio_of_sums
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from .. import __version__
-from ..calibration import Calibration
-from ..data import FEATURE_COLUMNS, OHLCVSeries, series_name
-from ..predictor import KronosPredictor
-from ..pretrained import DEFAULT_MODEL
-from .batching import MicroBatcher, Overloaded
-from .inputs import (
+from kronos import __version__
+from kronos.forecasting.calibration import Calibration
+from kronos.forecasting.predictor import KronosPredictor
+from kronos.forecasting.pretrained import DEFAULT_MODEL
+from kronos.forecasting.series import FEATURE_COLUMNS, OHLCVSeries, series_name
+from kronos.serve.batching import MicroBatcher, Overloaded
+from kronos.serve.inputs import (
     LIBRARY_ERRORS,
     InputError,
     PreparedSeries,
@@ -49,8 +49,8 @@ from .inputs import (
     series_from_csv,
     summarize,
 )
-from .metrics import Metrics
-from .schemas import (
+from kronos.serve.metrics import Metrics
+from kronos.serve.schemas import (
     BarsResponse,
     BatchRequest,
     BatchResponse,

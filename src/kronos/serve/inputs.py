@@ -1,9 +1,9 @@
 """From request bodies and uploaded files to validated series, and from sampled paths to answers.
 
-Bars are read and checked by kronos.data (`parse_timestamps`, `check_time_order` and
+Bars are read and checked by kronos.forecasting.series (`parse_timestamps`, `check_time_order` and
 `prepare_ohlcv`; files through `map_columns` and `series_from_frame`, as `kronos forecast` reads
-them), future timestamps come from `kronos.frames.future_timestamps` and every statistic from
-`kronos.forecast`, so the service refuses and computes exactly what the library does. Any
+them), future timestamps come from `kronos.forecasting.schedules.future_timestamps` and every statistic from
+`kronos.forecasting.paths`, so the service refuses and computes exactly what the library does. Any
 refusal is an `InputError` naming the field (and, where known, the row).
 """
 
@@ -16,8 +16,22 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..calibration import MIN_ORIGINS, Calibration, fit_origins, history_volatility, required_rows
-from ..data import (
+from kronos.forecasting.calibration import (
+    MIN_ORIGINS,
+    Calibration,
+    fit_origins,
+    history_volatility,
+    required_rows,
+)
+from kronos.forecasting.paths import (
+    check_quantile_levels,
+    ohlc_violation_rate,
+    path_statistics,
+    quantile_column,
+    realized_volatility,
+)
+from kronos.forecasting.schedules import MIN_HISTORY, FutureIndex, future_timestamps
+from kronos.forecasting.series import (
     CLOSE,
     FEATURE_COLUMNS,
     OHLCVSeries,
@@ -28,15 +42,7 @@ from ..data import (
     prepare_ohlcv,
     series_from_frame,
 )
-from ..forecast import (
-    check_quantile_levels,
-    ohlc_violation_rate,
-    path_statistics,
-    quantile_column,
-    realized_volatility,
-)
-from ..frames import MIN_HISTORY, FutureIndex, future_timestamps
-from .schemas import Bar, ForecastOptions, Limits
+from kronos.serve.schemas import Bar, ForecastOptions, Limits
 
 LIBRARY_ERRORS = (ValueError, TypeError, OverflowError)
 # The model computes in float32 and normalising squares deviations: larger values overflow to inf.
@@ -188,7 +194,7 @@ def summarize(
 ) -> dict:
     """The answer for one series from its sampled paths [paths, steps, 6] (calibrated already when
     `calibration` is given): the columns that `predict_quantiles` returns
-    (`kronos.forecast.path_statistics`), arranged per field."""
+    (`kronos.forecasting.paths.path_statistics`), arranged per field."""
     columns = path_statistics(paths, series.last_close, sorted({*levels, 0.5}), options.repair_ohlc)
     bars = series.history[FEATURE_COLUMNS].to_numpy(dtype=np.float64)
     per_bar = realized_volatility(bars[None, 1:], bars[0, CLOSE])[0, -1] / math.sqrt(len(bars) - 1)

@@ -2,7 +2,7 @@
 
 Types and ranges that do not depend on the server's settings are checked here; the caps set
 on the command line (bars, steps, paths, series) are checked by `Limits.check`, and the bars
-themselves by kronos.data, so that the service and the library refuse the same things.
+themselves by kronos.forecasting.series, so that the service and the library refuse the same things.
 """
 
 from __future__ import annotations

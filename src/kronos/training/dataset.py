@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import OHLCVSeries, load_series, time_features
-from .config import Config, DataConfig
+from kronos.forecasting.series import OHLCVSeries, load_series, time_features
+from kronos.training.config import Config, DataConfig
 
 
 @dataclass

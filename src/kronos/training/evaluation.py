@@ -10,15 +10,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import CLOSE, FEATURE_COLUMNS, OHLCVSeries
-from ..forecast import sample_quantiles
-from ..model import Kronos
-from ..predictor import KronosPredictor
-from ..tokenizer import KronosTokenizer
-from .config import Config
-from .dataset import WindowSet, load_windows, split_point
-from .stages import causal_eval
-from .trainer import validation_rows
+from kronos.forecasting.paths import sample_quantiles
+from kronos.forecasting.predictor import KronosPredictor
+from kronos.forecasting.series import CLOSE, FEATURE_COLUMNS, OHLCVSeries
+from kronos.nn.model import Kronos
+from kronos.nn.tokenizer import KronosTokenizer
+from kronos.training.config import Config
+from kronos.training.dataset import WindowSet, load_windows, split_point
+from kronos.training.stages import causal_eval
+from kronos.training.trainer import validation_rows
 
 
 @torch.no_grad()

@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import OHLCVSeries
-from ..frames import bar_spacing
-from ..model import Kronos
-from ..pretrained import ModelMetadata, resolve_checkpoint
-from ..tokenizer import KronosTokenizer
-from .config import Config
+from kronos.forecasting.pretrained import ModelMetadata, resolve_checkpoint
+from kronos.forecasting.schedules import bar_spacing
+from kronos.forecasting.series import OHLCVSeries
+from kronos.nn.model import Kronos
+from kronos.nn.tokenizer import KronosTokenizer
+from kronos.training.config import Config
 
 
 def unwrap(module: nn.Module) -> nn.Module:

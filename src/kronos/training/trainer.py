@@ -27,8 +27,8 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..hub import CONFIG_NAME, WEIGHTS_NAME, read_weights
-from ..io import (
+from kronos.forecasting.predictor import pick_device
+from kronos.io import (
     check_output_dir,
     recover_interrupted_swaps,
     remove_dir,
@@ -36,10 +36,10 @@ from ..io import (
     write_atomically,
     write_text_atomically,
 )
-from ..predictor import pick_device
-from .config import Config, TrainConfig
-from .dataset import WindowSet, load_windows
-from .stages import make_stage
+from kronos.nn.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_weights
+from kronos.training.config import Config, TrainConfig
+from kronos.training.dataset import WindowSet, load_windows
+from kronos.training.stages import make_stage
 
 STATE_NAME = "trainer_state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .data import (
+from kronos.forecasting.series import (
     FEATURE_COLUMNS,
     PRICE_COLUMNS,
     check_ids_present,

@@ -35,7 +35,7 @@ def prepare_ohlcv(df: pd.DataFrame, name: str = "df", dtype=np.float32) -> np.nd
     if missing:
         hint = (
             "; a file of closes only can be forecast with open/high/low built from the close "
-            "(kronos --ohlc-from-close, or kronos.data.ohlc_from_close(df))"
+            "(kronos --ohlc-from-close, or kronos.forecasting.series.ohlc_from_close(df))"
             if missing == ["open", "high", "low"]
             else ""
         )
@@ -501,7 +501,7 @@ ONE_SERIES = TableLayout()  # a table of one series, its columns found by name
 def _checked_layout(layout: TableLayout) -> TableLayout:
     if not isinstance(layout, TableLayout):
         raise TypeError(
-            f"layout must be a kronos.data.TableLayout, e.g. TableLayout(id_column='symbol'), "
+            f"layout must be a kronos.forecasting.series.TableLayout, e.g. TableLayout(id_column='symbol'), "
             f"got {type(layout).__name__} {layout!r}"
         )
     return layout

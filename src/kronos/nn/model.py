@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hub import KronosHubMixin, check_head_size
-from .modules import (
+from kronos.forecasting.pretrained import ModelMetadata, read_metadata, resolve_checkpoint
+from kronos.nn.checkpoint import KronosHubMixin, check_head_size
+from kronos.nn.layers import (
     DEPENDENCY_HEADS,
     TIME_FEATURE_SIZES,
     DependencyAwareLayer,
@@ -26,7 +27,6 @@ from .modules import (
     run_blocks,
     separately,
 )
-from .pretrained import ModelMetadata, read_metadata, resolve_checkpoint
 
 
 class ModelCache(StackCache, Protocol):

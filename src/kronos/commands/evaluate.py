@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from ..generation import WINDOWS
-from ..io import check_output_dir
-from ..predictor import NORMALIZE_ON, PATHS, TEMPERATURE, TOP_P, KronosPredictor
-from ..pretrained import DEFAULT_MODEL
-from .backtest import evaluate
-from .baselines import BASELINES
-from .data import read_series
+from kronos.engine.generation import WINDOWS
+from kronos.evaluation.backtest import evaluate
+from kronos.evaluation.baselines import BASELINES
+from kronos.evaluation.data import read_series
+from kronos.forecasting.predictor import NORMALIZE_ON, PATHS, TEMPERATURE, TOP_P, KronosPredictor
+from kronos.forecasting.pretrained import DEFAULT_MODEL
+from kronos.io import check_output_dir
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the `evaluate` options to a (sub)parser."""
-    from ..distributed import add_engine_arguments  # here: kronos.distributed imports kronos.evaluation
+    from kronos.ray.engine import add_engine_arguments  # here: kronos.ray.engine imports kronos.evaluation
 
     parser.add_argument(
         "files",
@@ -135,7 +135,7 @@ def _baseline_names(text: str) -> list[str]:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run the backtest described by parsed arguments, write the report, print where it is."""
-    from ..distributed import RayEngine, engine_options, evaluate_dataset
+    from kronos.ray.engine import RayEngine, engine_options, evaluate_dataset
 
     baselines = _baseline_names(args.baselines)
     if args.bootstrap < 1:

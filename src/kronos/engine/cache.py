@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import Kronos
-from .modules import RotaryAttention, RotaryPositionalEmbedding, TransformerBlock
+from kronos.nn.layers import RotaryAttention, RotaryPositionalEmbedding, TransformerBlock
+from kronos.nn.model import Kronos
 
 ATTENTION_BLOCK = 64
 

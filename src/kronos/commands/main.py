@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from .data import TableLayout
-from .distributed import add_engine_arguments, engine_options
-from .evaluation.command import add_context_options, add_evaluate_arguments, run_evaluate
-from .io import check_output_file, write_atomically
-from .predictor import PATHS, TEMPERATURE, TOP_P
-from .pretrained import DEFAULT_MODEL
-from .serve.command import add_serve_arguments, run_serve
+from kronos.commands.evaluate import add_context_options, add_evaluate_arguments, run_evaluate
+from kronos.commands.serve import add_serve_arguments, run_serve
+from kronos.forecasting.predictor import PATHS, TEMPERATURE, TOP_P
+from kronos.forecasting.pretrained import DEFAULT_MODEL
+from kronos.forecasting.series import TableLayout
+from kronos.io import check_output_file, write_atomically
+from kronos.ray.engine import add_engine_arguments, engine_options
 
 
 class CommandError(Exception):
@@ -95,7 +95,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .training import load_config, train
+    from kronos.training import load_config, train
 
     overrides = list(args.overrides)
     if args.data:
@@ -187,8 +187,8 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_forecast_args(args: argparse.Namespace) -> tuple[float, ...]:
-    from .data import MAX_PRED_LEN
-    from .forecast import check_quantile_levels
+    from kronos.forecasting.paths import check_quantile_levels
+    from kronos.forecasting.series import MAX_PRED_LEN
 
     for flag, value in (
         ("--steps", args.steps),
@@ -234,10 +234,10 @@ def run_forecast(args: argparse.Namespace) -> int:
         if path:
             check_output_file(path, flag)
 
-    from .data import load_series, long_table
-    from .distributed import RayEngine, forecast_dataset
-    from .frames import future_timestamps
-    from .predictor import KronosPredictor
+    from kronos.forecasting.predictor import KronosPredictor
+    from kronos.forecasting.schedules import future_timestamps
+    from kronos.forecasting.series import load_series, long_table
+    from kronos.ray.engine import RayEngine, forecast_dataset
 
     series = load_series([args.file], table_layout(args))
     if args.symbol:
@@ -318,7 +318,7 @@ def calibrate_series(
     predictor, series: list, args: argparse.Namespace, lookback: int, sampling: dict
 ) -> dict:
     """A calibration per series, fitted on the series' own bars (`KronosPredictor.calibrate`)."""
-    from .calibration import required_rows
+    from kronos.forecasting.calibration import required_rows
 
     needed = required_rows(lookback, args.steps)
     short = [f"{one.name} ({len(one)} bars)" for one in series if len(one) < needed]

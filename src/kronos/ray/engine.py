@@ -30,14 +30,14 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from .data import TableLayout, load_series, long_table, positive_int, split_table
-from .evaluation.backtest import EvaluationResult, OriginBatch, OriginForecast, evaluate
-from .evaluation.data import read_series
-from .forecast import DEFAULT_QUANTILE_LEVELS, check_quantile_levels
-from .frames import split_series
-from .io import fsync_dir, write_atomically
-from .predictor import KronosPredictor
-from .pretrained import DEFAULT_MODEL, resolve_tokenizer, shipped_dir
+from kronos.evaluation.backtest import EvaluationResult, OriginBatch, OriginForecast, evaluate
+from kronos.evaluation.data import read_series
+from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS, check_quantile_levels
+from kronos.forecasting.predictor import KronosPredictor
+from kronos.forecasting.pretrained import DEFAULT_MODEL, resolve_tokenizer, shipped_dir
+from kronos.forecasting.schedules import split_series
+from kronos.forecasting.series import TableLayout, load_series, long_table, positive_int, split_table
+from kronos.io import fsync_dir, write_atomically
 
 ENGINES = ("local", "ray")
 
@@ -311,7 +311,7 @@ def forecast_dataset(
     - a pandas DataFrame, as `predict_df` takes it: checked here first, so that its errors name
       its rows and come before any actor starts. Series come out in order of first appearance.
     - file(s), folder(s) or glob pattern(s) of CSV or Parquet, read here as `kronos forecast`
-      reads them (`kronos.data.load_series`: one series per file, or long tables split by
+      reads them (`kronos.forecasting.series.load_series`: one series per file, or long tables split by
       `id_column`; `columns` maps fields to the files' columns). The id column is "symbol".
 
     Batches of `batch_size` whole series go to the actors of `engine` (default `RayEngine()`:

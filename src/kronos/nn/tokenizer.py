@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from .hub import KronosHubMixin
-from .modules import (
+from kronos.nn.checkpoint import KronosHubMixin
+from kronos.nn.layers import (
     BinarySphericalQuantizer,
     BSQuantizer,
     StackCache,

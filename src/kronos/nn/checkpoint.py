@@ -29,7 +29,7 @@ from huggingface_hub import (
 from huggingface_hub.utils import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from safetensors import SafetensorError, safe_open
 
-from .pretrained import resolve_checkpoint
+from kronos.forecasting.pretrained import resolve_checkpoint
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

@@ -11,7 +11,7 @@ from typing import Final
 
 import numpy as np
 
-from .data import CLOSE, FEATURE_COLUMNS, HIGH, LOW, OPEN
+from kronos.forecasting.series import CLOSE, FEATURE_COLUMNS, HIGH, LOW, OPEN
 
 DEFAULT_QUANTILE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 # The quantile at level q of P sampled paths is the order statistic of rank q (P + 1), interpolated

@@ -1,7 +1,7 @@
 """Building blocks shared by the tokenizer and the model.
 
 Module and parameter names are part of the checkpoint format: they must produce exactly the
-state-dict keys of the published checkpoints (see kronos-semantics.md).
+state-dict keys of the published checkpoints (docs/architecture.md, "Checkpoints").
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def padding_to_attn_mask(padding_mask: torch.Tensor, q_len: int, causal: bool) -
 
 
 class KVCache(Protocol):
-    """Keys and values of earlier tokens, for decoding a few tokens at a time (`kronos.cache`).
+    """Keys and values of earlier tokens, for decoding a few tokens at a time (`kronos.engine.cache`).
 
     A cached pass gives an attention layer only the new tokens of its rows. The cache says where
     they stand, keeps their keys and values after those it holds for the same rows, and attends

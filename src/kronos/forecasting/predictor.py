@@ -16,8 +16,32 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .calibration import MAX_ORIGINS, MIN_ORIGINS, Calibration, fit_origins, history_volatility, required_rows
-from .data import (
+from kronos.engine.generation import SeriesBatch, check_window, decode_tokens, generate_tokens
+from kronos.engine.sampling import Sampling
+from kronos.forecasting.calibration import (
+    MAX_ORIGINS,
+    MIN_ORIGINS,
+    Calibration,
+    fit_origins,
+    history_volatility,
+    required_rows,
+)
+from kronos.forecasting.paths import (
+    DEFAULT_QUANTILE_LEVELS,
+    VolatilityWarning,
+    check_quantile_levels,
+    ohlc_violations,
+    path_statistics,
+)
+from kronos.forecasting.pretrained import DEFAULT_MODEL, ModelMetadata, load_pretrained
+from kronos.forecasting.schedules import (
+    GAP_POLICIES,
+    MIN_HISTORY,
+    future_timestamps,
+    report_gaps,
+    split_series,
+)
+from kronos.forecasting.series import (
     CLOSE,
     FEATURE_COLUMNS,
     FLOAT32,
@@ -30,18 +54,8 @@ from .data import (
     prepare_ohlcv,
     time_features,
 )
-from .forecast import (
-    DEFAULT_QUANTILE_LEVELS,
-    VolatilityWarning,
-    check_quantile_levels,
-    ohlc_violations,
-    path_statistics,
-)
-from .frames import GAP_POLICIES, MIN_HISTORY, future_timestamps, report_gaps, split_series
-from .generation import Sampling, SeriesBatch, check_window, decode_tokens, generate_tokens
-from .model import Kronos
-from .pretrained import DEFAULT_MODEL, ModelMetadata, load_pretrained
-from .tokenizer import KronosTokenizer
+from kronos.nn.model import Kronos
+from kronos.nn.tokenizer import KronosTokenizer
 
 NORMALIZE_ON = ("history", "context")
 # Sampling of the probabilistic methods (predict_paths, predict_quantiles, predict_df, calibrate,
@@ -95,7 +109,7 @@ class PreparedSeries:
     std: np.ndarray
     y_timestamp: pd.DatetimeIndex
     last_close: float
-    volatility: float  # per-bar volatility of the history's closes (kronos.calibration)
+    volatility: float  # per-bar volatility of the history's closes (kronos.forecasting.calibration)
     key: object = 0
     name: str = "df"
 
@@ -146,7 +160,7 @@ class KronosPredictor:
 
     `dtype="bfloat16"` halves the bytes of the weights (see docs/performance.md for when it pays);
     `window="streaming"` slides a full context window without recomputing it (see
-    `kronos.generation.WINDOWS`), the default "exact" gives upstream's numbers.
+    `kronos.engine.generation.WINDOWS`), the default "exact" gives upstream's numbers.
     """
 
     def __init__(
@@ -558,14 +572,14 @@ class KronosPredictor:
         """Probabilistic forecast of one series: a DataFrame indexed by the future timestamps.
 
         Samples `sample_count` paths (`predict_paths`) and summarises them per step with
-        `kronos.forecast.path_statistics`: `<field>_mean` and `<field>_q<level>` (e.g.
+        `kronos.forecasting.paths.path_statistics`: `<field>_mean` and `<field>_q<level>` (e.g.
         `close_q0.1`) for open, high, low, close, volume and amount, `prob_close_above_last`,
         `realized_vol` (mean over paths of sqrt(sum of squared log close-to-close returns up to
         that step, the first from the last known close); the last row is the horizon's) and
         `ohlc_violation_rate` (raw paths, before repair). With `repair_ohlc` (default), each
         path's high and low are set to the max and min of its open, high, low, close before the
         statistics. `y_timestamp=None` infers the future timestamps from x_timestamp
-        (`kronos.frames.future_timestamps`). `attrs` holds "ohlc_violation_rate" over all sampled
+        (`kronos.forecasting.schedules.future_timestamps`). `attrs` holds "ohlc_violation_rate" over all sampled
         bars and "realized_vol" over the horizon. `seed` and `series_id` as in `predict_paths`.
         """
         levels = check_quantile_levels(quantile_levels)
@@ -604,12 +618,12 @@ class KronosPredictor:
         """Fit a `Calibration` of `pred_len`-step forecasts on one series' own history `df`.
 
         Forecasts the history from within: at origins t = lookback + k * every (`every` defaults
-        to pred_len // 2; the last `max_origins`, `kronos.calibration.fit_origins`), each from the
+        to pred_len // 2; the last `max_origins`, `kronos.forecasting.calibration.fit_origins`), each from the
         `lookback` bars before t (default: the model's), with the sampling given here, and
         compares them with the bars that followed. Pass the result as `calibration=` to
         `predict_paths`, `predict_quantiles` or `predict_df` with the same sampling. Past origin t
         draws from (seed, series_id, t), as `kronos evaluate` does. Needs
-        `kronos.calibration.required_rows` bars (20 past forecasts) and raises ValueError otherwise.
+        `kronos.forecasting.calibration.required_rows` bars (20 past forecasts) and raises ValueError otherwise.
         """
         pred_len = positive_int(pred_len, "pred_len")
         lookback = self.lookback if lookback is None else positive_int(lookback, "lookback")
@@ -669,11 +683,11 @@ class KronosPredictor:
 
         Input: one row per (id, timestamp) with open, high, low, close and optionally volume and
         amount; series may differ in length and interleave, but each must be sorted by time
-        without duplicate timestamps (`kronos.frames.split_series`; `nan_policy` "raise",
+        without duplicate timestamps (`kronos.forecasting.schedules.split_series`; `nan_policy` "raise",
         "ffill" or "drop" decides what missing values do). Each series uses its last
         `max_history` bars (default: the predictor's `lookback`) and needs at least
         `min_history` (default 10). Future timestamps follow `freq` if given, else each series'
-        own schedule (`kronos.frames.future_timestamps`: regular frequencies, business days,
+        own schedule (`kronos.forecasting.schedules.future_timestamps`: regular frequencies, business days,
         trading sessions); gaps in a history warn (`on_gap="warn"`), raise or are ignored.
 
         Output: `prediction_length` rows per series, series in order of first appearance, with

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..model import Kronos
-    from ..tokenizer import KronosTokenizer
+    from kronos.nn.model import Kronos
+    from kronos.nn.tokenizer import KronosTokenizer
 
 DEFAULT_MODEL = "kronos-default"
 PARTS = ("tokenizer", "model")
@@ -114,7 +114,7 @@ def read_metadata(name: str, location: str) -> ModelMetadata | None:
 
 def shipped_dir(name: str = DEFAULT_MODEL) -> Path:
     """Directory of a shipped model, holding `tokenizer/` and `model/` checkpoints."""
-    return Path(__file__).resolve().parent / name
+    return Path(__file__).resolve().parent.parent / "shipped" / name
 
 
 def resolve_checkpoint(name: str, part: str) -> str:
@@ -163,8 +163,8 @@ def load_pretrained(
 ) -> tuple[Kronos, KronosTokenizer]:
     """The model (with its `metadata`) and its tokenizer, by name: a shipped model, a directory
     or a Hub id. The tokenizer is resolved first, so a model without one fails before any weights load."""
-    from ..model import Kronos
-    from ..tokenizer import KronosTokenizer
+    from kronos.nn.model import Kronos
+    from kronos.nn.tokenizer import KronosTokenizer
 
     tokenizer_location = resolve_tokenizer(model, tokenizer)
     return Kronos.from_pretrained(model), KronosTokenizer.from_pretrained(tokenizer_location)

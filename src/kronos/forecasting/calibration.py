@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import CLOSE, HIGH, LOW, OPEN, positive_int
-from .forecast import sample_quantiles
-from .generation import Sampling
+from kronos.engine.sampling import Sampling
+from kronos.forecasting.paths import sample_quantiles
+from kronos.forecasting.series import CLOSE, HIGH, LOW, OPEN, positive_int
 
 PRICES = [OPEN, HIGH, LOW, CLOSE]
 MIN_ORIGINS = 20  # past forecasts needed to fit one

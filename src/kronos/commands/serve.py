@@ -13,7 +13,9 @@ SERVE_PACKAGES = ("fastapi", "uvicorn", "multipart", "prometheus_client")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..cli import add_model_arguments  # the CLI imports this module: import its helper when called
+    from kronos.commands.main import (
+        add_model_arguments,  # the CLI imports this module: import its helper when called
+    )
 
     add_model_arguments(parser)
     parser.add_argument(
@@ -58,7 +60,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from ..cli import CommandError
+    from kronos.commands.main import CommandError
 
     for flag in (
         "max_batch", "max_queue", "max_bars", "max_steps", "max_paths", "max_series", "max_past_forecasts", "threads"
@@ -78,9 +80,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from ..predictor import KronosPredictor
-    from .app import ServeConfig, create_app
-    from .schemas import Limits
+    from kronos.forecasting.predictor import KronosPredictor
+    from kronos.serve.app import ServeConfig, create_app
+    from kronos.serve.schemas import Limits
 
     predictor = KronosPredictor.from_pretrained(
         args.model, args.tokenizer, device=args.device, num_threads=args.threads

@@ -1,0 +1,1 @@
+"""The `kronos` command line."""

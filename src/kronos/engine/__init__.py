@@ -1,0 +1,1 @@
+"""Generation: key/value cache and attention, weight packing, sampling, token generation."""

@@ -1,0 +1,1 @@
+"""Series, tables, schedules, paths, calibration and KronosPredictor: the one public core."""

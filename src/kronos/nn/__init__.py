@@ -1,0 +1,1 @@
+"""Networks: configs, layers, the Kronos model and tokenizer, checkpoint I/O."""

@@ -1,0 +1,1 @@
+"""Forecasts and evaluations of many series on a Ray cluster."""

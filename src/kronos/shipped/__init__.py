@@ -1,0 +1,1 @@
+"""Checkpoints shipped inside the package (data only)."""
