@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from kronos.engine.generation import WINDOWS
+from kronos.commands.options import (
+    CommandError,
+    add_context_options,
+    add_engine_arguments,
+    engine_options,
+    predictor_options,
+)
 from kronos.evaluation.backtest import evaluate
 from kronos.evaluation.baselines import BASELINES
 from kronos.evaluation.data import read_series
-from kronos.forecasting.predictor import NORMALIZE_ON, PATHS, TEMPERATURE, TOP_P, KronosPredictor
+from kronos.forecasting.predictor import PATHS, TEMPERATURE, TOP_P, KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.io import check_output_dir
+from kronos.ray.engine import RayEngine, evaluate_dataset
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the `evaluate` options to a (sub)parser."""
-    from kronos.ray.engine import add_engine_arguments  # here: kronos.ray.engine imports kronos.evaluation
-
     parser.add_argument(
         "files",
         nargs="+",
@@ -90,66 +96,22 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     return parser
 
 
-def add_context_options(parser: argparse.ArgumentParser) -> None:
-    """--max-context and --normalize, as `kronos forecast` and `kronos evaluate` both take them."""
-    parser.add_argument(
-        "--max-context", type=int, help="model context window in bars (default: the model's own)"
-    )
-    parser.add_argument(
-        "--normalize",
-        choices=NORMALIZE_ON,
-        default="history",
-        help="normalise each forecast on its whole lookback (default, as upstream) or only on the bars "
-        "within the model's context",
-    )
-    add_decoding_options(parser)
-
-
-def add_decoding_options(parser: argparse.ArgumentParser) -> None:
-    """--dtype and --window, how the model decodes (KronosPredictor's dtype and window)."""
-    parser.add_argument(
-        "--dtype",
-        choices=("float32", "bfloat16"),
-        default="float32",
-        help="weights and activations (default float32; bfloat16 halves the bytes of the weights, "
-        "see docs/performance.md for when it pays)",
-    )
-    parser.add_argument(
-        "--window",
-        choices=WINDOWS,
-        default="exact",
-        help="how a full context window slides: exact (default, upstream's numbers) passes it again "
-        "at every step; streaming keeps the cached tokens that stay, faster past the context",
-    )
-
-
 def _baseline_names(text: str) -> list[str]:
     if text.strip().lower() == "none":
         return []
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in BASELINES]
     if unknown:
-        raise ValueError(f"--baselines: unknown {unknown}; choose from {list(BASELINES)} or 'none'")
+        raise CommandError(f"--baselines: unknown {unknown}; choose from {list(BASELINES)} or 'none'")
     return names
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
-    """Run the backtest described by parsed arguments, write the report, print where it is."""
-    from kronos.ray.engine import RayEngine, engine_options, evaluate_dataset
-
+def backtest_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """`evaluate`'s keywords of the parsed options, checked."""
     baselines = _baseline_names(args.baselines)
     if args.bootstrap < 1:
-        raise ValueError(f"--bootstrap must be a positive number of resamples, got {args.bootstrap}")
-    ray_options = engine_options(args)
-    if args.engine == "ray" and args.device:
-        raise ValueError("--device applies to --engine local; Ray actors use a GPU with --gpus-per-actor")
-    check_output_dir(args.out, "--out")
-    series = read_series(args.files, id_column=args.id_column)
-    model = args.model or DEFAULT_MODEL
-    predictor_options = dict(
-        max_context=args.max_context, normalize_on=args.normalize, dtype=args.dtype, window=args.window
-    )
-    settings = dict(
+        raise CommandError(f"--bootstrap must be a positive number of resamples, got {args.bootstrap}")
+    return dict(
         lookback=args.lookback,
         steps=args.steps,
         origins=100 if args.origins is None and args.every is None else args.origins,
@@ -164,14 +126,25 @@ def run_evaluate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         calibrate=args.calibrate,
     )
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Run the backtest described by parsed arguments, write the report, print where it is."""
+    settings = backtest_settings(args)
+    ray_options = engine_options(args)
+    check_output_dir(args.out, "--out")
+    series = read_series(args.files, id_column=args.id_column)
+    model = args.model or DEFAULT_MODEL
     if args.engine == "ray" and not args.baselines_only:
-        engine = RayEngine(model, args.tokenizer, predictor_options, progress=not args.quiet, **ray_options)
+        engine = RayEngine(
+            model, args.tokenizer, predictor_options(args), progress=not args.quiet, **ray_options
+        )
         result = evaluate_dataset(series, engine, **settings)
     else:
         predictor = None
         if not args.baselines_only:
             predictor = KronosPredictor.from_pretrained(
-                model, args.tokenizer, device=args.device, **predictor_options
+                model, args.tokenizer, device=args.device, **predictor_options(args)
             )
         result = evaluate(series, predictor, **settings)
     written = result.write_report(args.out, html=args.html, plots=not args.no_plots, n_boot=args.bootstrap)

@@ -1,22 +1,22 @@
-"""`kronos serve`: its arguments and how it starts. Imports nothing heavy until it runs, so that
+"""`kronos serve`: its arguments and how it starts. Imports the service only when it runs, so that
 `kronos --help` works without the serve extra."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import ipaddress
 import os
 import sys
+
+from kronos.commands.options import CommandError, add_model_arguments
+from kronos.forecasting.predictor import KronosPredictor
 
 API_KEY_ENV = "KRONOS_API_KEY"
 SERVE_PACKAGES = ("fastapi", "uvicorn", "multipart", "prometheus_client")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    from kronos.commands.main import (
-        add_model_arguments,  # the CLI imports this module: import its helper when called
-    )
-
     add_model_arguments(parser)
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)"
@@ -59,9 +59,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    from kronos.commands.main import CommandError
-
+def check_serve_arguments(args: argparse.Namespace) -> None:
+    """Every option checked, and the serve extra installed, before the model loads."""
     for flag in (
         "max_batch", "max_queue", "max_bars", "max_steps", "max_paths", "max_series", "max_past_forecasts", "threads"
     ):  # fmt: skip
@@ -78,9 +77,11 @@ def run_serve(args: argparse.Namespace) -> int:
     if missing:
         raise ImportError(f"kronos serve needs {', '.join(missing)}: pip install 'kronos[serve]'")
 
+
+def run_serve(args: argparse.Namespace) -> int:
+    check_serve_arguments(args)
     import uvicorn
 
-    from kronos.forecasting.predictor import KronosPredictor
     from kronos.serve.app import ServeConfig, create_app
     from kronos.serve.schemas import Limits
 
@@ -113,8 +114,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _absent(module: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(module) is None
 
 

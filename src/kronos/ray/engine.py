@@ -13,7 +13,6 @@ Ray is imported only when used: `pip install 'kronos[ray]'`.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import logging
 import os
@@ -48,45 +47,6 @@ def import_ray():
     except ImportError as err:
         raise ImportError("the Ray engine needs Ray: pip install 'kronos[ray]'") from err
     return ray
-
-
-# --- the command line ------------------------------------------------------------------------------
-
-
-def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """--engine, --address, --actors and --gpus-per-actor (`kronos forecast` and `kronos evaluate`)."""
-    group = parser.add_argument_group("engine")
-    group.add_argument(
-        "--engine", choices=ENGINES, default="local",
-        help="run the model here (default) or on a Ray cluster (pip install 'kronos[ray]')",
-    )  # fmt: skip
-    group.add_argument(
-        "--address",
-        help="with --engine ray: 'auto' (the cluster this machine joined) or ray://HOST:PORT (default: start one here)",
-    )
-    group.add_argument(
-        "--actors", type=int,
-        help="with --engine ray: actors, each loading the model once (default: as many as the cluster's CPUs or GPUs hold)",
-    )  # fmt: skip
-    group.add_argument(
-        "--gpus-per-actor", type=float, default=0.0,
-        help="with --engine ray: GPUs per actor, e.g. 1, or 0.5 for two actors per GPU (default 0: CPUs)",
-    )  # fmt: skip
-
-
-def engine_options(args: argparse.Namespace) -> dict:
-    """The Ray keyword arguments of parsed engine options, checked with the flags named."""
-    if args.engine == "local":
-        given = [flag for flag, value in (("--address", args.address), ("--actors", args.actors)) if value]
-        given += ["--gpus-per-actor"] if args.gpus_per_actor else []
-        if given:
-            raise ValueError(f"{' and '.join(given)} need{'s' if len(given) == 1 else ''} --engine ray")
-        return {}
-    if args.actors is not None and args.actors <= 0:
-        raise ValueError(f"--actors must be a positive number, got {args.actors}")
-    if not args.gpus_per_actor >= 0:
-        raise ValueError(f"--gpus-per-actor must be 0 or more, got {args.gpus_per_actor}")
-    return dict(address=args.address, num_actors=args.actors, num_gpus_per_actor=args.gpus_per_actor)
 
 
 # --- the model and the actors that hold it ---------------------------------------------------------
