@@ -314,6 +314,10 @@ def test_early_stopping_on_validation_loss(tmp_path, csv_files):
     cfg = tiny_config(tmp_path, csv_files, epochs=6, lr=0.0, patience=2, warmup_fraction=0.0)
     result = train(cfg, "tokenizer")
     assert result.stopped_early and result.epochs_done == 3
+    # resumed, a stopped run stays stopped: no epoch more, none counted twice
+    again = train(cfg, "tokenizer", resume="auto")
+    assert again.stopped_early and (again.epochs_done, again.step) == (3, result.step)
+    assert again.history == result.history
 
 
 # --- distributed ----------------------------------------------------------------------------------

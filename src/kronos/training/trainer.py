@@ -39,7 +39,7 @@ from kronos.io import (
 from kronos.nn.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_weights
 from kronos.training.config import Config, TrainConfig
 from kronos.training.dataset import WindowSet, load_windows
-from kronos.training.stages import make_stage
+from kronos.training.stages import PredictorStage, TokenizerStage, make_stage
 
 STATE_NAME = "trainer_state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"
@@ -221,6 +221,52 @@ def _to_device(arrays, device):
     return [torch.from_numpy(a).to(device, non_blocking=True) for a in arrays]
 
 
+@dataclass
+class _Run:
+    """What one run trains with: the stage, its network (`wrapped` for DDP), the trained
+    parameters, their optimizer and learning-rate schedule."""
+
+    stage: TokenizerStage | PredictorStage
+    module: Any  # the stage's network, a Kronos or KronosTokenizer (`stage.build` says nn.Module)
+    wrapped: nn.Module
+    params: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    steps_per_epoch: int
+
+
+@dataclass
+class _Progress:
+    """Where a run stands after its last finished epoch (`epoch`, -1 before the first): what a
+    checkpoint saves and a resumed run starts from."""
+
+    step: int = 0
+    epoch: int = -1
+    best_val: float | None = None
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def score(self, val: dict[str, float] | None, min_delta: float) -> bool:
+        """Count an epoch's validation loss towards early stopping; True when it is the best yet."""
+        if val is None:
+            return False
+        if self.best_val is None or val["loss"] < self.best_val - min_delta:
+            self.best_val, self.bad_epochs = val["loss"], 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+
+def _check_finite(epoch: int, step: int, train_loss: float, val: dict[str, float] | None) -> None:
+    """ValueError, before anything of the epoch is saved, when a loss is not finite."""
+    if not math.isfinite(train_loss) or (val is not None and not math.isfinite(val["loss"])):
+        val_text = f", validation loss {val['loss']}" if val is not None else ""
+        raise ValueError(
+            f"training diverged in epoch {epoch + 1} (step {step}): train loss {train_loss}{val_text}; "
+            f"the checkpoints before it are kept. Start again with a lower train.lr or a train.grad_clip"
+        )
+
+
 class Trainer:
     """Trains one stage from a Config; `run()` does the epochs, checkpoints and early stopping."""
 
@@ -242,6 +288,38 @@ class Trainer:
             self.dist.close()
 
     def _run(self) -> TrainResult:
+        series, train_set, val_set = self._load_windows()
+        run = self._build(series, len(train_set))
+        progress = self._start(run)
+        if self.dist.is_main:
+            self._announce(run, progress, len(series), len(train_set), val_set)
+        stopped_early = False
+        for epoch in range(progress.epoch + 1, self.cfg.epochs):
+            if self._patience_spent(progress):
+                stopped_early = True
+                break
+            self._epoch(run, progress, epoch, train_set, val_set)
+            if self._patience_spent(progress) and epoch + 1 < self.cfg.epochs:
+                stopped_early = True
+                if self.dist.is_main:
+                    print(f"early stop: validation loss has not improved for {progress.bad_epochs} epochs")
+                break
+        best = self.out_dir / "best"
+        best_dir = best if (best / CONFIG_NAME).is_file() and (best / WEIGHTS_NAME).is_file() else None
+        return TrainResult(
+            self.out_dir,
+            best_dir,
+            progress.step,
+            progress.epoch + 1,
+            progress.best_val,
+            stopped_early,
+            run.module,
+            progress.history,
+        )
+
+    def _load_windows(self) -> tuple[list, WindowSet, WindowSet | None]:
+        """The series and their training and validation windows; at least one global batch of
+        training windows."""
         cfg, d = self.cfg, self.dist
         series, train_set, val_set = load_windows(self.config)
         if len(train_set) < cfg.batch_size * d.world_size:
@@ -250,6 +328,12 @@ class Trainer:
                 f"(batch_size {cfg.batch_size} x {d.world_size} processes); use more data, a smaller "
                 f"data.window or data.stride, or a smaller train.batch_size"
             )
+        return series, train_set, val_set
+
+    def _build(self, series: list, n_windows: int) -> _Run:
+        """The stage's network from the seed, wrapped for DDP when distributed, its optimizer and
+        its learning-rate schedule over all the epochs."""
+        cfg, d = self.cfg, self.dist
         torch.manual_seed(cfg.seed)
         stage = make_stage(self.stage_name, self.config, d.device)
         module = stage.build(series)
@@ -262,97 +346,92 @@ class Trainer:
         optimizer = torch.optim.AdamW(
             params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.betas[0], cfg.betas[1])
         )
-        steps_per_epoch = len(epoch_windows(len(train_set), cfg, 0, d.world_size)) // (
+        steps_per_epoch = len(epoch_windows(n_windows, cfg, 0, d.world_size)) // (
             cfg.batch_size * d.world_size
         )
         total_steps = steps_per_epoch * cfg.epochs
         warmup = max(1, int(cfg.warmup_fraction * total_steps))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, warmup))
+        return _Run(stage, module, wrapped, params, optimizer, scheduler, steps_per_epoch)
 
-        step, start_epoch, best_val, bad_epochs, history = 0, 0, None, 0, []
-        if d.is_main:
+    def _start(self, run: _Run) -> _Progress:
+        """Where the run starts: after the checkpoint resumed from (interrupted directory swaps
+        finished or undone first), or at the beginning in an output directory without checkpoints."""
+        if self.dist.is_main:
             for folder in (self.out_dir, self.out_dir / "checkpoints"):
                 for line in recover_interrupted_swaps(folder):
-                    warnings.warn(line, CheckpointWarning, stacklevel=2)
-        d.barrier()
-        resumed = self._resume(module, optimizer, scheduler)
-        if resumed is None and checkpoint_dirs(self.out_dir):
-            raise FileExistsError(
-                f"{self.out_dir} already holds checkpoints of an earlier run: continue it with --resume auto, "
-                f"or choose another train.out_dir (or delete that directory)"
-            )
-        if resumed is not None:
-            checkpoint, state = resumed
-            step, start_epoch = state["step"], state["epoch"] + 1
-            best_val, bad_epochs, history = state["best_val"], state["bad_epochs"], state["history"]
-            if d.is_main:
-                print(
-                    f"resuming {self.stage_name} from {checkpoint} (epoch {state['epoch'] + 1}, step {step})"
+                    warnings.warn(line, CheckpointWarning, stacklevel=3)
+        self.dist.barrier()
+        resumed = self._resume(run.module, run.optimizer, run.scheduler)
+        if resumed is None:
+            if checkpoint_dirs(self.out_dir):
+                raise FileExistsError(
+                    f"{self.out_dir} already holds checkpoints of an earlier run: continue it with --resume "
+                    f"auto, or choose another train.out_dir (or delete that directory)"
                 )
-        if d.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            self._trim_metrics(step)
-            write_text_atomically(self.out_dir / "config.json", json.dumps(self.config.to_dict(), indent=2))
-            n_params = sum(p.numel() for p in params)
+            return _Progress()
+        checkpoint, state = resumed
+        progress = _Progress(
+            state["step"], state["epoch"], state["best_val"], state["bad_epochs"], state["history"]
+        )
+        if self.dist.is_main:
             print(
-                f"training {self.stage_name}: {n_params:,} parameters, {len(series)} series, "
-                f"{len(train_set)} train / {len(val_set) if val_set else 0} validation windows, "
-                f"{steps_per_epoch} steps per epoch on {d.world_size} x {d.device}"
+                f"resuming {self.stage_name} from {checkpoint} (epoch {progress.epoch + 1}, step {progress.step})"
             )
-        stopped_early = False
-        epoch = start_epoch - 1
-        for epoch in range(start_epoch, cfg.epochs):
-            if cfg.patience > 0 and bad_epochs >= cfg.patience:
-                stopped_early = True
-                break
-            started = time.time()
-            torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + d.rank)
-            train_loss, step = self._train_epoch(
-                stage, wrapped, params, optimizer, scheduler, train_set, epoch, step
+        return progress
+
+    def _announce(
+        self, run: _Run, progress: _Progress, n_series: int, n_train: int, val_set: WindowSet | None
+    ) -> None:
+        """The output directory readied (metrics past the starting step dropped, the config
+        written) and the run described in one line."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._trim_metrics(progress.step)
+        write_text_atomically(self.out_dir / "config.json", json.dumps(self.config.to_dict(), indent=2))
+        n_params = sum(p.numel() for p in run.params)
+        print(
+            f"training {self.stage_name}: {n_params:,} parameters, {n_series} series, "
+            f"{n_train} train / {len(val_set) if val_set else 0} validation windows, "
+            f"{run.steps_per_epoch} steps per epoch on {self.dist.world_size} x {self.dist.device}"
+        )
+
+    def _patience_spent(self, progress: _Progress) -> bool:
+        return self.cfg.patience > 0 and progress.bad_epochs >= self.cfg.patience
+
+    def _epoch(
+        self, run: _Run, progress: _Progress, epoch: int, train_set: WindowSet, val_set: WindowSet | None
+    ) -> None:
+        """One epoch: trained, validated, recorded in `progress`, then (on the main process)
+        logged, checkpointed and reported."""
+        cfg, d = self.cfg, self.dist
+        started = time.time()
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + d.rank)
+        train_loss, progress.step = self._train_epoch(run, train_set, epoch, progress.step)
+        val = self._validate(run, val_set) if val_set is not None else None
+        _check_finite(epoch, progress.step, train_loss, val)
+        improved = progress.score(val, cfg.min_delta)
+        record = {
+            "epoch": epoch + 1,
+            "step": progress.step,
+            "train_loss": train_loss,
+            "seconds": time.time() - started,
+        }
+        if val is not None:
+            record.update({f"val_{k}": v for k, v in val.items()})
+        progress.history.append(record)
+        progress.epoch = epoch
+        if d.is_main:
+            self._log({"split": "val", **record})
+            self._save_checkpoint(run, progress)
+            if improved or val is None:
+                save_dir_atomically(self.out_dir / "best", run.module.save_pretrained)
+            self._plot()
+            val_text = f", val {val['loss']:.4f}{' (best)' if improved else ''}" if val else ""
+            print(
+                f"epoch {epoch + 1}/{cfg.epochs}: step {progress.step}, train {train_loss:.4f}{val_text}, "
+                f"{record['seconds']:.1f}s"
             )
-            val = self._validate(stage, wrapped, val_set) if val_set is not None else None
-            if not math.isfinite(train_loss) or (val is not None and not math.isfinite(val["loss"])):
-                val_text = f", validation loss {val['loss']}" if val is not None else ""
-                raise ValueError(
-                    f"training diverged in epoch {epoch + 1} (step {step}): train loss {train_loss}{val_text}; "
-                    f"the checkpoints before it are kept. Start again with a lower train.lr or a train.grad_clip"
-                )
-            improved = val is not None and (best_val is None or val["loss"] < best_val - cfg.min_delta)
-            if val is not None and improved:
-                best_val, bad_epochs = val["loss"], 0
-            elif val is not None:
-                bad_epochs += 1
-            record = {
-                "epoch": epoch + 1,
-                "step": step,
-                "train_loss": train_loss,
-                "seconds": time.time() - started,
-            }
-            if val is not None:
-                record.update({f"val_{k}": v for k, v in val.items()})
-            history.append(record)
-            if d.is_main:
-                self._log({"split": "val", **record})
-                self._save_checkpoint(
-                    module, optimizer, scheduler, step, epoch, best_val, bad_epochs, history
-                )
-                if improved or val is None:
-                    save_dir_atomically(self.out_dir / "best", module.save_pretrained)
-                self._plot()
-                val_text = f", val {val['loss']:.4f}{' (best)' if improved else ''}" if val else ""
-                print(
-                    f"epoch {epoch + 1}/{cfg.epochs}: step {step}, train {train_loss:.4f}{val_text}, "
-                    f"{record['seconds']:.1f}s"
-                )
-            d.barrier()
-            if cfg.patience > 0 and bad_epochs >= cfg.patience and epoch + 1 < cfg.epochs:
-                stopped_early = True
-                if d.is_main:
-                    print(f"early stop: validation loss has not improved for {bad_epochs} epochs")
-                break
-        best = self.out_dir / "best"
-        best_dir = best if (best / CONFIG_NAME).is_file() and (best / WEIGHTS_NAME).is_file() else None
-        return TrainResult(self.out_dir, best_dir, step, epoch + 1, best_val, stopped_early, module, history)
+        d.barrier()
 
     def _resume(self, module, optimizer, scheduler) -> tuple[Path, dict[str, Any]] | None:
         """The checkpoint resumed from and its trainer state, after loading it into the module,
@@ -421,8 +500,11 @@ class Trainer:
             ) from err
         return state
 
-    def _train_epoch(self, stage, wrapped, params, optimizer, scheduler, train_set: WindowSet, epoch, step):
+    def _train_epoch(self, run: _Run, train_set: WindowSet, epoch: int, step: int) -> tuple[float, int]:
+        """One epoch of optimizer steps on this process' share of the epoch's windows; the mean
+        training loss over all processes and the step reached."""
         cfg, d = self.cfg, self.dist
+        stage, wrapped, optimizer, scheduler = run.stage, run.wrapped, run.optimizer, run.scheduler
         order = epoch_windows(len(train_set), cfg, epoch, d.world_size)
         mine = order[d.rank :: d.world_size]
         n_steps = len(mine) // cfg.batch_size
@@ -442,7 +524,7 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(run.params, cfg.grad_clip)
             optimizer.step()
             scheduler.step()
             step += 1
@@ -472,9 +554,10 @@ class Trainer:
         return summed / count, step
 
     @torch.no_grad()
-    def _validate(self, stage, wrapped, val_set: WindowSet) -> dict[str, float]:
+    def _validate(self, run: _Run, val_set: WindowSet) -> dict[str, float]:
         """Mean validation loss (and parts) over the fixed validation windows, summed over ranks."""
         cfg, d = self.cfg, self.dist
+        stage, wrapped = run.stage, run.wrapped
         rows = validation_rows(len(val_set), cfg)[d.rank :: d.world_size]
         module = wrapped.module if isinstance(wrapped, DistributedDataParallel) else wrapped
         stage.eval_mode(module)
@@ -488,21 +571,23 @@ class Trainer:
         means = np.array(totals[:-1]) / max(totals[-1], 1.0)
         return dict(zip(("loss", *stage.loss_parts), means.tolist()))
 
-    def _save_checkpoint(self, module, optimizer, scheduler, step, epoch, best_val, bad_epochs, history):
+    def _save_checkpoint(self, run: _Run, progress: _Progress) -> None:
+        """The checkpoint of the epoch just finished; the oldest beyond train.keep_checkpoints removed."""
+
         def write(directory: Path) -> None:
-            module.save_pretrained(directory)
+            run.module.save_pretrained(directory)
             values = {
                 "stage": self.stage_name,
-                "step": step,
-                "epoch": epoch,
-                "best_val": best_val,
-                "bad_epochs": bad_epochs,
-                "history": history,
-                "scheduler": scheduler.state_dict(),
+                "step": progress.step,
+                "epoch": progress.epoch,
+                "best_val": progress.best_val,
+                "bad_epochs": progress.bad_epochs,
+                "history": progress.history,
+                "scheduler": run.scheduler.state_dict(),
             }
-            save_trainer_state(directory, values, optimizer.state_dict())
+            save_trainer_state(directory, values, run.optimizer.state_dict())
 
-        save_dir_atomically(self.out_dir / "checkpoints" / f"epoch-{epoch + 1:04d}", write)
+        save_dir_atomically(self.out_dir / "checkpoints" / f"epoch-{progress.epoch + 1:04d}", write)
         if self.cfg.keep_checkpoints > 0:
             for old in checkpoint_dirs(self.out_dir)[: -self.cfg.keep_checkpoints]:
                 remove_dir(old)
