@@ -94,7 +94,10 @@ def test_no_module_outside_the_core_reaches_into_its_private_members():
 def test_the_private_member_check_finds_a_reach_into_the_predictor():
     names = private_members(modules(CORE))
     name = sorted(names)[0]
-    source = f"def paths(predictor):\n    return predictor.{name}(1)\n\nclass A:\n    def f(self):\n        return self.{name}\n"
+    source = (
+        f"def paths(predictor):\n    return predictor.{name}(1)\n\n"
+        f"class Own:\n    def f(self):\n        return self.{name}\n"
+    )
     assert private_accesses(source, names) == [(2, f"predictor.{name}")]
     assert private_accesses(f"getattr(p, {name!r})", names) == [(1, f"getattr(p, {name!r})")]
 

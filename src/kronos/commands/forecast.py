@@ -140,7 +140,8 @@ def run_forecast(args: argparse.Namespace) -> int:
     forecast = forecast_series(args, predictor, series, lookback, levels, on_ray)
     if future is not None:
         forecast = forecast.drop(columns="symbol")
-        what = f"{series[0].name}: {args.steps} steps ({future.description}) from {min(lookback, len(series[0]))} bars"
+        bars = min(lookback, len(series[0]))
+        what = f"{series[0].name}: {args.steps} steps ({future.description}) from {bars} bars"
     else:
         what = f"{len(series)} series: {args.steps} steps from up to {lookback} bars each"
     where = " (shipped with the package)" if args.model == DEFAULT_MODEL else ""
