@@ -17,11 +17,13 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-from bench_generation import SCENARIOS, SMALL, TOKENIZER_BASE, build, inputs
+from bench_generation import SCENARIOS, build, inputs
+
+from kronos.nn.config import KRONOS_SMALL, KRONOS_TOKENIZER_BASE
 
 
 def import_as(src: str, name: str):
@@ -71,8 +73,8 @@ def main() -> None:
     old_generation, folder = import_as(args.against, "kronos_against")
     old_kronos = sys.modules["kronos_against"]
     tokenizer, model = build("cpu", torch.float32)
-    old_tokenizer = old_kronos.KronosTokenizer(**TOKENIZER_BASE).eval()
-    old_model = old_kronos.Kronos(**SMALL).eval()
+    old_tokenizer = old_kronos.KronosTokenizer(**asdict(KRONOS_TOKENIZER_BASE)).eval()
+    old_model = old_kronos.Kronos(**asdict(KRONOS_SMALL)).eval()
     old_tokenizer.load_state_dict(tokenizer.state_dict())
     old_model.load_state_dict(model.state_dict())
     engines = {"this": (generation, tokenizer, model), "against": (old_generation, old_tokenizer, old_model)}

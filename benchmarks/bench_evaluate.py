@@ -20,7 +20,7 @@ import torch
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer
 from kronos.evaluation import evaluate
-from kronos.forecasting.pretrained import PUBLISHED_CONFIGS
+from kronos.nn.config import KRONOS_MINI, KRONOS_TOKENIZER_BASE
 
 TINY = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "compat" / "tiny"
 
@@ -47,8 +47,8 @@ def load_models(name: str):
     if name == "tiny":
         return Kronos.from_pretrained(TINY / "model"), KronosTokenizer.from_pretrained(TINY / "tokenizer")
     torch.manual_seed(0)
-    tokenizer = KronosTokenizer(**PUBLISHED_CONFIGS["NeoQuasar/Kronos-Tokenizer-base"])
-    model = Kronos(**PUBLISHED_CONFIGS["NeoQuasar/Kronos-mini"])
+    tokenizer = KronosTokenizer.from_config(KRONOS_TOKENIZER_BASE)
+    model = Kronos.from_config(KRONOS_MINI)
     return model, tokenizer
 
 

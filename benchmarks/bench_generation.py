@@ -25,10 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kronos.forecasting.pretrained import PUBLISHED_CONFIGS
-
-SMALL = PUBLISHED_CONFIGS["NeoQuasar/Kronos-small"]
-TOKENIZER_BASE = PUBLISHED_CONFIGS["NeoQuasar/Kronos-Tokenizer-base"]
+from kronos.nn.config import KRONOS_SMALL, KRONOS_TOKENIZER_BASE
 
 
 @dataclass(frozen=True)
@@ -108,8 +105,8 @@ def build(device: str, dtype: torch.dtype):
     from kronos import Kronos, KronosTokenizer
 
     torch.manual_seed(0)
-    tokenizer = KronosTokenizer(**TOKENIZER_BASE).eval().to(device, dtype)
-    model = Kronos(**SMALL).eval().to(device, dtype)
+    tokenizer = KronosTokenizer.from_config(KRONOS_TOKENIZER_BASE).eval().to(device, dtype)
+    model = Kronos.from_config(KRONOS_SMALL).eval().to(device, dtype)
     return tokenizer, model
 
 

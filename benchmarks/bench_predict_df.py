@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer
-from kronos.forecasting.pretrained import PUBLISHED_CONFIGS
+from kronos.nn.config import KRONOS_SMALL, KRONOS_TOKENIZER_BASE
 
 TINY_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "compat" / "tiny"
 
@@ -71,8 +71,8 @@ def build_predictor(name: str, max_context: int) -> KronosPredictor:
         tokenizer = KronosTokenizer.from_pretrained(TINY_DIR / "tokenizer")
     else:
         torch.manual_seed(0)
-        model = Kronos(**PUBLISHED_CONFIGS["NeoQuasar/Kronos-small"])
-        tokenizer = KronosTokenizer(**PUBLISHED_CONFIGS["NeoQuasar/Kronos-Tokenizer-base"])
+        model = Kronos.from_config(KRONOS_SMALL)
+        tokenizer = KronosTokenizer.from_config(KRONOS_TOKENIZER_BASE)
     return KronosPredictor(model, tokenizer, device="cpu", max_context=max_context)
 
 

@@ -15,9 +15,7 @@ import time
 
 import torch
 
-from kronos.forecasting.pretrained import PUBLISHED_CONFIGS
-
-SMALL = PUBLISHED_CONFIGS["NeoQuasar/Kronos-small"]
+from kronos.nn.config import KRONOS_SMALL, ModelConfig
 
 
 def fastest(fn, repeat: int) -> float:
@@ -43,11 +41,11 @@ def matmul_flops(dtype: torch.dtype, repeat: int) -> float:
     return 2 * 1024 * 512 * 1536 / fastest(lambda: torch.nn.functional.linear(x, w), repeat)
 
 
-def step_weights(config: dict) -> int:
+def step_weights(config: ModelConfig) -> int:
     """Weights a one-token step multiplies by: blocks, fusion, dependency layer and both heads."""
-    d, ff = config["d_model"], config["ff_dim"]
-    blocks = config["n_layers"] * (4 * d * d + 3 * d * ff)
-    vocab = 2 ** config["s1_bits"] + 2 ** config["s2_bits"]
+    d, ff = config.d_model, config.ff_dim
+    blocks = config.n_layers * (4 * d * d + 3 * d * ff)
+    vocab = 2**config.s1_bits + 2**config.s2_bits
     return blocks + 2 * d * d + 4 * d * d + vocab * d
 
 
@@ -59,8 +57,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    weights = step_weights(SMALL)
-    d, layers = SMALL["d_model"], SMALL["n_layers"]
+    weights = step_weights(KRONOS_SMALL)
+    d, layers = KRONOS_SMALL.d_model, KRONOS_SMALL.n_layers
     print(
         f"torch {torch.__version__}, {args.threads} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}"
     )
@@ -69,7 +67,7 @@ def main() -> None:
     )
     # B's slide: the 400-token history part once, then 5 paths x ~116 generated tokens
     window_tokens = 400 + 5 * 116
-    window_flops = 2 * window_tokens * layers * (4 * d * d + 3 * d * SMALL["ff_dim"])
+    window_flops = 2 * window_tokens * layers * (4 * d * d + 3 * d * KRONOS_SMALL.ff_dim)
     for dtype in (torch.float32, torch.bfloat16):
         size = torch.finfo(dtype).bits // 8
         bandwidth, flops = copy_bandwidth(dtype, args.repeat), matmul_flops(dtype, args.repeat)

@@ -21,7 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from kronos.commands.main import main as kronos_main
-from kronos.forecasting.pretrained import DEFAULT_MODEL, read_metadata, resolve_checkpoint
+from kronos.forecasting.pretrained import DEFAULT_MODEL, resolve_checkpoint
+from kronos.nn.metadata import read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINES = ("persistence", "drift", "gaussian_rw")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from kronos.forecasting.pretrained import ModelMetadata
 from kronos.forecasting.schedules import bar_spacing
+from kronos.nn.metadata import ModelMetadata
 from kronos.training import load_config, load_windows, train
 from kronos.training.evaluation import evaluate_checkpoints
 

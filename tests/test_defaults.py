@@ -11,12 +11,12 @@ import pytest
 import torch
 from test_training import make_bars, tiny_config
 
-from kronos import Kronos, KronosPredictor, KronosTokenizer
+from kronos import Kronos, KronosPredictor, KronosTokenizer, load_pretrained
 from kronos.commands.main import main
 from kronos.engine.sampling import SeriesRandom, series_key
 from kronos.evaluation import evaluate
 from kronos.forecasting.predictor import ContextWarning
-from kronos.forecasting.pretrained import ModelMetadata
+from kronos.nn.metadata import ModelMetadata
 from kronos.training import train
 
 torch.set_num_threads(1)
@@ -24,10 +24,10 @@ COLUMNS = ["open", "high", "low", "close", "volume", "amount"]
 
 
 def test_the_shipped_model_loads_by_name_with_its_metadata():
-    model = Kronos.from_pretrained("kronos-default")
+    model, tokenizer = load_pretrained("kronos-default")
     assert model.metadata is not None
     assert (model.metadata.max_context, model.metadata.history) == (128, 108)
-    assert isinstance(KronosTokenizer.from_pretrained("kronos-default"), KronosTokenizer)
+    assert isinstance(tokenizer, KronosTokenizer) and tokenizer.config.s1_bits == model.config.s1_bits == 8
     predictor = KronosPredictor.from_pretrained("kronos-default", device="cpu")
     assert predictor.max_context == 128 and predictor.lookback == 108
     narrow = KronosPredictor.from_pretrained(device="cpu", max_context=64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from kronos import (
 from kronos.engine.cache import CacheLayout, PackedLinear, SegmentedModelCache, packed_linear
 from kronos.engine.generation import SeriesBatch, decode_tokens, generate_tokens
 from kronos.engine.sampling import Sampling
+from kronos.nn.config import KRONOS_MINI, KRONOS_SMALL, KRONOS_TOKENIZER_BASE
 from kronos.nn.layers import apply_rotary
 
 torch.set_num_threads(1)
@@ -26,8 +28,27 @@ torch.set_num_threads(1)
 def random_pair(seed: int, bits: int = 10, n_heads: int = 8, learn_te: bool = False):
     """A randomly initialised tokenizer and model of shapes the shared fixture does not cover."""
     torch.manual_seed(seed)
-    tokenizer = KronosTokenizer(6, 32, 4, 64, 3, 3, 0.0, 0.0, 0.0, bits, bits, 0.05, 1.0, 1.1, 0.05, 4).eval()
-    model = Kronos(bits, bits, 3, 64, n_heads, 96, 0.0, 0.0, 0.0, 0.0, learn_te).eval()
+    tokenizer_config = replace(
+        KRONOS_TOKENIZER_BASE,
+        d_model=32,
+        ff_dim=64,
+        n_enc_layers=3,
+        n_dec_layers=3,
+        s1_bits=bits,
+        s2_bits=bits,
+    )
+    model_config = replace(
+        KRONOS_MINI,
+        s1_bits=bits,
+        s2_bits=bits,
+        n_layers=3,
+        d_model=64,
+        n_heads=n_heads,
+        ff_dim=96,
+        learn_te=learn_te,
+    )
+    tokenizer = KronosTokenizer.from_config(tokenizer_config).eval()
+    model = Kronos.from_config(model_config).eval()
     with torch.no_grad():  # spread the logits so that greedy choices are well separated
         model.head.proj_s1.weight.mul_(4)
         model.head.proj_s2.weight.mul_(4)
@@ -184,7 +205,7 @@ def test_cached_logits_do_not_depend_on_the_batch(n_paths):
     model has Kronos-small's width, where F.linear's rounding changes with the row count (this
     test fails for unpadded F.linear products)."""
     torch.manual_seed(8)
-    model = Kronos(10, 10, 2, 512, 8, 1024, 0.0, 0.0, 0.0, 0.0, False).eval()
+    model = Kronos.from_config(replace(KRONOS_SMALL, n_layers=2, learn_te=False)).eval()
     hist_len, steps, n_series = 12, 4, 6
     gen = torch.Generator().manual_seed(9)
     history = torch.randint(0, 1024, (2, n_series, hist_len), generator=gen)

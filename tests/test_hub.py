@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kronos import Kronos, KronosTokenizer
+from kronos import Kronos, KronosTokenizer, load_pretrained
 
 REPOS = {"NeoQuasar/Kronos-small": "model", "NeoQuasar/Kronos-Tokenizer-base": "tokenizer"}
 COMMIT = "0" * 40
@@ -120,3 +120,21 @@ def test_save_pretrained_round_trip(tmp_path, tiny_model, tiny_dir):
     reloaded = Kronos.from_pretrained(tmp_path / "out")
     for key, value in tiny_model.state_dict().items():
         assert torch.equal(value, reloaded.state_dict()[key]), key
+
+
+@pytest.mark.parametrize("cls", [Kronos, KronosTokenizer])
+def test_names_and_directories_of_both_parts_are_for_load_pretrained(tmp_path, tiny_dir, cls):
+    """from_pretrained reads one checkpoint; a shipped model's name or a directory holding model/
+    and tokenizer/ gets an error naming the function that loads it, which does."""
+    with pytest.raises(FileNotFoundError, match="neither a checkpoint directory") as info:
+        cls.from_pretrained("kronos-default")
+    assert r"kronos.load_pretrained(name) or KronosPredictor.from_pretrained(name)" in str(info.value)
+    both = copy_checkpoint(tiny_dir, tmp_path / "both")
+    with pytest.raises(FileNotFoundError, match="has no config.json") as info:
+        cls.from_pretrained(both)
+    assert "kronos.load_pretrained(name)" in str(info.value)
+    loaded = load_pretrained(str(both))[0 if cls is Kronos else 1]
+    alone = cls.from_pretrained(both / ("model" if cls is Kronos else "tokenizer"))
+    assert isinstance(loaded, cls) and loaded.config == alone.config
+    for name, tensor in alone.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name

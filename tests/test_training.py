@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from kronos import Kronos, KronosTokenizer
+from kronos import Kronos, KronosTokenizer, ModelConfig, TokenizerConfig
 from kronos.commands.main import main
 from kronos.forecasting.series import TableLayout, load_series
 from kronos.training import build_windows, load_config, load_windows, train
@@ -195,16 +195,21 @@ def test_bad_files_stop_training_before_any_checkpoint(tmp_path, mutate, message
 
 def test_each_network_config_has_its_own_defaults():
     cfg = config_from_dict({"tokenizer": {"n_heads": 2}, "model": {"d_model": 64}})
-    assert cfg.tokenizer.architecture() == dict(
+    assert cfg.tokenizer.network() == TokenizerConfig(
         d_in=6, d_model=64, n_heads=2, ff_dim=128, ffn_dropout_p=0.0, attn_dropout_p=0.0, resid_dropout_p=0.0,
         n_enc_layers=3, n_dec_layers=3, s1_bits=6, s2_bits=6, beta=0.05, gamma0=1.0, gamma=1.1, zeta=0.05,
         group_size=4,
     )  # fmt: skip
-    assert cfg.model.architecture(6, 5) == dict(
+    assert cfg.model.network(6, 5) == ModelConfig(
         s1_bits=6, s2_bits=5, d_model=64, n_heads=4, ff_dim=256, ffn_dropout_p=0.1, attn_dropout_p=0.0,
         resid_dropout_p=0.1, n_layers=4, token_dropout_p=0.0, learn_te=True,
     )  # fmt: skip
     assert (cfg.tokenizer.pretrained, cfg.model.pretrained, cfg.model.tokenizer) == ("", "", "")
+    bad = config_from_dict({"tokenizer": {"group_size": 5}, "model": {"n_heads": 3}})
+    with pytest.raises(ValueError, match=r"config \[tokenizer\]: 'group_size' \(5\) must divide"):
+        bad.tokenizer.network()
+    with pytest.raises(ValueError, match=r"config \[model\]: 'd_model' \(128\) divided by 'n_heads' \(3\)"):
+        bad.model.network(6, 6)
 
 
 def test_config_overrides_and_unknown_keys(tmp_path):
@@ -253,6 +258,14 @@ def test_tokenizer_then_predictor_training_lowers_the_loss(tmp_path, csv_files):
     model = Kronos.from_pretrained(pred.out_dir / "checkpoints" / "epoch-0003")
     for name, value in model.state_dict().items():
         torch.testing.assert_close(value, pred.module.state_dict()[name])
+    # config.json holds the constructor's arguments, as upstream writes them
+    assert json.loads((tok.best_dir / "config.json").read_text()) == {
+        **TINY_TOKENIZER, "d_in": 6, "ffn_dropout_p": 0.0, "attn_dropout_p": 0.0, "resid_dropout_p": 0.0,
+        "beta": 0.05, "gamma0": 1.0, "gamma": 1.1, "zeta": 0.05, "group_size": 4,
+    }  # fmt: skip
+    assert json.loads((pred.best_dir / "config.json").read_text()) == {
+        **TINY_MODEL, "s1_bits": 4, "s2_bits": 4, "attn_dropout_p": 0.0, "token_dropout_p": 0.0, "learn_te": True,
+    }  # fmt: skip
 
 
 def test_fine_tuning_a_pretrained_model_lowers_its_validation_loss(tmp_path, tiny_dir):

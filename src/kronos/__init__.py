@@ -3,6 +3,8 @@
 from kronos.engine.generation import auto_regressive_inference
 from kronos.engine.sampling import sample_from_logits, top_k_top_p_filtering
 from kronos.forecasting.predictor import KronosPredictor
+from kronos.forecasting.pretrained import load_pretrained
+from kronos.nn.config import ModelConfig, TokenizerConfig
 from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
 
@@ -10,7 +12,10 @@ __all__ = [
     "Kronos",
     "KronosPredictor",
     "KronosTokenizer",
+    "ModelConfig",
+    "TokenizerConfig",
     "auto_regressive_inference",
+    "load_pretrained",
     "sample_from_logits",
     "top_k_top_p_filtering",
 ]

@@ -34,7 +34,7 @@ from kronos.forecasting.paths import (
     ohlc_violations,
     path_statistics,
 )
-from kronos.forecasting.pretrained import DEFAULT_MODEL, ModelMetadata, load_pretrained
+from kronos.forecasting.pretrained import DEFAULT_MODEL, load_pretrained
 from kronos.forecasting.schedules import (
     GAP_POLICIES,
     MIN_HISTORY,
@@ -55,6 +55,7 @@ from kronos.forecasting.series import (
     prepare_ohlcv,
     time_features,
 )
+from kronos.nn.metadata import ModelMetadata
 from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
 
@@ -204,7 +205,7 @@ class KronosPredictor:
         self.use_cache = use_cache
         self.model = model.to(self.device, self.dtype).eval()
         self.tokenizer = tokenizer.to(self.device, self.dtype).eval()
-        self.n_parameters = sum(p.numel() for p in self.model.parameters())
+        self.n_parameters = model.config.parameter_count
 
     @property
     def lookback(self) -> int:

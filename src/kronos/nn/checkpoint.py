@@ -1,47 +1,61 @@
-"""Checkpoint loading with checks before anything is built, and clear errors.
+"""Checkpoint files: found in a directory or the Hugging Face Hub, checked before anything is built.
 
 Checkpoints are `config.json` + `model.safetensors`, the upstream format, written by
-huggingface_hub's PyTorchModelHubMixin. Loading is our own, so that nothing reaches the network
-when the model is cached, nothing is unpickled, and every failure names the file and what to do:
-the config is checked (types, ranges, the size of the network it asks for) before a tensor is
-allocated, and the weights (names, shapes, dtypes, finiteness) before they are copied in.
+huggingface_hub's PyTorchModelHubMixin (a predictor may add `kronos.json`, see `kronos.nn.metadata`).
+Loading is our own, so that nothing reaches the network when the model is cached, nothing is
+unpickled, and every failure names the file and what to do: the config is checked (types, ranges,
+the size of the network it asks for) before a tensor is allocated, and the weights (names, shapes,
+dtypes, finiteness) before they are copied in. Names of shipped models are not known here: they
+are resolved by `kronos.forecasting.pretrained`.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
-import math
-import os
-import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from huggingface_hub import (
-    PyTorchModelHubMixin,
     constants,
     get_hf_file_metadata,
     hf_hub_download,
     hf_hub_url,
     try_to_load_from_cache,
 )
-from huggingface_hub.utils import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from safetensors import SafetensorError, safe_open
 
-from kronos.forecasting.pretrained import resolve_checkpoint
+from kronos.nn.config import ModelConfig, TokenizerConfig
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_WEIGHTS_NAME = "pytorch_model.bin"
 MAX_PARAMETERS = 2_000_000_000  # Kronos-base has about 102M; 2e9 float32 weights are 8 GB
-MAX_BITS = 30  # token ids are int64 and the full code of s1 + s2 bits indexes one
 MAX_CONFIG_BYTES = 1_000_000
 HUB_PROBE_SECONDS = 5.0
 CONVERT_HINT = (
     'convert it once, in an environment you trust, with: python -c "import torch; from safetensors.torch '
     "import save_file; save_file(torch.load('pytorch_model.bin', weights_only=True), 'model.safetensors')\""
 )
+BY_NAME_HINT = (
+    "a shipped model's name (such as 'kronos-default') or a directory holding model/ and tokenizer/ "
+    "is loaded with kronos.load_pretrained(name) or KronosPredictor.from_pretrained(name)"
+)
+Config = TypeVar("Config", ModelConfig, TokenizerConfig)
+
+
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """A checkpoint's config.json and model.safetensors, in one directory (a Hub id's: its cached snapshot)."""
+
+    config: Path
+    weights: Path
+
+    @property
+    def directory(self) -> Path:
+        return self.config.parent
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -60,33 +74,23 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def _check_value(key: str, value: Any, expected: Any, source: str) -> None:
-    """Type and range of one constructor argument; the ranges follow from the names the classes use."""
-    if expected is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{source}: {key!r} must be true or false, got {value!r:.60}")
-    elif expected is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{source}: {key!r} must be an integer, got {value!r:.60}")
-        if value < 1:
-            raise ValueError(f"{source}: {key!r} must be at least 1, got {value}")
-        if key.endswith("_bits") and value > MAX_BITS:
-            raise ValueError(f"{source}: {key!r} must be at most {MAX_BITS}, got {value}")
-    elif expected is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{source}: {key!r} must be a finite number, got {value!r:.60}")
-        if key.endswith("_p") and not 0 <= value < 1:
-            raise ValueError(f"{source}: {key!r} is a dropout probability, in [0, 1), got {value}")
-
-
-def check_head_size(d_model: int, n_heads: int, heads: str, source: str) -> None:
-    """d_model / n_heads must be an even whole number: rotary embeddings turn pairs of a head's coordinates."""
-    head_dim, rest = divmod(d_model, n_heads)
-    if rest or head_dim % 2:
+def read_network_config(config_class: type[Config], path: str | Path) -> Config:
+    """The checked architecture in a checkpoint's config.json: every constructor argument present,
+    of its type and range, fitting together, and the network no larger than MAX_PARAMETERS.
+    Unknown keys are ignored, as huggingface_hub's mixin does. ValueError naming the file otherwise."""
+    config = config_class.from_dict(read_config(path), str(path))
+    count = config.parameter_count
+    if count > MAX_PARAMETERS:
         raise ValueError(
-            f"{source}: 'd_model' ({d_model}) divided by {heads} ({n_heads}) must be an even whole number, "
-            f"the size of a head: rotary embeddings turn pairs of its coordinates"
+            f"{path} asks for a network of {count:,} parameters ({count * 4 / 1e9:,.1f} GB in float32); "
+            f"more than {MAX_PARAMETERS:,} is refused as a corrupt or hostile config (Kronos-base has about 102M)"
         )
+    return config
+
+
+def load_weights(module: torch.nn.Module, path: str | Path, strict: bool = True) -> None:
+    """Copy a safetensors file's tensors into `module`, each checked first (see `read_weights`)."""
+    module.load_state_dict(read_weights(module, path, strict), strict=strict)
 
 
 def read_weights(module: torch.nn.Module, path: str | Path, strict: bool = True) -> dict[str, torch.Tensor]:
@@ -144,18 +148,16 @@ def _no_safetensors(cls_name: str, where: str, holds_pickle: bool) -> FileNotFou
     )
 
 
-def _local_files(cls_name: str, directory: str) -> tuple[str, str]:
-    config, weights = os.path.join(directory, CONFIG_NAME), os.path.join(directory, WEIGHTS_NAME)
-    if not os.path.isfile(config):
+def _local_files(cls_name: str, directory: Path) -> CheckpointFiles:
+    config, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    if not config.is_file():
         raise FileNotFoundError(
-            f"{cls_name} checkpoint directory {directory!r} has no {CONFIG_NAME}; a checkpoint directory "
-            f"holds {CONFIG_NAME} and {WEIGHTS_NAME} as written by save_pretrained()"
+            f"{cls_name} checkpoint directory {str(directory)!r} has no {CONFIG_NAME}; a checkpoint directory "
+            f"holds {CONFIG_NAME} and {WEIGHTS_NAME} as written by save_pretrained(); {BY_NAME_HINT}"
         )
-    if not os.path.isfile(weights):
-        raise _no_safetensors(
-            cls_name, directory, os.path.isfile(os.path.join(directory, PICKLE_WEIGHTS_NAME))
-        )
-    return config, weights
+    if not weights.is_file():
+        raise _no_safetensors(cls_name, str(directory), (directory / PICKLE_WEIGHTS_NAME).is_file())
+    return CheckpointFiles(config, weights)
 
 
 def _hub_files(
@@ -168,7 +170,7 @@ def _hub_files(
     token: str | bool | None,
     force_download: bool,
     local_files_only: bool,
-) -> tuple[str, str]:
+) -> CheckpointFiles:
     """config.json and model.safetensors of a Hub model: from the local cache when both are there,
     else from the Hub after one quick probe, so that an unreachable Hub fails in seconds rather
     than after a series of retries."""
@@ -178,7 +180,7 @@ def _hub_files(
     }
     config, weights = cached[CONFIG_NAME], cached[WEIGHTS_NAME]
     if isinstance(config, str) and isinstance(weights, str) and not force_download:
-        return config, weights
+        return CheckpointFiles(Path(config), Path(weights))
     if local_files_only or constants.HF_HUB_OFFLINE:
         why = "local_files_only=True" if local_files_only else "HF_HUB_OFFLINE is set"
         reason = f"the Hub was not asked ({why})"
@@ -208,7 +210,7 @@ def _hub_files(
 
             config = download(CONFIG_NAME)
             try:
-                return config, download(WEIGHTS_NAME)
+                return CheckpointFiles(Path(config), Path(download(WEIGHTS_NAME)))
             except EntryNotFoundError as err:
                 raise _no_safetensors(cls_name, repo_id, holds_pickle=False) from err
     if isinstance(cached[PICKLE_WEIGHTS_NAME], str) and not isinstance(weights, str):
@@ -221,91 +223,39 @@ def _hub_files(
     )
 
 
-class KronosHubMixin(PyTorchModelHubMixin):
-    """PyTorchModelHubMixin whose `from_pretrained` checks its inputs and loads strictly.
+def find_checkpoint(
+    name_or_path: str | Path,
+    cls_name: str,
+    part: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    token: str | bool | None = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+) -> CheckpointFiles:
+    """The files of the checkpoint of a `cls_name` network in a local directory or a Hugging Face
+    Hub repo ('owner/name'; read from the local cache when it is there, else downloaded).
 
-    `checkpoint_part` names the subdirectory ("model" or "tokenizer") a shipped model or a
-    directory of both holds this class's checkpoint in. Subclasses give `parameter_count` and may
-    add checks of their architecture in `check_architecture`.
+    `part` ('model' or 'tokenizer') names the command-line flag an error suggests. Raises
+    FileNotFoundError when the directory, cache or Hub lacks a file or the name is neither.
     """
-
-    checkpoint_part = "model"
-
-    @staticmethod
-    def parameter_count(config: dict[str, Any]) -> int:
-        """Parameters of the network a (checked) config describes, computed without building it."""
-        raise NotImplementedError
-
-    @classmethod
-    def check_architecture(cls, config: dict[str, Any], source: str) -> None:
-        """Constraints between constructor arguments; ValueError naming the keys."""
-        check_head_size(config["d_model"], config["n_heads"], "'n_heads'", source)
-
-    @classmethod
-    def check_config(cls, config: dict[str, Any], source: str) -> dict[str, Any]:
-        """The constructor arguments in `config`, checked: every one present, of its type and
-        range, fitting together, and the network no larger than MAX_PARAMETERS. Unknown keys are
-        ignored, as the mixin does."""
-        hints = typing.get_type_hints(cls.__init__)
-        parameters = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
-        missing = [
-            p.name for p in parameters if p.name not in config and p.default is inspect.Parameter.empty
-        ]
-        if missing:
-            raise ValueError(f"{source} lacks {missing}; {cls.__name__} needs {[p.name for p in parameters]}")
-        arguments = {p.name: config[p.name] for p in parameters if p.name in config}
-        for key, value in arguments.items():
-            _check_value(key, value, hints.get(key), source)
-        cls.check_architecture(arguments, source)
-        count = cls.parameter_count(arguments)
-        if count > MAX_PARAMETERS:
-            raise ValueError(
-                f"{source} asks for a network of {count:,} parameters ({count * 4 / 1e9:,.1f} GB in float32); "
-                f"more than {MAX_PARAMETERS:,} is refused as a corrupt or hostile config (Kronos-base has about 102M)"
-            )
-        return arguments
-
-    @classmethod
-    def from_pretrained(  # type: ignore[override]  # no constructor overrides: the config is checked first
-        cls,
-        pretrained_model_name_or_path: str | Path,
-        *,
-        strict: bool = True,
-        revision: str | None = None,
-        cache_dir: str | Path | None = None,
-        token: str | bool | None = None,
-        force_download: bool = False,
-        local_files_only: bool = False,
-    ):
-        """Load from a local checkpoint directory or a Hugging Face Hub repo id.
-
-        `pretrained_model_name_or_path` may also name a shipped model ('kronos-default') or a
-        directory holding `model/` and `tokenizer/`. A Hub id is read from the local cache when it
-        is there, else downloaded. Raises FileNotFoundError when the directory, cache or Hub lacks
-        a file, and ValueError when the config or the weights fail their checks. `strict=True`
-        also rejects missing or extra weights.
-        """
-        name = resolve_checkpoint(str(pretrained_model_name_or_path), cls.checkpoint_part)
-        if os.path.isdir(name):
-            config_path, weights_path = _local_files(cls.__name__, name)
-        elif os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") != 1:
-            raise FileNotFoundError(
-                f"{cls.__name__}: {name!r} is neither a checkpoint directory nor a Hugging Face Hub id "
-                f"of the form 'owner/name'"
-            )
-        else:
-            config_path, weights_path = _hub_files(
-                cls.__name__,
-                f"--{cls.checkpoint_part}",
-                name,
-                revision=revision,
-                cache_dir=cache_dir,
-                token=token,
-                force_download=force_download,
-                local_files_only=local_files_only,
-            )
-        arguments = cls.check_config(read_config(config_path), config_path)
-        model = cls(**arguments)
-        assert isinstance(model, torch.nn.Module)
-        model.load_state_dict(read_weights(model, weights_path, strict), strict=strict)
-        return model.eval()
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return _local_files(cls_name, path)
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise FileNotFoundError(
+            f"{cls_name}: {name!r} is neither a checkpoint directory nor a Hugging Face Hub id of the form "
+            f"'owner/name'; {BY_NAME_HINT}"
+        )
+    return _hub_files(
+        cls_name,
+        f"--{part}",
+        name,
+        revision=revision,
+        cache_dir=cache_dir,
+        token=token,
+        force_download=force_download,
+        local_files_only=local_files_only,
+    )

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import dataclasses
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from kronos.forecasting.pretrained import ModelMetadata, read_metadata, resolve_checkpoint
-from kronos.nn.checkpoint import KronosHubMixin, check_head_size
+from kronos.nn.checkpoint import find_checkpoint, load_weights, read_network_config
+from kronos.nn.config import ModelConfig
 from kronos.nn.layers import (
-    DEPENDENCY_HEADS,
-    TIME_FEATURE_SIZES,
     DependencyAwareLayer,
     DualHead,
     HierarchicalEmbedding,
@@ -27,6 +28,7 @@ from kronos.nn.layers import (
     run_blocks,
     separately,
 )
+from kronos.nn.metadata import ModelMetadata, read_metadata
 
 
 class ModelCache(StackCache, Protocol):
@@ -37,11 +39,12 @@ class ModelCache(StackCache, Protocol):
 
 
 @registry_attributes("embedding", "time_emb", "token_drop", "transformer", "norm", "dep_layer", "head")
-class Kronos(nn.Module, KronosHubMixin):
+class Kronos(nn.Module, PyTorchModelHubMixin):
     """The autoregressive model.
 
     s1 logits come from the causal Transformer's last hidden state; s2 logits from that state
-    conditioned on the chosen s1 token by the dependency-aware layer.
+    conditioned on the chosen s1 token by the dependency-aware layer. The constructor takes
+    upstream's arguments (those of config.json); `config` holds them, checked (see `ModelConfig`).
     """
 
     def __init__(
@@ -57,8 +60,12 @@ class Kronos(nn.Module, KronosHubMixin):
         resid_dropout_p: float,
         token_dropout_p: float,
         learn_te: bool,
-    ):
+    ) -> None:
         super().__init__()
+        self.config = ModelConfig(
+            s1_bits, s2_bits, n_layers, d_model, n_heads, ff_dim, ffn_dropout_p, attn_dropout_p,
+            resid_dropout_p, token_dropout_p, learn_te,
+        )  # fmt: skip
         self.s1_bits, self.s2_bits = s1_bits, s2_bits
         self.d_model, self.n_layers, self.n_heads = d_model, n_layers, n_heads
         self.s1_vocab_size, self.s2_vocab_size = 2**s1_bits, 2**s2_bits
@@ -76,31 +83,30 @@ class Kronos(nn.Module, KronosHubMixin):
         self.metadata: ModelMetadata | None = None
 
     @classmethod
-    def check_architecture(cls, config: dict, source: str) -> None:
-        super().check_architecture(config, source)
-        check_head_size(config["d_model"], DEPENDENCY_HEADS, "the dependency-aware layer's heads", source)
-
-    @staticmethod
-    def parameter_count(config: dict) -> int:
-        """Parameters of Kronos(**config), without building it."""
-        d, vocab_s1, vocab_s2 = config["d_model"], 2 ** config["s1_bits"], 2 ** config["s2_bits"]
-        attention = 4 * (d * d + d)
-        block = 2 * d + attention + 3 * d * config["ff_dim"]
-        embedding = (vocab_s1 + vocab_s2) * d + 2 * d * d + d
-        head = (vocab_s1 + vocab_s2) * (d + 1)
-        dependency = attention + d
-        return embedding + sum(TIME_FEATURE_SIZES) * d + config["n_layers"] * block + d + dependency + head
+    def from_config(cls, config: ModelConfig) -> Kronos:
+        """A randomly initialised model of the architecture `config`."""
+        return cls(**dataclasses.asdict(config))
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> Kronos:
-        """Load a checkpoint (see `KronosHubMixin.from_pretrained`) with its `metadata`: the
-        `kronos.json` beside it, or the known values of a published Hub model."""
-        name = str(pretrained_model_name_or_path)
-        model = super().from_pretrained(name, **kwargs)
-        model.metadata = read_metadata(name, resolve_checkpoint(name, "model"))
-        return model
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | Path, *, strict: bool = True, **hub: Any
+    ) -> Kronos:
+        """Load a checkpoint directory or a Hugging Face Hub id ('owner/name') with its `metadata`:
+        the `kronos.json` beside it, or the known values of a published Hub model.
 
-    def _save_pretrained(self, save_directory) -> None:
+        `hub` takes revision, cache_dir, token, force_download and local_files_only (see
+        `kronos.nn.checkpoint.find_checkpoint`); a shipped model's name is loaded by
+        `kronos.load_pretrained`. FileNotFoundError when a file is missing, ValueError when the
+        config or the weights fail their checks; `strict=True` also rejects missing or extra weights.
+        """
+        name = str(pretrained_model_name_or_path)
+        checkpoint = find_checkpoint(name, cls.__name__, "model", **hub)
+        model = cls.from_config(read_network_config(ModelConfig, checkpoint.config))
+        load_weights(model, checkpoint.weights, strict)
+        model.metadata = read_metadata(name, checkpoint.directory)
+        return model.eval()
+
+    def _save_pretrained(self, save_directory: Path) -> None:
         """Weights and config as upstream writes them, plus kronos.json when the model has metadata."""
         super()._save_pretrained(save_directory)
         if self.metadata is not None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
+from typing import Any
 
 import torch
+from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from kronos.nn.checkpoint import KronosHubMixin
+from kronos.nn.checkpoint import find_checkpoint, load_weights, read_network_config
+from kronos.nn.config import TokenizerConfig
 from kronos.nn.layers import (
     BinarySphericalQuantizer,
     BSQuantizer,
@@ -18,17 +23,15 @@ from kronos.nn.layers import (
     separately,
 )
 
-MAX_GROUP_SIZE = 16  # the quantizer keeps a table of 2**group_size codes
 
-
-class KronosTokenizer(nn.Module, KronosHubMixin):
+class KronosTokenizer(nn.Module, PyTorchModelHubMixin):
     """Causal Transformer encoder, binary spherical quantizer, causal Transformer decoder.
 
     `encode(x, half=True)` gives (s1, s2) token ids; `decode((s1, s2), half=True)` gives bars back.
     The encoder and decoder each hold `n_*_layers - 1` blocks, as in the published checkpoints.
+    The constructor takes upstream's arguments (those of config.json); `config` holds them,
+    checked (see `TokenizerConfig`).
     """
-
-    checkpoint_part = "tokenizer"
 
     def __init__(
         self,
@@ -48,11 +51,15 @@ class KronosTokenizer(nn.Module, KronosHubMixin):
         gamma: float,
         zeta: float,
         group_size: int,
-    ):
+    ) -> None:
         super().__init__()
+        self.config = TokenizerConfig(
+            d_in, d_model, n_heads, ff_dim, n_enc_layers, n_dec_layers, ffn_dropout_p, attn_dropout_p,
+            resid_dropout_p, s1_bits, s2_bits, beta, gamma0, gamma, zeta, group_size,
+        )  # fmt: skip
         self.d_in, self.d_model = d_in, d_model
         self.s1_bits, self.s2_bits = s1_bits, s2_bits
-        self.codebook_dim = s1_bits + s2_bits
+        self.codebook_dim = self.config.codebook_dim
 
         def blocks(n: int) -> nn.ModuleList:
             return nn.ModuleList(
@@ -72,30 +79,25 @@ class KronosTokenizer(nn.Module, KronosHubMixin):
         self.head = nn.Linear(d_model, d_in)
 
     @classmethod
-    def check_architecture(cls, config: dict, source: str) -> None:
-        super().check_architecture(config, source)
-        if config["s1_bits"] != config["s2_bits"]:
-            raise ValueError(
-                f"{source}: 's1_bits' ({config['s1_bits']}) and 's2_bits' ({config['s2_bits']}) must be equal: "
-                f"decoding (s1, s2) tokens splits the code in two halves of equal size"
-            )
-        group_size, codebook_dim = config["group_size"], config["s1_bits"] + config["s2_bits"]
-        if group_size > MAX_GROUP_SIZE or codebook_dim % group_size:
-            raise ValueError(
-                f"{source}: 'group_size' ({group_size}) must divide s1_bits + s2_bits ({codebook_dim}) and be "
-                f"at most {MAX_GROUP_SIZE}"
-            )
+    def from_config(cls, config: TokenizerConfig) -> KronosTokenizer:
+        """A randomly initialised tokenizer of the architecture `config`."""
+        return cls(**dataclasses.asdict(config))
 
-    @staticmethod
-    def parameter_count(config: dict) -> int:
-        """Parameters of KronosTokenizer(**config), without building it."""
-        d, d_in, codebook_dim = config["d_model"], config["d_in"], config["s1_bits"] + config["s2_bits"]
-        block = 2 * d + 4 * (d * d + d) + 3 * d * config["ff_dim"]
-        blocks = (config["n_enc_layers"] - 1 + config["n_dec_layers"] - 1) * block
-        linears = (
-            (d_in + 1) * d + (d + 1) * codebook_dim + (config["s1_bits"] + 1) * d + (codebook_dim + 1) * d
-        )
-        return linears + blocks + (d + 1) * d_in
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | Path, *, strict: bool = True, **hub: Any
+    ) -> KronosTokenizer:
+        """Load a checkpoint directory or a Hugging Face Hub id ('owner/name').
+
+        `hub` takes revision, cache_dir, token, force_download and local_files_only (see
+        `kronos.nn.checkpoint.find_checkpoint`); a shipped model's tokenizer is loaded by
+        `kronos.load_pretrained`. FileNotFoundError when a file is missing, ValueError when the
+        config or the weights fail their checks; `strict=True` also rejects missing or extra weights.
+        """
+        checkpoint = find_checkpoint(pretrained_model_name_or_path, cls.__name__, "tokenizer", **hub)
+        tokenizer = cls.from_config(read_network_config(TokenizerConfig, checkpoint.config))
+        load_weights(tokenizer, checkpoint.weights, strict)
+        return tokenizer.eval()
 
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
         """Continuous code before quantization, [B, L, codebook_dim]."""

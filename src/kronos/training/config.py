@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kronos.forecasting.series import TableLayout
+from kronos.forecasting.series import FEATURE_COLUMNS, TableLayout
+from kronos.nn import config as networks
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,9 +75,12 @@ class TokenizerConfig(NetworkConfig):
     zeta: float = 0.05
     group_size: int = 4
 
-    def architecture(self) -> dict[str, Any]:
-        arch = {k: v for k, v in dataclasses.asdict(self).items() if k != "pretrained"}
-        return {"d_in": 6, **arch}
+    def network(self) -> networks.TokenizerConfig:
+        """The architecture of a new tokenizer of the bar columns; ValueError naming the bad key."""
+        values = {k: v for k, v in dataclasses.asdict(self).items() if k != "pretrained"}
+        return networks.TokenizerConfig.from_dict(
+            {"d_in": len(FEATURE_COLUMNS), **values}, "config [tokenizer]"
+        )
 
 
 @dataclass
@@ -92,9 +96,12 @@ class ModelConfig(NetworkConfig):
     token_dropout_p: float = 0.0
     learn_te: bool = True
 
-    def architecture(self, s1_bits: int, s2_bits: int) -> dict[str, Any]:
-        arch = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("pretrained", "tokenizer")}
-        return {"s1_bits": s1_bits, "s2_bits": s2_bits, **arch}
+    def network(self, s1_bits: int, s2_bits: int) -> networks.ModelConfig:
+        """The architecture of a new model of the tokenizer's tokens; ValueError naming the bad key."""
+        values = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("pretrained", "tokenizer")}
+        return networks.ModelConfig.from_dict(
+            {"s1_bits": s1_bits, "s2_bits": s2_bits, **values}, "config [model]"
+        )
 
 
 @dataclass

@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kronos.forecasting.pretrained import ModelMetadata, resolve_checkpoint
+from kronos.forecasting.pretrained import resolve_checkpoint
 from kronos.forecasting.schedules import bar_spacing
 from kronos.forecasting.series import OHLCVSeries
+from kronos.nn.metadata import ModelMetadata
 from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
 from kronos.training.config import Config
@@ -36,14 +37,6 @@ def causal_eval(model: nn.Module) -> nn.Module:
     return model
 
 
-def _check_bits(s1_bits: int, s2_bits: int, what: str) -> None:
-    if s1_bits != s2_bits:
-        raise ValueError(
-            f"{what} has s1_bits={s1_bits} and s2_bits={s2_bits}; they must be equal, because "
-            f"decoding (s1, s2) tokens splits the code in two halves of equal size"
-        )
-
-
 class TokenizerStage:
     """Reconstruction from the full code and from the s1 bits alone, plus the BSQ loss.
 
@@ -63,8 +56,7 @@ class TokenizerStage:
         if cfg.pretrained:
             module = KronosTokenizer.from_pretrained(resolve_checkpoint(cfg.pretrained, "tokenizer"))
         else:
-            module = KronosTokenizer(**cfg.architecture())
-        _check_bits(module.s1_bits, module.s2_bits, "the tokenizer")
+            module = KronosTokenizer.from_config(cfg.network())
         return module.to(self.device)
 
     def loss(self, module: nn.Module, x: torch.Tensor, stamp: torch.Tensor):
@@ -87,7 +79,6 @@ class PredictorStage:
         self.tokenizer_source = self.find_tokenizer()
         self.tokenizer = KronosTokenizer.from_pretrained(self.tokenizer_source).to(device).eval()
         self.tokenizer.requires_grad_(False)
-        _check_bits(self.tokenizer.s1_bits, self.tokenizer.s2_bits, f"tokenizer {self.tokenizer_source}")
 
     def find_tokenizer(self) -> str:
         cfg = self.config
@@ -111,7 +102,7 @@ class PredictorStage:
         if cfg.pretrained:
             module = Kronos.from_pretrained(resolve_checkpoint(cfg.pretrained, "model"))
         else:
-            module = Kronos(**cfg.architecture(self.tokenizer.s1_bits, self.tokenizer.s2_bits))
+            module = Kronos.from_config(cfg.network(self.tokenizer.s1_bits, self.tokenizer.s2_bits))
         data = self.config.data
         context = max(data.window, module.metadata.max_context if module.metadata else 0)
         module.metadata = ModelMetadata(
