@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from kronos.engine.generation import WINDOWS
-from kronos.evaluation.backtest import evaluate
+from kronos.engine.sampling import Sampling
+from kronos.evaluation.backtest import Backtest, evaluate
 from kronos.evaluation.baselines import BASELINES
 from kronos.evaluation.data import read_series
 from kronos.forecasting.predictor import NORMALIZE_ON, PATHS, TEMPERATURE, TOP_P, KronosPredictor
@@ -149,31 +150,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
     predictor_options = dict(
         max_context=args.max_context, normalize_on=args.normalize, dtype=args.dtype, window=args.window
     )
-    settings = dict(
-        lookback=args.lookback,
+    backtest = Backtest(
         steps=args.steps,
+        lookback=args.lookback,
         origins=100 if args.origins is None and args.every is None else args.origins,
         every=args.every,
-        paths=args.paths,
+        sampling=Sampling(args.temperature, args.top_k, args.top_p, args.paths, args.seed),
         baselines=baselines,
-        T=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=not args.quiet,
         calibrate=args.calibrate,
+        batch_size=args.batch_size,
     )
     if args.engine == "ray" and not args.baselines_only:
         engine = RayEngine(model, args.tokenizer, predictor_options, progress=not args.quiet, **ray_options)
-        result = evaluate_dataset(series, engine, **settings)
+        result = evaluate_dataset(series, backtest, engine, progress=not args.quiet)
     else:
         predictor = None
         if not args.baselines_only:
             predictor = KronosPredictor.from_pretrained(
                 model, args.tokenizer, device=args.device, **predictor_options
             )
-        result = evaluate(series, predictor, **settings)
+        result = evaluate(series, predictor, backtest, progress=not args.quiet)
     written = result.write_report(args.out, html=args.html, plots=not args.no_plots, n_boot=args.bootstrap)
     summary = result.summary("close", n_boot=args.bootstrap)
     columns = [

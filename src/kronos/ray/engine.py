@@ -30,8 +30,9 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from kronos.evaluation.backtest import EvaluationResult, OriginBatch, OriginForecast, evaluate
+from kronos.evaluation.backtest import Backtest, OriginBatch, OriginForecast, evaluate
 from kronos.evaluation.data import read_series
+from kronos.evaluation.result import EvaluationResult
 from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS, check_quantile_levels
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL, resolve_tokenizer, shipped_dir
@@ -441,11 +442,12 @@ def _new_folder(out: str | Path | None) -> Path | None:
 
 def evaluate_dataset(
     source,
+    backtest: Backtest,
     engine: RayEngine | None = None,
     *,
     id_column: str | None = None,
     timestamp_column: str | None = None,
-    **evaluate_options,
+    progress: bool = True,
 ) -> EvaluationResult:
     """`kronos.evaluation.evaluate` with the model's forecasts made by Ray actors.
 
@@ -453,9 +455,7 @@ def evaluate_dataset(
     folder(s) or glob pattern(s) as `kronos evaluate` reads them, or what `evaluate` takes. The
     series, the baselines, the scores and the report stay here; the actors return the sample
     paths of each batch of origins, which draw from (seed, series, origin) alone, so the result
-    is the local engine's. `engine` holds the model and the actors (default `RayEngine()`);
-    `evaluate_options` are `evaluate`'s (steps, lookback, origins, every, paths, seed,
-    batch_size, progress, ...).
+    is the local engine's. `engine` holds the model and the actors (default `RayEngine()`).
     """
     engine = _engine(engine)
     # loaded here too, for its lookback and context; the actors make the forecasts
@@ -463,7 +463,7 @@ def evaluate_dataset(
         engine.model, engine.tokenizer, device="cpu", **engine.predictor_options
     )
     series = _backtest_series(source, id_column, timestamp_column)
-    return evaluate(series, predictor, engine=engine, **evaluate_options)
+    return evaluate(series, predictor, backtest, engine=engine, progress=progress)
 
 
 def _engine(engine: RayEngine | None) -> RayEngine:
