@@ -3,7 +3,7 @@
 A series is the unit of work. A long table is cut into series (here, or for a `ray.data.Dataset`
 by a shuffle on the cluster), each series becomes one Arrow row whose columns list its values,
 and `map_batches` hands blocks of those rows to a pool of actors that each loaded the model once.
-Forecasts come back as tables and numpy arrays; nothing is pickled by hand. A series draws its
+Forecasts come back as tables and numpy arrays; no object is serialised by hand. A series draws its
 random numbers from (seed, its id[, origin]) alone, so it gets the forecast the local engine
 gives it whatever the blocks, actors or nodes (on the same CPU type and torch build:
 docs/scaling.md). Ray Data restarts dead actors and retries their blocks; the outputs are keyed
