@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from kronos.engine.sampling import Sampling
+from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P, Sampling
 from kronos.evaluation import metrics
 from kronos.evaluation.baselines import BASELINES, run_baseline
 from kronos.evaluation.data import as_series_dict, present_columns
@@ -28,7 +28,7 @@ from kronos.forecasting.calibration import (
     required_rows,
 )
 from kronos.forecasting.paths import horizon_volatility, realized_volatility, repair_ohlc
-from kronos.forecasting.predictor import PATHS, TEMPERATURE, TOP_P, ContextWarning
+from kronos.forecasting.predictor import ContextWarning
 from kronos.forecasting.series import CLOSE, FEATURE_COLUMNS, check_pred_len, positive_int
 
 MODEL_NAME = "kronos"
@@ -211,7 +211,7 @@ def origin_batches(series, origin_list, lookback: int, steps: int, batch_size: i
         yield OriginBatch(
             keys,
             [frames[name].iloc[t - lookback : t] for name, t in keys],
-            [series[name].timestamps.iloc[t : t + steps] for name, t in keys],
+            [series[name].timestamps[t : t + steps] for name, t in keys],
         )
 
 
@@ -412,12 +412,10 @@ def evaluate(
         {
             "series": [name for name, _ in origin_list],
             "origin": [t for _, t in origin_list],
-            "origin_time": [series[name].timestamps.iloc[t - 1] for name, t in origin_list],
+            "origin_time": [series[name].timestamps[t - 1] for name, t in origin_list],
         }
     )
-    target_times = np.stack(
-        [series[name].timestamps.iloc[t : t + steps].to_numpy() for name, t in origin_list]
-    )
+    target_times = np.stack([series[name].timestamps[t : t + steps].to_numpy() for name, t in origin_list])
     column_index = [FEATURE_COLUMNS.index(c) for c in columns]
     record_parts, volatility_parts = [], []
     # per step (over the horizon, divided by sqrt(steps)), so that backtests of different horizons compare

@@ -36,7 +36,8 @@ from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS, check_quantile_lev
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL, resolve_tokenizer, shipped_dir
 from kronos.forecasting.schedules import split_series
-from kronos.forecasting.series import TableLayout, load_series, long_table, positive_int, split_table
+from kronos.forecasting.series import positive_int
+from kronos.forecasting.tables import TableLayout, load_series, long_table, split_table
 from kronos.io import fsync_dir, write_atomically
 
 ENGINES = ("local", "ray")
@@ -311,7 +312,7 @@ def forecast_dataset(
     - a pandas DataFrame, as `predict_df` takes it: checked here first, so that its errors name
       its rows and come before any actor starts. Series come out in order of first appearance.
     - file(s), folder(s) or glob pattern(s) of CSV or Parquet, read here as `kronos forecast`
-      reads them (`kronos.forecasting.series.load_series`: one series per file, or long tables split by
+      reads them (`kronos.forecasting.tables.load_series`: one series per file, or long tables split by
       `id_column`; `columns` maps fields to the files' columns). The id column is "symbol".
 
     Batches of `batch_size` whole series go to the actors of `engine` (default `RayEngine()`:
@@ -481,10 +482,8 @@ def _backtest_series(source, id_column: str | None, timestamp_column: str | None
         source = source.to_pandas()
     if isinstance(source, pd.DataFrame) and id_column:
         return {
-            one.symbol: one
-            for one in split_table(
-                source, "data", TableLayout(id_column, timestamp_column=timestamp_column), np.float64
-            )
+            one.key: one
+            for one in split_table(source, "data", TableLayout(id_column, timestamp_column=timestamp_column))
         }
     if isinstance(source, (str, Path, list, tuple)):
         return read_series(_files(source), id_column, timestamp_column)
