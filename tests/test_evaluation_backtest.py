@@ -19,6 +19,7 @@ from kronos.evaluation import (
     read_series,
     select_origins,
 )
+from kronos.forecasting.predictor import Forecast
 from kronos.forecasting.series import CLOSE
 
 
@@ -110,26 +111,22 @@ class RecordingPredictor:
         self.calls = []
         self.series_ids = []
 
-    def predict_paths_batch(
-        self,
-        df_list,
-        x_ts_list,
-        y_ts_list,
-        pred_len,
-        sample_count,
-        T,
-        top_k,
-        top_p,
-        verbose,
-        seed,
-        series_ids,
+    def sample(
+        self, series, horizon, sampling, calibration=None, *, future=None, batch_size=None, progress=False
     ):
-        self.calls.extend(zip(df_list, x_ts_list, y_ts_list))
-        self.series_ids.extend(series_ids)
-        last = np.stack(
-            [df[["open", "high", "low", "close", "volume", "amount"]].to_numpy()[-1] for df in df_list]
+        assert calibration is None and sampling.seed is not None
+        self.calls.extend(zip(series, future))
+        self.series_ids.extend(one.key for one in series)
+        last = np.stack([one.bars[-1] for one in series])
+        paths = np.repeat(last[:, None, None, :], sampling.sample_count, axis=1).repeat(horizon, axis=2)
+        return Forecast(
+            paths.astype(np.float32),
+            list(future),
+            [one.key for one in series],
+            last[:, 3],
+            [None] * len(series),
+            [one.name for one in series],
         )
-        return np.repeat(last[:, None, None, :], sample_count, axis=1).repeat(pred_len, axis=2)
 
 
 def test_the_model_is_given_the_lookback_and_the_target_timestamps_only():
@@ -143,10 +140,10 @@ def test_the_model_is_given_the_lookback_and_the_target_timestamps_only():
     )
     assert len(predictor.calls) == len(result.origins)
     assert predictor.series_ids == list(zip(result.origins["series"], result.origins["origin"]))
-    for (df, x_ts, y_ts), t in zip(predictor.calls, result.origins["origin"]):
-        assert df["timestamps"].tolist() == bars["timestamps"].iloc[t - 12 : t].tolist()
-        assert list(x_ts) == bars["timestamps"].iloc[t - 12 : t].tolist()
-        assert list(y_ts) == bars["timestamps"].iloc[t : t + 4].tolist()
+    for (window, future), t in zip(predictor.calls, result.origins["origin"]):
+        assert list(window.timestamps) == bars["timestamps"].iloc[t - 12 : t].tolist()
+        np.testing.assert_array_equal(window.bars[:, CLOSE], bars["close"].iloc[t - 12 : t])
+        assert list(future) == bars["timestamps"].iloc[t : t + 4].tolist()
     summary = result.summary(n_boot=100)
     assert summary.loc["kronos", "mae"] == pytest.approx(summary.loc["persistence", "mae"])
 

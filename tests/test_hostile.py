@@ -16,7 +16,8 @@ from kronos.evaluation import Backtest, evaluate
 from kronos.forecasting.paths import VolatilityWarning, check_quantile_levels
 from kronos.forecasting.pretrained import shipped_dir
 from kronos.forecasting.schedules import future_timestamps
-from kronos.forecasting.series import FEATURE_COLUMNS, SyntheticOHLCWarning, load_series, ohlc_from_close
+from kronos.forecasting.series import FEATURE_COLUMNS, SyntheticOHLCWarning, ohlc_from_close
+from kronos.forecasting.tables import load_series
 
 PRICES = ["open", "high", "low", "close"]
 SHIPPED = shipped_dir()

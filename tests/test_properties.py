@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from kronos import KronosPredictor
 from kronos.forecasting.paths import VolatilityWarning, quantile_column
-from kronos.forecasting.series import FEATURE_COLUMNS, as_timestamps, load_series
+from kronos.forecasting.series import FEATURE_COLUMNS, as_timestamps
+from kronos.forecasting.tables import load_series
 
 TINY_CONTEXT = 16  # short, so that horizons beyond the context are cheap to reach
 CLEAN_STAMPS = ("regular", "dst-aware", "dst-offsets")

@@ -15,7 +15,7 @@ import torch
 
 from kronos import Kronos, KronosTokenizer
 from kronos.commands.main import main
-from kronos.forecasting.series import TableLayout, load_series
+from kronos.forecasting.tables import TableLayout, load_series
 from kronos.training import build_windows, load_config, load_windows, train
 from kronos.training.config import config_from_dict
 from kronos.training.trainer import read_metrics

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 
 from kronos.engine.generation import WINDOWS
-from kronos.engine.sampling import Sampling
+from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P, Sampling
 from kronos.evaluation.backtest import Backtest, evaluate
 from kronos.evaluation.baselines import BASELINES
 from kronos.evaluation.data import read_series
-from kronos.forecasting.predictor import NORMALIZE_ON, PATHS, TEMPERATURE, TOP_P, KronosPredictor
+from kronos.forecasting.predictor import NORMALIZE_ON, KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.io import check_output_dir
 

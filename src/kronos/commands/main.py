@@ -20,9 +20,9 @@ from typing import NoReturn
 
 from kronos.commands.evaluate import add_context_options, add_evaluate_arguments, run_evaluate
 from kronos.commands.serve import add_serve_arguments, run_serve
-from kronos.forecasting.predictor import PATHS, TEMPERATURE, TOP_P
+from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P
 from kronos.forecasting.pretrained import DEFAULT_MODEL
-from kronos.forecasting.series import TableLayout
+from kronos.forecasting.tables import TableLayout
 from kronos.io import check_output_file, write_atomically
 from kronos.ray.engine import add_engine_arguments, engine_options
 
@@ -236,7 +236,7 @@ def run_forecast(args: argparse.Namespace) -> int:
 
     from kronos.forecasting.predictor import KronosPredictor
     from kronos.forecasting.schedules import future_timestamps
-    from kronos.forecasting.series import load_series, long_table
+    from kronos.forecasting.tables import load_series, long_table
     from kronos.ray.engine import RayEngine, forecast_dataset
 
     series = load_series([args.file], table_layout(args))
@@ -349,7 +349,7 @@ def calibrate_series(
 
 
 def pick_symbol(series: list, symbol: str, file: str):
-    names = {str(s.symbol): s for s in series}
+    names = {str(s.key): s for s in series}
     if symbol not in names:
         raise CommandError(f"symbol {symbol!r} is not in {file}; it holds {sorted(names)}")
     return names[symbol]

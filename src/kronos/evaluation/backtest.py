@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -25,12 +26,13 @@ from kronos.forecasting.calibration import (
     Calibration,
     default_every,
     fit_origins,
-    history_volatility,
+    fit_past_forecasts,
+    origin_volatility,
     required_rows,
 )
 from kronos.forecasting.paths import repair_ohlc
-from kronos.forecasting.predictor import PATHS, TEMPERATURE, TOP_P, ContextWarning, KronosPredictor
-from kronos.forecasting.series import CLOSE, check_pred_len, positive_int
+from kronos.forecasting.predictor import ContextWarning, KronosPredictor
+from kronos.forecasting.series import CLOSE, Series, check_pred_len, positive_int
 
 Origin = tuple[str, int]
 """(series name, row t): the forecast from the lookback bars before row t."""
@@ -54,7 +56,7 @@ class Backtest:
     lookback: int | None = None
     origins: int | None = None
     every: int | None = None
-    sampling: Sampling = Sampling(TEMPERATURE, 0, TOP_P, PATHS, 0)
+    sampling: Sampling = Sampling(seed=0)
     baselines: Sequence[str] = BASELINES
     calibrate: bool = False
     calibration_every: int | None = None
@@ -116,25 +118,28 @@ def select_origins(
     return np.unique(np.round(np.linspace(first, last, origins)).astype(np.int64))
 
 
-@dataclass
+@dataclass(frozen=True)
 class OriginBatch:
-    """Origins the model forecasts in one call: their (series, origin) keys, lookback windows
-    and the timestamps of their target bars."""
+    """Origins the model forecasts in one call: the lookback window of each, keyed by its
+    (series, origin), and the timestamps of its target bars."""
 
-    keys: list[Origin]
-    windows: list[pd.DataFrame]
-    targets: list[pd.Series]
+    windows: list[Series]
+    futures: list[pd.DatetimeIndex]
+
+    @property
+    def keys(self) -> list[Origin]:
+        return [cast(Origin, window.key) for window in self.windows]
 
 
-def origin_batches(series, origin_list, lookback: int, steps: int, batch_size: int) -> Iterator[OriginBatch]:
+def origin_batches(
+    series: dict[str, Series], origins: list[Origin], lookback: int, steps: int, batch_size: int
+) -> Iterator[OriginBatch]:
     """The origins in order, `batch_size` at a time."""
-    frames = {name: one.frame() for name, one in series.items()}
-    for start in range(0, len(origin_list), batch_size):
-        keys = origin_list[start : start + batch_size]
+    for start in range(0, len(origins), batch_size):
+        keys = origins[start : start + batch_size]
         yield OriginBatch(
-            keys,
-            [frames[name].iloc[t - lookback : t] for name, t in keys],
-            [series[name].timestamps.iloc[t : t + steps] for name, t in keys],
+            [series[name].window(t - lookback, t, key=(name, t)) for name, t in keys],
+            [series[name].timestamps[t : t + steps] for name, t in keys],
         )
 
 
@@ -152,20 +157,7 @@ class OriginForecast:
     def __call__(self, predictor: KronosPredictor, batch: OriginBatch) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ContextWarning)  # evaluate says it once, and in the report
-            s = self.sampling
-            return predictor.predict_paths_batch(
-                batch.windows,
-                [w["timestamps"] for w in batch.windows],
-                batch.targets,
-                self.steps,
-                sample_count=s.sample_count,
-                verbose=False,
-                seed=s.seed,
-                series_ids=batch.keys,
-                T=s.T,
-                top_k=s.top_k,
-                top_p=s.top_p,
-            )
+            return predictor.sample(batch.windows, self.steps, self.sampling, future=batch.futures).paths
 
 
 Engine = Callable[[OriginForecast, Iterator[OriginBatch]], Iterable[np.ndarray]]
@@ -179,7 +171,7 @@ def _forecast_here(predictor: KronosPredictor, progress: bool, total: int) -> En
         with tqdm(total=total, desc="forecasting origins", unit="origin", disable=not progress) as bar:
             for batch in batches:
                 yield forecast(predictor, batch)
-                bar.update(len(batch.keys))
+                bar.update(len(batch.windows))
 
     return run
 
@@ -264,7 +256,7 @@ def _lookback(backtest: Backtest, predictor: KronosPredictor | None) -> int:
 
 
 def _origins(
-    series: dict, backtest: Backtest, lookback: int, first: int
+    series: dict[str, Series], backtest: Backtest, lookback: int, first: int
 ) -> tuple[list[Origin], dict[str, str]]:
     """Every origin of every series, in order, and the series too short for one (with why)."""
     origins: list[Origin] = []
@@ -282,17 +274,19 @@ def _origins(
     return origins, skipped
 
 
-def _scored_origins(series: dict, origins: list[Origin], steps: int, last: np.ndarray) -> ScoredOrigins:
+def _scored_origins(
+    series: dict[str, Series], origins: list[Origin], steps: int, last: np.ndarray
+) -> ScoredOrigins:
     table = pd.DataFrame(
         {
             "series": [name for name, _ in origins],
             "origin": [t for _, t in origins],
-            "origin_time": [series[name].timestamps.iloc[t - 1] for name, t in origins],
+            "origin_time": [series[name].timestamps[t - 1] for name, t in origins],
         }
     )
     return ScoredOrigins(
         table,
-        np.stack([series[name].timestamps.iloc[t : t + steps].to_numpy() for name, t in origins]),
+        np.stack([series[name].timestamps[t : t + steps].to_numpy() for name, t in origins]),
         np.stack([series[name].bars[t : t + steps] for name, t in origins]),
         last,
         present_columns(series),
@@ -313,7 +307,7 @@ class _ModelRun:
     each one's calibration is fitted on: each past forecast is sampled once, however many
     calibrations use it."""
 
-    def __init__(self, series: dict, origins: list[Origin], backtest: Backtest, lookback: int):
+    def __init__(self, series: dict[str, Series], origins: list[Origin], backtest: Backtest, lookback: int):
         self.series, self.origins, self.backtest, self.lookback = series, origins, backtest, lookback
         none = np.empty(0, dtype=np.int64)
         self.past = {
@@ -349,26 +343,17 @@ class _ModelRun:
         return forecasts, calibrations
 
     def _calibration(self, key: Origin, every_path: np.ndarray) -> Calibration:
-        """The calibration at an origin, fitted on the paths of its past origins."""
+        """The calibration at an origin, fitted on the paths sampled at its past origins."""
         name, _ = key
-        rows, bars = self.past[key], self.series[name].bars
-        return Calibration.fit(
-            every_path[[self.at[(name, int(u))] for u in rows]],
-            bars[rows[:, None] + np.arange(self.backtest.steps), CLOSE],
-            bars[rows - 1, CLOSE],
-            np.array([self._volatility(name, int(u)) for u in rows]),
-            self.backtest.sampling,
-            self.lookback,
-        )
-
-    def _volatility(self, name: str, t: int) -> float:
-        return float(
-            history_volatility(self.series[name].bars[t - self.lookback : t, CLOSE].astype(np.float32))
-        )
+        rows = self.past[key]
+        paths = every_path[[self.at[(name, int(u))] for u in rows]]
+        return fit_past_forecasts(paths, self.series[name].bars, rows, self.lookback, self.backtest.sampling)
 
     def _apply(self, calibration: Calibration, key: Origin, paths: np.ndarray) -> np.ndarray:
         name, t = key
-        return calibration.apply(paths, self.series[name].bars[t - 1, CLOSE], self._volatility(name, t))
+        bars = self.series[name].bars
+        volatility = origin_volatility(bars, np.array([t]), self.lookback)[0]
+        return calibration.apply(paths, bars[t - 1, CLOSE], volatility)
 
 
 def _settings(backtest: Backtest, lookback: int, n_series: int, n_origins: int, notes: list[str]) -> dict:

@@ -40,14 +40,8 @@ from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS, check_quantile_lev
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL, resolve_tokenizer, shipped_dir
 from kronos.forecasting.schedules import split_series
-from kronos.forecasting.series import (
-    FEATURE_COLUMNS,
-    TableLayout,
-    load_series,
-    long_table,
-    positive_int,
-    split_table,
-)
+from kronos.forecasting.series import FEATURE_COLUMNS, Series, positive_int
+from kronos.forecasting.tables import TableLayout, load_series, long_table, split_table
 from kronos.io import fsync_dir, write_atomically
 
 ENGINES = ("local", "ray")
@@ -233,23 +227,23 @@ def _origin_rows(batch: OriginBatch, start: int) -> pd.DataFrame:
     """A batch of origins as one long table: per origin (numbered from `start`), its lookback
     bars and the timestamps of its target bars, with the origin's series and row."""
     parts = []
-    for k, ((name, t), window, target) in enumerate(zip(batch.keys, batch.windows, batch.targets)):
-        future = pd.DataFrame({"timestamps": np.asarray(target)})
-        rows = pd.concat([window.assign(part=HISTORY), future.assign(part=TARGET)], ignore_index=True)
+    for k, ((name, t), window, future) in enumerate(zip(batch.keys, batch.windows, batch.futures)):
+        target = pd.DataFrame({"timestamps": future})
+        rows = pd.concat([window.frame().assign(part=HISTORY), target.assign(part=TARGET)], ignore_index=True)
         parts.append(rows.assign(position=start + k, series=name, origin=t))
     return pd.concat(parts, ignore_index=True)
 
 
 def _origin_batch(block: pd.DataFrame) -> tuple[np.ndarray, OriginBatch]:
     """The positions and the `OriginBatch` of a block of `_origin_rows`."""
-    positions, keys, windows, targets = [], [], [], []
+    positions, windows, futures = [], [], []
     for position, rows in block.groupby("position", sort=False):
-        history = rows["part"] == HISTORY
+        history, name = rows[rows["part"] == HISTORY], str(rows["series"].iloc[0])
+        key = (name, int(rows["origin"].iloc[0]))
         positions.append(position)
-        keys.append((str(rows["series"].iloc[0]), int(rows["origin"].iloc[0])))
-        windows.append(rows.loc[history, ["timestamps", *FEATURE_COLUMNS]].reset_index(drop=True))
-        targets.append(rows.loc[~history, "timestamps"].reset_index(drop=True))
-    return np.array(positions), OriginBatch(keys, windows, targets)
+        windows.append(Series(history[FEATURE_COLUMNS].to_numpy(), history["timestamps"], key, name))
+        futures.append(pd.DatetimeIndex(rows.loc[rows["part"] == TARGET, "timestamps"]))
+    return np.array(positions), OriginBatch(windows, futures)
 
 
 @dataclass(frozen=True)
@@ -375,7 +369,7 @@ def forecast_dataset(
     - a pandas DataFrame, as `predict_df` takes it: checked here first, so that its errors name
       its rows and come before any actor starts. Series come out in order of first appearance.
     - file(s), folder(s) or glob pattern(s) of CSV or Parquet, read here as `kronos forecast`
-      reads them (`kronos.forecasting.series.load_series`: one series per file, or long tables split by
+      reads them (`kronos.forecasting.tables.load_series`: one series per file, or long tables split by
       `id_column`; `columns` maps fields to the files' columns). The id column is "symbol".
 
     Batches of `batch_size` whole series go to the actors of `engine` (default `RayEngine()`:
@@ -593,10 +587,8 @@ def _backtest_series(source, id_column: str | None, timestamp_column: str | None
         source = source.to_pandas()
     if isinstance(source, pd.DataFrame) and id_column:
         return {
-            one.symbol: one
-            for one in split_table(
-                source, "data", TableLayout(id_column, timestamp_column=timestamp_column), np.float64
-            )
+            one.key: one
+            for one in split_table(source, "data", TableLayout(id_column, timestamp_column=timestamp_column))
         }
     if isinstance(source, (str, Path, list, tuple)):
         return read_series(_files(source), id_column, timestamp_column)

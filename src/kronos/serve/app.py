@@ -35,7 +35,8 @@ from kronos import __version__
 from kronos.forecasting.calibration import Calibration
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
-from kronos.forecasting.series import FEATURE_COLUMNS, OHLCVSeries, series_name
+from kronos.forecasting.series import FEATURE_COLUMNS, Series
+from kronos.forecasting.tables import series_name
 from kronos.serve.batching import MicroBatcher, Overloaded
 from kronos.serve.inputs import (
     LIBRARY_ERRORS,
@@ -445,7 +446,7 @@ def build_v1(service: Service) -> APIRouter:
     async def forecasts(
         request: Request,
         options: ForecastOptions,
-        read: Callable[[], Iterable[tuple[OHLCVSeries, object, str]]],
+        read: Callable[[], Iterable[tuple[Series, object, str]]],
     ) -> tuple[list[PreparedSeries], list[dict], int]:
         """Every route's forecast: the options checked and the series that `read` gives as (series,
         key, label) prepared, in a worker thread; their paths generated with other requests' series;
@@ -467,7 +468,7 @@ def build_v1(service: Service) -> APIRouter:
         return prepared, await run_in_threadpool(answers), made.batch_series
 
     async def one_forecast(
-        request: Request, options: ForecastOptions, read: Callable[[], OHLCVSeries], key: object = 0
+        request: Request, options: ForecastOptions, read: Callable[[], Series], key: object = 0
     ) -> JSONResponse:
         need_ready()
         _, (answer,), batch_series = await forecasts(request, options, lambda: [(read(), key, "bars")])
@@ -499,7 +500,7 @@ def build_v1(service: Service) -> APIRouter:
                 "series",
             )
 
-        def read() -> Iterator[tuple[OHLCVSeries, object, str]]:
+        def read() -> Iterator[tuple[Series, object, str]]:
             ids = [i if item.id is None else item.id for i, item in enumerate(body.series)]
             if len(set(ids)) != len(ids):
                 repeated = next(i for i in ids if ids.count(i) > 1)
@@ -520,7 +521,7 @@ def build_v1(service: Service) -> APIRouter:
         return await one_forecast(
             request,
             options,
-            lambda: series_from_csv(content, name, limits, timestamp_column, np.float32),
+            lambda: series_from_csv(content, name, limits, timestamp_column),
             series_name(Path(name)),
         )
 

@@ -9,7 +9,6 @@ refusal is an `InputError` naming the field (and, where known, the row).
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 
@@ -34,14 +33,12 @@ from kronos.forecasting.schedules import MIN_HISTORY, FutureIndex, future_timest
 from kronos.forecasting.series import (
     CLOSE,
     FEATURE_COLUMNS,
-    OHLCVSeries,
-    TableLayout,
+    Series,
     check_time_order,
-    map_columns,
     parse_timestamps,
     prepare_ohlcv,
-    series_from_frame,
 )
+from kronos.forecasting.tables import TableLayout, map_columns, read_table, series_from_frame
 from kronos.serve.schemas import Bar, ForecastOptions, Limits
 
 LIBRARY_ERRORS = (ValueError, TypeError, OverflowError)
@@ -101,7 +98,7 @@ def check_bar_count(count: int, label: str, limits: Limits, field: str) -> None:
         )
 
 
-def check_magnitude(series: OHLCVSeries, field: str) -> OHLCVSeries:
+def check_magnitude(series: Series, field: str) -> Series:
     rows, cols = np.nonzero(np.abs(series.bars) > MAX_ABS_VALUE)
     if len(rows):
         raise InputError(
@@ -112,7 +109,7 @@ def check_magnitude(series: OHLCVSeries, field: str) -> OHLCVSeries:
     return series
 
 
-def series_from_bars(bars: list[Bar], label: str, limits: Limits) -> OHLCVSeries:
+def series_from_bars(bars: list[Bar], label: str, limits: Limits) -> Series:
     """JSON bars as a series (float64, as sent). They must come oldest first, without repeated timestamps."""
     check_bar_count(len(bars), label, limits, label)
     columns: dict[str, list] = {}
@@ -126,30 +123,27 @@ def series_from_bars(bars: list[Bar], label: str, limits: Limits) -> OHLCVSeries
         values = prepare_ohlcv(pd.DataFrame(columns), label, dtype=np.float64)
     except LIBRARY_ERRORS as err:
         raise InputError(str(err), label) from err
-    return check_magnitude(OHLCVSeries(label, stamps, values, columns=tuple(columns)), label)
+    return check_magnitude(Series(values, pd.DatetimeIndex(stamps), 0, label, tuple(columns)), label)
 
 
-def series_from_csv(
-    content: bytes, name: str, limits: Limits, timestamp_column: str | None = None, dtype=np.float64
-) -> OHLCVSeries:
-    """An uploaded CSV file as a series, read as `kronos forecast` reads a file (rows sorted by time);
-    in float32 as `kronos forecast` holds a file's bars, so that a calibration fitted on them is the
-    CLI's too, or in float64 to answer the bars as sent (`/v1/parse`)."""
+def series_from_csv(content: bytes, name: str, limits: Limits, timestamp_column: str | None = None) -> Series:
+    """An uploaded CSV file as a series, read as `kronos forecast` reads a file
+    (`kronos.forecasting.tables.read_table`: any separator, decimal commas; rows sorted by time)."""
     try:
-        table = pd.read_csv(io.BytesIO(content))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(f"{name} is not a readable CSV file: {err}", "file") from err
+        table = read_table(content, name)
+    except ValueError as err:
+        raise InputError(str(err), "file") from err
     check_bar_count(len(table), name, limits, "file")
     try:
         mapped = map_columns(table, name, TableLayout(timestamp_column=timestamp_column))
-        series = series_from_frame(mapped, name, dtype=dtype)
+        series = series_from_frame(mapped, name)
     except LIBRARY_ERRORS as err:
         raise InputError(str(err), "file") from err
     return check_magnitude(series, "file")
 
 
 def prepare(
-    series: OHLCVSeries, options: ForecastOptions, lookback: int, key: object, label: str
+    series: Series, options: ForecastOptions, lookback: int, key: object, label: str
 ) -> PreparedSeries:
     """The last `lookback` bars, and the next `options.steps` timestamps inferred from all the bars
     (or stepped by `options.freq`), as `kronos forecast` does."""
@@ -239,7 +233,7 @@ def floats(values) -> list[float | None]:
     return [float(v) if math.isfinite(v) else None for v in np.asarray(values, dtype=np.float64).tolist()]
 
 
-def bars_as_json(series: OHLCVSeries) -> list[dict]:
+def bars_as_json(series: Series) -> list[dict]:
     """A series' bars in the form /v1/forecast takes."""
     stamps = [stamp.isoformat() for stamp in series.timestamps]
     values = series.bars.tolist()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kronos.forecasting.series import TableLayout
+from kronos.forecasting.tables import TableLayout
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from kronos.forecasting.paths import sample_quantiles
 from kronos.forecasting.predictor import KronosPredictor
-from kronos.forecasting.series import CLOSE, FEATURE_COLUMNS, OHLCVSeries
+from kronos.forecasting.series import CLOSE, FEATURE_COLUMNS, Series
 from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
 from kronos.training.config import Config
@@ -47,7 +47,7 @@ def window_losses(tokenizer: KronosTokenizer, model: Kronos | None, windows: Win
 
 def forecast_errors(
     predictor: KronosPredictor,
-    series: OHLCVSeries,
+    series: Series,
     split: int,
     history: int,
     horizon: int,
