@@ -19,7 +19,8 @@ import pandas as pd
 import torch
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer
-from kronos.evaluation import evaluate
+from kronos.engine.sampling import Sampling
+from kronos.evaluation import Backtest, evaluate
 from kronos.nn.config import KRONOS_MINI, KRONOS_TOKENIZER_BASE
 
 TINY = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "compat" / "tiny"
@@ -72,11 +73,13 @@ def main() -> None:
     result = evaluate(
         bars,
         predictor,
-        lookback=args.lookback,
-        steps=args.steps,
-        origins=args.origins,
-        paths=args.paths,
-        batch_size=args.batch_size,
+        Backtest(
+            lookback=args.lookback,
+            steps=args.steps,
+            origins=args.origins,
+            batch_size=args.batch_size,
+            sampling=Sampling(sample_count=args.paths, seed=0),
+        ),
         progress=False,
     )
     evaluated = time.perf_counter()

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer
-from kronos.evaluation import evaluate
+from kronos.engine.sampling import Sampling
+from kronos.evaluation import Backtest, evaluate
 from kronos.forecasting.series import prepare_ohlcv, time_features
 
 LOOKBACK, STEPS, CLIP = 48, 12, 5.0
@@ -136,9 +137,16 @@ def check(name, train_df, test_df, args) -> pd.DataFrame:
     trained = time.perf_counter()
     predictor = KronosPredictor(model, tokenizer, device="cpu", max_context=64)
     result = evaluate(
-        test_df, predictor, lookback=LOOKBACK, steps=STEPS, origins=args.origins, paths=args.paths, seed=args.seed,
+        test_df,
+        predictor,
+        Backtest(
+            lookback=LOOKBACK,
+            steps=STEPS,
+            origins=args.origins,
+            sampling=Sampling(sample_count=args.paths, seed=args.seed),
+        ),
         progress=False,
-    )  # fmt: skip
+    )
     evaluated = time.perf_counter()
     if args.out:
         result.write_report(f"{args.out}/{name}")

@@ -9,7 +9,7 @@ import torch
 
 from kronos.commands.main import main
 from kronos.engine.sampling import Sampling
-from kronos.evaluation import evaluate
+from kronos.evaluation import Backtest, evaluate
 from kronos.evaluation.baselines import run_baseline
 from kronos.forecasting.calibration import (
     MIN_ORIGINS,
@@ -110,16 +110,23 @@ def test_fit_origins_count_from_the_first_bar_so_longer_histories_reuse_them():
     assert len(fit_origins(required_rows(10, 5, 4) - 1, 10, 5, 4)) == MIN_ORIGINS - 1
 
 
-SETTINGS = dict(lookback=32, steps=4, every=23, paths=8, batch_size=8, seed=5, progress=False, calibrate=True)
+BACKTEST = Backtest(
+    steps=4,
+    lookback=32,
+    every=23,
+    sampling=Sampling(top_p=0.9, sample_count=8, seed=5),
+    calibrate=True,
+    batch_size=8,
+)
 
 
 def test_changing_later_bars_changes_no_earlier_calibration(tiny_predictor, tiny_ohlcv):
-    before = evaluate(tiny_ohlcv, tiny_predictor, **SETTINGS)
+    before = evaluate(tiny_ohlcv, tiny_predictor, BACKTEST, progress=False)
     origins = before.origins["origin"].to_numpy()
     cut = int(origins[len(origins) // 2])
     altered = tiny_ohlcv.copy()
     altered.loc[cut:, COLUMNS] = altered.loc[cut:, COLUMNS].to_numpy() * 1.7 + 2.0
-    after = evaluate(altered, tiny_predictor, **SETTINGS)
+    after = evaluate(altered, tiny_predictor, BACKTEST, progress=False)
     unaffected = origins <= cut  # origin t sees rows < t; its calibration, rows < t as well
     assert unaffected.sum() >= 2 and (~unaffected).sum() >= 2
     for t, same in zip(origins, unaffected):
@@ -144,7 +151,7 @@ def test_changing_later_bars_changes_no_earlier_calibration(tiny_predictor, tiny
 
 
 def test_evaluate_scores_exactly_what_users_get(tiny_predictor, tiny_ohlcv):
-    result = evaluate(tiny_ohlcv, tiny_predictor, **SETTINGS)
+    result = evaluate(tiny_ohlcv, tiny_predictor, BACKTEST, progress=False)
     i = len(result.origins) - 1
     t = int(result.origins["origin"].iloc[i])
     past = tiny_ohlcv.iloc[:t]

@@ -13,8 +13,8 @@ from test_training import make_bars, tiny_config
 
 from kronos import Kronos, KronosPredictor, KronosTokenizer, load_pretrained
 from kronos.commands.main import main
-from kronos.engine.sampling import SeriesRandom, series_key
-from kronos.evaluation import evaluate
+from kronos.engine.sampling import Sampling, SeriesRandom, series_key
+from kronos.evaluation import Backtest, evaluate
 from kronos.forecasting.predictor import ContextWarning
 from kronos.nn.metadata import ModelMetadata
 from kronos.training import train
@@ -50,7 +50,12 @@ def test_metadata_round_trip_through_training_saving_and_loading(tmp_path):
     assert predictor.max_context == 24 and predictor.lookback == 20
     # and the defaults of evaluate follow: the lookback is the history the model was trained with
     data = make_bars(120, seed=5).set_index("timestamps").reset_index()
-    outcome = evaluate(data, predictor, steps=3, origins=2, paths=2, progress=False)
+    outcome = evaluate(
+        data,
+        predictor,
+        Backtest(steps=3, origins=2, sampling=Sampling(sample_count=2, seed=0)),
+        progress=False,
+    )
     assert outcome.settings["lookback"] == 20 and outcome.settings["notes"] == []
     # saving the loaded model keeps the metadata
     predictor.model.save_pretrained(tmp_path / "copy")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import signal
 import threading
 import time
@@ -20,7 +19,7 @@ import torch
 
 from kronos import KronosPredictor
 from kronos.commands.main import main
-from kronos.ray.engine import RayEngine, _pack_series, forecast_dataset, series_file
+from kronos.ray.engine import RayEngine, _by_time, _named_rows, _unnested, forecast_dataset, series_file
 
 torch.set_num_threads(1)
 
@@ -202,8 +201,8 @@ def test_a_failed_run_leaves_no_folder_half_written(cluster, tmp_path):
 def test_rows_of_a_dataset_are_sorted_by_time_and_named_by_id_and_timestamp():
     table = universe(1, 30).sample(frac=1, random_state=0)
     table.loc[table.index[4], "close"] = np.inf
-    packed = pickle.loads(_pack_series(table, "ticker", "timestamps")["table"].iloc[0])
-    assert packed["timestamps"].is_monotonic_increasing
+    packed = _named_rows(_unnested(_by_time(table, "timestamps")), "ticker", "timestamps")
+    assert packed["timestamps"].is_monotonic_increasing and len(packed) == 30
     with pytest.raises(
         ValueError, match=r"infinite values \(1 in all\), first at row \('T00', Timestamp\('2024-02-06"
     ):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from kronos import KronosPredictor
+from kronos.engine.sampling import Sampling
 from kronos.evaluation import (
+    Backtest,
     drift,
     evaluate,
     gaussian_random_walk,
@@ -15,6 +19,7 @@ from kronos.evaluation import (
     read_series,
     select_origins,
 )
+from kronos.forecasting.predictor import Forecast
 from kronos.forecasting.series import CLOSE
 
 
@@ -66,7 +71,9 @@ def test_gaussian_random_walk_uses_the_lookback_volatility():
 
 def test_baseline_scores_match_hand_computation():
     bars = random_walk_bars(60, seed=2)
-    result = evaluate(bars, None, lookback=10, steps=2, every=7, baselines=("persistence",), progress=False)
+    result = evaluate(
+        bars, None, Backtest(lookback=10, steps=2, every=7, baselines=("persistence",)), progress=False
+    )
     close = bars["close"].to_numpy()
     rows = select_origins(60, 10, 2, every=7)
     errors = np.abs(np.stack([close[t : t + 2] - close[t - 1] for t in rows]))
@@ -80,7 +87,12 @@ def test_baseline_scores_match_hand_computation():
 
 def test_random_walk_sanity_no_baseline_beats_the_volatility_random_walk():
     bars = random_walk_bars(3000, seed=3)
-    result = evaluate(bars, None, lookback=64, steps=10, origins=300, paths=50, seed=1, progress=False)
+    result = evaluate(
+        bars,
+        None,
+        Backtest(lookback=64, steps=10, origins=300, sampling=Sampling(sample_count=50, seed=1)),
+        progress=False,
+    )
     summary = result.summary(n_boot=500)
     assert (summary["crps_best_baseline"] == "gaussian_rw").all()
     assert (summary["crps_ratio_high"] >= 1).all()
@@ -93,56 +105,61 @@ def test_random_walk_sanity_no_baseline_beats_the_volatility_random_walk():
 class RecordingPredictor:
     """Stands in for KronosPredictor and records exactly what each forecast is given."""
 
+    max_context = 512
+
     def __init__(self):
         self.calls = []
         self.series_ids = []
 
-    def predict_paths_batch(
-        self,
-        df_list,
-        x_ts_list,
-        y_ts_list,
-        pred_len,
-        sample_count,
-        T,
-        top_k,
-        top_p,
-        verbose,
-        seed,
-        series_ids,
+    def sample(
+        self, series, horizon, sampling, calibration=None, *, future=None, batch_size=None, progress=False
     ):
-        self.calls.extend(zip(df_list, x_ts_list, y_ts_list))
-        self.series_ids.extend(series_ids)
-        last = np.stack(
-            [df[["open", "high", "low", "close", "volume", "amount"]].to_numpy()[-1] for df in df_list]
+        assert calibration is None and sampling.seed is not None
+        self.calls.extend(zip(series, future))
+        self.series_ids.extend(one.key for one in series)
+        last = np.stack([one.bars[-1] for one in series])
+        paths = np.repeat(last[:, None, None, :], sampling.sample_count, axis=1).repeat(horizon, axis=2)
+        return Forecast(
+            paths.astype(np.float32),
+            list(future),
+            [one.key for one in series],
+            last[:, 3],
+            [None] * len(series),
+            [one.name for one in series],
         )
-        return np.repeat(last[:, None, None, :], sample_count, axis=1).repeat(pred_len, axis=2)
 
 
 def test_the_model_is_given_the_lookback_and_the_target_timestamps_only():
     bars = random_walk_bars(80, seed=4)
     predictor = RecordingPredictor()
-    result = evaluate(bars, predictor, lookback=12, steps=4, every=9, paths=3, batch_size=2, progress=False)
+    result = evaluate(
+        bars,
+        predictor,
+        Backtest(lookback=12, steps=4, every=9, batch_size=2, sampling=Sampling(sample_count=3, seed=0)),
+        progress=False,
+    )
     assert len(predictor.calls) == len(result.origins)
     assert predictor.series_ids == list(zip(result.origins["series"], result.origins["origin"]))
-    for (df, x_ts, y_ts), t in zip(predictor.calls, result.origins["origin"]):
-        assert df["timestamps"].tolist() == bars["timestamps"].iloc[t - 12 : t].tolist()
-        assert list(x_ts) == bars["timestamps"].iloc[t - 12 : t].tolist()
-        assert list(y_ts) == bars["timestamps"].iloc[t : t + 4].tolist()
+    for (window, future), t in zip(predictor.calls, result.origins["origin"]):
+        assert list(window.timestamps) == bars["timestamps"].iloc[t - 12 : t].tolist()
+        np.testing.assert_array_equal(window.bars[:, CLOSE], bars["close"].iloc[t - 12 : t])
+        assert list(future) == bars["timestamps"].iloc[t : t + 4].tolist()
     summary = result.summary(n_boot=100)
     assert summary.loc["kronos", "mae"] == pytest.approx(summary.loc["persistence", "mae"])
 
 
 def test_changing_data_after_an_origin_leaves_its_forecast_unchanged(tiny_model, tiny_tokenizer, tiny_ohlcv):
     predictor = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64)
-    settings = dict(lookback=40, steps=6, every=25, paths=4, batch_size=4, seed=11, progress=False)
-    before = evaluate(tiny_ohlcv, predictor, **settings)
+    backtest = Backtest(
+        steps=6, lookback=40, every=25, sampling=Sampling(sample_count=4, seed=11), batch_size=4
+    )
+    before = evaluate(tiny_ohlcv, predictor, backtest, progress=False)
     origins = before.origins["origin"].to_numpy()
     cut = int(origins[len(origins) // 2])
     altered = tiny_ohlcv.copy()
     columns = ["open", "high", "low", "close", "volume", "amount"]
     altered.loc[cut:, columns] = altered.loc[cut:, columns].to_numpy() * 1.5 + 3.0
-    after = evaluate(altered, predictor, **settings)
+    after = evaluate(altered, predictor, backtest, progress=False)
     unaffected = origins <= cut  # origin t forecasts rows t.. from rows < t only
     assert unaffected.sum() >= 2 and (~unaffected).sum() >= 2
     for method in ("kronos", "persistence", "drift", "gaussian_rw"):
@@ -151,15 +168,18 @@ def test_changing_data_after_an_origin_leaves_its_forecast_unchanged(tiny_model,
         assert not np.allclose(paths_before[~unaffected], paths_after[~unaffected])
     # the same run repeated gives the same paths: the seed fixes the sampling
     np.testing.assert_array_equal(
-        evaluate(tiny_ohlcv, predictor, **settings).forecasts["kronos"][1], before.forecasts["kronos"][1]
+        evaluate(tiny_ohlcv, predictor, backtest, progress=False).forecasts["kronos"][1],
+        before.forecasts["kronos"][1],
     )
 
 
 def test_the_numbers_do_not_depend_on_the_batch_size(tiny_ohlcv):
     predictor = KronosPredictor.from_pretrained(device="cpu")
-    settings = dict(lookback=60, steps=5, every=40, paths=4, seed=2, progress=False)
-    together = evaluate(tiny_ohlcv, predictor, batch_size=32, **settings)
-    alone = evaluate(tiny_ohlcv, predictor, batch_size=1, **settings)
+    backtest = Backtest(
+        steps=5, lookback=60, every=40, sampling=Sampling(sample_count=4, seed=2), batch_size=32
+    )
+    together = evaluate(tiny_ohlcv, predictor, backtest, progress=False)
+    alone = evaluate(tiny_ohlcv, predictor, replace(backtest, batch_size=1), progress=False)
     assert len(together.origins) >= 4
     pd.testing.assert_frame_equal(alone.records, together.records, check_exact=True)
 
@@ -182,7 +202,7 @@ def test_long_table_with_id_column_and_several_files(tmp_path):
     assert sorted(from_folder) == ["AAA", "BBB"]
     assert from_folder["AAA"].bars[:, CLOSE] == pytest.approx(a["close"].to_numpy())
     with pytest.warns(UserWarning, match="AAA"):
-        result = evaluate(files, None, lookback=40, steps=15, every=5, progress=False)
+        result = evaluate(files, None, Backtest(lookback=40, steps=15, every=5), progress=False)
     assert set(result.origins["series"]) == {"BBB"} and "AAA" in result.skipped
 
 
@@ -195,21 +215,21 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path):
     with pytest.raises(ValueError, match="no id column 'ticker'"):
         read_series(tmp_path / "long.csv", id_column="ticker")
     with pytest.raises(ValueError, match="'close'"):
-        evaluate(bars.drop(columns="close"), None, lookback=5, steps=2, progress=False)
+        evaluate(bars.drop(columns="close"), None, Backtest(lookback=5, steps=2), progress=False)
     with pytest.raises(ValueError, match="'timestamps'"):
-        evaluate(bars.drop(columns="timestamps"), None, lookback=5, steps=2, progress=False)
+        evaluate(bars.drop(columns="timestamps"), None, Backtest(lookback=5, steps=2), progress=False)
     broken = bars.astype({"timestamps": str})
     broken.loc[3, "timestamps"] = "not a time"
     with pytest.raises(ValueError, match="row 3"):
-        evaluate(broken, None, lookback=5, steps=2, progress=False)
+        evaluate(broken, None, Backtest(lookback=5, steps=2), progress=False)
     with pytest.raises(ValueError, match="either origins or every"):
-        evaluate(bars, None, lookback=5, steps=2, origins=3, every=2, progress=False)
+        evaluate(bars, None, Backtest(lookback=5, steps=2, origins=3, every=2), progress=False)
     with pytest.raises(ValueError, match="lookback"):
-        evaluate(bars, None, lookback=0, steps=2, progress=False)
+        evaluate(bars, None, Backtest(lookback=0, steps=2), progress=False)
     with pytest.raises(ValueError, match="nothing to evaluate"), pytest.warns(UserWarning, match="40 rows"):
-        evaluate(bars, None, lookback=30, steps=20, progress=False)
+        evaluate(bars, None, Backtest(lookback=30, steps=20), progress=False)
     with pytest.raises(ValueError, match="unknown baseline"):
-        evaluate(bars, None, lookback=5, steps=2, baselines=("naive",), progress=False)
+        evaluate(bars, None, Backtest(lookback=5, steps=2, baselines=("naive",)), progress=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no .csv or .parquet files"):
         read_series(tmp_path / "empty")

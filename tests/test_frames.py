@@ -103,7 +103,7 @@ def test_split_series_keeps_first_appearance_order_and_dtypes():
         index=[5, 5, 6, 6, 7, 7, 8, 8],  # duplicate labels must not matter
     )
     series = split_series(frame)
-    assert [s.id for s in series] == [7, 3]
+    assert [s.key for s in series] == [7, 3]
     np.testing.assert_array_equal(series[0].bars[:, 0], [1, 3, 5, 7])
     np.testing.assert_array_equal(series[1].bars[:, 4], [0, 0, 0, 0])  # no volume column: volume 0
     assert list(series[1].timestamps) == list(stamps)

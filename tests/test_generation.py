@@ -149,23 +149,12 @@ def test_cached_equals_plain_when_sampling_with_one_seed(shape):
     tokenizer, model = random_pair(seed=2, bits=6, n_heads=2, learn_te=True)
     x, x_stamp, y_stamp = random_inputs(cfg["n_series"], cfg["hist_len"], cfg["pred_len"], seed=3)
     outputs = []
+    batch, sampling = SeriesBatch(x, x_stamp, y_stamp), Sampling(T=1.0, top_p=0.9, sample_count=4)
     for use_cache in (False, True):
         torch.manual_seed(1234)
-        outputs.append(
-            auto_regressive_inference(
-                tokenizer,
-                model,
-                x,
-                x_stamp,
-                y_stamp,
-                cfg["max_context"],
-                cfg["pred_len"],
-                T=1.0,
-                top_p=0.9,
-                sample_count=4,
-                use_cache=use_cache,
-            )
-        )
+        tokens = generate_tokens(tokenizer, model, batch, sampling, cfg["max_context"], use_cache=use_cache)
+        decoded = decode_tokens(tokenizer, tokens, cfg["max_context"], use_cache)
+        outputs.append(decoded.float().numpy().mean(axis=1))
     np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
 
 

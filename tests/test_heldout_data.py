@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kronos.forecasting.series import load_series
+from kronos.forecasting.tables import load_series
 
 HELDOUT = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "heldout"
 SPACING = {
@@ -34,7 +34,7 @@ def test_file_matches_its_readme_row(row):
     (series,) = load_series([HELDOUT / name])
     assert len(series.timestamps) == int(bars)
     first, last = (pd.Timestamp(t) for t in period.split(" .. "))
-    assert series.timestamps.iloc[0] == first and series.timestamps.iloc[-1] == last
-    gap = series.timestamps.diff().dropna().mode().iloc[0]
+    assert series.timestamps[0] == first and series.timestamps[-1] == last
+    gap = pd.Series(series.timestamps).diff().dropna().mode().iloc[0]
     assert gap == SPACING[spacing.split(" (")[0].split(",")[0]]
     assert (series.bars[:, :4] > 0).all()

@@ -11,11 +11,13 @@ import torch
 import kronos.forecasting.predictor
 from kronos import KronosPredictor
 from kronos.commands.main import main
-from kronos.evaluation import evaluate
+from kronos.engine.sampling import Sampling
+from kronos.evaluation import Backtest, evaluate
 from kronos.forecasting.paths import VolatilityWarning, check_quantile_levels
 from kronos.forecasting.pretrained import shipped_dir
 from kronos.forecasting.schedules import future_timestamps
-from kronos.forecasting.series import FEATURE_COLUMNS, SyntheticOHLCWarning, load_series, ohlc_from_close
+from kronos.forecasting.series import FEATURE_COLUMNS, SyntheticOHLCWarning, ohlc_from_close
+from kronos.forecasting.tables import load_series
 
 PRICES = ["open", "high", "low", "close"]
 SHIPPED = shipped_dir()
@@ -129,7 +131,10 @@ def test_every_method_forecasts_beyond_the_context(tiny_model, tiny_tokenizer, t
     assert np.isfinite(mean.to_numpy()).all() and np.isfinite(paths).all()
     np.testing.assert_allclose(mean.to_numpy(), paths.mean(axis=0), rtol=1e-4)  # one seed, one set of paths
     result = evaluate(
-        tiny_ohlcv.iloc[:120], predictor, lookback=30, steps=40, origins=2, paths=2, progress=False
+        tiny_ohlcv.iloc[:120],
+        predictor,
+        Backtest(lookback=30, steps=40, origins=2, sampling=Sampling(sample_count=2, seed=0)),
+        progress=False,
     )
     assert result.forecasts["kronos"][1].shape == (2, 2, 40, 6)
     assert np.isfinite(result.records["forecast"]).all()

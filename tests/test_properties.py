@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from kronos import KronosPredictor
 from kronos.forecasting.paths import VolatilityWarning, quantile_column
-from kronos.forecasting.series import FEATURE_COLUMNS, as_timestamps, load_series
+from kronos.forecasting.series import FEATURE_COLUMNS, as_timestamps
+from kronos.forecasting.tables import load_series
 
 TINY_CONTEXT = 16  # short, so that horizons beyond the context are cheap to reach
 CLEAN_STAMPS = ("regular", "dst-aware", "dst-offsets")
@@ -380,7 +381,7 @@ def test_loaded_series_are_finite_and_ordered_or_refused_naming_the_file(drawn):
         series, error, _ = run(lambda: load_series([path]))
     if error is None:
         (one,) = series
-        assert one.bars.dtype == np.float32 and one.bars.shape == (len(case.bars), 6)
+        assert one.bars.dtype == np.float64 and one.bars.shape == (len(case.bars), 6)
         check_finite(one.bars, "the loaded bars")
         assert one.timestamps.is_monotonic_increasing and one.timestamps.is_unique
     else:

@@ -359,7 +359,29 @@ def test_parse_reads_a_csv_as_the_library_does(kronos_server, sp500):
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["field"] == "file"
-    assert "column 'close' must be numeric" in error["message"] and "'abc' at row 4" in error["message"]
+    # named as `kronos forecast` names it: the file's line (the header is line 1)
+    assert "column 'close' must be numeric" in error["message"] and "'abc' at line 6" in error["message"]
+
+
+def test_a_semicolon_csv_with_decimal_commas_forecasts_as_kronos_forecast_reads_it(kronos_server, tmp_path):
+    """European spreadsheets write ';' between fields and ',' in numbers: the page reads such a file
+    as the CLI does (kronos.forecasting.tables.read_table), to the same numbers as the plain CSV."""
+    plain = SP500.read_bytes()
+    frame = pd.read_csv(SP500)
+    european = frame.to_csv(index=False, sep=";", decimal=",").encode()
+    assert b";" in european and b"," in european
+    options = {"steps": "4", "paths": "8", "seed": "5"}
+    with kronos_server.client() as client:
+        answers = [
+            client.post("/v1/forecast/csv", files={"file": ("sp500_daily.csv", content)}, data=options)
+            for content in (plain, european)
+        ]
+        parsed = client.post("/v1/parse", files={"file": ("sp500_daily.csv", european)})
+    assert [answer.status_code for answer in answers] == [200, 200], answers[1].text
+    assert answers[1].json()["quantiles"] == answers[0].json()["quantiles"]
+    assert answers[1].json()["last_close"] == answers[0].json()["last_close"]
+    assert parsed.status_code == 200
+    assert [bar["close"] for bar in parsed.json()["bars"]] == frame["close"].tolist()
 
 
 # --- bad input: always a 4xx naming the field ------------------------------------------------------

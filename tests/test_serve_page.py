@@ -75,7 +75,9 @@ def test_page_reads_a_csv_forecasts_and_draws_candles_fans_and_statistics(page, 
     page.set_input_files("#file", str(broken))
     page.wait_for_selector("body[data-status=error]", timeout=30_000)
     message = page.inner_text("#error")
-    assert "column 'close' must be numeric" in message and "'oops' at row 7" in message
+    assert (
+        "column 'close' must be numeric" in message and "'oops' at line 9" in message
+    )  # as kronos forecast names it
 
     page.set_input_files("#file", str(SP500))
     page.wait_for_selector("body[data-status=data]", timeout=30_000)

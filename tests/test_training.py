@@ -15,7 +15,7 @@ import torch
 
 from kronos import Kronos, KronosTokenizer, ModelConfig, TokenizerConfig
 from kronos.commands.main import main
-from kronos.forecasting.series import TableLayout, load_series
+from kronos.forecasting.tables import TableLayout, load_series
 from kronos.training import build_windows, load_config, load_windows, train
 from kronos.training.config import config_from_dict
 from kronos.training.trainer import read_metrics
@@ -150,11 +150,11 @@ def test_windows_split_by_time_and_normalised_on_history_only(csv_files):
     assert len(train_set) == 2 * (split - 24 + 1)
     row = int(np.nonzero((train_set.index[:, 0] == 1) & (train_set.index[:, 1] == 100))[0][0])
     x, stamp = train_set.batch(np.array([row]))
-    raw = series[1].bars[100:124]
+    raw = series[1].bars[100:124].astype(np.float32)  # the model computes in float32
     mean, std = raw[:20].mean(axis=0), raw[:20].std(axis=0)
     np.testing.assert_allclose(x[0], np.clip((raw - mean) / (std + 1e-5), -5, 5), rtol=1e-5, atol=1e-5)
     # Changing the bars after the history part leaves the history's normalised values unchanged.
-    series[1].bars[120:124] *= 3
+    train_set.bars[1][120:124] *= 3
     x2, _ = train_set.batch(np.array([row]))
     np.testing.assert_array_equal(x2[0, :20], x[0, :20])
     assert stamp[0, 0, 1] == series[1].timestamps[100].hour
@@ -380,3 +380,34 @@ def test_two_process_gloo_training_keeps_ranks_in_sync(tmp_path, csv_files):
         [h["val_loss"] for h in single.history], rel=1e-4
     )
     assert json.loads((tmp_path / "run" / "tokenizer" / "best" / "config.json").read_text())["d_model"] == 16
+
+
+def test_the_held_out_check_scores_the_paths_the_core_samples(tiny_predictor, tiny_ohlcv):
+    from kronos.engine.sampling import Sampling
+    from kronos.forecasting.series import CLOSE, Series
+    from kronos.training.evaluation import forecast_errors
+
+    series = Series.from_frame(tiny_ohlcv, key="tiny", name="tiny")
+    torch.manual_seed(4)
+    errors = forecast_errors(
+        tiny_predictor, series, split=150, history=40, horizon=5, origins=4, sample_count=6
+    )
+    starts = np.unique(np.linspace(150, len(series) - 5, 4).round().astype(int))
+    torch.manual_seed(4)  # the same draws from torch's global generator
+    paths = tiny_predictor.sample(
+        [series.window(t - 40, t) for t in starts],
+        5,
+        Sampling(sample_count=6),
+        future=[series.timestamps[t : t + 5] for t in starts],
+    ).paths[..., CLOSE]
+    actual = np.stack([series.bars[t : t + 5, CLOSE] for t in starts])
+    persistence = np.abs(series.bars[starts - 1, CLOSE][:, None] - actual).mean()
+    assert errors["forecasts"] == 4 and paths.shape == (4, 6, 5)
+    assert errors["mae_close_model"] == pytest.approx(np.abs(paths.mean(axis=1) - actual).mean(), rel=1e-12)
+    assert errors["mae_close_persistence"] == pytest.approx(persistence, rel=1e-12)
+    assert errors["mae_ratio"] == pytest.approx(errors["mae_close_model"] / persistence, rel=1e-12)
+    assert 0 <= errors["band80_coverage"] <= 1
+    with pytest.raises(ValueError, match="no room for a 5-step forecast after bar"):
+        forecast_errors(
+            tiny_predictor, series, split=len(series), history=40, horizon=5, origins=4, sample_count=6
+        )

@@ -1,9 +1,9 @@
 """Kronos, the foundation model for financial candlesticks."""
 
-from kronos.engine.generation import auto_regressive_inference
 from kronos.engine.sampling import sample_from_logits, top_k_top_p_filtering
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import load_pretrained
+from kronos.forecasting.upstream import auto_regressive_inference
 from kronos.nn.config import ModelConfig, TokenizerConfig
 from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer

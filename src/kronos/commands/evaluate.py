@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from kronos.commands.options import (
     CommandError,
@@ -12,10 +11,11 @@ from kronos.commands.options import (
     engine_options,
     predictor_options,
 )
-from kronos.evaluation.backtest import evaluate
+from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P, Sampling
+from kronos.evaluation.backtest import Backtest, evaluate
 from kronos.evaluation.baselines import BASELINES
 from kronos.evaluation.data import read_series
-from kronos.forecasting.predictor import PATHS, TEMPERATURE, TOP_P, KronosPredictor
+from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.io import check_output_dir
 from kronos.ray.engine import RayEngine, evaluate_dataset
@@ -106,31 +106,26 @@ def _baseline_names(text: str) -> list[str]:
     return names
 
 
-def backtest_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """`evaluate`'s keywords of the parsed options, checked."""
+def backtest_settings(args: argparse.Namespace) -> Backtest:
+    """The backtest the parsed options describe, checked."""
     baselines = _baseline_names(args.baselines)
     if args.bootstrap < 1:
         raise CommandError(f"--bootstrap must be a positive number of resamples, got {args.bootstrap}")
-    return dict(
-        lookback=args.lookback,
+    return Backtest(
         steps=args.steps,
+        lookback=args.lookback,
         origins=100 if args.origins is None and args.every is None else args.origins,
         every=args.every,
-        paths=args.paths,
+        sampling=Sampling(args.temperature, args.top_k, args.top_p, args.paths, args.seed),
         baselines=baselines,
-        T=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=not args.quiet,
         calibrate=args.calibrate,
+        batch_size=args.batch_size,
     )
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run the backtest described by parsed arguments, write the report, print where it is."""
-    settings = backtest_settings(args)
+    backtest = backtest_settings(args)
     ray_options = engine_options(args)
     check_output_dir(args.out, "--out")
     series = read_series(args.files, id_column=args.id_column)
@@ -139,14 +134,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         engine = RayEngine(
             model, args.tokenizer, predictor_options(args), progress=not args.quiet, **ray_options
         )
-        result = evaluate_dataset(series, engine, **settings)
+        result = evaluate_dataset(series, backtest, engine, progress=not args.quiet)
     else:
         predictor = None
         if not args.baselines_only:
             predictor = KronosPredictor.from_pretrained(
                 model, args.tokenizer, device=args.device, **predictor_options(args)
             )
-        result = evaluate(series, predictor, **settings)
+        result = evaluate(series, predictor, backtest, progress=not args.quiet)
     written = result.write_report(args.out, html=args.html, plots=not args.no_plots, n_boot=args.bootstrap)
     summary = result.summary("close", n_boot=args.bootstrap)
     columns = [

@@ -24,12 +24,14 @@ from kronos.commands.options import (
     table_layout,
 )
 from kronos.commands.plot import plot_forecast
+from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P
 from kronos.forecasting.calibration import Calibration, required_rows
 from kronos.forecasting.paths import check_quantile_levels
-from kronos.forecasting.predictor import PATHS, TEMPERATURE, TOP_P, KronosPredictor
+from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.forecasting.schedules import future_timestamps
-from kronos.forecasting.series import MAX_PRED_LEN, OHLCVSeries, load_series, long_table
+from kronos.forecasting.series import MAX_PRED_LEN, Series
+from kronos.forecasting.tables import load_series, long_table
 from kronos.io import check_output_file, write_atomically
 from kronos.ray.engine import RayEngine, forecast_dataset
 
@@ -157,7 +159,7 @@ def run_forecast(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_series(args: argparse.Namespace) -> list[OHLCVSeries]:
+def read_series(args: argparse.Namespace) -> list[Series]:
     """The series of the file or folder, or the one --symbol names; one only with --plot."""
     series = load_series([args.file], table_layout(args))
     if args.symbol:
@@ -169,8 +171,8 @@ def read_series(args: argparse.Namespace) -> list[OHLCVSeries]:
     return series
 
 
-def pick_symbol(series: list[OHLCVSeries], symbol: str, file: str) -> OHLCVSeries:
-    names = {str(s.symbol): s for s in series}
+def pick_symbol(series: list[Series], symbol: str, file: str) -> Series:
+    names = {str(s.key): s for s in series}
     if symbol not in names:
         raise CommandError(f"symbol {symbol!r} is not in {file}; it holds {sorted(names)}")
     return names[symbol]
@@ -179,7 +181,7 @@ def pick_symbol(series: list[OHLCVSeries], symbol: str, file: str) -> OHLCVSerie
 def forecast_series(
     args: argparse.Namespace,
     predictor: KronosPredictor,
-    series: list[OHLCVSeries],
+    series: list[Series],
     lookback: int,
     levels: tuple[float, ...],
     on_ray: bool,
@@ -223,7 +225,7 @@ def forecast_series(
 
 def calibrate_series(
     predictor: KronosPredictor,
-    series: list[OHLCVSeries],
+    series: list[Series],
     args: argparse.Namespace,
     lookback: int,
     sampling: dict[str, Any],

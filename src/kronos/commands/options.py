@@ -12,7 +12,7 @@ from typing import Any
 
 from kronos.forecasting.predictor import NORMALIZE_ON, WINDOWS
 from kronos.forecasting.pretrained import DEFAULT_MODEL
-from kronos.forecasting.series import TableLayout
+from kronos.forecasting.tables import TableLayout
 from kronos.ray.engine import ENGINES
 
 

@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kronos.forecasting.series import OHLCVSeries
+from kronos.forecasting.series import Series
 from kronos.io import write_atomically
 
 UP, DOWN, FORECAST = "#26a69a", "#ef5350", "#1f77b4"
 BANDS = ((0.025, 0.975, 0.12), (0.1, 0.9, 0.2), (0.25, 0.75, 0.3))  # low and high level, opacity
 
 
-def plot_forecast(series: OHLCVSeries, forecast: pd.DataFrame, path: str, model: str, lookback: int) -> None:
+def plot_forecast(series: Series, forecast: pd.DataFrame, path: str, model: str, lookback: int) -> None:
     """Draw `series` and the forecast of its next `len(forecast)` bars to the PNG file `path`."""
     import matplotlib
 

@@ -21,7 +21,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from tqdm.auto import trange
 
@@ -273,36 +272,6 @@ def _decode_before_window(tokenizer, tokens: GeneratedTokens, n_generated: int, 
         blocks.append(z[:, first - begin :])
     z = torch.cat(blocks, dim=1)
     return z.view(n_series, n, n_generated, z.shape[-1])
-
-
-def auto_regressive_inference(
-    tokenizer: KronosTokenizer,
-    model: Kronos,
-    x: torch.Tensor,
-    x_stamp: torch.Tensor,
-    y_stamp: torch.Tensor,
-    max_context: int,
-    pred_len: int,
-    clip: float = 5,
-    T: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 0.99,
-    sample_count: int = 5,
-    verbose: bool = False,
-    use_cache: bool = True,
-) -> np.ndarray:
-    """Sample `sample_count` paths per series and return their mean, decoded (upstream's signature).
-
-    Returns float32 [S, max(min(H + pred_len, max_context), pred_len), d_in]: the decoded last
-    window of history plus forecast (with any forecast before it, `decode_tokens`), so the
-    forecast is `[:, -pred_len:]`. `use_cache=False` runs the reference loop.
-    """
-    if y_stamp.dim() < 2 or y_stamp.shape[1] != pred_len:
-        raise ValueError(f"y_stamp shape {tuple(y_stamp.shape)} does not hold pred_len={pred_len} stamps")
-    sampling = Sampling(T=T, top_k=top_k, top_p=top_p, sample_count=sample_count)
-    batch = SeriesBatch(x, x_stamp, y_stamp)
-    tokens = generate_tokens(tokenizer, model, batch, sampling, max_context, clip, verbose, use_cache)
-    return decode_tokens(tokenizer, tokens, max_context, use_cache).float().cpu().numpy().mean(axis=1)
 
 
 WINDOWS = ("exact", "streaming")

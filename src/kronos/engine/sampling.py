@@ -67,6 +67,12 @@ def sample_from_logits(
 
 MIN_TEMPERATURE = 1e-4  # logits of a few hundred divided by less overflow float32
 MAX_SAMPLE_COUNT = 10_000
+# The one set of sampling defaults, chosen by measurement (docs/calibration.md): every forecast of
+# the package samples so unless told otherwise. Upstream's predict, predict_batch and
+# auto_regressive_inference keep their own defaults in their signatures (kronos.forecasting.upstream).
+PATHS = 20
+TEMPERATURE = 1.0
+TOP_P = 0.9
 
 
 @dataclass(frozen=True)
@@ -78,10 +84,10 @@ class Sampling:
     same paths whatever it is batched with, in any engine and on any thread.
     """
 
-    T: float = 1.0
+    T: float = TEMPERATURE
     top_k: int = 0
-    top_p: float = 0.99
-    sample_count: int = 1
+    top_p: float = TOP_P
+    sample_count: int = PATHS
     seed: int | None = None
 
     def __post_init__(self) -> None:

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kronos.evaluation.backtest import CALIBRATED
 from kronos.evaluation.metrics import INTERVAL_LEVELS
 from kronos.forecasting.paths import sample_quantiles
 from kronos.forecasting.series import CLOSE
@@ -131,7 +130,7 @@ def build_sections(
         f"Methods: {', '.join(result.models) or 'no model'} against baselines {', '.join(result.baselines)}. "
         f"Evaluated columns: {', '.join(result.columns)}."
     )
-    calibrated = [m for m in result.models if m.endswith(CALIBRATED)]
+    calibrated = result.calibrated
     if calibrated:
         overview += (
             f"\n\n{calibrated[0]}: the same forecasts, calibrated at each origin on the series' own bars "

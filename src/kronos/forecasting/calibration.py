@@ -79,6 +79,26 @@ def history_volatility(closes: np.ndarray) -> np.ndarray:
     return np.where(positive, logs, np.diff(closes, axis=-1)).std(axis=-1, ddof=1)
 
 
+def origin_volatility(bars: np.ndarray, origins: np.ndarray, lookback: int) -> np.ndarray:
+    """The volatility [N] of the history each past forecast saw: `history_volatility` of the float32
+    closes (as the model sees them) of bars[t - lookback : t], for each origin t."""
+    closes = np.asarray(bars[:, CLOSE], dtype=np.float32)
+    return np.array([float(history_volatility(closes[t - lookback : t])) for t in origins])
+
+
+def fit_past_forecasts(
+    paths: np.ndarray, bars: np.ndarray, origins: np.ndarray, lookback: int, sampling: Sampling
+) -> Calibration:
+    """A calibration from past forecasts of a series: paths [N, P, steps, 6] sampled at origins
+    [N] (rows t of the series' bars [n, 6], float64) from the `lookback` bars before each, with
+    `sampling`. Each is compared with the closes that followed it (bars[t : t + steps])."""
+    origins = np.asarray(origins, dtype=np.int64)
+    steps = paths.shape[2]
+    outcomes = np.stack([bars[t : t + steps, CLOSE] for t in origins])
+    volatility = origin_volatility(bars, origins, lookback)
+    return Calibration.fit(paths, outcomes, bars[origins - 1, CLOSE], volatility, sampling, lookback)
+
+
 @dataclass(frozen=True, eq=False)
 class Calibration:
     """A fitted per-step correction of one series' forecast paths (`apply`).

@@ -1,14 +1,21 @@
-"""KronosPredictor: pandas in, pandas out."""
+"""KronosPredictor: the public forecasting core (`sample`, `fit_calibration`) and its pandas adapters.
+
+Every forecast of the package goes through `KronosPredictor.sample`: history preparation
+(normalisation of each series' own bars), generation, price paths and calibration, for one series
+or many. `predict_paths(_batch)`, `predict_quantiles`, `predict_df` and `calibrate` take and give
+pandas; upstream's `predict` and `predict_batch` come from `kronos.forecasting.upstream`.
+"""
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType
 
 import numpy as np
@@ -18,12 +25,13 @@ from tqdm.auto import tqdm
 
 from kronos.engine.generation import WINDOWS as WINDOWS  # the choices of `window`, for front ends
 from kronos.engine.generation import SeriesBatch, check_window, decode_tokens, generate_tokens
-from kronos.engine.sampling import Sampling
+from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P, Sampling
 from kronos.forecasting.calibration import (
     MAX_ORIGINS,
     MIN_ORIGINS,
     Calibration,
     fit_origins,
+    fit_past_forecasts,
     history_volatility,
     required_rows,
 )
@@ -31,6 +39,7 @@ from kronos.forecasting.paths import (
     DEFAULT_QUANTILE_LEVELS,
     VolatilityWarning,
     check_quantile_levels,
+    ohlc_violation_rate,
     ohlc_violations,
     path_statistics,
 )
@@ -46,26 +55,26 @@ from kronos.forecasting.series import (
     CLOSE,
     FEATURE_COLUMNS,
     FLOAT32,
+    Series,
     as_timestamps,
+    check_future,
     check_pred_len,
-    check_time_order,
     denormalize,
     normalize,
     positive_int,
     prepare_ohlcv,
+    series_list_with_futures,
+    series_with_future,
     time_features,
 )
+from kronos.forecasting.upstream import UpstreamMethods
 from kronos.nn.metadata import ModelMetadata
 from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
 
 NORMALIZE_ON = ("history", "context")
-# Sampling of the probabilistic methods (predict_paths, predict_quantiles, predict_df, calibrate,
-# the CLI, evaluate), chosen by measurement (docs/calibration.md). predict and predict_batch keep
-# upstream's T=1, top_k=0, top_p=0.9, sample_count=1.
-PATHS = 20
-TEMPERATURE = 1.0
-TOP_P = 0.9
+SAMPLING = Sampling()  # the package's sampling (kronos.engine.sampling's defaults)
+CALIBRATION_SAMPLING = Sampling(seed=0)  # a calibration is seeded unless told otherwise
 
 # Caps on the work one call may ask for; each refusal names its cap and why (docs/reliability.md).
 MAX_HISTORY = (
@@ -74,6 +83,7 @@ MAX_HISTORY = (
 MAX_PATH_VALUES = 2**28  # series x paths x steps x 6 values a call returns: 1 GiB in float32
 GENERATION_MEMORY = 4 * 2**30  # bytes a generation call may take (estimated); larger batches are split
 SMALL_MODEL_PARAMETERS = 5_000_000  # below this, generation on CPU is fastest on one thread
+SUMMARY_SERIES = 256  # series summarised at a time: path_statistics copies its paths a few times
 _TORCH_THREADS = torch.get_num_threads()  # torch's thread count when kronos was imported
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -99,21 +109,20 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
-@dataclass
-class PreparedSeries:
-    """One series ready for generation: the normalised history with its statistics, the time
-    features of history and future, and the key its random draws come from."""
+@dataclass(frozen=True)
+class _History:
+    """One series as generation takes it: its normalised history with the statistics that map
+    forecasts back, the time features of history and future, and the key its draws come from."""
 
-    x: np.ndarray  # [L, 6] normalised and clipped
+    x: np.ndarray  # [L, 6] normalised and clipped, float32
     x_stamp: np.ndarray  # [L, 5]
     y_stamp: np.ndarray  # [pred_len, 5]
     mean: np.ndarray
     std: np.ndarray
-    y_timestamp: pd.DatetimeIndex
-    last_close: float
+    last_close: float  # as the model sees it (float32)
     volatility: float  # per-bar volatility of the history's closes (kronos.forecasting.calibration)
-    key: object = 0
-    name: str = "df"
+    key: object
+    name: str
 
     def to_prices(self, normalised: np.ndarray, calibration: Calibration | None = None) -> np.ndarray:
         """Normalised paths [paths, steps, 6] in price units, calibrated when given one; an error
@@ -121,48 +130,114 @@ class PreparedSeries:
         prices = denormalize(normalised, self.mean, self.std)
         finite = np.isfinite(prices).reshape(-1, prices.shape[-1]).all(axis=0)
         if not finite.all():
-            col = FEATURE_COLUMNS[int(np.argmin(finite))]
-            j = FEATURE_COLUMNS.index(col)
+            j = int(np.argmin(finite))
             raise ValueError(
-                f"the forecast of {self.name} column {col!r} overflows float32 (its history has mean "
-                f"{self.mean[j]:.3g} and standard deviation {self.std[j]:.3g}): rescale the column"
+                f"the forecast of {self.name} column {FEATURE_COLUMNS[j]!r} overflows float32 (its history has "
+                f"mean {self.mean[j]:.3g} and standard deviation {self.std[j]:.3g}): rescale the column"
             )
-        return prices if calibration is None else calibration.apply(prices, self.last_close, self.volatility)
+        if calibration is None:
+            return prices
+        return calibration.apply(prices, self.last_close, self.volatility)
 
 
-def _checked_calibrations(calibrations, count: int, sampling: Sampling, pred_len: int) -> list:
-    """One calibration (or None) per series, each checked against the sampling and horizon it is used with."""
-    if calibrations is None:
-        return [None] * count
-    for calibration in calibrations:
-        if calibration is not None:
-            calibration.check(sampling, pred_len)
-    return list(calibrations)
+def model_bars(series: Series) -> np.ndarray:
+    """A series' bars as the model takes them: float32, column-major (numpy's float32 mean then sums
+    each column pairwise, the order every forecast of the package normalises in)."""
+    return np.asfortranarray(series.bars, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """What `KronosPredictor.sample` gives: every sampled path of every series, in price units.
+
+    paths: [S, N, H, 6] float32, columns FEATURE_COLUMNS, calibrated where a calibration was
+    given; future: each series' H timestamps; keys and names: each series' key and name;
+    last_close: [S], the close (as the model saw it) each path starts from; calibrations: each
+    series' calibration or None.
+    """
+
+    paths: np.ndarray
+    future: list[pd.DatetimeIndex]
+    keys: list[object]
+    last_close: np.ndarray
+    calibrations: list[Calibration | None]
+    names: list[str]
+
+    def summary(
+        self, quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS, repair_ohlc: bool = True
+    ) -> dict[str, np.ndarray]:
+        """`kronos.forecasting.paths.path_statistics` of every series: column name -> [S, H].
+
+        Refuses a series whose last close is not positive (realised volatility and P(up) are
+        measured from it in log returns); warns (VolatilityWarning) where no path has a positive close.
+        """
+        levels = check_quantile_levels(quantile_levels)
+        for name, close in zip(self.names, self.last_close):
+            if not close > 0:
+                raise ValueError(
+                    f"the last close of {name} is {close:g}: realised volatility is measured in log returns "
+                    "from the last close, which need a positive price; predict_paths gives the raw paths"
+                )
+        columns: dict[str, np.ndarray] = {}
+        count, steps = self.paths.shape[0], self.paths.shape[2]
+        for start in range(0, count, SUMMARY_SERIES):
+            part = slice(start, start + SUMMARY_SERIES)
+            stats = path_statistics(self.paths[part], self.last_close[part], levels, repair_ohlc)
+            for key, value in stats.items():
+                columns.setdefault(key, np.empty((count, steps)))[part] = value
+        self._warn_undefined_volatility(columns["realized_vol"])
+        return columns
+
+    def subset(self, start: int, stop: int) -> Forecast:
+        """The forecast of series [start, stop)."""
+        part = slice(start, stop)
+        return Forecast(
+            self.paths[part],
+            self.future[part],
+            self.keys[part],
+            self.last_close[part],
+            self.calibrations[part],
+            self.names[part],
+        )
+
+    def _warn_undefined_volatility(self, volatility: np.ndarray) -> None:
+        """Name the first series and step where no sampled path has a positive close (realized_vol NaN)."""
+        undefined = np.isnan(volatility)
+        if undefined.any():
+            series, step = (int(i[0]) for i in np.nonzero(undefined))
+            warnings.warn(
+                f"realized_vol is NaN at {int(undefined.sum())} steps: from step {step + 1} of "
+                f"{self.names[series]}, no sampled path has a positive close (log returns need one)",
+                VolatilityWarning,
+                stacklevel=_caller_stacklevel(),
+            )
 
 
 class ContextWarning(UserWarning):
     """A history is longer than the model's context."""
 
 
-class KronosPredictor:
+class KronosPredictor(UpstreamMethods):
     """Forecast OHLCV bars with a Kronos model and tokenizer.
 
-    Each series is normalised on its own history (per column mean and population std, clipped
-    to ±clip); forecasts are mapped back with the same statistics. `max_context` defaults to
-    the model's own (its metadata; 512 without any, as upstream). `normalize_on="context"` keeps
-    only the last `max_context` bars of a longer history, so that normalisation and tokenizer
-    see just the bars the model sees; the default "history" uses them all, as upstream.
+        Each series is normalised on its own history (per column mean and population std, clipped
+        to ±clip); forecasts are mapped back with the same statistics. `max_context` defaults to
+        the model's own (its metadata; 512 without any, as upstream). `normalize_on="context"` keeps
+        only the last `max_context` bars of a longer history, so that normalisation and tokenizer
+        see just the bars the model sees; the default "history" uses them all, as upstream.
 
-    `num_threads` sets torch's CPU threads while generating. Without it, a model under 5M
-    parameters generates on one thread (faster: its matrices are too small to share out),
-    unless torch's thread count was changed after kronos was imported or OMP_NUM_THREADS /
-    MKL_NUM_THREADS is set; the count is restored after each call. `memory_budget` (bytes) bounds
-    one generation call's estimated memory: larger batches are split, and one series that needs
-    more is refused. A predictor holds no per-call state: threads may share one (use `seed=`).
+        `num_threads` sets torch's CPU threads while generating. Without it, a model under 5M
+        parameters generates on one thread (faster: its matrices are too small to share out),
+        unless torch's thread count was changed after kronos was imported or OMP_NUM_THREADS /
+        MKL_NUM_THREADS is set; the count is restored after each call. `memory_budget` (bytes) bounds
+        one generation call's estimated memory: larger batches are split, and one series that needs
+        more is refused. A predictor holds no per-call state: threads may share one (use `seed=`). The
+    model and tokenizer given are not changed: where `device` or `dtype` differ from theirs, the
+    predictor works on a moved copy.
 
-    `dtype="bfloat16"` halves the bytes of the weights (see docs/performance.md for when it pays);
-    `window="streaming"` slides a full context window without recomputing it (see
-    `kronos.engine.generation.WINDOWS`), the default "exact" gives upstream's numbers.
+        `dtype="bfloat16"` halves the bytes of the weights (see docs/performance.md for when it pays);
+        `window="streaming"` slides a full context window without recomputing it (see
+        `kronos.engine.generation.WINDOWS`), the default "exact" gives upstream's numbers.
     """
 
     def __init__(
@@ -203,8 +278,9 @@ class KronosPredictor:
         check_window(window, use_cache)
         self.window = window
         self.use_cache = use_cache
-        self.model = model.to(self.device, self.dtype).eval()
-        self.tokenizer = tokenizer.to(self.device, self.dtype).eval()
+        # the caller's modules stay as they are: a copy is moved or cast only where needed
+        self.model = _placed(model, self.device, self.dtype)
+        self.tokenizer = _placed(tokenizer, self.device, self.dtype)
         self.n_parameters = model.config.parameter_count
 
     @property
@@ -223,43 +299,111 @@ class KronosPredictor:
         unless named. Keyword arguments go to the constructor; defaults follow the model's metadata.
         """
         loaded_model, loaded_tokenizer = load_pretrained(model, tokenizer)
-        return cls(loaded_model, loaded_tokenizer, **kwargs)
+        device, dtype = pick_device(kwargs.get("device")), _as_dtype(kwargs.get("dtype"))
+        # freshly loaded, so moved in place: the constructor then has nothing to copy
+        return cls(loaded_model.to(device, dtype), loaded_tokenizer.to(device, dtype), **kwargs)
 
-    # --- preparation -------------------------------------------------------------------------------
+    # --- the core ------------------------------------------------------------------------------------
 
-    def _prepare(
-        self, df, x_timestamp, y_timestamp, pred_len: int, name: str, key: object = 0
-    ) -> PreparedSeries:
-        bars = prepare_ohlcv(df, name)
-        x_ts = as_timestamps(x_timestamp, f"x_timestamp of {name}")
-        y_ts = as_timestamps(y_timestamp, f"y_timestamp of {name}")
-        if len(x_ts) != len(bars):
-            raise ValueError(f"{name} has {len(bars)} rows but x_timestamp has {len(x_ts)}")
-        if len(y_ts) != pred_len:
-            raise ValueError(f"y_timestamp of {name} has {len(y_ts)} entries but pred_len is {pred_len}")
-        if len(bars) < 2:
-            raise ValueError(f"{name} needs at least 2 rows of history, got {len(bars)}")
-        check_time_order(x_ts, f"x_timestamp of {name}")
-        check_time_order(y_ts, f"y_timestamp of {name}")
-        zones = (x_ts.dt.tz, y_ts.dt.tz)
-        if (zones[0] is None) != (zones[1] is None):
-            raise ValueError(f"x_timestamp of {name} has time zone {zones[0]} but y_timestamp has {zones[1]}")
-        if y_ts.iloc[0] <= x_ts.iloc[-1]:
-            raise ValueError(
-                f"y_timestamp of {name} starts at {y_ts.iloc[0]}, not after the history's last timestamp {x_ts.iloc[-1]}"
+    def sample(
+        self,
+        series: Series | Sequence[Series],
+        horizon: int,
+        sampling: Sampling = SAMPLING,
+        calibration: Calibration | Sequence[Calibration | None] | None = None,
+        *,
+        future: pd.DatetimeIndex | Sequence[pd.DatetimeIndex] | None = None,
+        batch_size: int | None = None,
+        progress: bool = False,
+    ) -> Forecast:
+        """Sample `sampling.sample_count` paths of `horizon` bars for each series: every forecast of
+        the package comes from here.
+
+        Each series is normalised on its bars as given (all of them; with normalize_on="context"
+        the last `max_context`), generated from, and its paths mapped back to prices and calibrated
+        by its calibration (one per series, or one for a lone series; fitted by `fit_calibration`
+        with the same sampling). `future` gives each series' future timestamps (default: inferred
+        from its own, `kronos.forecasting.schedules.future_timestamps`). Series are generated in
+        groups of one history length, at most `batch_size` at a time and as many as fit in the
+        memory budget. With `sampling.seed`, series i draws from (seed, series[i].key) alone, so its
+        paths do not depend on the rest of the batch; without one, from torch's global generator.
+        """
+        group = _series_list(series)
+        horizon = check_pred_len(horizon, "horizon")
+        if not isinstance(sampling, Sampling):
+            raise TypeError(
+                f"sampling must be a kronos.engine.sampling.Sampling, got {type(sampling).__name__}"
             )
-        return self._prepare_arrays(
-            bars, time_features(x_ts), time_features(y_ts), pd.DatetimeIndex(y_ts), key, name
+        futures = _futures(group, horizon, future)
+        calibrations = _calibrations(calibration, len(group), sampling, horizon)
+        histories = self._histories(group, futures)
+        paths = self._price_paths(
+            histories, horizon, sampling, progress, _batch_size(batch_size), calibrations
+        )
+        last_close = np.array([one.last_close for one in histories])
+        return Forecast(
+            paths, futures, [one.key for one in group], last_close, calibrations, [s.name for s in group]
         )
 
-    def _prepare_arrays(
-        self, bars, x_stamp, y_stamp, y_timestamp, key: object, name: str = "df"
-    ) -> PreparedSeries:
-        """A series from validated float32 bars [L, 6] and time features.
+    def fit_calibration(
+        self,
+        series: Series,
+        horizon: int,
+        sampling: Sampling = CALIBRATION_SAMPLING,
+        *,
+        lookback: int | None = None,
+        every: int | None = None,
+        max_origins: int | None = MAX_ORIGINS,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> Calibration:
+        """A `Calibration` of `horizon`-step forecasts, fitted on the series' own past.
 
-        Refuses a history longer than MAX_HISTORY bars (what reaches the tokenizer), and columns
-        whose normalisation statistics, or the forecasts they map back to, do not fit float32.
+        Forecasts the series from within, with `sample`: at origins t = lookback + k * every
+        (`every` defaults to horizon // 2; the last `max_origins`,
+        `kronos.forecasting.calibration.fit_origins`), each from the `lookback` bars before t
+        (default: the model's), and compares them with the bars that followed. Past origin t draws
+        from (seed, series.key, t). Needs `kronos.forecasting.calibration.required_rows` bars (20
+        past forecasts) and raises ValueError otherwise. The one place calibrations are fitted.
         """
+        if not isinstance(series, Series):
+            raise TypeError(f"series must be a kronos.forecasting.series.Series, got {type(series).__name__}")
+        horizon = positive_int(horizon, "horizon")
+        lookback = self.lookback if lookback is None else positive_int(lookback, "lookback")
+        origins = fit_origins(len(series), lookback, horizon, every, max_origins)
+        if len(origins) < MIN_ORIGINS:
+            needed = required_rows(lookback, horizon, every)
+            raise ValueError(
+                f"calibrating {horizon}-step forecasts from {lookback} bars of history needs at least {needed} "
+                f"bars ({MIN_ORIGINS} past forecasts and their outcomes); {series.name} has {len(series)}"
+            )
+        windows = [series.window(t - lookback, t, (series.key, int(t))) for t in origins]
+        futures = [series.timestamps[t : t + horizon] for t in origins]
+        forecast = self.sample(
+            windows, horizon, sampling, future=futures, batch_size=batch_size, progress=progress
+        )
+        return fit_past_forecasts(forecast.paths, series.bars, origins, lookback, sampling)
+
+    def _histories(self, group: list[Series], futures: list[pd.DatetimeIndex]) -> list[_History]:
+        # time features of every series in one call each: per-series calls cost ~2 ms apiece
+        history_features = _time_features_of([one.timestamps for one in group])
+        future_features = _time_features_of(futures)
+        return [
+            self._history(model_bars(one), history_features[k], future_features[k], one.key, one.name)
+            for k, one in enumerate(group)
+        ]
+
+    def _history(
+        self, bars: np.ndarray, x_stamp: np.ndarray, y_stamp: np.ndarray, key: object, name: str
+    ) -> _History:
+        """A series from float32 bars [L, 6] and time features.
+
+        Refuses a history shorter than 2 bars or longer than MAX_HISTORY (what reaches the
+        tokenizer), and columns whose normalisation statistics, or the forecasts they map back to,
+        do not fit float32.
+        """
+        if len(bars) < 2:
+            raise ValueError(f"{name} needs at least 2 rows of history, got {len(bars)}")
         last_close, volatility = float(bars[-1, CLOSE]), float(history_volatility(bars[:, CLOSE]))
         if self.normalize_on == "context" and len(bars) > self.max_context:
             bars, x_stamp = bars[-self.max_context :], x_stamp[-self.max_context :]
@@ -282,75 +426,110 @@ class KronosPredictor:
                 f"fit float32, in which the model computes (largest value {bars[largest, j]:.3g}, bar "
                 f"{largest + 1} of {len(bars)}); rescale the column (e.g. volume in thousands or millions)"
             )
-        return PreparedSeries(x, x_stamp, y_stamp, mean, std, y_timestamp, last_close, volatility, key, name)
+        return _History(x, x_stamp, y_stamp, mean, std, last_close, volatility, key, name)
 
-    def _prepare_list(self, df_list, x_timestamp_list, y_timestamp_list, pred_len: int, series_ids=None):
-        if not isinstance(df_list, (list, tuple)) or not df_list:
-            raise ValueError("df_list must be a non-empty list of DataFrames")
-        for what, values in (("x_timestamp_list", x_timestamp_list), ("y_timestamp_list", y_timestamp_list)):
-            if not isinstance(values, (list, tuple)):
-                raise TypeError(
-                    f"{what} must be a list, one entry per DataFrame, got {type(values).__name__}"
-                )
-        if not len(df_list) == len(x_timestamp_list) == len(y_timestamp_list):
+    def _price_paths(
+        self,
+        histories: list[_History],
+        pred_len: int,
+        sampling: Sampling,
+        verbose: bool,
+        batch_size: int | None,
+        calibrations: list[Calibration | None],
+    ) -> np.ndarray:
+        """Every path in price units, [S, sample_count, pred_len, 6]; series i calibrated by
+        calibrations[i] (None: as sampled)."""
+        values = len(histories) * sampling.sample_count * pred_len * len(FEATURE_COLUMNS)
+        if values > MAX_PATH_VALUES:
             raise ValueError(
-                f"df_list, x_timestamp_list and y_timestamp_list differ in length: "
-                f"{len(df_list)}, {len(x_timestamp_list)}, {len(y_timestamp_list)}"
+                f"{len(histories):,} series x {sampling.sample_count:,} paths x {pred_len:,} steps x 6 columns is "
+                f"{values:,} values, more than the {MAX_PATH_VALUES:,} (1 GiB) one call returns: ask for fewer "
+                "series, paths or steps at once, or summarise them with predict_df"
             )
-        keys = range(len(df_list)) if series_ids is None else list(series_ids)
-        if len(keys) != len(df_list):
-            raise ValueError(f"series_ids has {len(keys)} ids for {len(df_list)} series")
-        return [
-            self._prepare(df, xt, yt, pred_len, f"df_list[{i}]", key)
-            for i, (df, xt, yt, key) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list, keys))
-        ]
+        out = np.empty((len(histories), sampling.sample_count, pred_len, 6), dtype=np.float32)
+        for chunk, paths in self._sample(histories, pred_len, sampling, verbose, batch_size):
+            for i, one in zip(chunk, paths):
+                out[i] = histories[i].to_prices(one, calibrations[i])
+        return out
 
-    # --- the one core --------------------------------------------------------------------------------
+    def _mean_prices(
+        self,
+        series: list[Series],
+        futures: list[pd.DatetimeIndex],
+        pred_len: int,
+        sampling: Sampling,
+        verbose: bool,
+    ) -> list[np.ndarray]:
+        """Upstream's forecast of each series [pred_len, 6]: the mean path, averaged before mapping
+        back to prices."""
+        histories = self._histories(series, futures)
+        means: list[np.ndarray] = [np.empty(0)] * len(histories)
+        for chunk, paths in self._sample(histories, pred_len, sampling, verbose):
+            for i, mean in zip(chunk, paths.mean(axis=1)):
+                means[i] = histories[i].to_prices(mean)
+        return means
 
     def _sample(
         self,
-        prepared: list[PreparedSeries],
+        histories: list[_History],
         pred_len: int,
         sampling: Sampling,
         verbose: bool = False,
         batch_size: int | None = None,
     ) -> Iterator[tuple[list[int], np.ndarray]]:
-        """Normalised forecast paths, per generation call: (indices into `prepared`, [k, sample_count,
-        pred_len, 6]).
-
-        Series run in groups of one history length (generation needs one length per call), at most
-        `batch_size` at a time and as many as fit in the memory budget.
-        """
-        self._warn_beyond_context(prepared)
-        chunks = self._chunks(prepared, pred_len, sampling.sample_count, batch_size)
+        """Normalised forecast paths, per generation call: (indices into `histories`, [k,
+        sample_count, pred_len, 6])."""
+        self._warn_beyond_context(histories)
+        chunks = self._chunks(histories, pred_len, sampling.sample_count, batch_size)
         with tqdm(
-            total=len(prepared), desc="series", unit="series", disable=not verbose or len(chunks) == 1
+            total=len(histories), desc="series", unit="series", disable=not verbose or len(chunks) == 1
         ) as bar:
             for chunk in chunks:
-                group = [prepared[i] for i in chunk]
-                with self._generation_threads():
-                    batch = SeriesBatch(
-                        self._tensor([p.x for p in group]),
-                        self._tensor([p.x_stamp for p in group]),
-                        self._tensor([p.y_stamp for p in group]),
-                        keys=[p.key for p in group],
-                    )
-                    tokens = generate_tokens(
-                        self.tokenizer, self.model, batch, sampling, self.max_context, self.clip,
-                        verbose=verbose and len(chunks) == 1, use_cache=self.use_cache, window=self.window,
-                    )  # fmt: skip
-                    paths = decode_tokens(self.tokenizer, tokens, self.max_context, self.use_cache)
-                paths = paths.float().cpu().numpy()
+                paths = self._generate([histories[i] for i in chunk], sampling, verbose and len(chunks) == 1)
                 bar.update(len(chunk))
                 yield chunk, paths[:, :, -pred_len:]
 
+    def _generate(self, group: list[_History], sampling: Sampling, verbose: bool) -> np.ndarray:
+        """The engine, called here alone: decoded normalised paths [k, sample_count, >= pred_len, 6]
+        of series of one history length."""
+        with self._generation_threads():
+            batch = SeriesBatch(
+                self._tensor([h.x for h in group]),
+                self._tensor([h.x_stamp for h in group]),
+                self._tensor([h.y_stamp for h in group]),
+                keys=[h.key for h in group],
+            )
+            tokens = generate_tokens(
+                self.tokenizer, self.model, batch, sampling, self.max_context, self.clip,
+                verbose=verbose, use_cache=self.use_cache, window=self.window,
+            )  # fmt: skip
+            paths = decode_tokens(self.tokenizer, tokens, self.max_context, self.use_cache)
+        return np.asarray(paths.float().cpu().numpy())
+
+    def _tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(np.stack(arrays), dtype=np.float32)).to(self.device)
+
+    def _warn_beyond_context(self, histories: list[_History]) -> None:
+        longest = max(len(h.x) for h in histories)
+        if longest > self.max_context:
+            warnings.warn(
+                f"history of {longest} bars is longer than the model's context of {self.max_context}: the model "
+                f"attends to the last {self.max_context} tokens only, while all {longest} bars set the "
+                f"normalisation (mean and std) and pass through the tokenizer. To use only the bars the model "
+                f"sees, pass normalize_on='context' (kronos --normalize context) or a shorter history.",
+                ContextWarning,
+                stacklevel=_caller_stacklevel(),
+            )
+
     def _chunks(
-        self, prepared: list[PreparedSeries], pred_len: int, sample_count: int, batch_size: int | None
+        self, histories: list[_History], pred_len: int, sample_count: int, batch_size: int | None
     ) -> list[list[int]]:
+        """Indices into `histories` per generation call: one history length per call (generation
+        needs one), at most `batch_size` series and as many as fit in the memory budget."""
         by_length: dict[int, list[int]] = {}
-        for i, one in enumerate(prepared):
+        for i, one in enumerate(histories):
             by_length.setdefault(len(one.x), []).append(i)
-        chunks = []
+        chunks: list[list[int]] = []
         for length, members in by_length.items():
             need = self.generation_bytes(length, pred_len, sample_count)
             if need > self.memory_budget:
@@ -393,121 +572,13 @@ class KronosPredictor:
         finally:
             torch.set_num_threads(before)
 
-    def _tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(np.stack(arrays), dtype=np.float32)).to(self.device)
-
-    def _price_paths(
-        self, prepared, pred_len, sampling, verbose=False, batch_size=None, calibrations=None
-    ) -> np.ndarray:
-        """Every path in price units, [S, sample_count, pred_len, 6]; series i calibrated by
-        calibrations[i] (None: as sampled)."""
-        values = len(prepared) * sampling.sample_count * pred_len * len(FEATURE_COLUMNS)
-        if values > MAX_PATH_VALUES:
-            raise ValueError(
-                f"{len(prepared):,} series x {sampling.sample_count:,} paths x {pred_len:,} steps x 6 columns is "
-                f"{values:,} values, more than the {MAX_PATH_VALUES:,} (1 GiB) one call returns: ask for fewer "
-                "series, paths or steps at once, or summarise them with predict_df"
-            )
-        calibrations = _checked_calibrations(calibrations, len(prepared), sampling, pred_len)
-        out = np.empty((len(prepared), sampling.sample_count, pred_len, 6), dtype=np.float32)
-        for chunk, paths in self._sample(prepared, pred_len, sampling, verbose, batch_size):
-            for i, one in zip(chunk, paths):
-                out[i] = prepared[i].to_prices(one, calibrations[i])
-        return out
-
-    def _mean_frames(self, prepared, pred_len, sampling, verbose) -> list[pd.DataFrame]:
-        """Upstream's output: the mean path, averaged before mapping back to prices."""
-        frames: list[pd.DataFrame] = [pd.DataFrame()] * len(prepared)
-        for chunk, paths in self._sample(prepared, pred_len, sampling, verbose):
-            for i, mean in zip(chunk, paths.mean(axis=1)):
-                one = prepared[i]
-                frames[i] = pd.DataFrame(
-                    one.to_prices(mean), columns=FEATURE_COLUMNS, index=pd.Index(one.y_timestamp)
-                )
-        return frames
-
-    def _summaries(
-        self, prepared, pred_len, sampling, levels, repair, verbose=False, batch_size=None, calibrations=None
-    ):
-        """`path_statistics` of every series (calibrated by calibrations[i] where given), [S, pred_len]
-        per column, computed one generation call at a time so that memory is bounded by the batch;
-        and the OHLC violation rate over all bars."""
-        _check_last_close(prepared)
-        calibrations = _checked_calibrations(calibrations, len(prepared), sampling, pred_len)
-        columns: dict[str, np.ndarray] = {}
-        violations = 0
-        for chunk, paths in self._sample(prepared, pred_len, sampling, verbose, batch_size):
-            prices = np.stack([prepared[i].to_prices(p, calibrations[i]) for i, p in zip(chunk, paths)])
-            closes = np.array([prepared[i].last_close for i in chunk])
-            stats = path_statistics(prices, closes, levels, repair)
-            for key, value in stats.items():
-                columns.setdefault(key, np.empty((len(prepared), pred_len)))[chunk] = value
-            violations += int(ohlc_violations(prices).sum())
-        _warn_undefined_volatility(columns["realized_vol"], prepared)
-        return columns, violations / (len(prepared) * sampling.sample_count * pred_len)
-
-    def _warn_beyond_context(self, prepared: list[PreparedSeries]) -> None:
-        longest = max(len(p.x) for p in prepared)
-        if longest > self.max_context:
-            warnings.warn(
-                f"history of {longest} bars is longer than the model's context of {self.max_context}: the model "
-                f"attends to the last {self.max_context} tokens only, while all {longest} bars set the "
-                f"normalisation (mean and std) and pass through the tokenizer. To use only the bars the model "
-                f"sees, pass normalize_on='context' (kronos --normalize context) or a shorter history.",
-                ContextWarning,
-                stacklevel=_caller_stacklevel(),
-            )
-
-    # --- upstream's API ------------------------------------------------------------------------------
-
-    def predict(
-        self,
-        df: pd.DataFrame,
-        x_timestamp,
-        y_timestamp,
-        pred_len: int,
-        T: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 0.9,
-        sample_count: int = 1,
-        verbose: bool = True,
-        seed: int | None = None,
-    ) -> pd.DataFrame:
-        """Mean of `sample_count` sampled paths, as a DataFrame of open..amount indexed by y_timestamp."""
-        sampling = Sampling(T, top_k, top_p, sample_count, seed)
-        pred_len = check_pred_len(pred_len, "pred_len")
-        prepared = [self._prepare(df, x_timestamp, y_timestamp, pred_len, "df")]
-        return self._mean_frames(prepared, pred_len, sampling, verbose)[0]
-
-    def predict_batch(
-        self,
-        df_list: list[pd.DataFrame],
-        x_timestamp_list: list,
-        y_timestamp_list: list,
-        pred_len: int,
-        T: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 0.9,
-        sample_count: int = 1,
-        verbose: bool = True,
-        seed: int | None = None,
-    ) -> list[pd.DataFrame]:
-        """`predict` for several series of one history length at once; one DataFrame per series."""
-        sampling = Sampling(T, top_k, top_p, sample_count, seed)
-        pred_len = check_pred_len(pred_len, "pred_len")
-        prepared = self._prepare_list(df_list, x_timestamp_list, y_timestamp_list, pred_len)
-        lengths = sorted({len(p.x) for p in prepared})
-        if len(lengths) > 1:
-            raise ValueError(f"all series in one batch must have the same history length, got {lengths}")
-        return self._mean_frames(prepared, pred_len, sampling, verbose)
-
-    # --- every path, and their summaries -------------------------------------------------------------
+    # --- pandas in, pandas out: adapters over `sample` and `fit_calibration` --------------------------
 
     def predict_paths(
         self,
         df: pd.DataFrame,
-        x_timestamp,
-        y_timestamp,
+        x_timestamp: object,
+        y_timestamp: object,
         pred_len: int,
         sample_count: int = PATHS,
         T: float = TEMPERATURE,
@@ -526,14 +597,15 @@ class KronosPredictor:
         """
         sampling = Sampling(T, top_k, top_p, sample_count, seed)
         pred_len = check_pred_len(pred_len, "pred_len")
-        prepared = [self._prepare(df, x_timestamp, y_timestamp, pred_len, "df", series_id)]
-        return self._price_paths(prepared, pred_len, sampling, verbose, calibrations=[calibration])[0]
+        series, future = series_with_future(df, x_timestamp, y_timestamp, pred_len, "df", series_id)
+        forecast = self.sample(series, pred_len, sampling, calibration, future=future, progress=verbose)
+        return forecast.paths[0]
 
     def predict_paths_batch(
         self,
         df_list: list[pd.DataFrame],
-        x_timestamp_list: list,
-        y_timestamp_list: list,
+        x_timestamp_list: list[object],
+        y_timestamp_list: list[object],
         pred_len: int,
         sample_count: int = PATHS,
         T: float = TEMPERATURE,
@@ -541,24 +613,31 @@ class KronosPredictor:
         top_p: float = TOP_P,
         verbose: bool = False,
         seed: int | None = None,
-        series_ids: Sequence | None = None,
+        series_ids: Sequence[object] | None = None,
         batch_size: int | None = None,
+        calibrations: Sequence[Calibration | None] | None = None,
     ) -> np.ndarray:
         """Sampled paths of several series, [S, sample_count, pred_len, 6] in price units.
 
         Histories may differ in length. With `seed`, series i draws from (seed, series_ids[i])
         alone (default: its position i), so its paths do not depend on the rest of the batch.
+        `calibrations` gives series i's calibration (or None) at position i.
         """
         sampling = Sampling(T, top_k, top_p, sample_count, seed)
         pred_len = check_pred_len(pred_len, "pred_len")
-        prepared = self._prepare_list(df_list, x_timestamp_list, y_timestamp_list, pred_len, series_ids)
-        return self._price_paths(prepared, pred_len, sampling, verbose, _batch_size(batch_size))
+        series, futures = series_list_with_futures(
+            df_list, x_timestamp_list, y_timestamp_list, pred_len, series_ids
+        )
+        forecast = self.sample(
+            series, pred_len, sampling, calibrations, future=futures, batch_size=batch_size, progress=verbose
+        )
+        return forecast.paths
 
     def predict_quantiles(
         self,
         df: pd.DataFrame,
-        x_timestamp,
-        y_timestamp,
+        x_timestamp: object,
+        y_timestamp: object,
         pred_len: int,
         quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
         sample_count: int = PATHS,
@@ -573,8 +652,8 @@ class KronosPredictor:
     ) -> pd.DataFrame:
         """Probabilistic forecast of one series: a DataFrame indexed by the future timestamps.
 
-        Samples `sample_count` paths (`predict_paths`) and summarises them per step with
-        `kronos.forecasting.paths.path_statistics`: `<field>_mean` and `<field>_q<level>` (e.g.
+        Samples `sample_count` paths (`sample`) and summarises them per step (`Forecast.summary`,
+        `kronos.forecasting.paths.path_statistics`): `<field>_mean` and `<field>_q<level>` (e.g.
         `close_q0.1`) for open, high, low, close, volume and amount, `prob_close_above_last`,
         `realized_vol` (mean over paths of sqrt(sum of squared log close-to-close returns up to
         that step, the first from the last known close); the last row is the horizon's) and
@@ -590,19 +669,18 @@ class KronosPredictor:
         if y_timestamp is None:
             history = pd.DatetimeIndex(as_timestamps(x_timestamp, "x_timestamp"))
             y_timestamp = future_timestamps(history, pred_len, "x_timestamp").timestamps
-        prepared = self._prepare(df, x_timestamp, y_timestamp, pred_len, "df", series_id)
-        columns, violation_rate = self._summaries(
-            [prepared], pred_len, sampling, levels, repair_ohlc, verbose, calibrations=[calibration]
-        )
-        table = pd.DataFrame({k: v[0] for k, v in columns.items()}, index=prepared.y_timestamp)
-        table.attrs["ohlc_violation_rate"] = violation_rate
+        series, future = series_with_future(df, x_timestamp, y_timestamp, pred_len, "df", series_id)
+        forecast = self.sample(series, pred_len, sampling, calibration, future=future, progress=verbose)
+        columns = forecast.summary(levels, repair_ohlc)
+        table = pd.DataFrame({k: v[0] for k, v in columns.items()}, index=future)
+        table.attrs["ohlc_violation_rate"] = ohlc_violation_rate(forecast.paths)
         table.attrs["realized_vol"] = float(table["realized_vol"].iloc[-1])
         return table
 
     def calibrate(
         self,
         df: pd.DataFrame,
-        x_timestamp,
+        x_timestamp: object,
         pred_len: int,
         *,
         lookback: int | None = None,
@@ -617,46 +695,32 @@ class KronosPredictor:
         batch_size: int = 32,
         verbose: bool = False,
     ) -> Calibration:
-        """Fit a `Calibration` of `pred_len`-step forecasts on one series' own history `df`.
+        """Fit a `Calibration` of `pred_len`-step forecasts on one series' own history `df`
+        (`fit_calibration`).
 
-        Forecasts the history from within: at origins t = lookback + k * every (`every` defaults
-        to pred_len // 2; the last `max_origins`, `kronos.forecasting.calibration.fit_origins`), each from the
-        `lookback` bars before t (default: the model's), with the sampling given here, and
-        compares them with the bars that followed. Pass the result as `calibration=` to
-        `predict_paths`, `predict_quantiles` or `predict_df` with the same sampling. Past origin t
-        draws from (seed, series_id, t), as `kronos evaluate` does. Needs
-        `kronos.forecasting.calibration.required_rows` bars (20 past forecasts) and raises ValueError otherwise.
+        Pass the result as `calibration=` to `predict_paths`, `predict_quantiles` or `predict_df`
+        with the same sampling. Past origin t draws from (seed, series_id, t), as `kronos
+        evaluate` does. Needs `kronos.forecasting.calibration.required_rows` bars (20 past
+        forecasts) and raises ValueError otherwise.
         """
         pred_len = positive_int(pred_len, "pred_len")
-        lookback = self.lookback if lookback is None else positive_int(lookback, "lookback")
         sampling = Sampling(T, top_k, top_p, sample_count, seed)
-        prices = prepare_ohlcv(df, "df", np.float64)
+        bars = prepare_ohlcv(df, "df", np.float64)
         stamps = as_timestamps(x_timestamp, "x_timestamp")
-        if len(stamps) != len(prices):
-            raise ValueError(f"df has {len(prices)} rows but x_timestamp has {len(stamps)}")
-        origins = fit_origins(len(prices), lookback, pred_len, every, max_origins)
-        if len(origins) < MIN_ORIGINS:
-            needed = required_rows(lookback, pred_len, every)
-            raise ValueError(
-                f"calibrating {pred_len}-step forecasts from {lookback} bars of history needs at least {needed} "
-                f"bars ({MIN_ORIGINS} past forecasts and their outcomes); df has {len(prices)}"
-            )
-        bars = prices.astype(np.float32)
-        features = time_features(stamps)
-        prepared = [
-            self._prepare_arrays(
-                np.asfortranarray(bars[t - lookback : t]),
-                features[t - lookback : t],
-                features[t : t + pred_len],
-                pd.DatetimeIndex(stamps.iloc[t : t + pred_len]),
-                (series_id, int(t)),
-            )
-            for t in origins
-        ]
-        paths = self._price_paths(prepared, pred_len, sampling, verbose, batch_size)
-        outcomes = np.stack([prices[t : t + pred_len, CLOSE] for t in origins])
-        volatility = np.array([one.volatility for one in prepared])
-        return Calibration.fit(paths, outcomes, prices[origins - 1, CLOSE], volatility, sampling, lookback)
+        if len(stamps) != len(bars):
+            raise ValueError(f"df has {len(bars)} rows but x_timestamp has {len(stamps)}")
+        columns = tuple(c for c in FEATURE_COLUMNS if c in df.columns)
+        series = Series(bars, pd.DatetimeIndex(stamps), series_id, "df", columns)
+        return self.fit_calibration(
+            series,
+            pred_len,
+            sampling,
+            lookback=lookback,
+            every=every,
+            max_origins=max_origins,
+            batch_size=batch_size,
+            progress=verbose,
+        )
 
     def predict_df(
         self,
@@ -698,13 +762,13 @@ class KronosPredictor:
         `ohlc_violation_rate`). `attrs["ohlc_violation_rate"]` is the raw rate over all bars.
 
         Series are grouped by history length and run `batch_size` at a time, so generation's
-        memory is bounded by batch_size x sample_count paths whatever the number of series (the
-        sampled bars of all series, 4 x S x sample_count x prediction_length x 6 bytes, are kept
-        until summarised). With `seed`,
-        each series draws from (seed, its id) alone: its forecast is the same whatever the batch
-        size or the other series in the table. Without one, torch's global generator is used and
-        the draws depend on the batch layout. `calibration` maps ids to their `calibrate`d
-        corrections; every series of the table needs one.
+        memory is bounded by batch_size x sample_count paths whatever the number of series; the
+        sampled bars (4 x S x sample_count x prediction_length x 6 bytes) are kept until
+        summarised, up to 1 GiB of them at a time. With `seed`, each series draws from (seed, its
+        id) alone: its forecast is the same whatever the batch size or the other series in the
+        table. Without one, torch's global generator is used and the draws depend on the batch
+        layout. `calibration` maps ids to their `calibrate`d corrections; every series of the
+        table needs one.
         """
         pred_len = check_pred_len(prediction_length, "prediction_length")
         levels = check_quantile_levels(quantile_levels)
@@ -719,75 +783,119 @@ class KronosPredictor:
         if on_gap not in GAP_POLICIES:
             raise ValueError(f"on_gap must be one of {GAP_POLICIES}, got {on_gap!r}")
         series = split_series(df, id_column, timestamp_column, nan_policy)
-        futures, gaps = [], []
-        for one in series:
-            name = f"{id_column}={one.id!r}"
-            if len(one.bars) < min_history:
-                raise ValueError(
-                    f"series {name} has {len(one.bars)} bars; at least min_history={min_history} are needed"
-                )
-            future = future_timestamps(one.timestamps, pred_len, name, freq)
-            futures.append(future.timestamps)
-            if future.gap is not None:
-                future.gap.id = one.id
-                gaps.append(future.gap)
-        report_gaps(gaps, on_gap, id_column)
-        if calibration is not None:
-            uncalibrated = [one.id for one in series if one.id not in calibration]
-            if uncalibrated:
-                raise ValueError(f"calibration has no entry for {id_column} {uncalibrated[:5]}")
-        histories = [one.timestamps[-max_history:] for one in series]
-        # time features of every series in one call each: per-series calls cost ~2 ms apiece
-        history_features = _split_rows(_time_features_of(histories), [len(h) for h in histories])
-        future_features = _split_rows(_time_features_of(futures), [pred_len] * len(futures))
-        prepared = [
-            # column-major, as prepare_ohlcv returns bars: numpy's float32 mean then sums in the
-            # same order, so the normalisation equals predict's bit for bit
-            self._prepare_arrays(
-                np.asfortranarray(one.bars[-max_history:]),
-                history_features[k],
-                future_features[k],
-                futures[k],
-                one.id,
-                f"series {id_column}={one.id!r}",
-            )
-            for k, one in enumerate(series)
-        ]
-        calibrations = None if calibration is None else [calibration[one.id] for one in series]
-        columns, violation_rate = self._summaries(
-            prepared, pred_len, sampling, levels, repair_ohlc, verbose, batch_size, calibrations
-        )
-        ids = pd.Index([one.id for one in series]).repeat(pred_len)
-        stamps = futures[0].append(futures[1:])
-        table = pd.DataFrame(
-            {id_column: ids, timestamp_column: stamps, **{k: v.ravel() for k, v in columns.items()}}
-        )
-        table.attrs["ohlc_violation_rate"] = violation_rate
+        futures = _table_futures(series, pred_len, id_column, min_history, freq, on_gap)
+        calibrations = _table_calibrations(series, calibration, id_column)
+        histories = [one.window(max(0, len(one) - max_history), len(one)) for one in series]
+        # at most MAX_PATH_VALUES sampled values at a time: each part is summarised, then dropped
+        per_call = max(1, MAX_PATH_VALUES // (sampling.sample_count * pred_len * len(FEATURE_COLUMNS)))
+        summaries, violations = [], 0
+        for start in range(0, len(series), per_call):
+            part = slice(start, start + per_call)
+            forecast = self.sample(
+                histories[part], pred_len, sampling, calibrations[part],
+                future=futures[part], batch_size=batch_size, progress=verbose,
+            )  # fmt: skip
+            summaries.append(forecast.summary(levels, repair_ohlc))
+            violations += int(ohlc_violations(forecast.paths).sum())
+        ids = pd.Index([one.key for one in series]).repeat(pred_len)
+        columns = {k: np.concatenate([s[k] for s in summaries]).ravel() for k in summaries[0]}
+        table = pd.DataFrame({id_column: ids, timestamp_column: futures[0].append(futures[1:]), **columns})
+        table.attrs["ohlc_violation_rate"] = violations / (len(series) * sampling.sample_count * pred_len)
         return table
 
 
-def _check_last_close(prepared: list[PreparedSeries]) -> None:
-    """Refuse a series whose last close is not positive: its realised volatility and direction
-    are measured by log returns from it."""
-    for one in prepared:
-        if not one.last_close > 0:
-            raise ValueError(
-                f"the last close of {one.name} is {one.last_close:g}: realised volatility is measured in log "
-                "returns from the last close, which need a positive price; predict_paths gives the raw paths"
+def _series_list(series: Series | Sequence[Series]) -> list[Series]:
+    group = [series] if isinstance(series, Series) else list(series)
+    if not group:
+        raise ValueError("series must hold at least one Series")
+    for i, one in enumerate(group):
+        if not isinstance(one, Series):
+            raise TypeError(
+                f"series[{i}] must be a kronos.forecasting.series.Series, got {type(one).__name__}"
             )
+    return group
 
 
-def _warn_undefined_volatility(volatility: np.ndarray, prepared: list[PreparedSeries]) -> None:
-    """Name the first series and step where no sampled path has a positive close (realized_vol NaN)."""
-    undefined = np.isnan(volatility)
-    if undefined.any():
-        series, step = (int(i[0]) for i in np.nonzero(undefined))
-        warnings.warn(
-            f"realized_vol is NaN at {int(undefined.sum())} steps: from step {step + 1} of "
-            f"{prepared[series].name}, no sampled path has a positive close (log returns need one)",
-            VolatilityWarning,
-            stacklevel=_caller_stacklevel(),
+def _futures(
+    group: list[Series], horizon: int, future: pd.DatetimeIndex | Sequence[pd.DatetimeIndex] | None
+) -> list[pd.DatetimeIndex]:
+    """Each series' future timestamps: given (and checked), or inferred from its own."""
+    if future is None:
+        return [future_timestamps(one.timestamps, horizon, one.name).timestamps for one in group]
+    futures = [future] if isinstance(future, pd.DatetimeIndex) else list(future)
+    if len(futures) != len(group):
+        raise ValueError(f"future has {len(futures)} entries for {len(group)} series: give one per series")
+    futures = [pd.DatetimeIndex(one) for one in futures]
+    for one, stamps in zip(group, futures):
+        check_future(one.timestamps, stamps, horizon, f"future of {one.name}", "horizon")
+    return futures
+
+
+def _calibrations(
+    calibration: Calibration | Sequence[Calibration | None] | None,
+    count: int,
+    sampling: Sampling,
+    horizon: int,
+) -> list[Calibration | None]:
+    """One calibration (or None) per series, each checked against the sampling and horizon it is used with."""
+    if calibration is None:
+        return [None] * count
+    calibrations = [calibration] if isinstance(calibration, Calibration) else list(calibration)
+    if len(calibrations) != count:
+        raise ValueError(
+            f"calibration has {len(calibrations)} entries for {count} series: give one per series"
         )
+    for one in calibrations:
+        if one is not None:
+            one.check(sampling, horizon)
+    return calibrations
+
+
+def _table_futures(
+    series: list[Series], pred_len: int, id_column: str, min_history: int, freq: str | None, on_gap: str
+) -> list[pd.DatetimeIndex]:
+    """The future timestamps of each series of a long table (`predict_df`); its gaps reported."""
+    futures, gaps = [], []
+    for one in series:
+        name = f"{id_column}={one.key!r}"
+        if len(one) < min_history:
+            raise ValueError(
+                f"series {name} has {len(one)} bars; at least min_history={min_history} are needed"
+            )
+        future = future_timestamps(one.timestamps, pred_len, name, freq)
+        futures.append(future.timestamps)
+        if future.gap is not None:
+            gaps.append(replace(future.gap, id=one.key))
+    report_gaps(gaps, on_gap, id_column)
+    return futures
+
+
+def _table_calibrations(
+    series: list[Series], calibration: Mapping[object, Calibration] | None, id_column: str
+) -> list[Calibration | None]:
+    if calibration is None:
+        return [None] * len(series)
+    uncalibrated = [one.key for one in series if one.key not in calibration]
+    if uncalibrated:
+        raise ValueError(f"calibration has no entry for {id_column} {uncalibrated[:5]}")
+    return [calibration[one.key] for one in series]
+
+
+def _time_features_of(indexes: list[pd.DatetimeIndex]) -> list[np.ndarray]:
+    """`time_features` of each index, computed in one call where they share a time zone."""
+    if len({str(index.tz) for index in indexes}) > 1:
+        return [time_features(index) for index in indexes]
+    features = time_features(indexes[0].append(indexes[1:]))
+    return np.split(features, np.cumsum([len(index) for index in indexes])[:-1])
+
+
+def _placed(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """`module` on `device` in `dtype`: itself where it is already, else a moved copy (the caller's
+    module is left as it was)."""
+    tensors = [*module.parameters(), *module.buffers()]
+    if all(t.device == device and (t.dtype == dtype or not t.is_floating_point()) for t in tensors):
+        return module
+    return copy.deepcopy(module).to(device, dtype)
 
 
 def _caller_stacklevel() -> int:
@@ -802,14 +910,6 @@ def _caller_stacklevel() -> int:
 
 def _batch_size(batch_size: int | None) -> int | None:
     return None if batch_size is None else positive_int(batch_size, "batch_size")
-
-
-def _time_features_of(indexes: list[pd.DatetimeIndex]) -> np.ndarray:
-    return time_features(pd.Series(indexes[0].append(indexes[1:])))
-
-
-def _split_rows(array: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
-    return np.split(array, np.cumsum(lengths)[:-1])
 
 
 def cpu_has_bf16_kernels() -> bool:

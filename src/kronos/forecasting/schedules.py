@@ -16,6 +16,7 @@ import pandas as pd
 from kronos.forecasting.series import (
     FEATURE_COLUMNS,
     PRICE_COLUMNS,
+    Series,
     check_ids_present,
     check_pred_len,
     check_time_order,
@@ -31,15 +32,6 @@ ONE_DAY = pd.Timedelta(days=1)
 
 class GapWarning(UserWarning):
     """Some series have missing bars (gaps) in their history."""
-
-
-@dataclass
-class SeriesData:
-    """One series of a long table: its id, bars [L, 6] float32 (FEATURE_COLUMNS) and timestamps."""
-
-    id: object
-    bars: np.ndarray
-    timestamps: pd.DatetimeIndex
 
 
 @dataclass
@@ -66,8 +58,9 @@ def split_series(
     id_column: str = "id",
     timestamp_column: str = "timestamps",
     nan_policy: str = "raise",
-) -> list[SeriesData]:
-    """Validate a long table and return its series in order of first appearance.
+) -> list[Series]:
+    """Validate a long table and return its series in order of first appearance, each keyed by
+    its id and named "series <id_column>=<id>".
 
     Rules, each broken with a ValueError that names the id and timestamp concerned:
     `id_column` and `timestamp_column` exist, ids and timestamps are not missing, and within
@@ -110,7 +103,7 @@ def split_series(
     bounds = np.cumsum(np.bincount(codes, minlength=len(uniques)))[:-1]
     stamps_all = pd.DatetimeIndex(frame["_ts"].to_numpy())
     return [
-        SeriesData(id=uniques[k], bars=values[rows], timestamps=stamps_all[rows])
+        Series(values[rows], stamps_all[rows], uniques[k], f"series {id_column}={uniques[k]!r}")
         for k, rows in enumerate(np.split(order, bounds))
     ]
 

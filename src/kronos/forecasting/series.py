@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -313,9 +311,9 @@ def as_timestamps(timestamps, name: str) -> pd.Series:
     return parse_timestamps(series, name)
 
 
-def time_features(timestamps: pd.Series) -> np.ndarray:
+def time_features(timestamps: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     """[minute, hour, weekday (Monday 0), day, month] per timestamp, float32 [L, 5]."""
-    dt = timestamps.dt
+    dt = pd.DatetimeIndex(timestamps)
     return np.stack([dt.minute, dt.hour, dt.day_of_week, dt.day, dt.month], axis=1).astype(np.float32)
 
 
@@ -332,302 +330,146 @@ def denormalize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return x * (std + 1e-5) + mean
 
 
-TIMESTAMP_CANDIDATES = ("timestamps", "timestamp", "date", "datetime", "time")
-CSV_SUFFIXES = (".csv", ".txt")
-PARQUET_SUFFIXES = (".parquet", ".pq")
-COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zip", ".xz", ".zst")
-DUPLICATE_HINT = (
-    "; duplicate timestamps in one file usually mean several symbols: name the id column (--id-column)"
-)
+@dataclass(frozen=True, eq=False)
+class Series:
+    """One series of bars: what every reader returns and every forecast takes.
 
-
-@dataclass
-class OHLCVSeries:
-    """One symbol's bars: validated [L, 6] in FEATURE_COLUMNS order, sorted by time.
-
-    `columns` are the feature columns the source really had; the others were filled in (as
-    `prepare_ohlcv` does), which evaluation must not score.
+    `bars` [L, 6] float64 in FEATURE_COLUMNS order (finite), `timestamps` [L] strictly
+    increasing. `key` names the series where it matters to the numbers: seeded draws come from
+    (seed, key), and it is the series' id in a long table; `name` is how messages name it.
+    `columns` are the feature columns its source really had (the others were filled in, as
+    `prepare_ohlcv` fills them, and must not be scored); `synthetic_ohlc` says that open, high and
+    low were built from the close (`ohlc_from_close`).
     """
 
-    name: str
-    timestamps: pd.Series
     bars: np.ndarray
-    symbol: str | None = None
+    timestamps: pd.DatetimeIndex
+    key: object = 0
+    name: str = "series"
     columns: tuple[str, ...] = tuple(FEATURE_COLUMNS)
+    synthetic_ohlc: bool = False
+
+    def __post_init__(self) -> None:
+        bars = np.asarray(self.bars, dtype=np.float64)
+        if bars.ndim != 2 or bars.shape[1] != len(FEATURE_COLUMNS):
+            raise ValueError(
+                f"{self.name}: bars must be [rows, 6] ({FEATURE_COLUMNS}), got shape {bars.shape}"
+            )
+        if not np.isfinite(bars).all():
+            row, col = (int(i[0]) for i in np.nonzero(~np.isfinite(bars)))
+            raise ValueError(f"{self.name} column {FEATURE_COLUMNS[col]!r} is not finite at row {row}")
+        timestamps = pd.DatetimeIndex(self.timestamps)
+        if len(timestamps) != len(bars):
+            raise ValueError(f"{self.name} has {len(bars)} bars but {len(timestamps)} timestamps")
+        if not (timestamps.is_monotonic_increasing and timestamps.is_unique) or timestamps.hasnans:
+            check_time_order(pd.Series(timestamps), f"timestamps of {self.name}")
+            raise ValueError(f"timestamps of {self.name} hold a missing value (NaT)")
+        object.__setattr__(self, "bars", bars)
+        object.__setattr__(self, "timestamps", timestamps)
 
     def __len__(self) -> int:
         return len(self.bars)
 
-    @property
-    def key(self) -> str:
-        """Its id in a long table, and so what its seeded draws are keyed by: its symbol, else its name."""
-        return self.symbol or self.name
-
-    @property
-    def synthetic_ohlc(self) -> bool:
-        """Open, high and low were built from the close (`ohlc_from_close`), not read."""
-        return "open" not in self.columns
+    def window(self, start: int, stop: int, key: object | None = None) -> Series:
+        """Rows [start, stop), keyed by `key` (default: this series' key)."""
+        return replace(
+            self,
+            bars=self.bars[start:stop],
+            timestamps=self.timestamps[start:stop],
+            key=self.key if key is None else key,
+        )
 
     def frame(self) -> pd.DataFrame:
-        """The bars as a DataFrame of FEATURE_COLUMNS with a `timestamps` column."""
+        """The bars as a DataFrame: a `timestamps` column, then FEATURE_COLUMNS."""
         out = pd.DataFrame(self.bars, columns=FEATURE_COLUMNS)
-        out.insert(0, "timestamps", self.timestamps.to_numpy())
+        out.insert(0, "timestamps", self.timestamps)
         return out
 
-
-def long_table(series: Sequence[OHLCVSeries], id_column: str = "symbol") -> pd.DataFrame:
-    """Series as one long table, the input of `predict_df`: each named by its symbol, else its name."""
-    return pd.concat([one.frame().assign(**{id_column: one.key}) for one in series], ignore_index=True)
-
-
-def _format_suffix(path: Path) -> str | None:
-    """The data format of a file name ('.csv' for prices.csv.gz), or None if it is not a data file."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in COMPRESSION_SUFFIXES:
-        suffixes.pop()
-    if suffixes and suffixes[-1] in CSV_SUFFIXES + PARQUET_SUFFIXES:
-        return suffixes[-1]
-    return None
-
-
-def series_name(path: Path) -> str:
-    """A file's series name: its name without the data suffixes ('AAPL' for AAPL.csv.gz)."""
-    name = path.name
-    if path.suffix.lower() in COMPRESSION_SUFFIXES:
-        name = Path(name).stem
-    return Path(name).stem
+    @classmethod
+    def from_frame(
+        cls, df: pd.DataFrame, timestamps: object = None, *, key: object = 0, name: str = "df"
+    ) -> Series:
+        """A series from a DataFrame of open, high, low, close[, volume, amount] and its timestamps
+        (default: its `timestamps` column), validated by `prepare_ohlcv`; rows must be in time order."""
+        if timestamps is None:
+            if not isinstance(df, pd.DataFrame) or "timestamps" not in df.columns:
+                raise ValueError(f"{name} has no 'timestamps' column: pass the timestamps")
+            timestamps, df = df["timestamps"], df.drop(columns="timestamps")
+        bars = prepare_ohlcv(df, name, np.float64)
+        stamps = as_timestamps(timestamps, f"timestamps of {name}")
+        if len(stamps) != len(bars):
+            raise ValueError(f"{name} has {len(bars)} rows but {len(stamps)} timestamps")
+        check_time_order(stamps, f"timestamps of {name}")
+        columns = tuple(c for c in FEATURE_COLUMNS if c in df.columns)
+        return cls(bars, pd.DatetimeIndex(stamps), key, name, columns)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a .csv (optionally compressed) or .parquet file into a DataFrame.
-
-    Rows are labelled as messages name them: a CSV's by its line (the header is line 1), a
-    Parquet file's by its row counted from 1. A CSV separated by semicolons, tabs or bars is
-    recognised from its header; with semicolons, a decimal comma too. A Parquet file's index
-    (e.g. the timestamps) becomes a column.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file {str(path)!r} does not exist")
-    suffix = _format_suffix(path)
-    if suffix in PARQUET_SUFFIXES:
-        try:
-            table = pd.read_parquet(path)
-        except ImportError as err:
-            raise ImportError(
-                f"reading {path} needs pyarrow: pip install 'kronos[parquet]' (or save the data as CSV)"
-            ) from err
-        except (ValueError, OSError) as err:
-            raise ValueError(f"{path} is not a readable Parquet file: {err}") from err
-        if not isinstance(table.index, pd.RangeIndex):
-            table = table.reset_index()
-        return table.set_axis(pd.RangeIndex(1, len(table) + 1, name=FILE_ROW))
-    if suffix in CSV_SUFFIXES:
-        try:
-            table = _read_csv(path)
-        except pd.errors.EmptyDataError as err:
-            raise ValueError(f"{path} is empty: it has no header line and no rows") from err
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
-            raise ValueError(f"{path} is not a readable CSV file: {err}") from err
-        return table.set_axis(pd.RangeIndex(2, len(table) + 2, name=FILE_LINE))
-    raise ValueError(f"{path}: unsupported file type; use .csv or .parquet")
-
-
-CSV_SEPARATORS = (";", "\t", "|")
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    """A CSV with commas, or with the separator its one-column header turns out to hold."""
-    table = pd.read_csv(path)
-    if len(table.columns) != 1:
-        return table
-    header = str(table.columns[0])
-    sep = next((sep for sep in CSV_SEPARATORS if sep in header), None)
-    if sep is None:
-        return table
-    table = pd.read_csv(path, sep=sep)
-    if sep == ";":
-        # '1,5' is one and a half where semicolons separate: European spreadsheets write it so
-        comma = pd.read_csv(path, sep=sep, decimal=",")
-        if _numeric_columns(comma) > _numeric_columns(table):
-            return comma
-    return table
-
-
-def _numeric_columns(table: pd.DataFrame) -> int:
-    return sum(pd.api.types.is_numeric_dtype(dtype) for dtype in table.dtypes)
-
-
-def expand_folders(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given; a folder as its .csv and .parquet files, sorted by name."""
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if not path.is_dir():
-            files.append(path)
-            continue
-        found = sorted(p for p in path.iterdir() if p.is_file() and _format_suffix(p))
-        if not found:
-            raise ValueError(f"folder {str(path)!r} holds no .csv or .parquet files")
-        files.extend(found)
-    return files
-
-
-@dataclass(frozen=True)
-class TableLayout:
-    """Where a file or table keeps its bars (`kronos forecast --id-column --columns
-    --timestamp-column --ohlc-from-close`).
-
-    `id_column` splits a long table into one series per value (None: the table is one series);
-    `column_map` maps our fields (open, ..., amount) to the table's names, other columns are
-    matched in any case (`Close` is `close`); `timestamp_column` names the timestamps (None: the
-    first of TIMESTAMP_CANDIDATES present, in any case); with `from_close`, a table without open,
-    high and low gets them from its close (`ohlc_from_close`).
-    """
-
-    id_column: str | None = None
-    column_map: dict[str, str] = field(default_factory=dict)
-    timestamp_column: str | None = None
-    from_close: bool = False
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.column_map) - set(FEATURE_COLUMNS))
-        if unknown:
-            raise ValueError(f"column_map names unknown field(s) {unknown}; fields are {FEATURE_COLUMNS}")
-
-
-ONE_SERIES = TableLayout()  # a table of one series, its columns found by name
-
-
-def _checked_layout(layout: TableLayout) -> TableLayout:
-    if not isinstance(layout, TableLayout):
-        raise TypeError(
-            f"layout must be a kronos.forecasting.series.TableLayout, e.g. TableLayout(id_column='symbol'), "
-            f"got {type(layout).__name__} {layout!r}"
+def check_future(
+    history: pd.DatetimeIndex, future: pd.DatetimeIndex, steps: int, name: str, what: str
+) -> None:
+    """Refuse future timestamps `name` that are not `steps` strictly increasing stamps after the
+    history's last, in the history's time zone (`what` names the number of steps)."""
+    if len(future) != steps:
+        raise ValueError(f"{name} has {len(future)} entries but {what} is {steps}")
+    check_time_order(pd.Series(future), name)
+    if (history.tz is None) != (future.tz is None):
+        raise ValueError(f"{name} has time zone {future.tz} but the history has {history.tz}")
+    if future[0] <= history[-1]:
+        raise ValueError(
+            f"{name} starts at {future[0]}, not after the history's last timestamp {history[-1]}"
         )
-    return layout
 
 
-def map_columns(df: pd.DataFrame, name: str, layout: TableLayout = ONE_SERIES) -> pd.DataFrame:
-    """Rename the table's columns to `timestamps` and FEATURE_COLUMNS, keeping only those, as
-    `layout.column_map` and `layout.timestamp_column` say.
-
-    Timestamps are parsed; row labels are kept, so that errors name the file's rows.
-    """
-    column_map, timestamp_column = layout.column_map, layout.timestamp_column
-    by_lower: dict[str, str] = {}
-    for col in df.columns:
-        by_lower.setdefault(str(col).lower(), col)
-    renames: dict = {}
-    for feature in FEATURE_COLUMNS:
-        source = column_map.get(feature)
-        if source is not None:
-            if source not in df.columns:
-                raise ValueError(
-                    f"{name}: column {source!r} (mapped to {feature!r}) is not in the file; it has {list(df.columns)}"
-                )
-        else:
-            source = by_lower.get(feature)
-        if source is not None:
-            renames[source] = feature
-    if timestamp_column:
-        if timestamp_column not in df.columns:
-            raise ValueError(
-                f"{name}: timestamp column {timestamp_column!r} is not in the file; it has {list(df.columns)}"
-            )
-        ts_source = timestamp_column
-    else:
-        found = next((by_lower[c] for c in TIMESTAMP_CANDIDATES if c in by_lower), None)
-        if found is None:
-            raise ValueError(
-                f"{name} has no timestamp column (looked for {list(TIMESTAMP_CANDIDATES)} in any case); "
-                f"it has {list(df.columns)}: name it with the timestamp column option"
-            )
-        ts_source = found
-    renames[ts_source] = "timestamps"
-    # parsed here, where the file's own column name is known for the error message
-    timestamps = parse_timestamps(df[ts_source], f"{name} column {ts_source!r}")
-    return df[list(renames)].rename(columns=renames).assign(timestamps=timestamps)
+def series_with_future(
+    df: pd.DataFrame,
+    x_timestamp: object,
+    y_timestamp: object,
+    pred_len: int,
+    name: str = "df",
+    key: object = 0,
+) -> tuple[Series, pd.DatetimeIndex]:
+    """The arguments of upstream's signatures (bars, their timestamps, the future's) as a series
+    and its future timestamps, each checked with a message naming the argument."""
+    bars = prepare_ohlcv(df, name, np.float64)
+    x_ts = as_timestamps(x_timestamp, f"x_timestamp of {name}")
+    y_ts = as_timestamps(y_timestamp, f"y_timestamp of {name}")
+    if len(x_ts) != len(bars):
+        raise ValueError(f"{name} has {len(bars)} rows but x_timestamp has {len(x_ts)}")
+    if len(y_ts) != pred_len:
+        raise ValueError(f"y_timestamp of {name} has {len(y_ts)} entries but pred_len is {pred_len}")
+    if len(bars) < 2:
+        raise ValueError(f"{name} needs at least 2 rows of history, got {len(bars)}")
+    check_time_order(x_ts, f"x_timestamp of {name}")
+    history, future = pd.DatetimeIndex(x_ts), pd.DatetimeIndex(y_ts)
+    check_future(history, future, pred_len, f"y_timestamp of {name}", "pred_len")
+    columns = tuple(c for c in FEATURE_COLUMNS if c in df.columns)
+    return Series(bars, history, key, name, columns), future
 
 
-def series_from_frame(
-    df: pd.DataFrame, name: str, symbol: str | None = None, dtype=np.float32
-) -> OHLCVSeries:
-    """Validate a frame with `timestamps` and FEATURE_COLUMNS (as from `map_columns`) into a series.
-
-    Rows are sorted by time; repeated or unreadable timestamps are errors naming the row.
-    """
-    timestamps = parse_timestamps(df["timestamps"], f"{name} column 'timestamps'")
-    features = df.drop(columns="timestamps")
-    bars = prepare_ohlcv(features, name, dtype)
-    order = np.argsort(timestamps.to_numpy(), kind="stable")
-    timestamps = timestamps.iloc[order].reset_index(drop=True)
-    check_time_order(timestamps, name, hint=DUPLICATE_HINT)
-    columns = tuple(c for c in FEATURE_COLUMNS if c in features.columns)
-    return OHLCVSeries(name, timestamps, bars[order], symbol, columns)
-
-
-def split_table(
-    df: pd.DataFrame, name: str, layout: TableLayout = ONE_SERIES, dtype=np.float32
-) -> list[OHLCVSeries]:
-    """One table as series: the whole of it named `name`, or one series per `layout.id_column` value.
-
-    With `layout.from_close`, a table without open, high and low gets them from its close
-    (`ohlc_from_close`), with one `SyntheticOHLCWarning`; such series have `synthetic_ohlc`.
-    """
-    id_column = _checked_layout(layout).id_column
-    if df.empty:
-        raise ValueError(f"{name} holds no rows")
-    if not id_column:
-        groups: list[tuple[str | None, str, pd.DataFrame]] = [(None, name, df)]
-    else:
-        if id_column not in df.columns:
-            raise ValueError(f"{name} has no id column {id_column!r}; it has {list(df.columns)}")
-        check_ids_present(df[id_column], name, id_column)
-        groups = [
-            (str(symbol), f"{name}[{id_column}={symbol}]", group)
-            for symbol, group in df.groupby(id_column, sort=True)
-        ]
-    series = []
-    for symbol, label, group in groups:
-        mapped = map_columns(group, label, layout)
-        synthetic = layout.from_close and not any(c in mapped.columns for c in ("open", "high", "low"))
-        if synthetic:
-            mapped = ohlc_from_close(mapped, label, warn=False)
-        one = series_from_frame(mapped, label, symbol, dtype)
-        if synthetic:
-            one = replace(one, columns=tuple(c for c in one.columns if c not in ("open", "high", "low")))
-        series.append(one)
-    built = [one.name for one in series if one.synthetic_ohlc]
-    if built:
-        warnings.warn(
-            f"{name}: open, high and low of {len(built)} series are synthesised from the close (open = previous "
-            "close, high/low = max/min of open and close); forecasts of them follow that rule, not the market",
-            SyntheticOHLCWarning,
-            stacklevel=3,
+def series_list_with_futures(
+    df_list: object,
+    x_timestamp_list: object,
+    y_timestamp_list: object,
+    pred_len: int,
+    series_ids: object = None,
+) -> tuple[list[Series], list[pd.DatetimeIndex]]:
+    """`series_with_future` of each DataFrame of upstream's list arguments, keyed by `series_ids`
+    (default: positions) and named df_list[i]."""
+    if not isinstance(df_list, (list, tuple)) or not df_list:
+        raise ValueError("df_list must be a non-empty list of DataFrames")
+    for what, values in (("x_timestamp_list", x_timestamp_list), ("y_timestamp_list", y_timestamp_list)):
+        if not isinstance(values, (list, tuple)):
+            raise TypeError(f"{what} must be a list, one entry per DataFrame, got {type(values).__name__}")
+    if not len(df_list) == len(x_timestamp_list) == len(y_timestamp_list):
+        raise ValueError(
+            f"df_list, x_timestamp_list and y_timestamp_list differ in length: "
+            f"{len(df_list)}, {len(x_timestamp_list)}, {len(y_timestamp_list)}"
         )
-    return series
-
-
-def load_series(
-    paths: Sequence[str | Path], layout: TableLayout = ONE_SERIES, dtype=np.float32
-) -> list[OHLCVSeries]:
-    """Read OHLCV series from files or folders of them, each file laid out as `layout` says: one
-    symbol per file, or long tables split by `layout.id_column`. A file's series is named after
-    the file, a long table's `file[id=value]`.
-
-    Every error names the file (and symbol) and the column or line at fault.
-    """
-    _checked_layout(layout)
-    if not paths:
-        raise ValueError("no data files given")
-    series: list[OHLCVSeries] = []
-    for path in expand_folders(paths):
-        found = split_table(read_table(path), path.name, layout, dtype)
-        if not layout.id_column:
-            found = [replace(found[0], name=series_name(path))]
-        series.extend(found)
-    names = [s.name for s in series]
-    if len(set(names)) != len(names):
-        seen = {n for n in names if names.count(n) > 1}
-        raise ValueError(f"several data files give the same series name(s) {sorted(seen)}: rename the files")
-    return series
+    keys = list(range(len(df_list))) if series_ids is None else list(series_ids)  # type: ignore[call-overload]
+    if len(keys) != len(df_list):
+        raise ValueError(f"series_ids has {len(keys)} ids for {len(df_list)} series")
+    pairs = [
+        series_with_future(df, xt, yt, pred_len, f"df_list[{i}]", key)
+        for i, (df, xt, yt, key) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list, keys))
+    ]
+    return [series for series, _ in pairs], [future for _, future in pairs]

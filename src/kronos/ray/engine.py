@@ -1,12 +1,13 @@
 """Forecasts and backtests of many series on a Ray cluster, with Ray Data.
 
 A series is the unit of work. A long table is cut into series (here, or for a `ray.data.Dataset`
-by a shuffle on the cluster), each series becomes one row holding its whole table, and
-`map_batches` hands batches of those rows to a pool of actors that each loaded the model once. A
-series draws its random numbers from (seed, its id[, origin]) alone, so it gets the forecast the
-local engine gives it whatever the batches, actors or nodes (on the same CPU type and torch
-build: docs/scaling.md). Ray Data restarts dead actors and retries their batches; the outputs are
-keyed by series, so a retried batch cannot duplicate one.
+by a shuffle on the cluster), each series becomes one Arrow row whose columns list its values,
+and `map_batches` hands blocks of those rows to a pool of actors that each loaded the model once.
+Forecasts come back as tables and numpy arrays; no object is serialised by hand. A series draws its
+random numbers from (seed, its id[, origin]) alone, so it gets the forecast the local engine
+gives it whatever the blocks, actors or nodes (on the same CPU type and torch build:
+docs/scaling.md). Ray Data restarts dead actors and retries their blocks; the outputs are keyed
+by series, so a retried block cannot duplicate one.
 
 Ray is imported only when used: `pip install 'kronos[ray]'`.
 """
@@ -14,9 +15,10 @@ Ray is imported only when used: `pip install 'kronos[ray]'`.
 from __future__ import annotations
 
 import glob
+import importlib
+import json
 import logging
 import os
-import pickle
 import shutil
 import uuid
 import warnings
@@ -28,14 +30,17 @@ from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from kronos.evaluation.backtest import EvaluationResult, OriginBatch, OriginForecast, evaluate
+from kronos.evaluation.backtest import Backtest, OriginBatch, OriginForecast, evaluate
 from kronos.evaluation.data import read_series
+from kronos.evaluation.result import EvaluationResult
 from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS, check_quantile_levels
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL, resolve_tokenizer, shipped_dir
 from kronos.forecasting.schedules import split_series
-from kronos.forecasting.series import TableLayout, load_series, long_table, positive_int, split_table
+from kronos.forecasting.series import FEATURE_COLUMNS, Series, positive_int
+from kronos.forecasting.tables import TableLayout, load_series, long_table, split_table
 from kronos.io import fsync_dir, write_atomically
 
 ENGINES = ("local", "ray")
@@ -100,23 +105,24 @@ class RayEngine:
             self.model, self.tokenizer, device=device, **self.predictor_options
         )
 
-    def run(self, rows, work, batch_size: int):
-        """`rows` mapped by a pool of actors that hold the model and do `work` on batches of them.
+    def run(self, blocks, work):
+        """`blocks` (a `ray.data.Dataset`) mapped, one block at a time (as `work.batch_format`), by
+        a pool of actors that hold the model and do `work` on each.
 
         Joins the cluster first (or starts one here). Ray Data's actor pools restart killed actors
-        and retry their batches, as often as it takes.
+        and retry their blocks, as often as it takes.
         """
         ray = import_ray()
         if not ray.is_initialized():
             ray.init(address=self.address, logging_level=logging.WARNING)
         if not self.progress:
             logging.getLogger("ray.data").setLevel(logging.WARNING)
-        rows.context.enable_progress_bars = self.progress
+        blocks.context.enable_progress_bars = self.progress
         size = self.num_actors or self._fitting(ray.cluster_resources())
-        return rows.map_batches(
+        return blocks.map_batches(
             _ModelActor,
-            batch_size=batch_size,
-            batch_format="pandas",
+            batch_size=None,
+            batch_format=work.batch_format,
             fn_constructor_kwargs=dict(engine=self, work=work),
             compute=ray.data.ActorPoolStrategy(size=size),
             num_cpus=self.num_cpus_per_actor,
@@ -139,11 +145,18 @@ class RayEngine:
     def __call__(self, forecast: OriginForecast, batches: Iterable[OriginBatch]) -> list[np.ndarray]:
         """A backtest's batches of origins, forecast by the actors; their paths in order."""
         ray = import_ray()
-        items = [{"batch": i, "work": pickle.dumps(batch)} for i, batch in enumerate(batches)]
-        work = ray.data.from_items(items, override_num_blocks=len(items))
-        done = self.run(work, _OriginWork(forecast), 1)
-        rows = _collect(done, "batch", len(items)).sort_values("batch")
-        return [pickle.loads(paths) for paths in rows["paths"]]
+        blocks, start = [], 0
+        for batch in batches:
+            blocks.append(_origin_rows(batch, start))
+            start += len(batch.keys)
+        parts = _results(self.run(ray.data.from_pandas(blocks), _OriginWork(forecast)))
+        positions = np.concatenate([part.column("position").to_numpy() for part in parts])
+        paths = np.concatenate([chunk.to_numpy() for part in parts for chunk in part.column("paths").chunks])
+        # a retried block may have delivered its origins twice (their paths are equal): the first
+        # of each position, in order of position
+        _, first = np.unique(positions, return_index=True)
+        _check_count(len(first), start, "origins")
+        return [paths[first]]
 
 
 def _absolute(name: str) -> str:
@@ -152,66 +165,109 @@ def _absolute(name: str) -> str:
 
 
 class _ModelActor:
-    """A Ray actor: the model, loaded once, doing `work` on batches. Bad input in a batch (a
-    ValueError naming the series and row) comes back as data: a failed batch would be retried."""
+    """A Ray actor: the model, loaded once, doing `work` on blocks. Bad input in a block (a
+    ValueError naming the series and row) comes back as data, its message in the `error` column:
+    a failed block would be retried."""
 
     def __init__(self, engine: RayEngine, work):
         self.predictor = engine.load()
         self.work = work
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+    def __call__(self, block) -> pd.DataFrame:
         try:
-            return self.work(self.predictor, batch).assign(error=b"")
+            return self.work(self.predictor, block).assign(error="")
         except ValueError as err:
-            return pd.DataFrame({"error": [pickle.dumps(err)]})
+            return pd.DataFrame({"error": [str(err)]})
+
+
+HISTORY, TARGET = "history", "target"  # the rows of an origin: its lookback bars, its target stamps
+
+
+def _origin_rows(batch: OriginBatch, start: int) -> pd.DataFrame:
+    """A batch of origins as one long table: per origin (numbered from `start`), its lookback
+    bars and the timestamps of its target bars, with the origin's series and row."""
+    parts = []
+    for k, ((name, t), window, future) in enumerate(zip(batch.keys, batch.windows, batch.futures)):
+        target = pd.DataFrame({"timestamps": future})
+        rows = pd.concat([window.frame().assign(part=HISTORY), target.assign(part=TARGET)], ignore_index=True)
+        parts.append(rows.assign(position=start + k, series=name, origin=t))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _origin_batch(block: pd.DataFrame) -> tuple[np.ndarray, OriginBatch]:
+    """The positions and the `OriginBatch` of a block of `_origin_rows`."""
+    positions, windows, futures = [], [], []
+    for position, rows in block.groupby("position", sort=False):
+        history, name = rows[rows["part"] == HISTORY], str(rows["series"].iloc[0])
+        key = (name, int(rows["origin"].iloc[0]))
+        positions.append(position)
+        windows.append(Series(history[FEATURE_COLUMNS].to_numpy(), history["timestamps"], key, name))
+        futures.append(pd.DatetimeIndex(rows.loc[rows["part"] == TARGET, "timestamps"]))
+    return np.array(positions), OriginBatch(windows, futures)
 
 
 @dataclass(frozen=True)
 class _OriginWork:
-    """Batches of backtest origins -> their sample paths."""
+    """A block of backtest origins -> their sample paths, [P, H, 6] per origin."""
 
     forecast: OriginForecast
+    batch_format: str = "pandas"
 
-    def __call__(self, predictor: KronosPredictor, batch: pd.DataFrame) -> pd.DataFrame:
-        paths = [pickle.dumps(self.forecast(predictor, pickle.loads(work))) for work in batch["work"]]
-        return pd.DataFrame({"batch": batch["batch"], "paths": paths})
+    def __call__(self, predictor: KronosPredictor, block: pd.DataFrame) -> pd.DataFrame:
+        positions, batch = _origin_batch(block)
+        return pd.DataFrame({"position": positions, "paths": list(self.forecast(predictor, batch))})
 
 
 @dataclass(frozen=True)
 class _SeriesWork:
-    """Batches of whole series (one table per row) -> `predict_df`'s forecast of each, pickled, or
-    with `out` written to the series' own Parquet file."""
+    """A block of whole series, one row each (`_nested`) -> `predict_df`'s forecast of each, as a
+    long table, or with `out` written to the series' own Parquet file (then one row per series).
+    The warnings raised come back in the `warnings` column of the first row (`_warning_notes`).
+    `label_rows` names each row by (id, timestamp) for the errors of rows a shuffle reordered."""
 
     id_column: str
     timestamp_column: str
     options: dict
     out: str | None
+    label_rows: bool
+    batch_format: str = "pyarrow"
 
-    def __call__(self, predictor: KronosPredictor, batch: pd.DataFrame) -> pd.DataFrame:
-        table = pd.concat([pickle.loads(one) for one in batch["table"]])
+    def __call__(self, predictor: KronosPredictor, block: pa.Table) -> pd.DataFrame:
+        table = _unnested(block)
+        if self.label_rows:
+            table = _named_rows(table, self.id_column, self.timestamp_column)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             forecast = predictor.predict_df(table, self.id_column, self.timestamp_column, **self.options)
-        steps = self.options["prediction_length"]
-        # predict_df gives `steps` rows per series, in the order the series come
-        tables = [
-            forecast.iloc[k * steps : (k + 1) * steps].reset_index(drop=True) for k in range(len(batch))
-        ]
         if self.out is not None:
-            for series, one in zip(batch["series"], tables):
-                path = series_file(self.out, self.id_column, series)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                # staged under a hidden name (Parquet readers skip it) and renamed: whole or absent
-                write_atomically(path, partial(one.drop(columns=self.id_column).to_parquet, index=False))
-        notes = pickle.dumps([(w.category, str(w.message)) for w in caught])
-        return pd.DataFrame(
-            {
-                "series": batch["series"],
-                "order": batch["order"],
-                "table": [b"" if self.out is not None else pickle.dumps(one) for one in tables],
-                "warnings": notes,
-            }
-        )
+            self._write(forecast)
+            forecast = forecast[[self.id_column]].drop_duplicates(ignore_index=True)
+        notes = [json.dumps(_warning_notes(caught))] + [""] * (len(forecast) - 1)
+        return forecast.assign(warnings=notes)
+
+    def _write(self, forecast: pd.DataFrame) -> None:
+        for series, one in forecast.groupby(self.id_column, sort=False):
+            path = series_file(self.out or "", self.id_column, series)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table = one.drop(columns=self.id_column).reset_index(drop=True)
+            # staged under a hidden name (Parquet readers skip it) and renamed: whole or absent
+            write_atomically(path, partial(table.to_parquet, index=False))
+
+
+def _warning_notes(caught: list[warnings.WarningMessage]) -> list[list[str]]:
+    """Each warning as [module of its category, category name, message]."""
+    return [[w.category.__module__, w.category.__qualname__, str(w.message)] for w in caught]
+
+
+def _warn_again(notes: Iterable[str]) -> None:
+    """The actors' warnings, each once, raised here as their own category (UserWarning when the
+    category cannot be found here)."""
+    seen = dict.fromkeys(tuple(note) for text in notes if text for note in json.loads(text))
+    for module, name, message in seen:
+        category = getattr(importlib.import_module(module), name, None)
+        if not (isinstance(category, type) and issubclass(category, Warning)):
+            category = UserWarning
+        warnings.warn(message, category, stacklevel=3)
 
 
 def series_file(out: str | Path, id_column: str, series: object) -> Path:
@@ -228,19 +284,21 @@ def _publish(staging: Path, target: Path) -> None:
     fsync_dir(target.parent)
 
 
-def _collect(done, key: str, expected: int) -> pd.DataFrame:
-    """The actors' output rows, one per `key`, or the first bad-input error raised as itself (which
-    stops the run). A retried batch may have delivered its rows twice: they are equal."""
+def _results(done) -> list[pa.Table]:
+    """The actors' output blocks, or the first bad-input error raised as a ValueError with its
+    message (which stops the run)."""
     parts = []
-    for part in done.iter_batches(batch_size=None, batch_format="pandas"):
-        failed = part["error"].map(len).to_numpy() > 0
-        if failed.any():
-            raise pickle.loads(part["error"][failed].iloc[0])
-        parts.append(part)
-    rows = pd.concat(parts, ignore_index=True).drop_duplicates(key, ignore_index=True)
-    if len(rows) != expected:
-        raise RuntimeError(f"the Ray run returned results for {len(rows)} {key} values of {expected}")
-    return rows
+    for part in done.iter_batches(batch_size=None, batch_format="pyarrow"):
+        errors = [error for error in part.column("error").to_pylist() if error]
+        if errors:
+            raise ValueError(errors[0])
+        parts.append(part.drop_columns(["error"]))
+    return parts
+
+
+def _check_count(found: int, expected: int, what: str) -> None:
+    if found != expected:
+        raise RuntimeError(f"the Ray run returned results for {found} {what} of {expected}")
 
 
 # --- many series --------------------------------------------------------------------------------------
@@ -271,7 +329,7 @@ def forecast_dataset(
     - a pandas DataFrame, as `predict_df` takes it: checked here first, so that its errors name
       its rows and come before any actor starts. Series come out in order of first appearance.
     - file(s), folder(s) or glob pattern(s) of CSV or Parquet, read here as `kronos forecast`
-      reads them (`kronos.forecasting.series.load_series`: one series per file, or long tables split by
+      reads them (`kronos.forecasting.tables.load_series`: one series per file, or long tables split by
       `id_column`; `columns` maps fields to the files' columns). The id column is "symbol".
 
     Batches of `batch_size` whole series go to the actors of `engine` (default `RayEngine()`:
@@ -295,54 +353,66 @@ def forecast_dataset(
         **predict_options,
     )
     target = _new_folder(out)
-    is_dataset = isinstance(source, import_ray().data.Dataset)
-    series, id_column, timestamp_column = _series_rows(
+    series = _series_blocks(
         engine, source, id_column, timestamp_column, columns, options.get("nan_policy", "raise"), batch_size
     )
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}") if target else None
     try:
-        work = _SeriesWork(id_column, timestamp_column, options, None if staging is None else str(staging))
-        done = engine.run(series, work, batch_size)
-        rows = _collect(done, "series", series.count())
+        work = _SeriesWork(
+            series.id_column,
+            series.timestamp_column,
+            options,
+            None if staging is None else str(staging),
+            label_rows=series.order is None,
+        )
+        rows = pa.concat_tables(_results(engine.run(series.blocks, work))).to_pandas()
+        # a retried block may have delivered its series twice: they are equal
+        key = [series.id_column] if staging else [series.id_column, series.timestamp_column]
+        rows = rows.drop_duplicates(key, ignore_index=True)
+        _check_count(rows[series.id_column].nunique(), series.count, "series")
         if target is not None and staging is not None:
             _publish(staging, target)
     finally:
         if staging is not None and staging.exists():
             shutil.rmtree(staging)
-    for category, message in dict.fromkeys(
-        note for notes in rows["warnings"] for note in pickle.loads(notes)
-    ):
-        warnings.warn(message, category, stacklevel=2)
+    _warn_again(rows.pop("warnings"))
     if target is not None:
         return None
-    rows = rows.sort_values("series" if is_dataset else "order", kind="stable")
-    table = pd.concat([pickle.loads(one) for one in rows["table"]], ignore_index=True)
-    table.attrs["ohlc_violation_rate"] = float(table["ohlc_violation_rate"].mean())
-    return table
+    return series.ordered(rows)
 
 
-def _series_rows(engine, source, id_column, timestamp_column, columns, nan_policy, batch_size):
-    """Whole series as rows (series id, order, pickled table) in blocks of about `batch_size`,
-    with the id and timestamp columns of their tables."""
+@dataclass(frozen=True)
+class _SeriesBlocks:
+    """Whole series in blocks for the actors, one row each (`_nested`), with the id and timestamp
+    columns of their tables and how many there are. `order` maps ids to their place in the
+    output (None: sorted by id)."""
+
+    blocks: object
+    id_column: str
+    timestamp_column: str
+    count: int
+    order: dict | None
+
+    def ordered(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """The collected forecast rows as one long table, series in their order, each in time order."""
+        ids = rows[self.id_column]
+        rank = ids if self.order is None else ids.map(self.order)
+        table = rows.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
+        table.attrs["ohlc_violation_rate"] = float(table["ohlc_violation_rate"].mean())
+        return table
+
+
+def _series_blocks(
+    engine, source, id_column, timestamp_column, columns, nan_policy, batch_size
+) -> _SeriesBlocks:
+    """`source` as whole series in blocks of about `batch_size` series."""
     ray = import_ray()
     if columns and isinstance(source, (pd.DataFrame, ray.data.Dataset)):
         raise ValueError(
             "columns= maps the columns of files; name a table's columns as predict_df wants them"
         )
     if isinstance(source, ray.data.Dataset):
-        id_column, timestamp_column = id_column or "id", timestamp_column or "timestamps"
-        names = source.schema().names
-        missing = [c for c in (id_column, timestamp_column) if c not in names]
-        if missing:
-            raise ValueError(f"the dataset has no column(s) {missing}; it has {names}")
-        grouped = (
-            source.groupby(id_column, num_partitions=4 * (engine.num_actors or 2))
-            .map_groups(_pack_series, fn_args=(id_column, timestamp_column), batch_format="pandas")
-            .repartition(target_num_rows_per_block=batch_size)
-        )
-        grouped.context.enable_progress_bars = engine.progress
-        # materialised before the actors start, so that they never hold the CPUs these tasks need
-        return grouped.materialize(), id_column, timestamp_column
+        return _dataset_blocks(engine, source, id_column or "id", timestamp_column or "timestamps")
     if isinstance(source, pd.DataFrame):
         table, id_column, timestamp_column = source, id_column or "id", timestamp_column or "timestamps"
     else:
@@ -353,23 +423,60 @@ def _series_rows(engine, source, id_column, timestamp_column, columns, nan_polic
         table = long_table(load_series(_files(source), layout))
         id_column, timestamp_column = "symbol", "timestamps"
     split_series(table, id_column, timestamp_column, nan_policy)  # bad input fails here, before any actor
-    rows = [
-        {"series": series, "order": k, "table": pickle.dumps(group)}
-        for k, (series, group) in enumerate(table.groupby(id_column, sort=False))
-    ]
-    blocks = -(-len(rows) // batch_size)
-    return ray.data.from_items(rows, override_num_blocks=blocks), id_column, timestamp_column
+    groups = [_nested(group) for _, group in table.groupby(id_column, sort=False)]
+    blocks = [pa.concat_tables(groups[k : k + batch_size]) for k in range(0, len(groups), batch_size)]
+    order = {series: k for k, series in enumerate(table[id_column].drop_duplicates())}
+    return _SeriesBlocks(ray.data.from_arrow(blocks), id_column, timestamp_column, len(groups), order)
 
 
-def _pack_series(group: pd.DataFrame, id_column: str, timestamp_column: str) -> pd.DataFrame:
-    """One series of a dataset as one row: its rows sorted by time and labelled (id, timestamp)."""
+def _dataset_blocks(engine, source, id_column: str, timestamp_column: str) -> _SeriesBlocks:
+    """A dataset's rows grouped by series on the cluster, each series sorted by time (`_by_time`)."""
+    names = source.schema().names
+    missing = [c for c in (id_column, timestamp_column) if c not in names]
+    if missing:
+        raise ValueError(f"the dataset has no column(s) {missing}; it has {names}")
+    grouped = source.groupby(id_column, num_partitions=4 * (engine.num_actors or 2)).map_groups(
+        _by_time, fn_args=(timestamp_column,), batch_format="pandas"
+    )
+    grouped.context.enable_progress_bars = engine.progress
+    # materialised before the actors start, so that they never hold the CPUs these tasks need
+    grouped = grouped.materialize()
+    return _SeriesBlocks(grouped, id_column, timestamp_column, grouped.count(), None)
+
+
+def _by_time(group: pd.DataFrame, timestamp_column: str) -> pa.Table:
+    """One series of a dataset as one row (`_nested`), its rows sorted by time."""
     try:
         stamps = pd.to_datetime(group[timestamp_column], errors="coerce")
         group = group.iloc[np.argsort(stamps.to_numpy(), kind="stable")]
     except (ValueError, TypeError):
         pass  # unsortable timestamps: predict_df names what is wrong with them
-    group.index = pd.MultiIndex.from_arrays([group[id_column], group[timestamp_column]])
-    return pd.DataFrame({"series": [group[id_column].iloc[0]], "order": [0], "table": [pickle.dumps(group)]})
+    return _nested(group)
+
+
+def _named_rows(table: pd.DataFrame, id_column: str, timestamp_column: str) -> pd.DataFrame:
+    """The table with its rows named (id, timestamp), as errors name them."""
+    return table.set_axis(pd.MultiIndex.from_arrays([table[id_column], table[timestamp_column]]))
+
+
+def _nested(series: pd.DataFrame) -> pa.Table:
+    """A series' long table as one row, each column the list of its values: a block boundary
+    never cuts a series in two."""
+    flat = pa.Table.from_pandas(series, preserve_index=False)
+    offsets = pa.array([0, len(series)], pa.int32())
+    return pa.table(
+        {
+            name: pa.ListArray.from_arrays(offsets, column.combine_chunks())
+            for name, column in zip(flat.column_names, flat.columns)
+        }
+    )
+
+
+def _unnested(block: pa.Table) -> pd.DataFrame:
+    """The long table of a block of `_nested` series."""
+    return pa.table(
+        {name: block.column(name).combine_chunks().flatten() for name in block.column_names}
+    ).to_pandas()
 
 
 def _files(source) -> list[str | Path]:
@@ -401,11 +508,12 @@ def _new_folder(out: str | Path | None) -> Path | None:
 
 def evaluate_dataset(
     source,
+    backtest: Backtest,
     engine: RayEngine | None = None,
     *,
     id_column: str | None = None,
     timestamp_column: str | None = None,
-    **evaluate_options,
+    progress: bool = True,
 ) -> EvaluationResult:
     """`kronos.evaluation.evaluate` with the model's forecasts made by Ray actors.
 
@@ -413,9 +521,7 @@ def evaluate_dataset(
     folder(s) or glob pattern(s) as `kronos evaluate` reads them, or what `evaluate` takes. The
     series, the baselines, the scores and the report stay here; the actors return the sample
     paths of each batch of origins, which draw from (seed, series, origin) alone, so the result
-    is the local engine's. `engine` holds the model and the actors (default `RayEngine()`);
-    `evaluate_options` are `evaluate`'s (steps, lookback, origins, every, paths, seed,
-    batch_size, progress, ...).
+    is the local engine's. `engine` holds the model and the actors (default `RayEngine()`).
     """
     engine = _engine(engine)
     # loaded here too, for its lookback and context; the actors make the forecasts
@@ -423,7 +529,7 @@ def evaluate_dataset(
         engine.model, engine.tokenizer, device="cpu", **engine.predictor_options
     )
     series = _backtest_series(source, id_column, timestamp_column)
-    return evaluate(series, predictor, engine=engine, **evaluate_options)
+    return evaluate(series, predictor, backtest, engine=engine, progress=progress)
 
 
 def _engine(engine: RayEngine | None) -> RayEngine:
@@ -441,10 +547,8 @@ def _backtest_series(source, id_column: str | None, timestamp_column: str | None
         source = source.to_pandas()
     if isinstance(source, pd.DataFrame) and id_column:
         return {
-            one.symbol: one
-            for one in split_table(
-                source, "data", TableLayout(id_column, timestamp_column=timestamp_column), np.float64
-            )
+            one.key: one
+            for one in split_table(source, "data", TableLayout(id_column, timestamp_column=timestamp_column))
         }
     if isinstance(source, (str, Path, list, tuple)):
         return read_series(_files(source), id_column, timestamp_column)

@@ -32,19 +32,19 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from kronos import __version__
-from kronos.forecasting.calibration import Calibration
-from kronos.forecasting.predictor import KronosPredictor
+from kronos.forecasting.predictor import Forecast, KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
-from kronos.forecasting.series import FEATURE_COLUMNS, OHLCVSeries, series_name
+from kronos.forecasting.series import Series
+from kronos.forecasting.tables import series_name
 from kronos.serve.batching import MicroBatcher, Overloaded
 from kronos.serve.inputs import (
     LIBRARY_ERRORS,
     InputError,
-    PreparedSeries,
+    Job,
     bars_as_json,
     check_options,
     check_past_forecasts,
-    prepare,
+    plan,
     series_from_bars,
     series_from_csv,
     summarize,
@@ -92,67 +92,45 @@ class ClientGone(Exception):
 
 
 class Forecaster:
-    """Runs the jobs of one micro-batch through one `predict_paths_batch` call (worker thread).
+    """Runs the jobs of one micro-batch through one `KronosPredictor.sample` call (worker thread).
 
     The call is not cut into smaller ones: a job of a batch request alone is as large as that
-    request, so it gets the numbers that `predict_paths_batch` gives its series in one call. A
-    job that asks for calibration first has each of its series calibrated on its own bars
-    (`KronosPredictor.calibrate`, as `kronos forecast --calibrate` does), here in the same worker,
-    and its paths are then calibrated as `predict_quantiles(..., calibration=)` calibrates them.
+    request, so it gets the numbers that `sample` gives its series in one call. Each series is
+    forecast from its last `lookback` bars. A job that asks for calibration first has each of its
+    series calibrated on all its bars (`KronosPredictor.fit_calibration`, as `kronos forecast
+    --calibrate` does), here in the same worker.
     """
 
     def __init__(self, predictor: KronosPredictor):
         self.predictor = predictor
 
-    def __call__(self, jobs: list[tuple[list[PreparedSeries], ForecastOptions]]) -> list[Generated]:
-        series = [one for prepared, _ in jobs for one in prepared]
-        options = jobs[0][1]  # a batch shares its key, so its sampling settings
-        sampling: dict[str, Any] = dict(
-            T=options.temperature, top_k=options.top_k, top_p=options.top_p, seed=options.seed
-        )
+    def __call__(self, jobs: list[Job]) -> list[Generated]:
+        predictor, lookback = self.predictor, self.predictor.lookback
+        sampling = jobs[0].sampling  # a batch shares its key, so its sampling settings
         calibrations = [
-            self.calibrate(one, job_options, sampling) if job_options.calibrate else None
-            for prepared, job_options in jobs
-            for one in prepared
+            predictor.fit_calibration(one, job.options.steps, sampling, lookback=lookback)
+            if job.options.calibrate
+            else None
+            for job in jobs
+            for one in job.series
         ]
-        paths = self.predictor.predict_paths_batch(
-            [one.history[FEATURE_COLUMNS] for one in series],
-            [one.history["timestamps"] for one in series],
-            [one.future.timestamps for one in series],
-            options.steps,
-            sample_count=options.paths,
-            series_ids=[one.key for one in series],
-            **sampling,
-        )
-        calibrated = [
-            paths[i] if c is None else c.apply(paths[i], one.last_close, one.volatility)
-            for i, (one, c) in enumerate(zip(series, calibrations))
-        ]
-        bounds = np.cumsum([0] + [len(prepared) for prepared, _ in jobs])
-        return [
-            Generated(calibrated[a:b], calibrations[a:b], len(series))
-            for a, b in zip(bounds[:-1], bounds[1:])
-        ]
+        histories = [history(one, lookback) for job in jobs for one in job.series]
+        futures = [future.timestamps for job in jobs for future in job.futures]
+        forecast = predictor.sample(histories, jobs[0].options.steps, sampling, calibrations, future=futures)
+        bounds = np.cumsum([0] + [len(job.series) for job in jobs])
+        return [Generated(forecast.subset(a, b), len(histories)) for a, b in zip(bounds[:-1], bounds[1:])]
 
-    def calibrate(self, one: PreparedSeries, options: ForecastOptions, sampling: dict) -> Calibration:
-        return self.predictor.calibrate(
-            one.bars[FEATURE_COLUMNS],
-            one.bars["timestamps"],
-            options.steps,
-            lookback=self.predictor.lookback,
-            sample_count=options.paths,
-            series_id=one.key,
-            **sampling,
-        )
+
+def history(series: Series, lookback: int) -> Series:
+    """The bars a forecast is given: the last `lookback`."""
+    return series.window(max(0, len(series) - lookback), len(series))
 
 
 @dataclass
 class Generated:
-    """A job's result: per series its paths [paths, steps, 6] and calibration (or None), and the
-    series in the generation call that made them."""
+    """A job's forecast, and the number of series in the generation call that made it."""
 
-    paths: list[np.ndarray]
-    calibrations: list[Calibration | None]
+    forecast: Forecast
     batch_series: int
 
 
@@ -181,18 +159,16 @@ class Service:
     def lookback(self) -> int:
         return self.predictor.lookback
 
-    async def generate(
-        self, request: Request | None, prepared: list[PreparedSeries], options: ForecastOptions
-    ) -> Generated:
-        """Paths (and calibrations) for `prepared`, and the series in the call that made them.
+    async def generate(self, request: Request | None, job: Job) -> Generated:
+        """The forecast of the job's series, and the series in the call that made it.
 
         Waits for the batcher, or for the client to disconnect: then the job is withdrawn. A
         calibrated series weighs its past forecasts too in the queue, and leads a call of its own.
         """
-        check_past_forecasts(prepared, self.limits)
-        size = sum(1 + one.past_forecasts for one in prepared)
+        check_past_forecasts(job, self.limits)
+        size = len(job.series) + job.past_forecasts
         try:
-            future = self.batcher.submit(batch_key(options), size, self.config.max_batch, (prepared, options))
+            future = self.batcher.submit(batch_key(job.options), size, self.config.max_batch, job)
         except Overloaded as err:
             raise HTTPException(
                 503, f"the server is busy: {err}; retry shortly", {"Retry-After": "1"}
@@ -220,7 +196,7 @@ class Service:
         try:
             options = ForecastOptions.model_validate({"steps": 2, "paths": 2})
             series = series_from_csv(EXAMPLES["sp500_daily"].read_bytes(), "sp500_daily", Limits())
-            await self.generate(None, [prepare(series, options, self.lookback, 0, "warm-up")], options)
+            await self.generate(None, plan([(series, 0, "warm-up")], options, self.lookback))
         except Exception as err:  # the readiness probe reports it
             log.exception("warm-up forecast failed")
             self.not_ready_reason = f"the warm-up forecast failed: {type(err).__name__}: {err}"
@@ -413,13 +389,20 @@ def _bearer(value: str) -> str | None:
 
 
 def build_v1(service: Service) -> APIRouter:
+    """The routes under /v1: the model, forecasts of JSON bars and of uploads, and parsing."""
     v1 = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
-    limits = service.limits
+    add_model_route(v1, service)
+    add_forecast_routes(v1, service)
+    add_upload_routes(v1, service)
+    return v1
 
-    def need_ready() -> None:
-        if not service.ready:
-            raise HTTPException(503, f"not ready: {service.not_ready_reason}", {"Retry-After": "1"})
 
+def _need_ready(service: Service) -> None:
+    if not service.ready:
+        raise HTTPException(503, f"not ready: {service.not_ready_reason}", {"Retry-After": "1"})
+
+
+def add_model_route(v1: APIRouter, service: Service) -> None:
     @v1.get("/models", summary="The model served: name, context, lookback, metadata, and this server's caps")
     async def models() -> dict:
         predictor = service.predictor
@@ -437,41 +420,48 @@ def build_v1(service: Service) -> APIRouter:
                     "device": str(predictor.device),
                 }
             ],
-            "limits": limits.as_dict(),
+            "limits": service.limits.as_dict(),
             "batching": {"max_batch": service.config.max_batch, "wait_ms": service.config.batch_wait_ms},
             "examples": sorted(EXAMPLES),
         }
 
-    async def forecasts(
-        request: Request,
-        options: ForecastOptions,
-        read: Callable[[], Iterable[tuple[OHLCVSeries, object, str]]],
-    ) -> tuple[list[PreparedSeries], list[dict], int]:
-        """Every route's forecast: the options checked and the series that `read` gives as (series,
-        key, label) prepared, in a worker thread; their paths generated with other requests' series;
-        each summarised. Also the number of series in the generation call."""
 
-        def read_all() -> tuple[tuple[float, ...], list[PreparedSeries]]:
-            levels = check_options(options, limits)
-            return levels, [prepare(one, options, service.lookback, key, label) for one, key, label in read()]
+SeriesItems = Callable[[], Iterable[tuple[Series, object, str]]]
 
-        levels, prepared = await run_in_threadpool(read_all)
-        made = await service.generate(request, prepared, options)
 
-        def answers() -> list[dict]:
-            return [
-                summarize(one, paths, levels, options, calibration)
-                for one, paths, calibration in zip(prepared, made.paths, made.calibrations)
-            ]
+async def _forecasts(
+    service: Service, request: Request, options: ForecastOptions, read: SeriesItems
+) -> tuple[Job, list[dict], int]:
+    """Every route's forecast: the options checked and the series that `read` gives as (series,
+    key, label) planned, in a worker thread; their forecast sampled with other requests' series;
+    each summarised. Also the number of series in the generation call."""
 
-        return prepared, await run_in_threadpool(answers), made.batch_series
+    def read_all() -> tuple[tuple[float, ...], Job]:
+        levels = check_options(options, service.limits)
+        return levels, plan(read(), options, service.lookback)
 
-    async def one_forecast(
-        request: Request, options: ForecastOptions, read: Callable[[], OHLCVSeries], key: object = 0
-    ) -> JSONResponse:
-        need_ready()
-        _, (answer,), batch_series = await forecasts(request, options, lambda: [(read(), key, "bars")])
-        return JSONResponse({**_header(service, options), **answer, "batch_series": batch_series})
+    levels, job = await run_in_threadpool(read_all)
+    made = await service.generate(request, job)
+
+    def answers() -> list[dict]:
+        return [
+            summarize(made.forecast.subset(i, i + 1), history(one, service.lookback), future, levels, options)
+            for i, (one, future) in enumerate(zip(job.series, job.futures))
+        ]
+
+    return job, await run_in_threadpool(answers), made.batch_series
+
+
+async def _one_forecast(
+    service: Service, request: Request, options: ForecastOptions, read: Callable[[], Series], key: object = 0
+) -> JSONResponse:
+    _need_ready(service)
+    _, (answer,), batch_series = await _forecasts(service, request, options, lambda: [(read(), key, "bars")])
+    return JSONResponse({**_header(service, options), **answer, "batch_series": batch_series})
+
+
+def add_forecast_routes(v1: APIRouter, service: Service) -> None:
+    limits = service.limits
 
     @v1.post(
         "/forecast",
@@ -481,7 +471,9 @@ def build_v1(service: Service) -> APIRouter:
     async def forecast(body: ForecastRequest, request: Request) -> JSONResponse:
         """With a seed, the numbers equal KronosPredictor.predict_quantiles(last lookback bars, ...,
         seed=seed) for series id 0. Requests arriving together share one generation call."""
-        return await one_forecast(request, body, lambda: series_from_bars(body.bars, "bars", limits))
+        return await _one_forecast(
+            service, request, body, lambda: series_from_bars(body.bars, "bars", limits)
+        )
 
     @v1.post(
         "/forecast/batch",
@@ -491,36 +483,41 @@ def build_v1(service: Service) -> APIRouter:
     async def forecast_batch(body: BatchRequest, request: Request) -> JSONResponse:
         """Series i draws from (seed, its id), its position when it has no id. Its numbers equal
         predict_quantiles(..., seed=seed, series_id=id) series by series."""
-        need_ready()
+        _need_ready(service)
         if len(body.series) > limits.max_series:
             raise InputError(
                 f"series has {len(body.series)} entries, over this server's cap of {limits.max_series} "
                 "(kronos serve --max-series)",
                 "series",
             )
-
-        def read() -> Iterator[tuple[OHLCVSeries, object, str]]:
-            ids = [i if item.id is None else item.id for i, item in enumerate(body.series)]
-            if len(set(ids)) != len(ids):
-                repeated = next(i for i in ids if ids.count(i) > 1)
-                raise InputError(
-                    f"series ids must be distinct: {repeated!r} appears more than once", "series"
-                )
-            for i, (item, key) in enumerate(zip(body.series, ids)):
-                yield series_from_bars(item.bars, f"series[{i}].bars", limits), key, f"series[{i}].bars"
-
-        prepared, answers, _ = await forecasts(request, body, read)
-        forecasts_by_id = [{"id": one.key, **answer} for one, answer in zip(prepared, answers)]
+        job, answers, _ = await _forecasts(service, request, body, lambda: _batch_items(body, limits))
+        forecasts_by_id = [{"id": one.key, **answer} for one, answer in zip(job.series, answers)]
         return JSONResponse({**_header(service, body), "forecasts": forecasts_by_id})
+
+
+def _batch_items(body: BatchRequest, limits: Limits) -> Iterator[tuple[Series, object, str]]:
+    """A batch request's series as (series, key, label), keyed by id (default: position)."""
+    ids = [i if item.id is None else item.id for i, item in enumerate(body.series)]
+    if len(set(ids)) != len(ids):
+        repeated = next(i for i in ids if ids.count(i) > 1)
+        raise InputError(f"series ids must be distinct: {repeated!r} appears more than once", "series")
+    for i, (item, key) in enumerate(zip(body.series, ids)):
+        yield series_from_bars(item.bars, f"series[{i}].bars", limits), key, f"series[{i}].bars"
+
+
+def add_upload_routes(v1: APIRouter, service: Service) -> None:
+    """The routes that take a multipart form with a CSV file (and the forecast options, if they have any)."""
+    limits = service.limits
 
     async def forecast_csv(request: Request) -> JSONResponse:
         content, name, timestamp_column, fields = await _read_upload(request)
         options = _form_options(fields)
         # keyed by the file's series name, as `kronos forecast FILE` keys it: the same seed, the same numbers
-        return await one_forecast(
+        return await _one_forecast(
+            service,
             request,
             options,
-            lambda: series_from_csv(content, name, limits, timestamp_column, np.float32),
+            lambda: series_from_csv(content, name, limits, timestamp_column),
             series_name(Path(name)),
         )
 
@@ -533,7 +530,6 @@ def build_v1(service: Service) -> APIRouter:
         series = await run_in_threadpool(series_from_csv, content, name, limits, timestamp_column)
         return JSONResponse({"name": name, "columns": list(series.columns), "bars": bars_as_json(series)})
 
-    # the routes that take a multipart form with a CSV file (and the forecast options, if they have any)
     for path, route, response_model, with_options, summary in (
         ("/forecast/csv", forecast_csv, ForecastResponse, True,
          "Forecast an uploaded CSV file (multipart form: file, and any forecast option as a field)"),
@@ -548,7 +544,6 @@ def build_v1(service: Service) -> APIRouter:
             summary=summary,
             openapi_extra=_multipart_body(with_options),
         )
-    return v1
 
 
 def _header(service: Service, options: ForecastOptions) -> dict:

@@ -1,47 +1,42 @@
 """From request bodies and uploaded files to validated series, and from sampled paths to answers.
 
 Bars are read and checked by kronos.forecasting.series (`parse_timestamps`, `check_time_order` and
-`prepare_ohlcv`; files through `map_columns` and `series_from_frame`, as `kronos forecast` reads
-them), future timestamps come from `kronos.forecasting.schedules.future_timestamps` and every statistic from
-`kronos.forecasting.paths`, so the service refuses and computes exactly what the library does. Any
-refusal is an `InputError` naming the field (and, where known, the row).
+`prepare_ohlcv`; files by `kronos.forecasting.tables`, as `kronos forecast` reads them), future
+timestamps come from `kronos.forecasting.schedules.future_timestamps` and every forecast and
+statistic from the predictor's `sample` and `Forecast.summary`, so the service refuses and computes
+exactly what the library does. Any refusal is an `InputError` naming the field (and, where known,
+the row).
 """
 
 from __future__ import annotations
 
-import io
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from kronos.forecasting.calibration import (
-    MIN_ORIGINS,
-    Calibration,
-    fit_origins,
-    history_volatility,
-    required_rows,
-)
+from kronos.engine.sampling import Sampling
+from kronos.forecasting.calibration import MIN_ORIGINS, Calibration, fit_origins, required_rows
 from kronos.forecasting.paths import (
     check_quantile_levels,
     ohlc_violation_rate,
-    path_statistics,
     quantile_column,
     realized_volatility,
 )
+from kronos.forecasting.predictor import Forecast
 from kronos.forecasting.schedules import MIN_HISTORY, FutureIndex, future_timestamps
 from kronos.forecasting.series import (
     CLOSE,
     FEATURE_COLUMNS,
-    OHLCVSeries,
-    TableLayout,
+    Series,
     check_time_order,
-    map_columns,
     parse_timestamps,
     prepare_ohlcv,
-    series_from_frame,
 )
+from kronos.forecasting.tables import TableLayout, map_columns, read_table, series_from_frame
 from kronos.serve.schemas import Bar, ForecastOptions, Limits
 
 LIBRARY_ERRORS = (ValueError, TypeError, OverflowError)
@@ -57,22 +52,20 @@ class InputError(ValueError):
         self.message, self.field, self.row, self.status = message, field, row, status
 
 
-@dataclass
-class PreparedSeries:
-    """One series ready to forecast: the history the model is given, its future timestamps and the
-    key its random draws come from."""
+@dataclass(frozen=True)
+class Job:
+    """One request's forecast: its series (every bar sent, each keyed by its id), their future
+    timestamps, and the options; what the worker hands to `KronosPredictor.sample`."""
 
-    key: object
-    history: pd.DataFrame  # the last `lookback` bars: timestamps and FEATURE_COLUMNS
-    future: FutureIndex
-    last_close: float
-    bars: pd.DataFrame  # every bar sent, what a calibration is fitted on
-    past_forecasts: int = 0  # the calibration's, when asked for one
+    series: list[Series]
+    futures: list[FutureIndex]
+    options: ForecastOptions
+    past_forecasts: int = 0  # the calibrations' past forecasts, when asked for them
 
     @property
-    def volatility(self) -> float:
-        """The history's per-bar volatility, as the predictor measures it (float32 closes) for calibration."""
-        return float(history_volatility(self.history["close"].to_numpy(dtype=np.float32)))
+    def sampling(self) -> Sampling:
+        options = self.options
+        return Sampling(options.temperature, options.top_k, options.top_p, options.paths, options.seed)
 
 
 def check_options(options: ForecastOptions, limits: Limits) -> tuple[float, ...]:
@@ -101,7 +94,7 @@ def check_bar_count(count: int, label: str, limits: Limits, field: str) -> None:
         )
 
 
-def check_magnitude(series: OHLCVSeries, field: str) -> OHLCVSeries:
+def check_magnitude(series: Series, field: str) -> Series:
     rows, cols = np.nonzero(np.abs(series.bars) > MAX_ABS_VALUE)
     if len(rows):
         raise InputError(
@@ -112,7 +105,7 @@ def check_magnitude(series: OHLCVSeries, field: str) -> OHLCVSeries:
     return series
 
 
-def series_from_bars(bars: list[Bar], label: str, limits: Limits) -> OHLCVSeries:
+def series_from_bars(bars: list[Bar], label: str, limits: Limits) -> Series:
     """JSON bars as a series (float64, as sent). They must come oldest first, without repeated timestamps."""
     check_bar_count(len(bars), label, limits, label)
     columns: dict[str, list] = {}
@@ -126,92 +119,95 @@ def series_from_bars(bars: list[Bar], label: str, limits: Limits) -> OHLCVSeries
         values = prepare_ohlcv(pd.DataFrame(columns), label, dtype=np.float64)
     except LIBRARY_ERRORS as err:
         raise InputError(str(err), label) from err
-    return check_magnitude(OHLCVSeries(label, stamps, values, columns=tuple(columns)), label)
+    return check_magnitude(Series(values, pd.DatetimeIndex(stamps), 0, label, tuple(columns)), label)
 
 
-def series_from_csv(
-    content: bytes, name: str, limits: Limits, timestamp_column: str | None = None, dtype=np.float64
-) -> OHLCVSeries:
-    """An uploaded CSV file as a series, read as `kronos forecast` reads a file (rows sorted by time);
-    in float32 as `kronos forecast` holds a file's bars, so that a calibration fitted on them is the
-    CLI's too, or in float64 to answer the bars as sent (`/v1/parse`)."""
+def series_from_csv(content: bytes, name: str, limits: Limits, timestamp_column: str | None = None) -> Series:
+    """An uploaded CSV file as a series, read as `kronos forecast` reads a file
+    (`kronos.forecasting.tables.read_table`: any separator, decimal commas; rows sorted by time)."""
     try:
-        table = pd.read_csv(io.BytesIO(content))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(f"{name} is not a readable CSV file: {err}", "file") from err
+        table = read_table(content, name)
+    except ValueError as err:
+        raise InputError(str(err), "file") from err
     check_bar_count(len(table), name, limits, "file")
     try:
         mapped = map_columns(table, name, TableLayout(timestamp_column=timestamp_column))
-        series = series_from_frame(mapped, name, dtype=dtype)
+        series = series_from_frame(mapped, name)
     except LIBRARY_ERRORS as err:
         raise InputError(str(err), "file") from err
     return check_magnitude(series, "file")
 
 
-def prepare(
-    series: OHLCVSeries, options: ForecastOptions, lookback: int, key: object, label: str
-) -> PreparedSeries:
-    """The last `lookback` bars, and the next `options.steps` timestamps inferred from all the bars
-    (or stepped by `options.freq`), as `kronos forecast` does."""
-    try:
-        future = future_timestamps(pd.DatetimeIndex(series.timestamps), options.steps, label, options.freq)
-    except LIBRARY_ERRORS as err:
-        raise InputError(str(err), "freq" if options.freq else label) from err
-    bars = series.frame()
-    past_forecasts = 0
-    if options.calibrate:
-        past_forecasts = len(fit_origins(len(bars), lookback, options.steps))
-        if past_forecasts < MIN_ORIGINS:
-            needed = required_rows(lookback, options.steps)
-            raise InputError(
-                f"{label} has {len(bars)} bars; calibrate needs at least {needed} (lookback {lookback}, "
-                f"{options.steps} steps, {MIN_ORIGINS} past forecasts)",
-                label,
-            )
-    history = bars.iloc[-lookback:].reset_index(drop=True)
-    # the close as the model sees it (float32), as predict_quantiles compares the paths with it
-    last_close = float(np.float32(series.bars[-1, CLOSE]))
-    return PreparedSeries(key, history, future, last_close, bars, past_forecasts)
+def plan(items: Iterable[tuple[Series, object, str]], options: ForecastOptions, lookback: int) -> Job:
+    """A job for the series that `items` gives as (series, key, label): each keyed, and its next
+    `options.steps` timestamps inferred from all its bars (or stepped by `options.freq`), as
+    `kronos forecast` does; with `options.calibrate`, each checked to hold enough bars."""
+    series, futures, past_forecasts = [], [], 0
+    for one, key, label in items:
+        try:
+            future = future_timestamps(one.timestamps, options.steps, label, options.freq)
+        except LIBRARY_ERRORS as err:
+            raise InputError(str(err), "freq" if options.freq else label) from err
+        if options.calibrate:
+            past_forecasts += check_calibration_rows(len(one), lookback, options.steps, label)
+        series.append(replace(one, key=key))
+        futures.append(future)
+    return Job(series, futures, options, past_forecasts)
 
 
-def check_past_forecasts(prepared: list[PreparedSeries], limits: Limits) -> None:
-    """A calibrated request runs its series' past forecasts too: they count against a cap of their own."""
-    total = sum(one.past_forecasts for one in prepared)
-    if total > limits.max_past_forecasts:
+def check_calibration_rows(bars: int, lookback: int, steps: int, label: str) -> int:
+    """The past forecasts a calibration of a series of `bars` bars takes; an error if too few."""
+    past_forecasts = len(fit_origins(bars, lookback, steps))
+    if past_forecasts < MIN_ORIGINS:
         raise InputError(
-            f"calibrate needs {total} past forecasts for this request, over this server's cap of "
+            f"{label} has {bars} bars; calibrate needs at least {required_rows(lookback, steps)} (lookback "
+            f"{lookback}, {steps} steps, {MIN_ORIGINS} past forecasts)",
+            label,
+        )
+    return past_forecasts
+
+
+def check_past_forecasts(job: Job, limits: Limits) -> None:
+    """A calibrated request runs its series' past forecasts too: they count against a cap of their own."""
+    if job.past_forecasts > limits.max_past_forecasts:
+        raise InputError(
+            f"calibrate needs {job.past_forecasts} past forecasts for this request, over this server's cap of "
             f"{limits.max_past_forecasts} (kronos serve --max-past-forecasts)",
             "calibrate",
         )
 
 
 def summarize(
-    series: PreparedSeries,
-    paths: np.ndarray,
+    forecast: Forecast,
+    history: Series,
+    future: FutureIndex,
     levels: tuple[float, ...],
     options: ForecastOptions,
-    calibration: Calibration | None = None,
-) -> dict:
-    """The answer for one series from its sampled paths [paths, steps, 6] (calibrated already when
-    `calibration` is given): the columns that `predict_quantiles` returns
-    (`kronos.forecasting.paths.path_statistics`), arranged per field."""
-    columns = path_statistics(paths, series.last_close, sorted({*levels, 0.5}), options.repair_ohlc)
-    bars = series.history[FEATURE_COLUMNS].to_numpy(dtype=np.float64)
+) -> dict[str, Any]:
+    """The answer for one series from its forecast (`KronosPredictor.sample` of its last `lookback`
+    bars, `history`): the columns that `predict_quantiles` returns (`Forecast.summary`), arranged
+    per field, beside the volatility the history's own would give."""
+    try:
+        columns = forecast.summary(sorted({*levels, 0.5}), options.repair_ohlc)
+    except LIBRARY_ERRORS as err:
+        raise InputError(str(err)) from err
+    paths, calibration = forecast.paths[0], forecast.calibrations[0]
+    bars = history.bars
     per_bar = realized_volatility(bars[None, 1:], bars[0, CLOSE])[0, -1] / math.sqrt(len(bars) - 1)
     horizon = np.sqrt(np.arange(1, paths.shape[1] + 1))
     answer = {
-        "timestamps": [stamp.isoformat() for stamp in series.future.timestamps],
-        "spacing": series.future.description,
-        "last_close": series.last_close,
+        "timestamps": [stamp.isoformat() for stamp in future.timestamps],
+        "spacing": future.description,
+        "last_close": float(forecast.last_close[0]),
         "history_bars": len(bars),
         "quantiles": {
-            field: {f"{q:g}": floats(columns[quantile_column(field, q)]) for q in levels}
+            field: {f"{q:g}": floats(columns[quantile_column(field, q)][0]) for q in levels}
             for field in FEATURE_COLUMNS
         },
-        "median": {field: floats(columns[quantile_column(field, 0.5)]) for field in FEATURE_COLUMNS},
-        "mean": {field: floats(columns[f"{field}_mean"]) for field in FEATURE_COLUMNS},
-        "prob_up": floats(columns["prob_close_above_last"]),
-        "expected_volatility": floats(columns["realized_vol"]),
+        "median": {field: floats(columns[quantile_column(field, 0.5)][0]) for field in FEATURE_COLUMNS},
+        "mean": {field: floats(columns[f"{field}_mean"][0]) for field in FEATURE_COLUMNS},
+        "prob_up": floats(columns["prob_close_above_last"][0]),
+        "expected_volatility": floats(columns["realized_vol"][0]),
         "historical_volatility": floats(per_bar * horizon),
         "ohlc_violation_rate": ohlc_violation_rate(paths),
         "calibrated": calibration is not None,
@@ -239,7 +235,7 @@ def floats(values) -> list[float | None]:
     return [float(v) if math.isfinite(v) else None for v in np.asarray(values, dtype=np.float64).tolist()]
 
 
-def bars_as_json(series: OHLCVSeries) -> list[dict]:
+def bars_as_json(series: Series) -> list[dict]:
     """A series' bars in the form /v1/forecast takes."""
     stamps = [stamp.isoformat() for stamp in series.timestamps]
     values = series.bars.tolist()

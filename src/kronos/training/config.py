@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kronos.forecasting.series import FEATURE_COLUMNS, TableLayout
+from kronos.forecasting.series import FEATURE_COLUMNS
+from kronos.forecasting.tables import TableLayout
 from kronos.nn import config as networks
 
 if sys.version_info >= (3, 11):

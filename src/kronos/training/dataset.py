@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kronos.forecasting.series import OHLCVSeries, load_series, time_features
+from kronos.forecasting.series import Series, time_features
+from kronos.forecasting.tables import load_series
 from kronos.training.config import Config, DataConfig
 
 
@@ -64,14 +65,14 @@ def split_point(length: int, val_fraction: float) -> int:
     return length - int(round(length * val_fraction))
 
 
-def build_windows(series: list[OHLCVSeries], data: DataConfig) -> tuple[WindowSet, WindowSet | None]:
+def build_windows(series: list[Series], data: DataConfig) -> tuple[WindowSet, WindowSet | None]:
     """Train and validation windows over all series, split by time per series.
 
     Training windows lie wholly before each series' split point, validation windows wholly after
     it. A series too short for one window on each side is an error naming it.
     """
     window, stride, history = data.window, data.stride, data.history_len()
-    bars = [s.bars for s in series]
+    bars = [np.ascontiguousarray(s.bars, dtype=np.float32) for s in series]  # as the model computes
     stamps = [time_features(s.timestamps) for s in series]
     train_index, val_index = [], []
     for i, s in enumerate(series):
@@ -99,7 +100,7 @@ def build_windows(series: list[OHLCVSeries], data: DataConfig) -> tuple[WindowSe
     return train, val
 
 
-def load_windows(config: Config) -> tuple[list[OHLCVSeries], WindowSet, WindowSet | None]:
+def load_windows(config: Config) -> tuple[list[Series], WindowSet, WindowSet | None]:
     """Read and validate every data file named in the config, then cut the windows."""
     data = config.data
     if not data.paths:

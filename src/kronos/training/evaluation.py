@@ -10,9 +10,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kronos.engine.sampling import Sampling
 from kronos.forecasting.paths import sample_quantiles
 from kronos.forecasting.predictor import KronosPredictor
-from kronos.forecasting.series import CLOSE, FEATURE_COLUMNS, OHLCVSeries
+from kronos.forecasting.series import CLOSE, Series
 from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
 from kronos.training.config import Config
@@ -47,7 +48,7 @@ def window_losses(tokenizer: KronosTokenizer, model: Kronos | None, windows: Win
 
 def forecast_errors(
     predictor: KronosPredictor,
-    series: OHLCVSeries,
+    series: Series,
     split: int,
     history: int,
     horizon: int,
@@ -56,7 +57,8 @@ def forecast_errors(
 ) -> dict[str, Any]:
     """Close-price MAE of the mean forecast vs persistence, over forecasts starting in [split, end).
 
-    Each forecast sees only the `history` bars before its origin.
+    Each forecast sees only the `history` bars before its origin; its paths are drawn (by
+    `KronosPredictor.sample`, default sampling) from torch's global generator.
     """
     first, last = max(split, history), len(series) - horizon
     if last < first:
@@ -64,12 +66,13 @@ def forecast_errors(
             f"series {series.name!r} has no room for a {horizon}-step forecast after bar {split}"
         )
     starts = np.unique(np.linspace(first, last, origins).round().astype(int))
-    frame = series.frame()
-    dfs = [frame.iloc[t - history : t][FEATURE_COLUMNS] for t in starts]
-    x_ts = [frame["timestamps"].iloc[t - history : t] for t in starts]
-    y_ts = [frame["timestamps"].iloc[t : t + horizon] for t in starts]
-    paths = predictor.predict_paths_batch(dfs, x_ts, y_ts, horizon, sample_count=sample_count)
-    close_paths = paths[..., CLOSE]  # [origins, paths, horizon]
+    forecast = predictor.sample(
+        [series.window(t - history, t) for t in starts],
+        horizon,
+        Sampling(sample_count=sample_count),
+        future=[series.timestamps[t : t + horizon] for t in starts],
+    )
+    close_paths = forecast.paths[..., CLOSE]  # [origins, paths, horizon]
     actual = np.stack([series.bars[t : t + horizon, CLOSE] for t in starts])
     last_close = np.array([series.bars[t - 1, CLOSE] for t in starts])[:, None]
     mean_forecast = close_paths.mean(axis=1)

@@ -10,7 +10,7 @@ from torch import nn
 
 from kronos.forecasting.pretrained import resolve_checkpoint
 from kronos.forecasting.schedules import bar_spacing
-from kronos.forecasting.series import OHLCVSeries
+from kronos.forecasting.series import Series
 from kronos.nn.metadata import ModelMetadata
 from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
@@ -51,7 +51,7 @@ class TokenizerStage:
         self.config = config
         self.device = device
 
-    def build(self, series: list[OHLCVSeries]) -> nn.Module:
+    def build(self, series: list[Series]) -> nn.Module:
         cfg = self.config.tokenizer
         if cfg.pretrained:
             module = KronosTokenizer.from_pretrained(resolve_checkpoint(cfg.pretrained, "tokenizer"))
@@ -96,7 +96,7 @@ class PredictorStage:
             f"checkpoint, or train one first with the tokenizer stage (looked in {trained})"
         )
 
-    def build(self, series: list[OHLCVSeries]) -> nn.Module:
+    def build(self, series: list[Series]) -> nn.Module:
         """A new or pretrained model, with the metadata of the data it is trained on (kronos.json)."""
         cfg = self.config.model
         if cfg.pretrained:

@@ -1,0 +1,302 @@
+"""Reading tables of bars (CSV in any common dialect, Parquet, compressed) and cutting them into
+`Series`: the one reader and splitter of the package, used by the CLI, the service, evaluation,
+training and Ray."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kronos.forecasting.series import (
+    FEATURE_COLUMNS,
+    FILE_LINE,
+    FILE_ROW,
+    Series,
+    SyntheticOHLCWarning,
+    check_ids_present,
+    check_time_order,
+    ohlc_from_close,
+    parse_timestamps,
+    prepare_ohlcv,
+)
+
+TIMESTAMP_CANDIDATES = ("timestamps", "timestamp", "date", "datetime", "time")
+CSV_SUFFIXES = (".csv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zip", ".xz", ".zst")
+DUPLICATE_HINT = (
+    "; duplicate timestamps in one file usually mean several symbols: name the id column (--id-column)"
+)
+
+
+def long_table(series: Sequence[Series], id_column: str = "symbol") -> pd.DataFrame:
+    """Series as one long table, the input of `predict_df`: each series' rows with its key as id."""
+    return pd.concat([one.frame().assign(**{id_column: one.key}) for one in series], ignore_index=True)
+
+
+def _format_suffix(path: Path) -> str | None:
+    """The data format of a file name ('.csv' for prices.csv.gz), or None if it is not a data file."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSION_SUFFIXES:
+        suffixes.pop()
+    if suffixes and suffixes[-1] in CSV_SUFFIXES + PARQUET_SUFFIXES:
+        return suffixes[-1]
+    return None
+
+
+def series_name(path: Path) -> str:
+    """A file's series name: its name without the data suffixes ('AAPL' for AAPL.csv.gz)."""
+    name = path.name
+    if path.suffix.lower() in COMPRESSION_SUFFIXES:
+        name = Path(name).stem
+    return Path(name).stem
+
+
+def read_table(source: str | Path | bytes, name: str | None = None) -> pd.DataFrame:
+    """Read a .csv (optionally compressed) or .parquet file, or the bytes of one, into a DataFrame.
+
+    Rows are labelled as messages name them: a CSV's by its line (the header is line 1), a
+    Parquet file's by its row counted from 1. A CSV separated by semicolons, tabs or bars is
+    recognised from its header; with semicolons, a decimal comma too. A Parquet file's index
+    (e.g. the timestamps) becomes a column. Bytes are read as the format `name`'s suffix says
+    (CSV without one); messages name the file by `name` (default: its path).
+    """
+    if isinstance(source, bytes):
+        label = name or "file"
+        suffix = _format_suffix(Path(label)) or ".csv"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"data file {str(path)!r} does not exist")
+        label, suffix = name or str(path), _format_suffix(path)
+    if suffix in PARQUET_SUFFIXES:
+        return _read_parquet(source, label)
+    if suffix in CSV_SUFFIXES:
+        try:
+            table = _read_csv(source)
+        except pd.errors.EmptyDataError as err:
+            raise ValueError(f"{label} is empty: it has no header line and no rows") from err
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+            raise ValueError(f"{label} is not a readable CSV file: {err}") from err
+        return table.set_axis(pd.RangeIndex(2, len(table) + 2, name=FILE_LINE))
+    raise ValueError(f"{label}: unsupported file type; use .csv or .parquet")
+
+
+def _read_parquet(source: str | Path | bytes, label: str) -> pd.DataFrame:
+    try:
+        table = pd.read_parquet(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except ImportError as err:
+        raise ImportError(
+            f"reading {label} needs pyarrow: pip install 'kronos[parquet]' (or save the data as CSV)"
+        ) from err
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{label} is not a readable Parquet file: {err}") from err
+    if not isinstance(table.index, pd.RangeIndex):
+        table = table.reset_index()
+    return table.set_axis(pd.RangeIndex(1, len(table) + 1, name=FILE_ROW))
+
+
+CSV_SEPARATORS = (";", "\t", "|")
+
+
+def _read_csv(source: str | Path | bytes) -> pd.DataFrame:
+    """A CSV with commas, or with the separator its one-column header turns out to hold."""
+
+    def read(**options: str) -> pd.DataFrame:
+        return pd.read_csv(io.BytesIO(source) if isinstance(source, bytes) else source, **options)
+
+    table = read()
+    if len(table.columns) != 1:
+        return table
+    header = str(table.columns[0])
+    sep = next((sep for sep in CSV_SEPARATORS if sep in header), None)
+    if sep is None:
+        return table
+    table = read(sep=sep)
+    if sep == ";":
+        # '1,5' is one and a half where semicolons separate: European spreadsheets write it so
+        comma = read(sep=sep, decimal=",")
+        if _numeric_columns(comma) > _numeric_columns(table):
+            return comma
+    return table
+
+
+def _numeric_columns(table: pd.DataFrame) -> int:
+    return sum(pd.api.types.is_numeric_dtype(dtype) for dtype in table.dtypes)
+
+
+def expand_folders(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given; a folder as its .csv and .parquet files, sorted by name."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(p for p in path.iterdir() if p.is_file() and _format_suffix(p))
+        if not found:
+            raise ValueError(f"folder {str(path)!r} holds no .csv or .parquet files")
+        files.extend(found)
+    return files
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """Where a file or table keeps its bars (`kronos forecast --id-column --columns
+    --timestamp-column --ohlc-from-close`).
+
+    `id_column` splits a long table into one series per value (None: the table is one series);
+    `column_map` maps our fields (open, ..., amount) to the table's names, other columns are
+    matched in any case (`Close` is `close`); `timestamp_column` names the timestamps (None: the
+    first of TIMESTAMP_CANDIDATES present, in any case); with `from_close`, a table without open,
+    high and low gets them from its close (`ohlc_from_close`).
+    """
+
+    id_column: str | None = None
+    column_map: dict[str, str] = field(default_factory=dict)
+    timestamp_column: str | None = None
+    from_close: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.column_map) - set(FEATURE_COLUMNS))
+        if unknown:
+            raise ValueError(f"column_map names unknown field(s) {unknown}; fields are {FEATURE_COLUMNS}")
+
+
+ONE_SERIES = TableLayout()  # a table of one series, its columns found by name
+
+
+def _checked_layout(layout: TableLayout) -> TableLayout:
+    if not isinstance(layout, TableLayout):
+        raise TypeError(
+            f"layout must be a kronos.forecasting.series.TableLayout, e.g. TableLayout(id_column='symbol'), "
+            f"got {type(layout).__name__} {layout!r}"
+        )
+    return layout
+
+
+def map_columns(df: pd.DataFrame, name: str, layout: TableLayout = ONE_SERIES) -> pd.DataFrame:
+    """Rename the table's columns to `timestamps` and FEATURE_COLUMNS, keeping only those, as
+    `layout.column_map` and `layout.timestamp_column` say.
+
+    Timestamps are parsed; row labels are kept, so that errors name the file's rows.
+    """
+    column_map, timestamp_column = layout.column_map, layout.timestamp_column
+    by_lower: dict[str, str] = {}
+    for col in df.columns:
+        by_lower.setdefault(str(col).lower(), col)
+    renames: dict = {}
+    for feature in FEATURE_COLUMNS:
+        source = column_map.get(feature)
+        if source is not None:
+            if source not in df.columns:
+                raise ValueError(
+                    f"{name}: column {source!r} (mapped to {feature!r}) is not in the file; it has {list(df.columns)}"
+                )
+        else:
+            source = by_lower.get(feature)
+        if source is not None:
+            renames[source] = feature
+    if timestamp_column:
+        if timestamp_column not in df.columns:
+            raise ValueError(
+                f"{name}: timestamp column {timestamp_column!r} is not in the file; it has {list(df.columns)}"
+            )
+        ts_source = timestamp_column
+    else:
+        found = next((by_lower[c] for c in TIMESTAMP_CANDIDATES if c in by_lower), None)
+        if found is None:
+            raise ValueError(
+                f"{name} has no timestamp column (looked for {list(TIMESTAMP_CANDIDATES)} in any case); "
+                f"it has {list(df.columns)}: name it with the timestamp column option"
+            )
+        ts_source = found
+    renames[ts_source] = "timestamps"
+    # parsed here, where the file's own column name is known for the error message
+    timestamps = parse_timestamps(df[ts_source], f"{name} column {ts_source!r}")
+    return df[list(renames)].rename(columns=renames).assign(timestamps=timestamps)
+
+
+def series_from_frame(df: pd.DataFrame, name: str, key: object | None = None) -> Series:
+    """Validate a frame with `timestamps` and FEATURE_COLUMNS (as from `map_columns`) into a series
+    keyed by `key` (default: its name).
+
+    Rows are sorted by time; repeated or unreadable timestamps are errors naming the row.
+    """
+    timestamps = parse_timestamps(df["timestamps"], f"{name} column 'timestamps'")
+    features = df.drop(columns="timestamps")
+    bars = prepare_ohlcv(features, name, np.float64)
+    order = np.argsort(timestamps.to_numpy(), kind="stable")
+    timestamps = timestamps.iloc[order].reset_index(drop=True)
+    check_time_order(timestamps, name, hint=DUPLICATE_HINT)
+    columns = tuple(c for c in FEATURE_COLUMNS if c in features.columns)
+    return Series(bars[order], pd.DatetimeIndex(timestamps), name if key is None else key, name, columns)
+
+
+def split_table(df: pd.DataFrame, name: str, layout: TableLayout = ONE_SERIES) -> list[Series]:
+    """One table as series: the whole of it named `name`, or one series per `layout.id_column` value.
+
+    With `layout.from_close`, a table without open, high and low gets them from its close
+    (`ohlc_from_close`), with one `SyntheticOHLCWarning`; such series have `synthetic_ohlc`.
+    """
+    id_column = _checked_layout(layout).id_column
+    if df.empty:
+        raise ValueError(f"{name} holds no rows")
+    if not id_column:
+        groups: list[tuple[str | None, str, pd.DataFrame]] = [(None, name, df)]
+    else:
+        if id_column not in df.columns:
+            raise ValueError(f"{name} has no id column {id_column!r}; it has {list(df.columns)}")
+        check_ids_present(df[id_column], name, id_column)
+        groups = [
+            (str(symbol), f"{name}[{id_column}={symbol}]", group)
+            for symbol, group in df.groupby(id_column, sort=True)
+        ]
+    series = []
+    for symbol, label, group in groups:
+        mapped = map_columns(group, label, layout)
+        synthetic = layout.from_close and not any(c in mapped.columns for c in ("open", "high", "low"))
+        if synthetic:
+            mapped = ohlc_from_close(mapped, label, warn=False)
+        one = series_from_frame(mapped, label, symbol)
+        if synthetic:
+            real = tuple(c for c in one.columns if c not in ("open", "high", "low"))
+            one = replace(one, columns=real, synthetic_ohlc=True)
+        series.append(one)
+    built = [one.name for one in series if one.synthetic_ohlc]
+    if built:
+        warnings.warn(
+            f"{name}: open, high and low of {len(built)} series are synthesised from the close (open = previous "
+            "close, high/low = max/min of open and close); forecasts of them follow that rule, not the market",
+            SyntheticOHLCWarning,
+            stacklevel=3,
+        )
+    return series
+
+
+def load_series(paths: Sequence[str | Path], layout: TableLayout = ONE_SERIES) -> list[Series]:
+    """Read OHLCV series from files or folders of them, each file laid out as `layout` says: one
+    symbol per file, or long tables split by `layout.id_column`. A file's series is named after
+    the file, a long table's `file[id=value]`.
+
+    Every error names the file (and symbol) and the column or line at fault.
+    """
+    _checked_layout(layout)
+    if not paths:
+        raise ValueError("no data files given")
+    series: list[Series] = []
+    for path in expand_folders(paths):
+        found = split_table(read_table(path), path.name, layout)
+        if not layout.id_column:
+            found = [replace(found[0], key=series_name(path), name=series_name(path))]
+        series.extend(found)
+    names = [s.name for s in series]
+    if len(set(names)) != len(names):
+        seen = {n for n in names if names.count(n) > 1}
+        raise ValueError(f"several data files give the same series name(s) {sorted(seen)}: rename the files")
+    return series
