@@ -21,6 +21,7 @@ from typing import NoReturn
 from kronos.commands.evaluate import add_context_options, add_evaluate_arguments, run_evaluate
 from kronos.commands.serve import add_serve_arguments, run_serve
 from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P
+from kronos.forecasting.paths import BAND_QUANTILE_LEVELS
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.forecasting.tables import TableLayout
 from kronos.io import check_output_file, write_atomically
@@ -121,9 +122,6 @@ def run_train(args: argparse.Namespace) -> int:
 # --- kronos forecast ------------------------------------------------------------------------------
 
 
-FORECAST_QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
-
-
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model, --tokenizer, --device and --threads: how `kronos forecast` and `kronos serve` name
     and run a model."""
@@ -149,7 +147,7 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--quantiles",
-        default=",".join(f"{q:g}" for q in FORECAST_QUANTILES),
+        default=",".join(f"{q:g}" for q in BAND_QUANTILE_LEVELS),
         help="comma-separated quantile levels (default: the 50%%, 80%% and 95%% bands and the median)",
     )
     parser.add_argument(

@@ -25,7 +25,7 @@ _NO_DROPOUT = dict(ffn_dropout_p=0.0, attn_dropout_p=0.0, resid_dropout_p=0.0)
 _BITS = dict(s1_bits=10, s2_bits=10)
 # Architectures of the published checkpoints (docs/architecture.md), dropouts 0: the constructor
 # arguments for randomly initialised networks of the same shapes, as the benchmarks use.
-PUBLISHED_CONFIGS: dict[str, dict] = {
+PUBLISHED_CONFIGS: dict[str, dict[str, Any]] = {
     "NeoQuasar/Kronos-Tokenizer-base": dict(
         d_in=6, d_model=256, n_heads=4, ff_dim=512, n_enc_layers=4, n_dec_layers=4, beta=0.05, gamma0=1.0,
         gamma=1.1, zeta=0.05, group_size=4, **_BITS, **_NO_DROPOUT,
