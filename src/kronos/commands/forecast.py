@@ -8,7 +8,6 @@ import importlib.util
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -24,9 +23,9 @@ from kronos.commands.options import (
     table_layout,
 )
 from kronos.commands.plot import plot_forecast
-from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P
+from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P, Sampling
 from kronos.forecasting.calibration import Calibration, required_rows
-from kronos.forecasting.paths import check_quantile_levels
+from kronos.forecasting.paths import BAND_QUANTILE_LEVELS, check_quantile_levels
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.forecasting.schedules import future_timestamps
@@ -34,8 +33,6 @@ from kronos.forecasting.series import MAX_PRED_LEN, Series
 from kronos.forecasting.tables import load_series, long_table
 from kronos.io import check_output_file, write_atomically
 from kronos.ray.engine import RayEngine, forecast_dataset
-
-FORECAST_QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
 
 
 def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +44,7 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--quantiles",
-        default=",".join(f"{q:g}" for q in FORECAST_QUANTILES),
+        default=",".join(f"{q:g}" for q in BAND_QUANTILE_LEVELS),
         help="comma-separated quantile levels (default: the 50%%, 80%% and 95%% bands and the median)",
     )
     parser.add_argument(
@@ -191,7 +188,13 @@ def forecast_series(
     low were built from the close."""
     sampling = dict(T=args.temperature, top_p=args.top_p, seed=args.seed)
     calibrations = (
-        calibrate_series(predictor, series, args, lookback, dict(sample_count=args.paths, **sampling))
+        calibrate_series(
+            predictor,
+            series,
+            args,
+            lookback,
+            Sampling(args.temperature, 0, args.top_p, args.paths, args.seed),
+        )
         if args.calibrate
         else None
     )
@@ -228,9 +231,9 @@ def calibrate_series(
     series: list[Series],
     args: argparse.Namespace,
     lookback: int,
-    sampling: dict[str, Any],
-) -> dict[str, Calibration]:
-    """A calibration per series, fitted on the series' own bars (`KronosPredictor.calibrate`)."""
+    sampling: Sampling,
+) -> dict[object, Calibration]:
+    """A calibration per series, fitted on the series' own bars (`KronosPredictor.fit_calibration`)."""
     needed = required_rows(lookback, args.steps)
     short = [f"{one.name} ({len(one)} bars)" for one in series if len(one) < needed]
     if short:
@@ -240,15 +243,8 @@ def calibrate_series(
         )
     calibrations = {}
     for one in series:
-        frame = one.frame()
-        calibrations[one.key] = calibration = predictor.calibrate(
-            frame,
-            frame["timestamps"],
-            args.steps,
-            lookback=lookback,
-            series_id=one.key,
-            batch_size=args.batch_size,
-            **sampling,
+        calibrations[one.key] = calibration = predictor.fit_calibration(
+            one, args.steps, sampling, lookback=lookback, batch_size=args.batch_size
         )
         print(
             f"{one.name}: calibrated on {calibration.origins} past forecasts; model's move kept "

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from kronos.forecasting.paths import sample_quantiles
+from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS, sample_quantiles
 
 INTERVAL_LEVELS = (0.5, 0.8, 0.95)
-QUANTILE_LEVELS = tuple(np.round(np.arange(0.1, 1.0, 0.1), 2))
 BOOTSTRAP_CHUNK = 100  # replicates drawn at once: memory stays at 100 x origins
 
 
@@ -33,7 +32,7 @@ def crps_from_samples(samples: np.ndarray, actual: np.ndarray) -> np.ndarray:
     return spread_to_actual - 0.5 * mean_pair_distance
 
 
-def quantile_loss(samples: np.ndarray, actual: np.ndarray, levels=QUANTILE_LEVELS) -> np.ndarray:
+def quantile_loss(samples: np.ndarray, actual: np.ndarray, levels=DEFAULT_QUANTILE_LEVELS) -> np.ndarray:
     """Mean over `levels` of twice the pinball loss of the empirical sample quantiles.
 
     Dividing a sum of these by the sum of |actual| over the same points gives the weighted

@@ -76,7 +76,8 @@ def history_volatility(closes: np.ndarray) -> np.ndarray:
     positive = (closes > 0).all(axis=-1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.diff(np.log(np.where(positive, closes, 1.0)), axis=-1)
-    return np.where(positive, logs, np.diff(closes, axis=-1)).std(axis=-1, ddof=1)
+    volatility: np.ndarray = np.where(positive, logs, np.diff(closes, axis=-1)).std(axis=-1, ddof=1)
+    return volatility
 
 
 def origin_volatility(bars: np.ndarray, origins: np.ndarray, lookback: int) -> np.ndarray:
@@ -205,7 +206,8 @@ class Calibration:
 
 
 def _spread(weight: np.ndarray, sd: np.ndarray, walk: np.ndarray) -> np.ndarray:
-    return np.maximum(np.sqrt(weight * sd**2 + (1 - weight) * walk), TINY)
+    spread: np.ndarray = np.maximum(np.sqrt(weight * sd**2 + (1 - weight) * walk), TINY)
+    return spread
 
 
 def _positive(paths: np.ndarray, last: np.ndarray) -> np.ndarray:
@@ -238,8 +240,8 @@ def _best(median: np.ndarray, sd: np.ndarray, walk: np.ndarray, outcome: np.ndar
 def normal_crps(mean: np.ndarray, sd: np.ndarray, y: np.ndarray) -> np.ndarray:
     """CRPS of N(mean, sd^2) at y: sd (z (2 Phi(z) - 1) + 2 phi(z) - 1 / sqrt(pi)), z = (y - mean) / sd."""
     z = (y - mean) / sd
-    return sd * (
-        z * _erf(z / np.sqrt(2)) + 2 * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi) - 1 / np.sqrt(np.pi)
+    return np.asarray(
+        sd * (z * _erf(z / np.sqrt(2)) + 2 * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi) - 1 / np.sqrt(np.pi))
     )
 
 
@@ -247,4 +249,5 @@ def _erf(x: np.ndarray) -> np.ndarray:
     """erf from its rational approximation (Abramowitz and Stegun 7.1.26, error below 1.5e-7)."""
     t = 1 / (1 + 0.3275911 * np.abs(x))
     poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    return np.sign(x) * (1 - poly * np.exp(-x * x))
+    erf: np.ndarray = np.sign(x) * (1 - poly * np.exp(-x * x))
+    return erf

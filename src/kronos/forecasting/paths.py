@@ -13,7 +13,10 @@ import numpy as np
 
 from kronos.forecasting.series import CLOSE, FEATURE_COLUMNS, HIGH, LOW, OPEN
 
+# The package's quantile levels, defined here only: the deciles (predict_quantiles, predict_df,
+# evaluation's quantile loss), and the median with the 50/80/95% bands (`kronos forecast`, the service).
 DEFAULT_QUANTILE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+BAND_QUANTILE_LEVELS = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
 # The quantile at level q of P sampled paths is the order statistic of rank q (P + 1), interpolated
 # between neighbours ("weibull"). Between the order statistics of ranks k < m lies (m - k) / (P + 1)
 # of the forecast distribution on average, so a band made this way holds its nominal share of
@@ -71,7 +74,7 @@ def ohlc_violations(paths: np.ndarray) -> np.ndarray:
     """
     paths = np.asarray(paths)
     o, h, lo, c = (paths[..., i] for i in (OPEN, HIGH, LOW, CLOSE))
-    return (h < np.maximum(o, c)) | (lo > np.minimum(o, c))
+    return np.asarray((h < np.maximum(o, c)) | (lo > np.minimum(o, c)))
 
 
 def ohlc_violation_rate(paths: np.ndarray) -> float:
@@ -118,7 +121,7 @@ def realized_volatility(paths: np.ndarray, last_close: float | np.ndarray) -> np
     demeaned nor annualised. The last entry is the volatility over the whole horizon, so it grows
     with the horizon. A non-positive close has no log return: NaN from that step on.
     """
-    return np.sqrt(np.cumsum(close_log_returns(paths, last_close) ** 2, axis=-1))
+    return np.asarray(np.sqrt(np.cumsum(close_log_returns(paths, last_close) ** 2, axis=-1)))
 
 
 def horizon_volatility(paths: np.ndarray, last_close: float | np.ndarray) -> np.ndarray:
@@ -135,7 +138,7 @@ def horizon_volatility(paths: np.ndarray, last_close: float | np.ndarray) -> np.
 def prob_above(paths: np.ndarray, last_close: float | np.ndarray) -> np.ndarray:
     """P(up) per step [..., pred_len]: the fraction of paths whose close is strictly above the last close."""
     last = np.asarray(last_close, dtype=np.float64)[..., None, None]
-    return (np.asarray(paths)[..., CLOSE] > last).mean(axis=-2)
+    return np.asarray((np.asarray(paths)[..., CLOSE] > last).mean(axis=-2))
 
 
 def path_statistics(

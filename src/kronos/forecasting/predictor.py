@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import FrameType
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -84,6 +85,7 @@ MAX_PATH_VALUES = 2**28  # series x paths x steps x 6 values a call returns: 1 G
 GENERATION_MEMORY = 4 * 2**30  # bytes a generation call may take (estimated); larger batches are split
 SMALL_MODEL_PARAMETERS = 5_000_000  # below this, generation on CPU is fastest on one thread
 SUMMARY_SERIES = 256  # series summarised at a time: path_statistics copies its paths a few times
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 _TORCH_THREADS = torch.get_num_threads()  # torch's thread count when kronos was imported
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -291,7 +293,7 @@ class KronosPredictor(UpstreamMethods):
 
     @classmethod
     def from_pretrained(
-        cls, model: str = DEFAULT_MODEL, tokenizer: str | None = None, **kwargs
+        cls, model: str = DEFAULT_MODEL, tokenizer: str | None = None, **kwargs: Any
     ) -> KronosPredictor:
         """A predictor for a shipped model ('kronos-default'), a directory or a Hub id.
 
@@ -599,7 +601,7 @@ class KronosPredictor(UpstreamMethods):
         pred_len = check_pred_len(pred_len, "pred_len")
         series, future = series_with_future(df, x_timestamp, y_timestamp, pred_len, "df", series_id)
         forecast = self.sample(series, pred_len, sampling, calibration, future=future, progress=verbose)
-        return forecast.paths[0]
+        return np.asarray(forecast.paths[0])
 
     def predict_paths_batch(
         self,
@@ -840,7 +842,9 @@ def _calibrations(
     """One calibration (or None) per series, each checked against the sampling and horizon it is used with."""
     if calibration is None:
         return [None] * count
-    calibrations = [calibration] if isinstance(calibration, Calibration) else list(calibration)
+    calibrations: list[Calibration | None] = (
+        [calibration] if isinstance(calibration, Calibration) else list(calibration)
+    )
     if len(calibrations) != count:
         raise ValueError(
             f"calibration has {len(calibrations)} entries for {count} series: give one per series"
@@ -889,7 +893,7 @@ def _time_features_of(indexes: list[pd.DatetimeIndex]) -> list[np.ndarray]:
     return np.split(features, np.cumsum([len(index) for index in indexes])[:-1])
 
 
-def _placed(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+def _placed(module: ModuleT, device: torch.device, dtype: torch.dtype) -> ModuleT:
     """`module` on `device` in `dtype`: itself where it is already, else a moved copy (the caller's
     module is left as it was)."""
     tensors = [*module.parameters(), *module.buffers()]
@@ -918,7 +922,7 @@ def cpu_has_bf16_kernels() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def _as_dtype(dtype) -> torch.dtype:
+def _as_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):

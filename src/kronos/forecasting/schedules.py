@@ -136,7 +136,7 @@ def bar_spacing(timestamps: pd.Series | pd.DatetimeIndex) -> str:
     if step % ONE_DAY == pd.Timedelta(0):
         days = step // ONE_DAY
         return "D" if days == 1 else f"{days}D"
-    return pd.tseries.frequencies.to_offset(step).freqstr
+    return str(pd.tseries.frequencies.to_offset(step).freqstr)
 
 
 def future_timestamps(
@@ -258,7 +258,7 @@ def _trading_weekdays(days: pd.DatetimeIndex) -> np.ndarray:
     return np.arange(7) if (seen >= 5).any() else np.arange(5)
 
 
-def _to_offset(freq) -> pd.DateOffset:
+def _to_offset(freq: str | pd.DateOffset) -> pd.DateOffset:
     try:
         return pd.tseries.frequencies.to_offset(freq)
     except (ValueError, TypeError) as err:

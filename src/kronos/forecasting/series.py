@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,7 +20,9 @@ FILE_LINE, FILE_ROW = "line", "row"  # index names of tables read from CSV and P
 TIME_FEATURE_COLUMNS = ["minute", "hour", "weekday", "day", "month"]
 
 
-def prepare_ohlcv(df: pd.DataFrame, name: str = "df", dtype=np.float32) -> np.ndarray:
+def prepare_ohlcv(
+    df: pd.DataFrame, name: str = "df", dtype: type[np.floating[Any]] = np.float32
+) -> np.ndarray:
     """Validate bars and return them as `dtype` [L, 6] in FEATURE_COLUMNS order.
 
     float32 is what the model sees; scoring asks for float64, which keeps prices such as 60000.13.
@@ -64,7 +68,7 @@ def prepare_ohlcv(df: pd.DataFrame, name: str = "df", dtype=np.float32) -> np.nd
         bars[AMOUNT_COLUMN] = bars[VOLUME_COLUMN] * bars[PRICE_COLUMNS].mean(axis=1)
     values = bars[FEATURE_COLUMNS].to_numpy(dtype=np.float64)
     _check_float32_range(values, df.index, name, filled=AMOUNT_COLUMN not in present)
-    return values.astype(dtype, order="F")
+    return np.asarray(values.astype(dtype, order="F"))
 
 
 FLOAT32 = np.finfo(np.float32)
@@ -202,7 +206,7 @@ def _read_each(values: pd.Series, name: str) -> pd.Series:
     return stamps
 
 
-def _instant(value) -> pd.Timestamp:
+def _instant(value: object) -> pd.Timestamp:
     """One value as a Timestamp (zoned if it says so); NaT if unreadable."""
     try:
         return pd.Timestamp(value)
@@ -277,7 +281,7 @@ def _clock_change_hint(repeated: pd.Series) -> str:
     )
 
 
-def positive_int(value, name: str) -> int:
+def positive_int(value: object, name: str) -> int:
     """`value` as an int, refusing bools, floats and numbers below 1 with a message naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -287,7 +291,7 @@ def positive_int(value, name: str) -> int:
 MAX_PRED_LEN = 10_000
 
 
-def check_pred_len(value, name: str) -> int:
+def check_pred_len(value: object, name: str) -> int:
     """A forecast length: a positive integer up to MAX_PRED_LEN, the error naming `name`."""
     steps = positive_int(value, name)
     if steps > MAX_PRED_LEN:
@@ -298,7 +302,7 @@ def check_pred_len(value, name: str) -> int:
     return steps
 
 
-def as_timestamps(timestamps, name: str) -> pd.Series:
+def as_timestamps(timestamps: object, name: str) -> pd.Series:
     """Accept a Series, DatetimeIndex or list of datetimes; return a datetime64 Series."""
     if isinstance(timestamps, pd.Series):
         series = timestamps.reset_index(drop=True)
@@ -327,7 +331,8 @@ def normalize(x: np.ndarray, clip: float) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def denormalize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    return x * (std + 1e-5) + mean
+    prices: np.ndarray = x * (std + 1e-5) + mean
+    return prices
 
 
 @dataclass(frozen=True, eq=False)
@@ -447,11 +452,11 @@ def series_with_future(
 
 
 def series_list_with_futures(
-    df_list: object,
-    x_timestamp_list: object,
-    y_timestamp_list: object,
+    df_list: Sequence[pd.DataFrame],
+    x_timestamp_list: Sequence[object],
+    y_timestamp_list: Sequence[object],
     pred_len: int,
-    series_ids: object = None,
+    series_ids: Sequence[object] | None = None,
 ) -> tuple[list[Series], list[pd.DatetimeIndex]]:
     """`series_with_future` of each DataFrame of upstream's list arguments, keyed by `series_ids`
     (default: positions) and named df_list[i]."""
@@ -465,7 +470,7 @@ def series_list_with_futures(
             f"df_list, x_timestamp_list and y_timestamp_list differ in length: "
             f"{len(df_list)}, {len(x_timestamp_list)}, {len(y_timestamp_list)}"
         )
-    keys = list(range(len(df_list))) if series_ids is None else list(series_ids)  # type: ignore[call-overload]
+    keys: list[object] = list(range(len(df_list))) if series_ids is None else list(series_ids)
     if len(keys) != len(df_list):
         raise ValueError(f"series_ids has {len(keys)} ids for {len(df_list)} series")
     pairs = [

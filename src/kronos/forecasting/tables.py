@@ -67,6 +67,7 @@ def read_table(source: str | Path | bytes, name: str | None = None) -> pd.DataFr
     (e.g. the timestamps) becomes a column. Bytes are read as the format `name`'s suffix says
     (CSV without one); messages name the file by `name` (default: its path).
     """
+    suffix: str | None
     if isinstance(source, bytes):
         label = name or "file"
         suffix = _format_suffix(Path(label)) or ".csv"
@@ -190,7 +191,7 @@ def map_columns(df: pd.DataFrame, name: str, layout: TableLayout = ONE_SERIES) -
     by_lower: dict[str, str] = {}
     for col in df.columns:
         by_lower.setdefault(str(col).lower(), col)
-    renames: dict = {}
+    renames: dict[str, str] = {}
     for feature in FEATURE_COLUMNS:
         source = column_map.get(feature)
         if source is not None:

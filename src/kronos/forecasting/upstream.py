@@ -111,5 +111,5 @@ def auto_regressive_inference(
     sampling = Sampling(T=T, top_k=top_k, top_p=top_p, sample_count=sample_count)
     batch = SeriesBatch(x, x_stamp, y_stamp)
     tokens = generate_tokens(tokenizer, model, batch, sampling, max_context, clip, verbose)
-    decoded: np.ndarray = decode_tokens(tokenizer, tokens, max_context).float().cpu().numpy()
-    return decoded.mean(axis=1)
+    decoded = decode_tokens(tokenizer, tokens, max_context).float().cpu().numpy()
+    return np.asarray(decoded.mean(axis=1))

@@ -13,10 +13,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P
+from kronos.forecasting.paths import BAND_QUANTILE_LEVELS
+
 Price = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # strict: ints, not strings or bools
 SeriesId = Annotated[str, Field(min_length=1, max_length=200)] | StrictInt
 
-SERVE_QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)  # the median and the 50/80/95% bands
 MAX_QUANTILE_LEVELS = 99
 
 
@@ -41,9 +43,9 @@ class ForecastOptions(Strict):
     """What to forecast and how to sample it; shared by every forecast route."""
 
     steps: StrictInt = Field(20, ge=1, description="future bars to forecast")
-    paths: StrictInt = Field(20, ge=1, description="sampled paths per series")
+    paths: StrictInt = Field(PATHS, ge=1, description="sampled paths per series")
     quantile_levels: list[Annotated[float, Field(strict=True)]] = Field(
-        list(SERVE_QUANTILES),
+        list(BAND_QUANTILE_LEVELS),
         max_length=MAX_QUANTILE_LEVELS,
         description="levels strictly inside (0, 1); a comma-separated string is accepted too",
     )
@@ -52,9 +54,9 @@ class ForecastOptions(Strict):
         description="with a seed a series' paths come from (seed, series id) alone, as in "
         "predict_quantiles(..., seed=); null draws fresh random numbers",
     )
-    temperature: float = Field(1.0, ge=0.001, le=100, strict=True, allow_inf_nan=False)
+    temperature: float = Field(TEMPERATURE, ge=0.001, le=100, strict=True, allow_inf_nan=False)
     top_k: StrictInt = Field(0, ge=0, description="keep the k most likely tokens (0: off)")
-    top_p: float = Field(0.9, gt=0, le=1, strict=True, allow_inf_nan=False, description="nucleus sampling")
+    top_p: float = Field(TOP_P, gt=0, le=1, strict=True, allow_inf_nan=False, description="nucleus sampling")
     repair_ohlc: bool = Field(True, description="set each sampled high/low to the max/min of its bar")
     freq: str | None = Field(
         None,
