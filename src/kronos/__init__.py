@@ -7,8 +7,10 @@ from kronos.forecasting.upstream import auto_regressive_inference
 from kronos.nn.config import ModelConfig, TokenizerConfig
 from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
+from kronos.version import __version__
 
 __all__ = [
+    "__version__",
     "Kronos",
     "KronosPredictor",
     "KronosTokenizer",
@@ -19,4 +21,3 @@ __all__ = [
     "sample_from_logits",
     "top_k_top_p_filtering",
 ]
-__version__ = "0.1.0"

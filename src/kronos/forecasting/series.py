@@ -321,12 +321,17 @@ def time_features(timestamps: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     return np.stack([dt.minute, dt.hour, dt.day_of_week, dt.day, dt.month], axis=1).astype(np.float32)
 
 
-def normalize(x: np.ndarray, clip: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def normalize(
+    x: np.ndarray, clip: float, history: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-column (x - mean) / (std + 1e-5) with the population std, clipped to ±clip.
 
-    Returns (normalised x, mean, std); `denormalize` inverts it. Computed in float32 as upstream.
+    The statistics come from the first `history` rows (default: all), so that a training window
+    is normalised on its history part alone, as a forecast is. Returns (normalised x, mean, std);
+    `denormalize` inverts it. Computed in the dtype of x (float32, as upstream).
     """
-    mean, std = np.mean(x, axis=0), np.std(x, axis=0)
+    head = x if history is None else x[:history]
+    mean, std = np.mean(head, axis=0), np.std(head, axis=0)
     return np.clip((x - mean) / (std + 1e-5), -clip, clip), mean, std
 
 

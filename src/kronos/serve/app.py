@@ -31,7 +31,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from kronos import __version__
 from kronos.forecasting.predictor import Forecast, KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.forecasting.series import Series
@@ -60,6 +59,7 @@ from kronos.serve.schemas import (
     ForecastResponse,
     Limits,
 )
+from kronos.version import __version__
 
 STATIC = Path(__file__).resolve().parent / "static"
 EXAMPLES = {path.stem: path for path in sorted((STATIC / "examples").glob("*.csv"))}

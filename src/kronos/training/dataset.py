@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kronos.forecasting.series import Series, time_features
+from kronos.forecasting.series import Series, normalize, time_features
 from kronos.forecasting.tables import load_series
 from kronos.training.config import Config, DataConfig
 
@@ -17,9 +17,9 @@ from kronos.training.config import Config, DataConfig
 class WindowSet:
     """All windows of one split: (series index, start) pairs into shared bar and stamp arrays.
 
-    A window is `window` consecutive bars. It is normalised with the mean and population std
-    of its first `history` bars only (as the predictor normalises a forecast's history), then
-    clipped to ±clip, so no statistic comes from bars after the history part.
+    A window is `window` consecutive bars, normalised (`kronos.forecasting.series.normalize`) on
+    the statistics of its first `history` bars only, so no statistic comes from bars after the
+    history part.
     """
 
     bars: list[np.ndarray]
@@ -37,10 +37,7 @@ class WindowSet:
         x = np.empty((len(rows), self.window, 6), dtype=np.float32)
         stamps = np.empty((len(rows), self.window, 5), dtype=np.float32)
         for out_row, (series, start) in enumerate(self.index[rows]):
-            raw = self.bars[series][start : start + self.window]
-            head = raw[: self.history]
-            mean, std = head.mean(axis=0), head.std(axis=0)
-            x[out_row] = np.clip((raw - mean) / (std + 1e-5), -self.clip, self.clip)
+            x[out_row] = normalize(self.bars[series][start : start + self.window], self.clip, self.history)[0]
             stamps[out_row] = self.stamps[series][start : start + self.window]
         return x, stamps
 
