@@ -171,7 +171,6 @@ class KronosPredictor:
         max_context: int | None = None,
         clip: float = 5,
         dtype: torch.dtype | str | None = None,
-        use_cache: bool = True,
         normalize_on: str = "history",
         num_threads: int | None = None,
         memory_budget: int = GENERATION_MEMORY,
@@ -198,9 +197,8 @@ class KronosPredictor:
                 "PyTorch's generic kernels, slower than float32 (docs/performance.md)",
                 stacklevel=_caller_stacklevel(),
             )
-        check_window(window, use_cache)
+        check_window(window)
         self.window = window
-        self.use_cache = use_cache
         self.model = model.to(self.device, self.dtype).eval()
         self.tokenizer = tokenizer.to(self.device, self.dtype).eval()
         self.n_parameters = sum(p.numel() for p in self.model.parameters())
@@ -335,9 +333,9 @@ class KronosPredictor:
                     )
                     tokens = generate_tokens(
                         self.tokenizer, self.model, batch, sampling, self.max_context, self.clip,
-                        verbose=verbose and len(chunks) == 1, use_cache=self.use_cache, window=self.window,
+                        verbose=verbose and len(chunks) == 1, window=self.window,
                     )  # fmt: skip
-                    paths = decode_tokens(self.tokenizer, tokens, self.max_context, self.use_cache)
+                    paths = decode_tokens(self.tokenizer, tokens, self.max_context)
                 paths = paths.float().cpu().numpy()
                 bar.update(len(chunk))
                 yield chunk, paths[:, :, -pred_len:]

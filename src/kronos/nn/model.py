@@ -16,8 +16,7 @@ from kronos.nn.layers import (
     DependencyAwareLayer,
     DualHead,
     HierarchicalEmbedding,
-    KVCache,
-    Products,
+    LayerCache,
     RMSNorm,
     StackCache,
     TemporalEmbedding,
@@ -25,15 +24,15 @@ from kronos.nn.layers import (
     dropout,
     registry_attributes,
     run_blocks,
-    separately,
 )
 
 
 class ModelCache(StackCache, Protocol):
-    """A cached pass through Kronos: a cache per Transformer block and the dependency-aware layer's."""
+    """A cached pass through Kronos: a layer cache per Transformer block, then (last, and as
+    `dependency`) the dependency-aware layer's."""
 
     @property
-    def dependency(self) -> KVCache: ...
+    def dependency(self) -> LayerCache: ...
 
 
 @registry_attributes("embedding", "time_emb", "token_drop", "transformer", "norm", "dep_layer", "head")
@@ -124,9 +123,8 @@ class Kronos(nn.Module, KronosHubMixin):
         s1_ids: torch.Tensor,
         s2_ids: torch.Tensor,
         stamp: torch.Tensor | None = None,
-        products: Products = separately,
     ) -> torch.Tensor:
-        x = self.embedding(s1_ids, s2_ids, products)
+        x = self.embedding(s1_ids, s2_ids)
         if stamp is not None:
             x = x + self.time_emb(stamp)
         return dropout(self.token_drop, x)
@@ -140,12 +138,14 @@ class Kronos(nn.Module, KronosHubMixin):
         last position's only, [B, 1, vocab], and the dependency-aware layer keeps its keys of the
         new positions for `decode_s2`.
         """
-        x = self.embed(s1_ids, s2_ids, stamp, separately if cache is None else cache.products)
-        x = self.norm(run_blocks(self.transformer, x, padding_mask, cache))
+        x = self.embed(s1_ids, s2_ids, stamp)
+        x = self.norm(
+            run_blocks(self.transformer, x, padding_mask, None if cache is None else cache.layers[:-1])
+        )
         if cache is None:
             return self.head(x), x
         self.dep_layer.remember(x, cache.dependency)
-        return self.head(x[:, -1:], cache.products), x
+        return self.head(x[:, -1:]), x
 
     def decode_s2(
         self, context: torch.Tensor, s1_ids: torch.Tensor, padding_mask=None, cache: ModelCache | None = None
@@ -154,12 +154,10 @@ class Kronos(nn.Module, KronosHubMixin):
 
         With a cache, context is the positions to condition (the last) and the keys are the cache's.
         """
-        if cache is None:
-            return self.head.cond_forward(
-                self.dep_layer(context, self.embedding.emb_s1(s1_ids), padding_mask)
-            )
-        conditioned = self.dep_layer(context, self.embedding.emb_s1(s1_ids), padding_mask, cache.dependency)
-        return self.head.cond_forward(conditioned, cache.products)
+        dependency = None if cache is None else cache.dependency
+        return self.head.cond_forward(
+            self.dep_layer(context, self.embedding.emb_s1(s1_ids), padding_mask, dependency)
+        )
 
     def forward(
         self, s1_ids, s2_ids, stamp=None, padding_mask=None, use_teacher_forcing=False, s1_targets=None

@@ -14,8 +14,8 @@ from kronos.nn.layers import (
     StackCache,
     TransformerBlock,
     indices_to_bits,
+    linear,
     run_blocks,
-    separately,
 )
 
 MAX_GROUP_SIZE = 16  # the quantizer keeps a table of 2**group_size codes
@@ -120,9 +120,10 @@ class KronosTokenizer(nn.Module, KronosHubMixin):
         self, code: torch.Tensor, embed: nn.Linear | None = None, cache: StackCache | None = None
     ) -> torch.Tensor:
         """Bars from codes [B, L, codebook_dim]; with a cache, the tokens after those it holds."""
-        products = separately if cache is None else cache.products
-        (z,) = products(code.to(self.head.weight.dtype), self.post_quant_embed if embed is None else embed)
-        (bars,) = products(run_blocks(self.decoder, z, cache=cache), self.head)
+        (z,) = linear(code.to(self.head.weight.dtype), self.post_quant_embed if embed is None else embed)
+        (bars,) = linear(
+            run_blocks(self.decoder, z, caches=None if cache is None else cache.layers), self.head
+        )
         return bars
 
     def decode(self, x, half: bool = False, cache: StackCache | None = None) -> torch.Tensor:
