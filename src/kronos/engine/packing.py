@@ -53,7 +53,7 @@ class PackedLinear:
         self.onednn = (
             weight.device.type == "cpu"
             and weight.dtype == torch.float32
-            and bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call]
+            and bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call,unused-ignore]
         )
         self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, None) if self.onednn else weight
         self.slabs: tuple[torch.Tensor, torch.Tensor | None] | None = None  # made on first use

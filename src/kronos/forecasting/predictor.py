@@ -335,8 +335,8 @@ class KronosPredictor:
                         self.tokenizer, self.model, batch, sampling, self.max_context, self.clip,
                         verbose=verbose and len(chunks) == 1, window=self.window,
                     )  # fmt: skip
-                    paths = decode_tokens(self.tokenizer, tokens, self.max_context)
-                paths = paths.float().cpu().numpy()
+                    decoded = decode_tokens(self.tokenizer, tokens, self.max_context)
+                paths = decoded.float().cpu().numpy()
                 bar.update(len(chunk))
                 yield chunk, paths[:, :, -pred_len:]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,7 @@ class _Registered:
     def __init__(self, name: str):
         self.name = name
 
-    def __get__(self, module: nn.Module | None, owner: type | None = None):
+    def __get__(self, module: nn.Module | None, owner: type | None = None) -> Any:
         if module is None:
             return self
         for registry in (module._modules, module._parameters, module._buffers):
@@ -206,7 +206,14 @@ class RotaryAttention(nn.Module):
         (out,) = linear(self.merge_heads(attended), self.out_proj)
         return dropout(self.resid_dropout, out)
 
-    def attention(self, q, k, v, key_padding_mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
+    def attention(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        key_padding_mask: torch.Tensor | None,
+        causal: bool,
+    ) -> torch.Tensor:
         """Attention over whole sequences, PyTorch's fused kernel (a cached pass attends through
         its cache instead)."""
         dropout_p = self.attn_dropout_p if self.training else 0.0
@@ -298,7 +305,8 @@ class TransformerBlock(nn.Module):
     ) -> torch.Tensor:
         """x [B, L, D]; with a cache, the tokens after those it holds (see MultiHeadAttentionWithRoPE)."""
         x = x + self.self_attn(self.norm1(x), key_padding_mask, cache)
-        return x + self.ffn(self.norm2(x))
+        out: torch.Tensor = x + self.ffn(self.norm2(x))
+        return out
 
 
 class StackCache(Protocol):
@@ -390,7 +398,9 @@ class BSQuantizer(nn.Module):
         self.s1_bits = s1_bits
         self.bsq = bsq
 
-    def forward(self, z: torch.Tensor, half: bool = False, collect_metrics: bool = True):
+    def forward(
+        self, z: torch.Tensor, half: bool = False, collect_metrics: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
         z = F.normalize(z, dim=-1)
         quantized, bsq_loss = self.bsq(z, collect_metrics=collect_metrics)
         if half:
@@ -445,7 +455,8 @@ class FixedEmbedding(nn.Module):
         return self.emb.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.emb(x).detach()
+        looked_up: torch.Tensor = self.emb(x)
+        return looked_up.detach()
 
 
 TIME_FEATURES = ("minute", "hour", "weekday", "day", "month")
@@ -504,7 +515,8 @@ class DependencyAwareLayer(nn.Module):
             attn = self.cross_attn(sibling_embed, hidden, hidden, key_padding_mask=key_padding_mask)
         else:
             attn = self.cross_attn.recall(sibling_embed, cache)
-        return self.norm(hidden + attn)
+        out: torch.Tensor = self.norm(hidden + attn)
+        return out
 
     def remember(self, hidden: torch.Tensor, cache: LayerCache) -> None:
         """Keep the keys and values of new positions of the context, for cached calls."""
@@ -529,7 +541,14 @@ class DualHead(nn.Module):
         (logits,) = linear(x, self.proj_s2)
         return logits
 
-    def compute_loss(self, s1_logits, s2_logits, s1_targets, s2_targets, padding_mask=None):
+    def compute_loss(
+        self,
+        s1_logits: torch.Tensor,
+        s2_logits: torch.Tensor,
+        s1_targets: torch.Tensor,
+        s2_targets: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean of the s1 and s2 cross-entropies, returned with each; padded positions (nonzero) are skipped."""
         if padding_mask is not None:
             valid = padding_mask == 0

@@ -130,7 +130,12 @@ class Kronos(nn.Module, KronosHubMixin):
         return dropout(self.token_drop, x)
 
     def decode_s1(
-        self, s1_ids, s2_ids, stamp=None, padding_mask=None, cache: ModelCache | None = None
+        self,
+        s1_ids: torch.Tensor,
+        s2_ids: torch.Tensor,
+        stamp: torch.Tensor | None = None,
+        padding_mask: torch.Tensor | None = None,
+        cache: ModelCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(s1 logits, normed hidden states) for every position.
 
@@ -139,29 +144,38 @@ class Kronos(nn.Module, KronosHubMixin):
         new positions for `decode_s2`.
         """
         x = self.embed(s1_ids, s2_ids, stamp)
-        x = self.norm(
-            run_blocks(self.transformer, x, padding_mask, None if cache is None else cache.layers[:-1])
-        )
+        caches = None if cache is None else cache.layers[:-1]
+        x = self.norm(run_blocks(self.transformer, x, padding_mask, caches))
         if cache is None:
             return self.head(x), x
         self.dep_layer.remember(x, cache.dependency)
         return self.head(x[:, -1:]), x
 
     def decode_s2(
-        self, context: torch.Tensor, s1_ids: torch.Tensor, padding_mask=None, cache: ModelCache | None = None
+        self,
+        context: torch.Tensor,
+        s1_ids: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        cache: ModelCache | None = None,
     ) -> torch.Tensor:
         """s2 logits given the hidden states and the s1 ids (the query is the unscaled s1 embedding).
 
         With a cache, context is the positions to condition (the last) and the keys are the cache's.
         """
         dependency = None if cache is None else cache.dependency
-        return self.head.cond_forward(
-            self.dep_layer(context, self.embedding.emb_s1(s1_ids), padding_mask, dependency)
-        )
+        conditioned = self.dep_layer(context, self.embedding.emb_s1(s1_ids), padding_mask, dependency)
+        logits: torch.Tensor = self.head.cond_forward(conditioned)
+        return logits
 
     def forward(
-        self, s1_ids, s2_ids, stamp=None, padding_mask=None, use_teacher_forcing=False, s1_targets=None
-    ):
+        self,
+        s1_ids: torch.Tensor,
+        s2_ids: torch.Tensor,
+        stamp: torch.Tensor | None = None,
+        padding_mask: torch.Tensor | None = None,
+        use_teacher_forcing: bool = False,
+        s1_targets: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(s1 logits, s2 logits); s2 is conditioned on `s1_targets` or on s1 ids sampled from s1 logits."""
         s1_logits, context = self.decode_s1(s1_ids, s2_ids, stamp, padding_mask)
         if use_teacher_forcing:
