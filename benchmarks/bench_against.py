@@ -3,7 +3,9 @@
 Both get the same weights (Kronos-small and Tokenizer-base shapes, random), inputs and seeds, as
 in bench_generation.py; runs alternate between the two and the fastest of each is reported. One
 process avoids the minutes that building and warming a model in a fresh process take on a busy
-machine, so the comparison fits in a few minutes.
+machine, so the comparison fits in a few minutes. The other tree may have either layout:
+generation in `kronos.engine.generation` (this one) or, before the layered folders, in
+`kronos.generation`.
 
     git archive HEAD~1 src | tar -x -C /tmp/old
     python benchmarks/bench_against.py /tmp/old/src --repeat 3
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import shutil
 import sys
 import tempfile
@@ -25,13 +28,25 @@ from bench_generation import SCENARIOS, build, inputs
 
 from kronos.nn.config import KRONOS_SMALL, KRONOS_TOKENIZER_BASE
 
+ABSOLUTE_IMPORT = re.compile(r"^(\s*)(from|import) kronos(?=[.\s])", re.MULTILINE)
+
 
 def import_as(src: str, name: str):
-    """The kronos package in `src`, imported under another name (its imports are relative)."""
+    """The kronos package in `src` imported under another name: (its generation module, the
+    package, the folder of the copy). Absolute imports of kronos are renamed in the copy;
+    relative ones need nothing."""
     folder = Path(tempfile.mkdtemp())
     shutil.copytree(Path(src) / "kronos", folder / name)
+    for path in (folder / name).rglob("*.py"):
+        path.write_text(ABSOLUTE_IMPORT.sub(rf"\1\2 {name}", path.read_text()))
     sys.path.insert(0, str(folder))
-    return importlib.import_module(f"{name}.generation"), folder
+    package = importlib.import_module(name)
+    layered = (folder / name / "engine" / "generation.py").exists()
+    return (
+        importlib.import_module(f"{name}.engine.generation" if layered else f"{name}.generation"),
+        package,
+        folder,
+    )
 
 
 def generate(generation, tokenizer, model, sampling, x, x_stamp, y_stamp, max_context: int):
@@ -68,10 +83,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from kronos import generation
+    from kronos.engine import generation
 
-    old_generation, folder = import_as(args.against, "kronos_against")
-    old_kronos = sys.modules["kronos_against"]
+    old_generation, old_kronos, folder = import_as(args.against, "kronos_against")
     tokenizer, model = build("cpu", torch.float32)
     old_tokenizer = old_kronos.KronosTokenizer(**asdict(KRONOS_TOKENIZER_BASE)).eval()
     old_model = old_kronos.Kronos(**asdict(KRONOS_SMALL)).eval()

@@ -9,7 +9,8 @@ its peak memory is its own; both engines get identical weights, inputs and seeds
     python benchmarks/bench_generation.py --scenarios A C  # a subset
     python benchmarks/bench_generation.py --modes fp32 bf16 --device cuda  # no plain runs
 
-Modes (`MODES`): plain (the reference loop in float32, what upstream runs), fp32 (cached, exact
+Modes (`MODES`): plain (the reference loop in float32, what upstream runs: the test oracle
+tests/reference_generation.py), fp32 (cached, exact
 window), bf16 (cached, bfloat16 weights and activations), streaming (cached, float32, streaming
 window). Each timed run follows an untimed warm-up on the first series (see `warm_up`). Prints, per
 scenario and mode: seconds, generated tokens per second (series x paths x steps / s), the peak
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -44,7 +47,9 @@ class Scenario:
     def sampling(self):
         from kronos.engine.sampling import Sampling
 
-        return Sampling(T=self.T, top_k=self.top_k, top_p=self.top_p, sample_count=self.sample_count)
+        return Sampling(
+            T=self.T, top_k=self.top_k, top_p=self.top_p, sample_count=self.sample_count, seed=None
+        )
 
 
 SCENARIOS = {
@@ -89,7 +94,7 @@ def peak_rss_bytes() -> int:
 def record_step_peaks(peaks: list[int]) -> None:
     """Instrument the cached engine: before each step, store the peak resident memory of the
     previous one and reset the peak, so that memory is seen step by step."""
-    from kronos import generation
+    from kronos.engine import generation
 
     last_position = generation._last_position
 
@@ -134,13 +139,24 @@ def inputs(sc: Scenario, device: str):
 @dataclass(frozen=True)
 class Mode:
     name: str
-    use_cache: bool
+    cached: bool  # False: the plain loop (tests/reference_generation.py)
     dtype: str
     window: str = "exact"
 
     def options(self) -> dict:
-        """generate_tokens keywords (window only where it is not the default: older sources lack it)."""
-        return dict(use_cache=self.use_cache) | ({} if self.window == "exact" else dict(window=self.window))
+        """generate_tokens keywords (window only where it is not the default)."""
+        return {} if self.window == "exact" else dict(window=self.window)
+
+    def engine(self):
+        """(generate_tokens, decode_tokens) of the cached engine, or of the plain loop."""
+        if self.cached:
+            from kronos.engine.generation import decode_tokens, generate_tokens
+
+            return generate_tokens, decode_tokens
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from reference_generation import plain_decode_tokens, plain_generate_tokens
+
+        return plain_generate_tokens, plain_decode_tokens
 
 
 MODES = {
@@ -155,17 +171,19 @@ MODES = {
 def warm_up(tokenizer, model, x, x_stamp, y_stamp, sc: Scenario, mode: Mode) -> None:
     """One untimed call on the first series, 3 steps in a window one token longer than the history,
     so that the prefill, a growing step and a sliding step have each run once before timing."""
-    from kronos.engine.generation import SeriesBatch, decode_tokens, generate_tokens
+    from kronos.engine.generation import SeriesBatch
 
+    generate_tokens, decode_tokens = mode.engine()
     batch = SeriesBatch(x[:1], x_stamp[:1], y_stamp[:1, :3])
     tokens = generate_tokens(tokenizer, model, batch, sc.sampling(), sc.hist_len + 1, **mode.options())
-    decode_tokens(tokenizer, tokens, sc.hist_len + 1, use_cache=mode.use_cache)
+    decode_tokens(tokenizer, tokens, sc.hist_len + 1)
 
 
 def run_one(sc: Scenario, mode: Mode, device: str, threads: int, steps: bool, queue) -> None:
     torch.set_num_threads(threads)
-    from kronos.engine.generation import SeriesBatch, decode_tokens, generate_tokens
+    from kronos.engine.generation import SeriesBatch
 
+    generate_tokens, decode_tokens = mode.engine()
     tokenizer, model = build(device, getattr(torch, mode.dtype))
     x, x_stamp, y_stamp = inputs(sc, device)
     warm_up(tokenizer, model, x, x_stamp, y_stamp, sc, mode)
@@ -181,7 +199,7 @@ def run_one(sc: Scenario, mode: Mode, device: str, threads: int, steps: bool, qu
     )
     step_peaks.append(peak_rss_bytes())
     reset_peak_rss()
-    decode_tokens(tokenizer, tokens, sc.max_context, use_cache=mode.use_cache)
+    decode_tokens(tokenizer, tokens, sc.max_context)
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -203,7 +221,7 @@ def run_fresh(sc: Scenario, mode: Mode, args) -> dict:
     """One run in a fresh process, so that its peak memory is its own."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    steps = mode.use_cache and sc.name == "D-slide"
+    steps = mode.cached and sc.name == "D-slide"
     proc = ctx.Process(target=run_one, args=(sc, mode, args.device, args.threads, steps, queue))
     proc.start()
     result = queue.get()
@@ -261,7 +279,7 @@ def main() -> None:
         paths = sc.n_series * sc.sample_count
         print(f"\n[{sc.name}] {sc.note}")
         if name == "D-slide":
-            (cached,) = measure(sc, (next(m for m in modes if m.use_cache),), args)
+            (cached,) = measure(sc, (next(m for m in modes if m.cached),), args)
             full_from = sc.max_context - sc.hist_len
             peaks = cached["step_peaks"]  # setup, steps 0..pred_len-1, final decode
             sliding = [p / 2**20 for p in peaks[full_from + 1 : -1]]

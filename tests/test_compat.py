@@ -9,6 +9,19 @@ import torch
 RTOL = 1e-4
 
 
+@pytest.fixture(params=["cached", "plain"])
+def engine(request, monkeypatch):
+    """Forecasts by the engine ("cached"), or by the plain loop, the test oracle ("plain")."""
+    if request.param == "plain":
+        from reference_generation import plain_decode_tokens, plain_generate_tokens
+
+        import kronos.forecasting.predictor as predictor
+
+        monkeypatch.setattr(predictor, "generate_tokens", plain_generate_tokens)
+        monkeypatch.setattr(predictor, "decode_tokens", plain_decode_tokens)
+    return request.param
+
+
 def assert_matches(name: str, got, expected: dict) -> None:
     want = expected[name]
     got = np.asarray(got.detach().cpu() if isinstance(got, torch.Tensor) else got)
@@ -78,10 +91,8 @@ def predict_cases(cases):
     return [c for c in cases["cases"] if c.get("call") == "predict"]
 
 
-@pytest.mark.parametrize("use_cache", [True, False], ids=["cached", "plain"])
 @pytest.mark.parametrize("suffix", list(COLUMN_VARIANTS), ids=["all", "prices_only", "no_amount"])
-def test_predict_cases(tiny_cases, tiny_expected, tiny_ohlcv, tiny_predictor, use_cache, suffix):
-    tiny_predictor.use_cache = use_cache
+def test_predict_cases(tiny_cases, tiny_expected, tiny_ohlcv, tiny_predictor, engine, suffix):
     for case in predict_cases(tiny_cases):
         start, stop = case["rows"]
         n = case["pred_len"]
@@ -102,9 +113,7 @@ def test_predict_cases(tiny_cases, tiny_expected, tiny_ohlcv, tiny_predictor, us
         assert_matches(case["name"] + suffix, out.to_numpy(), tiny_expected)
 
 
-@pytest.mark.parametrize("use_cache", [True, False], ids=["cached", "plain"])
-def test_predict_batch_case(tiny_cases, tiny_expected, tiny_ohlcv, tiny_predictor, use_cache):
-    tiny_predictor.use_cache = use_cache
+def test_predict_batch_case(tiny_cases, tiny_expected, tiny_ohlcv, tiny_predictor, engine):
     (case,) = [c for c in tiny_cases["cases"] if c.get("call") == "predict_batch"]
     rows, n = case["series_rows"], case["pred_len"]
     ts = tiny_ohlcv["timestamps"]

@@ -92,7 +92,7 @@ def parts(ohlcv: pd.DataFrame, starts, length: int = 50, steps: int = 5):
 def test_seeded_paths_do_not_depend_on_the_global_generator_or_on_each_other(
     tiny_model, tiny_tokenizer, tiny_ohlcv
 ):
-    predictor = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64, use_cache=False)
+    predictor = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64)
     dfs, stamps, futures = parts(tiny_ohlcv, (0, 100, 200))
     torch.manual_seed(1)
     together = predictor.predict_paths_batch(

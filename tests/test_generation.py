@@ -1,4 +1,5 @@
-"""The cached engine against the plain reference loop, and sampling on hand-made logits."""
+"""The cached engine against the plain reference loop (tests/reference_generation.py), packed
+weights, batch invariance, and sampling on hand-made logits."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from reference_generation import plain_decode_tokens, plain_generate_tokens
 
 from kronos import (
     Kronos,
@@ -16,11 +18,12 @@ from kronos import (
     sample_from_logits,
     top_k_top_p_filtering,
 )
-from kronos.engine.cache import CacheLayout, PackedLinear, SegmentedModelCache, packed_linear
+from kronos.engine.cache import CacheLayout, KVCache
 from kronos.engine.generation import SeriesBatch, decode_tokens, generate_tokens
+from kronos.engine.packing import PackedLinear, packed_linear, packed_products
 from kronos.engine.sampling import Sampling
 from kronos.nn.config import KRONOS_MINI, KRONOS_SMALL, KRONOS_TOKENIZER_BASE
-from kronos.nn.layers import apply_rotary
+from kronos.nn.layers import apply_rotary, linear
 
 torch.set_num_threads(1)
 
@@ -84,21 +87,23 @@ def greedy_case(cfg: dict, sample_count: int):
     """The seed-1 random pair and greedy generate_tokens arguments (batch, sampling, context) for a shape."""
     tokenizer, model = random_pair(seed=1)
     x, x_stamp, y_stamp = random_inputs(cfg["n_series"], cfg["hist_len"], cfg["pred_len"])
-    greedy = Sampling(T=1.0, top_k=1, top_p=1.0, sample_count=sample_count)
+    greedy = Sampling(T=1.0, top_k=1, top_p=1.0, sample_count=sample_count, seed=None)
     return tokenizer, model, (SeriesBatch(x, x_stamp, y_stamp), greedy, cfg["max_context"])
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("sample_count", [1, 3])
-def test_cached_equals_plain_greedy(shape, sample_count):
+@pytest.mark.parametrize("batch_invariant", [False, True], ids=["fastest", "invariant"])
+def test_cached_equals_plain_greedy(shape, sample_count, batch_invariant):
     cfg = SHAPES[shape]
     tokenizer, model, args = greedy_case(cfg, sample_count)
-    plain = generate_tokens(tokenizer, model, *args, use_cache=False)
-    cached = generate_tokens(tokenizer, model, *args, use_cache=True)
+    plain = plain_generate_tokens(tokenizer, model, *args)
+    cached = generate_tokens(tokenizer, model, *args, batch_invariant=batch_invariant)
+    assert cached.batch_invariant is batch_invariant
     for a, b in zip(plain.generated, cached.generated):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    z_plain = decode_tokens(tokenizer, plain, cfg["max_context"], use_cache=False)
-    z_cached = decode_tokens(tokenizer, cached, cfg["max_context"], use_cache=True)
+    z_plain = plain_decode_tokens(tokenizer, plain, cfg["max_context"])
+    z_cached = decode_tokens(tokenizer, cached, cfg["max_context"])
     assert z_cached.shape == (
         cfg["n_series"],
         sample_count,
@@ -142,20 +147,79 @@ def test_packed_weights_are_reused_until_the_weights_change():
         assert packed_linear((r,)) is not packed_linear((r,))
 
 
+def test_packed_products_apply_inside_their_block_and_thread_only():
+    """`linear` multiplies by packed weights inside `packed_products`, in the kernel set it
+    names, and by the layers themselves outside it and in other threads."""
+    import threading
+
+    torch.manual_seed(0)
+    q, k = torch.nn.Linear(16, 16), torch.nn.Linear(16, 8)
+    x = torch.randn(1, 16)
+    alone = [q(x), k(x)]
+    elsewhere: list[torch.Tensor] = []
+    with packed_products(batch_invariant=False):
+        inside = linear(x, q, k)
+        thread = threading.Thread(target=lambda: elsewhere.extend(linear(x, q, k)))
+        thread.start()
+        thread.join()
+    assert torch.equal(torch.cat(list(inside), dim=-1), packed_linear((q, k))(x, batch_invariant=False))
+    for got in (elsewhere, linear(x, q, k)):
+        assert all(torch.equal(a, b) for a, b in zip(got, alone, strict=True))
+
+
+def test_the_kernel_set_follows_the_seed_unless_named():
+    tokenizer, model = random_pair(seed=2)
+    x, x_stamp, y_stamp = random_inputs(1, 10, 2)
+    batch = SeriesBatch(x, x_stamp, y_stamp)
+    for seed, asked, expected in [
+        (None, None, False),
+        (3, None, True),
+        (None, True, True),
+        (3, False, False),
+    ]:
+        sampling = Sampling(T=1.0, top_k=0, top_p=0.99, sample_count=2, seed=seed)
+        assert (
+            generate_tokens(tokenizer, model, batch, sampling, 16, batch_invariant=asked).batch_invariant
+            is expected
+        )
+
+
+def test_a_cached_pass_of_the_wrong_rows_is_refused():
+    tokenizer, model = random_pair(seed=2)
+    cache = KVCache.for_model(model, CacheLayout(2, 3, 8, 4, 12), fused=False)
+    ids, stamp = torch.zeros(6, 8, dtype=torch.long), torch.ones(6, 8, 5)
+    with torch.inference_mode(), pytest.raises(ValueError, match=r"one row per series \(2 rows\), got 6"):
+        model.decode_s1(ids, ids, stamp, cache=cache.prefill(8))
+    with torch.inference_mode(), pytest.raises(ValueError, match=r"one row per path \(6 rows\), got 2"):
+        model.decode_s1(ids[:2, :1], ids[:2, :1], stamp[:2, :1], cache=cache.extend(0, 1))
+
+
 @pytest.mark.parametrize("shape", ["slides", "history_longer_than_window"])
 def test_cached_equals_plain_when_sampling_with_one_seed(shape):
     """Both engines consume random numbers in the same order, so one seed gives the same paths."""
     cfg = SHAPES[shape]
     tokenizer, model = random_pair(seed=2, bits=6, n_heads=2, learn_te=True)
     x, x_stamp, y_stamp = random_inputs(cfg["n_series"], cfg["hist_len"], cfg["pred_len"], seed=3)
-    outputs = []
-    batch, sampling = SeriesBatch(x, x_stamp, y_stamp), Sampling(T=1.0, top_p=0.9, sample_count=4)
-    for use_cache in (False, True):
-        torch.manual_seed(1234)
-        tokens = generate_tokens(tokenizer, model, batch, sampling, cfg["max_context"], use_cache=use_cache)
-        decoded = decode_tokens(tokenizer, tokens, cfg["max_context"], use_cache)
-        outputs.append(decoded.float().numpy().mean(axis=1))
-    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
+    torch.manual_seed(1234)
+    sampling = Sampling(T=1.0, top_k=0, top_p=0.9, sample_count=4, seed=None)
+    plain = plain_generate_tokens(
+        tokenizer, model, SeriesBatch(x, x_stamp, y_stamp), sampling, cfg["max_context"]
+    )
+    plain_mean = plain_decode_tokens(tokenizer, plain, cfg["max_context"]).numpy().mean(axis=1)
+    torch.manual_seed(1234)
+    cached = auto_regressive_inference(
+        tokenizer,
+        model,
+        x,
+        x_stamp,
+        y_stamp,
+        cfg["max_context"],
+        cfg["pred_len"],
+        T=1.0,
+        top_p=0.9,
+        sample_count=4,
+    )
+    np.testing.assert_allclose(cached, plain_mean, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("sample_count", [1, 3])
@@ -204,22 +268,25 @@ def test_cached_logits_do_not_depend_on_the_batch(n_paths):
     def logits(series: list[int]) -> list[torch.Tensor]:
         """s1 and s2 logits of the first series' paths, batched with the other `series`."""
         rows = [s * n_paths + p for s in series for p in range(n_paths)]
-        cache = SegmentedModelCache(
-            model, CacheLayout(len(series), n_paths, hist_len, steps, hist_len + steps)
+        layout = CacheLayout(len(series), n_paths, hist_len, steps, hist_len + steps)
+        cache = KVCache.for_model(model, layout, fused=False)
+        s1, context = model.decode_s1(
+            *history[:, series], stamp[series, :hist_len], cache=cache.prefill(hist_len)
         )
-        s1, context = model.decode_s1(*history[:, series], stamp[series, :hist_len], cache=cache)
         out = [s1[:1]]
         path_stamp = stamp[series].repeat_interleave(n_paths, dim=0)
         for t in range(steps):
             g1, g2 = generated[:, rows, t : t + 1]
             if t == 0:
                 context = context.repeat_interleave(n_paths, dim=0)
+                cache.extend(0, 0)  # the paths' queries over the history alone
             s2 = model.decode_s2(context[:, -1:], g1, cache=cache)
-            s1, context = model.decode_s1(g1, g2, path_stamp[:, hist_len + t : hist_len + t + 1], cache=cache)
+            t_stamp = path_stamp[:, hist_len + t : hist_len + t + 1]
+            s1, context = model.decode_s1(g1, g2, t_stamp, cache=cache.extend(t, 1))
             out += [s2[:n_paths], s1[:n_paths]]
         return out
 
-    with torch.inference_mode():
+    with torch.inference_mode(), packed_products(batch_invariant=True):
         alone = logits([0])
         for series in ([0, 4], [0, 2, 1], [0, 5, 3, 2, 1]):
             for a, b in zip(alone, logits(series)):
@@ -233,7 +300,7 @@ def test_paths_of_one_series_are_independent_draws():
         model.head.proj_s2.weight.zero_()
     x, x_stamp, y_stamp = random_inputs(1, 16, 6)
     torch.manual_seed(0)
-    flat = Sampling(T=1.0, top_p=1.0, sample_count=32)
+    flat = Sampling(T=1.0, top_k=0, top_p=1.0, sample_count=32, seed=None)
     first = generate_tokens(tokenizer, model, SeriesBatch(x, x_stamp, y_stamp), flat, 32)
     torch.manual_seed(0)
     again = generate_tokens(tokenizer, model, SeriesBatch(x, x_stamp, y_stamp), flat, 32)
@@ -393,7 +460,8 @@ def test_streaming_window_equals_exact_until_it_slides(shape):
     cfg = dict(SHAPES, many_rows_grows=dict(n_series=6, hist_len=30, pred_len=10, max_context=40))[shape]
     tokenizer, model = random_pair(seed=2)
     x, x_stamp, y_stamp = random_inputs(cfg["n_series"], cfg["hist_len"], cfg["pred_len"])
-    args = (SeriesBatch(x, x_stamp, y_stamp), Sampling(sample_count=3, seed=4), cfg["max_context"])
+    sampling = Sampling(T=1.0, top_k=0, top_p=0.99, sample_count=3, seed=4)
+    args = (SeriesBatch(x, x_stamp, y_stamp), sampling, cfg["max_context"])
     exact = generate_tokens(tokenizer, model, *args)
     streaming = generate_tokens(tokenizer, model, *args, window="streaming")
     for a, b in zip(exact.generated, streaming.generated):
@@ -403,11 +471,13 @@ def test_streaming_window_equals_exact_until_it_slides(shape):
 def test_unknown_window_is_refused():
     tokenizer, model = random_pair(seed=2)
     x, x_stamp, y_stamp = random_inputs(1, 10, 2)
-    args = (SeriesBatch(x, x_stamp, y_stamp), Sampling(), 16)
+    args = (
+        SeriesBatch(x, x_stamp, y_stamp),
+        Sampling(T=1.0, top_k=0, top_p=0.99, sample_count=1, seed=None),
+        16,
+    )
     with pytest.raises(ValueError, match="window must be one of"):
         generate_tokens(tokenizer, model, *args, window="sliding")
-    with pytest.raises(ValueError, match="needs use_cache=True"):
-        generate_tokens(tokenizer, model, *args, use_cache=False, window="streaming")
 
 
 def test_bfloat16_predictor_warns_where_the_cpu_lacks_bf16_kernels(tiny_dir):

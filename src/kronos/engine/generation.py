@@ -1,33 +1,39 @@
-"""Sampling and autoregressive generation.
+"""Autoregressive generation over key/value caches.
 
-Two engines compute the same thing:
+One engine: the model's modules over a key/value cache (`kronos.engine.cache.KVCache`) whose
+history part is shared by a series' paths, with packed weights (`kronos.engine.packing`).
+While the window grows, a step passes one token per path; once it slides, every hidden state
+changes (the oldest token drops out and positions restart at 0), so the step passes the whole
+window again: the history part once per series, then each path's generated part on top of it.
+With `window="streaming"` (opt-in, see `WINDOWS`) it does not: the oldest token leaves the
+attention and the step passes one token per path, as it grows.
 
-- `plain`: the reference algorithm. Every step re-runs the Transformer over the whole window
-  and the dependency-aware layer over every context position.
-- `cached` (default): the same modules over key/value caches (`kronos.engine.cache`) whose history part
-  is shared by a series' paths. While the window grows, a step passes one token per path; once
-  it slides, every hidden state changes (the oldest token drops out and positions restart at 0),
-  so the step passes the whole window again: the history part once per series, then each path's
-  generated part on top of it. With `window="streaming"` (opt-in, see `WINDOWS`) it does not:
-  the oldest token leaves the attention and the step passes one token per path, as it grows.
+`batch_invariant` names the kernels: with it (the default when sampling with a seed), a series
+gets bitwise the same paths whatever it is batched with; without it, the fastest kernels run.
+The plain algorithm, the whole window through the model at every step, is the test oracle
+(tests/reference_generation.py); both give the same tokens.
 
 Rows are laid out series-major (row = series * sample_count + path), as upstream repeats them,
-so both engines draw the same random numbers in the same order.
+so the draws come in upstream's order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import trange
 
-from kronos.engine.cache import CacheLayout, SegmentedCache, SegmentedModelCache
+from kronos.engine.cache import CacheLayout, KVCache
+from kronos.engine.packing import packed_products
 from kronos.engine.sampling import Sampling, SeriesRandom, draw_tokens, series_key
 from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
+
+TokenPair = tuple[torch.Tensor, torch.Tensor]  # s1 and s2 token ids
+Progress = Callable[[int], Iterable[int]]
 
 
 @contextmanager
@@ -45,12 +51,13 @@ def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
 
 @dataclass
 class GeneratedTokens:
-    """History tokens per series and generated tokens per path (rows series-major)."""
+    """History tokens per series and generated tokens per path (rows series-major), and the
+    kernel set they were made with (`decode_tokens` decodes in the same)."""
 
-    history: tuple[torch.Tensor, torch.Tensor]  # s1, s2: [S, H]
-    generated: tuple[torch.Tensor, torch.Tensor]  # s1, s2: [S * N, P]
+    history: TokenPair  # s1, s2: [S, H]
+    generated: TokenPair  # s1, s2: [S * N, P]
     sample_count: int
-    batch_invariant: bool = True  # decode a series the same whatever its batch (seeded paths)
+    batch_invariant: bool = True
 
 
 def window_bounds(seq_len: int, history_len: int, max_context: int) -> tuple[int, int, int]:
@@ -59,80 +66,88 @@ def window_bounds(seq_len: int, history_len: int, max_context: int) -> tuple[int
     return start, max(0, history_len - start), max(0, start - history_len)
 
 
-def _generate_cached(
-    model, history, full_stamp, max_context, pred_len, sampling, random, progress, streaming
-):
+@dataclass(frozen=True)
+class Run:
+    """What every step of one generation call reads: the model and its cache, the tokens (history
+    per series, generated per path, filled step by step), stamps per series and per path."""
+
+    model: Kronos
+    cache: KVCache
+    history: TokenPair
+    generated: TokenPair
+    stamps: TokenPair
+    max_context: int
+    streaming: bool
+
+
+def _generate(
+    model: Kronos,
+    history: TokenPair,
+    full_stamp: torch.Tensor,
+    max_context: int,
+    sampling: Sampling,
+    random: SeriesRandom | None,
+    progress: Progress,
+    window: str,
+    batch_invariant: bool,
+    pred_len: int,
+) -> TokenPair:
     n_series, hist_len = history[0].shape
     n_paths = sampling.sample_count
-    generated = tuple(h.new_empty(n_series * n_paths, pred_len) for h in history)
+    generated = (
+        history[0].new_empty(n_series * n_paths, pred_len),
+        history[1].new_empty(n_series * n_paths, pred_len),
+    )
     stamps = (full_stamp, full_stamp.repeat_interleave(n_paths, dim=0))  # per series, per path
     prefix_cap = min(hist_len, max_context)
+    streaming = window == "streaming"
     if streaming:  # every generated token stays in the cache
-        suffix_cap, max_len, window = pred_len, prefix_cap + pred_len, max_context
+        suffix_cap, max_len, attended = pred_len, prefix_cap + pred_len, max_context
     else:
-        suffix_cap, max_len, window = min(pred_len, max_context), max_context, None
-    seeded = random is not None  # a series' paths must then not depend on its batch
-    layout = CacheLayout(n_series, n_paths, prefix_cap, suffix_cap, max_len, window, batch_invariant=seeded)
-    cache = SegmentedModelCache(model, layout)
+        suffix_cap, max_len, attended = min(pred_len, max_context), max_context, None
+    layout = CacheLayout(n_series, n_paths, prefix_cap, suffix_cap, max_len, attended)
+    cache = KVCache.for_model(model, layout, fused=not batch_invariant)
+    run = Run(model, cache, history, generated, stamps, max_context, streaming)
     for i in progress(pred_len):
-        s1_logits, last = _last_position(model, cache, history, generated, stamps, i, max_context, streaming)
-        s1 = draw_tokens(s1_logits.float(), sampling, random and random.uniforms(i, 0))
+        s1_logits, last = _last_position(run, i)
+        s1 = draw_tokens(s1_logits.float(), sampling, None if random is None else random.uniforms(i, 0))
         s2_logits = model.decode_s2(last, s1[:, None], cache=cache)[:, -1]
-        s2 = draw_tokens(s2_logits.float(), sampling, random and random.uniforms(i, 1))
+        s2 = draw_tokens(s2_logits.float(), sampling, None if random is None else random.uniforms(i, 1))
         generated[0][:, i] = s1
         generated[1][:, i] = s2
     return generated
 
 
-def _last_position(model, cache, history, generated, stamps, step, max_context, streaming):
+def _last_position(run: Run, step: int) -> TokenPair:
     """s1 logits [R, vocab] and hidden state [R, 1, D] of the last token before generated token
     `step`: one token per path while the window grows (or streams), else the whole window passed
     again, the history part once per series, then each path's generated part on top of it."""
-    (h1, h2), (g1, g2), (series_stamp, path_stamp) = history, generated, stamps
+    model, cache = run.model, run.cache
+    (h1, h2), (g1, g2), (series_stamp, path_stamp) = run.history, run.generated, run.stamps
     hist_len = h1.shape[1]
     seq_len = hist_len + step
-    start, prefix_len, gen_start = window_bounds(seq_len, hist_len, max_context)
-    if step > 0 and (start == 0 or streaming):
+    start, prefix_len, gen_start = window_bounds(seq_len, hist_len, run.max_context)
+    if step > 0 and (start == 0 or run.streaming):  # the suffix holds generated tokens 0 .. step - 2
         new = slice(step - 1, step)
-        logits, context = model.decode_s1(
-            g1[:, new], g2[:, new], path_stamp[:, seq_len - 1 : seq_len], cache=cache
-        )
+        stamp = path_stamp[:, seq_len - 1 : seq_len]
+        logits, context = model.decode_s1(g1[:, new], g2[:, new], stamp, cache=cache.extend(step - 1, 1))
         return logits[:, -1], context[:, -1:]
-    cache.clear()
+    cache.prefill(prefix_len)
     if prefix_len:
         logits, context = model.decode_s1(
             h1[:, start:], h2[:, start:], series_stamp[:, start:hist_len], cache=cache
         )
     if step > gen_start:
         new = slice(gen_start, step)
+        stamp = path_stamp[:, start + prefix_len : seq_len]
         logits, context = model.decode_s1(
-            g1[:, new], g2[:, new], path_stamp[:, start + prefix_len : seq_len], cache=cache
+            g1[:, new], g2[:, new], stamp, cache=cache.extend(0, step - gen_start)
         )
-    else:  # the history alone: one row per series
+    else:  # the history alone, one row per series; the paths ask `decode_s2` over it
+        cache.extend(0, 0)
         n_paths = g1.shape[0] // h1.shape[0]
         logits, context = (t.repeat_interleave(n_paths, dim=0) for t in (logits, context[:, -1:]))
     return logits[:, -1], context[:, -1:]
-
-
-def _generate_plain(model, history, full_stamp, max_context, pred_len, sampling, random, progress):
-    n_paths = sampling.sample_count
-    h1, h2 = (t.repeat_interleave(n_paths, dim=0) for t in history)
-    stamp = full_stamp.repeat_interleave(n_paths, dim=0)
-    hist_len = h1.shape[1]
-    seq1 = torch.cat([h1, h1.new_zeros(h1.shape[0], pred_len)], dim=1)
-    seq2 = torch.cat([h2, h2.new_zeros(h2.shape[0], pred_len)], dim=1)
-    for i in progress(pred_len):
-        seq_len = hist_len + i
-        start = max(0, seq_len - max_context)
-        s1_logits, context = model.decode_s1(
-            seq1[:, start:seq_len], seq2[:, start:seq_len], stamp[:, start:seq_len]
-        )
-        s1 = draw_tokens(s1_logits[:, -1].float(), sampling, random and random.uniforms(i, 0))
-        s2_logits = model.decode_s2(context, s1[:, None])
-        s2 = draw_tokens(s2_logits[:, -1].float(), sampling, random and random.uniforms(i, 1))
-        seq1[:, seq_len] = s1
-        seq2[:, seq_len] = s2
-    return seq1[:, hist_len:], seq2[:, hist_len:]
 
 
 @dataclass(frozen=True)
@@ -176,83 +191,101 @@ def generate_tokens(
     max_context: int,
     clip: float = 5,
     verbose: bool = False,
-    use_cache: bool = True,
     window: str = "exact",
+    batch_invariant: bool | None = None,
 ) -> GeneratedTokens:
     """Tokenize each series' history once and sample `sampling.sample_count` token paths of
     `batch.pred_len` tokens per series, the model seeing at most `max_context` tokens.
 
-    Runs in eval mode; the modules' training flags are restored afterwards. `window` is how a full
-    context window slides (see `WINDOWS`).
+    `batch_invariant` chooses the kernels (default: whether `sampling.seed` is given). With it,
+    every product and attention computes a row the same way whatever the rows beside it, so a
+    seeded series gets bitwise the same paths alone or in any batch; without it, the fastest
+    kernels run (one-row products on slabs of the weights, PyTorch's fused attention), whose
+    rounding may depend on the batch. `window` is how a full context window slides (`WINDOWS`).
+    Runs in eval mode; the modules' training flags are restored afterwards.
     """
     if int(max_context) <= 0:
         raise ValueError(f"max_context must be positive, got {max_context}")
-    check_window(window, use_cache)
-    x, pred_len = batch.x, batch.pred_len
+    check_window(window)
+    x = batch.x
     random = None
     if sampling.seed is not None:
         keys = range(x.shape[0]) if batch.keys is None else batch.keys
         random = SeriesRandom([series_key(sampling.seed, k) for k in keys], sampling.sample_count, x.device)
+    invariant = sampling.seed is not None if batch_invariant is None else batch_invariant
     dtype = model.norm.weight.dtype
     x = torch.clip(x, -clip, clip).to(dtype)
     full_stamp = torch.cat([batch.x_stamp, batch.y_stamp], dim=1)
-    progress = trange if verbose else range
+    progress: Progress = trange if verbose else range
     with eval_mode(tokenizer, model):
         history = tokenizer.encode(x.to(tokenizer.head.weight.dtype), half=True)
-        args = (model, history, full_stamp, max_context, pred_len, sampling, random, progress)
-        generated = _generate_cached(*args, window == "streaming") if use_cache else _generate_plain(*args)
-    return GeneratedTokens(history, generated, sampling.sample_count, batch_invariant=random is not None)
+        with packed_products(invariant):
+            generated = _generate(
+                model,
+                history,
+                full_stamp,
+                max_context,
+                sampling,
+                random,
+                progress,
+                window,
+                invariant,
+                batch.pred_len,
+            )
+    return GeneratedTokens(history, generated, sampling.sample_count, batch_invariant=invariant)
 
 
 @torch.inference_mode()
-def decode_tokens(
-    tokenizer: KronosTokenizer, tokens: GeneratedTokens, max_context: int, use_cache: bool = True
-):
+def decode_tokens(tokenizer: KronosTokenizer, tokens: GeneratedTokens, max_context: int) -> torch.Tensor:
     """Decode history + each path, [S, N, max(min(H + P, max_context), P), d_in]: the last
     `max_context` tokens, as upstream, and before them any generated tokens that fall outside
     that window (a horizon P longer than the context; `_decode_before_window`).
 
-    The cached way decodes the history part of the last window once per series and each path's
-    tokens on top of it. Runs in eval mode, as `generate_tokens`.
+    The last window is decoded over a cache, in the tokens' kernel set: its history part once per
+    series and each path's tokens on top of it. Runs in eval mode, as `generate_tokens`.
     """
-    (h1, h2), (g1, g2), n = tokens.history, tokens.generated, tokens.sample_count
-    n_series, hist_len = h1.shape
-    pred_len = g1.shape[1]
-    start, prefix_len, gen_start = window_bounds(hist_len + pred_len, hist_len, max_context)
+    (h1, _), (g1, _) = tokens.history, tokens.generated
+    start, prefix_len, gen_start = window_bounds(h1.shape[1] + g1.shape[1], h1.shape[1], max_context)
     with eval_mode(tokenizer):
-        if not use_cache:
-            full1 = torch.cat([h1.repeat_interleave(n, dim=0), g1], dim=1)[:, start:]
-            full2 = torch.cat([h2.repeat_interleave(n, dim=0), g2], dim=1)[:, start:]
-            z = tokenizer.decode((full1, full2), half=True)
-            window = z.view(n_series, n, z.shape[1], z.shape[2])
-        else:
-            window = _decode_window_cached(tokenizer, tokens, start, prefix_len, gen_start)
+        with packed_products(tokens.batch_invariant):
+            window = _decode_window(tokenizer, tokens, start, prefix_len, gen_start)
         if gen_start == 0:
             return window
         return torch.cat([_decode_before_window(tokenizer, tokens, gen_start, max_context), window], dim=2)
 
 
-def _decode_window_cached(tokenizer, tokens: GeneratedTokens, start: int, prefix_len: int, gen_start: int):
+def _decode_window(
+    tokenizer: KronosTokenizer, tokens: GeneratedTokens, start: int, prefix_len: int, gen_start: int
+) -> torch.Tensor:
     (h1, h2), (g1, g2), n = tokens.history, tokens.generated, tokens.sample_count
     n_series, hist_len = h1.shape
     pred_len = g1.shape[1]
     window_len = hist_len + pred_len - start
-    invariant = tokens.batch_invariant
-    layout = CacheLayout(n_series, n, prefix_len, pred_len - gen_start, window_len, batch_invariant=invariant)
-    cache = SegmentedCache(tokenizer.decoder, layout)
+    layout = CacheLayout(n_series, n, prefix_len, pred_len - gen_start, window_len)
+    cache = KVCache.for_decoder(tokenizer, layout, fused=not tokens.batch_invariant)
     if n == 1:  # one path a series: nothing to share, the window is passed as one sequence
-        window = [torch.cat([h[:, start:], g[:, gen_start:]], dim=1) for h, g in ((h1, g1), (h2, g2))]
-        return tokenizer.decode(tuple(window), half=True, cache=cache)[:, None]
+        window = (
+            torch.cat([h1[:, start:], g1[:, gen_start:]], dim=1),
+            torch.cat([h2[:, start:], g2[:, gen_start:]], dim=1),
+        )
+        return tokenizer.decode(window, half=True, cache=cache.prefill(window_len))[:, None]
     parts = []
     if prefix_len:
-        z_prefix = tokenizer.decode((h1[:, start:], h2[:, start:]), half=True, cache=cache)
+        z_prefix = tokenizer.decode(
+            (h1[:, start:], h2[:, start:]), half=True, cache=cache.prefill(prefix_len)
+        )
         parts.append(z_prefix[:, None].expand(n_series, n, *z_prefix.shape[1:]))
-    z_suffix = tokenizer.decode((g1[:, gen_start:], g2[:, gen_start:]), half=True, cache=cache)
+    else:
+        cache.prefill(0)
+    suffix = cache.extend(0, pred_len - gen_start)
+    z_suffix = tokenizer.decode((g1[:, gen_start:], g2[:, gen_start:]), half=True, cache=suffix)
     parts.append(z_suffix.view(n_series, n, pred_len - gen_start, -1))
     return torch.cat(parts, dim=2)
 
 
-def _decode_before_window(tokenizer, tokens: GeneratedTokens, n_generated: int, max_context: int):
+def _decode_before_window(
+    tokenizer: KronosTokenizer, tokens: GeneratedTokens, n_generated: int, max_context: int
+) -> torch.Tensor:
     """The first `n_generated` generated tokens of each path, decoded: [S, N, n_generated, d_in].
 
     The decoder sees at most `max_context` tokens, so they are decoded block by block, each block
@@ -284,8 +317,6 @@ little (measured in docs/performance.md). Use it when history + steps exceed the
 speed matters more than matching upstream token for token; below the context it is exact."""
 
 
-def check_window(window: str, use_cache: bool = True) -> None:
+def check_window(window: str) -> None:
     if window not in WINDOWS:
         raise ValueError(f"window must be one of {WINDOWS}, got {window!r}")
-    if window == "streaming" and not use_cache:
-        raise ValueError("window='streaming' needs use_cache=True (the plain loop is the exact reference)")

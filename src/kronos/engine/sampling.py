@@ -149,7 +149,8 @@ def _mix64(z: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser: a bijection of uint64 that scatters nearby inputs."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+    mixed: np.ndarray = z ^ (z >> np.uint64(31))
+    return mixed
 
 
 class SeriesRandom:

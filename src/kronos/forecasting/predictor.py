@@ -250,7 +250,6 @@ class KronosPredictor(UpstreamMethods):
         max_context: int | None = None,
         clip: float = 5,
         dtype: torch.dtype | str | None = None,
-        use_cache: bool = True,
         normalize_on: str = "history",
         num_threads: int | None = None,
         memory_budget: int = GENERATION_MEMORY,
@@ -277,9 +276,8 @@ class KronosPredictor(UpstreamMethods):
                 "PyTorch's generic kernels, slower than float32 (docs/performance.md)",
                 stacklevel=_caller_stacklevel(),
             )
-        check_window(window, use_cache)
+        check_window(window)
         self.window = window
-        self.use_cache = use_cache
         # the caller's modules stay as they are: a copy is moved or cast only where needed
         self.model = _placed(model, self.device, self.dtype)
         self.tokenizer = _placed(tokenizer, self.device, self.dtype)
@@ -503,9 +501,9 @@ class KronosPredictor(UpstreamMethods):
             )
             tokens = generate_tokens(
                 self.tokenizer, self.model, batch, sampling, self.max_context, self.clip,
-                verbose=verbose, use_cache=self.use_cache, window=self.window,
+                verbose=verbose, window=self.window,
             )  # fmt: skip
-            paths = decode_tokens(self.tokenizer, tokens, self.max_context, self.use_cache)
+            paths = decode_tokens(self.tokenizer, tokens, self.max_context)
         return np.asarray(paths.float().cpu().numpy())
 
     def _tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:

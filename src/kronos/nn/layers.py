@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from contextvars import ContextVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,7 @@ class _Registered:
     def __init__(self, name: str):
         self.name = name
 
-    def __get__(self, module: nn.Module | None, owner: type | None = None):
+    def __get__(self, module: nn.Module | None, owner: type | None = None) -> Any:
         if module is None:
             return self
         for registry in (module._modules, module._parameters, module._buffers):
@@ -74,13 +75,22 @@ def dropout(layer: nn.Dropout, x: torch.Tensor) -> torch.Tensor:
     return layer(x) if layer.training else x
 
 
-Products = Callable[..., Sequence[torch.Tensor]]
-"""`products(x, a, b, ...)` gives `(a(x), b(x), ...)` for linear layers a, b: how a module multiplies."""
+Products = Callable[[torch.Tensor, tuple[nn.Linear, ...]], Sequence[torch.Tensor]]
+"""`products(x, (a, b, ...))` gives `(a(x), b(x), ...)` for linear layers a, b that take the same input."""
+
+PACKED_PRODUCTS: ContextVar[Products | None] = ContextVar("kronos_packed_products", default=None)
+"""The products of linear layers in this thread: None outside generation, and there the packed
+weights of `kronos.engine.packing.packed_products` (which sets it, for the cached passes only)."""
 
 
-def separately(x: torch.Tensor, *layers: nn.Linear) -> list[torch.Tensor]:
-    """Each layer applied to x on its own: the reference products."""
-    return [layer(x) for layer in layers]
+def linear(x: torch.Tensor, *layers: nn.Linear) -> Sequence[torch.Tensor]:
+    """`(a(x), b(x), ...)` for linear layers a, b, ... that take the same input x.
+
+    Each layer on its own, except inside `kronos.engine.packing.packed_products`: there the
+    layers are multiplied together, by one product on their packed weights.
+    """
+    products = PACKED_PRODUCTS.get()
+    return [layer(x) for layer in layers] if products is None else products(x, layers)
 
 
 @registry_attributes("w1", "w3", "w2", "dropout")
@@ -94,9 +104,9 @@ class FeedForward(nn.Module):
         self.w2 = nn.Linear(ff_dim, d_model, bias=False)
         self.dropout = nn.Dropout(dropout_p)
 
-    def forward(self, x: torch.Tensor, products: Products = separately) -> torch.Tensor:
-        gate, up = products(x, self.w1, self.w3)
-        (out,) = products(F.silu(gate) * up, self.w2)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = linear(x, self.w1, self.w3)
+        (out,) = linear(F.silu(gate) * up, self.w2)
         return dropout(self.dropout, out)
 
 
@@ -141,27 +151,24 @@ def padding_to_attn_mask(padding_mask: torch.Tensor, q_len: int, causal: bool) -
     return keep
 
 
-class KVCache(Protocol):
-    """Keys and values of earlier tokens, for decoding a few tokens at a time (`kronos.engine.cache`).
+class LayerCache(Protocol):
+    """One attention layer's keys and values of earlier tokens (`kronos.engine.cache.KVCache`).
 
-    A cached pass gives an attention layer only the new tokens of its rows. The cache says where
-    they stand, keeps their keys and values after those it holds for the same rows, and attends
-    their queries over everything it holds; `products` is how the pass multiplies.
+    A cached pass gives an attention layer only its new tokens; the cache was told where they
+    stand. It keeps their keys and values beside those it holds and attends their queries over
+    everything it holds.
     """
 
-    @property
-    def products(self) -> Products: ...
-
-    def rotary(self, rotary: RotaryPositionalEmbedding, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin [n, head_dim] at the positions of the n tokens of x [B, n, D]."""
+    def rotary(self, rotary: RotaryPositionalEmbedding, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin [n, head_dim] at the positions of the pass's n new tokens."""
         ...
 
     def store(self, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Keep the keys and values [B, H, n, head_dim] of n new tokens."""
+        """Keep the keys and values [B, H, n, head_dim] of the pass's n new tokens."""
         ...
 
     def attend(self, q: torch.Tensor) -> torch.Tensor:
-        """Causal attention [B, H, n, head_dim] of the last n stored tokens' queries over all stored keys."""
+        """Causal attention [B, H, n, head_dim] of the new tokens' queries over every key held."""
         ...
 
 
@@ -194,12 +201,19 @@ class RotaryAttention(nn.Module):
         b, _, n, _ = x.shape
         return x.transpose(1, 2).reshape(b, n, self.d_model)
 
-    def output(self, attended: torch.Tensor, products: Products) -> torch.Tensor:
+    def output(self, attended: torch.Tensor) -> torch.Tensor:
         """The heads [B, H, L, head_dim] merged and projected back to [B, L, D]."""
-        (out,) = products(self.merge_heads(attended), self.out_proj)
+        (out,) = linear(self.merge_heads(attended), self.out_proj)
         return dropout(self.resid_dropout, out)
 
-    def attention(self, q, k, v, key_padding_mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
+    def attention(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        key_padding_mask: torch.Tensor | None,
+        causal: bool,
+    ) -> torch.Tensor:
         """Attention over whole sequences, PyTorch's fused kernel (a cached pass attends through
         its cache instead)."""
         dropout_p = self.attn_dropout_p if self.training else 0.0
@@ -213,23 +227,22 @@ class MultiHeadAttentionWithRoPE(RotaryAttention):
     """Causal self-attention with rotary positions counted from 0 at the sequence start."""
 
     def forward(
-        self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None, cache: KVCache | None = None
+        self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None, cache: LayerCache | None = None
     ) -> torch.Tensor:
         """x [B, L, D]. With a cache, x holds the tokens that follow those the cache holds for its
         rows: they stand where the cache says, and attend over everything it holds."""
-        products = separately if cache is None else cache.products
-        q, k, v = (self.split_heads(t) for t in products(x, self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = (self.split_heads(t) for t in linear(x, self.q_proj, self.k_proj, self.v_proj))
         if cache is None:
             cos, sin = self.rotary.table(torch.arange(x.shape[1], device=x.device))
         else:
-            cos, sin = cache.rotary(self.rotary, x)
+            cos, sin = cache.rotary(self.rotary, x.shape[1])
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is None:
-            return self.output(self.attention(q, k, v, key_padding_mask, causal=True), products)
+            return self.output(self.attention(q, k, v, key_padding_mask, causal=True))
         if key_padding_mask is not None:
             raise ValueError("a cached pass takes no key_padding_mask")
         cache.store(k, v)
-        return self.output(cache.attend(q), products)
+        return self.output(cache.attend(q))
 
 
 class MultiHeadCrossAttentionWithRoPE(RotaryAttention):
@@ -251,21 +264,21 @@ class MultiHeadCrossAttentionWithRoPE(RotaryAttention):
         q = apply_rotary(self.split_heads(self.q_proj(query)), cos, sin)
         k = apply_rotary(self.split_heads(self.k_proj(key)), cos, sin)
         v = self.split_heads(self.v_proj(value))
-        return self.output(self.attention(q, k, v, key_padding_mask, causal=self.training), separately)
+        return self.output(self.attention(q, k, v, key_padding_mask, causal=self.training))
 
-    def remember(self, context: torch.Tensor, cache: KVCache) -> None:
+    def remember(self, context: torch.Tensor, cache: LayerCache) -> None:
         """Keep the keys and values of new context positions [B, n, D] in the cache.
 
         Cached generation asks one query per row, so the rotary table is position 0, the
         identity: the keys are stored unrotated.
         """
-        k, v = cache.products(context, self.k_proj, self.v_proj)
+        k, v = linear(context, self.k_proj, self.v_proj)
         cache.store(self.split_heads(k), self.split_heads(v))
 
-    def recall(self, query: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    def recall(self, query: torch.Tensor, cache: LayerCache) -> torch.Tensor:
         """One query per row [B, 1, D] over every position the cache holds (see `remember`)."""
-        (q,) = cache.products(query, self.q_proj)
-        return self.output(cache.attend(self.split_heads(q)), cache.products)
+        (q,) = linear(query, self.q_proj)
+        return self.output(cache.attend(self.split_heads(q)))
 
 
 @registry_attributes("norm1", "self_attn", "norm2", "ffn")
@@ -288,31 +301,29 @@ class TransformerBlock(nn.Module):
         self.ffn = FeedForward(d_model, ff_dim, ffn_dropout_p)
 
     def forward(
-        self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None, cache: KVCache | None = None
+        self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None, cache: LayerCache | None = None
     ) -> torch.Tensor:
         """x [B, L, D]; with a cache, the tokens after those it holds (see MultiHeadAttentionWithRoPE)."""
         x = x + self.self_attn(self.norm1(x), key_padding_mask, cache)
-        return x + self.ffn(self.norm2(x), separately if cache is None else cache.products)
+        out: torch.Tensor = x + self.ffn(self.norm2(x))
+        return out
 
 
 class StackCache(Protocol):
-    """The caches of a stack of blocks for one cached pass: one KVCache per block."""
+    """The caches of a stack's attention layers for a cached pass, one LayerCache each, in order."""
 
     @property
-    def products(self) -> Products: ...
-
-    @property
-    def layers(self) -> Sequence[KVCache]: ...
+    def layers(self) -> Sequence[LayerCache]: ...
 
 
 def run_blocks(
     blocks: nn.ModuleList,
     x: torch.Tensor,
     key_padding_mask: torch.Tensor | None = None,
-    cache: StackCache | None = None,
+    caches: Sequence[LayerCache] | None = None,
 ) -> torch.Tensor:
-    """x through every block in turn; with a cache, block i uses the cache's layer i."""
-    layers: Sequence[KVCache | None] = [None] * len(blocks) if cache is None else cache.layers
+    """x through every block in turn; with caches, block i uses caches[i]."""
+    layers: Sequence[LayerCache | None] = [None] * len(blocks) if caches is None else caches
     for block, layer in zip(blocks, layers, strict=True):
         x = block(x, key_padding_mask, layer)
     return x
@@ -387,7 +398,9 @@ class BSQuantizer(nn.Module):
         self.s1_bits = s1_bits
         self.bsq = bsq
 
-    def forward(self, z: torch.Tensor, half: bool = False, collect_metrics: bool = True):
+    def forward(
+        self, z: torch.Tensor, half: bool = False, collect_metrics: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
         z = F.normalize(z, dim=-1)
         quantized, bsq_loss = self.bsq(z, collect_metrics=collect_metrics)
         if half:
@@ -419,10 +432,8 @@ class HierarchicalEmbedding(nn.Module):
         s2 = torch.embedding(self.emb_s2.weight, s2_ids)
         return torch.cat([s1 * scale, s2 * scale], dim=-1)
 
-    def forward(
-        self, s1_ids: torch.Tensor, s2_ids: torch.Tensor, products: Products = separately
-    ) -> torch.Tensor:
-        (fused,) = products(self.scaled_pair(s1_ids, s2_ids), self.fusion_proj)
+    def forward(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor) -> torch.Tensor:
+        (fused,) = linear(self.scaled_pair(s1_ids, s2_ids), self.fusion_proj)
         return fused
 
 
@@ -444,7 +455,8 @@ class FixedEmbedding(nn.Module):
         return self.emb.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.emb(x).detach()
+        looked_up: torch.Tensor = self.emb(x)
+        return looked_up.detach()
 
 
 TIME_FEATURES = ("minute", "hour", "weekday", "day", "month")
@@ -495,7 +507,7 @@ class DependencyAwareLayer(nn.Module):
         hidden: torch.Tensor,
         sibling_embed: torch.Tensor,
         key_padding_mask: torch.Tensor | None = None,
-        cache: KVCache | None = None,
+        cache: LayerCache | None = None,
     ) -> torch.Tensor:
         """With a cache, the keys are those of every position kept by `remember`, and hidden holds
         only the positions to condition (generation's last)."""
@@ -503,9 +515,10 @@ class DependencyAwareLayer(nn.Module):
             attn = self.cross_attn(sibling_embed, hidden, hidden, key_padding_mask=key_padding_mask)
         else:
             attn = self.cross_attn.recall(sibling_embed, cache)
-        return self.norm(hidden + attn)
+        out: torch.Tensor = self.norm(hidden + attn)
+        return out
 
-    def remember(self, hidden: torch.Tensor, cache: KVCache) -> None:
+    def remember(self, hidden: torch.Tensor, cache: LayerCache) -> None:
         """Keep the keys and values of new positions of the context, for cached calls."""
         self.cross_attn.remember(hidden, cache)
 
@@ -520,15 +533,22 @@ class DualHead(nn.Module):
         self.proj_s1 = nn.Linear(d_model, self.vocab_s1)
         self.proj_s2 = nn.Linear(d_model, self.vocab_s2)
 
-    def forward(self, x: torch.Tensor, products: Products = separately) -> torch.Tensor:
-        (logits,) = products(x, self.proj_s1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (logits,) = linear(x, self.proj_s1)
         return logits
 
-    def cond_forward(self, x: torch.Tensor, products: Products = separately) -> torch.Tensor:
-        (logits,) = products(x, self.proj_s2)
+    def cond_forward(self, x: torch.Tensor) -> torch.Tensor:
+        (logits,) = linear(x, self.proj_s2)
         return logits
 
-    def compute_loss(self, s1_logits, s2_logits, s1_targets, s2_targets, padding_mask=None):
+    def compute_loss(
+        self,
+        s1_logits: torch.Tensor,
+        s2_logits: torch.Tensor,
+        s1_targets: torch.Tensor,
+        s2_targets: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean of the s1 and s2 cross-entropies, returned with each; padded positions (nonzero) are skipped."""
         if padding_mask is not None:
             valid = padding_mask == 0

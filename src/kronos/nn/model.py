@@ -17,8 +17,7 @@ from kronos.nn.layers import (
     DependencyAwareLayer,
     DualHead,
     HierarchicalEmbedding,
-    KVCache,
-    Products,
+    LayerCache,
     RMSNorm,
     StackCache,
     TemporalEmbedding,
@@ -26,16 +25,16 @@ from kronos.nn.layers import (
     dropout,
     registry_attributes,
     run_blocks,
-    separately,
 )
 from kronos.nn.metadata import ModelMetadata, read_metadata
 
 
 class ModelCache(StackCache, Protocol):
-    """A cached pass through Kronos: a cache per Transformer block and the dependency-aware layer's."""
+    """A cached pass through Kronos: a layer cache per Transformer block, then (last, and as
+    `dependency`) the dependency-aware layer's."""
 
     @property
-    def dependency(self) -> KVCache: ...
+    def dependency(self) -> LayerCache: ...
 
 
 @registry_attributes("embedding", "time_emb", "token_drop", "transformer", "norm", "dep_layer", "head")
@@ -130,15 +129,19 @@ class Kronos(nn.Module, PyTorchModelHubMixin):
         s1_ids: torch.Tensor,
         s2_ids: torch.Tensor,
         stamp: torch.Tensor | None = None,
-        products: Products = separately,
     ) -> torch.Tensor:
-        x = self.embedding(s1_ids, s2_ids, products)
+        x = self.embedding(s1_ids, s2_ids)
         if stamp is not None:
             x = x + self.time_emb(stamp)
         return dropout(self.token_drop, x)
 
     def decode_s1(
-        self, s1_ids, s2_ids, stamp=None, padding_mask=None, cache: ModelCache | None = None
+        self,
+        s1_ids: torch.Tensor,
+        s2_ids: torch.Tensor,
+        stamp: torch.Tensor | None = None,
+        padding_mask: torch.Tensor | None = None,
+        cache: ModelCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(s1 logits, normed hidden states) for every position.
 
@@ -146,30 +149,39 @@ class Kronos(nn.Module, PyTorchModelHubMixin):
         last position's only, [B, 1, vocab], and the dependency-aware layer keeps its keys of the
         new positions for `decode_s2`.
         """
-        x = self.embed(s1_ids, s2_ids, stamp, separately if cache is None else cache.products)
-        x = self.norm(run_blocks(self.transformer, x, padding_mask, cache))
+        x = self.embed(s1_ids, s2_ids, stamp)
+        caches = None if cache is None else cache.layers[:-1]
+        x = self.norm(run_blocks(self.transformer, x, padding_mask, caches))
         if cache is None:
             return self.head(x), x
         self.dep_layer.remember(x, cache.dependency)
-        return self.head(x[:, -1:], cache.products), x
+        return self.head(x[:, -1:]), x
 
     def decode_s2(
-        self, context: torch.Tensor, s1_ids: torch.Tensor, padding_mask=None, cache: ModelCache | None = None
+        self,
+        context: torch.Tensor,
+        s1_ids: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        cache: ModelCache | None = None,
     ) -> torch.Tensor:
         """s2 logits given the hidden states and the s1 ids (the query is the unscaled s1 embedding).
 
         With a cache, context is the positions to condition (the last) and the keys are the cache's.
         """
-        if cache is None:
-            return self.head.cond_forward(
-                self.dep_layer(context, self.embedding.emb_s1(s1_ids), padding_mask)
-            )
-        conditioned = self.dep_layer(context, self.embedding.emb_s1(s1_ids), padding_mask, cache.dependency)
-        return self.head.cond_forward(conditioned, cache.products)
+        dependency = None if cache is None else cache.dependency
+        conditioned = self.dep_layer(context, self.embedding.emb_s1(s1_ids), padding_mask, dependency)
+        logits: torch.Tensor = self.head.cond_forward(conditioned)
+        return logits
 
     def forward(
-        self, s1_ids, s2_ids, stamp=None, padding_mask=None, use_teacher_forcing=False, s1_targets=None
-    ):
+        self,
+        s1_ids: torch.Tensor,
+        s2_ids: torch.Tensor,
+        stamp: torch.Tensor | None = None,
+        padding_mask: torch.Tensor | None = None,
+        use_teacher_forcing: bool = False,
+        s1_targets: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(s1 logits, s2 logits); s2 is conditioned on `s1_targets` or on s1 ids sampled from s1 logits."""
         s1_logits, context = self.decode_s1(s1_ids, s2_ids, stamp, padding_mask)
         if use_teacher_forcing:

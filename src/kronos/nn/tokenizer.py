@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
@@ -19,9 +19,11 @@ from kronos.nn.layers import (
     StackCache,
     TransformerBlock,
     indices_to_bits,
+    linear,
     run_blocks,
-    separately,
 )
+
+Tokens = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # ids, or (s1, s2) ids with half=True
 
 
 class KronosTokenizer(nn.Module, PyTorchModelHubMixin):
@@ -101,37 +103,50 @@ class KronosTokenizer(nn.Module, PyTorchModelHubMixin):
 
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
         """Continuous code before quantization, [B, L, codebook_dim]."""
-        return self.quant_embed(run_blocks(self.encoder, self.embed(x)))
+        latent: torch.Tensor = self.quant_embed(run_blocks(self.encoder, self.embed(x)))
+        return latent
 
-    def encode(self, x: torch.Tensor, half: bool = False):
+    @overload
+    def encode(self, x: torch.Tensor, half: Literal[False] = False) -> torch.Tensor: ...
+
+    @overload
+    def encode(self, x: torch.Tensor, half: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def encode(self, x: torch.Tensor, half: bool = False) -> Tokens:
         """Token ids of x [B, L, d_in]: one id per bar, or (s1, s2) with `half=True`."""
         _, _, indices = self.tokenizer(self.encode_latent(x), half=half, collect_metrics=False)
-        return indices
+        found: Tokens = indices
+        return found
 
-    def indices_to_code(self, indices, half: bool = False) -> torch.Tensor:
+    def indices_to_code(self, indices: Tokens, half: bool = False) -> torch.Tensor:
         """Token ids back to the ±1/sqrt(codebook_dim) code the decoder reads."""
         if half:
             s1, s2 = indices
             n = self.codebook_dim // 2
             bits = torch.cat([indices_to_bits(s1, n), indices_to_bits(s2, n)], dim=-1)
-        else:
+        elif isinstance(indices, torch.Tensor):
             bits = indices_to_bits(indices, self.codebook_dim)
+        else:
+            raise TypeError("token ids are one tensor, or an (s1, s2) pair with half=True")
         return bits * (1.0 / math.sqrt(self.codebook_dim))
 
     def decode_code(
         self, code: torch.Tensor, embed: nn.Linear | None = None, cache: StackCache | None = None
     ) -> torch.Tensor:
         """Bars from codes [B, L, codebook_dim]; with a cache, the tokens after those it holds."""
-        products = separately if cache is None else cache.products
-        (z,) = products(code.to(self.head.weight.dtype), self.post_quant_embed if embed is None else embed)
-        (bars,) = products(run_blocks(self.decoder, z, cache=cache), self.head)
+        (z,) = linear(code.to(self.head.weight.dtype), self.post_quant_embed if embed is None else embed)
+        (bars,) = linear(
+            run_blocks(self.decoder, z, caches=None if cache is None else cache.layers), self.head
+        )
         return bars
 
-    def decode(self, x, half: bool = False, cache: StackCache | None = None) -> torch.Tensor:
+    def decode(self, x: Tokens, half: bool = False, cache: StackCache | None = None) -> torch.Tensor:
         """Bars [B, L, d_in] from token ids (see `encode`); with a cache, see `decode_code`."""
         return self.decode_code(self.indices_to_code(x, half), cache=cache)
 
-    def forward(self, x: torch.Tensor):
+    def forward(
+        self, x: torch.Tensor
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training pass: ((z_pre, z), bsq_loss, quantized, indices).
 
         z reconstructs x from the full code, z_pre from the s1 bits alone.
