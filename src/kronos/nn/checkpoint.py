@@ -11,13 +11,15 @@ are resolved by `kronos.forecasting.pretrained`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from huggingface_hub import (
+    PyTorchModelHubMixin,
     constants,
     get_hf_file_metadata,
     hf_hub_download,
@@ -27,7 +29,7 @@ from huggingface_hub import (
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from safetensors import SafetensorError, safe_open
 
-from kronos.nn.config import ModelConfig, TokenizerConfig
+from kronos.nn.config import NetworkConfig
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -43,7 +45,7 @@ BY_NAME_HINT = (
     "a shipped model's name (such as 'kronos-default') or a directory holding model/ and tokenizer/ "
     "is loaded with kronos.load_pretrained(name) or KronosPredictor.from_pretrained(name)"
 )
-Config = TypeVar("Config", ModelConfig, TokenizerConfig)
+Config = TypeVar("Config", bound=NetworkConfig)
 
 
 @dataclass(frozen=True)
@@ -259,3 +261,45 @@ def find_checkpoint(
         force_download=force_download,
         local_files_only=local_files_only,
     )
+
+
+NetworkT = TypeVar("NetworkT", bound="Network[Any]")
+
+
+class Network(PyTorchModelHubMixin, Generic[Config]):
+    """What the model and the tokenizer share as checkpoints: built from a config, loaded from a
+    directory or a Hugging Face Hub id, written as upstream writes them (huggingface_hub's mixin).
+
+    A subclass names its `config_class` and the `part` ('model' or 'tokenizer') an error suggests
+    a flag for, and is an nn.Module whose constructor takes the config's fields.
+    """
+
+    config_class: ClassVar[type[NetworkConfig]]
+    part: ClassVar[str]
+
+    @classmethod
+    def from_config(cls: type[NetworkT], config: Config) -> NetworkT:
+        """A randomly initialised network of the architecture `config`."""
+        return cls(**dataclasses.asdict(config))
+
+    @classmethod
+    def from_pretrained(
+        cls: type[NetworkT], pretrained_model_name_or_path: str | Path, *, strict: bool = True, **hub: Any
+    ) -> NetworkT:
+        """Load a checkpoint directory or a Hugging Face Hub id ('owner/name').
+
+        `hub` takes revision, cache_dir, token, force_download and local_files_only (see
+        `find_checkpoint`); a shipped model's name is loaded by `kronos.load_pretrained`.
+        FileNotFoundError when a file is missing, ValueError when the config or the weights fail
+        their checks; `strict=True` also rejects missing or extra weights.
+        """
+        checkpoint = find_checkpoint(pretrained_model_name_or_path, cls.__name__, cls.part, **hub)
+        network = cls.from_config(read_network_config(cls.config_class, checkpoint.config))
+        assert isinstance(network, torch.nn.Module)
+        load_weights(network, checkpoint.weights, strict)
+        network.eval()
+        network.loaded_from(str(pretrained_model_name_or_path), checkpoint)
+        return network
+
+    def loaded_from(self, name: str, checkpoint: CheckpointFiles) -> None:
+        """What a subclass reads beside the weights it was loaded with (nothing here)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import typing
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
@@ -39,12 +40,6 @@ def _check_value(key: str, value: object, expected: object) -> None:
             raise ValueError(f"{key!r} is a dropout probability, in [0, 1), got {value}")
 
 
-def _check_fields(config: ModelConfig | TokenizerConfig) -> None:
-    hints = typing.get_type_hints(type(config))
-    for field in fields(config):
-        _check_value(field.name, getattr(config, field.name), hints[field.name])
-
-
 def _check_head_size(d_model: int, n_heads: int, heads: str) -> None:
     """d_model / n_heads must be an even whole number: rotary embeddings turn pairs of a head's coordinates."""
     head_dim, rest = divmod(d_model, n_heads)
@@ -60,22 +55,46 @@ def _block_parameters(d_model: int, ff_dim: int) -> int:
     return 2 * d_model + 4 * (d_model * d_model + d_model) + 3 * d_model * ff_dim
 
 
-Config = TypeVar("Config", "ModelConfig", "TokenizerConfig")
-
-
-def _from_dict(cls: type[Config], values: Mapping[str, Any], source: str) -> Config:
-    names = [field.name for field in fields(cls)]
-    missing = [name for name in names if name not in values]
-    if missing:
-        raise ValueError(f"{source} lacks {missing}; {cls.__name__} needs {names}")
-    try:
-        return cls(**{name: values[name] for name in names})
-    except ValueError as err:
-        raise ValueError(f"{source}: {err}") from err
+ConfigT = TypeVar("ConfigT", bound="NetworkConfig")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class NetworkConfig(ABC):
+    """What the two architectures share: fields checked when made (types and ranges follow from
+    the fields' annotations and names), a reading from a config.json, a parameter count."""
+
+    def __post_init__(self) -> None:
+        """ValueError naming the field whose type or range is wrong, or the fields that do not fit together."""
+        hints = typing.get_type_hints(type(self))
+        for field in fields(self):
+            _check_value(field.name, getattr(self, field.name), hints[field.name])
+        self.check_fit()
+
+    @abstractmethod
+    def check_fit(self) -> None:
+        """ValueError naming the fields that do not fit together (each field is valid alone)."""
+
+    @property
+    @abstractmethod
+    def parameter_count(self) -> int:
+        """Parameters of the network, without building it."""
+
+    @classmethod
+    def from_dict(cls: type[ConfigT], values: Mapping[str, Any], source: str) -> ConfigT:
+        """The config in a mapping of constructor arguments (a config.json), other keys ignored;
+        ValueError naming `source` and the key otherwise."""
+        names = [field.name for field in fields(cls)]
+        missing = [name for name in names if name not in values]
+        if missing:
+            raise ValueError(f"{source} lacks {missing}; {cls.__name__} needs {names}")
+        try:
+            return cls(**{name: values[name] for name in names})
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from err
+
+
+@dataclass(frozen=True)
+class ModelConfig(NetworkConfig):
     """The architecture of a Kronos model: the arguments of `Kronos(...)`, in its order."""
 
     s1_bits: int
@@ -90,17 +109,10 @@ class ModelConfig:
     token_dropout_p: float
     learn_te: bool
 
-    def __post_init__(self) -> None:
-        """ValueError naming the field whose type or range is wrong, or the fields that do not fit together."""
-        _check_fields(self)
+    def check_fit(self) -> None:
+        """Whole heads of an even size, for the blocks' heads and the dependency-aware layer's."""
         _check_head_size(self.d_model, self.n_heads, "'n_heads'")
         _check_head_size(self.d_model, DEPENDENCY_HEADS, "the dependency-aware layer's heads")
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], source: str) -> ModelConfig:
-        """The config in a mapping of constructor arguments (a config.json), other keys ignored;
-        ValueError naming `source` and the key otherwise."""
-        return _from_dict(cls, values, source)
 
     @property
     def parameter_count(self) -> int:
@@ -114,7 +126,7 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class TokenizerConfig:
+class TokenizerConfig(NetworkConfig):
     """The architecture of a Kronos tokenizer: the arguments of `KronosTokenizer(...)`, in its order."""
 
     d_in: int
@@ -134,9 +146,8 @@ class TokenizerConfig:
     zeta: float
     group_size: int
 
-    def __post_init__(self) -> None:
-        """ValueError naming the field whose type or range is wrong, or the fields that do not fit together."""
-        _check_fields(self)
+    def check_fit(self) -> None:
+        """Whole heads of an even size, s1 and s2 codes of one size, a quantizer group that divides the code."""
         _check_head_size(self.d_model, self.n_heads, "'n_heads'")
         if self.s1_bits != self.s2_bits:
             raise ValueError(
@@ -148,12 +159,6 @@ class TokenizerConfig:
                 f"'group_size' ({self.group_size}) must divide s1_bits + s2_bits ({self.codebook_dim}) and be "
                 f"at most {MAX_GROUP_SIZE}"
             )
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], source: str) -> TokenizerConfig:
-        """The config in a mapping of constructor arguments (a config.json), other keys ignored;
-        ValueError naming `source` and the key otherwise."""
-        return _from_dict(cls, values, source)
 
     @property
     def codebook_dim(self) -> int:

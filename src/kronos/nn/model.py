@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from kronos.nn.checkpoint import find_checkpoint, load_weights, read_network_config
+from kronos.nn.checkpoint import CheckpointFiles, Network
 from kronos.nn.config import ModelConfig
 from kronos.nn.layers import (
     DependencyAwareLayer,
@@ -38,13 +36,16 @@ class ModelCache(StackCache, Protocol):
 
 
 @registry_attributes("embedding", "time_emb", "token_drop", "transformer", "norm", "dep_layer", "head")
-class Kronos(nn.Module, PyTorchModelHubMixin):
+class Kronos(nn.Module, Network[ModelConfig]):
     """The autoregressive model.
 
     s1 logits come from the causal Transformer's last hidden state; s2 logits from that state
     conditioned on the chosen s1 token by the dependency-aware layer. The constructor takes
     upstream's arguments (those of config.json); `config` holds them, checked (see `ModelConfig`).
     """
+
+    config_class = ModelConfig
+    part = "model"
 
     def __init__(
         self,
@@ -81,29 +82,10 @@ class Kronos(nn.Module, PyTorchModelHubMixin):
         self.apply(self._init_weights)
         self.metadata: ModelMetadata | None = None
 
-    @classmethod
-    def from_config(cls, config: ModelConfig) -> Kronos:
-        """A randomly initialised model of the architecture `config`."""
-        return cls(**dataclasses.asdict(config))
-
-    @classmethod
-    def from_pretrained(
-        cls, pretrained_model_name_or_path: str | Path, *, strict: bool = True, **hub: Any
-    ) -> Kronos:
-        """Load a checkpoint directory or a Hugging Face Hub id ('owner/name') with its `metadata`:
-        the `kronos.json` beside it, or the known values of a published Hub model.
-
-        `hub` takes revision, cache_dir, token, force_download and local_files_only (see
-        `kronos.nn.checkpoint.find_checkpoint`); a shipped model's name is loaded by
-        `kronos.load_pretrained`. FileNotFoundError when a file is missing, ValueError when the
-        config or the weights fail their checks; `strict=True` also rejects missing or extra weights.
-        """
-        name = str(pretrained_model_name_or_path)
-        checkpoint = find_checkpoint(name, cls.__name__, "model", **hub)
-        model = cls.from_config(read_network_config(ModelConfig, checkpoint.config))
-        load_weights(model, checkpoint.weights, strict)
-        model.metadata = read_metadata(name, checkpoint.directory)
-        return model.eval()
+    def loaded_from(self, name: str, checkpoint: CheckpointFiles) -> None:
+        """The model's `metadata`: the `kronos.json` beside its weights, or the known values of a
+        published Hub model."""
+        self.metadata = read_metadata(name, checkpoint.directory)
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """Weights and config as upstream writes them, plus kronos.json when the model has metadata."""

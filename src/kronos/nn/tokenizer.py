@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Literal, overload
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from kronos.nn.checkpoint import find_checkpoint, load_weights, read_network_config
+from kronos.nn.checkpoint import Network
 from kronos.nn.config import TokenizerConfig
 from kronos.nn.layers import (
     BinarySphericalQuantizer,
@@ -26,7 +23,7 @@ from kronos.nn.layers import (
 Tokens = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # ids, or (s1, s2) ids with half=True
 
 
-class KronosTokenizer(nn.Module, PyTorchModelHubMixin):
+class KronosTokenizer(nn.Module, Network[TokenizerConfig]):
     """Causal Transformer encoder, binary spherical quantizer, causal Transformer decoder.
 
     `encode(x, half=True)` gives (s1, s2) token ids; `decode((s1, s2), half=True)` gives bars back.
@@ -34,6 +31,9 @@ class KronosTokenizer(nn.Module, PyTorchModelHubMixin):
     The constructor takes upstream's arguments (those of config.json); `config` holds them,
     checked (see `TokenizerConfig`).
     """
+
+    config_class = TokenizerConfig
+    part = "tokenizer"
 
     def __init__(
         self,
@@ -79,27 +79,6 @@ class KronosTokenizer(nn.Module, PyTorchModelHubMixin):
         self.post_quant_embed = nn.Linear(self.codebook_dim, d_model)
         self.decoder = blocks(n_dec_layers)
         self.head = nn.Linear(d_model, d_in)
-
-    @classmethod
-    def from_config(cls, config: TokenizerConfig) -> KronosTokenizer:
-        """A randomly initialised tokenizer of the architecture `config`."""
-        return cls(**dataclasses.asdict(config))
-
-    @classmethod
-    def from_pretrained(
-        cls, pretrained_model_name_or_path: str | Path, *, strict: bool = True, **hub: Any
-    ) -> KronosTokenizer:
-        """Load a checkpoint directory or a Hugging Face Hub id ('owner/name').
-
-        `hub` takes revision, cache_dir, token, force_download and local_files_only (see
-        `kronos.nn.checkpoint.find_checkpoint`); a shipped model's tokenizer is loaded by
-        `kronos.load_pretrained`. FileNotFoundError when a file is missing, ValueError when the
-        config or the weights fail their checks; `strict=True` also rejects missing or extra weights.
-        """
-        checkpoint = find_checkpoint(pretrained_model_name_or_path, cls.__name__, "tokenizer", **hub)
-        tokenizer = cls.from_config(read_network_config(TokenizerConfig, checkpoint.config))
-        load_weights(tokenizer, checkpoint.weights, strict)
-        return tokenizer.eval()
 
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
         """Continuous code before quantization, [B, L, codebook_dim]."""
