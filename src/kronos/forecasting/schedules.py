@@ -26,7 +26,6 @@ from kronos.forecasting.series import (
 
 NAN_POLICIES = ("raise", "ffill", "drop")
 GAP_POLICIES = ("warn", "raise", "ignore")
-MIN_HISTORY = 10
 ONE_DAY = pd.Timedelta(days=1)
 
 
@@ -176,7 +175,7 @@ def future_timestamps(
         )
     check_time_order(pd.Series(timestamps), name)
     if freq is not None:
-        return _continue(timestamps, n, _to_offset(freq))
+        return _continue(timestamps, n, frequency(freq))
     if len(timestamps) < 3:
         raise ValueError(
             f"{name}: cannot infer a frequency from {len(timestamps)} timestamps; it needs 3 or more, "
@@ -214,8 +213,6 @@ def future_timestamps(
 
 
 def _continue(timestamps: pd.DatetimeIndex, n: int, offset: pd.DateOffset) -> FutureIndex:
-    if offset.n <= 0:
-        raise ValueError(f"freq {offset.freqstr!r} does not step forward in time: give a positive spacing")
     try:
         future = pd.date_range(timestamps[-1] + offset, periods=n, freq=offset)
     except (OverflowError, pd.errors.OutOfBoundsDatetime) as err:
@@ -258,11 +255,15 @@ def _trading_weekdays(days: pd.DatetimeIndex) -> np.ndarray:
     return np.arange(7) if (seen >= 5).any() else np.arange(5)
 
 
-def _to_offset(freq: str | pd.DateOffset) -> pd.DateOffset:
+def frequency(freq: str | pd.DateOffset) -> pd.DateOffset:
+    """`freq` as a pandas offset that steps forward in time; a ValueError naming it otherwise."""
     try:
-        return pd.tseries.frequencies.to_offset(freq)
+        offset = pd.tseries.frequencies.to_offset(freq)
     except (ValueError, TypeError) as err:
         raise ValueError(f"freq {freq!r} is not a pandas frequency (e.g. '5min', 'h', 'B', 'D')") from err
+    if offset.n <= 0:
+        raise ValueError(f"freq {offset.freqstr!r} does not step forward in time: give a positive spacing")
+    return offset
 
 
 def _daily_schedule(timestamps: pd.DatetimeIndex, n: int, name: str) -> FutureIndex:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kronos.forecasting.schedules import GAP_POLICIES, frequency
 from kronos.forecasting.series import (
     FEATURE_COLUMNS,
     FILE_LINE,
@@ -23,6 +24,7 @@ from kronos.forecasting.series import (
     check_time_order,
     ohlc_from_close,
     parse_timestamps,
+    positive_int,
     prepare_ohlcv,
 )
 
@@ -33,6 +35,51 @@ COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zip", ".xz", ".zst")
 DUPLICATE_HINT = (
     "; duplicate timestamps in one file usually mean several symbols: name the id column (--id-column)"
 )
+NAN_POLICIES = ("raise", "ffill", "drop")
+MIN_HISTORY = 10  # bars a series of a long table needs to be forecast (3 at the least, to infer its schedule)
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    """How `KronosPredictor.predict_df` takes the series of a long table.
+
+    `nan_policy`: what missing OHLCV values do ("raise", "ffill" or "drop", `split_table`);
+    `max_history`: the last bars of each series used (None: the predictor's lookback);
+    `min_history`: the bars a series needs (at least 3, to infer a frequency); `freq`: the
+    future's frequency (None: each series' own schedule, `kronos.forecasting.schedules.future_timestamps`);
+    `on_gap`: what gaps in a history do ("warn", "raise" or "ignore"). Checked when made.
+    """
+
+    nan_policy: str = "raise"
+    freq: str | pd.DateOffset | None = None
+    on_gap: str = "warn"
+    max_history: int | None = None
+    min_history: int = MIN_HISTORY
+
+    def __post_init__(self) -> None:
+        if self.nan_policy not in NAN_POLICIES:
+            raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {self.nan_policy!r}")
+        if self.freq is not None:
+            frequency(self.freq)
+        if self.on_gap not in GAP_POLICIES:
+            raise ValueError(f"on_gap must be one of {GAP_POLICIES}, got {self.on_gap!r}")
+        min_history = positive_int(self.min_history, "min_history")
+        if min_history < 3:
+            raise ValueError(f"min_history must be at least 3 (to infer a frequency), got {min_history}")
+        object.__setattr__(self, "min_history", min_history)
+        if self.max_history is not None:
+            object.__setattr__(self, "max_history", positive_int(self.max_history, "max_history"))
+            self.history_bars(self.max_history)
+
+    def history_bars(self, lookback: int) -> int:
+        """The bars of history each series gives: `max_history`, else `lookback`; never below `min_history`."""
+        bars = lookback if self.max_history is None else self.max_history
+        if bars < self.min_history:
+            raise ValueError(f"max_history ({bars}) is below min_history ({self.min_history})")
+        return bars
+
+
+TABLE_OPTIONS = TableOptions()
 
 
 def long_table(series: Sequence[Series], id_column: str = "symbol") -> pd.DataFrame:
