@@ -45,7 +45,7 @@ from kronos.forecasting.paths import (
     path_statistics,
 )
 from kronos.forecasting.pretrained import DEFAULT_MODEL, load_pretrained
-from kronos.forecasting.schedules import future_timestamps, report_gaps, split_series
+from kronos.forecasting.schedules import future_timestamps, report_gaps
 from kronos.forecasting.series import (
     CLOSE,
     FEATURE_COLUMNS,
@@ -54,6 +54,7 @@ from kronos.forecasting.series import (
     as_timestamps,
     check_future,
     check_pred_len,
+    checked_instance,
     denormalize,
     normalize,
     positive_int,
@@ -62,7 +63,7 @@ from kronos.forecasting.series import (
     series_with_future,
     time_features,
 )
-from kronos.forecasting.tables import TABLE_OPTIONS, TableOptions
+from kronos.forecasting.tables import TABLE_OPTIONS, TableLayout, TableOptions, split_table
 from kronos.forecasting.upstream import UpstreamMethods
 from kronos.nn.metadata import ModelMetadata
 from kronos.nn.model import Kronos
@@ -745,13 +746,10 @@ class KronosPredictor(UpstreamMethods):
         levels = check_quantile_levels(quantile_levels)
         checked_sampling(sampling)
         batch_size = positive_int(batch_size, "batch_size")
-        if not isinstance(table, TableOptions):
-            raise TypeError(
-                f"table must be a kronos.forecasting.tables.TableOptions, e.g. TableOptions(nan_policy='ffill'), "
-                f"got {type(table).__name__} {table!r}"
-            )
+        table = checked_instance(table, TableOptions, "table", "TableOptions(nan_policy='ffill')")
         max_history = table.history_bars(self.lookback)
-        series = split_series(df, id_column, timestamp_column, table.nan_policy)
+        layout = TableLayout(id_column, timestamp_column=timestamp_column)
+        series = split_table(df, "df", layout, as_given=True, nan_policy=table.nan_policy)
         futures = _table_futures(series, pred_len, id_column, table)
         calibrations = _table_calibrations(series, calibration, id_column)
         histories = [one.window(max(0, len(one) - max_history), len(one)) for one in series]
@@ -775,12 +773,7 @@ class KronosPredictor(UpstreamMethods):
 
 def checked_sampling(sampling: object) -> Sampling:
     """`sampling` if it is a Sampling; a TypeError naming the argument otherwise."""
-    if not isinstance(sampling, Sampling):
-        raise TypeError(
-            f"sampling must be a kronos.engine.sampling.Sampling, e.g. Sampling(sample_count=50, seed=0), "
-            f"got {type(sampling).__name__} {sampling!r}"
-        )
-    return sampling
+    return checked_instance(sampling, Sampling, "sampling", "Sampling(sample_count=50, seed=0)")
 
 
 def _series_list(series: Series | Sequence[Series]) -> list[Series]:

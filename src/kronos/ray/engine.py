@@ -38,10 +38,9 @@ from kronos.evaluation.data import read_series
 from kronos.evaluation.result import EvaluationResult
 from kronos.forecasting.calibration import Calibration
 from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS, check_quantile_levels
-from kronos.forecasting.predictor import KronosPredictor, checked_sampling
+from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL, resolve_tokenizer, shipped_dir
-from kronos.forecasting.schedules import split_series
-from kronos.forecasting.series import FEATURE_COLUMNS, Series, positive_int
+from kronos.forecasting.series import FEATURE_COLUMNS, Series, checked_instance, positive_int
 from kronos.forecasting.tables import (
     TABLE_OPTIONS,
     TableLayout,
@@ -359,16 +358,12 @@ def forecast_dataset(
     options = dict(
         prediction_length=positive_int(steps, "steps"),
         quantile_levels=check_quantile_levels(quantile_levels),
-        sampling=checked_sampling(sampling),
-        table=table,
+        sampling=checked_instance(sampling, Sampling, "sampling", "Sampling(sample_count=50, seed=0)"),
+        table=checked_instance(table, TableOptions, "table", "TableOptions(nan_policy='ffill')"),
         batch_size=batch_size,
         repair_ohlc=repair_ohlc,
         calibration=calibration,
     )
-    if not isinstance(table, TableOptions):
-        raise TypeError(
-            f"table must be a kronos.forecasting.tables.TableOptions, got {type(table).__name__} {table!r}"
-        )
     target = _new_folder(out)
     series = _series_blocks(
         engine, source, id_column, timestamp_column, columns, table.nan_policy, batch_size
@@ -439,7 +434,14 @@ def _series_blocks(
             raise ValueError(f"columns: {err}") from err
         table = long_table(load_series(_files(source), layout))
         id_column, timestamp_column = "symbol", "timestamps"
-    split_series(table, id_column, timestamp_column, nan_policy)  # bad input fails here, before any actor
+    # bad input fails here, before any actor, as predict_df refuses it
+    split_table(
+        table,
+        "df",
+        TableLayout(id_column, timestamp_column=timestamp_column),
+        as_given=True,
+        nan_policy=nan_policy,
+    )
     groups = [_nested(group) for _, group in table.groupby(id_column, sort=False)]
     blocks = [pa.concat_tables(groups[k : k + batch_size]) for k in range(0, len(groups), batch_size)]
     order = {series: k for k, series in enumerate(table[id_column].drop_duplicates())}
