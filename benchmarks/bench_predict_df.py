@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kronos import Kronos, KronosPredictor, KronosTokenizer
+from kronos import Kronos, KronosPredictor, KronosTokenizer, Sampling
 from kronos.nn.config import KRONOS_SMALL, KRONOS_TOKENIZER_BASE
 
 TINY_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "compat" / "tiny"
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     table = predictor.predict_df(
         universe,
         prediction_length=args.pred_len,
-        sample_count=args.samples,
+        sampling=Sampling(sample_count=args.samples),
         batch_size=args.batch_size,
         verbose=args.verbose,
     )

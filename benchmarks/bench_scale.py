@@ -72,18 +72,17 @@ def run_one(args: argparse.Namespace) -> dict:
     """One timed forecast in this process; the forecast goes to args.forecast."""
     import torch
 
-    from kronos import KronosPredictor
+    from kronos import KronosPredictor, Sampling
 
     universe = pd.read_parquet(args.universe)
-    settings = dict(quantile_levels=(0.1, 0.5, 0.9), seed=0, batch_size=args.batch_size)
+    sampling = Sampling(sample_count=args.paths, seed=0)
+    settings = dict(quantile_levels=(0.1, 0.5, 0.9), sampling=sampling, batch_size=args.batch_size)
     result: dict = {"way": args.run}
     if args.run.startswith("local"):
         torch.set_num_threads(int(args.run.split("-")[1]))
         predictor = KronosPredictor.from_pretrained(device="cpu")
         start = time.perf_counter()
-        forecast = predictor.predict_df(
-            universe, prediction_length=args.steps, sample_count=args.paths, **settings
-        )
+        forecast = predictor.predict_df(universe, prediction_length=args.steps, **settings)
         result["seconds"] = time.perf_counter() - start
         result["worker_mib"] = [peak_rss_mib()]
     else:
@@ -107,7 +106,6 @@ def run_one(args: argparse.Namespace) -> dict:
             RayEngine(num_actors=args.cpus),
             id_column="id",
             steps=args.steps,
-            paths=args.paths,
             **settings,
         )
         result["seconds"] = time.perf_counter() - start

@@ -157,13 +157,18 @@ def test_evaluate_scores_exactly_what_users_get(tiny_predictor, tiny_ohlcv):
     past = tiny_ohlcv.iloc[:t]
     history, future = past.iloc[-32:], tiny_ohlcv["timestamps"].iloc[t : t + 4]
     calibration = tiny_predictor.calibrate(
-        past, past["timestamps"], 4, lookback=32, sample_count=8, seed=5, series_id="series"
+        past,
+        past["timestamps"],
+        4,
+        lookback=32,
+        sampling=Sampling(sample_count=8, seed=5),
+        series_id="series",
     )
     fitted = result.calibrations[("series", t)]
     for part in ("shrink", "weight", "misses"):
         np.testing.assert_array_equal(getattr(calibration, part), getattr(fitted, part))
     assert (calibration.origins, calibration.sampling) == (fitted.origins, fitted.sampling)
-    common = dict(sample_count=8, seed=5, series_id=("series", t))
+    common = dict(sampling=Sampling(sample_count=8, seed=5), series_id=("series", t))
     for method, given in (("kronos", None), ("kronos-calibrated", calibration)):
         paths = tiny_predictor.predict_paths(
             history[COLUMNS], history["timestamps"], future, 4, calibration=given, **common
@@ -190,14 +195,23 @@ def test_evaluate_scores_exactly_what_users_get(tiny_predictor, tiny_ohlcv):
 def test_calibrate_needs_enough_history_and_the_same_sampling(tiny_predictor, tiny_ohlcv):
     short = tiny_ohlcv.iloc[: required_rows(32, 4) - 1]
     with pytest.raises(ValueError, match=f"needs at least {required_rows(32, 4)} bars"):
-        tiny_predictor.calibrate(short, short["timestamps"], 4, lookback=32, sample_count=4)
+        tiny_predictor.calibrate(
+            short, short["timestamps"], 4, lookback=32, sampling=Sampling(sample_count=4, seed=0)
+        )
     bars = tiny_ohlcv.iloc[:200]
-    calibration = tiny_predictor.calibrate(bars, bars["timestamps"], 4, lookback=32, sample_count=4, seed=1)
+    calibration = tiny_predictor.calibrate(
+        bars, bars["timestamps"], 4, lookback=32, sampling=Sampling(sample_count=4, seed=1)
+    )
     assert calibration.origins == len(fit_origins(200, 32, 4)) and calibration.lookback == 32
     history = bars.iloc[-32:]
     with pytest.raises(ValueError, match="sampled with"):
         tiny_predictor.predict_quantiles(
-            history[COLUMNS], history["timestamps"], None, 4, top_p=1.0, calibration=calibration
+            history[COLUMNS],
+            history["timestamps"],
+            None,
+            4,
+            sampling=Sampling(top_p=1.0),
+            calibration=calibration,
         )
     with pytest.raises(ValueError, match="fitted for 4 steps; this forecast has 6"):
         tiny_predictor.predict_quantiles(
@@ -207,9 +221,12 @@ def test_calibrate_needs_enough_history_and_the_same_sampling(tiny_predictor, ti
     with pytest.raises(ValueError, match=r"calibration has no entry for id \['b'\]"):
         tiny_predictor.predict_df(table, prediction_length=4, calibration={"a": calibration})
     both = tiny_predictor.predict_df(
-        table, prediction_length=4, sample_count=4, seed=2, calibration={"a": calibration, "b": calibration}
+        table,
+        prediction_length=4,
+        sampling=Sampling(sample_count=4, seed=2),
+        calibration={"a": calibration, "b": calibration},
     )
-    plain = tiny_predictor.predict_df(table, prediction_length=4, sample_count=4, seed=2)
+    plain = tiny_predictor.predict_df(table, prediction_length=4, sampling=Sampling(sample_count=4, seed=2))
     width = lambda t: (t["close_q0.9"] - t["close_q0.1"]).to_numpy()  # noqa: E731
     assert not np.allclose(width(both), width(plain))
     np.testing.assert_allclose(both["volume_mean"], plain["volume_mean"])

@@ -96,20 +96,24 @@ def test_seeded_paths_do_not_depend_on_the_global_generator_or_on_each_other(
     dfs, stamps, futures = parts(tiny_ohlcv, (0, 100, 200))
     torch.manual_seed(1)
     together = predictor.predict_paths_batch(
-        dfs, stamps, futures, 5, sample_count=4, seed=7, series_ids="abc"
+        dfs, stamps, futures, 5, sampling=Sampling(sample_count=4, seed=7), series_ids="abc"
     )
     torch.manual_seed(2)
-    alone = predictor.predict_paths(dfs[2], stamps[2], futures[2], 5, sample_count=4, seed=7, series_id="c")
+    alone = predictor.predict_paths(
+        dfs[2], stamps[2], futures[2], 5, sampling=Sampling(sample_count=4, seed=7), series_id="c"
+    )
     np.testing.assert_array_equal(together[2], alone)
     assert np.ptp(alone[:, :, 3], axis=0).max() > 0  # the paths differ from one another
     other_seed = predictor.predict_paths(
-        dfs[2], stamps[2], futures[2], 5, sample_count=4, seed=8, series_id="c"
+        dfs[2], stamps[2], futures[2], 5, sampling=Sampling(sample_count=4, seed=8), series_id="c"
     )
     assert not np.array_equal(alone, other_seed)
     # the cached engine draws the same tokens from the same numbers
     cached = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64)
     np.testing.assert_allclose(
-        cached.predict_paths_batch(dfs, stamps, futures, 5, sample_count=4, seed=7, series_ids="abc"),
+        cached.predict_paths_batch(
+            dfs, stamps, futures, 5, sampling=Sampling(sample_count=4, seed=7), series_ids="abc"
+        ),
         together,
         rtol=1e-4,
         atol=0.05,  # amount swings through zero on a scale of 1e4
@@ -120,15 +124,21 @@ def test_histories_beyond_the_context_warn_and_can_be_trimmed(tiny_model, tiny_t
     predictor = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64)
     frame, future = tiny_ohlcv.iloc[:100], tiny_ohlcv["timestamps"].iloc[100:104]
     with pytest.warns(ContextWarning, match="history of 100 bars is longer than the model's context of 64"):
-        predictor.predict_paths(frame[COLUMNS], frame["timestamps"], future, 4, sample_count=2, seed=0)
+        predictor.predict_paths(
+            frame[COLUMNS], frame["timestamps"], future, 4, sampling=Sampling(sample_count=2, seed=0)
+        )
     trimmed = KronosPredictor(
         tiny_model, tiny_tokenizer, device="cpu", max_context=64, normalize_on="context"
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error", ContextWarning)
-        full = trimmed.predict_paths(frame[COLUMNS], frame["timestamps"], future, 4, sample_count=2, seed=0)
+        full = trimmed.predict_paths(
+            frame[COLUMNS], frame["timestamps"], future, 4, sampling=Sampling(sample_count=2, seed=0)
+        )
     last = frame.iloc[-64:]
-    expected = predictor.predict_paths(last[COLUMNS], last["timestamps"], future, 4, sample_count=2, seed=0)
+    expected = predictor.predict_paths(
+        last[COLUMNS], last["timestamps"], future, 4, sampling=Sampling(sample_count=2, seed=0)
+    )
     np.testing.assert_array_equal(full, expected)
 
 
@@ -148,8 +158,7 @@ def test_cli_bands_equal_predict_quantiles_for_the_same_seed(tmp_path, capsys):
         cli.index,
         7,
         quantile_levels=(0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975),
-        sample_count=20,
-        seed=11,
+        sampling=Sampling(sample_count=20, seed=11),
         series_id="bars",  # the CLI keys a file's draws by its name, as in a folder of files
     )
     assert list(cli.columns) == list(library.columns)

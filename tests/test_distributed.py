@@ -19,6 +19,7 @@ import torch
 
 from kronos import KronosPredictor
 from kronos.commands.main import main
+from kronos.engine.sampling import Sampling
 from kronos.ray.engine import RayEngine, _by_time, _named_rows, _unnested, forecast_dataset, series_file
 
 torch.set_num_threads(1)
@@ -80,9 +81,9 @@ def test_forecast_command_is_identical_locally_in_batches_of_one_and_on_ray(clus
 
 def test_a_killed_actor_is_replaced_and_no_series_is_lost_or_duplicated(cluster, tmp_path):
     table = universe(16, 60, seed=1)
-    settings = dict(quantile_levels=(0.1, 0.5, 0.9), seed=3)
+    settings = dict(quantile_levels=(0.1, 0.5, 0.9), sampling=Sampling(sample_count=8, seed=3))
     local = KronosPredictor.from_pretrained(device="cpu").predict_df(
-        table, "ticker", prediction_length=8, sample_count=8, **settings
+        table, "ticker", prediction_length=8, **settings
     )
     out = tmp_path / "forecasts"
     killer = ActorKiller(out)
@@ -95,7 +96,6 @@ def test_a_killed_actor_is_replaced_and_no_series_is_lost_or_duplicated(cluster,
             RayEngine(num_actors=2),
             id_column="ticker",
             steps=8,
-            paths=8,
             batch_size=1,
             out=out,
             **settings,
@@ -194,7 +194,14 @@ def test_errors_in_the_actors_come_back_as_one_line_naming_the_series(cluster, t
 def test_a_failed_run_leaves_no_folder_half_written(cluster, tmp_path):
     out = tmp_path / "forecasts"
     with pytest.raises(ValueError, match="ticker='T01': irregular timestamp"):
-        forecast_dataset(irregular_universe(), id_column="ticker", steps=3, paths=2, batch_size=1, out=out)
+        forecast_dataset(
+            irregular_universe(),
+            id_column="ticker",
+            steps=3,
+            sampling=Sampling(sample_count=2, seed=0),
+            batch_size=1,
+            out=out,
+        )
     assert list(tmp_path.iterdir()) == [out] and not any(out.iterdir())
 
 

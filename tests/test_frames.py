@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kronos.forecasting.schedules import future_timestamps, split_series
+from kronos.forecasting.schedules import future_timestamps
+from kronos.forecasting.series import SyntheticOHLCWarning
+from kronos.forecasting.tables import TableLayout, split_table
 
 
 def test_regular_frequencies_continue():
@@ -89,7 +91,7 @@ def test_uninferable_schedules_raise_naming_the_series():
         future_timestamps(pd.DatetimeIndex(["2024-01-01", "2024-01-02"]), 1, "s")
 
 
-def test_split_series_keeps_first_appearance_order_and_dtypes():
+def test_split_table_as_given_keeps_first_appearance_order_and_dtypes():
     stamps = pd.date_range("2024-01-01", periods=4, freq="D")
     frame = pd.DataFrame(
         {
@@ -102,8 +104,50 @@ def test_split_series_keeps_first_appearance_order_and_dtypes():
         },
         index=[5, 5, 6, 6, 7, 7, 8, 8],  # duplicate labels must not matter
     )
-    series = split_series(frame)
+    series = split_table(frame, "df", as_given=True)
     assert [s.key for s in series] == [7, 3]
     np.testing.assert_array_equal(series[0].bars[:, 0], [1, 3, 5, 7])
     np.testing.assert_array_equal(series[1].bars[:, 4], [0, 0, 0, 0])  # no volume column: volume 0
     assert list(series[1].timestamps) == list(stamps)
+
+
+def test_split_table_of_a_file_sorts_each_series_by_time_and_keys_ids_as_text_in_id_order():
+    stamps = pd.date_range("2024-01-01", periods=3, freq="D")
+    frame = pd.DataFrame(
+        {
+            "Sym": [10, 2, 10, 2, 10, 2],  # interleaved, each series out of time order
+            "Date": [stamps[2], stamps[1], stamps[0], stamps[0], stamps[1], stamps[2]],
+            "Open": [3.0, 20.0, 1.0, 10.0, 2.0, 30.0],
+            "High": [4.0, 21.0, 2.0, 11.0, 3.0, 31.0],
+            "Low": [2.0, 19.0, 0.5, 9.0, 1.0, 29.0],
+            "Close": [3.5, 20.5, 1.5, 10.5, 2.5, 30.5],
+        }
+    )
+    series = split_table(frame, "f.csv", TableLayout(id_column="Sym"))
+    assert [(s.key, s.name) for s in series] == [("2", "f.csv[Sym=2]"), ("10", "f.csv[Sym=10]")]
+    np.testing.assert_array_equal(series[0].bars[:, 3], [10.5, 20.5, 30.5])
+    np.testing.assert_array_equal(series[1].bars[:, 3], [1.5, 2.5, 3.5])
+    assert all(list(s.timestamps) == list(stamps) for s in series)
+    assert series[0].columns == ("open", "high", "low", "close")
+    with pytest.raises(
+        ValueError, match=r"f.csv has duplicate rows: 1 timestamp .* within a series, first Sym=10"
+    ):
+        split_table(
+            frame.assign(Date=frame["Date"].where(frame.index != 0, stamps[0])), "f.csv", TableLayout("Sym")
+        )
+
+
+def test_split_table_builds_bars_from_closes_series_by_series():
+    stamps = pd.date_range("2024-01-01", periods=3, freq="D")
+    frame = pd.DataFrame(
+        {
+            "symbol": ["a", "b"] * 3,
+            "timestamps": np.repeat(stamps, 2),
+            "close": [1.0, 10.0, 2.0, 9.0, 4.0, 12.0],
+        }
+    )
+    with pytest.warns(SyntheticOHLCWarning, match="f.csv: open, high and low of 2 series"):
+        a, b = split_table(frame, "f.csv", TableLayout("symbol", from_close=True))
+    np.testing.assert_array_equal(a.bars[:, :4], [[1, 1, 1, 1], [1, 2, 1, 2], [2, 4, 2, 4]])
+    np.testing.assert_array_equal(b.bars[:, :4], [[10, 10, 10, 10], [10, 10, 9, 9], [9, 12, 9, 12]])
+    assert a.synthetic_ohlc and b.synthetic_ohlc and a.columns == ("close",)

@@ -17,7 +17,7 @@ from kronos.forecasting.paths import VolatilityWarning, check_quantile_levels
 from kronos.forecasting.pretrained import shipped_dir
 from kronos.forecasting.schedules import future_timestamps
 from kronos.forecasting.series import FEATURE_COLUMNS, SyntheticOHLCWarning, ohlc_from_close
-from kronos.forecasting.tables import load_series
+from kronos.forecasting.tables import TableOptions, load_series
 
 PRICES = ["open", "high", "low", "close"]
 SHIPPED = shipped_dir()
@@ -41,9 +41,13 @@ def bars(
     )
 
 
-def quantiles(predictor, frame: pd.DataFrame, steps: int = 3, **kwargs) -> pd.DataFrame:
+def quantiles(predictor, frame: pd.DataFrame, steps: int = 3, top_k: int = 0) -> pd.DataFrame:
     return predictor.predict_quantiles(
-        frame.drop(columns="timestamps"), frame["timestamps"], None, steps, sample_count=2, seed=0, **kwargs
+        frame.drop(columns="timestamps"),
+        frame["timestamps"],
+        None,
+        steps,
+        sampling=Sampling(top_k=top_k, sample_count=2, seed=0),
     )
 
 
@@ -99,7 +103,11 @@ def test_a_last_close_without_log_returns_is_refused_before_any_work(tiny_predic
     ):
         quantiles(tiny_predictor, frame)
     paths = tiny_predictor.predict_paths(
-        frame[FEATURE_COLUMNS[:5]], frame["timestamps"], pd.date_range("2024-03-01", periods=3), 3, seed=0
+        frame[FEATURE_COLUMNS[:5]],
+        frame["timestamps"],
+        pd.date_range("2024-03-01", periods=3),
+        3,
+        sampling=Sampling(seed=0),
     )
     assert np.isfinite(paths).all()  # the raw paths need no log returns
 
@@ -125,8 +133,8 @@ def test_every_method_forecasts_beyond_the_context(tiny_model, tiny_tokenizer, t
     history, stamps = tiny_ohlcv.iloc[:30][FEATURE_COLUMNS], tiny_ohlcv["timestamps"].iloc[:30]
     future = tiny_ohlcv["timestamps"].iloc[30:70]
     mean = predictor.predict(history, stamps, future, 40, sample_count=3, verbose=False, seed=1)
-    paths = predictor.predict_paths(history, stamps, future, 40, sample_count=3, seed=1)
-    table = predictor.predict_quantiles(history, stamps, None, 40, sample_count=3, seed=1)
+    paths = predictor.predict_paths(history, stamps, future, 40, sampling=Sampling(sample_count=3, seed=1))
+    table = predictor.predict_quantiles(history, stamps, None, 40, sampling=Sampling(sample_count=3, seed=1))
     assert mean.shape == (40, 6) and paths.shape == (3, 40, 6) and len(table) == 40
     assert np.isfinite(mean.to_numpy()).all() and np.isfinite(paths).all()
     np.testing.assert_allclose(mean.to_numpy(), paths.mean(axis=0), rtol=1e-4)  # one seed, one set of paths
@@ -165,8 +173,11 @@ def test_the_shipped_model_forecasts_129_steps(tmp_path, forecast):
 def test_arguments_are_checked_before_any_work(tiny_predictor, change, message):
     frame = bars(40)
     args = dict(pred_len=3, sample_count=2, seed=0) | change
+    pred_len = args.pop("pred_len")
     with pytest.raises(ValueError, match=message):
-        tiny_predictor.predict_quantiles(frame.drop(columns="timestamps"), frame["timestamps"], None, **args)
+        tiny_predictor.predict_quantiles(
+            frame.drop(columns="timestamps"), frame["timestamps"], None, pred_len, sampling=Sampling(**args)
+        )
 
 
 def test_nat_inside_a_datetime_index_names_it(tiny_predictor):
@@ -186,7 +197,9 @@ def test_clip_must_be_a_positive_number(tiny_model, tiny_tokenizer, clip):
 def test_a_freq_that_does_not_step_forward_is_refused(tiny_predictor, freq):
     table = bars(40).assign(id="a")
     with pytest.raises(ValueError, match=f"freq '{freq[:-1]}.*' does not step forward in time"):
-        tiny_predictor.predict_df(table, prediction_length=3, freq=freq, sample_count=2)
+        tiny_predictor.predict_df(
+            table, prediction_length=3, sampling=Sampling(sample_count=2), table=TableOptions(freq=freq)
+        )
 
 
 def test_caps_on_history_and_returned_paths_name_themselves(tiny_predictor):
@@ -201,7 +214,7 @@ def test_caps_on_history_and_returned_paths_name_themselves(tiny_predictor):
     ):
         tiny_predictor.predict_paths(
             frame[FEATURE_COLUMNS[:5]], frame["timestamps"], pd.date_range("2024-03-01", periods=10_000),
-            10_000, sample_count=10_000,
+            10_000, sampling=Sampling(sample_count=10_000),
         )  # fmt: skip
 
 
@@ -212,7 +225,9 @@ def test_the_memory_budget_splits_batches_or_refuses_naming_itself(tiny_model, t
     tight = KronosPredictor(
         tiny_model, tiny_tokenizer, device="cpu", max_context=64, memory_budget=one_series
     )
-    args = dict(prediction_length=3, sample_count=4, seed=7, min_history=3)
+    args = dict(
+        prediction_length=3, sampling=Sampling(sample_count=4, seed=7), table=TableOptions(min_history=3)
+    )
     pd.testing.assert_frame_equal(tight.predict_df(table, **args), roomy.predict_df(table, **args))
     too_tight = KronosPredictor(
         tiny_model, tiny_tokenizer, device="cpu", max_context=64, memory_budget=one_series - 1

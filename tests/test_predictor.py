@@ -39,7 +39,7 @@ def test_sample_gives_predict_paths_batch_bit_for_bit(tiny_predictor, tiny_ohlcv
     frames = [tiny_ohlcv.iloc[a:b] for a, b, _ in spans]
     paths = tiny_predictor.predict_paths_batch(
         [f[FEATURE_COLUMNS] for f in frames], [f["timestamps"] for f in frames], futures, 5,
-        sample_count=6, seed=13, series_ids=["a", "b", 7],
+        sampling=Sampling(sample_count=6, seed=13), series_ids=["a", "b", 7],
     )  # fmt: skip
     np.testing.assert_array_equal(forecast.paths, paths)
     alone = tiny_predictor.sample(series[1], 5, sampling, future=futures[1])
@@ -52,7 +52,7 @@ def test_sample_infers_the_future_and_summary_equals_predict_quantiles(tiny_pred
     forecast = tiny_predictor.sample(series, 4, Sampling(sample_count=9, seed=2))
     table = tiny_predictor.predict_quantiles(
         tiny_ohlcv[FEATURE_COLUMNS].iloc[:50], tiny_ohlcv["timestamps"].iloc[:50], None, 4,
-        quantile_levels=(0.2, 0.8), sample_count=9, seed=2,
+        quantile_levels=(0.2, 0.8), sampling=Sampling(sample_count=9, seed=2),
     )  # fmt: skip
     assert forecast.future[0].equals(table.index)
     summary = forecast.summary((0.2, 0.8))
@@ -67,7 +67,12 @@ def test_fit_calibration_is_calibrate_and_calibrates_sample(tiny_predictor, tiny
     sampling = Sampling(sample_count=8, seed=1)
     fitted = tiny_predictor.fit_calibration(series, 3, sampling, lookback=40)
     same = tiny_predictor.calibrate(
-        frame[FEATURE_COLUMNS], frame["timestamps"], 3, lookback=40, sample_count=8, seed=1, series_id="x"
+        frame[FEATURE_COLUMNS],
+        frame["timestamps"],
+        3,
+        lookback=40,
+        sampling=Sampling(sample_count=8, seed=1),
+        series_id="x",
     )
     assert isinstance(fitted, Calibration) and fitted.origins == same.origins == 118  # t = 40, 41, ..., 157
     for field in ("shrink", "weight", "misses"):

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from kronos.engine.sampling import Sampling
 from kronos.forecasting.paths import (
     DEFAULT_QUANTILE_LEVELS,
     ohlc_violation_rate,
@@ -16,6 +17,7 @@ from kronos.forecasting.paths import (
     repair_ohlc,
 )
 from kronos.forecasting.schedules import GapWarning
+from kronos.forecasting.tables import TableOptions
 
 torch.set_num_threads(1)
 
@@ -36,11 +38,11 @@ def test_predict_paths_is_reproducible_with_a_seed(tiny_predictor, tiny_ohlcv):
     bars, stamps = history(tiny_ohlcv, slice(0, 96))
     future = tiny_ohlcv["timestamps"].iloc[96:101]
     torch.manual_seed(7)
-    first = tiny_predictor.predict_paths(bars, stamps, future, 5, sample_count=8)
+    first = tiny_predictor.predict_paths(bars, stamps, future, 5, sampling=Sampling(sample_count=8))
     torch.manual_seed(7)
-    second = tiny_predictor.predict_paths(bars, stamps, future, 5, sample_count=8)
+    second = tiny_predictor.predict_paths(bars, stamps, future, 5, sampling=Sampling(sample_count=8))
     torch.manual_seed(8)
-    other = tiny_predictor.predict_paths(bars, stamps, future, 5, sample_count=8)
+    other = tiny_predictor.predict_paths(bars, stamps, future, 5, sampling=Sampling(sample_count=8))
     assert first.shape == (8, 5, 6)
     np.testing.assert_array_equal(first, second)
     assert not np.array_equal(first, other)
@@ -51,11 +53,13 @@ def test_predict_paths_batch_matches_predict_paths_in_greedy_mode(tiny_predictor
     parts = [history(tiny_ohlcv, slice(start, start + 50)) for start in (0, 100)]
     futures = [tiny_ohlcv["timestamps"].iloc[start + 50 : start + 53] for start in (0, 100)]
     batch = tiny_predictor.predict_paths_batch(
-        [p[0] for p in parts], [p[1] for p in parts], futures, 3, sample_count=2, top_k=1
+        [p[0] for p in parts], [p[1] for p in parts], futures, 3, sampling=Sampling(top_k=1, sample_count=2)
     )
     assert batch.shape == (2, 2, 3, 6)
     for (bars, stamps), future, paths in zip(parts, futures, batch):
-        alone = tiny_predictor.predict_paths(bars, stamps, future, 3, sample_count=2, top_k=1)
+        alone = tiny_predictor.predict_paths(
+            bars, stamps, future, 3, sampling=Sampling(top_k=1, sample_count=2)
+        )
         np.testing.assert_allclose(paths, alone, rtol=1e-5)
         np.testing.assert_array_equal(paths[0], paths[1])  # greedy: every path is the same
     mean = tiny_predictor.predict(parts[0][0], parts[0][1], futures[0], 3, top_k=1, verbose=False)
@@ -66,9 +70,11 @@ def test_predict_quantiles_summarises_the_paths(tiny_predictor, tiny_ohlcv):
     bars, stamps = history(tiny_ohlcv, slice(0, 96))
     future = tiny_ohlcv["timestamps"].iloc[96:102]
     torch.manual_seed(3)
-    paths = tiny_predictor.predict_paths(bars, stamps, future, 6, sample_count=16)
+    paths = tiny_predictor.predict_paths(bars, stamps, future, 6, sampling=Sampling(sample_count=16))
     torch.manual_seed(3)
-    table = tiny_predictor.predict_quantiles(bars, stamps, future, 6, sample_count=16, repair_ohlc=False)
+    table = tiny_predictor.predict_quantiles(
+        bars, stamps, future, 6, sampling=Sampling(sample_count=16), repair_ohlc=False
+    )
     assert list(table.index) == list(future)
     np.testing.assert_allclose(table["close_mean"], paths[:, :, 3].mean(axis=0), rtol=1e-6)
     # the quantile at 0.9 of 16 paths is the order statistic of rank 0.9 x 17 = 15.3, interpolated
@@ -88,7 +94,9 @@ def test_quantiles_do_not_decrease_with_the_level(tiny_predictor, tiny_ohlcv):
     bars, stamps = history(tiny_ohlcv, slice(0, 120))
     levels = (0.05, 0.25, 0.5, 0.75, 0.95)
     torch.manual_seed(0)
-    table = tiny_predictor.predict_quantiles(bars, stamps, None, 8, quantile_levels=levels, sample_count=20)
+    table = tiny_predictor.predict_quantiles(
+        bars, stamps, None, 8, quantile_levels=levels, sampling=Sampling(sample_count=20)
+    )
     for field in BAR_COLUMNS:
         values = table[[f"{field}_q{q:g}" for q in levels]].to_numpy()
         assert (np.diff(values, axis=1) >= 0).all(), field
@@ -102,7 +110,7 @@ def test_quantiles_do_not_decrease_with_the_level(tiny_predictor, tiny_ohlcv):
 def test_predict_quantiles_infers_session_timestamps(tiny_predictor, tiny_ohlcv):
     # the fixture trades 09:35-13:30 on weekdays; 96 bars end at 13:30 on the second day
     bars, stamps = history(tiny_ohlcv, slice(0, 96))
-    table = tiny_predictor.predict_quantiles(bars, stamps, None, 4, sample_count=2)
+    table = tiny_predictor.predict_quantiles(bars, stamps, None, 4, sampling=Sampling(sample_count=2))
     assert list(table.index) == list(tiny_ohlcv["timestamps"].iloc[96:100])
     assert table.index[0] == pd.Timestamp("2024-03-06 09:35")
 
@@ -111,7 +119,9 @@ def test_predict_df_round_trips_ids_and_timestamps_in_input_order(tiny_predictor
     pieces = {30: slice(0, 80), 10: slice(50, 150), 20: slice(0, 100), 5: slice(200, 290)}
     frame = long_table(tiny_ohlcv, pieces)
     torch.manual_seed(0)
-    out = tiny_predictor.predict_df(frame, prediction_length=3, sample_count=4, batch_size=2)
+    out = tiny_predictor.predict_df(
+        frame, prediction_length=3, sampling=Sampling(sample_count=4), batch_size=2
+    )
     assert list(out.columns[:2]) == ["id", "timestamps"]
     assert out["id"].tolist() == [30] * 3 + [10] * 3 + [20] * 3 + [5] * 3
     assert out["id"].dtype == frame["id"].dtype
@@ -129,8 +139,12 @@ def test_predict_df_round_trips_ids_and_timestamps_in_input_order(tiny_predictor
 def test_predict_df_accepts_interleaved_series(tiny_predictor, tiny_ohlcv):
     frame = long_table(tiny_ohlcv, {"x": slice(0, 60), "y": slice(100, 160)})
     shuffled = frame.sort_values("timestamps", kind="stable")  # rows of x and y interleave in time
-    grouped = tiny_predictor.predict_df(frame, prediction_length=2, top_k=1, sample_count=1)
-    mixed = tiny_predictor.predict_df(shuffled, prediction_length=2, top_k=1, sample_count=1)
+    grouped = tiny_predictor.predict_df(
+        frame, prediction_length=2, sampling=Sampling(top_k=1, sample_count=1)
+    )
+    mixed = tiny_predictor.predict_df(
+        shuffled, prediction_length=2, sampling=Sampling(top_k=1, sample_count=1)
+    )
     pd.testing.assert_frame_equal(grouped, mixed)
 
 
@@ -145,16 +159,20 @@ def test_mixed_length_batch_equals_single_series_greedy(tiny_predictor, tiny_ohl
         "f": slice(200, 300),
     }
     frame = long_table(tiny_ohlcv, pieces)
-    together = tiny_predictor.predict_df(frame, prediction_length=4, top_k=1, sample_count=3, batch_size=3)
+    together = tiny_predictor.predict_df(
+        frame, prediction_length=4, sampling=Sampling(top_k=1, sample_count=3), batch_size=3
+    )
     for key, rows in pieces.items():
         alone = tiny_predictor.predict_df(
-            frame[frame["id"] == key], prediction_length=4, top_k=1, sample_count=3
+            frame[frame["id"] == key], prediction_length=4, sampling=Sampling(top_k=1, sample_count=3)
         )
         part = together[together["id"] == key].reset_index(drop=True)
         # equal up to float rounding: a batching bug moves values by ~1e-3 here
         pd.testing.assert_frame_equal(part, alone, rtol=1e-5)
         bars, stamps = history(tiny_ohlcv, slice(max(rows.start, rows.stop - 64), rows.stop))
-        single = tiny_predictor.predict_quantiles(bars, stamps, None, 4, top_k=1, sample_count=3)
+        single = tiny_predictor.predict_quantiles(
+            bars, stamps, None, 4, sampling=Sampling(top_k=1, sample_count=3)
+        )
         np.testing.assert_allclose(part["close_mean"], single["close_mean"], rtol=1e-5)
         np.testing.assert_allclose(part["high_q0.9"], single["high_q0.9"], rtol=1e-5)
 
@@ -162,10 +180,10 @@ def test_mixed_length_batch_equals_single_series_greedy(tiny_predictor, tiny_ohl
 def test_predict_df_of_one_series_matches_predict_quantiles_when_sampling(tiny_predictor, tiny_ohlcv):
     frame = long_table(tiny_ohlcv, {"only": slice(0, 60)})
     torch.manual_seed(11)
-    out = tiny_predictor.predict_df(frame, prediction_length=5, sample_count=6)
+    out = tiny_predictor.predict_df(frame, prediction_length=5, sampling=Sampling(sample_count=6))
     bars, stamps = history(tiny_ohlcv, slice(0, 60))
     torch.manual_seed(11)
-    single = tiny_predictor.predict_quantiles(bars, stamps, None, 5, sample_count=6)
+    single = tiny_predictor.predict_quantiles(bars, stamps, None, 5, sampling=Sampling(sample_count=6))
     columns = [c for c in out.columns if c not in ("id", "timestamps")]
     np.testing.assert_array_equal(out[columns].to_numpy(), single[columns].to_numpy())
 
@@ -173,9 +191,10 @@ def test_predict_df_of_one_series_matches_predict_quantiles_when_sampling(tiny_p
 def test_predict_df_uses_the_last_max_history_bars(tiny_predictor, tiny_ohlcv):
     full = long_table(tiny_ohlcv, {"s": slice(0, 200)})
     tail = long_table(tiny_ohlcv, {"s": slice(140, 200)})
-    kwargs = dict(prediction_length=3, top_k=1, sample_count=1)
+    kwargs = dict(prediction_length=3, sampling=Sampling(top_k=1, sample_count=1))
     pd.testing.assert_frame_equal(
-        tiny_predictor.predict_df(full, max_history=60, **kwargs), tiny_predictor.predict_df(tail, **kwargs)
+        tiny_predictor.predict_df(full, table=TableOptions(max_history=60), **kwargs),
+        tiny_predictor.predict_df(tail, **kwargs),
     )
     default = tiny_predictor.predict_df(full, **kwargs)  # max_context = 64 bars
     last64 = tiny_predictor.predict_df(long_table(tiny_ohlcv, {"s": slice(136, 200)}), **kwargs)
@@ -185,7 +204,12 @@ def test_predict_df_uses_the_last_max_history_bars(tiny_predictor, tiny_ohlcv):
 def test_predict_df_custom_columns_and_freq(tiny_predictor, tiny_ohlcv):
     frame = long_table(tiny_ohlcv, {"s": slice(0, 40)}).rename(columns={"id": "ticker", "timestamps": "t"})
     out = tiny_predictor.predict_df(
-        frame, id_column="ticker", timestamp_column="t", prediction_length=3, sample_count=2, freq="h"
+        frame,
+        id_column="ticker",
+        timestamp_column="t",
+        prediction_length=3,
+        sampling=Sampling(sample_count=2),
+        table=TableOptions(freq="h"),
     )
     assert list(out.columns[:2]) == ["ticker", "t"]
     start = tiny_ohlcv["timestamps"].iloc[39]
@@ -206,34 +230,39 @@ def test_nan_values_raise_by_default_naming_id_and_timestamp(tiny_predictor, tin
 def test_nan_policy_ffill_and_drop(tiny_predictor, tiny_ohlcv):
     frame = long_table(tiny_ohlcv, {"a": slice(0, 64)}).reset_index(drop=True)
     frame.loc[10, ["close", "volume"]] = np.nan
-    kwargs = dict(prediction_length=2, top_k=1, sample_count=1)
+    kwargs = dict(prediction_length=2, sampling=Sampling(top_k=1, sample_count=1))
     filled = frame.copy()
     filled.loc[10, ["close", "volume"]] = frame.loc[9, ["close", "volume"]].to_numpy()
     pd.testing.assert_frame_equal(
-        tiny_predictor.predict_df(frame, nan_policy="ffill", **kwargs),
+        tiny_predictor.predict_df(frame, table=TableOptions(nan_policy="ffill"), **kwargs),
         tiny_predictor.predict_df(filled, **kwargs),
     )
     with pytest.warns(GapWarning, match=r"id='a': 1 missing, first at 2024-03-04 10:25:00"):
-        dropped = tiny_predictor.predict_df(frame, nan_policy="drop", **kwargs)
+        dropped = tiny_predictor.predict_df(frame, table=TableOptions(nan_policy="drop"), **kwargs)
     pd.testing.assert_frame_equal(
-        dropped, tiny_predictor.predict_df(frame.drop(index=10), on_gap="ignore", **kwargs)
+        dropped,
+        tiny_predictor.predict_df(frame.drop(index=10), table=TableOptions(on_gap="ignore"), **kwargs),
     )
     with pytest.raises(ValueError, match="nan_policy must be one of"):
-        tiny_predictor.predict_df(frame, nan_policy="zero", **kwargs)
+        tiny_predictor.predict_df(frame, table=TableOptions(nan_policy="zero"), **kwargs)
 
 
 def test_gaps_warn_raise_or_are_ignored(tiny_predictor, tiny_ohlcv):
     # 10:00 and 10:05 are missing on the first day only; the second day shows they are session slots
     frame = long_table(tiny_ohlcv, {"g": slice(0, 64)}).reset_index(drop=True).drop(index=[5, 6])
     with pytest.warns(GapWarning, match=r"id='g': 2 missing, first at 2024-03-04 10:00:00"):
-        tiny_predictor.predict_df(frame, prediction_length=2, sample_count=1)
+        tiny_predictor.predict_df(frame, prediction_length=2, sampling=Sampling(sample_count=1))
     with pytest.raises(ValueError, match=r"gaps.*id='g'.*on_gap"):
-        tiny_predictor.predict_df(frame, prediction_length=2, sample_count=1, on_gap="raise")
+        tiny_predictor.predict_df(
+            frame, prediction_length=2, sampling=Sampling(sample_count=1), table=TableOptions(on_gap="raise")
+        )
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", GapWarning)
-        tiny_predictor.predict_df(frame, prediction_length=2, sample_count=1, on_gap="ignore")
+        tiny_predictor.predict_df(
+            frame, prediction_length=2, sampling=Sampling(sample_count=1), table=TableOptions(on_gap="ignore")
+        )
 
 
 def test_irregular_timestamp_is_an_error_naming_it(tiny_predictor, tiny_ohlcv):
@@ -241,7 +270,7 @@ def test_irregular_timestamp_is_an_error_naming_it(tiny_predictor, tiny_ohlcv):
     frame.loc[100, "timestamps"] += pd.Timedelta(minutes=2)
     odd = frame.loc[100, "timestamps"]
     with pytest.raises(ValueError, match=rf"id='r': irregular timestamp {odd}.*freq="):
-        tiny_predictor.predict_df(frame, prediction_length=2, max_history=200)
+        tiny_predictor.predict_df(frame, prediction_length=2, table=TableOptions(max_history=200))
 
 
 def test_infinite_and_non_numeric_values_name_the_row(tiny_predictor, tiny_ohlcv):
@@ -249,7 +278,7 @@ def test_infinite_and_non_numeric_values_name_the_row(tiny_predictor, tiny_ohlcv
     frame.index = [f"r{i}" for i in range(len(frame))]
     frame.loc["r12", "high"] = np.inf
     with pytest.raises(ValueError, match=r"'high' has infinite values .*row 'r12'"):
-        tiny_predictor.predict_df(frame, prediction_length=2, nan_policy="ffill")
+        tiny_predictor.predict_df(frame, prediction_length=2, table=TableOptions(nan_policy="ffill"))
     frame["high"] = frame["high"].astype(object)
     frame.loc["r12", "high"] = "n/a"
     with pytest.raises(ValueError, match=r"'high' must be numeric.*'n/a' at row 'r12'"):
@@ -258,7 +287,9 @@ def test_infinite_and_non_numeric_values_name_the_row(tiny_predictor, tiny_ohlcv
 
 def test_verbose_shows_a_progress_bar_over_series(tiny_predictor, tiny_ohlcv, capsys):
     frame = long_table(tiny_ohlcv, {"a": slice(0, 30), "b": slice(0, 40), "c": slice(0, 40)})
-    tiny_predictor.predict_df(frame, prediction_length=2, sample_count=1, batch_size=1, verbose=True)
+    tiny_predictor.predict_df(
+        frame, prediction_length=2, sampling=Sampling(sample_count=1), batch_size=1, verbose=True
+    )
     assert "3/3" in capsys.readouterr().err
 
 
@@ -283,10 +314,12 @@ def test_short_series_are_rejected(tiny_predictor, tiny_ohlcv):
     frame = long_table(tiny_ohlcv, {"long": slice(0, 40), "short": slice(0, 9)})
     with pytest.raises(ValueError, match=r"id='short' has 9 bars; at least min_history=10"):
         tiny_predictor.predict_df(frame, prediction_length=2)
-    out = tiny_predictor.predict_df(frame, prediction_length=2, min_history=5, sample_count=1)
+    out = tiny_predictor.predict_df(
+        frame, prediction_length=2, sampling=Sampling(sample_count=1), table=TableOptions(min_history=5)
+    )
     assert out["id"].tolist() == ["long", "long", "short", "short"]
     with pytest.raises(ValueError, match="min_history must be at least 3"):
-        tiny_predictor.predict_df(frame, prediction_length=2, min_history=2)
+        tiny_predictor.predict_df(frame, prediction_length=2, table=TableOptions(min_history=2))
 
 
 @pytest.mark.parametrize("levels", [(0.0, 0.5), (0.5, 1.0), (-0.1,), (1.5,), ()])
@@ -310,19 +343,19 @@ def test_missing_columns_are_named(tiny_predictor, tiny_ohlcv):
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    "kwargs, table, message",
     [
-        (dict(prediction_length=0), "prediction_length must be a positive integer"),
-        (dict(prediction_length=2, batch_size=0), "batch_size must be a positive integer"),
-        (dict(prediction_length=2, on_gap="maybe"), "on_gap must be one of"),
-        (dict(prediction_length=2, max_history=5), r"max_history \(5\) is below min_history"),
-        (dict(prediction_length=2, freq="fortnightly-ish"), "is not a pandas frequency"),
+        (dict(prediction_length=0), {}, "prediction_length must be a positive integer"),
+        (dict(prediction_length=2, batch_size=0), {}, "batch_size must be a positive integer"),
+        (dict(prediction_length=2), dict(on_gap="maybe"), "on_gap must be one of"),
+        (dict(prediction_length=2), dict(max_history=5), r"max_history \(5\) is below min_history"),
+        (dict(prediction_length=2), dict(freq="fortnightly-ish"), "is not a pandas frequency"),
     ],
 )
-def test_bad_arguments_are_named(tiny_predictor, tiny_ohlcv, kwargs, message):
+def test_bad_arguments_are_named(tiny_predictor, tiny_ohlcv, kwargs, table, message):
     frame = long_table(tiny_ohlcv, {"a": slice(0, 30)})
     with pytest.raises(ValueError, match=message):
-        tiny_predictor.predict_df(frame, **kwargs)
+        tiny_predictor.predict_df(frame, table=TableOptions(**table), **kwargs)
 
 
 # --- path statistics on hand-made paths --------------------------------------------------------

@@ -24,9 +24,10 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from kronos import KronosPredictor
+from kronos.engine.sampling import Sampling
 from kronos.forecasting.paths import VolatilityWarning, quantile_column
 from kronos.forecasting.series import FEATURE_COLUMNS, as_timestamps
-from kronos.forecasting.tables import load_series
+from kronos.forecasting.tables import TableOptions, load_series
 
 TINY_CONTEXT = 16  # short, so that horizons beyond the context are cheap to reach
 CLEAN_STAMPS = ("regular", "dst-aware", "dst-offsets")
@@ -255,6 +256,21 @@ def check_summary(table: pd.DataFrame, levels, caught, rows: int) -> None:
     assert (table["realized_vol"].dropna() >= 0).all()
 
 
+SAMPLING_FIELDS = ("T", "top_k", "top_p", "sample_count", "seed")
+TABLE_FIELDS = ("nan_policy", "freq", "on_gap", "max_history", "min_history")
+
+
+def settings_objects(args: dict, **table_options) -> dict:
+    """The drawn arguments as the API takes them: the sampling fields as one `Sampling`, the table
+    fields (with `table_options`, when given) as one `TableOptions`. Called inside the call under
+    test, so that a hostile field is refused, naming it, by the settings object that holds it."""
+    out = {k: v for k, v in args.items() if k not in SAMPLING_FIELDS + TABLE_FIELDS}
+    out["sampling"] = Sampling(**{k: v for k, v in args.items() if k in SAMPLING_FIELDS})
+    if table_options:
+        out["table"] = TableOptions(**table_options, **{k: v for k, v in args.items() if k in TABLE_FIELDS})
+    return out
+
+
 def stamp_count(args: dict) -> int:
     """How many future timestamps to pass: the drawn pred_len where it is a sane int (a bad one
     is then refused for itself), else 3."""
@@ -278,7 +294,9 @@ def future_of(n: int, stamps: object = None) -> pd.DatetimeIndex:
 @given(case=cases(), drawn=arguments(**SAMPLING, quantile_levels=LEVELS))
 def test_predict_quantiles_is_finite_or_refused(predictor, case, drawn):
     args, fault = drawn
-    table, error, caught = run(lambda: predictor.predict_quantiles(case.bars, case.stamps, None, **args))
+    table, error, caught = run(
+        lambda: predictor.predict_quantiles(case.bars, case.stamps, None, **settings_objects(args))
+    )
     if error is None:
         check_summary(table, args["quantile_levels"], caught, args["pred_len"])
         assert table.index.is_monotonic_increasing and table.index.is_unique
@@ -291,7 +309,7 @@ def test_predict_paths_is_finite_or_refused(predictor, case, drawn):
     args, fault = drawn
     paths, error, _ = run(
         lambda: predictor.predict_paths(
-            case.bars, case.stamps, future_of(stamp_count(args), case.stamps), **args
+            case.bars, case.stamps, future_of(stamp_count(args), case.stamps), **settings_objects(args)
         )
     )
     if error is None:
@@ -329,7 +347,9 @@ def test_predict_df_is_finite_or_refused(predictor, parts, drawn):
         [case.frame()[shared].assign(id=f"s{k}") for k, case in enumerate(parts)], ignore_index=True
     )
     args["prediction_length"] = args.pop("pred_len")
-    out, error, caught = run(lambda: predictor.predict_df(table, min_history=3, on_gap="ignore", **args))
+    out, error, caught = run(
+        lambda: predictor.predict_df(table, **settings_objects(args, min_history=3, on_gap="ignore"))
+    )
     if error is None:
         ids = [f"s{k}" for k, case in enumerate(parts) if len(case.bars)]
         check_summary(out, (0.1, 0.5, 0.9), caught, args["prediction_length"] * len(ids))
@@ -476,7 +496,7 @@ def test_threads_sharing_one_predictor_get_what_a_serial_run_gets(predictor, tin
         rows = slice(start, start + 48)
         return predictor.predict_paths(
             bars.iloc[rows], stamps.iloc[rows], future_of(TINY_CONTEXT + 4), TINY_CONTEXT + 4,
-            sample_count=3, seed=seed, series_id=start,
+            sampling=Sampling(sample_count=3, seed=seed), series_id=start,
         )  # fmt: skip
 
     serial = {job: forecast(*job) for job in jobs}

@@ -23,6 +23,7 @@ from kronos_server import API_KEY, CAPS
 
 from kronos import KronosPredictor
 from kronos.commands.main import main
+from kronos.engine.sampling import Sampling
 from kronos.forecasting.pretrained import shipped_dir
 from kronos.forecasting.schedules import future_timestamps
 from kronos.forecasting.series import FEATURE_COLUMNS
@@ -59,14 +60,18 @@ def expected(
     history = frame.iloc[-predictor.lookback :]
     return predictor.predict_quantiles(
         history[FIELDS], history["timestamps"], future, steps,
-        quantile_levels=levels, sample_count=paths, seed=seed, series_id=series_id, calibration=calibration,
+        quantile_levels=levels, sampling=Sampling(sample_count=paths, seed=seed), series_id=series_id, calibration=calibration,
     )  # fmt: skip
 
 
 def calibrated(predictor, frame: pd.DataFrame, steps: int, paths: int, seed=0, series_id=0):
     """The calibration `kronos forecast --calibrate` fits: on every bar sent."""
     return predictor.calibrate(
-        frame[FIELDS], frame["timestamps"], steps, sample_count=paths, seed=seed, series_id=series_id
+        frame[FIELDS],
+        frame["timestamps"],
+        steps,
+        sampling=Sampling(sample_count=paths, seed=seed),
+        series_id=series_id,
     )
 
 
@@ -150,8 +155,7 @@ def test_forecast_equals_predict_quantiles_with_the_same_seed(kronos_server, pre
         history["timestamps"],
         pd.DatetimeIndex(answer["timestamps"]),
         6,
-        sample_count=12,
-        seed=3,
+        sampling=Sampling(sample_count=12, seed=3),
     )
     for j, field in enumerate(FEATURE_COLUMNS):
         assert answer["paths"][field] == paths[:, :, j].astype(np.float64).tolist()
@@ -260,7 +264,7 @@ def test_calibrated_forecast_equals_predict_quantiles_with_its_calibration(krono
     history = frame.iloc[-108:]
     paths = predictor.predict_paths(
         history[FIELDS], history["timestamps"], pd.DatetimeIndex(answer["timestamps"]), 6,
-        sample_count=12, seed=3, calibration=calibration,
+        sampling=Sampling(sample_count=12, seed=3), calibration=calibration,
     )  # fmt: skip
     for j, field in enumerate(FEATURE_COLUMNS):  # predict_paths returns them in float32
         np.testing.assert_array_equal(np.asarray(answer["paths"][field], dtype=np.float32), paths[:, :, j])

@@ -121,7 +121,7 @@ def test_a_table_layout_names_what_is_wrong_with_it(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"column_map names unknown field\(s\) \['shut'\]"):
         TableLayout(column_map={"shut": "Close"})
     with pytest.raises(
-        TypeError, match="layout must be a kronos.forecasting.series.TableLayout.*got str 'ticker'"
+        TypeError, match="layout must be a kronos.forecasting.tables.TableLayout.*got str 'ticker'"
     ):
         load_series([tmp_path / "long.csv"], "ticker")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"data.columns: column_map names unknown field\(s\) \['shut'\]"):

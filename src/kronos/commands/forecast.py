@@ -30,7 +30,7 @@ from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.forecasting.schedules import future_timestamps
 from kronos.forecasting.series import MAX_PRED_LEN, Series
-from kronos.forecasting.tables import load_series, long_table
+from kronos.forecasting.tables import TableOptions, load_series, long_table
 from kronos.io import check_output_file, write_atomically
 from kronos.ray.engine import RayEngine, forecast_dataset
 
@@ -186,24 +186,18 @@ def forecast_series(
     """`predict_df`'s long table of forecasts (keyed by "symbol") of every series, calibrated with
     --calibrate, made by `predictor` or on Ray; with a synthetic_ohlc column where open, high and
     low were built from the close."""
-    sampling = dict(T=args.temperature, top_p=args.top_p, seed=args.seed)
-    calibrations = (
-        calibrate_series(
-            predictor,
-            series,
-            args,
-            lookback,
-            Sampling(args.temperature, 0, args.top_p, args.paths, args.seed),
-        )
-        if args.calibrate
-        else None
-    )
+    sampling = Sampling(args.temperature, 0, args.top_p, args.paths, args.seed)
+    calibrations = calibrate_series(predictor, series, args, lookback, sampling) if args.calibrate else None
+    # holidays and nights are gaps too; the schedule of the future follows them
+    table = TableOptions(freq=args.freq, on_gap="ignore", max_history=lookback, min_history=3)
     options = dict(
-        quantile_levels=levels, batch_size=args.batch_size, freq=args.freq, max_history=lookback, min_history=3,
-        on_gap="ignore",  # holidays and nights are gaps too; the schedule of the future follows them
-        calibration=calibrations, **sampling,
-    )  # fmt: skip
-    table = long_table(series)
+        quantile_levels=levels,
+        sampling=sampling,
+        table=table,
+        batch_size=args.batch_size,
+        calibration=calibrations,
+    )
+    bars = long_table(series)
     if on_ray:
         engine = RayEngine(
             args.model,
@@ -212,14 +206,10 @@ def forecast_series(
             num_cpus_per_actor=args.threads or 1,
             **engine_options(args),
         )
-        forecast = forecast_dataset(
-            table, engine, steps=args.steps, paths=args.paths, id_column="symbol", **options
-        )
+        forecast = forecast_dataset(bars, engine, steps=args.steps, id_column="symbol", **options)
         assert forecast is not None  # without out= the table comes back
     else:
-        forecast = predictor.predict_df(
-            table, "symbol", prediction_length=args.steps, sample_count=args.paths, **options
-        )
+        forecast = predictor.predict_df(bars, "symbol", prediction_length=args.steps, **options)
     built = {one.key for one in series if one.synthetic_ohlc}
     if built:
         forecast["synthetic_ohlc"] = forecast["symbol"].isin(built)

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from kronos.engine.generation import WINDOWS as WINDOWS  # the choices of `window`, for front ends
 from kronos.engine.generation import SeriesBatch, check_window, decode_tokens, generate_tokens
-from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P, Sampling
+from kronos.engine.sampling import Sampling
 from kronos.forecasting.calibration import (
     MAX_ORIGINS,
     MIN_ORIGINS,
@@ -45,13 +45,7 @@ from kronos.forecasting.paths import (
     path_statistics,
 )
 from kronos.forecasting.pretrained import DEFAULT_MODEL, load_pretrained
-from kronos.forecasting.schedules import (
-    GAP_POLICIES,
-    MIN_HISTORY,
-    future_timestamps,
-    report_gaps,
-    split_series,
-)
+from kronos.forecasting.schedules import future_timestamps, report_gaps
 from kronos.forecasting.series import (
     CLOSE,
     FEATURE_COLUMNS,
@@ -60,6 +54,7 @@ from kronos.forecasting.series import (
     as_timestamps,
     check_future,
     check_pred_len,
+    checked_instance,
     denormalize,
     normalize,
     positive_int,
@@ -68,6 +63,7 @@ from kronos.forecasting.series import (
     series_with_future,
     time_features,
 )
+from kronos.forecasting.tables import TABLE_OPTIONS, TableLayout, TableOptions, split_table
 from kronos.forecasting.upstream import UpstreamMethods
 from kronos.nn.metadata import ModelMetadata
 from kronos.nn.model import Kronos
@@ -330,10 +326,7 @@ class KronosPredictor(UpstreamMethods):
         """
         group = _series_list(series)
         horizon = check_pred_len(horizon, "horizon")
-        if not isinstance(sampling, Sampling):
-            raise TypeError(
-                f"sampling must be a kronos.engine.sampling.Sampling, got {type(sampling).__name__}"
-            )
+        checked_sampling(sampling)
         futures = _futures(group, horizon, future)
         calibrations = _calibrations(calibration, len(group), sampling, horizon)
         histories = self._histories(group, futures)
@@ -580,22 +573,18 @@ class KronosPredictor(UpstreamMethods):
         x_timestamp: object,
         y_timestamp: object,
         pred_len: int,
-        sample_count: int = PATHS,
-        T: float = TEMPERATURE,
-        top_k: int = 0,
-        top_p: float = TOP_P,
+        sampling: Sampling = SAMPLING,
         verbose: bool = False,
-        seed: int | None = None,
         series_id: object = 0,
         calibration: Calibration | None = None,
     ) -> np.ndarray:
-        """Every sampled path in price units: [sample_count, pred_len, 6], columns open..amount.
+        """Every sampled path in price units: [sampling.sample_count, pred_len, 6], columns open..amount.
 
-        With `seed`, the paths come from (seed, series_id) alone, not from torch's global
+        With `sampling.seed`, the paths come from (seed, series_id) alone, not from torch's global
         generator; `predict_df` and `predict_paths_batch` give a series with the same id the same paths.
         With `calibration` (from `calibrate` on this series), the paths are calibrated.
         """
-        sampling = Sampling(T, top_k, top_p, sample_count, seed)
+        checked_sampling(sampling)
         pred_len = check_pred_len(pred_len, "pred_len")
         series, future = series_with_future(df, x_timestamp, y_timestamp, pred_len, "df", series_id)
         forecast = self.sample(series, pred_len, sampling, calibration, future=future, progress=verbose)
@@ -607,23 +596,19 @@ class KronosPredictor(UpstreamMethods):
         x_timestamp_list: list[object],
         y_timestamp_list: list[object],
         pred_len: int,
-        sample_count: int = PATHS,
-        T: float = TEMPERATURE,
-        top_k: int = 0,
-        top_p: float = TOP_P,
+        sampling: Sampling = SAMPLING,
         verbose: bool = False,
-        seed: int | None = None,
         series_ids: Sequence[object] | None = None,
         batch_size: int | None = None,
         calibrations: Sequence[Calibration | None] | None = None,
     ) -> np.ndarray:
-        """Sampled paths of several series, [S, sample_count, pred_len, 6] in price units.
+        """Sampled paths of several series, [S, sampling.sample_count, pred_len, 6] in price units.
 
-        Histories may differ in length. With `seed`, series i draws from (seed, series_ids[i])
-        alone (default: its position i), so its paths do not depend on the rest of the batch.
-        `calibrations` gives series i's calibration (or None) at position i.
+        Histories may differ in length. With `sampling.seed`, series i draws from (seed,
+        series_ids[i]) alone (default: its position i), so its paths do not depend on the rest of
+        the batch. `calibrations` gives series i's calibration (or None) at position i.
         """
-        sampling = Sampling(T, top_k, top_p, sample_count, seed)
+        checked_sampling(sampling)
         pred_len = check_pred_len(pred_len, "pred_len")
         series, futures = series_list_with_futures(
             df_list, x_timestamp_list, y_timestamp_list, pred_len, series_ids
@@ -640,19 +625,15 @@ class KronosPredictor(UpstreamMethods):
         y_timestamp: object,
         pred_len: int,
         quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
-        sample_count: int = PATHS,
-        T: float = TEMPERATURE,
-        top_k: int = 0,
-        top_p: float = TOP_P,
+        sampling: Sampling = SAMPLING,
         repair_ohlc: bool = True,
         verbose: bool = False,
-        seed: int | None = None,
         series_id: object = 0,
         calibration: Calibration | None = None,
     ) -> pd.DataFrame:
         """Probabilistic forecast of one series: a DataFrame indexed by the future timestamps.
 
-        Samples `sample_count` paths (`sample`) and summarises them per step (`Forecast.summary`,
+        Samples `sampling.sample_count` paths (`sample`) and summarises them per step (`Forecast.summary`,
         `kronos.forecasting.paths.path_statistics`): `<field>_mean` and `<field>_q<level>` (e.g.
         `close_q0.1`) for open, high, low, close, volume and amount, `prob_close_above_last`,
         `realized_vol` (mean over paths of sqrt(sum of squared log close-to-close returns up to
@@ -661,10 +642,10 @@ class KronosPredictor(UpstreamMethods):
         path's high and low are set to the max and min of its open, high, low, close before the
         statistics. `y_timestamp=None` infers the future timestamps from x_timestamp
         (`kronos.forecasting.schedules.future_timestamps`). `attrs` holds "ohlc_violation_rate" over all sampled
-        bars and "realized_vol" over the horizon. `seed` and `series_id` as in `predict_paths`.
+        bars and "realized_vol" over the horizon. `sampling` and `series_id` as in `predict_paths`.
         """
         levels = check_quantile_levels(quantile_levels)
-        sampling = Sampling(T, top_k, top_p, sample_count, seed)
+        checked_sampling(sampling)
         pred_len = check_pred_len(pred_len, "pred_len")
         if y_timestamp is None:
             history = pd.DatetimeIndex(as_timestamps(x_timestamp, "x_timestamp"))
@@ -682,15 +663,11 @@ class KronosPredictor(UpstreamMethods):
         df: pd.DataFrame,
         x_timestamp: object,
         pred_len: int,
+        sampling: Sampling = CALIBRATION_SAMPLING,
         *,
         lookback: int | None = None,
         every: int | None = None,
         max_origins: int | None = MAX_ORIGINS,
-        sample_count: int = PATHS,
-        T: float = TEMPERATURE,
-        top_k: int = 0,
-        top_p: float = TOP_P,
-        seed: int | None = 0,
         series_id: object = 0,
         batch_size: int = 32,
         verbose: bool = False,
@@ -699,12 +676,12 @@ class KronosPredictor(UpstreamMethods):
         (`fit_calibration`).
 
         Pass the result as `calibration=` to `predict_paths`, `predict_quantiles` or `predict_df`
-        with the same sampling. Past origin t draws from (seed, series_id, t), as `kronos
+        with the same sampling. Past origin t draws from (sampling.seed, series_id, t), as `kronos
         evaluate` does. Needs `kronos.forecasting.calibration.required_rows` bars (20 past
         forecasts) and raises ValueError otherwise.
         """
         pred_len = positive_int(pred_len, "pred_len")
-        sampling = Sampling(T, top_k, top_p, sample_count, seed)
+        checked_sampling(sampling)
         bars = prepare_ohlcv(df, "df", np.float64)
         stamps = as_timestamps(x_timestamp, "x_timestamp")
         if len(stamps) != len(bars):
@@ -730,31 +707,24 @@ class KronosPredictor(UpstreamMethods):
         *,
         prediction_length: int,
         quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
-        sample_count: int = PATHS,
+        sampling: Sampling = SAMPLING,
+        table: TableOptions = TABLE_OPTIONS,
         batch_size: int = 32,
-        T: float = TEMPERATURE,
-        top_k: int = 0,
-        top_p: float = TOP_P,
         repair_ohlc: bool = True,
-        nan_policy: str = "raise",
-        freq: str | None = None,
-        on_gap: str = "warn",
-        max_history: int | None = None,
-        min_history: int = MIN_HISTORY,
         verbose: bool = False,
-        seed: int | None = None,
         calibration: Mapping[object, Calibration] | None = None,
     ) -> pd.DataFrame:
         """Probabilistic forecasts for every series of a long table, as a long table.
 
         Input: one row per (id, timestamp) with open, high, low, close and optionally volume and
         amount; series may differ in length and interleave, but each must be sorted by time
-        without duplicate timestamps (`kronos.forecasting.schedules.split_series`; `nan_policy` "raise",
-        "ffill" or "drop" decides what missing values do). Each series uses its last
-        `max_history` bars (default: the predictor's `lookback`) and needs at least
-        `min_history` (default 10). Future timestamps follow `freq` if given, else each series'
-        own schedule (`kronos.forecasting.schedules.future_timestamps`: regular frequencies, business days,
-        trading sessions); gaps in a history warn (`on_gap="warn"`), raise or are ignored.
+        without duplicate timestamps (`kronos.forecasting.tables.split_table`; `table.nan_policy`
+        "raise", "ffill" or "drop" decides what missing values do). Each series uses its last
+        `table.max_history` bars (default: the predictor's `lookback`) and needs at least
+        `table.min_history` (default 10). Future timestamps follow `table.freq` if given, else each
+        series' own schedule (`kronos.forecasting.schedules.future_timestamps`: regular frequencies,
+        business days, trading sessions); gaps in a history warn (`table.on_gap="warn"`), raise or
+        are ignored.
 
         Output: `prediction_length` rows per series, series in order of first appearance, with
         columns `id_column`, `timestamp_column`, then `path_statistics`' columns
@@ -764,26 +734,21 @@ class KronosPredictor(UpstreamMethods):
         Series are grouped by history length and run `batch_size` at a time, so generation's
         memory is bounded by batch_size x sample_count paths whatever the number of series; the
         sampled bars (4 x S x sample_count x prediction_length x 6 bytes) are kept until
-        summarised, up to 1 GiB of them at a time. With `seed`, each series draws from (seed, its
-        id) alone: its forecast is the same whatever the batch size or the other series in the
-        table. Without one, torch's global generator is used and the draws depend on the batch
-        layout. `calibration` maps ids to their `calibrate`d corrections; every series of the
+        summarised, up to 1 GiB of them at a time. With `sampling.seed`, each series draws from
+        (seed, its id) alone: its forecast is the same whatever the batch size or the other series
+        in the table. Without one, torch's global generator is used and the draws depend on the
+        batch layout. `calibration` maps ids to their `calibrate`d corrections; every series of the
         table needs one.
         """
         pred_len = check_pred_len(prediction_length, "prediction_length")
         levels = check_quantile_levels(quantile_levels)
-        sampling = Sampling(T, top_k, top_p, sample_count, seed)
+        checked_sampling(sampling)
         batch_size = positive_int(batch_size, "batch_size")
-        min_history = positive_int(min_history, "min_history")
-        if min_history < 3:
-            raise ValueError(f"min_history must be at least 3 (to infer a frequency), got {min_history}")
-        max_history = self.lookback if max_history is None else positive_int(max_history, "max_history")
-        if max_history < min_history:
-            raise ValueError(f"max_history ({max_history}) is below min_history ({min_history})")
-        if on_gap not in GAP_POLICIES:
-            raise ValueError(f"on_gap must be one of {GAP_POLICIES}, got {on_gap!r}")
-        series = split_series(df, id_column, timestamp_column, nan_policy)
-        futures = _table_futures(series, pred_len, id_column, min_history, freq, on_gap)
+        table = checked_instance(table, TableOptions, "table", "TableOptions(nan_policy='ffill')")
+        max_history = table.history_bars(self.lookback)
+        layout = TableLayout(id_column, timestamp_column=timestamp_column)
+        series = split_table(df, "df", layout, as_given=True, nan_policy=table.nan_policy)
+        futures = _table_futures(series, pred_len, id_column, table)
         calibrations = _table_calibrations(series, calibration, id_column)
         histories = [one.window(max(0, len(one) - max_history), len(one)) for one in series]
         # at most MAX_PATH_VALUES sampled values at a time: each part is summarised, then dropped
@@ -799,9 +764,14 @@ class KronosPredictor(UpstreamMethods):
             violations += int(ohlc_violations(forecast.paths).sum())
         ids = pd.Index([one.key for one in series]).repeat(pred_len)
         columns = {k: np.concatenate([s[k] for s in summaries]).ravel() for k in summaries[0]}
-        table = pd.DataFrame({id_column: ids, timestamp_column: futures[0].append(futures[1:]), **columns})
-        table.attrs["ohlc_violation_rate"] = violations / (len(series) * sampling.sample_count * pred_len)
-        return table
+        out = pd.DataFrame({id_column: ids, timestamp_column: futures[0].append(futures[1:]), **columns})
+        out.attrs["ohlc_violation_rate"] = violations / (len(series) * sampling.sample_count * pred_len)
+        return out
+
+
+def checked_sampling(sampling: object) -> Sampling:
+    """`sampling` if it is a Sampling; a TypeError naming the argument otherwise."""
+    return checked_instance(sampling, Sampling, "sampling", "Sampling(sample_count=50, seed=0)")
 
 
 def _series_list(series: Series | Sequence[Series]) -> list[Series]:
@@ -854,21 +824,21 @@ def _calibrations(
 
 
 def _table_futures(
-    series: list[Series], pred_len: int, id_column: str, min_history: int, freq: str | None, on_gap: str
+    series: list[Series], pred_len: int, id_column: str, table: TableOptions
 ) -> list[pd.DatetimeIndex]:
     """The future timestamps of each series of a long table (`predict_df`); its gaps reported."""
     futures, gaps = [], []
     for one in series:
         name = f"{id_column}={one.key!r}"
-        if len(one) < min_history:
+        if len(one) < table.min_history:
             raise ValueError(
-                f"series {name} has {len(one)} bars; at least min_history={min_history} are needed"
+                f"series {name} has {len(one)} bars; at least min_history={table.min_history} are needed"
             )
-        future = future_timestamps(one.timestamps, pred_len, name, freq)
+        future = future_timestamps(one.timestamps, pred_len, name, table.freq)
         futures.append(future.timestamps)
         if future.gap is not None:
             gaps.append(replace(future.gap, id=one.key))
-    report_gaps(gaps, on_gap, id_column)
+    report_gaps(gaps, table.on_gap, id_column)
     return futures
 
 

@@ -1,8 +1,5 @@
-"""Long-format input for many series: validation, missing-data policy and future timestamps.
-
-A long table has one row per (series id, timestamp) and the OHLCV columns of `prepare_ohlcv`.
-`split_series` checks it and cuts it into per-series arrays; `future_timestamps` infers each
-series' next timestamps from its own history.
+"""Schedules of bars: a series' future timestamps (`future_timestamps`, inferred from its own
+history or stepped by a frequency), its bar spacing, and the gaps in its history (`report_gaps`).
 """
 
 from __future__ import annotations
@@ -14,19 +11,11 @@ import numpy as np
 import pandas as pd
 
 from kronos.forecasting.series import (
-    FEATURE_COLUMNS,
-    PRICE_COLUMNS,
-    Series,
-    check_ids_present,
     check_pred_len,
     check_time_order,
-    parse_timestamps,
-    prepare_ohlcv,
 )
 
-NAN_POLICIES = ("raise", "ffill", "drop")
 GAP_POLICIES = ("warn", "raise", "ignore")
-MIN_HISTORY = 10
 ONE_DAY = pd.Timedelta(days=1)
 
 
@@ -51,80 +40,6 @@ class FutureIndex:
     timestamps: pd.DatetimeIndex
     description: str
     gap: Gap | None = field(default=None)
-
-
-def split_series(
-    df: pd.DataFrame,
-    id_column: str = "id",
-    timestamp_column: str = "timestamps",
-    nan_policy: str = "raise",
-) -> list[Series]:
-    """Validate a long table and return its series in order of first appearance, each keyed by
-    its id and named "series <id_column>=<id>".
-
-    Rules, each broken with a ValueError that names the id and timestamp concerned:
-    `id_column` and `timestamp_column` exist, ids and timestamps are not missing, and within
-    each series timestamps are strictly increasing (no duplicate (id, timestamp) rows, rows
-    sorted by time; different series may interleave). Missing OHLCV values follow `nan_policy`:
-    "raise" (default) errors, "ffill" carries each column's last value forward within the series
-    and then drops the rows still missing a value (those before a column's first value), "drop"
-    drops every row with a missing value. Dropped rows leave gaps that `future_timestamps` reports.
-    """
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"df must be a pandas DataFrame, got {type(df).__name__}")
-    for role, column in (("id_column", id_column), ("timestamp_column", timestamp_column)):
-        if column not in df.columns:
-            raise ValueError(f"{role} {column!r} is not a column of df; it has {list(df.columns)}")
-    if id_column == timestamp_column:
-        raise ValueError(f"id_column and timestamp_column are both {id_column!r}")
-    if nan_policy not in NAN_POLICIES:
-        raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
-    if df.empty:
-        raise ValueError("df has no rows")
-    check_ids_present(df[id_column], "df", id_column)
-    ids = df[id_column].reset_index(drop=True)
-    stamps = parse_timestamps(df[timestamp_column], f"timestamp column {timestamp_column!r}")
-    frame = pd.DataFrame({"_id": ids, "_ts": stamps.dt.as_unit("ns").reset_index(drop=True)})
-    check_time_order(frame["_ts"], "df", frame["_id"], id_column)
-    features = [c for c in FEATURE_COLUMNS if c in df.columns]
-    missing_prices = [c for c in PRICE_COLUMNS if c not in df.columns]
-    if missing_prices:
-        raise ValueError(f"df is missing price column(s) {missing_prices}; it has {list(df.columns)}")
-    bars = _apply_nan_policy(
-        df[features].reset_index(drop=True), frame, nan_policy, id_column, timestamp_column
-    )
-    frame = frame.loc[bars.index]
-    if frame.empty:
-        raise ValueError(f"no rows left after nan_policy={nan_policy!r}")
-    # the input's own row labels, so that prepare_ohlcv's errors (non-numeric, infinite) name them
-    values = prepare_ohlcv(bars.set_axis(df.index[bars.index]), "df")
-    codes, uniques = pd.factorize(frame["_id"], sort=False)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.cumsum(np.bincount(codes, minlength=len(uniques)))[:-1]
-    stamps_all = pd.DatetimeIndex(frame["_ts"].to_numpy())
-    return [
-        Series(values[rows], stamps_all[rows], uniques[k], f"series {id_column}={uniques[k]!r}")
-        for k, rows in enumerate(np.split(order, bounds))
-    ]
-
-
-def _apply_nan_policy(
-    bars: pd.DataFrame, frame: pd.DataFrame, nan_policy: str, id_column: str, timestamp_column: str
-) -> pd.DataFrame:
-    missing = bars.isna()
-    if not missing.to_numpy().any():
-        return bars
-    if nan_policy == "raise":
-        rows, cols = np.nonzero(missing.to_numpy())
-        row = bars.index[rows[0]]
-        raise ValueError(
-            f"column {bars.columns[cols[0]]!r} has missing values ({len(rows)} in all), first at "
-            f"{id_column}={frame.at[row, '_id']!r}, {timestamp_column}={frame.at[row, '_ts']}; "
-            f"pass nan_policy='ffill' or 'drop' to fill or drop them"
-        )
-    if nan_policy == "ffill":
-        bars = bars.groupby(frame["_id"].to_numpy(), sort=False).ffill()
-    return bars[bars.notna().all(axis=1)]
 
 
 def bar_spacing(timestamps: pd.Series | pd.DatetimeIndex) -> str:
@@ -176,7 +91,7 @@ def future_timestamps(
         )
     check_time_order(pd.Series(timestamps), name)
     if freq is not None:
-        return _continue(timestamps, n, _to_offset(freq))
+        return _continue(timestamps, n, frequency(freq))
     if len(timestamps) < 3:
         raise ValueError(
             f"{name}: cannot infer a frequency from {len(timestamps)} timestamps; it needs 3 or more, "
@@ -214,8 +129,6 @@ def future_timestamps(
 
 
 def _continue(timestamps: pd.DatetimeIndex, n: int, offset: pd.DateOffset) -> FutureIndex:
-    if offset.n <= 0:
-        raise ValueError(f"freq {offset.freqstr!r} does not step forward in time: give a positive spacing")
     try:
         future = pd.date_range(timestamps[-1] + offset, periods=n, freq=offset)
     except (OverflowError, pd.errors.OutOfBoundsDatetime) as err:
@@ -258,11 +171,15 @@ def _trading_weekdays(days: pd.DatetimeIndex) -> np.ndarray:
     return np.arange(7) if (seen >= 5).any() else np.arange(5)
 
 
-def _to_offset(freq: str | pd.DateOffset) -> pd.DateOffset:
+def frequency(freq: str | pd.DateOffset) -> pd.DateOffset:
+    """`freq` as a pandas offset that steps forward in time; a ValueError naming it otherwise."""
     try:
-        return pd.tseries.frequencies.to_offset(freq)
+        offset = pd.tseries.frequencies.to_offset(freq)
     except (ValueError, TypeError) as err:
         raise ValueError(f"freq {freq!r} is not a pandas frequency (e.g. '5min', 'h', 'B', 'D')") from err
+    if offset.n <= 0:
+        raise ValueError(f"freq {offset.freqstr!r} does not step forward in time: give a positive spacing")
+    return offset
 
 
 def _daily_schedule(timestamps: pd.DatetimeIndex, n: int, name: str) -> FutureIndex:

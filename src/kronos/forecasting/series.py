@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -103,9 +103,12 @@ def row_name(index: pd.Index, position: int | np.integer) -> str:
     return f"row {label!r}"
 
 
-def ohlc_from_close(df: pd.DataFrame, name: str = "df", warn: bool = True) -> pd.DataFrame:
+def ohlc_from_close(
+    df: pd.DataFrame, name: str = "df", warn: bool = True, by: pd.Series | None = None
+) -> pd.DataFrame:
     """Bars built from a close-only table: open = the previous close (the first bar's own close),
-    high = max(open, close), low = min(open, close). Other columns are kept.
+    high = max(open, close), low = min(open, close). Other columns are kept. With `by` (a value
+    per row), the rows of each value are one series: open is the previous close of its series.
 
     These are not the market's bars: the model was trained on real ones, and its forecasts of
     open, high and low follow the synthetic rule: it warns (`SyntheticOHLCWarning`) unless the
@@ -119,7 +122,9 @@ def ohlc_from_close(df: pd.DataFrame, name: str = "df", warn: bool = True) -> pd
     if present:
         raise ValueError(f"{name} already has {present}: open/high/low are built only for a close-only table")
     close = pd.to_numeric(df[CLOSE_COLUMN], errors="coerce")
-    opens = close.shift(1).fillna(close)
+    opens = (close.shift(1) if by is None else close.groupby(by.to_numpy(), sort=False).shift(1)).fillna(
+        close
+    )
     if warn:
         warnings.warn(
             f"{name}: open, high and low are synthesised from the close (open = previous close, high/low = "
@@ -247,7 +252,10 @@ def check_time_order(
     within = "" if ids is None else " within a series"
 
     def where(row: int) -> str:
-        return "" if ids is None else f"{id_column}={ids.iloc[row]!r} "
+        if ids is None:
+            return ""
+        value = ids.iloc[row]
+        return f"{id_column}={value.item() if isinstance(value, np.generic) else value!r} "
 
     repeated = (step == pd.Timedelta(0)).to_numpy()
     if repeated.any():
@@ -279,6 +287,19 @@ def _clock_change_hint(repeated: pd.Series) -> str:
         "; if these are local times, a daylight-saving change repeats that hour: write the timestamps "
         "with their UTC offset (e.g. 2024-11-03 01:30-04:00) or in UTC"
     )
+
+
+T = TypeVar("T")
+
+
+def checked_instance(value: object, kind: type[T], argument: str, example: str) -> T:
+    """`value` if it is a `kind`; otherwise a TypeError naming `argument` with an `example` of one."""
+    if not isinstance(value, kind):
+        raise TypeError(
+            f"{argument} must be a {kind.__module__}.{kind.__qualname__}, e.g. {example}, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    return value
 
 
 def positive_int(value: object, name: str) -> int:

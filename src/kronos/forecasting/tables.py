@@ -1,28 +1,32 @@
 """Reading tables of bars (CSV in any common dialect, Parquet, compressed) and cutting them into
-`Series`: the one reader and splitter of the package, used by the CLI, the service, evaluation,
-training and Ray."""
+`Series`: the one reader and splitter (`split_table`) of the package, used by the CLI, the
+service, evaluation, training, Ray and `predict_df` (with its `TableOptions`)."""
 
 from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from kronos.forecasting.schedules import GAP_POLICIES, frequency
 from kronos.forecasting.series import (
     FEATURE_COLUMNS,
     FILE_LINE,
     FILE_ROW,
+    PRICE_COLUMNS,
     Series,
     SyntheticOHLCWarning,
     check_ids_present,
     check_time_order,
+    checked_instance,
     ohlc_from_close,
     parse_timestamps,
+    positive_int,
     prepare_ohlcv,
 )
 
@@ -33,6 +37,51 @@ COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zip", ".xz", ".zst")
 DUPLICATE_HINT = (
     "; duplicate timestamps in one file usually mean several symbols: name the id column (--id-column)"
 )
+NAN_POLICIES = ("raise", "ffill", "drop")
+MIN_HISTORY = 10  # bars a series of a long table needs to be forecast (3 at the least, to infer its schedule)
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    """How `KronosPredictor.predict_df` takes the series of a long table.
+
+    `nan_policy`: what missing OHLCV values do ("raise", "ffill" or "drop", `split_table`);
+    `max_history`: the last bars of each series used (None: the predictor's lookback);
+    `min_history`: the bars a series needs (at least 3, to infer a frequency); `freq`: the
+    future's frequency (None: each series' own schedule, `kronos.forecasting.schedules.future_timestamps`);
+    `on_gap`: what gaps in a history do ("warn", "raise" or "ignore"). Checked when made.
+    """
+
+    nan_policy: str = "raise"
+    freq: str | pd.DateOffset | None = None
+    on_gap: str = "warn"
+    max_history: int | None = None
+    min_history: int = MIN_HISTORY
+
+    def __post_init__(self) -> None:
+        if self.nan_policy not in NAN_POLICIES:
+            raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {self.nan_policy!r}")
+        if self.freq is not None:
+            frequency(self.freq)
+        if self.on_gap not in GAP_POLICIES:
+            raise ValueError(f"on_gap must be one of {GAP_POLICIES}, got {self.on_gap!r}")
+        min_history = positive_int(self.min_history, "min_history")
+        if min_history < 3:
+            raise ValueError(f"min_history must be at least 3 (to infer a frequency), got {min_history}")
+        object.__setattr__(self, "min_history", min_history)
+        if self.max_history is not None:
+            object.__setattr__(self, "max_history", positive_int(self.max_history, "max_history"))
+            self.history_bars(self.max_history)
+
+    def history_bars(self, lookback: int) -> int:
+        """The bars of history each series gives: `max_history`, else `lookback`; never below `min_history`."""
+        bars = lookback if self.max_history is None else self.max_history
+        if bars < self.min_history:
+            raise ValueError(f"max_history ({bars}) is below min_history ({self.min_history})")
+        return bars
+
+
+TABLE_OPTIONS = TableOptions()
 
 
 def long_table(series: Sequence[Series], id_column: str = "symbol") -> pd.DataFrame:
@@ -172,13 +221,8 @@ class TableLayout:
 ONE_SERIES = TableLayout()  # a table of one series, its columns found by name
 
 
-def _checked_layout(layout: TableLayout) -> TableLayout:
-    if not isinstance(layout, TableLayout):
-        raise TypeError(
-            f"layout must be a kronos.forecasting.series.TableLayout, e.g. TableLayout(id_column='symbol'), "
-            f"got {type(layout).__name__} {layout!r}"
-        )
-    return layout
+def _checked_layout(layout: object) -> TableLayout:
+    return checked_instance(layout, TableLayout, "layout", "TableLayout(id_column='symbol')")
 
 
 def map_columns(df: pd.DataFrame, name: str, layout: TableLayout = ONE_SERIES) -> pd.DataFrame:
@@ -229,54 +273,167 @@ def series_from_frame(df: pd.DataFrame, name: str, key: object | None = None) ->
 
     Rows are sorted by time; repeated or unreadable timestamps are errors naming the row.
     """
-    timestamps = parse_timestamps(df["timestamps"], f"{name} column 'timestamps'")
-    features = df.drop(columns="timestamps")
-    bars = prepare_ohlcv(features, name, np.float64)
-    order = np.argsort(timestamps.to_numpy(), kind="stable")
-    timestamps = timestamps.iloc[order].reset_index(drop=True)
-    check_time_order(timestamps, name, hint=DUPLICATE_HINT)
-    columns = tuple(c for c in FEATURE_COLUMNS if c in features.columns)
-    return Series(bars[order], pd.DatetimeIndex(timestamps), name if key is None else key, name, columns)
+    rows = _sorted_rows(df, name, None, "")
+    return Series(rows.bars, rows.timestamps, name if key is None else key, name, rows.columns)
 
 
-def split_table(df: pd.DataFrame, name: str, layout: TableLayout = ONE_SERIES) -> list[Series]:
-    """One table as series: the whole of it named `name`, or one series per `layout.id_column` value.
+@dataclass(frozen=True)
+class _Rows:
+    """A long table's validated rows, in the order its series are cut from: bars [n, 6] float64,
+    timestamps [n], and each row's id (None: one series)."""
 
-    With `layout.from_close`, a table without open, high and low gets them from its close
-    (`ohlc_from_close`), with one `SyntheticOHLCWarning`; such series have `synthetic_ohlc`.
+    bars: np.ndarray
+    timestamps: pd.DatetimeIndex
+    ids: np.ndarray | None
+    columns: tuple[str, ...]
+
+
+def split_table(
+    df: pd.DataFrame,
+    name: str,
+    layout: TableLayout = ONE_SERIES,
+    *,
+    as_given: bool = False,
+    nan_policy: str = "raise",
+) -> list[Series]:
+    """One table as series: the whole of it named `name`, or one series per `layout.id_column`
+    value; the one splitter of long tables (files, `predict_df`, Ray).
+
+    A table as a file holds it (default): columns are found as `map_columns` finds them, each
+    series' rows are sorted by time, and series are keyed by their id as text, in sorted order,
+    named `name[id_column=id]`. With `layout.from_close`, a table without open, high and low gets
+    them from its close (`ohlc_from_close`), with one `SyntheticOHLCWarning`; such series have
+    `synthetic_ohlc`. Missing values are refused, naming their row.
+
+    `as_given`: the table as a program gave it (`predict_df`, whose output keeps its input's ids
+    and order): the id column (default "id") and timestamp column (default "timestamps") are named
+    exactly, each series' rows must already be in time order (refused otherwise; series may
+    interleave), and series keep their id values as keys, in order of first appearance, named
+    "series <id_column>=<id>". Missing OHLCV values follow `nan_policy`: "raise" errors naming
+    the id and timestamp, "ffill" carries each column's last value forward within the series and
+    then drops the rows still missing one, "drop" drops every row with a missing value.
+
+    Every error names the table (and the id) and the column or row at fault.
     """
-    id_column = _checked_layout(layout).id_column
+    layout = _checked_layout(layout)
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
+    if as_given:
+        rows = _given_rows(
+            df, name, layout.id_column or "id", layout.timestamp_column or "timestamps", nan_policy
+        )
+        return _cut(rows, lambda id_: (id_, f"series {layout.id_column or 'id'}={id_!r}"), sort_ids=False)
     if df.empty:
         raise ValueError(f"{name} holds no rows")
-    if not id_column:
-        groups: list[tuple[str | None, str, pd.DataFrame]] = [(None, name, df)]
-    else:
+    id_column = layout.id_column
+    ids = None
+    if id_column:
         if id_column not in df.columns:
             raise ValueError(f"{name} has no id column {id_column!r}; it has {list(df.columns)}")
         check_ids_present(df[id_column], name, id_column)
-        groups = [
-            (str(symbol), f"{name}[{id_column}={symbol}]", group)
-            for symbol, group in df.groupby(id_column, sort=True)
-        ]
-    series = []
-    for symbol, label, group in groups:
-        mapped = map_columns(group, label, layout)
-        synthetic = layout.from_close and not any(c in mapped.columns for c in ("open", "high", "low"))
-        if synthetic:
-            mapped = ohlc_from_close(mapped, label, warn=False)
-        one = series_from_frame(mapped, label, symbol)
-        if synthetic:
-            real = tuple(c for c in one.columns if c not in ("open", "high", "low"))
-            one = replace(one, columns=real, synthetic_ohlc=True)
-        series.append(one)
-    built = [one.name for one in series if one.synthetic_ohlc]
-    if built:
+        ids = df[id_column]
+    mapped = map_columns(df, name, layout)
+    synthetic = layout.from_close and not any(c in mapped.columns for c in ("open", "high", "low"))
+    if synthetic:
+        mapped = ohlc_from_close(mapped, name, warn=False, by=ids)
+    rows = _sorted_rows(mapped, name, ids, id_column or "")
+    series = _cut(rows, lambda id_: (str(id_), f"{name}[{id_column}={id_}]"), sort_ids=True, name=name)
+    if synthetic:
+        real = tuple(c for c in rows.columns if c not in ("open", "high", "low"))
+        series = [replace(one, columns=real, synthetic_ohlc=True) for one in series]
         warnings.warn(
-            f"{name}: open, high and low of {len(built)} series are synthesised from the close (open = previous "
+            f"{name}: open, high and low of {len(series)} series are synthesised from the close (open = previous "
             "close, high/low = max/min of open and close); forecasts of them follow that rule, not the market",
             SyntheticOHLCWarning,
             stacklevel=3,
         )
+    return series
+
+
+def _sorted_rows(mapped: pd.DataFrame, name: str, ids: pd.Series | None, id_column: str) -> _Rows:
+    """A file's rows (columns as from `map_columns`), validated and sorted by id, then by time
+    (stable); repeated timestamps within a series are refused."""
+    timestamps = pd.DatetimeIndex(parse_timestamps(mapped["timestamps"], f"{name} column 'timestamps'"))
+    features = mapped.drop(columns="timestamps")
+    bars = prepare_ohlcv(features, name, np.float64)
+    codes = np.zeros(len(bars), dtype=np.int64) if ids is None else pd.factorize(ids, sort=True)[0]
+    order = np.lexsort((timestamps.as_unit("ns").asi8, codes))
+    timestamps = timestamps[order]
+    if ids is None:
+        check_time_order(pd.Series(timestamps), name, hint=DUPLICATE_HINT)
+        sorted_ids = None
+    else:
+        sorted_ids = ids.to_numpy()[order]
+        check_time_order(pd.Series(timestamps), name, pd.Series(sorted_ids), id_column)
+    columns = tuple(c for c in FEATURE_COLUMNS if c in features.columns)
+    return _Rows(bars[order], timestamps, sorted_ids, columns)
+
+
+def _given_rows(df: pd.DataFrame, name: str, id_column: str, timestamp_column: str, nan_policy: str) -> _Rows:
+    """A program's long table (`split_table(as_given=True)`), validated, in its own row order."""
+    for role, column in (("id_column", id_column), ("timestamp_column", timestamp_column)):
+        if column not in df.columns:
+            raise ValueError(f"{role} {column!r} is not a column of {name}; it has {list(df.columns)}")
+    if id_column == timestamp_column:
+        raise ValueError(f"id_column and timestamp_column are both {id_column!r}")
+    if nan_policy not in NAN_POLICIES:
+        raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
+    if df.empty:
+        raise ValueError(f"{name} has no rows")
+    check_ids_present(df[id_column], name, id_column)
+    ids = df[id_column].reset_index(drop=True)
+    stamps = parse_timestamps(df[timestamp_column], f"timestamp column {timestamp_column!r}")
+    frame = pd.DataFrame({"_id": ids, "_ts": stamps.dt.as_unit("ns").reset_index(drop=True)})
+    check_time_order(frame["_ts"], name, frame["_id"], id_column)
+    features = [c for c in FEATURE_COLUMNS if c in df.columns]
+    missing_prices = [c for c in PRICE_COLUMNS if c not in df.columns]
+    if missing_prices:
+        raise ValueError(f"{name} is missing price column(s) {missing_prices}; it has {list(df.columns)}")
+    bars = _apply_nan_policy(
+        df[features].reset_index(drop=True), frame, nan_policy, id_column, timestamp_column
+    )
+    frame = frame.loc[bars.index]
+    if frame.empty:
+        raise ValueError(f"no rows left after nan_policy={nan_policy!r}")
+    # the input's own row labels, so that prepare_ohlcv's errors (non-numeric, infinite) name them
+    values = prepare_ohlcv(bars.set_axis(df.index[bars.index]), name, np.float64)
+    return _Rows(values, pd.DatetimeIndex(frame["_ts"].to_numpy()), frame["_id"].to_numpy(), tuple(features))
+
+
+def _apply_nan_policy(
+    bars: pd.DataFrame, frame: pd.DataFrame, nan_policy: str, id_column: str, timestamp_column: str
+) -> pd.DataFrame:
+    missing = bars.isna()
+    if not missing.to_numpy().any():
+        return bars
+    if nan_policy == "raise":
+        rows, cols = np.nonzero(missing.to_numpy())
+        row = bars.index[rows[0]]
+        raise ValueError(
+            f"column {bars.columns[cols[0]]!r} has missing values ({len(rows)} in all), first at "
+            f"{id_column}={frame.at[row, '_id']!r}, {timestamp_column}={frame.at[row, '_ts']}; "
+            f"pass nan_policy='ffill' or 'drop' to fill or drop them"
+        )
+    if nan_policy == "ffill":
+        bars = bars.groupby(frame["_id"].to_numpy(), sort=False).ffill()
+    return bars[bars.notna().all(axis=1)]
+
+
+def _cut(
+    rows: _Rows, identify: Callable[[object], tuple[object, str]], *, sort_ids: bool, name: str = ""
+) -> list[Series]:
+    """The rows as series, one per id (`identify(id)` gives its key and name; ids sorted or in
+    order of first appearance), each in the rows' order; one series keyed and named `name`
+    without ids."""
+    if rows.ids is None:
+        return [Series(rows.bars, rows.timestamps, name, name, rows.columns)]
+    codes, uniques = pd.factorize(rows.ids, sort=sort_ids)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.cumsum(np.bincount(codes, minlength=len(uniques)))[:-1]
+    series = []
+    for k, part in enumerate(np.split(order, bounds)):
+        key, label = identify(uniques[k])
+        series.append(Series(rows.bars[part], rows.timestamps[part], key, label, rows.columns))
     return series
 
 

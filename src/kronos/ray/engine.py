@@ -22,7 +22,7 @@ import os
 import shutil
 import uuid
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -32,18 +32,28 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from kronos.engine.sampling import Sampling
 from kronos.evaluation.backtest import Backtest, OriginBatch, OriginForecast, evaluate
 from kronos.evaluation.data import read_series
 from kronos.evaluation.result import EvaluationResult
+from kronos.forecasting.calibration import Calibration
 from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS, check_quantile_levels
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL, resolve_tokenizer, shipped_dir
-from kronos.forecasting.schedules import split_series
-from kronos.forecasting.series import FEATURE_COLUMNS, Series, positive_int
-from kronos.forecasting.tables import TableLayout, load_series, long_table, split_table
+from kronos.forecasting.series import FEATURE_COLUMNS, Series, checked_instance, positive_int
+from kronos.forecasting.tables import (
+    TABLE_OPTIONS,
+    TableLayout,
+    TableOptions,
+    load_series,
+    long_table,
+    split_table,
+)
 from kronos.io import fsync_dir, write_atomically
 
 ENGINES = ("local", "ray")
+# seeded unless told otherwise: unseeded draws would depend on which actor and block a series meets
+DATASET_SAMPLING = Sampling(seed=0)
 
 
 def import_ray():
@@ -313,11 +323,12 @@ def forecast_dataset(
     timestamp_column: str | None = None,
     columns: dict[str, str] | None = None,
     quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
-    paths: int = 20,
-    seed: int | None = 0,
+    sampling: Sampling = DATASET_SAMPLING,
+    table: TableOptions = TABLE_OPTIONS,
     batch_size: int = 32,
+    repair_ohlc: bool = True,
+    calibration: Mapping[object, Calibration] | None = None,
     out: str | Path | None = None,
-    **predict_options,
 ) -> pd.DataFrame | None:
     """`KronosPredictor.predict_df` for every series of `source`, on Ray actors.
 
@@ -333,10 +344,10 @@ def forecast_dataset(
       `id_column`; `columns` maps fields to the files' columns). The id column is "symbol".
 
     Batches of `batch_size` whole series go to the actors of `engine` (default `RayEngine()`:
-    the shipped model, as many actors as the cluster holds). `steps`, `quantile_levels`, `paths`
-    (sample paths per series), `seed` and `predict_options` (T, top_k, top_p, freq, on_gap,
-    nan_policy, max_history, min_history, repair_ohlc) mean what they mean to `predict_df`, and
-    so do the numbers: with a seed, each series draws from (seed, its id) alone.
+    the shipped model, as many actors as the cluster holds). `steps` is `predict_df`'s
+    `prediction_length`; `quantile_levels`, `sampling`, `table`, `repair_ohlc` and `calibration`
+    mean what they mean to `predict_df`, and so do the numbers: with a seed (seeded by default,
+    `DATASET_SAMPLING`), each series draws from (seed, its id) alone.
 
     Returns the forecasts as one long table. With `out` (a new or empty folder) each series is
     written instead to `out/<id_column>=<id>/forecast.parquet` (`series_file`) and None is
@@ -347,14 +358,15 @@ def forecast_dataset(
     options = dict(
         prediction_length=positive_int(steps, "steps"),
         quantile_levels=check_quantile_levels(quantile_levels),
-        sample_count=positive_int(paths, "paths"),
-        seed=seed,
+        sampling=checked_instance(sampling, Sampling, "sampling", "Sampling(sample_count=50, seed=0)"),
+        table=checked_instance(table, TableOptions, "table", "TableOptions(nan_policy='ffill')"),
         batch_size=batch_size,
-        **predict_options,
+        repair_ohlc=repair_ohlc,
+        calibration=calibration,
     )
     target = _new_folder(out)
     series = _series_blocks(
-        engine, source, id_column, timestamp_column, columns, options.get("nan_policy", "raise"), batch_size
+        engine, source, id_column, timestamp_column, columns, table.nan_policy, batch_size
     )
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}") if target else None
     try:
@@ -422,7 +434,14 @@ def _series_blocks(
             raise ValueError(f"columns: {err}") from err
         table = long_table(load_series(_files(source), layout))
         id_column, timestamp_column = "symbol", "timestamps"
-    split_series(table, id_column, timestamp_column, nan_policy)  # bad input fails here, before any actor
+    # bad input fails here, before any actor, as predict_df refuses it
+    split_table(
+        table,
+        "df",
+        TableLayout(id_column, timestamp_column=timestamp_column),
+        as_given=True,
+        nan_policy=nan_policy,
+    )
     groups = [_nested(group) for _, group in table.groupby(id_column, sort=False)]
     blocks = [pa.concat_tables(groups[k : k + batch_size]) for k in range(0, len(groups), batch_size)]
     order = {series: k for k, series in enumerate(table[id_column].drop_duplicates())}

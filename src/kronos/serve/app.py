@@ -470,7 +470,7 @@ def add_forecast_routes(v1: APIRouter, service: Service) -> None:
     )
     async def forecast(body: ForecastRequest, request: Request) -> JSONResponse:
         """With a seed, the numbers equal KronosPredictor.predict_quantiles(last lookback bars, ...,
-        seed=seed) for series id 0. Requests arriving together share one generation call."""
+        sampling=Sampling(..., seed=seed)) for series id 0. Requests arriving together share one generation call."""
         return await _one_forecast(
             service, request, body, lambda: series_from_bars(body.bars, "bars", limits)
         )
@@ -482,7 +482,7 @@ def add_forecast_routes(v1: APIRouter, service: Service) -> None:
     )
     async def forecast_batch(body: BatchRequest, request: Request) -> JSONResponse:
         """Series i draws from (seed, its id), its position when it has no id. Its numbers equal
-        predict_quantiles(..., seed=seed, series_id=id) series by series."""
+        predict_quantiles(..., sampling=Sampling(..., seed=seed), series_id=id) series by series."""
         _need_ready(service)
         if len(body.series) > limits.max_series:
             raise InputError(

@@ -27,7 +27,7 @@ from kronos.forecasting.paths import (
     realized_volatility,
 )
 from kronos.forecasting.predictor import Forecast
-from kronos.forecasting.schedules import MIN_HISTORY, FutureIndex, future_timestamps
+from kronos.forecasting.schedules import FutureIndex, future_timestamps
 from kronos.forecasting.series import (
     CLOSE,
     FEATURE_COLUMNS,
@@ -36,7 +36,7 @@ from kronos.forecasting.series import (
     parse_timestamps,
     prepare_ohlcv,
 )
-from kronos.forecasting.tables import TableLayout, map_columns, read_table, series_from_frame
+from kronos.forecasting.tables import MIN_HISTORY, TableLayout, map_columns, read_table, series_from_frame
 from kronos.serve.schemas import Bar, ForecastOptions, Limits
 
 LIBRARY_ERRORS = (ValueError, TypeError, OverflowError)

@@ -52,7 +52,7 @@ class ForecastOptions(Strict):
     seed: Annotated[StrictInt, Field(ge=-(2**63), lt=2**63)] | None = Field(
         0,
         description="with a seed a series' paths come from (seed, series id) alone, as in "
-        "predict_quantiles(..., seed=); null draws fresh random numbers",
+        "predict_quantiles(..., sampling=Sampling(seed=...)); null draws fresh random numbers",
     )
     temperature: float = Field(TEMPERATURE, ge=0.001, le=100, strict=True, allow_inf_nan=False)
     top_k: StrictInt = Field(0, ge=0, description="keep the k most likely tokens (0: off)")
