@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from kronos.forecasting.predictor import NORMALIZE_ON, WINDOWS
+from kronos.forecasting.core import NORMALIZE_ON, WINDOWS
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.forecasting.tables import TableLayout
 from kronos.ray.engine import ENGINES

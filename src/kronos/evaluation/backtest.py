@@ -30,8 +30,9 @@ from kronos.forecasting.calibration import (
     origin_volatility,
     required_rows,
 )
+from kronos.forecasting.core import ContextWarning
 from kronos.forecasting.paths import repair_ohlc
-from kronos.forecasting.predictor import ContextWarning, KronosPredictor
+from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.series import CLOSE, Series, check_pred_len, positive_int
 
 Origin = tuple[str, int]

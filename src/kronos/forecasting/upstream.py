@@ -6,17 +6,15 @@ paths for `auto_regressive_inference`) are upstream's, not the package's
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import numpy as np
 import pandas as pd
 import torch
 
 from kronos.engine.generation import SeriesBatch, decode_tokens, generate_tokens
 from kronos.engine.sampling import Sampling
+from kronos.forecasting.core import ForecastingCore
 from kronos.forecasting.series import (
     FEATURE_COLUMNS,
-    Series,
     check_pred_len,
     series_list_with_futures,
     series_with_future,
@@ -25,22 +23,11 @@ from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
 
 
-class _MeanPrices(Protocol):
-    def _mean_prices(
-        self,
-        series: list[Series],
-        futures: list[pd.DatetimeIndex],
-        pred_len: int,
-        sampling: Sampling,
-        verbose: bool,
-    ) -> list[np.ndarray]: ...
-
-
-class UpstreamMethods:
+class UpstreamMethods(ForecastingCore):
     """`predict` and `predict_batch`: the mean of sampled paths, averaged before mapping back to prices."""
 
     def predict(
-        self: _MeanPrices,
+        self,
         df: pd.DataFrame,
         x_timestamp: object,
         y_timestamp: object,
@@ -60,7 +47,7 @@ class UpstreamMethods:
         return pd.DataFrame(mean, columns=FEATURE_COLUMNS, index=future)
 
     def predict_batch(
-        self: _MeanPrices,
+        self,
         df_list: list[pd.DataFrame],
         x_timestamp_list: list[object],
         y_timestamp_list: list[object],

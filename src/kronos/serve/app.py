@@ -31,7 +31,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from kronos.forecasting.predictor import Forecast, KronosPredictor
+from kronos.forecasting.core import Forecast
+from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.forecasting.series import Series
 from kronos.forecasting.tables import series_name

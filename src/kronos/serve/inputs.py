@@ -20,13 +20,13 @@ import pandas as pd
 
 from kronos.engine.sampling import Sampling
 from kronos.forecasting.calibration import MIN_ORIGINS, Calibration, fit_origins, required_rows
+from kronos.forecasting.core import Forecast
 from kronos.forecasting.paths import (
     check_quantile_levels,
     ohlc_violation_rate,
     quantile_column,
     realized_volatility,
 )
-from kronos.forecasting.predictor import Forecast
 from kronos.forecasting.schedules import FutureIndex, future_timestamps
 from kronos.forecasting.series import (
     CLOSE,

@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from kronos.forecasting.predictor import pick_device
+from kronos.forecasting.core import pick_device
 from kronos.io import (
     check_output_dir,
     recover_interrupted_swaps,
