@@ -1,5 +1,9 @@
 """Shared fixtures: the upstream compatibility checkpoints in tests/fixtures/compat (see its README),
-bars on disk for training, and the `kronos` command in this process and as a server."""
+bars on disk for training, and the `kronos` command in this process and as a server.
+
+The session-wide model and tokenizer are shared by every test: no test may change them in place
+(cast, train, load weights into or hook them); a test that needs to change a model copies it
+(copy.deepcopy) or loads its own."""
 
 from __future__ import annotations
 

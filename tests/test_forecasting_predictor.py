@@ -5,6 +5,7 @@ predictor leaves alone (the caller's model and tokenizer)."""
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -155,26 +156,45 @@ def test_sample_refuses_what_it_cannot_forecast(tiny_predictor, tiny_ohlcv):
 def test_the_predictor_leaves_the_model_and_tokenizer_it_is_given_as_they_were(
     tiny_model, tiny_tokenizer, tiny_ohlcv, dtype
 ):
-    """The session-wide fixture stays float32 and keeps its training flags: a predictor casts a copy
-    where it needs another dtype or device, and works on the caller's own modules otherwise."""
-    before = {name: p.detach().clone() for name, p in tiny_model.state_dict().items()}
+    """A predictor casts a copy where it needs another dtype or device, and works on the caller's own
+    modules otherwise: they keep their dtype, weights and training flags."""
+    model, tokenizer = copy.deepcopy(tiny_model).train(), copy.deepcopy(tiny_tokenizer)
+    before = {name: p.detach().clone() for name, p in model.state_dict().items()}
+    predictor = KronosPredictor(model, tokenizer, device="cpu", max_context=64, dtype=dtype)
+    predictor.sample(tiny_series(tiny_ohlcv, 0, 30, 0), 2, Sampling(sample_count=2, seed=0))
+    assert model.training  # generation ran in eval mode and restored the flag
+    assert (predictor.model is model) == (dtype is None)
+    assert (predictor.tokenizer is tokenizer) == (dtype is None)
+    if dtype is not None:
+        assert next(predictor.model.parameters()).dtype == torch.bfloat16
+    for name, value in model.state_dict().items():
+        assert value.dtype == before[name].dtype
+        torch.testing.assert_close(value, before[name], rtol=0, atol=0)
+    assert all(p.dtype == torch.float32 for p in tokenizer.parameters())
+
+
+def test_a_bfloat16_predictor_leaves_the_shared_fixture_as_it_was(tiny_model, tiny_tokenizer, tiny_ohlcv):
+    """Constructing and using a bfloat16 predictor over the session-wide model and tokenizer changes
+    none of their dtypes, weights or training flags."""
+    saved = [
+        {name: value.detach().clone() for name, value in module.state_dict().items()}
+        for module in (tiny_model, tiny_tokenizer)
+    ]
     flags = tiny_model.training, tiny_tokenizer.training
-    tiny_model.train()
-    try:
-        predictor = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64, dtype=dtype)
-        predictor.sample(tiny_series(tiny_ohlcv, 0, 30, 0), 2, Sampling(sample_count=2, seed=0))
-        assert tiny_model.training  # generation ran in eval mode and restored the flag
-        assert (predictor.model is tiny_model) == (dtype is None)
-        assert (predictor.tokenizer is tiny_tokenizer) == (dtype is None)
-        if dtype is not None:
-            assert next(predictor.model.parameters()).dtype == torch.bfloat16
-        for name, value in tiny_model.state_dict().items():
-            assert value.dtype == before[name].dtype
+    predictor = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64, dtype="bfloat16")
+    forecast = predictor.sample(tiny_series(tiny_ohlcv, 0, 30, 0), 2, Sampling(sample_count=2, seed=0))
+    table = predictor.predict_quantiles(
+        tiny_ohlcv[FEATURE_COLUMNS].iloc[:30], tiny_ohlcv["timestamps"].iloc[:30], None, 2,
+        sampling=Sampling(sample_count=2, seed=0),
+    )  # fmt: skip
+    assert np.isfinite(forecast.paths).all() and len(table) == 2
+    assert next(predictor.model.parameters()).dtype == torch.bfloat16  # it did run in bfloat16
+    assert (tiny_model.training, tiny_tokenizer.training) == flags
+    for module, before in zip((tiny_model, tiny_tokenizer), saved):
+        assert all(p.dtype == torch.float32 for p in module.parameters())
+        for name, value in module.state_dict().items():
+            assert value.dtype == before[name].dtype, name
             torch.testing.assert_close(value, before[name], rtol=0, atol=0)
-        assert all(p.dtype == torch.float32 for p in tiny_tokenizer.parameters())
-    finally:
-        tiny_model.train(flags[0])
-        tiny_tokenizer.train(flags[1])
 
 
 def test_predict_paths_is_reproducible_with_a_seed(tiny_predictor, tiny_ohlcv):
@@ -731,6 +751,7 @@ def test_small_models_generate_on_one_thread_unless_the_user_chose(tiny_model, t
     user chose a count (num_threads, torch.set_num_threads after importing kronos, or
     OMP_NUM_THREADS); torch's count is restored after the call."""
     frame = random_bars(40)
+    model = copy.deepcopy(tiny_model)  # the test hooks into the model it generates with
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -739,9 +760,9 @@ def test_small_models_generate_on_one_thread_unless_the_user_chose(tiny_model, t
         )  # as if kronos were imported now
         for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             monkeypatch.delenv(variable, raising=False)
-        predictor = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64)
+        predictor = KronosPredictor(model, tiny_tokenizer, device="cpu", max_context=64)
         assert threads_while_generating(predictor, frame) == 1 and torch.get_num_threads() == 2
-        chosen = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64, num_threads=2)
+        chosen = KronosPredictor(model, tiny_tokenizer, device="cpu", max_context=64, num_threads=2)
         assert threads_while_generating(chosen, frame) == 2
         monkeypatch.setenv("OMP_NUM_THREADS", "2")
         assert threads_while_generating(predictor, frame) == 2
