@@ -1,4 +1,9 @@
-"""Shared fixtures: the upstream compatibility checkpoints in tests/fixtures/compat (see its README)."""
+"""Shared fixtures: the upstream compatibility checkpoints in tests/fixtures/compat (see its README),
+bars on disk for training, and the `kronos` command in this process and as a server.
+
+The session-wide model and tokenizer are shared by every test: no test may change them in place
+(cast, train, load weights into or hook them); a test that needs to change a model copies it
+(copy.deepcopy) or loads its own."""
 
 from __future__ import annotations
 
@@ -76,6 +81,19 @@ def tiny_predictor(tiny_model, tiny_tokenizer):
     from kronos import KronosPredictor
 
     return KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64)
+
+
+@pytest.fixture
+def csv_files(tmp_path) -> list[Path]:
+    """Two files of 300 hourly bars each, for training."""
+    from helpers import make_bars
+
+    paths = []
+    for i in range(2):
+        path = tmp_path / f"sym{i}.csv"
+        make_bars(300, seed=i).to_csv(path, index=False)
+        paths.append(path)
+    return paths
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ def plain_generate_tokens(
     window: str = "exact",
 ) -> GeneratedTokens:
     """`generate_tokens`'s tokens by the plain loop ("exact" windows only: the streaming window
-    is tested against its own reference in test_generation.py)."""
+    is tested against its own reference in test_engine_generation.py)."""
     check_window(window)
     if window != "exact":
         raise ValueError("the plain loop is the reference of window='exact'")

@@ -1,4 +1,5 @@
-"""Rolling-origin backtests: origins, baselines, leakage, data loading, the sanity check on a random walk."""
+"""kronos.evaluation.backtest: rolling-origin backtests: origins, scores, leakage (forecasts and
+calibrations), batch sizes, bad input, and the sanity check on a random walk."""
 
 from __future__ import annotations
 
@@ -7,38 +8,54 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from helpers import random_walk_bars
 
 from kronos import KronosPredictor
 from kronos.engine.sampling import Sampling
-from kronos.evaluation import (
-    Backtest,
-    drift,
-    evaluate,
-    gaussian_random_walk,
-    persistence,
-    read_series,
-    select_origins,
-)
+from kronos.evaluation import Backtest, evaluate, read_series, select_origins
+from kronos.forecasting.paths import repair_ohlc, sample_quantiles
 from kronos.forecasting.predictor import Forecast
-from kronos.forecasting.series import CLOSE
+from kronos.forecasting.series import CLOSE, FEATURE_COLUMNS
+
+torch.set_num_threads(1)
 
 
-def random_walk_bars(n: int, seed: int = 0, sigma: float = 0.01, start="2024-01-01") -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(sigma * rng.standard_normal(n)))
-    open_ = np.concatenate([[100.0], close[:-1]])
-    volume = rng.uniform(100, 200, n)
-    return pd.DataFrame(
-        {
-            "timestamps": pd.date_range(start, periods=n, freq="5min"),
-            "open": open_,
-            "high": np.maximum(open_, close) * 1.001,
-            "low": np.minimum(open_, close) * 0.999,
-            "close": close,
-            "volume": volume,
-            "amount": volume * close,
-        }
-    )
+class RecordingPredictor:
+    """Stands in for KronosPredictor and records exactly what each forecast is given."""
+
+    max_context = 512
+
+    def __init__(self):
+        self.calls = []
+        self.series_ids = []
+
+    def sample(
+        self, series, horizon, sampling, calibration=None, *, future=None, batch_size=None, progress=False
+    ):
+        assert calibration is None and sampling.seed is not None
+        self.calls.extend(zip(series, future))
+        self.series_ids.extend(one.key for one in series)
+        last = np.stack([one.bars[-1] for one in series])
+        paths = np.repeat(last[:, None, None, :], sampling.sample_count, axis=1).repeat(horizon, axis=2)
+        return Forecast(
+            paths.astype(np.float32),
+            list(future),
+            [one.key for one in series],
+            last[:, 3],
+            [None] * len(series),
+            [one.name for one in series],
+        )
+
+
+BACKTEST = Backtest(
+    steps=4,
+    lookback=32,
+    every=23,
+    sampling=Sampling(top_p=0.9, sample_count=8, seed=5),
+    calibrate=True,
+    batch_size=8,
+)
 
 
 def test_select_origins():
@@ -46,27 +63,6 @@ def test_select_origins():
     assert select_origins(20, 5, 3, origins=4).tolist() == [5, 9, 13, 17]
     assert select_origins(20, 5, 3, every=5).tolist() == [7, 12, 17]
     assert select_origins(7, 5, 3).tolist() == []
-
-
-def test_point_baselines_by_hand():
-    history = np.array([[[1.0], [2.0], [4.0]]])  # one origin, lookback 3, one column
-    point, paths = persistence(history, 2)
-    assert point.ravel().tolist() == [4.0, 4.0] and paths.shape == (1, 1, 2, 1)
-    point, paths = drift(history, 2)
-    assert point.ravel().tolist() == [5.5, 7.0] and paths.shape == (1, 1, 2, 1)
-
-
-def test_gaussian_random_walk_uses_the_lookback_volatility():
-    bars = random_walk_bars(200, seed=1, sigma=0.02)
-    history = bars[["open", "high", "low", "close", "volume", "amount"]].to_numpy()[None]
-    point, paths = gaussian_random_walk(history, 3, 20_000, np.random.default_rng(0))
-    closes = history[0, :, 3]
-    sigma = np.diff(np.log(closes)).std(ddof=1)
-    first_returns = np.log(paths[0, :, 0, 3] / closes[-1])
-    assert first_returns.std() == pytest.approx(sigma, rel=0.03)
-    assert np.log(paths[0, :, 2, 3] / closes[-1]).std() == pytest.approx(sigma * np.sqrt(3), rel=0.03)
-    assert np.median(paths[0, :, 2, 3]) == pytest.approx(closes[-1], rel=0.01)
-    assert point[0, :, 3].tolist() == [closes[-1]] * 3
 
 
 def test_baseline_scores_match_hand_computation():
@@ -100,33 +96,6 @@ def test_random_walk_sanity_no_baseline_beats_the_volatility_random_walk():
     assert summary.loc["gaussian_rw", "coverage_95"] == pytest.approx(0.95, abs=0.04)
     pit = result.pit_histogram().loc["gaussian_rw"].to_numpy()
     assert np.abs(pit - 1).max() < 0.3
-
-
-class RecordingPredictor:
-    """Stands in for KronosPredictor and records exactly what each forecast is given."""
-
-    max_context = 512
-
-    def __init__(self):
-        self.calls = []
-        self.series_ids = []
-
-    def sample(
-        self, series, horizon, sampling, calibration=None, *, future=None, batch_size=None, progress=False
-    ):
-        assert calibration is None and sampling.seed is not None
-        self.calls.extend(zip(series, future))
-        self.series_ids.extend(one.key for one in series)
-        last = np.stack([one.bars[-1] for one in series])
-        paths = np.repeat(last[:, None, None, :], sampling.sample_count, axis=1).repeat(horizon, axis=2)
-        return Forecast(
-            paths.astype(np.float32),
-            list(future),
-            [one.key for one in series],
-            last[:, 3],
-            [None] * len(series),
-            [one.name for one in series],
-        )
 
 
 def test_the_model_is_given_the_lookback_and_the_target_timestamps_only():
@@ -184,28 +153,6 @@ def test_the_numbers_do_not_depend_on_the_batch_size(tiny_ohlcv):
     pd.testing.assert_frame_equal(alone.records, together.records, check_exact=True)
 
 
-def test_long_table_with_id_column_and_several_files(tmp_path):
-    a, b = random_walk_bars(50, seed=5), random_walk_bars(70, seed=6)
-    long = pd.concat([a.assign(symbol="AAA"), b.assign(symbol="BBB")]).sample(frac=1, random_state=0)
-    long.to_csv(tmp_path / "long.csv", index=False)
-    series = read_series(tmp_path / "long.csv", id_column="symbol")
-    assert sorted(series) == ["AAA", "BBB"]
-    assert series["BBB"].bars[:, CLOSE] == pytest.approx(b["close"].to_numpy())
-    folder = tmp_path / "symbols"
-    folder.mkdir()
-    a.to_csv(folder / "AAA.csv", index=False)
-    b.to_parquet(folder / "BBB.parquet")
-    (folder / "notes.md").write_text("not data")
-    files = read_series([folder / "AAA.csv", folder / "BBB.parquet"])
-    assert sorted(files) == ["AAA", "BBB"] and len(files["BBB"]) == 70
-    from_folder = read_series(folder)
-    assert sorted(from_folder) == ["AAA", "BBB"]
-    assert from_folder["AAA"].bars[:, CLOSE] == pytest.approx(a["close"].to_numpy())
-    with pytest.warns(UserWarning, match="AAA"):
-        result = evaluate(files, None, Backtest(lookback=40, steps=15, every=5), progress=False)
-    assert set(result.origins["series"]) == {"BBB"} and "AAA" in result.skipped
-
-
 def test_bad_input_is_refused_with_a_clear_message(tmp_path):
     bars = random_walk_bars(40)
     long = pd.concat([bars.assign(symbol="A"), bars.assign(symbol="B")])
@@ -236,3 +183,75 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path):
     (tmp_path / "long.json").write_text("{}")
     with pytest.raises(ValueError, match="unsupported file type"):
         read_series(tmp_path / "long.json")
+
+
+def test_changing_later_bars_changes_no_earlier_calibration(tiny_predictor, tiny_ohlcv):
+    before = evaluate(tiny_ohlcv, tiny_predictor, BACKTEST, progress=False)
+    origins = before.origins["origin"].to_numpy()
+    cut = int(origins[len(origins) // 2])
+    altered = tiny_ohlcv.copy()
+    altered.loc[cut:, FEATURE_COLUMNS] = altered.loc[cut:, FEATURE_COLUMNS].to_numpy() * 1.7 + 2.0
+    after = evaluate(altered, tiny_predictor, BACKTEST, progress=False)
+    unaffected = origins <= cut  # origin t sees rows < t; its calibration, rows < t as well
+    assert unaffected.sum() >= 2 and (~unaffected).sum() >= 2
+    for t, same in zip(origins, unaffected):
+        first, second = before.calibrations[("series", t)], after.calibrations[("series", t)]
+        if same:
+            for part in ("shrink", "weight", "misses"):
+                np.testing.assert_array_equal(getattr(first, part), getattr(second, part))
+    later = [
+        not np.array_equal(
+            before.calibrations[("series", t)].misses, after.calibrations[("series", t)].misses
+        )
+        for t in origins[~unaffected]
+    ]
+    assert any(later)  # a calibration does use the bars before its origin
+    for method in ("kronos", "kronos-calibrated"):
+        np.testing.assert_array_equal(
+            before.forecasts[method][1][unaffected], after.forecasts[method][1][unaffected]
+        )
+        assert not np.allclose(
+            before.forecasts[method][1][~unaffected], after.forecasts[method][1][~unaffected]
+        )
+
+
+def test_evaluate_scores_exactly_what_users_get(tiny_predictor, tiny_ohlcv):
+    result = evaluate(tiny_ohlcv, tiny_predictor, BACKTEST, progress=False)
+    i = len(result.origins) - 1
+    t = int(result.origins["origin"].iloc[i])
+    past = tiny_ohlcv.iloc[:t]
+    history, future = past.iloc[-32:], tiny_ohlcv["timestamps"].iloc[t : t + 4]
+    calibration = tiny_predictor.calibrate(
+        past,
+        past["timestamps"],
+        4,
+        lookback=32,
+        sampling=Sampling(sample_count=8, seed=5),
+        series_id="series",
+    )
+    fitted = result.calibrations[("series", t)]
+    for part in ("shrink", "weight", "misses"):
+        np.testing.assert_array_equal(getattr(calibration, part), getattr(fitted, part))
+    assert (calibration.origins, calibration.sampling) == (fitted.origins, fitted.sampling)
+    common = dict(sampling=Sampling(sample_count=8, seed=5), series_id=("series", t))
+    for method, given in (("kronos", None), ("kronos-calibrated", calibration)):
+        paths = tiny_predictor.predict_paths(
+            history[FEATURE_COLUMNS], history["timestamps"], future, 4, calibration=given, **common
+        )
+        np.testing.assert_allclose(result.forecasts[method][1][i], repair_ohlc(paths), rtol=1e-6)
+        table = tiny_predictor.predict_quantiles(
+            history[FEATURE_COLUMNS],
+            history["timestamps"],
+            future,
+            4,
+            quantile_levels=(0.1, 0.9),
+            calibration=given,
+            **common,
+        )
+        rows = result.records[(result.records["method"] == method) & (result.records["origin"] == t)]
+        close = rows[rows["column"] == "close"]
+        np.testing.assert_allclose(close["forecast"], table["close_mean"], rtol=1e-6)
+        np.testing.assert_allclose(close["prob_up"], table["prob_close_above_last"])
+        low, high = sample_quantiles(result.forecasts[method][1][i][..., 3], [0.1, 0.9])
+        np.testing.assert_allclose(low, table["close_q0.1"], rtol=1e-6)
+        np.testing.assert_allclose(high, table["close_q0.9"], rtol=1e-6)

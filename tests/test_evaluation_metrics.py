@@ -1,4 +1,4 @@
-"""Evaluation metrics against hand-computed values."""
+"""kronos.evaluation.metrics against hand-computed values."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 
 from kronos.evaluation import metrics
-from kronos.forecasting.paths import horizon_volatility, realized_volatility
-from kronos.forecasting.series import CLOSE
 
 
 def normal_cdf(z: float) -> float:
@@ -105,16 +103,6 @@ def test_pit_histogram_flat_when_calibrated_and_u_shaped_when_too_narrow():
     u_shape = metrics.pit_histogram(narrow)
     assert u_shape[0] > 2 and u_shape[-1] > 2 and u_shape[4:6].max() < 0.6
     assert np.isnan(metrics.pit_histogram(np.array([np.nan]))).all()
-
-
-def test_horizon_volatility_is_the_mean_over_paths_of_each_paths_realised_volatility():
-    one = math.sqrt(math.log(1.1) ** 2 + math.log(0.9) ** 2)
-    paths = np.zeros((2, 2, 6))
-    paths[0, :, CLOSE], paths[1, :, CLOSE] = [110.0, 99.0], [100.0, 100.0]
-    assert realized_volatility(paths, 100.0)[:, -1] == pytest.approx([one, 0.0])
-    assert horizon_volatility(paths, 100.0) == pytest.approx([math.log(1.1) / 2, one / 2])
-    paths[1, 0, CLOSE] = 0.0  # a non-positive close leaves its path out from that step on
-    assert horizon_volatility(paths, 100.0) == pytest.approx([math.log(1.1), one])
 
 
 def test_bootstrap_estimate_interval_and_seed():

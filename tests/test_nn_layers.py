@@ -1,4 +1,6 @@
-"""Module plumbing: attributes read from nn.Module's registries never go stale."""
+"""kronos.nn.layers: attributes read from nn.Module's registries never go stale."""
+
+from __future__ import annotations
 
 import pytest
 import torch

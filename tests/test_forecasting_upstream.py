@@ -1,12 +1,16 @@
-"""Bad input gets a clear error naming the problem."""
+"""kronos.forecasting.upstream: `predict`, `predict_batch` and `auto_regressive_inference` refuse bad
+input with an error naming the problem."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from helpers import random_bars
 
-from kronos import KronosPredictor, auto_regressive_inference
+from kronos import auto_regressive_inference
+from kronos.forecasting.series import FEATURE_COLUMNS
 
 
 def call_predict(predictor, df, x_ts, y_ts, pred_len):
@@ -67,19 +71,6 @@ def test_timestamps_must_be_datetimes(tiny_predictor, history):
         call_predict(tiny_predictor, df, ["not a date"] * 40, y_ts, 5)
 
 
-@pytest.mark.parametrize("device", ["gpu", "cuda:0", "tpu"])
-def test_unknown_or_unavailable_device(tiny_model, tiny_tokenizer, device):
-    if device.startswith("cuda") and torch.cuda.is_available():
-        pytest.skip("CUDA is available here")
-    with pytest.raises(ValueError, match="device"):
-        KronosPredictor(tiny_model, tiny_tokenizer, device=device)
-
-
-def test_unknown_dtype(tiny_model, tiny_tokenizer):
-    with pytest.raises(ValueError, match="unknown dtype 'float8'"):
-        KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", dtype="float8")
-
-
 def test_predict_batch_needs_equal_lengths(tiny_predictor, tiny_ohlcv):
     ts = tiny_ohlcv["timestamps"]
     with pytest.raises(ValueError, match=r"same history length, got \[30, 40\]"):
@@ -108,3 +99,10 @@ def test_sampling_arguments(tiny_model, tiny_tokenizer, kwargs, message):
         auto_regressive_inference(
             tiny_tokenizer, tiny_model, x, stamps[:, :10], stamps[:, 10:], 64, 3, **args
         )
+
+
+def test_nat_inside_a_datetime_index_names_it(tiny_predictor):
+    frame = random_bars(40)
+    stamps = pd.DatetimeIndex(frame["timestamps"]).insert(3, pd.NaT).delete(4)
+    with pytest.raises(ValueError, match="x_timestamp of df must hold timestamps: NaT at row 3"):
+        tiny_predictor.predict(frame[FEATURE_COLUMNS[:5]], stamps, pd.date_range("2024-03-01", periods=2), 2)

@@ -1,4 +1,4 @@
-"""The Ray engine on a local two-CPU cluster: forecasts and backtests equal the local engine's
+"""kronos.ray.engine on a local two-CPU cluster: forecasts and backtests equal the local engine's
 bit for bit, a killed actor loses and duplicates no series, and errors come back as the local
 engine words them."""
 
@@ -56,6 +56,48 @@ def universe(n_series: int, n_bars: int, seed: int = 0) -> pd.DataFrame:
             "volume": rng.lognormal(8, 0.3, close.shape).round().ravel(),
         }
     )
+
+
+class ActorKiller(threading.Thread):
+    """SIGKILLs one forecasting actor as soon as the first series is written, while others remain."""
+
+    def __init__(self, out: Path):
+        super().__init__(daemon=True)
+        self.out = out
+        self.stop = threading.Event()
+        self.killed: int | None = None
+        self.written_at_kill = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set() and self.killed is None:
+            # the forecasts are staged in a hidden folder beside `out` until every series is written
+            written = len(list(self.out.parent.glob(f".{self.out.name}.*/*/forecast.parquet")))
+            actors = forecasting_actors()
+            if written and actors:
+                self.written_at_kill, self.killed = written, min(actors)
+                os.kill(self.killed, signal.SIGKILL)
+            time.sleep(0.02)
+
+
+def forecasting_actors() -> set[int]:
+    """Process ids of the Ray actors that hold the model (Ray names its processes after them)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+        except OSError:
+            continue
+        if command.startswith(b"ray::MapWorker(MapBatches(_ModelActor))"):
+            pids.add(int(entry.name))
+    return pids
+
+
+def irregular_universe() -> pd.DataFrame:
+    """Three series, of which T01's bars are an hour later each day: no schedule fits them."""
+    table = universe(3, 40)
+    irregular = table["ticker"] == "T01"
+    table.loc[irregular, "timestamps"] += pd.to_timedelta(np.arange(irregular.sum()) % 3, "h")
+    return table
 
 
 def test_forecast_command_is_identical_locally_in_batches_of_one_and_on_ray(cluster, tmp_path, capsys):
@@ -117,40 +159,6 @@ def test_a_killed_actor_is_replaced_and_no_series_is_lost_or_duplicated(cluster,
     )
 
 
-class ActorKiller(threading.Thread):
-    """SIGKILLs one forecasting actor as soon as the first series is written, while others remain."""
-
-    def __init__(self, out: Path):
-        super().__init__(daemon=True)
-        self.out = out
-        self.stop = threading.Event()
-        self.killed: int | None = None
-        self.written_at_kill = 0
-
-    def run(self) -> None:
-        while not self.stop.is_set() and self.killed is None:
-            # the forecasts are staged in a hidden folder beside `out` until every series is written
-            written = len(list(self.out.parent.glob(f".{self.out.name}.*/*/forecast.parquet")))
-            actors = forecasting_actors()
-            if written and actors:
-                self.written_at_kill, self.killed = written, min(actors)
-                os.kill(self.killed, signal.SIGKILL)
-            time.sleep(0.02)
-
-
-def forecasting_actors() -> set[int]:
-    """Process ids of the Ray actors that hold the model (Ray names its processes after them)."""
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        try:
-            command = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
-        except OSError:
-            continue
-        if command.startswith(b"ray::MapWorker(MapBatches(_ModelActor))"):
-            pids.add(int(entry.name))
-    return pids
-
-
 def test_evaluate_command_on_ray_gives_the_local_numbers(cluster, tmp_path, capsys):
     folder = tmp_path / "bars"
     folder.mkdir()
@@ -168,14 +176,6 @@ def test_evaluate_command_on_ray_gives_the_local_numbers(cluster, tmp_path, caps
     assert (
         len(records[(records["method"] == "kronos")]) == 2 * 5 * 4 * 5
     )  # series x origins x steps x columns
-
-
-def irregular_universe() -> pd.DataFrame:
-    """Three series, of which T01's bars are an hour later each day: no schedule fits them."""
-    table = universe(3, 40)
-    irregular = table["ticker"] == "T01"
-    table.loc[irregular, "timestamps"] += pd.to_timedelta(np.arange(irregular.sum()) % 3, "h")
-    return table
 
 
 def test_errors_in_the_actors_come_back_as_one_line_naming_the_series(cluster, tmp_path, capsys):

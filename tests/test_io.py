@@ -1,17 +1,14 @@
-"""Output files: checked before any work, replaced whole or not at all (a full disk or a file-size
-limit leaves the previous file intact and no temporary file), directory swaps recovered after a crash."""
+"""kronos.io: output paths checked before any work, files replaced whole or not at all (a full disk
+or a file-size limit leaves the previous file intact and no temporary file), directory swaps
+recovered after a crash."""
 
 from __future__ import annotations
 
-import contextlib
-import re
-import resource
-import signal
 from pathlib import Path
 
 import pytest
+from helpers import file_size_limit
 
-from kronos.commands.main import main
 from kronos.io import (
     check_output_dir,
     check_output_file,
@@ -22,20 +19,9 @@ from kronos.io import (
     write_text_atomically,
 )
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sp500_daily.csv"
 
-
-@contextlib.contextmanager
-def file_size_limit(max_bytes: int):
-    """`ulimit -f` for this process: writes past `max_bytes` fail with EFBIG (SIGXFSZ ignored)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, handler)
+def write_version(text: str):
+    return lambda directory: (directory / "weights").write_text(text)
 
 
 def test_output_paths_are_checked(tmp_path):
@@ -81,10 +67,6 @@ def test_a_writer_that_fails_leaves_nothing_behind(tmp_path):
     assert write_atomically(target, lambda tmp: tmp.write_text(tmp.suffix)).read_text() == ".png"
 
 
-def write_version(text: str):
-    return lambda directory: (directory / "weights").write_text(text)
-
-
 def test_directory_swap_interrupted_at_each_point_is_recovered(tmp_path):
     best = tmp_path / "best"
     save_dir_atomically(best, write_version("A"))
@@ -116,51 +98,3 @@ def test_directory_swap_that_fails_while_writing_keeps_the_old_directory(tmp_pat
     with file_size_limit(1000), pytest.raises(OSError):
         save_dir_atomically(best, write_version("B" * 5000))
     assert (best / "weights").read_text() == "A" and sorted(p.name for p in tmp_path.iterdir()) == ["best"]
-
-
-@pytest.mark.parametrize("bad", ["missing-folder", "folder", "under-a-file"])
-def test_forecast_refuses_a_bad_output_path_before_anything_else(tmp_path, capsys, bad):
-    """The data file and the model do not exist either: the output paths are checked first."""
-    (tmp_path / "a_file").write_text("x")
-    path = {
-        "missing-folder": tmp_path / "no" / "f.csv",
-        "folder": tmp_path,
-        "under-a-file": tmp_path / "a_file" / "f.csv",
-    }[bad]
-    for flag in ("--out", "--plot"):
-        args = ["forecast", str(tmp_path / "no.csv"), "--steps", "3", "--model", str(tmp_path / "no-model")]
-        if flag == "--plot":
-            path = path.with_suffix(".png") if path != tmp_path else path
-        assert main([*args, flag, str(path)]) == 2
-        err = capsys.readouterr().err
-        assert len(err.strip().splitlines()) == 1
-        assert err.startswith(f"kronos forecast: error: {flag} ")
-
-
-def test_forecast_under_a_file_size_limit_keeps_the_previous_output(tmp_path, capsys):
-    out = tmp_path / "forecast.csv"
-    out.write_text("the previous forecast\n")
-    args = ["forecast", str(EXAMPLE), "--steps", "20", "--paths", "4", "--out", str(out)]
-    with file_size_limit(2048):
-        assert main(args) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith(f"kronos forecast: error: could not write --out '{out}' (File too large)")
-    assert out.read_text() == "the previous forecast\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["forecast.csv"]
-    assert main(args) == 0
-    assert out.read_text().startswith("timestamps,") and len(out.read_text().splitlines()) == 21
-
-
-def test_evaluate_and_train_refuse_a_bad_output_folder_before_reading_data(tmp_path, capsys):
-    (tmp_path / "a_file").write_text("x")
-    missing_data = str(tmp_path / "no.csv")
-    evaluate = ["evaluate", missing_data, "--steps", "3", "--out", str(tmp_path / "a_file")]
-    train = ["train", "tokenizer", "--data", missing_data, "--out", str(tmp_path / "a_file")]
-    for args, message in (
-        (evaluate, "--out .*a_file' exists and is not a folder"),
-        (train, "train.out_dir .*a_file' is not a folder"),
-    ):
-        assert main(args) == 2
-        err = capsys.readouterr().err
-        assert len(err.strip().splitlines()) == 1
-        assert re.search(message, err), err

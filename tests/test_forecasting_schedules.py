@@ -1,14 +1,15 @@
-"""Future timestamps inferred from each series' own history, and long-table splitting."""
+"""kronos.forecasting.schedules: future timestamps inferred from each series' own history (calendars,
+sessions, gaps, time zones), and schedules that cannot be inferred named."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from kronos.forecasting.schedules import future_timestamps
-from kronos.forecasting.series import SyntheticOHLCWarning
-from kronos.forecasting.tables import TableLayout, split_table
+
+torch.set_num_threads(1)
 
 
 def test_regular_frequencies_continue():
@@ -91,63 +92,30 @@ def test_uninferable_schedules_raise_naming_the_series():
         future_timestamps(pd.DatetimeIndex(["2024-01-01", "2024-01-02"]), 1, "s")
 
 
-def test_split_table_as_given_keeps_first_appearance_order_and_dtypes():
-    stamps = pd.date_range("2024-01-01", periods=4, freq="D")
-    frame = pd.DataFrame(
-        {
-            "id": [7, 3, 7, 3, 7, 3, 7, 3],
-            "timestamps": np.repeat(stamps, 2),
-            "open": np.arange(8.0) + 1,
-            "high": np.arange(8.0) + 2,
-            "low": np.arange(8.0),
-            "close": np.arange(8.0) + 1,
-        },
-        index=[5, 5, 6, 6, 7, 7, 8, 8],  # duplicate labels must not matter
+def test_future_timestamps_follow_the_data():
+    business = pd.Series(pd.bdate_range("2024-01-01", periods=30))
+    future = future_timestamps(business, 3, "s")
+    assert list(future.timestamps) == list(pd.bdate_range("2024-02-12", periods=3))
+    assert future.description == "frequency B"
+    daily_with_holidays = business.drop(index=[5, 17]).reset_index(drop=True)  # pandas cannot name this one
+    future = future_timestamps(daily_with_holidays, 4, "s")
+    assert list(future.timestamps) == list(pd.bdate_range("2024-02-12", periods=4))
+    assert future.description == "every 1 day, weekdays only"
+    hourly = pd.Series(pd.date_range("2024-01-06", periods=50, freq="h")).drop(index=[3])
+    future = future_timestamps(hourly, 2, "s")
+    assert list(future.timestamps) == [pd.Timestamp("2024-01-08 02:00"), pd.Timestamp("2024-01-08 03:00")]
+    with pytest.raises(ValueError, match="needs 3 or more"):
+        future_timestamps(hourly[:2], 2, "s")
+
+
+def test_hourly_currencies_skip_the_weekend_they_do_not_trade():
+    hours = pd.date_range("2024-01-07 22:00", "2024-02-02 21:00", freq="h")
+    weekend = ((hours.day_of_week == 4) & (hours.hour >= 22)) | (hours.day_of_week == 5)
+    weekend |= (hours.day_of_week == 6) & (hours.hour < 22)
+    fx = hours[~weekend]  # Sunday 22:00 to Friday 21:00, as currencies trade
+    future = future_timestamps(fx, 3, "EURUSD")
+    assert list(future.timestamps) == list(
+        pd.to_datetime(["2024-02-04 22:00", "2024-02-04 23:00", "2024-02-05 00:00"])
     )
-    series = split_table(frame, "df", as_given=True)
-    assert [s.key for s in series] == [7, 3]
-    np.testing.assert_array_equal(series[0].bars[:, 0], [1, 3, 5, 7])
-    np.testing.assert_array_equal(series[1].bars[:, 4], [0, 0, 0, 0])  # no volume column: volume 0
-    assert list(series[1].timestamps) == list(stamps)
-
-
-def test_split_table_of_a_file_sorts_each_series_by_time_and_keys_ids_as_text_in_id_order():
-    stamps = pd.date_range("2024-01-01", periods=3, freq="D")
-    frame = pd.DataFrame(
-        {
-            "Sym": [10, 2, 10, 2, 10, 2],  # interleaved, each series out of time order
-            "Date": [stamps[2], stamps[1], stamps[0], stamps[0], stamps[1], stamps[2]],
-            "Open": [3.0, 20.0, 1.0, 10.0, 2.0, 30.0],
-            "High": [4.0, 21.0, 2.0, 11.0, 3.0, 31.0],
-            "Low": [2.0, 19.0, 0.5, 9.0, 1.0, 29.0],
-            "Close": [3.5, 20.5, 1.5, 10.5, 2.5, 30.5],
-        }
-    )
-    series = split_table(frame, "f.csv", TableLayout(id_column="Sym"))
-    assert [(s.key, s.name) for s in series] == [("2", "f.csv[Sym=2]"), ("10", "f.csv[Sym=10]")]
-    np.testing.assert_array_equal(series[0].bars[:, 3], [10.5, 20.5, 30.5])
-    np.testing.assert_array_equal(series[1].bars[:, 3], [1.5, 2.5, 3.5])
-    assert all(list(s.timestamps) == list(stamps) for s in series)
-    assert series[0].columns == ("open", "high", "low", "close")
-    with pytest.raises(
-        ValueError, match=r"f.csv has duplicate rows: 1 timestamp .* within a series, first Sym=10"
-    ):
-        split_table(
-            frame.assign(Date=frame["Date"].where(frame.index != 0, stamps[0])), "f.csv", TableLayout("Sym")
-        )
-
-
-def test_split_table_builds_bars_from_closes_series_by_series():
-    stamps = pd.date_range("2024-01-01", periods=3, freq="D")
-    frame = pd.DataFrame(
-        {
-            "symbol": ["a", "b"] * 3,
-            "timestamps": np.repeat(stamps, 2),
-            "close": [1.0, 10.0, 2.0, 9.0, 4.0, 12.0],
-        }
-    )
-    with pytest.warns(SyntheticOHLCWarning, match="f.csv: open, high and low of 2 series"):
-        a, b = split_table(frame, "f.csv", TableLayout("symbol", from_close=True))
-    np.testing.assert_array_equal(a.bars[:, :4], [[1, 1, 1, 1], [1, 2, 1, 2], [2, 4, 2, 4]])
-    np.testing.assert_array_equal(b.bars[:, :4], [[10, 10, 10, 10], [10, 10, 9, 9], [9, 12, 9, 12]])
-    assert a.synthetic_ohlc and b.synthetic_ohlc and a.columns == ("close",)
+    assert future.description == "every 1 hour, 120 bars a week, Sun 22:00 to Fri 21:00"
+    assert future.gap is None

@@ -89,7 +89,123 @@ def assert_same(answer: dict, table: pd.DataFrame, levels) -> None:
     assert answer["ohlc_violation_rate"] == table.attrs["ohlc_violation_rate"]
 
 
-# --- service routes -------------------------------------------------------------------------------
+def _bars(n: int = 12) -> list[dict]:
+    stamps = pd.date_range("2024-06-18 09:30", periods=n, freq="15min")
+    return [
+        {
+            "timestamp": str(t),
+            "open": 10.0 + i,
+            "high": 11.0 + i,
+            "low": 9.0 + i,
+            "close": 10.5 + i,
+            "volume": 100.0,
+        }
+        for i, t in enumerate(stamps)
+    ]
+
+
+def _with(index: int, **changes) -> list[dict]:
+    bars = _bars()
+    bars[index] = {k: v for k, v in {**bars[index], **changes}.items() if v is not ...}
+    return bars
+
+
+BAD_JSON = [
+    ({"bars": _with(3, close="abc")}, 422, "bars[3].close", 3, "valid number"),
+    ({"bars": _with(2, close=None)}, 422, "bars[2].close", 2, "valid number"),
+    ({"bars": _with(0, close=...)}, 422, "bars[0].close", 0, "Field required"),
+    ({"bars": _with(5, high=True)}, 422, "bars[5].high", 5, "valid number"),
+    (
+        {"bars": _with(4, volume=None)},
+        422,
+        "bars",
+        None,
+        "column 'volume' has NaN values (1 in all), first at row 4",
+    ),
+    ({"bars": _with(6, timestamp="yesterday-ish")}, 422, "bars", None, "'yesterday-ish' at row 6"),
+    ({"bars": _with(7, timestamp=_bars()[2]["timestamp"])}, 422, "bars", None, "not sorted by time"),
+    ({"bars": _with(7, timestamp=_bars()[6]["timestamp"])}, 422, "bars", None, "duplicate rows"),
+    ({"bars": _with(1, colour="red")}, 422, "bars[1].colour", 1, "Extra inputs"),
+    ({"bars": []}, 422, "bars", None, "has 0 bars; a forecast needs at least 10"),
+    ({"bars": _bars(9)}, 422, "bars", None, "at least 10"),
+    ({"bars": _bars(2001)}, 422, "bars", None, "cap of 2000 (kronos serve --max-bars)"),
+    ({}, 422, "bars", None, "Field required"),
+    ({"bars": _bars(), "steps": 0}, 422, "steps", None, "greater than or equal to 1"),
+    ({"bars": _bars(), "steps": 65}, 422, "steps", None, "cap of 64 (kronos serve --max-steps)"),
+    ({"bars": _bars(), "steps": "12"}, 422, "steps", None, "valid integer"),
+    ({"bars": _bars(), "paths": 65}, 422, "paths", None, "cap of 64 (kronos serve --max-paths)"),
+    ({"bars": _bars(), "paths": -1}, 422, "paths", None, "greater than or equal to 1"),
+    (
+        {"bars": _bars(), "quantile_levels": [0.5, 1.5]},
+        422,
+        "quantile_levels",
+        None,
+        "strictly between 0 and 1",
+    ),
+    ({"bars": _bars(), "quantile_levels": []}, 422, "quantile_levels", None, "at least one level"),
+    ({"bars": _bars(), "temperature": 0}, 422, "temperature", None, "greater than or equal to 0.001"),
+    ({"bars": _bars(), "top_p": 2}, 422, "top_p", None, "less than or equal to 1"),
+    ({"bars": _bars(), "freq": "fortnightly"}, 422, "freq", None, "fortnightly"),
+    ({"bars": _bars(), "stpes": 5}, 422, "stpes", None, "Extra inputs"),
+    ({"series": [{"bars": _bars()}]}, 422, "bars", None, "Field required"),
+]
+
+
+def bar_values() -> st.SearchStrategy:
+    junk = st.one_of(
+        st.none(), st.booleans(), st.text(max_size=8), st.integers(-(10**30), 10**30),
+        st.floats(allow_nan=True, allow_infinity=True), st.lists(st.integers(), max_size=2),
+        st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    )  # fmt: skip
+    return junk
+
+
+@st.composite
+def bad_payloads(draw) -> dict:
+    """A valid request with one to three things broken: a bar value, a key, an option, the order."""
+    body: dict = {"bars": _bars(draw(st.integers(10, 14))), "steps": 2, "paths": 2}
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["value", "drop", "extra", "option", "swap", "stamp", "top"]))
+        bars = (
+            [bar for bar in body.get("bars", []) if isinstance(bar, dict)]
+            if isinstance(body.get("bars"), list)
+            else []
+        )
+        if kind == "value" and bars:
+            bar = draw(st.sampled_from(bars))
+            bar[draw(st.sampled_from(["open", "high", "low", "close", "volume", "amount"]))] = draw(
+                bar_values()
+            )
+        elif kind == "drop" and bars:
+            draw(st.sampled_from(bars)).pop(draw(st.sampled_from(["timestamp", "open", "close"])), None)
+        elif kind == "extra":
+            target = draw(st.sampled_from(bars)) if bars and draw(st.booleans()) else body
+            target[draw(st.sampled_from(["id", "Close", "symbol", "x"]))] = draw(bar_values())
+        elif kind == "option":
+            body[draw(st.sampled_from(["steps", "paths", "quantile_levels", "seed", "temperature", "top_p",
+                                       "top_k", "freq", "repair_ohlc"]))] = draw(bar_values())  # fmt: skip
+        elif kind == "swap" and len(bars) > 2:
+            i = draw(st.integers(0, len(bars) - 2))
+            if (
+                "timestamp" in bars[i] and "timestamp" in bars[i + 1]
+            ):  # an earlier change may have dropped one
+                bars[i]["timestamp"], bars[i + 1]["timestamp"] = (
+                    bars[i + 1]["timestamp"],
+                    bars[i]["timestamp"],
+                )
+        elif kind == "stamp" and bars:
+            draw(st.sampled_from(bars))["timestamp"] = draw(
+                st.one_of(st.text(max_size=30), st.integers(), st.none())
+            )
+        elif kind == "top":
+            body["bars"] = draw(bar_values())
+    return body
+
+
+@pytest.fixture(scope="module")
+def client(kronos_server):
+    with kronos_server.client() as client:
+        yield client
 
 
 def test_health_readiness_models_metrics_docs_and_page(kronos_server):
@@ -388,71 +504,6 @@ def test_a_semicolon_csv_with_decimal_commas_forecasts_as_kronos_forecast_reads_
     assert [bar["close"] for bar in parsed.json()["bars"]] == frame["close"].tolist()
 
 
-# --- bad input: always a 4xx naming the field ------------------------------------------------------
-
-
-def _bars(n: int = 12) -> list[dict]:
-    stamps = pd.date_range("2024-06-18 09:30", periods=n, freq="15min")
-    return [
-        {
-            "timestamp": str(t),
-            "open": 10.0 + i,
-            "high": 11.0 + i,
-            "low": 9.0 + i,
-            "close": 10.5 + i,
-            "volume": 100.0,
-        }
-        for i, t in enumerate(stamps)
-    ]
-
-
-def _with(index: int, **changes) -> list[dict]:
-    bars = _bars()
-    bars[index] = {k: v for k, v in {**bars[index], **changes}.items() if v is not ...}
-    return bars
-
-
-BAD_JSON = [
-    ({"bars": _with(3, close="abc")}, 422, "bars[3].close", 3, "valid number"),
-    ({"bars": _with(2, close=None)}, 422, "bars[2].close", 2, "valid number"),
-    ({"bars": _with(0, close=...)}, 422, "bars[0].close", 0, "Field required"),
-    ({"bars": _with(5, high=True)}, 422, "bars[5].high", 5, "valid number"),
-    (
-        {"bars": _with(4, volume=None)},
-        422,
-        "bars",
-        None,
-        "column 'volume' has NaN values (1 in all), first at row 4",
-    ),
-    ({"bars": _with(6, timestamp="yesterday-ish")}, 422, "bars", None, "'yesterday-ish' at row 6"),
-    ({"bars": _with(7, timestamp=_bars()[2]["timestamp"])}, 422, "bars", None, "not sorted by time"),
-    ({"bars": _with(7, timestamp=_bars()[6]["timestamp"])}, 422, "bars", None, "duplicate rows"),
-    ({"bars": _with(1, colour="red")}, 422, "bars[1].colour", 1, "Extra inputs"),
-    ({"bars": []}, 422, "bars", None, "has 0 bars; a forecast needs at least 10"),
-    ({"bars": _bars(9)}, 422, "bars", None, "at least 10"),
-    ({"bars": _bars(2001)}, 422, "bars", None, "cap of 2000 (kronos serve --max-bars)"),
-    ({}, 422, "bars", None, "Field required"),
-    ({"bars": _bars(), "steps": 0}, 422, "steps", None, "greater than or equal to 1"),
-    ({"bars": _bars(), "steps": 65}, 422, "steps", None, "cap of 64 (kronos serve --max-steps)"),
-    ({"bars": _bars(), "steps": "12"}, 422, "steps", None, "valid integer"),
-    ({"bars": _bars(), "paths": 65}, 422, "paths", None, "cap of 64 (kronos serve --max-paths)"),
-    ({"bars": _bars(), "paths": -1}, 422, "paths", None, "greater than or equal to 1"),
-    (
-        {"bars": _bars(), "quantile_levels": [0.5, 1.5]},
-        422,
-        "quantile_levels",
-        None,
-        "strictly between 0 and 1",
-    ),
-    ({"bars": _bars(), "quantile_levels": []}, 422, "quantile_levels", None, "at least one level"),
-    ({"bars": _bars(), "temperature": 0}, 422, "temperature", None, "greater than or equal to 0.001"),
-    ({"bars": _bars(), "top_p": 2}, 422, "top_p", None, "less than or equal to 1"),
-    ({"bars": _bars(), "freq": "fortnightly"}, 422, "freq", None, "fortnightly"),
-    ({"bars": _bars(), "stpes": 5}, 422, "stpes", None, "Extra inputs"),
-    ({"series": [{"bars": _bars()}]}, 422, "bars", None, "Field required"),
-]
-
-
 @pytest.mark.parametrize(("body", "status", "field", "row", "message"), BAD_JSON)
 def test_bad_json_gets_a_4xx_naming_the_field(kronos_server, body, status, field, row, message):
     with kronos_server.client() as client:
@@ -511,63 +562,6 @@ def test_malformed_bodies_uploads_and_batches_get_4xx(kronos_server):
     assert "'a' appears more than once" in cases[12][0].json()["error"]["message"]
 
 
-def bar_values() -> st.SearchStrategy:
-    junk = st.one_of(
-        st.none(), st.booleans(), st.text(max_size=8), st.integers(-(10**30), 10**30),
-        st.floats(allow_nan=True, allow_infinity=True), st.lists(st.integers(), max_size=2),
-        st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
-    )  # fmt: skip
-    return junk
-
-
-@st.composite
-def bad_payloads(draw) -> dict:
-    """A valid request with one to three things broken: a bar value, a key, an option, the order."""
-    body: dict = {"bars": _bars(draw(st.integers(10, 14))), "steps": 2, "paths": 2}
-    for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["value", "drop", "extra", "option", "swap", "stamp", "top"]))
-        bars = (
-            [bar for bar in body.get("bars", []) if isinstance(bar, dict)]
-            if isinstance(body.get("bars"), list)
-            else []
-        )
-        if kind == "value" and bars:
-            bar = draw(st.sampled_from(bars))
-            bar[draw(st.sampled_from(["open", "high", "low", "close", "volume", "amount"]))] = draw(
-                bar_values()
-            )
-        elif kind == "drop" and bars:
-            draw(st.sampled_from(bars)).pop(draw(st.sampled_from(["timestamp", "open", "close"])), None)
-        elif kind == "extra":
-            target = draw(st.sampled_from(bars)) if bars and draw(st.booleans()) else body
-            target[draw(st.sampled_from(["id", "Close", "symbol", "x"]))] = draw(bar_values())
-        elif kind == "option":
-            body[draw(st.sampled_from(["steps", "paths", "quantile_levels", "seed", "temperature", "top_p",
-                                       "top_k", "freq", "repair_ohlc"]))] = draw(bar_values())  # fmt: skip
-        elif kind == "swap" and len(bars) > 2:
-            i = draw(st.integers(0, len(bars) - 2))
-            if (
-                "timestamp" in bars[i] and "timestamp" in bars[i + 1]
-            ):  # an earlier change may have dropped one
-                bars[i]["timestamp"], bars[i + 1]["timestamp"] = (
-                    bars[i + 1]["timestamp"],
-                    bars[i]["timestamp"],
-                )
-        elif kind == "stamp" and bars:
-            draw(st.sampled_from(bars))["timestamp"] = draw(
-                st.one_of(st.text(max_size=30), st.integers(), st.none())
-            )
-        elif kind == "top":
-            body["bars"] = draw(bar_values())
-    return body
-
-
-@pytest.fixture(scope="module")
-def client(kronos_server):
-    with kronos_server.client() as client:
-        yield client
-
-
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(body=bad_payloads())
 def test_fuzzed_payloads_never_get_a_5xx(client, body):
@@ -590,9 +584,6 @@ def test_fuzzed_bytes_never_get_a_5xx(client, raw, route):
     else:
         response = client.post(route, content=raw, headers={"Content-Type": "application/json"})
     assert 400 <= response.status_code < 500, response.text
-
-
-# --- load, and clients that go away ---------------------------------------------------------------
 
 
 def test_clients_that_go_away_do_not_disturb_the_others(kronos_server, predictor, sp500):
@@ -652,23 +643,3 @@ def test_load_300_requests_from_16_clients_all_answered_once(kronos_server, pred
     single_calls = kronos_server.metric("kronos_batch_series_bucket", le="1.0") - biggest_before
     calls = max(r.json()["batch_series"] for r in responses)
     assert calls > 1 and single_calls < 300
-
-
-# --- the command ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--port", "70000"], "--port must be between 1 and 65535"),
-        (["--max-batch", "0"], "--max-batch must be at least 1"),
-        (["--max-past-forecasts", "0"], "--max-past-forecasts must be at least 1"),
-        (["--max-body-mb", "0"], "--max-body-mb > 0"),
-        (["--api-key", " "], "the API key (--api-key or $KRONOS_API_KEY) is empty"),
-        (["--model", "/no/such/model"], "/no/such/model"),
-    ],
-)
-def test_serve_command_refuses_bad_arguments_in_one_line(args, message, capsys):
-    assert main(["serve", *args]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("kronos serve: error:") and message in err and "\n" not in err

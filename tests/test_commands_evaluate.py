@@ -1,10 +1,19 @@
-"""`kronos evaluate` end to end on a small CSV with the tiny fixture model."""
+"""`kronos evaluate` end to end with the tiny fixture model: the full report, baselines only, context
+warnings, and errors on one line."""
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
+import pytest
+import torch
+from helpers import make_bars, random_bars
 
 from kronos.commands.main import main
+from kronos.forecasting.predictor import ContextWarning
+
+torch.set_num_threads(1)
 
 
 def test_evaluate_command_writes_the_full_report(tmp_path, tiny_dir, tiny_ohlcv, capsys):
@@ -87,3 +96,53 @@ def test_baselines_only_and_errors(tmp_path, tiny_ohlcv, capsys):
     assert "--tokenizer" in capsys.readouterr().err
     assert main(["evaluate", str(data), "--lookback", "30"]) == 2  # argparse's error, on one line
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_evaluate_checks_its_bootstrap(tmp_path, capsys):
+    path = tmp_path / "bars.csv"
+    random_bars(60).to_csv(path, index=False)
+    assert (
+        main(
+            [
+                "evaluate",
+                str(path),
+                "--steps",
+                "3",
+                "--baselines-only",
+                "--lookback",
+                "10",
+                "--bootstrap",
+                "0",
+            ]
+        )
+        == 2
+    )
+    assert "--bootstrap must be a positive number" in capsys.readouterr().err
+
+
+def test_evaluate_beyond_the_context_warns_and_says_so_in_the_report(tmp_path, capsys):
+    data = tmp_path / "long.csv"
+    make_bars(1040, seed=4, freq="h").to_csv(data, index=False)
+    out = tmp_path / "report"
+    args = ["evaluate", str(data), "--lookback", "1024", "--steps", "4", "--origins", "2", "--paths", "4"]
+    with pytest.warns(
+        ContextWarning, match="lookback of 1024 bars is longer than the model's context of 128"
+    ):
+        assert main([*args, "--quiet", "--no-plots", "--bootstrap", "50", "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "The lookback of 1024 bars is longer than the model's context of 128" in report
+
+
+def test_evaluate_and_train_refuse_a_bad_output_folder_before_reading_data(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    missing_data = str(tmp_path / "no.csv")
+    evaluate = ["evaluate", missing_data, "--steps", "3", "--out", str(tmp_path / "a_file")]
+    train = ["train", "tokenizer", "--data", missing_data, "--out", str(tmp_path / "a_file")]
+    for args, message in (
+        (evaluate, "--out .*a_file' exists and is not a folder"),
+        (train, "train.out_dir .*a_file' is not a folder"),
+    ):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1
+        assert re.search(message, err), err

@@ -1,0 +1,365 @@
+"""`kronos forecast`: files to CSV, Parquet and PNG, the shipped model, long tables, decoding
+options, calibration, the library's numbers for the same seed, output files, and errors on one line."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from helpers import calm_bars, file_size_limit, make_bars, random_bars
+
+from kronos import KronosPredictor
+from kronos.commands.main import main
+from kronos.engine.sampling import Sampling
+from kronos.forecasting.calibration import fit_origins, required_rows
+from kronos.forecasting.pretrained import DEFAULT_MODEL, shipped_dir
+from kronos.forecasting.series import FEATURE_COLUMNS
+
+torch.set_num_threads(1)
+EXAMPLES = shipped_dir().parents[3] / "examples"
+EXAMPLE = EXAMPLES / "sp500_daily.csv"
+
+
+@pytest.fixture
+def five_minute_csv(tmp_path):
+    path = tmp_path / "bars.csv"
+    calm_bars(200, "5min").to_csv(path, index=False)
+    return path
+
+
+def tiny_forecast_args(csv, model_dir) -> list[str]:
+    """`kronos forecast` arguments for 12 steps of 8 paths of the tiny model, on CPU."""
+    return [str(csv), "--steps", "12", "--model", str(model_dir), "--paths", "8", "--device", "cpu"]
+
+
+@pytest.fixture
+def forecast(kronos_command):
+    """`kronos forecast ARGS`: (exit status, stderr lines)."""
+
+    def run(args: list[str]) -> tuple[int, list[str]]:
+        status, _, err = kronos_command("forecast", *args)
+        return status, err
+
+    return run
+
+
+def test_forecast_writes_csv_and_plot(tiny_dir, five_minute_csv, tmp_path, capsys):
+    out, png = tmp_path / "f.csv", tmp_path / "f.png"
+    args = tiny_forecast_args(five_minute_csv, tiny_dir)
+    assert main(["forecast", *args, "--out", str(out), "--plot", str(png)]) == 0
+    forecast = pd.read_csv(out, parse_dates=["timestamps"])
+    assert list(forecast.columns[:3]) == ["timestamps", "open_mean", "open_q0.025"]
+    assert {"close_mean", "close_q0.1", "close_q0.9", "prob_close_above_last", "realized_vol"} <= set(
+        forecast
+    )
+    assert len(forecast) == 12
+    expected = pd.date_range(
+        pd.Timestamp("2024-03-04 09:30") + pd.Timedelta(minutes=5 * 200), periods=12, freq="5min"
+    )
+    assert (forecast["timestamps"] == expected).all()
+    assert np.isfinite(forecast.iloc[:, 1:].to_numpy()).all()
+    assert (
+        (forecast["close_q0.1"] <= forecast["close_q0.5"])
+        & (forecast["close_q0.5"] <= forecast["close_q0.9"])
+    ).all()
+    assert forecast["close_mean"].between(30, 80).all()  # the model's own output range, around a price of ~50
+    assert png.stat().st_size > 20_000 and png.read_bytes()[:4] == b"\x89PNG"
+    err = capsys.readouterr().err
+    assert f"model: {tiny_dir}" in err and "12 steps (frequency 5min)" in err
+    # The same seed gives the same forecast.
+    assert main(["forecast", *args, "--out", str(tmp_path / "g.csv")]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "g.csv"), pd.read_csv(out))
+
+
+def test_forecast_uses_the_shipped_model_by_default(tmp_path, capsys):
+    if not (shipped_dir() / "model" / "model.safetensors").is_file():
+        pytest.fail(f"the shipped model is missing from {shipped_dir()}")
+    out = tmp_path / "f.csv"
+    assert main(["forecast", str(EXAMPLES / "sp500_daily.csv"), "--steps", "20", "--out", str(out)]) == 0
+    forecast = pd.read_csv(out, parse_dates=["timestamps"])
+    history = pd.read_csv(EXAMPLES / "sp500_daily.csv", parse_dates=["timestamps"])
+    assert len(forecast) == 20 and (forecast["timestamps"].dt.day_of_week < 5).all()
+    assert forecast["timestamps"].iloc[0] > history["timestamps"].iloc[-1]
+    last = history["close"].iloc[-1]
+    assert forecast["close_mean"].between(0.7 * last, 1.3 * last).all()
+    assert f"model: {DEFAULT_MODEL} (shipped with the package)" in capsys.readouterr().err
+
+
+def test_forecast_of_a_long_table_and_of_one_symbol_in_it(tiny_dir, tmp_path, capsys):
+    table = pd.concat(
+        [calm_bars(120, "h", seed=1).assign(sym="A"), calm_bars(120, "h", seed=2).assign(sym="B")]
+    )
+    path = tmp_path / "long.csv"
+    table.rename(columns={"close": "Last"}).to_csv(path, index=False)
+    args = [
+        "forecast",
+        str(path),
+        "--steps",
+        "5",
+        "--model",
+        str(tiny_dir),
+        "--paths",
+        "4",
+        "--columns",
+        "close=Last",
+    ]
+    out = tmp_path / "all.parquet"
+    assert main([*args, "--id-column", "sym", "--out", str(out)]) == 0
+    both = pd.read_parquet(out)
+    assert (
+        list(both.columns[:2]) == ["symbol", "timestamps"]
+        and both["symbol"].tolist() == ["A"] * 5 + ["B"] * 5
+    )
+    assert "2 series: 5 steps" in capsys.readouterr().err
+    assert main([*args, "--id-column", "sym", "--symbol", "B"]) == 0
+    captured = capsys.readouterr()
+    printed = pd.read_csv(pd.io.common.StringIO(captured.out))
+    assert len(printed) == 5 and "long.csv[sym=B]: 5 steps" in captured.err
+    # a series' forecast does not depend on the others in the table: B alone equals B among A and B
+    b_alone = printed.drop(columns="timestamps").to_numpy()
+    b_in_table = both[both["symbol"] == "B"].drop(columns=["symbol", "timestamps"]).to_numpy()
+    np.testing.assert_array_equal(b_alone, b_in_table.astype(np.float64))
+    assert main([*args, "--id-column", "sym", "--plot", str(tmp_path / "p.png")]) == 2
+    assert "--plot draws one series" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("change", "extra", "message"),
+    [
+        (lambda df: df.drop(columns="low"), [], r"missing price column\(s\) \['low'\]"),
+        (
+            lambda df: df.assign(
+                timestamps=df["timestamps"].sample(frac=1, random_state=0).sort_values().values
+                + pd.to_timedelta(np.random.default_rng(0).integers(0, 3600, 200), "s")
+            ),
+            [],
+            "cannot infer the bar frequency",
+        ),
+        (lambda df: df, ["--steps", "0"], "--steps must be a positive number"),
+        (
+            lambda df: df,
+            ["--model", "/no/such-dir"],
+            "'/no/such-dir' is neither a checkpoint directory nor a Hugging Face Hub id",
+        ),
+    ],
+    ids=["missing-column", "irregular-time", "zero-steps", "bad-model"],
+)
+def test_forecast_errors_are_one_clear_line(tiny_dir, tmp_path, capsys, change, extra, message):
+    path = tmp_path / "bars.csv"
+    change(calm_bars(200, "h")).to_csv(path, index=False)
+    args = [
+        "forecast",
+        str(path),
+        "--steps",
+        "5",
+        "--model",
+        str(tiny_dir),
+        "--out",
+        str(tmp_path / "f.csv"),
+        *extra,
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kronos forecast: error:")
+    assert re.search(message, err)
+    assert not (tmp_path / "f.csv").exists()
+
+
+def test_forecast_decoding_options(tiny_dir, five_minute_csv, tmp_path):
+    args = tiny_forecast_args(five_minute_csv, tiny_dir)
+    frames = {}
+    for name, extra in {
+        "exact": [],
+        "streaming": ["--window", "streaming"],
+        "bfloat16": ["--dtype", "bfloat16"],
+    }.items():
+        out = tmp_path / f"{name}.csv"
+        assert main(["forecast", *args, *extra, "--out", str(out)]) == 0
+        frames[name] = pd.read_csv(out)
+    # 200 bars + 12 steps stay within the context: streaming never slides and is exact
+    pd.testing.assert_frame_equal(frames["streaming"], frames["exact"])
+    median = frames["exact"]["close_q0.5"]
+    assert np.allclose(frames["bfloat16"]["close_q0.5"], median, rtol=0.05)
+    assert not np.array_equal(frames["bfloat16"]["close_q0.5"], median)  # it did run in bfloat16
+    # with a context of 100 bars the window slides: streaming then differs from exact, a little
+    slid = {}
+    for window in ("exact", "streaming"):
+        out = tmp_path / f"slid-{window}.csv"
+        assert main(["forecast", *args, "--max-context", "100", "--window", window, "--out", str(out)]) == 0
+        slid[window] = pd.read_csv(out)["close_q0.5"]
+    assert not np.array_equal(slid["streaming"], slid["exact"])
+    assert np.allclose(slid["streaming"], slid["exact"], rtol=0.05)
+
+
+def test_forecast_refuses_an_unknown_window(tiny_dir, five_minute_csv, capsys):
+    assert main(["forecast", str(five_minute_csv), "--model", str(tiny_dir), "--window", "sliding"]) == 2
+    assert "--window: invalid choice: 'sliding'" in capsys.readouterr().err
+
+
+def test_the_command_refuses_what_used_to_come_back_as_nan_with_exit_0(tiny_dir, tmp_path, forecast):
+    path, out = tmp_path / "bars.csv", tmp_path / "f.csv"
+    random_bars(60, "h").assign(volume=lambda f: f["volume"] * 1e20).to_csv(path, index=False)
+    status, err = forecast([str(path), "--steps", "3", "--model", str(tiny_dir), "--out", str(out)])
+    assert status == 2 and len(err) == 1
+    assert err[0].startswith("kronos forecast: error: series symbol='bars' column 'volume'")
+    assert not out.exists()
+
+
+def test_the_shipped_model_forecasts_129_steps(tmp_path, forecast):
+    path, out = tmp_path / "bars.csv", tmp_path / "f.csv"
+    random_bars(200).to_csv(path, index=False)
+    status, err = forecast([str(path), "--steps", "129", "--paths", "2", "--out", str(out)])
+    assert status == 0, err
+    table = pd.read_csv(out)
+    assert len(table) == 129 and np.isfinite(table.drop(columns="timestamps").to_numpy()).all()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--threads", "-1"], "--threads must be a positive number"),
+        (["--steps", "10001"], "--steps must be at most 10,000"),
+        (["--freq=-1D"], "does not step forward in time"),
+        (["--temperature", "1e-40"], "at least 0.0001"),
+        (["--lookback", "2"], "--lookback must be at least 3 bars"),
+        (["--plot", "f.jpg"], "must end in .png"),
+        (["--out", "no/such/folder/f.csv"], "does not exist"),
+        (["--paths", "two"], "argument --paths: invalid int value"),
+    ],
+)
+def test_command_arguments_are_checked_on_one_line(tiny_dir, tmp_path, forecast, extra, message):
+    path = tmp_path / "bars.csv"
+    random_bars(60, "h").to_csv(path, index=False)
+    status, err = forecast([str(path), "--steps", "3", "--model", str(tiny_dir), *extra])
+    assert status == 2 and len(err) == 1 and err[0].startswith("kronos forecast: error:"), err
+    assert message in err[0]
+
+
+def test_timestamps_with_their_offsets_across_daylight_saving_changes_forecast(tiny_dir, tmp_path, forecast):
+    """Written with their UTC offsets, hourly bars across a clock change load and forecast: as local
+    wall-clock times into summer time, in UTC out of it (where local times repeat an hour)."""
+    for start, read in (("2024-03-08 00:00", "local wall-clock times"), ("2024-11-01 00:00", "in UTC")):
+        path, out = tmp_path / "bars.csv", tmp_path / "f.csv"
+        frame = random_bars(120, "h", start=start, tz="America/New_York")
+        frame.to_csv(path, index=False)
+        status, err = forecast([str(path), "--steps", "3", "--model", str(tiny_dir), "--out", str(out)])
+        assert status == 0, err
+        assert err[0].startswith("kronos forecast: warning:") and read in err[0]
+        last = frame["timestamps"].iloc[-1]
+        last = last.tz_localize(None) if read.startswith("local") else last.tz_convert("UTC")
+        expected = pd.date_range(last + pd.Timedelta(hours=1), periods=3, freq="h")
+        assert list(pd.to_datetime(pd.read_csv(out)["timestamps"])) == list(expected)
+
+
+def test_a_close_only_file_is_offered_a_clearly_labelled_way_forward(tiny_dir, tmp_path, forecast):
+    path, out = tmp_path / "closes.csv", tmp_path / "f.csv"
+    random_bars(60, "h")[["timestamps", "close"]].to_csv(path, index=False)
+    args = [str(path), "--steps", "3", "--model", str(tiny_dir), "--out", str(out)]
+    status, err = forecast(args)
+    assert status == 2 and "kronos --ohlc-from-close" in err[0]
+    status, err = forecast([*args, "--ohlc-from-close"])
+    assert status == 0 and "open, high and low of 1 series are synthesised from the close" in err[0]
+    table = pd.read_csv(out)
+    assert table["synthetic_ohlc"].all() and len(table) == 3
+
+
+def test_cli_bands_equal_predict_quantiles_for_the_same_seed(tmp_path, capsys):
+    data = tmp_path / "bars.csv"
+    make_bars(400, seed=3, freq="D").to_csv(data, index=False)
+    out = tmp_path / "f.csv"
+    assert main(["forecast", str(data), "--steps", "7", "--seed", "11", "--out", str(out)]) == 0
+    cli = pd.read_csv(out, parse_dates=["timestamps"]).set_index("timestamps")
+    assert "lookback 108 bars, context 128" in capsys.readouterr().err
+    predictor = KronosPredictor.from_pretrained("kronos-default", device="cpu")
+    bars = pd.read_csv(data, parse_dates=["timestamps"]).iloc[-108:]
+    bars["amount"] = bars["volume"] * bars[["open", "high", "low", "close"]].mean(axis=1)
+    library = predictor.predict_quantiles(
+        bars[FEATURE_COLUMNS],
+        bars["timestamps"],
+        cli.index,
+        7,
+        quantile_levels=(0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975),
+        sampling=Sampling(sample_count=20, seed=11),
+        series_id="bars",  # the CLI keys a file's draws by its name, as in a folder of files
+    )
+    assert list(cli.columns) == list(library.columns)
+    np.testing.assert_allclose(cli.to_numpy(), library.to_numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", ["missing-folder", "folder", "under-a-file"])
+def test_forecast_refuses_a_bad_output_path_before_anything_else(tmp_path, capsys, bad):
+    """The data file and the model do not exist either: the output paths are checked first."""
+    (tmp_path / "a_file").write_text("x")
+    path = {
+        "missing-folder": tmp_path / "no" / "f.csv",
+        "folder": tmp_path,
+        "under-a-file": tmp_path / "a_file" / "f.csv",
+    }[bad]
+    for flag in ("--out", "--plot"):
+        args = ["forecast", str(tmp_path / "no.csv"), "--steps", "3", "--model", str(tmp_path / "no-model")]
+        if flag == "--plot":
+            path = path.with_suffix(".png") if path != tmp_path else path
+        assert main([*args, flag, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1
+        assert err.startswith(f"kronos forecast: error: {flag} ")
+
+
+def test_forecast_under_a_file_size_limit_keeps_the_previous_output(tmp_path, capsys):
+    out = tmp_path / "forecast.csv"
+    out.write_text("the previous forecast\n")
+    args = ["forecast", str(EXAMPLE), "--steps", "20", "--paths", "4", "--out", str(out)]
+    with file_size_limit(2048):
+        assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"kronos forecast: error: could not write --out '{out}' (File too large)")
+    assert out.read_text() == "the previous forecast\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["forecast.csv"]
+    assert main(args) == 0
+    assert out.read_text().startswith("timestamps,") and len(out.read_text().splitlines()) == 21
+
+
+def test_forecast_and_evaluate_commands_calibrate(tmp_path, tiny_dir, tiny_ohlcv, capsys):
+    data = tmp_path / "bars.csv"
+    tiny_ohlcv.to_csv(data, index=False)
+    model = [
+        "--model",
+        str(tiny_dir / "model"),
+        "--tokenizer",
+        str(tiny_dir / "tokenizer"),
+        "--max-context",
+        "64",
+    ]
+    common = ["--lookback", "32", "--steps", "4", "--paths", "8", *model]
+    out = tmp_path / "f.csv"
+    assert main(["forecast", str(data), *common, "--calibrate", "--out", str(out)]) == 0
+    assert (
+        f"calibrated on {len(fit_origins(len(tiny_ohlcv), 32, 4))} past forecasts" in capsys.readouterr().err
+    )
+    forecast = pd.read_csv(out)
+    assert len(forecast) == 4 and (forecast["close_q0.975"] >= forecast["close_q0.025"]).all()
+    short = tmp_path / "short.csv"
+    tiny_ohlcv.iloc[:50].to_csv(short, index=False)
+    assert main(["forecast", str(short), *common, "--calibrate"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert (
+        error.count("\n") == 0
+        and f"--calibrate needs at least {required_rows(32, 4)} bars" in error
+        and "short (50 bars)" in error
+    )
+
+    report = tmp_path / "report"
+    argv = ["evaluate", str(data), *common, "--origins", "6", "--calibrate", "--out", str(report), "--quiet"]
+    assert main([*argv, "--bootstrap", "50", "--html"]) == 0
+    summary = pd.read_csv(report / "summary.csv", index_col=0)
+    assert list(summary.index[:2]) == ["kronos", "kronos-calibrated"]
+    assert summary.loc["kronos-calibrated", ["crps_ratio", "coverage_80", "brier"]].notna().all()
+    for name in ("by_horizon", "by_column", "pit_histogram", "reliability"):
+        table = pd.read_csv(report / f"{name}.csv")
+        assert {"kronos", "kronos-calibrated"} <= set(table.iloc[:, 0]), name
+    assert (report / "plots" / "reliability.png").stat().st_size > 1000
+    text = (report / "report.md").read_text()
+    assert "**kronos-calibrated** CRPS is" in text and "## Reliability of P(up) (close)" in text

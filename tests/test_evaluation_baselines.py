@@ -1,0 +1,30 @@
+"""kronos.evaluation.baselines: the point and random-walk baselines by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import random_walk_bars
+
+from kronos.evaluation import drift, gaussian_random_walk, persistence
+
+
+def test_point_baselines_by_hand():
+    history = np.array([[[1.0], [2.0], [4.0]]])  # one origin, lookback 3, one column
+    point, paths = persistence(history, 2)
+    assert point.ravel().tolist() == [4.0, 4.0] and paths.shape == (1, 1, 2, 1)
+    point, paths = drift(history, 2)
+    assert point.ravel().tolist() == [5.5, 7.0] and paths.shape == (1, 1, 2, 1)
+
+
+def test_gaussian_random_walk_uses_the_lookback_volatility():
+    bars = random_walk_bars(200, seed=1, sigma=0.02)
+    history = bars[["open", "high", "low", "close", "volume", "amount"]].to_numpy()[None]
+    point, paths = gaussian_random_walk(history, 3, 20_000, np.random.default_rng(0))
+    closes = history[0, :, 3]
+    sigma = np.diff(np.log(closes)).std(ddof=1)
+    first_returns = np.log(paths[0, :, 0, 3] / closes[-1])
+    assert first_returns.std() == pytest.approx(sigma, rel=0.03)
+    assert np.log(paths[0, :, 2, 3] / closes[-1]).std() == pytest.approx(sigma * np.sqrt(3), rel=0.03)
+    assert np.median(paths[0, :, 2, 3]) == pytest.approx(closes[-1], rel=0.01)
+    assert point[0, :, 3].tolist() == [closes[-1]] * 3

@@ -1,0 +1,107 @@
+"""kronos.forecasting.calibration: the fit by hand, what it does to paths, what it refuses, and the
+origins it fits on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kronos.engine.sampling import Sampling
+from kronos.evaluation.baselines import run_baseline
+from kronos.forecasting.calibration import (
+    MIN_ORIGINS,
+    Calibration,
+    fit_origins,
+    history_volatility,
+    required_rows,
+)
+from kronos.forecasting.paths import ohlc_violations, sample_quantiles
+
+torch.set_num_threads(1)
+SAMPLING = Sampling(1.0, 0, 0.9, 40, 0)
+
+
+def lognormal_paths(rng, n, n_paths, steps, sigma, last=100.0):
+    """Bars whose close walks with per-step log volatility sigma; a consistent OHLC around it."""
+    close = last * np.exp(np.cumsum(sigma * rng.standard_normal((n, n_paths, steps)), axis=-1))
+    paths = np.empty((n, n_paths, steps, 6))
+    paths[..., 0] = close * np.exp(0.1 * sigma * rng.standard_normal(close.shape))
+    paths[..., 3] = close
+    paths[..., 1] = np.maximum(paths[..., 0], close) * (1 + sigma * 0.2)
+    paths[..., 2] = np.minimum(paths[..., 0], close) * (1 - sigma * 0.2)
+    paths[..., 4] = 1000.0
+    paths[..., 5] = paths[..., 4] * close
+    return paths
+
+
+def test_fit_widens_narrow_paths_drops_a_false_drift_and_keeps_bars_consistent():
+    rng = np.random.default_rng(0)
+    n, steps, sigma = 200, 5, 0.01
+    last, vol = np.full(n, 100.0), np.full(n, sigma)
+    outcomes = lognormal_paths(rng, n, 1, steps, sigma)[:, 0, :, 3]
+    narrow = lognormal_paths(rng, n, 40, steps, sigma / 2)
+    calibration = Calibration.fit(narrow, outcomes, last, vol, SAMPLING, lookback=50)
+    assert calibration.origins == n and calibration.steps == steps and calibration.misses.shape == (n, steps)
+    # a model whose every path drifts up by 2 sigma per step: its move is dropped (shrink 0)
+    drifting = narrow * np.exp(2 * sigma * np.arange(1, steps + 1))[:, None]
+    assert (Calibration.fit(drifting, outcomes, last, vol, SAMPLING, 50).shrink == 0).all()
+
+    # applied: bands of the calibrated paths hold 80% of fresh outcomes, bars stay consistent
+    fresh = lognormal_paths(rng, n, 40, steps, sigma / 2)
+    truth = lognormal_paths(rng, n, 1, steps, sigma)[:, 0, :, 3]
+    calibrated = calibration.apply(fresh, last, vol)
+    low, high = sample_quantiles(fresh[..., 3], [0.1, 0.9], axis=1)
+    assert ((truth >= low) & (truth <= high)).mean() < 0.55
+    low, high = sample_quantiles(calibrated[..., 3], [0.1, 0.9], axis=1)
+    assert ((truth >= low) & (truth <= high)).mean() == pytest.approx(0.8, abs=0.04)
+    assert not ohlc_violations(calibrated).any()
+    np.testing.assert_array_equal(calibrated[..., 4:], fresh[..., 4:])
+    # each bar's four prices shift by one log amount, and the paths keep their order
+    shift = np.log(calibrated[..., :4] / fresh[..., :4])
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[..., 3:], shift.shape), atol=1e-12)
+    order = lambda x: np.argsort(x[..., 3], axis=1, kind="stable")  # noqa: E731
+    np.testing.assert_array_equal(order(calibrated), order(fresh))
+    # by hand: path of rank j goes to center + spread * the j/(P + 1) quantile of the past misses
+    moves = np.log(fresh[0, ..., 3] / 100)  # [P, steps]
+    center = calibration.shrink * np.median(moves, axis=0)
+    spread = np.sqrt(
+        calibration.weight * moves.std(axis=0) ** 2 + (1 - calibration.weight) * sigma**2 * np.arange(1, 6)
+    )
+    shape = sample_quantiles(calibration.misses, np.arange(1, 41) / 41)
+    expected = center + spread * shape
+    np.testing.assert_allclose(np.sort(np.log(calibrated[0, ..., 3] / 100), axis=0), expected, rtol=1e-9)
+
+
+def test_fit_and_apply_refuse_what_they_cannot_do():
+    rng = np.random.default_rng(1)
+    paths = lognormal_paths(rng, MIN_ORIGINS - 1, 8, 3, 0.01)
+    last, vol = np.full(len(paths), 100.0), np.full(len(paths), 0.01)
+    with pytest.raises(ValueError, match=f"at least {MIN_ORIGINS} past forecasts"):
+        Calibration.fit(paths, paths[:, 0, :, 3], last, vol, SAMPLING, 10)
+    with pytest.raises(ValueError, match="do not fit"):
+        Calibration.fit(paths, paths[:, 0, :2, 3], last, vol, SAMPLING, 10)
+    calibration = Calibration(np.ones(3), np.ones(3), np.zeros((20, 3)), (1.0, 0, 0.9), 10)
+    with pytest.raises(ValueError, match="fitted for 3 steps; this forecast has 4"):
+        calibration.apply(lognormal_paths(rng, 1, 8, 4, 0.01)[0], 100.0, 0.01)
+    with pytest.raises(ValueError, match=r"\(1.0, 0, 0.9\); this forecast samples \(1.2, 0, 1.0\)"):
+        calibration.check(Sampling(1.2, 0, 1.0, 20), 3)
+
+
+def test_history_volatility_is_the_random_walk_baselines():
+    rng = np.random.default_rng(3)
+    history = lognormal_paths(rng, 4, 1, 30, 0.02)[:, 0]  # [4, 30, 6]
+    walk = run_baseline("gaussian_rw", history, 1, 4000, np.random.default_rng(0))[1][..., 3]
+    spread = np.log(walk[:, :, 0] / history[:, None, -1, 3]).std(axis=1)
+    np.testing.assert_allclose(spread, history_volatility(history[..., 3]), rtol=0.05)
+
+
+def test_fit_origins_count_from_the_first_bar_so_longer_histories_reuse_them():
+    assert fit_origins(60, 10, 5, every=4, max_origins=None).tolist() == list(range(10, 56, 4))
+    assert fit_origins(60, 10, 5, every=4, max_origins=3).tolist() == [46, 50, 54]
+    shorter = fit_origins(47, 10, 5, every=4, max_origins=None)
+    assert set(shorter) <= set(fit_origins(60, 10, 5, every=4, max_origins=None))
+    assert shorter[-1] + 5 <= 47
+    assert required_rows(10, 5, 4) == 10 + 19 * 4 + 5
+    assert len(fit_origins(required_rows(10, 5, 4), 10, 5, 4)) == MIN_ORIGINS
+    assert len(fit_origins(required_rows(10, 5, 4) - 1, 10, 5, 4)) == MIN_ORIGINS - 1

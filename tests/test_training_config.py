@@ -1,0 +1,47 @@
+"""kronos.training.config: each network's defaults, overrides and unknown keys."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kronos import ModelConfig, TokenizerConfig
+from kronos.training import load_config
+from kronos.training.config import config_from_dict
+
+torch.set_num_threads(1)
+
+
+def test_each_network_config_has_its_own_defaults():
+    cfg = config_from_dict({"tokenizer": {"n_heads": 2}, "model": {"d_model": 64}})
+    assert cfg.tokenizer.network() == TokenizerConfig(
+        d_in=6, d_model=64, n_heads=2, ff_dim=128, ffn_dropout_p=0.0, attn_dropout_p=0.0, resid_dropout_p=0.0,
+        n_enc_layers=3, n_dec_layers=3, s1_bits=6, s2_bits=6, beta=0.05, gamma0=1.0, gamma=1.1, zeta=0.05,
+        group_size=4,
+    )  # fmt: skip
+    assert cfg.model.network(6, 5) == ModelConfig(
+        s1_bits=6, s2_bits=5, d_model=64, n_heads=4, ff_dim=256, ffn_dropout_p=0.1, attn_dropout_p=0.0,
+        resid_dropout_p=0.1, n_layers=4, token_dropout_p=0.0, learn_te=True,
+    )  # fmt: skip
+    assert (cfg.tokenizer.pretrained, cfg.model.pretrained, cfg.model.tokenizer) == ("", "", "")
+    bad = config_from_dict({"tokenizer": {"group_size": 5}, "model": {"n_heads": 3}})
+    with pytest.raises(ValueError, match=r"config \[tokenizer\]: 'group_size' \(5\) must divide"):
+        bad.tokenizer.network()
+    with pytest.raises(ValueError, match=r"config \[model\]: 'd_model' \(128\) divided by 'n_heads' \(3\)"):
+        bad.model.network(6, 6)
+
+
+def test_config_overrides_and_unknown_keys(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[data]\npaths = ["a.csv"]\nwindow = 64\n[train]\nlr = 1e-3\n[train.predictor]\nepochs = 7\n'
+    )
+    cfg = load_config(path, ["train.lr=5e-4", "data.window=32", "train.predictor.batch_size=8"])
+    assert cfg.train.lr == 5e-4 and cfg.data.window == 32
+    assert cfg.train_for("predictor").epochs == 7 and cfg.train_for("predictor").batch_size == 8
+    assert cfg.train_for("tokenizer").epochs == cfg.train.epochs
+    assert cfg.train_for("tokenizer").out_dir == str(tmp_path / "runs" / "kronos" / "tokenizer")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['train.lrr'\]"):
+        load_config(path, ["train.lrr=1"])
+    with pytest.raises(ValueError, match="train.epochs must be a int"):
+        load_config(path, ["train.epochs=abc"])
