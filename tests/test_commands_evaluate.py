@@ -11,7 +11,7 @@ import torch
 from helpers import make_bars, random_bars
 
 from kronos.commands.main import main
-from kronos.forecasting.predictor import ContextWarning
+from kronos.forecasting.core import ContextWarning
 
 torch.set_num_threads(1)
 

@@ -15,10 +15,10 @@ def engine(request, monkeypatch):
     if request.param == "plain":
         from reference_generation import plain_decode_tokens, plain_generate_tokens
 
-        import kronos.forecasting.predictor as predictor
+        import kronos.forecasting.core as core
 
-        monkeypatch.setattr(predictor, "generate_tokens", plain_generate_tokens)
-        monkeypatch.setattr(predictor, "decode_tokens", plain_decode_tokens)
+        monkeypatch.setattr(core, "generate_tokens", plain_generate_tokens)
+        monkeypatch.setattr(core, "decode_tokens", plain_decode_tokens)
     return request.param
 
 

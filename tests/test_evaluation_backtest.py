@@ -14,8 +14,8 @@ from helpers import random_walk_bars
 from kronos import KronosPredictor
 from kronos.engine.sampling import Sampling
 from kronos.evaluation import Backtest, evaluate, read_series, select_origins
+from kronos.forecasting.core import Forecast
 from kronos.forecasting.paths import repair_ohlc, sample_quantiles
-from kronos.forecasting.predictor import Forecast
 from kronos.forecasting.series import CLOSE, FEATURE_COLUMNS
 
 torch.set_num_threads(1)

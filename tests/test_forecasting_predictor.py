@@ -14,13 +14,13 @@ import pytest
 import torch
 from helpers import random_bars
 
-import kronos.forecasting.predictor
+import kronos.forecasting.core
 from kronos import Kronos, KronosPredictor, KronosTokenizer
 from kronos.engine.sampling import Sampling
 from kronos.evaluation import Backtest, evaluate
 from kronos.forecasting.calibration import Calibration, fit_origins, history_volatility, required_rows
+from kronos.forecasting.core import ContextWarning, Forecast, cpu_has_bf16_kernels
 from kronos.forecasting.paths import VolatilityWarning, ohlc_violation_rate
-from kronos.forecasting.predictor import ContextWarning, Forecast, cpu_has_bf16_kernels
 from kronos.forecasting.schedules import GapWarning
 from kronos.forecasting.series import FEATURE_COLUMNS, Series
 from kronos.forecasting.tables import TableOptions
@@ -755,9 +755,7 @@ def test_small_models_generate_on_one_thread_unless_the_user_chose(tiny_model, t
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        monkeypatch.setattr(
-            kronos.forecasting.predictor, "_TORCH_THREADS", 2
-        )  # as if kronos were imported now
+        monkeypatch.setattr(kronos.forecasting.core, "_TORCH_THREADS", 2)  # as if kronos were imported now
         for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             monkeypatch.delenv(variable, raising=False)
         predictor = KronosPredictor(model, tiny_tokenizer, device="cpu", max_context=64)
@@ -767,9 +765,7 @@ def test_small_models_generate_on_one_thread_unless_the_user_chose(tiny_model, t
         monkeypatch.setenv("OMP_NUM_THREADS", "2")
         assert threads_while_generating(predictor, frame) == 2
         monkeypatch.delenv("OMP_NUM_THREADS")
-        monkeypatch.setattr(
-            kronos.forecasting.predictor, "_TORCH_THREADS", 4
-        )  # the user changed torch's count
+        monkeypatch.setattr(kronos.forecasting.core, "_TORCH_THREADS", 4)  # the user changed torch's count
         assert threads_while_generating(predictor, frame) == 2
     finally:
         torch.set_num_threads(before)
