@@ -15,6 +15,8 @@ import pandas as pd
 import torch
 
 from kronos import Kronos, KronosTokenizer
+from kronos.engine.sampling import Sampling
+from kronos.forecasting.series import FEATURE_COLUMNS
 from kronos.nn.config import KRONOS_MINI, KRONOS_TOKENIZER_BASE
 from kronos.training.config import config_from_dict
 
@@ -211,3 +213,20 @@ def file_size_limit(max_bytes: int):
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, handler)
+
+
+def history(ohlcv: pd.DataFrame, rows: slice) -> tuple[pd.DataFrame, pd.Series]:
+    """The bars and timestamps of some rows of the fixture, as the predictor's methods take them."""
+    part = ohlcv.iloc[rows]
+    return part[FEATURE_COLUMNS], part["timestamps"]
+
+
+def quantiles(predictor, frame: pd.DataFrame, steps: int = 3, top_k: int = 0) -> pd.DataFrame:
+    """`predict_quantiles` of a frame with a timestamps column: two seeded paths, future stamps inferred."""
+    return predictor.predict_quantiles(
+        frame.drop(columns="timestamps"),
+        frame["timestamps"],
+        None,
+        steps,
+        sampling=Sampling(top_k=top_k, sample_count=2, seed=0),
+    )

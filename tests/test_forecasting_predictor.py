@@ -1,46 +1,34 @@
-"""kronos.forecasting.predictor: the core (`sample`, `fit_calibration`, `Forecast`) and its adapters
+"""kronos.forecasting.predictor: the pandas adapters over the core
 (`predict_paths`, `predict_quantiles`, `predict_df`, `calibrate`): seeded and batched paths, the
 summaries, long tables and their missing data, the checks made before any work, threads, and what a
 predictor leaves alone (the caller's model and tokenizer)."""
 
 from __future__ import annotations
 
-import copy
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import random_bars
+from helpers import history, quantiles, random_bars
 
-import kronos.forecasting.core
-from kronos import Kronos, KronosPredictor, KronosTokenizer
+from kronos import KronosPredictor
 from kronos.engine.sampling import Sampling
 from kronos.evaluation import Backtest, evaluate
-from kronos.forecasting.calibration import Calibration, fit_origins, history_volatility, required_rows
-from kronos.forecasting.core import ContextWarning, Forecast, cpu_has_bf16_kernels
+from kronos.forecasting.calibration import fit_origins, required_rows
+from kronos.forecasting.core import ContextWarning
 from kronos.forecasting.paths import VolatilityWarning, ohlc_violation_rate
 from kronos.forecasting.schedules import GapWarning
-from kronos.forecasting.series import FEATURE_COLUMNS, Series
+from kronos.forecasting.series import FEATURE_COLUMNS
 from kronos.forecasting.tables import TableOptions
 
 torch.set_num_threads(1)
 
 
-def tiny_series(tiny_ohlcv: pd.DataFrame, start: int, stop: int, key: object) -> Series:
-    frame = tiny_ohlcv.iloc[start:stop]
-    return Series.from_frame(frame[FEATURE_COLUMNS], frame["timestamps"], key=key, name=f"s{key}")
-
-
 def long_table(ohlcv: pd.DataFrame, pieces: dict) -> pd.DataFrame:
     """Concatenate slices of the fixture, one per id, as a long table (index left duplicated)."""
     return pd.concat([ohlcv.iloc[rows].assign(id=key) for key, rows in pieces.items()])
-
-
-def history(ohlcv: pd.DataFrame, rows: slice):
-    part = ohlcv.iloc[rows]
-    return part[FEATURE_COLUMNS], part["timestamps"]
 
 
 def parts(ohlcv: pd.DataFrame, starts, length: int = 50, steps: int = 5):
@@ -50,151 +38,6 @@ def parts(ohlcv: pd.DataFrame, starts, length: int = 50, steps: int = 5):
 
 
 PRICES = ["open", "high", "low", "close"]
-
-
-def quantiles(predictor, frame: pd.DataFrame, steps: int = 3, top_k: int = 0) -> pd.DataFrame:
-    return predictor.predict_quantiles(
-        frame.drop(columns="timestamps"),
-        frame["timestamps"],
-        None,
-        steps,
-        sampling=Sampling(top_k=top_k, sample_count=2, seed=0),
-    )
-
-
-def threads_while_generating(predictor, frame) -> int:
-    seen = []
-    # the time embedding runs once per generation call, in either engine
-    hook = predictor.model.time_emb.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
-    try:
-        quantiles(predictor, frame)
-    finally:
-        hook.remove()
-    return seen[0]
-
-
-def test_sample_gives_predict_paths_batch_bit_for_bit(tiny_predictor, tiny_ohlcv):
-    """Histories of different lengths in one call, each seeded by its key: the core's paths are the
-    adapter's, and each series' are its own whatever it is sampled with."""
-    spans = [(0, 40, "a"), (10, 60, "b"), (30, 70, 7)]
-    series = [tiny_series(tiny_ohlcv, *span) for span in spans]
-    futures = [pd.DatetimeIndex(tiny_ohlcv["timestamps"].iloc[stop : stop + 5]) for _, stop, _ in spans]
-    sampling = Sampling(sample_count=6, seed=13)
-    forecast = tiny_predictor.sample(series, 5, sampling, future=futures)
-    assert isinstance(forecast, Forecast)
-    assert forecast.paths.shape == (3, 6, 5, 6) and forecast.paths.dtype == np.float32
-    assert forecast.keys == ["a", "b", 7]
-    frames = [tiny_ohlcv.iloc[a:b] for a, b, _ in spans]
-    paths = tiny_predictor.predict_paths_batch(
-        [f[FEATURE_COLUMNS] for f in frames], [f["timestamps"] for f in frames], futures, 5,
-        sampling=Sampling(sample_count=6, seed=13), series_ids=["a", "b", 7],
-    )  # fmt: skip
-    np.testing.assert_array_equal(forecast.paths, paths)
-    alone = tiny_predictor.sample(series[1], 5, sampling, future=futures[1])
-    np.testing.assert_array_equal(alone.paths[0], forecast.paths[1])
-    np.testing.assert_array_equal(forecast.last_close, [np.float32(f["close"].iloc[-1]) for f in frames])
-
-
-def test_sample_infers_the_future_and_summary_equals_predict_quantiles(tiny_predictor, tiny_ohlcv):
-    series = tiny_series(tiny_ohlcv, 0, 50, 0)
-    forecast = tiny_predictor.sample(series, 4, Sampling(sample_count=9, seed=2))
-    table = tiny_predictor.predict_quantiles(
-        tiny_ohlcv[FEATURE_COLUMNS].iloc[:50], tiny_ohlcv["timestamps"].iloc[:50], None, 4,
-        quantile_levels=(0.2, 0.8), sampling=Sampling(sample_count=9, seed=2),
-    )  # fmt: skip
-    assert forecast.future[0].equals(table.index)
-    summary = forecast.summary((0.2, 0.8))
-    assert list(summary) == list(table.columns)
-    for column, values in summary.items():
-        np.testing.assert_array_equal(values[0], table[column].to_numpy())
-
-
-def test_fit_calibration_is_calibrate_and_calibrates_sample(tiny_predictor, tiny_ohlcv):
-    frame = tiny_ohlcv.iloc[:160]
-    series = Series.from_frame(frame[FEATURE_COLUMNS], frame["timestamps"], key="x")
-    sampling = Sampling(sample_count=8, seed=1)
-    fitted = tiny_predictor.fit_calibration(series, 3, sampling, lookback=40)
-    same = tiny_predictor.calibrate(
-        frame[FEATURE_COLUMNS],
-        frame["timestamps"],
-        3,
-        lookback=40,
-        sampling=Sampling(sample_count=8, seed=1),
-        series_id="x",
-    )
-    assert isinstance(fitted, Calibration) and fitted.origins == same.origins == 118  # t = 40, 41, ..., 157
-    for field in ("shrink", "weight", "misses"):
-        np.testing.assert_array_equal(getattr(fitted, field), getattr(same, field))
-    history = series.window(120, 160)
-    raw = tiny_predictor.sample(history, 3, sampling)
-    calibrated = tiny_predictor.sample(history, 3, sampling, fitted)
-    assert calibrated.calibrations == [fitted]
-    volatility = history_volatility(history.bars[:, 3].astype(np.float32))  # of the closes the model saw
-    expected = fitted.apply(raw.paths[0], raw.last_close[0], volatility)
-    np.testing.assert_array_equal(calibrated.paths[0], expected.astype(np.float32))
-    with pytest.raises(ValueError, match="sampled with"):
-        tiny_predictor.sample(history, 3, Sampling(sample_count=8, seed=1, top_p=0.5), fitted)
-
-
-def test_sample_refuses_what_it_cannot_forecast(tiny_predictor, tiny_ohlcv):
-    series = tiny_series(tiny_ohlcv, 0, 30, 0)
-    with pytest.raises(TypeError, match=r"series\[0\] must be a kronos.forecasting.series.Series"):
-        tiny_predictor.sample([tiny_ohlcv], 3)
-    with pytest.raises(ValueError, match="series must hold at least one Series"):
-        tiny_predictor.sample([], 3)
-    with pytest.raises(TypeError, match="sampling must be"):
-        tiny_predictor.sample(series, 3, {"seed": 1})
-    with pytest.raises(ValueError, match="future has 2 entries for 1 series"):
-        tiny_predictor.sample(series, 3, future=[series.timestamps[:3], series.timestamps[:3]])
-    with pytest.raises(ValueError, match="future of s0 starts at .* not after the history's last"):
-        tiny_predictor.sample(series, 3, future=series.timestamps[-3:])
-    with pytest.raises(ValueError, match="horizon must be a positive integer"):
-        tiny_predictor.sample(series, 0)
-
-
-@pytest.mark.parametrize("dtype", [None, "bfloat16"])
-def test_the_predictor_leaves_the_model_and_tokenizer_it_is_given_as_they_were(
-    tiny_model, tiny_tokenizer, tiny_ohlcv, dtype
-):
-    """A predictor casts a copy where it needs another dtype or device, and works on the caller's own
-    modules otherwise: they keep their dtype, weights and training flags."""
-    model, tokenizer = copy.deepcopy(tiny_model).train(), copy.deepcopy(tiny_tokenizer)
-    before = {name: p.detach().clone() for name, p in model.state_dict().items()}
-    predictor = KronosPredictor(model, tokenizer, device="cpu", max_context=64, dtype=dtype)
-    predictor.sample(tiny_series(tiny_ohlcv, 0, 30, 0), 2, Sampling(sample_count=2, seed=0))
-    assert model.training  # generation ran in eval mode and restored the flag
-    assert (predictor.model is model) == (dtype is None)
-    assert (predictor.tokenizer is tokenizer) == (dtype is None)
-    if dtype is not None:
-        assert next(predictor.model.parameters()).dtype == torch.bfloat16
-    for name, value in model.state_dict().items():
-        assert value.dtype == before[name].dtype
-        torch.testing.assert_close(value, before[name], rtol=0, atol=0)
-    assert all(p.dtype == torch.float32 for p in tokenizer.parameters())
-
-
-def test_a_bfloat16_predictor_leaves_the_shared_fixture_as_it_was(tiny_model, tiny_tokenizer, tiny_ohlcv):
-    """Constructing and using a bfloat16 predictor over the session-wide model and tokenizer changes
-    none of their dtypes, weights or training flags."""
-    saved = [
-        {name: value.detach().clone() for name, value in module.state_dict().items()}
-        for module in (tiny_model, tiny_tokenizer)
-    ]
-    flags = tiny_model.training, tiny_tokenizer.training
-    predictor = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64, dtype="bfloat16")
-    forecast = predictor.sample(tiny_series(tiny_ohlcv, 0, 30, 0), 2, Sampling(sample_count=2, seed=0))
-    table = predictor.predict_quantiles(
-        tiny_ohlcv[FEATURE_COLUMNS].iloc[:30], tiny_ohlcv["timestamps"].iloc[:30], None, 2,
-        sampling=Sampling(sample_count=2, seed=0),
-    )  # fmt: skip
-    assert np.isfinite(forecast.paths).all() and len(table) == 2
-    assert next(predictor.model.parameters()).dtype == torch.bfloat16  # it did run in bfloat16
-    assert (tiny_model.training, tiny_tokenizer.training) == flags
-    for module, before in zip((tiny_model, tiny_tokenizer), saved):
-        assert all(p.dtype == torch.float32 for p in module.parameters())
-        for name, value in module.state_dict().items():
-            assert value.dtype == before[name].dtype, name
-            torch.testing.assert_close(value, before[name], rtol=0, atol=0)
 
 
 def test_predict_paths_is_reproducible_with_a_seed(tiny_predictor, tiny_ohlcv):
@@ -697,12 +540,6 @@ def test_arguments_are_checked_before_any_work(tiny_predictor, change, message):
         )
 
 
-@pytest.mark.parametrize("clip", [0, -1, float("nan"), float("inf"), True, "5"])
-def test_clip_must_be_a_positive_number(tiny_model, tiny_tokenizer, clip):
-    with pytest.raises(ValueError, match="clip must be a positive finite number"):
-        KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", clip=clip)
-
-
 @pytest.mark.parametrize("freq", ["-1D", "0h"])
 def test_a_freq_that_does_not_step_forward_is_refused(tiny_predictor, freq):
     table = random_bars(40).assign(id="a")
@@ -728,49 +565,6 @@ def test_caps_on_history_and_returned_paths_name_themselves(tiny_predictor):
         )  # fmt: skip
 
 
-def test_the_memory_budget_splits_batches_or_refuses_naming_itself(tiny_model, tiny_tokenizer, tiny_ohlcv):
-    table = pd.concat([tiny_ohlcv.iloc[k * 50 : k * 50 + 40].assign(id=k) for k in range(4)])
-    roomy = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64)
-    one_series = roomy.generation_bytes(40, 3, 4)
-    tight = KronosPredictor(
-        tiny_model, tiny_tokenizer, device="cpu", max_context=64, memory_budget=one_series
-    )
-    args = dict(
-        prediction_length=3, sampling=Sampling(sample_count=4, seed=7), table=TableOptions(min_history=3)
-    )
-    pd.testing.assert_frame_equal(tight.predict_df(table, **args), roomy.predict_df(table, **args))
-    too_tight = KronosPredictor(
-        tiny_model, tiny_tokenizer, device="cpu", max_context=64, memory_budget=one_series - 1
-    )
-    with pytest.raises(ValueError, match="more than the predictor's memory_budget .* use fewer paths"):
-        too_tight.predict_df(table, **args)
-
-
-def test_small_models_generate_on_one_thread_unless_the_user_chose(tiny_model, tiny_tokenizer, monkeypatch):
-    """The Python API is as fast as the command: a small model generates on one thread, unless the
-    user chose a count (num_threads, torch.set_num_threads after importing kronos, or
-    OMP_NUM_THREADS); torch's count is restored after the call."""
-    frame = random_bars(40)
-    model = copy.deepcopy(tiny_model)  # the test hooks into the model it generates with
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        monkeypatch.setattr(kronos.forecasting.core, "_TORCH_THREADS", 2)  # as if kronos were imported now
-        for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            monkeypatch.delenv(variable, raising=False)
-        predictor = KronosPredictor(model, tiny_tokenizer, device="cpu", max_context=64)
-        assert threads_while_generating(predictor, frame) == 1 and torch.get_num_threads() == 2
-        chosen = KronosPredictor(model, tiny_tokenizer, device="cpu", max_context=64, num_threads=2)
-        assert threads_while_generating(chosen, frame) == 2
-        monkeypatch.setenv("OMP_NUM_THREADS", "2")
-        assert threads_while_generating(predictor, frame) == 2
-        monkeypatch.delenv("OMP_NUM_THREADS")
-        monkeypatch.setattr(kronos.forecasting.core, "_TORCH_THREADS", 4)  # the user changed torch's count
-        assert threads_while_generating(predictor, frame) == 2
-    finally:
-        torch.set_num_threads(before)
-
-
 def test_a_zoned_intraday_session_across_a_clock_change_keeps_its_local_hours(tiny_predictor):
     days = pd.bdate_range("2024-03-01", "2024-03-15")
     local = [
@@ -780,32 +574,3 @@ def test_a_zoned_intraday_session_across_a_clock_change_keeps_its_local_hours(ti
     table = quantiles(tiny_predictor, frame, steps=14)
     assert table.index[0] == pd.Timestamp("2024-03-18 09:30", tz="America/New_York")
     assert table.index[-1] == pd.Timestamp("2024-03-19 09:30", tz="America/New_York")
-
-
-@pytest.mark.parametrize("device", ["gpu", "cuda:0", "tpu"])
-def test_unknown_or_unavailable_device(tiny_model, tiny_tokenizer, device):
-    if device.startswith("cuda") and torch.cuda.is_available():
-        pytest.skip("CUDA is available here")
-    with pytest.raises(ValueError, match="device"):
-        KronosPredictor(tiny_model, tiny_tokenizer, device=device)
-
-
-def test_unknown_dtype(tiny_model, tiny_tokenizer):
-    with pytest.raises(ValueError, match="unknown dtype 'float8'"):
-        KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", dtype="float8")
-
-
-def test_bfloat16_predictor_warns_where_the_cpu_lacks_bf16_kernels(tiny_dir):
-    # a model and tokenizer of this test's own, loaded from the fixture's files
-    tiny_model, tiny_tokenizer = (
-        Kronos.from_pretrained(tiny_dir / "model"),
-        KronosTokenizer.from_pretrained(tiny_dir / "tokenizer"),
-    )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        predictor = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", dtype="bfloat16")
-    assert predictor.model.norm.weight.dtype == torch.bfloat16
-    lacking = [w for w in caught if "no bfloat16 matrix instructions" in str(w.message)]
-    assert len(lacking) == (0 if cpu_has_bf16_kernels() else 1)
-    with pytest.raises(ValueError, match="window must be one of"):
-        KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", window="rolling")
