@@ -1,9 +1,10 @@
 """The cached engine of this checkout against the one of another source tree, in one process.
 
 Both get the same weights (Kronos-small and Tokenizer-base shapes, random), inputs and seeds, as
-in bench_generation.py; runs alternate between the two and the fastest of each is reported. One
-process avoids the minutes that building and warming a model in a fresh process take on a busy
-machine, so the comparison fits in a few minutes. The other tree may have either layout:
+in bench_generation.py; runs alternate between the two and the fastest of each is reported, with
+the ratio of the medians (steadier on a busy machine). One process avoids the minutes that
+building and warming a model in a fresh process take on a busy machine, so the comparison fits in
+a few minutes. The other tree may have either layout:
 generation in `kronos.engine.generation` (this one) or, before the layered folders, in
 `kronos.generation`.
 
@@ -17,6 +18,7 @@ import argparse
 import importlib
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -109,9 +111,11 @@ def main() -> None:
                 t, tokens[label] = run(gen, tok, mod, sampling, x, x_stamp, y_stamp, sc.max_context)
                 seconds[label].append(t)
         this, against = min(seconds["this"]), min(seconds["against"])
+        middle = statistics.median(seconds["this"]) / statistics.median(seconds["against"]) - 1
         same = all(torch.equal(a, b) for a, b in zip(tokens["this"], tokens["against"]))
         print(
-            f"[{name}] {sc.note}: {this:.2f} s against {against:.2f} s ({this / against - 1:+.1%}); runs "
+            f"[{name}] {sc.note}: {this:.2f} s against {against:.2f} s ({this / against - 1:+.1%}; medians "
+            f"{middle:+.1%}); runs "
             + ", ".join(f"{t:.2f}" for t in seconds["this"])
             + " against "
             + ", ".join(f"{t:.2f}" for t in seconds["against"])
