@@ -26,11 +26,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from kronos.engine.sampling import Sampling
 from kronos.evaluation.backtest import Backtest, OriginBatch, OriginForecast, evaluate
@@ -51,6 +51,11 @@ from kronos.forecasting.tables import (
 )
 from kronos.io import fsync_dir, write_atomically
 
+if (
+    TYPE_CHECKING
+):  # at run time pyarrow comes with Ray (import_arrow): the CLI imports this module without either
+    import pyarrow as pa
+
 ENGINES = ("local", "ray")
 # seeded unless told otherwise: unseeded draws would depend on which actor and block a series meets
 DATASET_SAMPLING = Sampling(seed=0)
@@ -62,6 +67,15 @@ def import_ray():
     except ImportError as err:
         raise ImportError("the Ray engine needs Ray: pip install 'kronos[ray]'") from err
     return ray
+
+
+def import_arrow():
+    """pyarrow, in which Ray Data moves the series (installed with Ray by the ray extra)."""
+    try:
+        import pyarrow
+    except ImportError as err:
+        raise ImportError("the Ray engine needs pyarrow: pip install 'kronos[ray]'") from err
+    return pyarrow
 
 
 # --- the model and the actors that hold it ---------------------------------------------------------
@@ -353,6 +367,7 @@ def forecast_dataset(
     written instead to `out/<id_column>=<id>/forecast.parquet` (`series_file`) and None is
     returned; the folder appears whole, once every series is written, or not at all.
     """
+    pa = import_arrow()
     engine = _engine(engine)
     batch_size = positive_int(batch_size, "batch_size")
     options = dict(
@@ -418,6 +433,7 @@ def _series_blocks(
     engine, source, id_column, timestamp_column, columns, nan_policy, batch_size
 ) -> _SeriesBlocks:
     """`source` as whole series in blocks of about `batch_size` series."""
+    pa = import_arrow()
     ray = import_ray()
     if columns and isinstance(source, (pd.DataFrame, ray.data.Dataset)):
         raise ValueError(
@@ -481,6 +497,7 @@ def _named_rows(table: pd.DataFrame, id_column: str, timestamp_column: str) -> p
 def _nested(series: pd.DataFrame) -> pa.Table:
     """A series' long table as one row, each column the list of its values: a block boundary
     never cuts a series in two."""
+    pa = import_arrow()
     flat = pa.Table.from_pandas(series, preserve_index=False)
     offsets = pa.array([0, len(series)], pa.int32())
     return pa.table(
@@ -493,6 +510,7 @@ def _nested(series: pd.DataFrame) -> pa.Table:
 
 def _unnested(block: pa.Table) -> pd.DataFrame:
     """The long table of a block of `_nested` series."""
+    pa = import_arrow()
     return pa.table(
         {name: block.column(name).combine_chunks().flatten() for name in block.column_names}
     ).to_pandas()
