@@ -14,6 +14,7 @@ from helpers import random_walk_bars
 from kronos import KronosPredictor
 from kronos.engine.sampling import Sampling
 from kronos.evaluation import Backtest, evaluate, read_series, select_origins
+from kronos.forecasting.calibration import PastOrigins
 from kronos.forecasting.core import Forecast
 from kronos.forecasting.paths import repair_ohlc, sample_quantiles
 from kronos.forecasting.series import CLOSE, FEATURE_COLUMNS
@@ -225,8 +226,8 @@ def test_evaluate_scores_exactly_what_users_get(tiny_predictor, tiny_ohlcv):
         past,
         past["timestamps"],
         4,
-        lookback=32,
         sampling=Sampling(sample_count=8, seed=5),
+        past=PastOrigins(lookback=32),
         series_id="series",
     )
     fitted = result.calibrations[("series", t)]

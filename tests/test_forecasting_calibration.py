@@ -12,6 +12,7 @@ from kronos.evaluation.baselines import run_baseline
 from kronos.forecasting.calibration import (
     MIN_ORIGINS,
     Calibration,
+    PastOrigins,
     fit_origins,
     history_volatility,
     required_rows,
@@ -105,3 +106,20 @@ def test_fit_origins_count_from_the_first_bar_so_longer_histories_reuse_them():
     assert required_rows(10, 5, 4) == 10 + 19 * 4 + 5
     assert len(fit_origins(required_rows(10, 5, 4), 10, 5, 4)) == MIN_ORIGINS
     assert len(fit_origins(required_rows(10, 5, 4) - 1, 10, 5, 4)) == MIN_ORIGINS - 1
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"lookback": 1}, "lookback must be at least 3 bars"),
+        ({"lookback": 0}, "lookback must be a positive integer"),
+        ({"every": 0}, "every must be a positive integer"),
+        ({"max_origins": 0}, "max_origins must be a positive integer"),
+        ({"max_origins": 5}, "max_origins must be at least 20"),
+        ({"lookback": 2.5}, "lookback must be a positive integer"),
+    ],
+)
+def test_past_origins_refuse_what_would_give_nan_bands_or_mean_all(fields, message):
+    with pytest.raises(ValueError, match=message):
+        PastOrigins(**fields)
+    assert PastOrigins(lookback=3, every=1, max_origins=None).max_origins is None

@@ -16,7 +16,7 @@ from helpers import quantiles, random_bars
 import kronos.forecasting.core
 from kronos import Kronos, KronosPredictor, KronosTokenizer
 from kronos.engine.sampling import Sampling
-from kronos.forecasting.calibration import Calibration, history_volatility
+from kronos.forecasting.calibration import Calibration, PastOrigins, history_volatility
 from kronos.forecasting.core import Forecast, cpu_has_bf16_kernels
 from kronos.forecasting.series import FEATURE_COLUMNS, Series
 from kronos.forecasting.tables import TableOptions
@@ -80,13 +80,13 @@ def test_fit_calibration_is_calibrate_and_calibrates_sample(tiny_predictor, tiny
     frame = tiny_ohlcv.iloc[:160]
     series = Series.from_frame(frame[FEATURE_COLUMNS], frame["timestamps"], key="x")
     sampling = Sampling(sample_count=8, seed=1)
-    fitted = tiny_predictor.fit_calibration(series, 3, sampling, lookback=40)
+    fitted = tiny_predictor.fit_calibration(series, 3, sampling, PastOrigins(lookback=40))
     same = tiny_predictor.calibrate(
         frame[FEATURE_COLUMNS],
         frame["timestamps"],
         3,
-        lookback=40,
         sampling=Sampling(sample_count=8, seed=1),
+        past=PastOrigins(lookback=40),
         series_id="x",
     )
     assert isinstance(fitted, Calibration) and fitted.origins == same.origins == 118  # t = 40, 41, ..., 157

@@ -16,7 +16,7 @@ from helpers import history, quantiles, random_bars
 from kronos import KronosPredictor
 from kronos.engine.sampling import Sampling
 from kronos.evaluation import Backtest, evaluate
-from kronos.forecasting.calibration import fit_origins, required_rows
+from kronos.forecasting.calibration import PastOrigins, fit_origins, required_rows
 from kronos.forecasting.core import ContextWarning
 from kronos.forecasting.paths import VolatilityWarning, ohlc_violation_rate
 from kronos.forecasting.schedules import GapWarning
@@ -413,11 +413,15 @@ def test_calibrate_needs_enough_history_and_the_same_sampling(tiny_predictor, ti
     short = tiny_ohlcv.iloc[: required_rows(32, 4) - 1]
     with pytest.raises(ValueError, match=f"needs at least {required_rows(32, 4)} bars"):
         tiny_predictor.calibrate(
-            short, short["timestamps"], 4, lookback=32, sampling=Sampling(sample_count=4, seed=0)
+            short,
+            short["timestamps"],
+            4,
+            sampling=Sampling(sample_count=4, seed=0),
+            past=PastOrigins(lookback=32),
         )
     bars = tiny_ohlcv.iloc[:200]
     calibration = tiny_predictor.calibrate(
-        bars, bars["timestamps"], 4, lookback=32, sampling=Sampling(sample_count=4, seed=1)
+        bars, bars["timestamps"], 4, sampling=Sampling(sample_count=4, seed=1), past=PastOrigins(lookback=32)
     )
     assert calibration.origins == len(fit_origins(200, 32, 4)) and calibration.lookback == 32
     history = bars.iloc[-32:]

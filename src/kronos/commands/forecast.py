@@ -24,7 +24,7 @@ from kronos.commands.options import (
 )
 from kronos.commands.plot import plot_forecast
 from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P, Sampling
-from kronos.forecasting.calibration import Calibration, required_rows
+from kronos.forecasting.calibration import Calibration, PastOrigins, required_rows
 from kronos.forecasting.paths import BAND_QUANTILE_LEVELS, check_quantile_levels
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
@@ -234,7 +234,7 @@ def calibrate_series(
     calibrations = {}
     for one in series:
         calibrations[one.key] = calibration = predictor.fit_calibration(
-            one, args.steps, sampling, lookback=lookback, batch_size=args.batch_size
+            one, args.steps, sampling, PastOrigins(lookback), batch_size=args.batch_size
         )
         print(
             f"{one.name}: calibrated on {calibration.origins} past forecasts; model's move kept "

@@ -63,6 +63,37 @@ def fit_origins(
     return origins if max_origins is None else origins[-max_origins:]
 
 
+MIN_LOOKBACK = 3  # bars a past forecast sees at least: their volatility takes two log returns
+
+
+@dataclass(frozen=True)
+class PastOrigins:
+    """Which past forecasts a calibration is fitted on (`fit_origins`): each from the `lookback`
+    bars before its origin (None: the model's), one origin every `every` bars (None: half the
+    horizon), the last `max_origins` of them (None: all). Checked when made, naming the field."""
+
+    lookback: int | None = None
+    every: int | None = None
+    max_origins: int | None = MAX_ORIGINS
+
+    def __post_init__(self) -> None:
+        if self.lookback is not None and positive_int(self.lookback, "lookback") < MIN_LOOKBACK:
+            raise ValueError(
+                f"lookback must be at least {MIN_LOOKBACK} bars (a history's volatility takes two log "
+                f"returns), got {self.lookback}"
+            )
+        if self.every is not None:
+            positive_int(self.every, "every")
+        if self.max_origins is not None and positive_int(self.max_origins, "max_origins") < MIN_ORIGINS:
+            raise ValueError(
+                f"max_origins must be at least {MIN_ORIGINS} (the past forecasts a calibration needs) or None "
+                f"for all, got {self.max_origins}"
+            )
+
+
+PAST_ORIGINS = PastOrigins()
+
+
 def required_rows(lookback: int, steps: int, every: int | None = None, min_origins: int = MIN_ORIGINS) -> int:
     """The shortest history that holds `min_origins` past forecasts with their outcomes."""
     every = default_every(steps) if every is None else every

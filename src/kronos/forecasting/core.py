@@ -29,9 +29,10 @@ from kronos.engine.generation import WINDOWS as WINDOWS  # the choices of `windo
 from kronos.engine.generation import SeriesBatch, check_window, decode_tokens, generate_tokens
 from kronos.engine.sampling import Sampling
 from kronos.forecasting.calibration import (
-    MAX_ORIGINS,
     MIN_ORIGINS,
+    PAST_ORIGINS,
     Calibration,
+    PastOrigins,
     fit_origins,
     fit_past_forecasts,
     history_volatility,
@@ -300,29 +301,27 @@ class ForecastingCore:
         series: Series,
         horizon: int,
         sampling: Sampling = CALIBRATION_SAMPLING,
+        past: PastOrigins = PAST_ORIGINS,
         *,
-        lookback: int | None = None,
-        every: int | None = None,
-        max_origins: int | None = MAX_ORIGINS,
         batch_size: int = 32,
         progress: bool = False,
     ) -> Calibration:
         """A `Calibration` of `horizon`-step forecasts, fitted on the series' own past.
 
-        Forecasts the series from within, with `sample`: at origins t = lookback + k * every
-        (`every` defaults to horizon // 2; the last `max_origins`,
-        `kronos.forecasting.calibration.fit_origins`), each from the `lookback` bars before t
-        (default: the model's), and compares them with the bars that followed. Past origin t draws
+        Forecasts the series from within, with `sample`, at the origins `past` chooses
+        (`kronos.forecasting.calibration.PastOrigins`: each from the lookback bars before it, the
+        model's by default), and compares them with the bars that followed. Past origin t draws
         from (seed, series.key, t). Needs `kronos.forecasting.calibration.required_rows` bars (20
         past forecasts) and raises ValueError otherwise. The one place calibrations are fitted.
         """
         if not isinstance(series, Series):
             raise TypeError(f"series must be a kronos.forecasting.series.Series, got {type(series).__name__}")
         horizon = positive_int(horizon, "horizon")
-        lookback = self.lookback if lookback is None else positive_int(lookback, "lookback")
-        origins = fit_origins(len(series), lookback, horizon, every, max_origins)
+        past = checked_instance(past, PastOrigins, "past", "PastOrigins(lookback=64)")
+        lookback = self.lookback if past.lookback is None else past.lookback
+        origins = fit_origins(len(series), lookback, horizon, past.every, past.max_origins)
         if len(origins) < MIN_ORIGINS:
-            needed = required_rows(lookback, horizon, every)
+            needed = required_rows(lookback, horizon, past.every)
             raise ValueError(
                 f"calibrating {horizon}-step forecasts from {lookback} bars of history needs at least {needed} "
                 f"bars ({MIN_ORIGINS} past forecasts and their outcomes); {series.name} has {len(series)}"

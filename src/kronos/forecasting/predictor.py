@@ -16,10 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kronos.engine.sampling import Sampling
-from kronos.forecasting.calibration import (
-    MAX_ORIGINS,
-    Calibration,
-)
+from kronos.forecasting.calibration import PAST_ORIGINS, Calibration, PastOrigins
 from kronos.forecasting.core import (
     CALIBRATION_SAMPLING,
     MAX_PATH_VALUES,
@@ -189,10 +186,8 @@ class KronosPredictor(UpstreamMethods):
         x_timestamp: object,
         pred_len: int,
         sampling: Sampling = CALIBRATION_SAMPLING,
+        past: PastOrigins = PAST_ORIGINS,
         *,
-        lookback: int | None = None,
-        every: int | None = None,
-        max_origins: int | None = MAX_ORIGINS,
         series_id: object = 0,
         batch_size: int = 32,
         verbose: bool = False,
@@ -213,16 +208,7 @@ class KronosPredictor(UpstreamMethods):
             raise ValueError(f"df has {len(bars)} rows but x_timestamp has {len(stamps)}")
         columns = tuple(c for c in FEATURE_COLUMNS if c in df.columns)
         series = Series(bars, pd.DatetimeIndex(stamps), series_id, "df", columns)
-        return self.fit_calibration(
-            series,
-            pred_len,
-            sampling,
-            lookback=lookback,
-            every=every,
-            max_origins=max_origins,
-            batch_size=batch_size,
-            progress=verbose,
-        )
+        return self.fit_calibration(series, pred_len, sampling, past, batch_size=batch_size, progress=verbose)
 
     def predict_df(
         self,

@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from kronos.forecasting.calibration import PastOrigins
 from kronos.forecasting.core import Forecast
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
@@ -109,7 +110,7 @@ class Forecaster:
         predictor, lookback = self.predictor, self.predictor.lookback
         sampling = jobs[0].sampling  # a batch shares its key, so its sampling settings
         calibrations = [
-            predictor.fit_calibration(one, job.options.steps, sampling, lookback=lookback)
+            predictor.fit_calibration(one, job.options.steps, sampling, PastOrigins(lookback))
             if job.options.calibrate
             else None
             for job in jobs
