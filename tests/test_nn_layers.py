@@ -6,11 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from kronos.nn.layers import FeedForward, RMSNorm, TransformerBlock
+from kronos.nn.layers import BlockShape, FeedForward, RMSNorm, TransformerBlock
 
 
 def test_registry_attributes_follow_every_change_of_the_registry():
-    block = TransformerBlock(d_model=8, n_heads=2, ff_dim=16)
+    shape = BlockShape(
+        d_model=8, n_heads=2, ff_dim=16, ffn_dropout_p=0.0, attn_dropout_p=0.0, resid_dropout_p=0.0
+    )
+    block = TransformerBlock(shape)
     assert block.norm1 is block._modules["norm1"]
     assert block.ffn.w1.weight is block.ffn._modules["w1"]._parameters["weight"]
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-from kronos.nn.layers import DEPENDENCY_HEADS, TIME_FEATURE_SIZES
+from kronos.nn.layers import DEPENDENCY_HEADS, TIME_FEATURE_SIZES, BlockShape
 
 MAX_BITS = 30  # token ids are int64 and the full code of s1 + s2 bits indexes one
 MAX_GROUP_SIZE = 16  # the tokenizer's quantizer keeps a table of 2**group_size codes
@@ -58,16 +58,18 @@ def _block_parameters(d_model: int, ff_dim: int) -> int:
 ConfigT = TypeVar("ConfigT", bound="NetworkConfig")
 
 
-@dataclass(frozen=True)
-class NetworkConfig(ABC):
-    """What the two architectures share: fields checked when made (types and ranges follow from
-    the fields' annotations and names), a reading from a config.json, a parameter count."""
+@dataclass(frozen=True, kw_only=True)
+class NetworkConfig(BlockShape, ABC):
+    """What the two architectures share: the shape of their Transformer blocks, fields checked
+    when made (types and ranges follow from the fields' annotations and names), a reading from a
+    config.json, a parameter count."""
 
     def __post_init__(self) -> None:
         """ValueError naming the field whose type or range is wrong, or the fields that do not fit together."""
         hints = typing.get_type_hints(type(self))
         for field in fields(self):
             _check_value(field.name, getattr(self, field.name), hints[field.name])
+        _check_head_size(self.d_model, self.n_heads, "'n_heads'")
         self.check_fit()
 
     @abstractmethod
@@ -93,25 +95,18 @@ class NetworkConfig(ABC):
             raise ValueError(f"{source}: {err}") from err
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelConfig(NetworkConfig):
-    """The architecture of a Kronos model: the arguments of `Kronos(...)`, in its order."""
+    """The architecture of a Kronos model: the arguments of `Kronos(...)`."""
 
     s1_bits: int
     s2_bits: int
     n_layers: int
-    d_model: int
-    n_heads: int
-    ff_dim: int
-    ffn_dropout_p: float
-    attn_dropout_p: float
-    resid_dropout_p: float
     token_dropout_p: float
     learn_te: bool
 
     def check_fit(self) -> None:
-        """Whole heads of an even size, for the blocks' heads and the dependency-aware layer's."""
-        _check_head_size(self.d_model, self.n_heads, "'n_heads'")
+        """Whole heads of an even size for the dependency-aware layer's heads too."""
         _check_head_size(self.d_model, DEPENDENCY_HEADS, "the dependency-aware layer's heads")
 
     @property
@@ -125,19 +120,13 @@ class ModelConfig(NetworkConfig):
         return embedding + self.n_layers * _block_parameters(d, self.ff_dim) + d + dependency + head
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TokenizerConfig(NetworkConfig):
-    """The architecture of a Kronos tokenizer: the arguments of `KronosTokenizer(...)`, in its order."""
+    """The architecture of a Kronos tokenizer: the arguments of `KronosTokenizer(...)`."""
 
     d_in: int
-    d_model: int
-    n_heads: int
-    ff_dim: int
     n_enc_layers: int
     n_dec_layers: int
-    ffn_dropout_p: float
-    attn_dropout_p: float
-    resid_dropout_p: float
     s1_bits: int
     s2_bits: int
     beta: float
@@ -147,8 +136,7 @@ class TokenizerConfig(NetworkConfig):
     group_size: int
 
     def check_fit(self) -> None:
-        """Whole heads of an even size, s1 and s2 codes of one size, a quantizer group that divides the code."""
-        _check_head_size(self.d_model, self.n_heads, "'n_heads'")
+        """s1 and s2 codes of one size, a quantizer group that divides the code."""
         if self.s1_bits != self.s2_bits:
             raise ValueError(
                 f"'s1_bits' ({self.s1_bits}) and 's2_bits' ({self.s2_bits}) must be equal: "

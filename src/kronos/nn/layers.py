@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import torch
@@ -281,24 +282,31 @@ class MultiHeadCrossAttentionWithRoPE(RotaryAttention):
         return self.output(cache.attend(self.split_heads(q)))
 
 
+@dataclass(frozen=True, kw_only=True)
+class BlockShape:
+    """The shape of a Transformer block, shared by the model's and the tokenizer's configs."""
+
+    d_model: int
+    n_heads: int
+    ff_dim: int
+    ffn_dropout_p: float
+    attn_dropout_p: float
+    resid_dropout_p: float
+
+
 @registry_attributes("norm1", "self_attn", "norm2", "ffn")
 class TransformerBlock(nn.Module):
     """Pre-norm residual block: x += attn(norm1(x)); x += ffn(norm2(x))."""
 
-    def __init__(
-        self,
-        d_model: int,
-        n_heads: int,
-        ff_dim: int,
-        ffn_dropout_p: float = 0.0,
-        attn_dropout_p: float = 0.0,
-        resid_dropout_p: float = 0.0,
-    ):
+    def __init__(self, shape: BlockShape):
         super().__init__()
+        d_model = shape.d_model
         self.norm1 = RMSNorm(d_model)
-        self.self_attn = MultiHeadAttentionWithRoPE(d_model, n_heads, attn_dropout_p, resid_dropout_p)
+        self.self_attn = MultiHeadAttentionWithRoPE(
+            d_model, shape.n_heads, shape.attn_dropout_p, shape.resid_dropout_p
+        )
         self.norm2 = RMSNorm(d_model)
-        self.ffn = FeedForward(d_model, ff_dim, ffn_dropout_p)
+        self.ffn = FeedForward(d_model, shape.ff_dim, shape.ffn_dropout_p)
 
     def forward(
         self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None, cache: LayerCache | None = None
@@ -503,24 +511,22 @@ class DependencyAwareLayer(nn.Module):
         self.norm = RMSNorm(d_model)
 
     def forward(
-        self,
-        hidden: torch.Tensor,
-        sibling_embed: torch.Tensor,
-        key_padding_mask: torch.Tensor | None = None,
-        cache: LayerCache | None = None,
+        self, hidden: torch.Tensor, sibling_embed: torch.Tensor, key_padding_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """With a cache, the keys are those of every position kept by `remember`, and hidden holds
-        only the positions to condition (generation's last)."""
-        if cache is None:
-            attn = self.cross_attn(sibling_embed, hidden, hidden, key_padding_mask=key_padding_mask)
-        else:
-            attn = self.cross_attn.recall(sibling_embed, cache)
+        """Every position of hidden conditioned on its s1 embedding, attending over all of hidden."""
+        attn = self.cross_attn(sibling_embed, hidden, hidden, key_padding_mask=key_padding_mask)
         out: torch.Tensor = self.norm(hidden + attn)
         return out
 
     def remember(self, hidden: torch.Tensor, cache: LayerCache) -> None:
-        """Keep the keys and values of new positions of the context, for cached calls."""
+        """Keep the keys and values of new positions of the context, for `recall`."""
         self.cross_attn.remember(hidden, cache)
+
+    def recall(self, hidden: torch.Tensor, sibling_embed: torch.Tensor, cache: LayerCache) -> torch.Tensor:
+        """`forward` for the positions in hidden (generation's last), with the keys of every
+        position kept by `remember`."""
+        out: torch.Tensor = self.norm(hidden + self.cross_attn.recall(sibling_embed, cache))
+        return out
 
 
 @registry_attributes("proj_s1", "proj_s2")

@@ -63,8 +63,9 @@ class Kronos(nn.Module, Network[ModelConfig]):
     ) -> None:
         super().__init__()
         self.config = ModelConfig(
-            s1_bits, s2_bits, n_layers, d_model, n_heads, ff_dim, ffn_dropout_p, attn_dropout_p,
-            resid_dropout_p, token_dropout_p, learn_te,
+            s1_bits=s1_bits, s2_bits=s2_bits, n_layers=n_layers, d_model=d_model, n_heads=n_heads,
+            ff_dim=ff_dim, ffn_dropout_p=ffn_dropout_p, attn_dropout_p=attn_dropout_p,
+            resid_dropout_p=resid_dropout_p, token_dropout_p=token_dropout_p, learn_te=learn_te,
         )  # fmt: skip
         self.s1_bits, self.s2_bits = s1_bits, s2_bits
         self.d_model, self.n_layers, self.n_heads = d_model, n_layers, n_heads
@@ -72,10 +73,7 @@ class Kronos(nn.Module, Network[ModelConfig]):
         self.embedding = HierarchicalEmbedding(s1_bits, s2_bits, d_model)
         self.time_emb = TemporalEmbedding(d_model, learn_te)
         self.token_drop = nn.Dropout(token_dropout_p)
-        self.transformer = nn.ModuleList(
-            TransformerBlock(d_model, n_heads, ff_dim, ffn_dropout_p, attn_dropout_p, resid_dropout_p)
-            for _ in range(n_layers)
-        )
+        self.transformer = nn.ModuleList(TransformerBlock(self.config) for _ in range(n_layers))
         self.norm = RMSNorm(d_model)
         self.dep_layer = DependencyAwareLayer(d_model)
         self.head = DualHead(s1_bits, s2_bits, d_model)
@@ -123,6 +121,7 @@ class Kronos(nn.Module, Network[ModelConfig]):
         s2_ids: torch.Tensor,
         stamp: torch.Tensor | None = None,
         padding_mask: torch.Tensor | None = None,
+        *,
         cache: ModelCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(s1 logits, normed hidden states) for every position.
@@ -144,14 +143,18 @@ class Kronos(nn.Module, Network[ModelConfig]):
         context: torch.Tensor,
         s1_ids: torch.Tensor,
         padding_mask: torch.Tensor | None = None,
+        *,
         cache: ModelCache | None = None,
     ) -> torch.Tensor:
         """s2 logits given the hidden states and the s1 ids (the query is the unscaled s1 embedding).
 
         With a cache, context is the positions to condition (the last) and the keys are the cache's.
         """
-        dependency = None if cache is None else cache.dependency
-        conditioned = self.dep_layer(context, self.embedding.emb_s1(s1_ids), padding_mask, dependency)
+        s1_embed = self.embedding.emb_s1(s1_ids)
+        if cache is None:
+            conditioned = self.dep_layer(context, s1_embed, padding_mask)
+        else:
+            conditioned = self.dep_layer.recall(context, s1_embed, cache.dependency)
         logits: torch.Tensor = self.head.cond_forward(conditioned)
         return logits
 

@@ -56,18 +56,17 @@ class KronosTokenizer(nn.Module, Network[TokenizerConfig]):
     ) -> None:
         super().__init__()
         self.config = TokenizerConfig(
-            d_in, d_model, n_heads, ff_dim, n_enc_layers, n_dec_layers, ffn_dropout_p, attn_dropout_p,
-            resid_dropout_p, s1_bits, s2_bits, beta, gamma0, gamma, zeta, group_size,
+            d_in=d_in, d_model=d_model, n_heads=n_heads, ff_dim=ff_dim, n_enc_layers=n_enc_layers,
+            n_dec_layers=n_dec_layers, ffn_dropout_p=ffn_dropout_p, attn_dropout_p=attn_dropout_p,
+            resid_dropout_p=resid_dropout_p, s1_bits=s1_bits, s2_bits=s2_bits, beta=beta, gamma0=gamma0,
+            gamma=gamma, zeta=zeta, group_size=group_size,
         )  # fmt: skip
         self.d_in, self.d_model = d_in, d_model
         self.s1_bits, self.s2_bits = s1_bits, s2_bits
         self.codebook_dim = self.config.codebook_dim
 
         def blocks(n: int) -> nn.ModuleList:
-            return nn.ModuleList(
-                TransformerBlock(d_model, n_heads, ff_dim, ffn_dropout_p, attn_dropout_p, resid_dropout_p)
-                for _ in range(n - 1)
-            )
+            return nn.ModuleList(TransformerBlock(self.config) for _ in range(n - 1))
 
         self.embed = nn.Linear(d_in, d_model)
         self.encoder = blocks(n_enc_layers)
