@@ -121,6 +121,7 @@ class Toolbox:
         series, key = self._series(bars, file)
         job = _checked(plan, [(series, key, series.name)], options, predictor.lookback)
         _checked(check_past_forecasts, job, self.settings.limits)
+        series = job.series[0]  # keyed
         history = series.window(max(0, len(series) - predictor.lookback), len(series))
         phases = _Phases(progress, steps)
         with warnings.catch_warnings(record=True) as caught:
