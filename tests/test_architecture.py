@@ -19,9 +19,9 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "kronos"
 CORE = "forecasting"
 # the front ends that forecast through the core: the CLI, the service, evaluation, Ray
-FRONT_ENDS = ("commands", "serve", "evaluation", "ray")
+FRONT_ENDS = ("commands", "serve", "evaluation", "ray", "mcpserver")
 # the model's precision is the core's business; Ray only carries the core's arrays, so it is not listed
-PRECISION_FREE = ("commands", "serve", "evaluation")
+PRECISION_FREE = ("commands", "serve", "evaluation", "mcpserver")
 
 
 def modules(*packages: str) -> list[Path]:

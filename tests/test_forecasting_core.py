@@ -62,6 +62,31 @@ def test_sample_gives_predict_paths_batch_bit_for_bit(tiny_predictor, tiny_ohlcv
     np.testing.assert_array_equal(forecast.last_close, [np.float32(f["close"].iloc[-1]) for f in frames])
 
 
+def test_on_step_counts_every_generation_call_and_changes_no_number(tiny_predictor, tiny_ohlcv):
+    """Three histories of two lengths, one series a call: three calls of 4 steps, counted as one
+    run of 12; watching changes nothing, and raising from the hook stops generation there."""
+    series = [tiny_series(tiny_ohlcv, *span) for span in [(0, 40, "a"), (5, 45, "b"), (10, 60, "c")]]
+    sampling = Sampling(sample_count=3, seed=5)
+    seen: list[tuple[int, int]] = []
+    watched = tiny_predictor.sample(
+        series, 4, sampling, batch_size=1, on_step=lambda d, t: seen.append((d, t))
+    )
+    assert seen == [(d, 12) for d in range(1, 13)]
+    np.testing.assert_array_equal(
+        watched.paths, tiny_predictor.sample(series, 4, sampling, batch_size=1).paths
+    )
+
+    def stop_at_6(done: int, total: int) -> None:
+        seen.append((done, total))
+        if done == 6:
+            raise KeyboardInterrupt
+
+    seen.clear()
+    with pytest.raises(KeyboardInterrupt):
+        tiny_predictor.sample(series, 4, sampling, batch_size=1, on_step=stop_at_6)
+    assert seen[-1] == (6, 12) and len(seen) == 6
+
+
 def test_sample_infers_the_future_and_summary_equals_predict_quantiles(tiny_predictor, tiny_ohlcv):
     series = tiny_series(tiny_ohlcv, 0, 50, 0)
     forecast = tiny_predictor.sample(series, 4, Sampling(sample_count=9, seed=2))

@@ -3,7 +3,12 @@ are declared as package data."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import torch
+from helpers import make_offline_cache
 
 from kronos import KronosPredictor, KronosTokenizer, load_pretrained
 from kronos.forecasting.pretrained import shipped_dir
@@ -39,3 +44,27 @@ def test_shipped_model_files_are_declared_as_package_data():
     shipped = {p for p in shipped_dir().rglob("*") if p.is_file()}
     assert {p.name for p in shipped} >= {"kronos.json", "config.json", "model.safetensors"}
     assert shipped <= declared
+
+
+OFFLINE_MODELS = """
+from kronos.forecasting.pretrained import offline_models
+for one in offline_models():
+    print(one.name, one.source, one.metadata.max_context, one.metadata.lookback, ",".join(one.metadata.frequencies))
+"""
+
+
+def test_offline_models_are_the_shipped_ones_and_the_cached_hub_ones(tmp_path, tiny_dir):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | {"HF_HUB_OFFLINE": "1"}
+    listed = []
+    for hf_home in (tmp_path / "empty", tmp_path / "cached"):
+        if hf_home.name == "cached":
+            make_offline_cache(hf_home, tiny_dir)
+        run = subprocess.run(
+            [sys.executable, "-c", OFFLINE_MODELS], env=env | {"HF_HOME": str(hf_home)},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        listed.append(run.stdout.splitlines())
+    assert listed[0] == ["kronos-default shipped 128 108 D,h,min"]
+    # the published model's known context (its cache holds no kronos.json)
+    assert listed[1] == listed[0] + ["NeoQuasar/Kronos-small hub cache 512 512 "]

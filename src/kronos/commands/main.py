@@ -1,4 +1,4 @@
-"""The `kronos` command: `kronos train`, `kronos forecast`, `kronos evaluate` and `kronos serve`.
+"""The `kronos` command: `kronos train`, `kronos forecast`, `kronos evaluate`, `kronos serve` and `kronos mcp`.
 
 Each subcommand is a row of SUBCOMMANDS: its name, help and description, the function that adds
 its arguments and the one that runs it; a new one is added by writing those two (in a module of
@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from kronos.commands.evaluate import add_evaluate_arguments, run_evaluate
 from kronos.commands.forecast import add_forecast_arguments, run_forecast
+from kronos.commands.mcp import add_mcp_arguments, run_mcp
 from kronos.commands.options import CommandError
 from kronos.commands.serve import add_serve_arguments, run_serve
 from kronos.commands.train import add_train_arguments, run_train
@@ -81,6 +82,15 @@ SUBCOMMANDS = [
         "with a web page at / to chart them. Needs the serve extra: pip install 'kronos[serve]'.",
         add_serve_arguments,
         run_serve,
+    ),
+    Subcommand(
+        "mcp",
+        "serve the forecasting tools to an AI agent over MCP (stdio)",
+        "Serve Model Context Protocol tools (forecast, evaluate, models) over stdin and stdout, for an "
+        "agent that starts this command (Claude Desktop, Claude Code, VS Code, Cursor: docs/mcp.md). Files "
+        "are read from under --root only. Needs the mcp extra: pip install 'kronos[mcp]'.",
+        add_mcp_arguments,
+        run_mcp,
     ),
 ]
 

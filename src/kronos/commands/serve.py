@@ -8,11 +8,13 @@ import importlib.util
 import ipaddress
 import os
 import sys
+from typing import Any
 
 from kronos.commands.options import CommandError, add_model_arguments
 from kronos.forecasting.predictor import KronosPredictor
 
 API_KEY_ENV = "KRONOS_API_KEY"
+MCP_PATH = "/v1/mcp"  # under /v1, so behind the API key
 SERVE_PACKAGES = ("fastapi", "uvicorn", "multipart", "prometheus_client")
 
 
@@ -42,7 +44,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     batching.add_argument(
         "--max-queue", type=int, default=1024, help="series waiting before requests get 503 (default 1024)"
     )
-    caps = parser.add_argument_group("caps on one request (a request over one gets a 4xx naming it)")
+    add_limit_arguments(parser, "caps on one request (a request over one gets a 4xx naming it)")
+    parser.add_argument(
+        "--root", default=".", metavar="DIR",
+        help="folder whose files the MCP tools at /v1/mcp may read (default: the working directory)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+        help="server log level (default info: one access line per request)",
+    )  # fmt: skip
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser, title: str) -> None:
+    """The caps on one request (`kronos.serve.schemas.Limits`), as `kronos serve` and `kronos mcp` take them."""
+    caps = parser.add_argument_group(title)
     caps.add_argument("--max-bars", type=int, default=10_000, help="bars per series (default 10000)")
     caps.add_argument("--max-steps", type=int, default=256, help="forecast steps (default 256)")
     caps.add_argument("--max-paths", type=int, default=256, help="sampled paths per series (default 256)")
@@ -53,10 +68,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "a series calibrates on up to 200)",
     )  # fmt: skip
     caps.add_argument("--max-body-mb", type=float, default=16.0, help="request body in MiB (default 16)")
-    parser.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
-        help="server log level (default info: one access line per request)",
-    )  # fmt: skip
+
+
+def limits(args: argparse.Namespace) -> Any:
+    """The caps the options set, as a `kronos.serve.schemas.Limits`."""
+    from kronos.serve.schemas import Limits
+
+    return Limits(
+        max_bars=args.max_bars,
+        max_steps=args.max_steps,
+        max_paths=args.max_paths,
+        max_series=args.max_series,
+        max_past_forecasts=args.max_past_forecasts,
+        max_body_bytes=int(args.max_body_mb * 2**20),
+    )
 
 
 def check_serve_arguments(args: argparse.Namespace) -> None:
@@ -83,20 +108,13 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from kronos.serve.app import ServeConfig, create_app
-    from kronos.serve.schemas import Limits
 
     predictor = KronosPredictor.from_pretrained(
         args.model, args.tokenizer, device=args.device, num_threads=args.threads
     )
-    limits = Limits(
-        max_bars=args.max_bars,
-        max_steps=args.max_steps,
-        max_paths=args.max_paths,
-        max_series=args.max_series,
-        max_past_forecasts=args.max_past_forecasts,
-        max_body_bytes=int(args.max_body_mb * 2**20),
+    config = ServeConfig(
+        args.model, args.api_key, limits(args), args.max_batch, args.batch_wait_ms, args.max_queue
     )
-    config = ServeConfig(args.model, args.api_key, limits, args.max_batch, args.batch_wait_ms, args.max_queue)
     if args.api_key is None and not _loopback(args.host):
         print(
             f"kronos serve: warning: listening on {args.host} without an API key: anyone who can reach "
@@ -109,8 +127,28 @@ def run_serve(args: argparse.Namespace) -> int:
         f"http://{args.host}:{args.port}/, {batching}, API key {'required' if args.api_key else 'off'}",
         file=sys.stderr,
     )
-    uvicorn.run(create_app(predictor, config), host=args.host, port=args.port, log_level=args.log_level)
+    app = create_app(predictor, config)
+    mount_mcp(app, predictor, config, args)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
+
+
+def mount_mcp(app: Any, predictor: KronosPredictor, config: Any, args: argparse.Namespace) -> None:
+    """The MCP tools at /v1/mcp (under the API key), when the mcp extra is installed."""
+    if _absent("mcp"):
+        print(
+            "kronos serve: MCP tools off: pip install 'kronos[mcp]' to serve them at /v1/mcp", file=sys.stderr
+        )
+        return
+    from kronos.mcpserver.server import mount
+    from kronos.mcpserver.tools import Toolbox, ToolSettings
+
+    settings = ToolSettings.at(args.root, config.limits)
+    mount(app, Toolbox(predictor, settings, args.model), MCP_PATH, args.host)
+    print(
+        f"kronos serve: MCP tools at http://{args.host}:{args.port}{MCP_PATH}, files under {settings.root}",
+        file=sys.stderr,
+    )
 
 
 def _absent(module: str) -> bool:

@@ -193,6 +193,7 @@ def generate_tokens(
     verbose: bool = False,
     window: str = "exact",
     batch_invariant: bool | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> GeneratedTokens:
     """Tokenize each series' history once and sample `sampling.sample_count` token paths of
     `batch.pred_len` tokens per series, the model seeing at most `max_context` tokens.
@@ -202,6 +203,8 @@ def generate_tokens(
     seeded series gets bitwise the same paths alone or in any batch; without it, the fastest
     kernels run (one-row products on slabs of the weights, PyTorch's fused attention), whose
     rounding may depend on the batch. `window` is how a full context window slides (`WINDOWS`).
+    `on_step(done)` is called after each step with the steps done: a caller watches progress
+    through it, and stops generation between two steps by raising from it.
     Runs in eval mode; the modules' training flags are restored afterwards.
     """
     if int(max_context) <= 0:
@@ -217,6 +220,8 @@ def generate_tokens(
     x = torch.clip(x, -clip, clip).to(dtype)
     full_stamp = torch.cat([batch.x_stamp, batch.y_stamp], dim=1)
     progress: Progress = trange if verbose else range
+    if on_step is not None:
+        progress = _watched(progress, on_step)
     with eval_mode(tokenizer, model):
         history = tokenizer.encode(x.to(tokenizer.head.weight.dtype), half=True)
         with packed_products(invariant):
@@ -233,6 +238,17 @@ def generate_tokens(
                 batch.pred_len,
             )
     return GeneratedTokens(history, generated, sampling.sample_count, batch_invariant=invariant)
+
+
+def _watched(steps: Progress, on_step: Callable[[int], None]) -> Progress:
+    """`steps`, calling `on_step(i + 1)` once step i is done (before the next begins)."""
+
+    def watched(count: int) -> Iterator[int]:
+        for i in steps(count):
+            yield i
+            on_step(i + 1)
+
+    return watched
 
 
 @torch.inference_mode()

@@ -83,8 +83,9 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
-def _verdicts(result, summary: pd.DataFrame) -> str:
-    """One sentence per model and headline metric: better, worse, or not distinguishable from the best baseline."""
+def verdicts(result, summary: pd.DataFrame) -> list[str]:
+    """The report's verdict: one sentence per model and headline metric (CRPS, MAE), better,
+    worse, or not distinguishable from the best baseline (`summary`: `EvaluationResult.summary`)."""
     lines = []
     for model in result.models:
         for metric in ("crps", "mae"):
@@ -101,10 +102,10 @@ def _verdicts(result, summary: pd.DataFrame) -> str:
             else:
                 verdict = "not distinguishable from"
             lines.append(
-                f"- **{model}** {SUMMARY_LABELS[metric]} is {ratio:.3f}× the best baseline ({best}), "
+                f"**{model}** {SUMMARY_LABELS[metric]} is {ratio:.3f}× the best baseline ({best}), "
                 f"95% CI [{low:.3f}, {high:.3f}]: {verdict} it."
             )
-    return "\n".join(lines)
+    return lines
 
 
 def build_sections(
@@ -176,7 +177,7 @@ def build_sections(
                 "Ratio to the best baseline (close)",
                 "Each method's metric divided by the best baseline's on the same origins; below 1 is better. "
                 "The interval resamples origins jointly for both (paired bootstrap).\n\n"
-                + _verdicts(result, summary),
+                + "\n".join(f"- {line}" for line in verdicts(result, summary)),
                 ratio_view,
             )
         )

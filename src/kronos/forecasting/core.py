@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
@@ -75,6 +75,8 @@ GENERATION_MEMORY = 4 * 2**30  # bytes a generation call may take (estimated); l
 SMALL_MODEL_PARAMETERS = 5_000_000  # below this, generation on CPU is fastest on one thread
 SUMMARY_SERIES = 256  # series summarised at a time: path_statistics copies its paths a few times
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+StepCallback = Callable[[int, int], None]
+"""`on_step(done, total)`: generation steps done and to do in one `sample` call; raising stops it."""
 _TORCH_THREADS = torch.get_num_threads()  # torch's thread count when kronos was imported
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -269,6 +271,7 @@ class ForecastingCore:
         future: pd.DatetimeIndex | Sequence[pd.DatetimeIndex] | None = None,
         batch_size: int | None = None,
         progress: bool = False,
+        on_step: StepCallback | None = None,
     ) -> Forecast:
         """Sample `sampling.sample_count` paths of `horizon` bars for each series: every forecast of
         the package comes from here.
@@ -281,6 +284,7 @@ class ForecastingCore:
         groups of one history length, at most `batch_size` at a time and as many as fit in the
         memory budget. With `sampling.seed`, series i draws from (seed, series[i].key) alone, so its
         paths do not depend on the rest of the batch; without one, from torch's global generator.
+        `on_step(done, total)` is called after each generation step (`StepCallback`).
         """
         group = _series_list(series)
         horizon = check_pred_len(horizon, "horizon")
@@ -289,7 +293,7 @@ class ForecastingCore:
         calibrations = _calibrations(calibration, len(group), sampling, horizon)
         histories = self._histories(group, futures)
         paths = self._price_paths(
-            histories, horizon, sampling, progress, _batch_size(batch_size), calibrations
+            histories, horizon, sampling, progress, _batch_size(batch_size), calibrations, on_step
         )
         last_close = np.array([one.last_close for one in histories])
         return Forecast(
@@ -305,6 +309,7 @@ class ForecastingCore:
         *,
         batch_size: int = 32,
         progress: bool = False,
+        on_step: StepCallback | None = None,
     ) -> Calibration:
         """A `Calibration` of `horizon`-step forecasts, fitted on the series' own past.
 
@@ -329,7 +334,13 @@ class ForecastingCore:
         windows = [series.window(t - lookback, t, (series.key, int(t))) for t in origins]
         futures = [series.timestamps[t : t + horizon] for t in origins]
         forecast = self.sample(
-            windows, horizon, sampling, future=futures, batch_size=batch_size, progress=progress
+            windows,
+            horizon,
+            sampling,
+            future=futures,
+            batch_size=batch_size,
+            progress=progress,
+            on_step=on_step,
         )
         return fit_past_forecasts(forecast.paths, series.bars, origins, lookback, sampling)
 
@@ -385,6 +396,7 @@ class ForecastingCore:
         verbose: bool,
         batch_size: int | None,
         calibrations: list[Calibration | None],
+        on_step: StepCallback | None = None,
     ) -> np.ndarray:
         """Every path in price units, [S, sample_count, pred_len, 6]; series i calibrated by
         calibrations[i] (None: as sampled)."""
@@ -396,7 +408,7 @@ class ForecastingCore:
                 "series, paths or steps at once, or summarise them with predict_df"
             )
         out = np.empty((len(histories), sampling.sample_count, pred_len, 6), dtype=np.float32)
-        for chunk, paths in self._sample(histories, pred_len, sampling, verbose, batch_size):
+        for chunk, paths in self._sample(histories, pred_len, sampling, verbose, batch_size, on_step):
             for i, one in zip(chunk, paths):
                 out[i] = histories[i].to_prices(one, calibrations[i])
         return out
@@ -425,20 +437,30 @@ class ForecastingCore:
         sampling: Sampling,
         verbose: bool = False,
         batch_size: int | None = None,
+        on_step: StepCallback | None = None,
     ) -> Iterator[tuple[list[int], np.ndarray]]:
         """Normalised forecast paths, per generation call: (indices into `histories`, [k,
-        sample_count, pred_len, 6])."""
+        sample_count, pred_len, 6]); `on_step` counts the steps of every call."""
         self._warn_beyond_context(histories)
         chunks = self._chunks(histories, pred_len, sampling.sample_count, batch_size)
         with tqdm(
             total=len(histories), desc="series", unit="series", disable=not verbose or len(chunks) == 1
         ) as bar:
-            for chunk in chunks:
-                paths = self._generate([histories[i] for i in chunk], sampling, verbose and len(chunks) == 1)
+            for k, chunk in enumerate(chunks):
+                watch = None if on_step is None else _counted(on_step, k * pred_len, len(chunks) * pred_len)
+                paths = self._generate(
+                    [histories[i] for i in chunk], sampling, verbose and len(chunks) == 1, watch
+                )
                 bar.update(len(chunk))
                 yield chunk, paths[:, :, -pred_len:]
 
-    def _generate(self, group: list[_History], sampling: Sampling, verbose: bool) -> np.ndarray:
+    def _generate(
+        self,
+        group: list[_History],
+        sampling: Sampling,
+        verbose: bool,
+        on_step: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
         """The engine, called here alone: decoded normalised paths [k, sample_count, >= pred_len, 6]
         of series of one history length."""
         with self._generation_threads():
@@ -450,7 +472,7 @@ class ForecastingCore:
             )
             tokens = generate_tokens(
                 self.tokenizer, self.model, batch, sampling, self.max_context, self.clip,
-                verbose=verbose, window=self.window,
+                verbose=verbose, window=self.window, on_step=on_step,
             )  # fmt: skip
             paths = decode_tokens(self.tokenizer, tokens, self.max_context)
         return np.asarray(paths.float().cpu().numpy())
@@ -520,6 +542,11 @@ class ForecastingCore:
             yield
         finally:
             torch.set_num_threads(before)
+
+
+def _counted(on_step: StepCallback, before: int, total: int) -> Callable[[int], None]:
+    """One generation call's step hook: its steps done, counted after `before` of `total`."""
+    return lambda done: on_step(before + done, total)
 
 
 def checked_sampling(sampling: object) -> Sampling:

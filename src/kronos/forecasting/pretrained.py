@@ -7,8 +7,13 @@ tokenizer published with a Hub model) are resolved here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from huggingface_hub import try_to_load_from_cache
+
+from kronos.nn.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from kronos.nn.metadata import ModelMetadata, read_metadata
 from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
 
@@ -75,3 +80,35 @@ def load_pretrained(
     tokenizer_location = resolve_tokenizer(model, tokenizer)
     network = Kronos.from_pretrained(resolve_checkpoint(model, "model"))
     return network, KronosTokenizer.from_pretrained(tokenizer_location)
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    """A model that loads without the network: its name (what `load_pretrained` takes), where
+    it is ("shipped" with the package, or the local Hugging Face "hub cache") and its metadata."""
+
+    name: str
+    source: str
+    metadata: ModelMetadata
+
+
+def offline_models() -> list[OfflineModel]:
+    """The models `load_pretrained` can load here without the network: the shipped ones, then the
+    published Hub models whose model and tokenizer are both in the local Hugging Face cache."""
+    models = []
+    for directory in sorted(shipped_dir().parent.iterdir()):
+        if all((directory / part / CONFIG_NAME).is_file() for part in PARTS):
+            metadata = read_metadata(directory.name, directory / "model") or ModelMetadata()
+            models.append(OfflineModel(directory.name, "shipped", metadata))
+    for hub_id, tokenizer in HUB_TOKENIZERS.items():
+        config = _cached(hub_id)
+        if config is not None and _cached(tokenizer) is not None:
+            metadata = read_metadata(hub_id, config.parent) or ModelMetadata()
+            models.append(OfflineModel(hub_id, "hub cache", metadata))
+    return models
+
+
+def _cached(hub_id: str) -> Path | None:
+    """The cached config.json of a Hub checkpoint whose weights are cached too, else None."""
+    config, weights = (try_to_load_from_cache(hub_id, name) for name in (CONFIG_NAME, WEIGHTS_NAME))
+    return Path(config) if isinstance(config, str) and isinstance(weights, str) else None
