@@ -19,6 +19,7 @@ so the draws come in upstream's order.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,10 @@ from kronos.nn.tokenizer import KronosTokenizer
 
 TokenPair = tuple[torch.Tensor, torch.Tensor]  # s1 and s2 token ids
 Progress = Callable[[int], Iterable[int]]
+
+
+class GenerationCancelled(Exception):
+    """The caller set the generation's `cancel` event: it stopped between two steps."""
 
 
 @contextmanager
@@ -91,6 +96,7 @@ def _generate(
     window: str,
     batch_invariant: bool,
     pred_len: int,
+    cancel: threading.Event | None = None,
 ) -> TokenPair:
     n_series, hist_len = history[0].shape
     n_paths = sampling.sample_count
@@ -109,6 +115,8 @@ def _generate(
     cache = KVCache.for_model(model, layout, fused=not batch_invariant)
     run = Run(model, cache, history, generated, stamps, max_context, streaming)
     for i in progress(pred_len):
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled(f"generation cancelled before step {i + 1} of {pred_len}")
         s1_logits, last = _last_position(run, i)
         s1 = draw_tokens(s1_logits.float(), sampling, None if random is None else random.uniforms(i, 0))
         s2_logits = model.decode_s2(last, s1[:, None], cache=cache)[:, -1]
@@ -193,6 +201,7 @@ def generate_tokens(
     verbose: bool = False,
     window: str = "exact",
     batch_invariant: bool | None = None,
+    cancel: threading.Event | None = None,
 ) -> GeneratedTokens:
     """Tokenize each series' history once and sample `sampling.sample_count` token paths of
     `batch.pred_len` tokens per series, the model seeing at most `max_context` tokens.
@@ -202,6 +211,7 @@ def generate_tokens(
     seeded series gets bitwise the same paths alone or in any batch; without it, the fastest
     kernels run (one-row products on slabs of the weights, PyTorch's fused attention), whose
     rounding may depend on the batch. `window` is how a full context window slides (`WINDOWS`).
+    Setting `cancel` (from another thread) stops it before the next step with `GenerationCancelled`.
     Runs in eval mode; the modules' training flags are restored afterwards.
     """
     if int(max_context) <= 0:
@@ -231,6 +241,7 @@ def generate_tokens(
                 window,
                 invariant,
                 batch.pred_len,
+                cancel,
             )
     return GeneratedTokens(history, generated, sampling.sample_count, batch_invariant=invariant)
 

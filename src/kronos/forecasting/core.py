@@ -13,6 +13,7 @@ import copy
 import math
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from kronos.engine.generation import WINDOWS as WINDOWS  # the choices of `window`, for front ends
+from kronos.engine.generation import GenerationCancelled as GenerationCancelled  # raised when `cancel` is set
 from kronos.engine.generation import SeriesBatch, check_window, decode_tokens, generate_tokens
 from kronos.engine.sampling import Sampling
 from kronos.forecasting.calibration import (
@@ -269,6 +271,7 @@ class ForecastingCore:
         future: pd.DatetimeIndex | Sequence[pd.DatetimeIndex] | None = None,
         batch_size: int | None = None,
         progress: bool = False,
+        cancel: threading.Event | None = None,
     ) -> Forecast:
         """Sample `sampling.sample_count` paths of `horizon` bars for each series: every forecast of
         the package comes from here.
@@ -281,6 +284,8 @@ class ForecastingCore:
         groups of one history length, at most `batch_size` at a time and as many as fit in the
         memory budget. With `sampling.seed`, series i draws from (seed, series[i].key) alone, so its
         paths do not depend on the rest of the batch; without one, from torch's global generator.
+        Setting `cancel` from another thread stops the generation between two steps with
+        `GenerationCancelled` (a service does when its client has gone).
         """
         group = _series_list(series)
         horizon = check_pred_len(horizon, "horizon")
@@ -289,7 +294,7 @@ class ForecastingCore:
         calibrations = _calibrations(calibration, len(group), sampling, horizon)
         histories = self._histories(group, futures)
         paths = self._price_paths(
-            histories, horizon, sampling, progress, _batch_size(batch_size), calibrations
+            histories, horizon, sampling, progress, _batch_size(batch_size), calibrations, cancel
         )
         last_close = np.array([one.last_close for one in histories])
         return Forecast(
@@ -305,6 +310,7 @@ class ForecastingCore:
         *,
         batch_size: int = 32,
         progress: bool = False,
+        cancel: threading.Event | None = None,
     ) -> Calibration:
         """A `Calibration` of `horizon`-step forecasts, fitted on the series' own past.
 
@@ -312,7 +318,8 @@ class ForecastingCore:
         (`kronos.forecasting.calibration.PastOrigins`: each from the lookback bars before it, the
         model's by default), and compares them with the bars that followed. Past origin t draws
         from (seed, series.key, t). Needs `kronos.forecasting.calibration.required_rows` bars (20
-        past forecasts) and raises ValueError otherwise. The one place calibrations are fitted.
+        past forecasts) and raises ValueError otherwise; `cancel` as in `sample`. The one place
+        calibrations are fitted.
         """
         if not isinstance(series, Series):
             raise TypeError(f"series must be a kronos.forecasting.series.Series, got {type(series).__name__}")
@@ -329,7 +336,13 @@ class ForecastingCore:
         windows = [series.window(t - lookback, t, (series.key, int(t))) for t in origins]
         futures = [series.timestamps[t : t + horizon] for t in origins]
         forecast = self.sample(
-            windows, horizon, sampling, future=futures, batch_size=batch_size, progress=progress
+            windows,
+            horizon,
+            sampling,
+            future=futures,
+            batch_size=batch_size,
+            progress=progress,
+            cancel=cancel,
         )
         return fit_past_forecasts(forecast.paths, series.bars, origins, lookback, sampling)
 
@@ -385,6 +398,7 @@ class ForecastingCore:
         verbose: bool,
         batch_size: int | None,
         calibrations: list[Calibration | None],
+        cancel: threading.Event | None = None,
     ) -> np.ndarray:
         """Every path in price units, [S, sample_count, pred_len, 6]; series i calibrated by
         calibrations[i] (None: as sampled)."""
@@ -396,7 +410,7 @@ class ForecastingCore:
                 "series, paths or steps at once, or summarise them with predict_df"
             )
         out = np.empty((len(histories), sampling.sample_count, pred_len, 6), dtype=np.float32)
-        for chunk, paths in self._sample(histories, pred_len, sampling, verbose, batch_size):
+        for chunk, paths in self._sample(histories, pred_len, sampling, verbose, batch_size, cancel):
             for i, one in zip(chunk, paths):
                 out[i] = histories[i].to_prices(one, calibrations[i])
         return out
@@ -425,6 +439,7 @@ class ForecastingCore:
         sampling: Sampling,
         verbose: bool = False,
         batch_size: int | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[tuple[list[int], np.ndarray]]:
         """Normalised forecast paths, per generation call: (indices into `histories`, [k,
         sample_count, pred_len, 6])."""
@@ -434,11 +449,15 @@ class ForecastingCore:
             total=len(histories), desc="series", unit="series", disable=not verbose or len(chunks) == 1
         ) as bar:
             for chunk in chunks:
-                paths = self._generate([histories[i] for i in chunk], sampling, verbose and len(chunks) == 1)
+                paths = self._generate(
+                    [histories[i] for i in chunk], sampling, verbose and len(chunks) == 1, cancel
+                )
                 bar.update(len(chunk))
                 yield chunk, paths[:, :, -pred_len:]
 
-    def _generate(self, group: list[_History], sampling: Sampling, verbose: bool) -> np.ndarray:
+    def _generate(
+        self, group: list[_History], sampling: Sampling, verbose: bool, cancel: threading.Event | None = None
+    ) -> np.ndarray:
         """The engine, called here alone: decoded normalised paths [k, sample_count, >= pred_len, 6]
         of series of one history length."""
         with self._generation_threads():
@@ -450,7 +469,7 @@ class ForecastingCore:
             )
             tokens = generate_tokens(
                 self.tokenizer, self.model, batch, sampling, self.max_context, self.clip,
-                verbose=verbose, window=self.window,
+                verbose=verbose, window=self.window, cancel=cancel,
             )  # fmt: skip
             paths = decode_tokens(self.tokenizer, tokens, self.max_context)
         return np.asarray(paths.float().cpu().numpy())
