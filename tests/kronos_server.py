@@ -14,8 +14,8 @@ import httpx
 
 API_KEY = "test-key-0123"
 CAPS = {"max_bars": 2000, "max_steps": 64, "max_paths": 64, "max_series": 8, "max_past_forecasts": 200,
-        "max_body_mb": 1}  # fmt: skip
-# small caps, so that the cap errors are cheap to reach, and a 20 ms batching wait
+        "max_body_mb": 1, "read_timeout": 5}  # fmt: skip
+# small caps, so that the cap errors are cheap to reach, a 5 s read timeout, and a 20 ms batching wait
 TEST_ARGS = [f"--{k.replace('_', '-')}={v}" for k, v in CAPS.items()] + ["--batch-wait-ms", "20"]
 
 

@@ -5,6 +5,7 @@ alone (the caller's model and tokenizer)."""
 from __future__ import annotations
 
 import copy
+import threading
 import warnings
 
 import numpy as np
@@ -17,7 +18,7 @@ import kronos.forecasting.core
 from kronos import Kronos, KronosPredictor, KronosTokenizer
 from kronos.engine.sampling import Sampling
 from kronos.forecasting.calibration import Calibration, PastOrigins, history_volatility
-from kronos.forecasting.core import Forecast, cpu_has_bf16_kernels
+from kronos.forecasting.core import Forecast, GenerationCancelled, cpu_has_bf16_kernels, stop_when
 from kronos.forecasting.series import FEATURE_COLUMNS, Series
 from kronos.forecasting.tables import TableOptions
 
@@ -85,6 +86,24 @@ def test_on_step_counts_every_generation_call_and_changes_no_number(tiny_predict
     with pytest.raises(KeyboardInterrupt):
         tiny_predictor.sample(series, 4, sampling, batch_size=1, on_step=stop_at_6)
     assert seen[-1] == (6, 12) and len(seen) == 6
+
+
+def test_stop_when_a_set_event_stops_sample_and_fit_calibration_and_an_unset_one_changes_nothing(
+    tiny_predictor, tiny_ohlcv
+):
+    series = tiny_series(tiny_ohlcv, 0, 160, 0)
+    sampling = Sampling(sample_count=4, seed=3)
+    cancel = threading.Event()
+    kept = tiny_predictor.sample(series.window(100, 160), 6, sampling, on_step=stop_when(cancel))
+    plain = tiny_predictor.sample(series.window(100, 160), 6, sampling)
+    np.testing.assert_array_equal(kept.paths, plain.paths)
+    cancel.set()
+    with pytest.raises(GenerationCancelled, match="cancelled after step 1 of 6"):
+        tiny_predictor.sample(series.window(100, 160), 6, sampling, on_step=stop_when(cancel))
+    with pytest.raises(GenerationCancelled):
+        tiny_predictor.fit_calibration(
+            series, 3, sampling, PastOrigins(lookback=40), on_step=stop_when(cancel)
+        )
 
 
 def test_sample_infers_the_future_and_summary_equals_predict_quantiles(tiny_predictor, tiny_ohlcv):

@@ -115,8 +115,11 @@ BAD_JSON = [
     ({"bars": _with(2, close=None)}, 422, "bars[2].close", 2, "valid number"),
     ({"bars": _with(0, close=...)}, 422, "bars[0].close", 0, "Field required"),
     ({"bars": _with(5, high=True)}, 422, "bars[5].high", 5, "valid number"),
+    ({"bars": _with(4, volume=None)}, 422, "bars[4].volume", 4, "valid number"),
+    ({"bars": [{**bar, "volume": None} for bar in _bars()]}, 422, "bars[0].volume", 0, "valid number"),
+    ({"bars": [{**bar, "amount": None} for bar in _bars()]}, 422, "bars[0].amount", 0, "valid number"),
     (
-        {"bars": _with(4, volume=None)},
+        {"bars": _with(4, volume=...)},
         422,
         "bars",
         None,
@@ -147,6 +150,10 @@ BAD_JSON = [
     ({"bars": _bars(), "top_p": 2}, 422, "top_p", None, "less than or equal to 1"),
     ({"bars": _bars(), "freq": "fortnightly"}, 422, "freq", None, "fortnightly"),
     ({"bars": _bars(), "stpes": 5}, 422, "stpes", None, "Extra inputs"),
+    ({"bars": _bars(), "steps": None}, 422, "steps", None, "valid integer"),
+    ({"bars": _bars(), "quantile_levels": None}, 422, "quantile_levels", None, "valid list"),
+    ({"bars": _bars(), "seed": 2**53}, 422, "seed", None, "less than or equal to 9007199254740991"),
+    ({"bars": _bars(), "seed": -(2**53)}, 422, "seed", None, "greater than or equal to -9007199254740991"),
     ({"series": [{"bars": _bars()}]}, 422, "bars", None, "Field required"),
 ]
 
@@ -643,3 +650,64 @@ def test_load_300_requests_from_16_clients_all_answered_once(kronos_server, pred
     single_calls = kronos_server.metric("kronos_batch_series_bucket", le="1.0") - biggest_before
     calls = max(r.json()["batch_series"] for r in responses)
     assert calls > 1 and single_calls < 300
+
+
+def test_a_forecast_whose_client_left_stops_and_frees_the_worker(kronos_server, sp500):
+    # the largest request the test caps allow, 8 series x 64 paths x 64 steps: well over 10 s of
+    # generation here, where a step takes a fraction of a second
+    series = [{"id": i, "bars": as_bars(sp500.iloc[20 * i : 20 * i + 108])} for i in range(8)]
+    body = {"series": series, "steps": 64, "paths": 64, "quantile_levels": [0.5]}
+    stopped = kronos_server.metric("kronos_cancelled_generations_total")
+    with kronos_server.client(timeout=2) as impatient, pytest.raises(httpx.TimeoutException):
+        impatient.post("/v1/forecast/batch", json=body)
+    left = time.monotonic()
+    with kronos_server.client() as client:
+        answer = client.post("/v1/forecast", json={"bars": as_bars(sp500.iloc[:120]), "steps": 2, "paths": 2})
+    waited = time.monotonic() - left
+    assert answer.status_code == 200
+    assert kronos_server.metric("kronos_cancelled_generations_total") == stopped + 1
+    assert waited < 8, f"the next request waited {waited:.1f} s"
+
+
+def test_series_ids_and_seeds_stay_within_javascripts_safe_integers(kronos_server):
+    largest = 2**53 - 1
+    with kronos_server.client() as client:
+        refused = client.post("/v1/forecast/batch", json={"series": [{"id": largest + 1, "bars": _bars()}]})
+        answered = client.post(
+            "/v1/forecast/batch",
+            json={"series": [{"id": largest, "bars": _bars()}, {"id": -largest, "bars": _bars()}], "steps": 2,
+                  "paths": 2, "seed": largest},
+        )  # fmt: skip
+    error = refused.json()["error"]
+    assert refused.status_code == 422 and error["field"] == "series[0].id"
+    assert "within ±9007199254740991 (2**53 - 1)" in error["message"] and "as a string" in error["message"]
+    assert answered.status_code == 200, answered.text
+    assert [one["id"] for one in answered.json()["forecasts"]] == [largest, -largest]
+    assert answered.json()["seed"] == largest
+
+
+def test_form_fields_and_bodies_nested_too_deeply_get_a_400(kronos_server):
+    with kronos_server.client() as client:
+        form = client.post(
+            "/v1/forecast/csv",
+            files={"file": ("a.csv", SP500.read_bytes())},
+            data={"quantile_levels": "[" * 100_000},
+        )
+        body = client.post(
+            "/v1/forecast",
+            content=b'{"bars": ' + b"[" * 100_000,
+            headers={"Content-Type": "application/json"},
+        )
+    assert form.status_code == 400 and form.json()["error"]["field"] == "quantile_levels"
+    assert "nested too deeply" in form.json()["error"]["message"]
+    assert body.status_code == 400, body.text
+
+
+def test_invented_methods_and_paths_do_not_grow_the_metrics(kronos_server):
+    with kronos_server.client() as client:
+        for i in range(30):
+            client.request(f"BREW{i}", f"/v1/pot/{i}")
+            client.get(f"/no/such/{i}")
+        metrics = client.get("/metrics").text
+    assert "BREW" not in metrics and "/no/such" not in metrics and "/v1/pot" not in metrics
+    assert kronos_server.metric("kronos_requests_total", route="unmatched", method="other") >= 30

@@ -2,6 +2,7 @@
 does not wait for company (the waits here are a minute, so waiting would time the test out)."""
 
 import asyncio
+import threading
 
 import pytest
 
@@ -9,7 +10,7 @@ from kronos.serve.batching import MicroBatcher, Overloaded
 
 
 def _run_with(calls: list[list[str]]):
-    def run(payloads: list[str]) -> list[str]:
+    def run(payloads: list[str], cancel) -> list[str]:
         calls.append(list(payloads))
         return [p.upper() for p in payloads]
 
@@ -57,3 +58,35 @@ def test_the_queue_bound_counts_series_and_turns_jobs_away():
         await batcher.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_running_call_is_cancelled_once_every_job_in_it_has_gone():
+    """The call's cancel event: not set while one job still waits, set when the last one leaves."""
+
+    async def scenario() -> tuple[bool, bool]:
+        started, release = threading.Event(), threading.Event()
+        seen: list[threading.Event] = []
+
+        def run(payloads: list[str], cancel: threading.Event) -> list[str]:
+            seen.append(cancel)
+            started.set()
+            release.wait(10)
+            return payloads
+
+        batcher = MicroBatcher(run, wait_s=0.01, max_queue=100)
+        batcher.start()
+        first, second = batcher.submit("k", 1, 2, "a"), batcher.submit("k", 1, 2, "b")
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+            first.cancel()
+            await asyncio.sleep(0)
+            after_one = seen[0].is_set()
+            second.cancel()
+            await asyncio.sleep(0)
+            after_both = seen[0].is_set()
+        finally:
+            release.set()
+            await batcher.stop()
+        return after_one, after_both
+
+    assert asyncio.run(scenario()) == (False, True)

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from kronos_server import API_KEY
+from kronos_server import API_KEY, CAPS
 
 from kronos.forecasting.pretrained import shipped_dir
+from kronos.serve.app import PAGE_PATHS
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -59,6 +60,18 @@ def drawn(page) -> dict:
     )
 
 
+def slot_widths(page) -> list[float]:
+    """The horizontal distance in pixels between each two consecutive bars drawn, history and forecast."""
+    return page.evaluate(
+        """() => {
+            const chart = document.getElementById('chart');
+            const axis = chart._fullLayout.xaxis;
+            const slots = axis.categoryarray.map((x) => axis.l2p(axis.d2l(x)));
+            return slots.slice(1).map((p, i) => p - slots[i]);
+        }"""
+    )
+
+
 def test_page_reads_a_csv_forecasts_and_draws_candles_fans_and_statistics(page, tmp_path):
     # the server wants a key: the page asks for it
     page.wait_for_selector("#key-box:not([hidden])", timeout=30_000)
@@ -66,6 +79,8 @@ def test_page_reads_a_csv_forecasts_and_draws_candles_fans_and_statistics(page, 
     page.click("#save-key")
     page.wait_for_selector("body[data-status=idle]", timeout=30_000)
     assert "kronos-default" in page.inner_text("#model")
+    # the page's default paths (from /v1/models), within this server's cap
+    assert page.input_value("#paths") == str(min(PAGE_PATHS, CAPS["max_paths"]))
 
     broken = tmp_path / "broken.csv"
     frame = pd.read_csv(SP500)
@@ -95,6 +110,11 @@ def test_page_reads_a_csv_forecasts_and_draws_candles_fans_and_statistics(page, 
     assert chart["stats"] == ["predicted volatility", "historical (√h × per bar)", "P(close above last)"]
     assert page.inner_text("#c-pup").endswith("%")
     assert " / " in page.inner_text("#c-vol")
+    widths = slot_widths(page)  # weekends and holidays take no width: every bar one slot
+    assert len(widths) == 60 + 12 - 1 and max(widths) - min(widths) < 0.1
+    first_shown = str(frame["timestamps"].iloc[-60])[:10]  # daily bars: ticks are dates
+    assert page.evaluate("document.getElementById('chart').layout.xaxis.ticktext[0]") == first_shown
+    assert "calibrated" not in page.evaluate("document.getElementById('chart').layout.title.text")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "serve_page.png"), full_page=True)
 
@@ -147,3 +167,31 @@ def test_replay_overlays_what_happened_after_an_earlier_bar(page):
     assert chart["candles"] == 60 + 12  # the history's, then the 12 bars that followed the origin
     assert page.inner_text("#c-replay").endswith("of 12 steps")
     page.screenshot(path=str(ARTIFACTS / "serve_page_replay.png"), full_page=True)
+
+
+def test_intraday_bars_are_drawn_without_their_night_and_weekend_gaps(page):
+    page.uncheck("#replay")
+    page.select_option("#example", "eurusd_hourly")
+    page.wait_for_function(
+        "document.getElementById('data-info').textContent.startsWith('eurusd_hourly: 400 bars')"
+    )
+    page.fill("#paths", str(min(PAGE_PATHS, CAPS["max_paths"])))
+    page.fill("#steps", "30")
+    page.click("#run")
+    page.wait_for_function(
+        "document.body.dataset.status === 'drawn' && document.getElementById('chart').layout.title.text.includes('eurusd')"
+    )
+    # the 120 hourly bars shown span a weekend (Fri 21:00 to Sun 23:00) and Christmas (15 hours):
+    # on a time axis the weekend alone would take 49 slots' width; here every bar takes one
+    shown = page.evaluate("document.getElementById('chart').data[0].x")
+    gaps = pd.Series(pd.to_datetime(shown)).diff().max()
+    assert gaps >= pd.Timedelta("2 days")
+    widths = slot_widths(page)
+    assert len(widths) == 120 + 30 - 1 and max(widths) - min(widths) < 0.1
+    ticks = page.evaluate("document.getElementById('chart').layout.xaxis.ticktext")
+    assert 6 <= len(ticks) <= 10 and all(len(tick) == 11 for tick in ticks)  # "12-22 14:00"
+    assert (
+        page.evaluate("document.getElementById('chart').layout.title.text")
+        == "eurusd_hourly: 30-step forecast"
+    )
+    page.screenshot(path=str(ARTIFACTS / "serve_page_intraday.png"), full_page=True)

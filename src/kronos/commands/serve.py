@@ -12,9 +12,11 @@ from typing import Any
 
 from kronos.commands.options import CommandError, add_model_arguments
 from kronos.forecasting.predictor import KronosPredictor
+from kronos.serve.guard import ANY_HOST, READ_TIMEOUT_S  # the standard library's only
 
 API_KEY_ENV = "KRONOS_API_KEY"
 MCP_PATH = "/v1/mcp"  # under /v1, so behind the API key
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 SERVE_PACKAGES = ("fastapi", "uvicorn", "multipart", "prometheus_client")
 
 
@@ -24,6 +26,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)"
     )
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument(
+        "--allowed-host", action="append", default=[], metavar="NAME",
+        help="a host name clients reach the server by, besides localhost/127.0.0.1/[::1] and --host "
+        "(repeatable; '*' for any). Requests whose Host header names none of them are refused: DNS rebinding",
+    )  # fmt: skip
     parser.add_argument(
         "--api-key",
         default=os.environ.get(API_KEY_ENV),
@@ -48,6 +55,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--root", default=".", metavar="DIR",
         help="folder whose files the MCP tools at /v1/mcp may read (default: the working directory)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--read-timeout", type=float, default=READ_TIMEOUT_S,
+        help=f"seconds a request body may take to arrive, in all (default {READ_TIMEOUT_S:g}; then 408)",
     )  # fmt: skip
     parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
@@ -98,6 +109,15 @@ def check_serve_arguments(args: argparse.Namespace) -> None:
         raise CommandError("--batch-wait-ms must be >= 0 and --max-body-mb > 0")
     if args.api_key is not None and not args.api_key.strip():
         raise CommandError(f"the API key (--api-key or ${API_KEY_ENV}) is empty")
+    if not args.read_timeout > 0:
+        raise CommandError(f"--read-timeout must be > 0 seconds, got {args.read_timeout}")
+    if any(not name.strip() for name in args.allowed_host):
+        raise CommandError("--allowed-host must name a host, got an empty name")
+    if args.host in WILDCARD_HOSTS and not args.allowed_host:
+        raise CommandError(
+            f"--host {args.host!r} listens on every address, but the server answers only requests whose Host "
+            "header names it: pass the names clients use, --allowed-host NAME (repeatable; '*' for any)"
+        )
     missing = [name for name in SERVE_PACKAGES if _absent(name)]
     if missing:
         raise ImportError(f"kronos serve needs {', '.join(missing)}: pip install 'kronos[serve]'")
@@ -113,12 +133,19 @@ def run_serve(args: argparse.Namespace) -> int:
         args.model, args.tokenizer, device=args.device, num_threads=args.threads
     )
     config = ServeConfig(
-        args.model, args.api_key, limits(args), args.max_batch, args.batch_wait_ms, args.max_queue
-    )
+        args.model, args.api_key, limits(args), args.max_batch, args.batch_wait_ms, args.max_queue,
+        allowed_hosts(args), args.read_timeout,
+    )  # fmt: skip
     if args.api_key is None and not _loopback(args.host):
         print(
             f"kronos serve: warning: listening on {args.host} without an API key: anyone who can reach "
             f"this port can use the model (set --api-key or ${API_KEY_ENV})",
+            file=sys.stderr,
+        )
+    if args.api_key is None and ANY_HOST in args.allowed_host:
+        print(
+            "kronos serve: warning: --allowed-host '*' without an API key: any web page a browser on this "
+            f"network opens can reach the model by DNS rebinding (set --api-key or ${API_KEY_ENV})",
             file=sys.stderr,
         )
     batching = f"batches of up to {args.max_batch} series" if args.max_batch > 1 else "micro-batching off"
@@ -149,6 +176,12 @@ def mount_mcp(app: Any, predictor: KronosPredictor, config: Any, args: argparse.
         f"kronos serve: MCP tools at http://{args.host}:{args.port}{MCP_PATH}, files under {settings.root}",
         file=sys.stderr,
     )
+
+
+def allowed_hosts(args: argparse.Namespace) -> tuple[str, ...]:
+    """The names besides loopback the server answers to: --allowed-host, and --host where it is one address."""
+    named = [] if args.host in WILDCARD_HOSTS or _loopback(args.host) else [args.host]
+    return tuple(dict.fromkeys([*named, *args.allowed_host]))
 
 
 def _absent(module: str) -> bool:

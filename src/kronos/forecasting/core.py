@@ -13,6 +13,7 @@ import copy
 import math
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -542,6 +543,21 @@ class ForecastingCore:
             yield
         finally:
             torch.set_num_threads(before)
+
+
+class GenerationCancelled(Exception):
+    """Generation stopped between two steps because its caller asked (`stop_when`)."""
+
+
+def stop_when(event: threading.Event) -> StepCallback:
+    """An `on_step` hook that stops generation at the step after `event` is set (from another
+    thread: a service does when its client has gone)."""
+
+    def check(done: int, total: int) -> None:
+        if event.is_set():
+            raise GenerationCancelled(f"generation cancelled after step {done} of {total}")
+
+    return check
 
 
 def _counted(on_step: StepCallback, before: int, total: int) -> Callable[[int], None]:

@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Sequence
@@ -32,12 +33,13 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from kronos.forecasting.calibration import PastOrigins
-from kronos.forecasting.core import Forecast
+from kronos.forecasting.core import Forecast, GenerationCancelled, stop_when
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.forecasting.series import Series
 from kronos.forecasting.tables import series_name
 from kronos.serve.batching import MicroBatcher, Overloaded
+from kronos.serve.guard import READ_TIMEOUT_S, HostRules
 from kronos.serve.inputs import (
     LIBRARY_ERRORS,
     InputError,
@@ -65,10 +67,14 @@ from kronos.version import __version__
 
 STATIC = Path(__file__).resolve().parent / "static"
 EXAMPLES = {path.stem: path for path in sorted((STATIC / "examples").glob("*.csv"))}
+# The page's default paths: its 20-step bands drawn from 100 paths have edges about 35% less jagged
+# than from the library's 20 and half as far from a 2000-path reference, for about 0.6 s a forecast
+# of the shipped model on one thread (benchmarks/bench_page_paths.py; docs/serve.md, "The page").
+PAGE_PATHS = 100
 API_KEY_HEADERS = "send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
 ERROR_TYPES = {
-    400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-    413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_input", 499: "client_closed",
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    408: "request_timeout", 413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_input", 499: "client_closed",
     500: "internal_error", 503: "unavailable",
 }  # fmt: skip
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -79,7 +85,8 @@ log = logging.getLogger("kronos.serve")
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """How the service runs: the model's name (for answers), the API key, the caps, and batching."""
+    """How the service runs: the model's name (for answers), the API key, the caps, batching, the
+    host names it answers to besides loopback (`guard.HostRules`), and how long a body may take."""
 
     model_name: str = DEFAULT_MODEL
     api_key: str | None = None
@@ -87,6 +94,8 @@ class ServeConfig:
     max_batch: int = 32  # series per generation call; 1 turns micro-batching off
     batch_wait_ms: float = 5.0
     max_queue: int = 1024  # series waiting before requests are turned away (503)
+    allowed_hosts: tuple[str, ...] = ()
+    read_timeout_s: float = READ_TIMEOUT_S
 
 
 class ClientGone(Exception):
@@ -100,17 +109,28 @@ class Forecaster:
     request, so it gets the numbers that `sample` gives its series in one call. Each series is
     forecast from its last `lookback` bars. A job that asks for calibration first has each of its
     series calibrated on all its bars (`KronosPredictor.fit_calibration`, as `kronos forecast
-    --calibrate` does), here in the same worker.
+    --calibrate` does), here in the same worker. The batcher sets `cancel` once every client of
+    the call has gone: generation then stops at its next step.
     """
 
-    def __init__(self, predictor: KronosPredictor):
-        self.predictor = predictor
+    def __init__(self, predictor: KronosPredictor, on_stopped: Callable[[], object]):
+        self.predictor, self.on_stopped = predictor, on_stopped
 
-    def __call__(self, jobs: list[Job]) -> list[Generated]:
+    def __call__(self, jobs: list[Job], cancel: threading.Event) -> list[Generated]:
+        try:
+            return self._generate(jobs, cancel)
+        except GenerationCancelled:
+            self.on_stopped()
+            raise
+
+    def _generate(self, jobs: list[Job], cancel: threading.Event) -> list[Generated]:
         predictor, lookback = self.predictor, self.predictor.lookback
         sampling = jobs[0].sampling  # a batch shares its key, so its sampling settings
+        on_step = stop_when(cancel)
         calibrations = [
-            predictor.fit_calibration(one, job.options.steps, sampling, PastOrigins(lookback))
+            predictor.fit_calibration(
+                one, job.options.steps, sampling, PastOrigins(lookback), on_step=on_step
+            )
             if job.options.calibrate
             else None
             for job in jobs
@@ -118,7 +138,9 @@ class Forecaster:
         ]
         histories = [history(one, lookback) for job in jobs for one in job.series]
         futures = [future.timestamps for job in jobs for future in job.futures]
-        forecast = predictor.sample(histories, jobs[0].options.steps, sampling, calibrations, future=futures)
+        forecast = predictor.sample(
+            histories, jobs[0].options.steps, sampling, calibrations, future=futures, on_step=on_step
+        )
         bounds = np.cumsum([0] + [len(job.series) for job in jobs])
         return [Generated(forecast.subset(a, b), len(histories)) for a, b in zip(bounds[:-1], bounds[1:])]
 
@@ -147,9 +169,10 @@ class Service:
 
     def __init__(self, predictor: KronosPredictor, config: ServeConfig):
         self.predictor, self.config, self.limits = predictor, config, config.limits
+        self.hosts = HostRules(config.allowed_hosts)
         self.metrics = Metrics()
         self.batcher = MicroBatcher(
-            Forecaster(predictor),
+            Forecaster(predictor, self.metrics.stopped_calls.inc),
             config.batch_wait_ms / 1000,
             config.max_queue,
             self.metrics.observe_call,
@@ -314,10 +337,21 @@ class PayloadTooLarge(HTTPException):
         )
 
 
+class BodyTimeout(HTTPException):
+    def __init__(self, seconds: float):
+        super().__init__(
+            408,
+            f"the request body did not arrive within {seconds:g} s (kronos serve --read-timeout)",
+            {"Connection": "close"},
+        )
+
+
 class Gate:
-    """ASGI middleware in front of everything: answers /v1 without the API key with 401 before
-    reading the body, refuses bodies over the cap with 413 (by Content-Length, or while
-    streaming), echoes or sets X-Request-ID, and records each request in the metrics."""
+    """ASGI middleware in front of everything, mounted apps included: refuses a Host this server
+    does not answer to and cross-site writes (`guard.HostRules`), answers /v1 without the API key
+    with 401 before reading the body, refuses bodies over the cap with 413 (by Content-Length, or
+    while streaming) and bodies that take longer than the read timeout with 408, echoes or sets
+    X-Request-ID, and records each request in the metrics."""
 
     def __init__(self, app, service: Service):
         self.app, self.service = app, service
@@ -342,20 +376,24 @@ class Gate:
             await send(message)
 
         try:
-            refusal = self._refusal(scope["path"], headers)
+            refusal = self._refusal(scope, headers)
             if refusal is not None:
                 await refusal(scope, receive, send_with_id)
             else:
                 await self.app(scope, self._limited(receive), send_with_id)
         finally:
-            route = scope.get("route")
-            name = getattr(route, "path", None) or (
-                "/static" if scope["path"].startswith("/static/") else "unmatched"
+            route = getattr(scope.get("route"), "path", None)
+            self.service.metrics.observe_request(
+                route, scope["method"], status, time.perf_counter() - started
             )
-            self.service.metrics.observe_request(name, scope["method"], status, time.perf_counter() - started)
 
-    def _refusal(self, path: str, headers: dict[str, str]) -> Response | None:
-        key = self.service.config.api_key
+    def _refusal(self, scope, headers: dict[str, str]) -> Response | None:
+        server = scope.get("server")
+        unwelcome = self.service.hosts.refusal(scope["method"], headers, server[1] if server else None)
+        if unwelcome is not None:
+            status, message = unwelcome
+            return error_response(status, message)
+        path, key = scope["path"], self.service.config.api_key
         if key is not None and (path == "/v1" or path.startswith("/v1/")):
             supplied = headers.get("x-api-key") or _bearer(headers.get("authorization", ""))
             if not supplied or not hmac.compare_digest(supplied.encode(), key.encode()):
@@ -368,13 +406,22 @@ class Gate:
         return None
 
     def _limited(self, receive):
-        cap, received = self.service.limits.max_body_bytes, 0
+        """`receive`, refusing a body over the cap, or one not complete within the read timeout."""
+        cap, received, complete = self.service.limits.max_body_bytes, 0, False
+        timeout = self.service.config.read_timeout_s
+        deadline = time.monotonic() + timeout
 
         async def limited_receive():
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # what may come now is the client's disconnect, at any time
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise BodyTimeout(timeout) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > cap:
                     raise PayloadTooLarge(cap)
             return message
@@ -424,6 +471,7 @@ def add_model_route(v1: APIRouter, service: Service) -> None:
             ],
             "limits": service.limits.as_dict(),
             "batching": {"max_batch": service.config.max_batch, "wait_ms": service.config.batch_wait_ms},
+            "page": {"paths": min(PAGE_PATHS, service.limits.max_paths)},
             "examples": sorted(EXAMPLES),
         }
 
@@ -582,13 +630,18 @@ async def _read_upload(request: Request) -> tuple[bytes, str, str | None, dict[s
 
 def _form_options(fields: dict[str, str]) -> ForecastOptions:
     """Form fields as forecast options: each value read as JSON where it is JSON ('12', 'true',
-    'null'), else as text ('5min', '0.1,0.5,0.9')."""
+    'null'), else as text ('5min', '0.1,0.5,0.9'). JSON nested deeper than Python's recursion
+    limit is refused (400)."""
     values: dict[str, Any] = {}
     for key, text in fields.items():
         try:
             values[key] = json.loads(text)
         except ValueError:
             values[key] = text
+        except RecursionError:
+            raise InputError(
+                f"form field {key!r} is JSON nested too deeply to read", key, status=400
+            ) from None
     return ForecastOptions.model_validate(values)
 
 

@@ -7,13 +7,15 @@ job that may share with none has its own size, and runs at once instead of waiti
 The batcher waits up to `wait_s` after the oldest waiting job for others with its key, until
 their sizes reach its capacity, then runs them in its single worker thread (torch
 releases the GIL, so the event loop keeps serving) and resolves each job's future. A job whose
-client went away is skipped if it has not started, and its result dropped if it has; a failing
-call is retried job by job, so one bad job fails alone.
+client went away is skipped if it has not started; once every job of a running call has gone,
+the call's cancel event is set, and the generation stops at its next step (the worker is free for
+the next call). A failing call is retried job by job, so one bad job fails alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -37,7 +39,8 @@ class Job:
 
 
 class MicroBatcher:
-    """Gathers jobs with equal keys into calls of `run(payloads) -> results`, one call at a time.
+    """Gathers jobs with equal keys into calls of `run(payloads, cancel) -> results`, one call at a
+    time; `cancel` is a `threading.Event` set once no job of the call waits for its result.
 
     `max_queue` bounds the series waiting; `on_call(series, jobs, seconds)` is told about every
     call, for metrics.
@@ -45,7 +48,7 @@ class MicroBatcher:
 
     def __init__(
         self,
-        run: Callable[[list[Any]], list[Any]],
+        run: Callable[[list[Any], threading.Event], list[Any]],
         wait_s: float,
         max_queue: int,
         on_call: Callable[[int, int, float], None] | None = None,
@@ -127,8 +130,18 @@ class MicroBatcher:
     async def _call(self, batch: list[Job]) -> None:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
+        cancel = threading.Event()
+
+        def cancel_when_all_gone(_: asyncio.Future) -> None:
+            if all(job.future.cancelled() for job in batch):
+                cancel.set()
+
+        for job in batch:
+            job.future.add_done_callback(cancel_when_all_gone)
         try:
-            results = await loop.run_in_executor(self.executor, self.run, [job.payload for job in batch])
+            results = await loop.run_in_executor(
+                self.executor, self.run, [job.payload for job in batch], cancel
+            )
         except Exception as err:
             if len(batch) == 1:
                 _resolve(batch[0], error=err)

@@ -112,7 +112,7 @@ def series_from_bars(bars: list[Bar], label: str, limits: Limits) -> Series:
     for field in FEATURE_COLUMNS:
         column = [getattr(bar, field) for bar in bars]
         if any(value is not None for value in column):
-            columns[field] = column  # a null among numbers becomes NaN, which prepare_ohlcv names
+            columns[field] = column  # missing from some bars: NaN there, which prepare_ohlcv names
     try:
         stamps = parse_timestamps(pd.Series([bar.timestamp for bar in bars]), f"{label} column 'timestamp'")
         check_time_order(stamps, label)

@@ -1,4 +1,9 @@
-"""Prometheus metrics of the service (GET /metrics), in a registry of its own per app."""
+"""Prometheus metrics of the service (GET /metrics), in a registry of its own per app.
+
+Every label takes a bounded set of values, whatever clients send: routes by their template (a
+mounted app by its mount path; no route: "unmatched"), methods among the standard ones (any other:
+"other"), statuses among those the service answers.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED, OTHER_METHOD = "unmatched", "other"
 
 
 class Metrics:
@@ -37,12 +44,20 @@ class Metrics:
         self.cancelled = Counter(
             "kronos_cancelled_requests", "forecasts dropped because the client went away", registry=r
         )
+        self.stopped_calls = Counter(
+            "kronos_cancelled_generations",
+            "generation calls stopped part way because every client of the call went away",
+            registry=r,
+        )
         self.queued = Gauge("kronos_queued_series", "series waiting for a generation call", registry=r)
         self.ready = Gauge(
             "kronos_ready", "1 once the model is loaded and has answered a first forecast", registry=r
         )
 
-    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+    def observe_request(self, route: str | None, method: str, status: int, seconds: float) -> None:
+        """A request answered: `route` is the template of the route that took it (None: none)."""
+        route = route or UNMATCHED
+        method = method if method in METHODS else OTHER_METHOD
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route).observe(seconds)
         if status >= 400:

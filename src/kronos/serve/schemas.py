@@ -11,13 +11,38 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt, WithJsonSchema, field_validator
 
 from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P
 from kronos.forecasting.paths import BAND_QUANTILE_LEVELS
 
 Price = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # strict: ints, not strings or bools
-SeriesId = Annotated[str, Field(min_length=1, max_length=200)] | StrictInt
+# Integers a client's JSON parser reads exactly: JavaScript's numbers hold integers up to 2**53 - 1.
+MAX_SAFE_INTEGER = 2**53 - 1
+SafeInt = Annotated[StrictInt, Field(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)]
+MAX_ID_LENGTH = 200
+
+
+def _series_id(value: object) -> str | int:
+    """A series id: text of 1 to 200 characters, or an integer JavaScript reads exactly."""
+    if isinstance(value, str) and 1 <= len(value) <= MAX_ID_LENGTH:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_SAFE_INTEGER:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(
+            f"an integer id must be within ±{MAX_SAFE_INTEGER} (2**53 - 1), as JavaScript reads integers "
+            "exactly; send a larger one as a string"
+        )
+    raise ValueError(f"an id is a string of 1 to {MAX_ID_LENGTH} characters or an integer")
+
+
+SeriesId = Annotated[
+    str | int,
+    PlainValidator(_series_id),
+    WithJsonSchema({"anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+                              {"type": "integer", "minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER}]}),
+]  # fmt: skip
 
 MAX_QUANTILE_LEVELS = 99
 
@@ -27,16 +52,16 @@ class Strict(BaseModel):
 
 
 class Bar(Strict):
-    """One bar. volume and amount are optional: a missing volume means volume = amount = 0, a
-    missing amount means volume x mean(OHLC); a null is refused unless the field is null in every bar."""
+    """One bar. volume and amount are optional: missing from every bar, volume = amount = 0;
+    amount missing from every bar, volume x mean(OHLC). A null is a missing number, refused."""
 
     timestamp: str = Field(max_length=64, examples=["2024-06-18 11:15:00"])
     open: Price
     high: Price
     low: Price
     close: Price
-    volume: Price | None = None
-    amount: Price | None = None
+    volume: Price = None  # type: ignore[assignment]  # a default, never a value sent: null is refused
+    amount: Price = None  # type: ignore[assignment]
 
 
 class ForecastOptions(Strict):
@@ -49,10 +74,11 @@ class ForecastOptions(Strict):
         max_length=MAX_QUANTILE_LEVELS,
         description="levels strictly inside (0, 1); a comma-separated string is accepted too",
     )
-    seed: Annotated[StrictInt, Field(ge=-(2**63), lt=2**63)] | None = Field(
+    seed: SafeInt | None = Field(
         0,
         description="with a seed a series' paths come from (seed, series id) alone, as in "
-        "predict_quantiles(..., sampling=Sampling(seed=...)); null draws fresh random numbers",
+        "predict_quantiles(..., sampling=Sampling(seed=...)); null draws fresh random numbers; "
+        "|seed| <= 2**53 - 1, as every integer answered, so that JavaScript reads it exactly",
     )
     temperature: float = Field(TEMPERATURE, ge=0.001, le=100, strict=True, allow_inf_nan=False)
     top_k: StrictInt = Field(0, ge=0, description="keep the k most likely tokens (0: off)")

@@ -48,6 +48,7 @@ async function loadModel() {
     $("model").textContent = `${model.name} · context ${model.max_context} · lookback ${model.lookback} · ${model.device}`;
     $("steps").max = info.limits.max_steps;
     $("paths").max = info.limits.max_paths;
+    if (!$("paths").value) $("paths").value = info.page.paths;
     const select = $("example");
     select.length = 1;
     for (const name of info.examples) select.add(new Option(name, name));
@@ -135,9 +136,17 @@ async function runForecast() {
   }
 }
 
-function weekendBreaks(stamps) {
-  const weekend = stamps.some((s) => { const day = new Date(plotTime(s).replace(" ", "T")).getDay(); return day === 0 || day === 6; });
-  return weekend ? [] : [{ bounds: ["sat", "mon"] }];
+// One slot per bar, in time order (a category axis): nights, weekends and holidays without bars
+// take no width, for daily and intraday bars alike, whatever the market's hours. About 8 ticks,
+// labelled by date for daily bars and by day and time for intraday ones.
+const TICKS = 8;
+function timeAxis(stamps) {
+  const slots = [...new Set(stamps.map(plotTime))].sort();
+  const daily = slots.every((s) => s.length === 10 || s.endsWith(" 00:00:00"));
+  const every = Math.max(1, Math.ceil(slots.length / TICKS));
+  const tickvals = slots.filter((_, i) => i % every === 0);
+  const ticktext = tickvals.map((s) => (daily ? s.slice(0, 10) : s.slice(5, 16)));
+  return { type: "category", categoryorder: "array", categoryarray: slots, tickvals, ticktext, tickangle: 0 };
 }
 
 function candles(bars, name, up, down, opacity = 1) {
@@ -197,7 +206,7 @@ async function draw() {
     margin: { l: 60, r: 20, t: 40, b: 40 }, hovermode: "x unified", showlegend: true,
     legend: { orientation: "h", x: 0, y: 1.08 }, bargap: 0.2, shapes,
     title: { text: forecast ? `${state.name}: ${steps}-step forecast${forecast.result.calibrated ? ", calibrated" : ""}` : state.name, x: 0.99, xanchor: "right", font: { size: 13 } },
-    xaxis: { ...axis, type: "date", anchor: "y2", rangeslider: { visible: false }, rangebreaks: weekendBreaks(stamps) },
+    xaxis: { ...axis, ...timeAxis(stamps), anchor: "y2", rangeslider: { visible: false } },
     yaxis: { ...axis, domain: [0.27, 1], title: { text: "price" } },
     yaxis2: { ...axis, domain: [0, 0.2], title: { text: "volume" } },
   };
