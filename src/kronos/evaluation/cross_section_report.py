@@ -210,7 +210,9 @@ def _plots(result: Any, folder: Path) -> dict[str, str]:
                 label=m,
             )
         ax.axhline(1, color="black", linewidth=0.8)
-        ax.set_title(f"{title} equity, net of {result.settings['cost_bps']:g} bps per side")
+        if all((np.cumprod(1 + scores.loc[scores["method"] == m, f"{book}_net"]) > 0).all() for m in methods):
+            ax.set_yscale("log")  # equal moves look equal, however far the curve has come
+        ax.set_title(f"{title} equity (log scale), net of {result.settings['cost_bps']:g} bps per side")
         ax.grid(alpha=0.3)
         ax.tick_params(axis="x", labelrotation=30)
     axes[0].legend(fontsize=8, ncol=2)
