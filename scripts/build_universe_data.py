@@ -43,7 +43,9 @@ def long_bars(table: pd.DataFrame) -> pd.DataFrame:
     long = table.rename_axis("date").reset_index().melt("date", var_name="symbol", value_name="close")
     long = long.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
     bars = ohlc_from_close(long, "sp500_dataset", warn=False, by=long["symbol"])
-    return bars[["date", "symbol", "open", "high", "low", "close"]].round({"open": 3, "high": 3, "low": 3, "close": 3})
+    return bars[["date", "symbol", "open", "high", "low", "close"]].round(
+        {"open": 3, "high": 3, "low": 3, "close": 3}
+    )
 
 
 def main() -> None:
@@ -55,7 +57,9 @@ def main() -> None:
     if table.isna().any().any():
         raise SystemExit("the source has missing closes in the period")
     long_bars(table).to_csv(args.out, index=False, date_format="%Y-%m-%d")
-    print(f"{args.out}: {table.shape[1]} stocks x {len(table)} days, {table.index[0].date()} .. {table.index[-1].date()}")
+    print(
+        f"{args.out}: {table.shape[1]} stocks x {len(table)} days, {table.index[0].date()} .. {table.index[-1].date()}"
+    )
 
 
 if __name__ == "__main__":
