@@ -165,6 +165,7 @@ def _plots(result: Any, folder: Path) -> dict[str, str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     (folder / "plots").mkdir()
     methods = result.methods
@@ -212,6 +213,12 @@ def _plots(result: Any, folder: Path) -> dict[str, str]:
         ax.axhline(1, color="black", linewidth=0.8)
         if all((np.cumprod(1 + scores.loc[scores["method"] == m, f"{book}_net"]) > 0).all() for m in methods):
             ax.set_yscale("log")  # equal moves look equal, however far the curve has come
+            low, high = ax.get_ylim()
+            ax.yaxis.set_major_locator(
+                LogLocator(subs=(1.0, 2.0, 5.0) if high / low > 8 else np.arange(1.0, 10.0))
+            )
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"{title} equity (log scale), net of {result.settings['cost_bps']:g} bps per side")
         ax.grid(alpha=0.3)
         ax.tick_params(axis="x", labelrotation=30)
