@@ -215,7 +215,7 @@ def _plots(result: Any, folder: Path) -> dict[str, str]:
             ax.set_yscale("log")  # equal moves look equal, however far the curve has come
             low, high = ax.get_ylim()
             ax.yaxis.set_major_locator(
-                LogLocator(subs=(1.0, 2.0, 5.0) if high / low > 8 else np.arange(1.0, 10.0))
+                LogLocator(subs=(1.0, 2.0, 5.0) if high / low > 8 else tuple(range(1, 10)))
             )
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.yaxis.set_minor_formatter(NullFormatter())
