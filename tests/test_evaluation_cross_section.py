@@ -173,7 +173,7 @@ def test_the_real_universe_loads_whole_and_its_baselines_score_every_stock():
         (lambda: baselines_only(universe_table(6, 100).drop(columns="symbol")), "no id column 'symbol'"),
         (lambda: baselines_only(universe_table(4, 100)), "universe has 4 series .* at least 5"),
         (lambda: baselines_only(universe_table(8, 100), top_k=5), "top_k 5 is too large.* at most 4"),
-        (lambda: CrossSection(horizon=5, rebalance=0), "rebalance must be .* at least 1, got 0"),
+        (lambda: CrossSection(horizon=5, rebalance=0), "rebalance must be a positive integer, got 0"),
         (lambda: CrossSection(horizon=5, cost_bps=-1), "cost_bps must be"),
         (lambda: CrossSection(horizon=5, quantiles=1), "quantiles must be at least 2"),
         (lambda: CrossSection(horizon=5, start="2021-02-01", end="2021-01-01"), "start .* is after end"),

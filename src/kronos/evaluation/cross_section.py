@@ -89,9 +89,7 @@ class CrossSection:
 
     def __post_init__(self) -> None:
         check_pred_len(self.horizon, "horizon")
-        if self.rebalance is not None and (not isinstance(self.rebalance, int) or self.rebalance < 1):
-            raise ValueError(f"rebalance must be a whole number of bars, at least 1, got {self.rebalance!r}")
-        for name in ("top_k", "lookback"):
+        for name in ("rebalance", "top_k", "lookback"):
             if getattr(self, name) is not None:
                 positive_int(getattr(self, name), name)
         for name in ("reversal_lookback", "vol_lookback", "batch_size"):
@@ -106,12 +104,12 @@ class CrossSection:
         if len(set(lookbacks)) != len(lookbacks):
             raise ValueError(f"momentum_lookbacks must be distinct, got {lookbacks}")
         object.__setattr__(self, "momentum_lookbacks", lookbacks)
-        if not (isinstance(self.cost_bps, (int, float)) and 0 <= self.cost_bps < math.inf):
+        if isinstance(self.cost_bps, bool) or not (self.cost_bps == 0 or _positive_number(self.cost_bps)):
             raise ValueError(
                 f"cost_bps must be a finite number of basis points, 0 or more, got {self.cost_bps!r}"
             )
-        if self.bars_per_year is not None and not self.bars_per_year > 0:
-            raise ValueError(f"bars_per_year must be positive, got {self.bars_per_year!r}")
+        if self.bars_per_year is not None and not _positive_number(self.bars_per_year):
+            raise ValueError(f"bars_per_year must be a positive finite number, got {self.bars_per_year!r}")
         if self.sampling.seed is None:
             raise ValueError("a cross-section is seeded: give Sampling(seed=...)")
         self._dates()
@@ -147,6 +145,15 @@ class CrossSection:
         if start is not None and end is not None and start > end:
             raise ValueError(f"start {start} is after end {end}")
         return start, end
+
+
+def _positive_number(value: object) -> bool:
+    """Whether `value` is a real number (not a bool) above 0 and finite."""
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
+        and bool(0 < value < math.inf)
+    )
 
 
 @dataclass(frozen=True)
