@@ -94,6 +94,37 @@ def random_walk_bars(n: int, seed: int = 0, sigma: float = 0.01, start="2024-01-
     )
 
 
+def universe_table(
+    n_series: int, n_bars: int, seed: int = 0, persistence: float = 0.0, id_column: str = "symbol"
+) -> pd.DataFrame:
+    """A long table of `n_series` daily business-day series with volume, one `id_column` value each.
+
+    Log returns are noise (1% a bar) plus, with `persistence` > 0, a drift per series that follows
+    an AR(1) with that coefficient (shocks of 0.05%): planted momentum, which past returns predict.
+    With `persistence` 0 every series is a pure random walk.
+    """
+    rng = np.random.default_rng(seed)
+    drift = np.zeros((n_series, n_bars))
+    if persistence:
+        for t in range(1, n_bars):
+            drift[:, t] = persistence * drift[:, t - 1] + rng.normal(0, 0.0005, n_series)
+    close = rng.uniform(20, 200, (n_series, 1)) * np.exp(
+        np.cumsum(drift + rng.normal(0, 0.01, drift.shape), axis=1)
+    )
+    open_ = np.hstack([close[:, :1], close[:, :-1]])
+    return pd.DataFrame(
+        {
+            id_column: np.repeat([f"S{i:02d}" for i in range(n_series)], n_bars),
+            "timestamps": np.tile(pd.bdate_range("2020-01-01", periods=n_bars), n_series),
+            "open": open_.ravel(),
+            "high": np.maximum(open_, close).ravel() * 1.002,
+            "low": np.minimum(open_, close).ravel() * 0.998,
+            "close": close.ravel(),
+            "volume": rng.lognormal(8, 0.3, close.shape).round().ravel(),
+        }
+    )
+
+
 TINY_TOKENIZER = {
     "d_model": 16,
     "n_heads": 2,

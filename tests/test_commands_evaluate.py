@@ -8,7 +8,7 @@ import re
 import pandas as pd
 import pytest
 import torch
-from helpers import make_bars, random_bars
+from helpers import make_bars, random_bars, universe_table
 
 from kronos.commands.main import main
 from kronos.forecasting.core import ContextWarning
@@ -146,3 +146,99 @@ def test_evaluate_and_train_refuse_a_bad_output_folder_before_reading_data(tmp_p
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1
         assert re.search(message, err), err
+
+
+CROSS_SECTION_COLUMNS = [
+    "rank_ic_mean",
+    "rank_ic_t",
+    "ic_mean",
+    "icir",
+    "turnover",
+    "long_short_return_net",
+    "long_short_sharpe_net",
+]
+
+
+def test_cross_section_writes_one_row_per_method_with_the_required_columns(tmp_path, tiny_dir, capsys):
+    data = tmp_path / "universe.csv"
+    universe_table(6, 80, seed=1).to_csv(data, index=False)
+    out = tmp_path / "xs"
+    argv = [
+        "evaluate",
+        str(data),
+        "--id-column",
+        "symbol",
+        "--cross-section",
+        "--horizon",
+        "3",
+        "--rebalance",
+        "2",
+    ]
+    argv += [
+        "--top-k",
+        "2",
+        "--cost-bps",
+        "5",
+        "--model",
+        str(tiny_dir / "model"),
+        "--tokenizer",
+        str(tiny_dir / "tokenizer"),
+    ]
+    argv += ["--lookback", "24", "--paths", "3", "--start", "2020-03-02", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    assert f"report: {out / 'report.md'}" in capsys.readouterr().out
+    summary = pd.read_csv(out / "cross_section.csv", index_col="method")
+    assert list(summary.index) == [
+        "kronos", "kronos_median", "kronos_p_up", "kronos_return_over_vol",
+        "momentum_5", "momentum_20", "reversal_1", "low_vol_20", "random",
+    ]  # fmt: skip
+    assert set(CROSS_SECTION_COLUMNS) <= set(summary.columns)
+    assert summary[CROSS_SECTION_COLUMNS].notna().all().all()
+    dates = pd.read_csv(out / "cross_section_dates.csv", parse_dates=["date"])
+    assert dates["date"].min() >= pd.Timestamp("2020-03-02") and (dates.groupby("date").size() == 9).all()
+    assert (summary["n_dates"] == dates["date"].nunique()).all()
+    for name in ("cumulative_ic.png", "quantiles.png", "equity.png"):
+        assert (out / "plots" / name).stat().st_size > 1000, name
+    report = (out / "report.md").read_text()
+    assert "## Verdict" in report and "Against the best baseline" in report
+
+
+def test_cross_section_baselines_only_and_its_one_line_errors(tmp_path, capsys):
+    data = tmp_path / "universe.csv"
+    universe_table(8, 120, seed=2).to_csv(data, index=False)
+    base = [
+        "evaluate",
+        str(data),
+        "--cross-section",
+        "--horizon",
+        "5",
+        "--out",
+        str(tmp_path / "xs"),
+        "--quiet",
+    ]
+    assert main([*base, "--id-column", "symbol", "--baselines-only", "--no-plots"]) == 0
+    summary = pd.read_csv(tmp_path / "xs" / "cross_section.csv", index_col="method")
+    assert list(summary.index) == ["momentum_5", "momentum_20", "reversal_1", "low_vol_20", "random"]
+    capsys.readouterr()
+    for extra, message in [
+        (["--id-column", "ticker"], "--id-column 'ticker': universe.csv has no id column 'ticker'"),
+        (["--id-column", "symbol", "--rebalance", "0"], "--rebalance must be a positive number, got 0"),
+        (
+            ["--id-column", "symbol", "--top-k", "5"],
+            "--top-k 5 is too large: .* the universe has 8; give --top-k at most 4",
+        ),
+        (["--id-column", "symbol", "--cost-bps", "-2"], "--cost-bps must be a finite number"),
+        (["--id-column", "symbol", "--end", "someday"], "--end 'someday' is not a date"),
+        (
+            ["--id-column", "symbol", "--every", "3"],
+            "--every: single-series options, not used by --cross-section",
+        ),
+        ([], "--cross-section needs --id-column"),
+    ]:
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and re.search(message, err), err
+    few = tmp_path / "few.csv"
+    universe_table(4, 120).to_csv(few, index=False)
+    assert main(["evaluate", str(few), "--id-column", "symbol", *base[2:], "--baselines-only"]) == 2
+    assert "universe has 4 series (by 'symbol'); a cross-section needs at least 5" in capsys.readouterr().err

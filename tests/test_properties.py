@@ -20,11 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import universe_table
 from hypothesis import event, given
 from hypothesis import strategies as st
 
 from kronos import KronosPredictor
 from kronos.engine.sampling import Sampling
+from kronos.evaluation.cross_section import CrossSection, evaluate_cross_section
 from kronos.forecasting.paths import VolatilityWarning, quantile_column
 from kronos.forecasting.series import FEATURE_COLUMNS, as_timestamps
 from kronos.forecasting.tables import TableOptions, load_series
@@ -516,3 +518,55 @@ def test_threads_sharing_one_predictor_get_what_a_serial_run_gets(predictor, tin
     assert racing.keys() == serial.keys()
     for job in jobs:
         np.testing.assert_array_equal(racing[job], serial[job])
+
+
+# --- cross-sectional evaluation -------------------------------------------------------------------------
+
+CROSS_SECTION_GOOD = {
+    "horizon": [5, 1],
+    "rebalance": [None, 1, 7],
+    "top_k": [None, 1, 2],
+    "cost_bps": [10, 0, 2.5],
+    "quantiles": [5, 2],
+    "lookback": [None, 30],
+    "start": [None, "2020-03-02"],
+    "bars_per_year": [None, 252],
+}
+CROSS_SECTION_HOSTILE = {
+    "horizon": [0, -1, 2.5, "5", None, 10**6, True],
+    "rebalance": [0, -3, 1.5, "2"],
+    "top_k": [0, -1, 100, 2.0],
+    "cost_bps": [-1, np.nan, np.inf, "10", None, True],
+    "quantiles": [1, 0, 3.0],
+    "lookback": [0, -2, 1.5],
+    "start": ["not a date", "2020-13-45"],
+    "bars_per_year": [0, -252, np.nan, "252"],
+}
+
+
+@st.composite
+def cross_section_settings(draw) -> tuple[dict, list[str]]:
+    """Settings with zero, one or two fields hostile, and the names of those fields."""
+    hostile = draw(st.lists(st.sampled_from(sorted(CROSS_SECTION_HOSTILE)), max_size=2, unique=True))
+    values = {
+        name: draw(st.sampled_from((CROSS_SECTION_HOSTILE if name in hostile else CROSS_SECTION_GOOD)[name]))
+        for name in CROSS_SECTION_GOOD
+    }
+    return values, hostile
+
+
+@given(drawn=cross_section_settings())
+def test_cross_section_is_finite_or_refused_naming_the_setting(drawn):
+    values, hostile = drawn
+    universe = universe_table(10, 160, seed=1)
+    try:
+        result = evaluate_cross_section(universe, None, CrossSection(**values), progress=False)
+    except (ValueError, TypeError) as error:
+        assert hostile, f"clean settings {values} refused: {error}"
+        assert any(name in str(error) for name in hostile), f"{error!r} names none of {hostile}"
+        event("refused, setting named")
+        return
+    assert not hostile, f"hostile {hostile} accepted: {values}"
+    columns = ["rank_ic_mean", "ic_mean", "turnover", "long_short_return_net", "top_k_return_net"]
+    check_finite(result.summary[columns].to_numpy(), "the cross-section summary")
+    event("scored")

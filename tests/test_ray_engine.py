@@ -178,6 +178,30 @@ def test_evaluate_command_on_ray_gives_the_local_numbers(cluster, tmp_path, caps
     )  # series x origins x steps x columns
 
 
+def test_cross_section_on_ray_gives_the_local_numbers(cluster, tmp_path, capsys):
+    path = tmp_path / "universe.csv"
+    universe(5, 135, seed=3).to_csv(path, index=False)
+    args = [
+        "evaluate",
+        str(path),
+        "--id-column",
+        "ticker",
+        "--cross-section",
+        "--horizon",
+        "3",
+        "--rebalance",
+        "4",
+    ]
+    args += ["--top-k", "2", "--paths", "2", "--seed", "7", "--no-plots", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "local")]) == 0
+    assert main([*args, "--engine", "ray", "--batch-size", "4", "--out", str(tmp_path / "ray")]) == 0
+    for name in ("cross_section.csv", "cross_section_dates.csv", "cross_section_signals.csv"):
+        local, on_ray = (pd.read_csv(tmp_path / where / name) for where in ("local", "ray"))
+        pd.testing.assert_frame_equal(on_ray, local, check_exact=True, obj=name)
+    signals = pd.read_csv(tmp_path / "ray" / "cross_section_signals.csv")
+    assert len(signals) == 5 * 6 and signals["kronos"].notna().all()  # 5 series x 6 dates after 108 bars
+
+
 def test_errors_in_the_actors_come_back_as_one_line_naming_the_series(cluster, tmp_path, capsys):
     path = tmp_path / "universe.csv"
     irregular_universe().to_csv(path, index=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from kronos.commands.cross_section import add_cross_section_arguments, run_cross_section
 from kronos.commands.options import (
     CommandError,
     add_context_options,
@@ -43,7 +44,14 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         metavar="L",
         help="bars of history each forecast sees (default: the history the model was trained with)",
     )
-    parser.add_argument("--steps", type=int, required=True, metavar="H", help="bars forecast at each origin")
+    parser.add_argument(
+        "--steps",
+        "--horizon",
+        type=int,
+        required=True,
+        metavar="H",
+        help="bars forecast at each origin (with --cross-section: of the forward return)",
+    )
     spread = parser.add_mutually_exclusive_group()
     spread.add_argument(
         "--origins", type=int, metavar="N", help="N origins per series, spread evenly (default 100)"
@@ -80,7 +88,13 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         default=TEMPERATURE,
         help=f"sampling temperature (default {TEMPERATURE})",
     )
-    parser.add_argument("--top-k", type=int, default=0, help="top-k sampling, 0 = off (default 0)")
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        default=0,
+        help="top-k sampling, 0 = off (default 0); with --cross-section: the series held long (and short) by "
+        "the books, default a fifth of the universe (sampling then uses no top-k)",
+    )
     parser.add_argument(
         "--top-p", type=float, default=TOP_P, help=f"nucleus sampling threshold (default {TOP_P})"
     )
@@ -93,6 +107,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     add_context_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_engine_arguments(parser)
+    add_cross_section_arguments(parser)
     return parser
 
 
@@ -125,6 +140,8 @@ def backtest_settings(args: argparse.Namespace) -> Backtest:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run the backtest described by parsed arguments, write the report, print where it is."""
+    if args.cross_section:
+        return run_cross_section(args)
     backtest = backtest_settings(args)
     ray_options = engine_options(args)
     check_output_dir(args.out, "--out")

@@ -71,7 +71,9 @@ SUBCOMMANDS = [
         "evaluate",
         "rolling-origin backtest of a model against naive baselines",
         "Rolling-origin backtest of a model against persistence, drift and a Gaussian random walk; "
-        "writes a report with tables, plots and the raw per-origin results.",
+        "writes a report with tables, plots and the raw per-origin results. With --cross-section, ranks a "
+        "universe at each rebalance date and scores IC, RankIC and top-k and long-short books with costs "
+        "against momentum, reversal, low-volatility and random signals.",
         add_evaluate_arguments,
         run_evaluate,
     ),

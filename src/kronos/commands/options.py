@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import pandas as pd
+
 from kronos.forecasting.core import NORMALIZE_ON, WINDOWS
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.forecasting.tables import TableLayout
@@ -66,6 +68,32 @@ def table_layout(args: argparse.Namespace) -> TableLayout:
         )
     except ValueError as err:
         raise CommandError(f"--columns {args.columns!r}: {err}") from err
+
+
+def add_period_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--start and --end: the dates an evaluation scores (ISO dates, inclusive)."""
+    parser.add_argument(
+        "--start",
+        metavar="DATE",
+        help="first date scored, e.g. 2021-01-04 (with --cross-section: rebalance dates)",
+    )
+    parser.add_argument(
+        "--end", metavar="DATE", help="last date scored, inclusive (default: the data's last)"
+    )
+
+
+def period_bounds(args: argparse.Namespace) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """--start and --end as timestamps (None where not given), checked with the flag named."""
+    bounds: list[pd.Timestamp | None] = []
+    for flag, text in (("--start", args.start), ("--end", args.end)):
+        try:
+            bounds.append(None if text is None else pd.Timestamp(text))
+        except (ValueError, TypeError) as err:
+            raise CommandError(f"{flag} {text!r} is not a date: give one such as 2021-01-04") from err
+    start, end = bounds
+    if start is not None and end is not None and start > end:
+        raise CommandError(f"--start {args.start} is after --end {args.end}")
+    return start, end
 
 
 # --- the model and how it decodes -----------------------------------------------------------------

@@ -165,7 +165,7 @@ Engine = Callable[[OriginForecast, Iterator[OriginBatch]], Iterable[np.ndarray]]
 """Runs an `OriginForecast` over batches and gives their paths in order: `kronos.ray.engine.RayEngine`."""
 
 
-def _forecast_here(predictor: KronosPredictor, progress: bool, total: int) -> Engine:
+def forecast_here(predictor: KronosPredictor, progress: bool, total: int) -> Engine:
     """The local engine: one batch after another, in this process."""
 
     def run(forecast: OriginForecast, batches: Iterator[OriginBatch]) -> Iterator[np.ndarray]:
@@ -218,7 +218,7 @@ def evaluate(
     if predictor is not None:
         model = _ModelRun(series, origins, backtest, lookback)
         forecasts, calibrations = model.forecasts(
-            engine or _forecast_here(predictor, progress, len(model.needed))
+            engine or forecast_here(predictor, progress, len(model.needed))
         )
     models = list(forecasts)
     rng = np.random.default_rng(backtest.seed)
