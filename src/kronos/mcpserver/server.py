@@ -39,6 +39,26 @@ INSTRUCTIONS = (
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
 
+InlineBars = Annotated[
+    list[Bar] | None,
+    Field(description="the history, oldest first, as the service's JSON bars (or give file)"),
+]
+FileOrBars = Annotated[
+    str | None, Field(description="a CSV or Parquet file under the server's root (or give bars)")
+]
+QuantileLevels = Annotated[
+    list[float] | None,
+    Field(description="levels strictly inside (0, 1); default the median and 50/80/95% bands"),
+]
+ForecastSeed = Annotated[
+    int | None, Field(description="seed of the sampling (default 0); null for fresh draws")
+]
+ModelChoice = Annotated[
+    str | None, Field(description="a model from the models tool (default: the served one)")
+]
+"""The tools' arguments that take more than a line to describe; `model` is every tool's."""
+
+
 class Cancelled(Exception):
     """The client cancelled the call: raised in the worker at its next step or batch."""
 
@@ -54,27 +74,15 @@ def build_server(toolbox: Toolbox) -> MCPServer:
     async def forecast(
         ctx: Context,
         steps: Annotated[int, Field(description="future bars to forecast")],
-        bars: Annotated[
-            list[Bar] | None,
-            Field(description="the history, oldest first, as the service's JSON bars (or give file)"),
-        ] = None,
-        file: Annotated[
-            str | None, Field(description="a CSV or Parquet file under the server's root (or give bars)")
-        ] = None,
+        bars: InlineBars = None,
+        file: FileOrBars = None,
         paths: Annotated[int, Field(description="sampled paths (default 20)")] = 20,
-        quantile_levels: Annotated[
-            list[float] | None,
-            Field(description="levels strictly inside (0, 1); default the median and 50/80/95% bands"),
-        ] = None,
-        seed: Annotated[
-            int | None, Field(description="seed of the sampling (default 0); null for fresh draws")
-        ] = 0,
+        quantile_levels: QuantileLevels = None,
+        seed: ForecastSeed = 0,
         calibrate: Annotated[
             bool, Field(description="calibrate the bands on the series' own past forecasts")
         ] = False,
-        model: Annotated[
-            str | None, Field(description="a model from the models tool (default: the served one)")
-        ] = None,
+        model: ModelChoice = None,
     ) -> CallToolResult:
         """Forecast the next `steps` bars of one series: per step the quantiles and mean of every
         column, P(close ends above the last close) and the expected volatility."""
@@ -99,9 +107,7 @@ def build_server(toolbox: Toolbox) -> MCPServer:
         calibrate: Annotated[
             bool, Field(description="also score the forecasts calibrated on each origin's past")
         ] = False,
-        model: Annotated[
-            str | None, Field(description="a model from the models tool (default: the served one)")
-        ] = None,
+        model: ModelChoice = None,
     ) -> CallToolResult:
         """Rolling-origin backtest of the model against naive baselines on a file, as `kronos
         evaluate`: the summary table (close) and the report's verdict."""

@@ -32,16 +32,7 @@ from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL, offline_models
 from kronos.forecasting.series import MAX_PRED_LEN, Series
 from kronos.forecasting.tables import series_name
-from kronos.serve.inputs import (
-    LIBRARY_ERRORS,
-    InputError,
-    check_options,
-    check_past_forecasts,
-    plan,
-    series_from_bars,
-    series_from_csv,
-    summarize,
-)
+from kronos.serve import inputs
 from kronos.serve.schemas import Bar, ForecastOptions, Limits
 
 EVALUATE_ORIGINS = 100  # origins per series when none are asked for, as `kronos evaluate`
@@ -117,10 +108,10 @@ class Toolbox:
         """The service's answer for one series (`/v1/forecast`), from inline bars or a file."""
         predictor, name = self._predictor(model)
         options = _options(steps, paths, quantile_levels, seed, calibrate)
-        levels = _checked(check_options, options, self.settings.limits)
+        levels = _checked(inputs.check_options, options, self.settings.limits)
         series, key = self._series(bars, file)
-        job = _checked(plan, [(series, key, series.name)], options, predictor.lookback)
-        _checked(check_past_forecasts, job, self.settings.limits)
+        job = _checked(inputs.plan, [(series, key, series.name)], options, predictor.lookback)
+        _checked(inputs.check_past_forecasts, job, self.settings.limits)
         series = job.series[0]  # keyed
         history = series.window(max(0, len(series) - predictor.lookback), len(series))
         phases = _Phases(progress, steps)
@@ -139,7 +130,7 @@ class Toolbox:
                 future=job.futures[0].timestamps,
                 on_step=phases.forecasting,
             )
-            answer = _checked(summarize, forecast, history, job.futures[0], levels, options)
+            answer = _checked(inputs.summarize, forecast, history, job.futures[0], levels, options)
         return {
             "model": name,
             "series": series.name,
@@ -221,9 +212,9 @@ class Toolbox:
             )
         limits = self.settings.limits
         if bars is not None:
-            return _checked(series_from_bars, bars, "bars", limits), 0
+            return _checked(inputs.series_from_bars, bars, "bars", limits), 0
         path = self._file(file)
-        return _checked(series_from_csv, path.read_bytes(), path.name, limits), series_name(path)
+        return _checked(inputs.series_from_csv, path.read_bytes(), path.name, limits), series_name(path)
 
     def _file(self, file: str | None) -> Path:
         """The file `file` names (relative to the root, or absolute), resolved, symlinks included:
@@ -296,9 +287,9 @@ def _checked(check: Callable[..., Any], *args: Any) -> Any:
     """`check(*args)`, with the service's refusals (and the library's) as a ToolInputError."""
     try:
         return check(*args)
-    except InputError as err:
+    except inputs.InputError as err:
         raise ToolInputError(err.message) from err
-    except LIBRARY_ERRORS as err:
+    except inputs.LIBRARY_ERRORS as err:
         raise ToolInputError(str(err)) from err
 
 
