@@ -39,3 +39,32 @@ def test_shipped_model_files_are_declared_as_package_data():
     shipped = {p for p in shipped_dir().rglob("*") if p.is_file()}
     assert {p.name for p in shipped} >= {"kronos.json", "config.json", "model.safetensors"}
     assert shipped <= declared
+
+
+def test_a_context_beyond_the_models_own_warns_and_is_capped(tiny_ohlcv):
+    import warnings
+
+    import numpy as np
+    import pytest
+
+    from kronos import Sampling
+    from kronos.forecasting.core import ContextWarning
+
+    model, tokenizer = load_pretrained("kronos-default")
+    with pytest.warns(ContextWarning, match="max_context=400 is beyond the model's own context of 128 bars"):
+        predictor = KronosPredictor(model, tokenizer, device="cpu", max_context=400)
+    assert predictor.max_context == 128
+    bars = tiny_ohlcv.iloc[:395]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ContextWarning)  # the history is longer than the context
+        paths = predictor.predict_paths(
+            bars,
+            bars["timestamps"],
+            tiny_ohlcv["timestamps"].iloc[395:],
+            5,
+            sampling=Sampling(sample_count=4, seed=0),
+        )
+    assert paths.shape == (4, 5, 6) and np.isfinite(paths).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # within the context: no warning
+        assert KronosPredictor(model, tokenizer, device="cpu", max_context=128).max_context == 128

@@ -25,7 +25,7 @@ from kronos.commands.options import (
 from kronos.commands.plot import plot_forecast
 from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P, Sampling
 from kronos.forecasting.calibration import Calibration, PastOrigins, required_rows
-from kronos.forecasting.paths import BAND_QUANTILE_LEVELS, check_quantile_levels
+from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS, check_quantile_levels
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.forecasting.schedules import future_timestamps
@@ -44,7 +44,7 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--quantiles",
-        default=",".join(f"{q:g}" for q in BAND_QUANTILE_LEVELS),
+        default=",".join(f"{q:g}" for q in DEFAULT_QUANTILE_LEVELS),
         help="comma-separated quantile levels (default: the 50%%, 80%% and 95%% bands and the median)",
     )
     parser.add_argument(

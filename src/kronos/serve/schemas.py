@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P
-from kronos.forecasting.paths import BAND_QUANTILE_LEVELS
+from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS
 
 Price = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # strict: ints, not strings or bools
 SeriesId = Annotated[str, Field(min_length=1, max_length=200)] | StrictInt
@@ -45,7 +45,7 @@ class ForecastOptions(Strict):
     steps: StrictInt = Field(20, ge=1, description="future bars to forecast")
     paths: StrictInt = Field(PATHS, ge=1, description="sampled paths per series")
     quantile_levels: list[Annotated[float, Field(strict=True)]] = Field(
-        list(BAND_QUANTILE_LEVELS),
+        list(DEFAULT_QUANTILE_LEVELS),
         max_length=MAX_QUANTILE_LEVELS,
         description="levels strictly inside (0, 1); a comma-separated string is accepted too",
     )
