@@ -3,6 +3,7 @@ options, calibration, the library's numbers for the same seed, output files, and
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -363,3 +364,23 @@ def test_forecast_and_evaluate_commands_calibrate(tmp_path, tiny_dir, tiny_ohlcv
     assert (report / "plots" / "reliability.png").stat().st_size > 1000
     text = (report / "report.md").read_text()
     assert "**kronos-calibrated** CRPS is" in text and "## Reliability of P(up) (close)" in text
+
+
+def test_an_output_naming_an_input_or_a_fifo_is_refused_and_the_input_kept(tmp_path, capsys):
+    data = tmp_path / "bars.csv"
+    data.write_bytes(EXAMPLE.read_bytes())
+    folder = tmp_path / "universe"
+    folder.mkdir()
+    (folder / "spx.csv").write_bytes(EXAMPLE.read_bytes())
+    os.mkfifo(tmp_path / "pipe.csv")
+    cases = [
+        (["forecast", str(data), "--steps", "2", "--out", str(data)], "--out"),
+        (["forecast", str(folder), "--steps", "2", "--out", str(folder / "spx.csv")], "--out"),
+        (["forecast", str(data), "--steps", "2", "--out", str(tmp_path / "pipe.csv")], "--out"),
+        (["evaluate", str(data), "--steps", "2", "--out", str(data)], "--out"),
+    ]
+    for argv, flag in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"kronos {argv[0]}: error: {flag} "), err
+    assert data.read_bytes() == EXAMPLE.read_bytes() == (folder / "spx.csv").read_bytes()

@@ -431,7 +431,7 @@ def command_lines(draw) -> tuple[Case, list[str], str | None, str | None]:
         ),
         "--freq": (st.sampled_from(["D", "h"]), ["-1D", "0h", "xyz"]),
         "--lookback": (st.integers(3, 40), ["0", "-5", "2"]),
-        "--max-context": (st.integers(4, 40), ["0", "-1"]),
+        "--max-context": (st.integers(4, 40), ["0", "-1", "100000000", "4.5"]),
         "--threads": (st.integers(1, 2), ["0", "-1"]),
         "--seed": (st.integers(0, 99), ["x"]),
     }
@@ -447,7 +447,7 @@ def command_lines(draw) -> tuple[Case, list[str], str | None, str | None]:
         flags.append("--ohlc-from-close")
         if draw(st.booleans()):
             case.bars = case.bars.drop(columns=["open", "high", "low"], errors="ignore")
-    outs = ["f.txt", "missing/f.csv"] if fault == "--out" else [None, "f.csv", "f.parquet"]
+    outs = ["f.txt", "missing/f.csv", "bars.csv"] if fault == "--out" else [None, "f.csv", "f.parquet"]
     return case, flags, fault, draw(st.sampled_from(outs))
 
 
@@ -461,13 +461,17 @@ def test_forecast_command_writes_a_finite_table_or_exits_2_with_one_line(tiny_di
         target = Path(folder, out) if out else None
         if target is not None:
             argv += ["--out", str(target)]
+        given = data.read_bytes()
         status, stdout, lines = kronos_command(*argv)
+        assert data.read_bytes() == given, "the input file was changed"
         event(f"exit {status}" + (" (clean)" if case.clean and fault is None else ""))
         errors = [line for line in lines if line.startswith("kronos forecast: error:")]
         if status == 2:
             assert len(errors) == 1 and lines[-1] == errors[0], f"not one error line: {lines}"
             assert all(line.startswith("kronos forecast: ") for line in lines), lines
-            assert target is None or not target.exists(), "an output file was written despite the error"
+            assert target in (None, data) or not target.exists(), (
+                "an output file was written despite the error"
+            )
             check_refusal(errors[0], case.clean, fault, (case.notes, case.stamp_kind), case.hit_columns)
             return
         assert status == 0 and not errors, lines

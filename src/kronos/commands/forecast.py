@@ -28,7 +28,7 @@ from kronos.forecasting.calibration import Calibration, PastOrigins, required_ro
 from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS, check_quantile_levels
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
-from kronos.forecasting.schedules import future_timestamps
+from kronos.forecasting.schedules import frequency, future_timestamps
 from kronos.forecasting.series import MAX_PRED_LEN, Series
 from kronos.forecasting.tables import TableOptions, load_series, long_table
 from kronos.io import check_output_file, write_atomically
@@ -92,15 +92,22 @@ def check_forecast_arguments(args: argparse.Namespace) -> tuple[float, ...]:
         )
     if args.symbol and not args.id_column:
         raise CommandError("--symbol needs --id-column, the column that names the symbols")
+    if args.freq is not None:
+        try:
+            frequency(args.freq)
+        except ValueError as err:
+            raise CommandError(f"--{err}") from err  # "--freq '-1D' does not step forward ..."
     engine_options(args)
     _check_output_names(args)
     try:
         levels = check_quantile_levels([float(q) for q in args.quantiles.split(",") if q.strip()])
     except ValueError as err:
         raise CommandError(f"--quantiles {args.quantiles!r}: {err}") from err
+    source = Path(args.file)
+    inputs = [source, *(source.iterdir() if source.is_dir() else ())]
     for flag, path in (("--out", args.out), ("--plot", args.plot)):
         if path:
-            check_output_file(path, flag)
+            check_output_file(path, flag, inputs)
     return levels
 
 

@@ -58,7 +58,8 @@ from kronos.forecasting.series import (
     positive_int,
     time_features,
 )
-from kronos.nn.metadata import MAX_CONTEXT, ModelMetadata
+from kronos.nn.metadata import MAX_CONTEXT as MAX_CONTEXT  # the largest context, for front ends
+from kronos.nn.metadata import ModelMetadata
 from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
 
