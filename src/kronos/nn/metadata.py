@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,16 @@ class ModelMetadata:
         return {**values, **extra}
 
     def write(self, directory: str | Path) -> None:
-        Path(directory, METADATA_NAME).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """kronos.json in `directory`; a tokenizer directory is recorded relative to it, so that a
+        run's folder can move whole."""
+        values = self.to_dict()
+        if (
+            self.tokenizer is not None
+            and Path(self.tokenizer).is_absolute()
+            and Path(self.tokenizer).exists()
+        ):
+            values["tokenizer"] = os.path.relpath(self.tokenizer, Path(directory).resolve())
+        Path(directory, METADATA_NAME).write_text(json.dumps(values, indent=2) + "\n")
 
 
 HUB_METADATA = {

@@ -209,7 +209,7 @@ BOUNDS: dict[type, dict[str, Bounds]] = {
     TrainConfig: {
         "epochs": COUNT,
         "batch_size": Bounds(1, meaning="windows per step and process"),
-        "lr": Bounds(0, 1, low_open=True),
+        "lr": Bounds(0, meaning="0 trains nothing"),
         "weight_decay": WHOLE,
         "betas": FRACTION,
         "warmup_fraction": Bounds(0, 1),
