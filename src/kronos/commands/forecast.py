@@ -63,6 +63,7 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
         "lookback + 10 x steps bars)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (--calibrate shows one)")
     parser.add_argument("--batch-size", type=int, default=32, help="series per generation batch (default 32)")
     parser.add_argument(
         "--ohlc-from-close",
@@ -119,7 +120,9 @@ def _check_output_names(args: argparse.Namespace) -> None:
     if args.plot and Path(args.plot).suffix.lower() != ".png":
         raise CommandError(f"--plot {args.plot!r}: the file name must end in .png")
     if out == ".parquet" and importlib.util.find_spec("pyarrow") is None:
-        raise CommandError("writing Parquet needs pyarrow: pip install 'kronos[parquet]' (or write .csv)")
+        raise CommandError(
+            "writing Parquet needs pyarrow: pip install 'kronos-forecasting[parquet]' (or write .csv)"
+        )
 
 
 def run_forecast(args: argparse.Namespace) -> int:
@@ -240,8 +243,15 @@ def calibrate_series(
         )
     calibrations = {}
     for one in series:
+        if not args.quiet:
+            print(f"{one.name}: calibrating on its past forecasts", file=sys.stderr)
         calibrations[one.key] = calibration = predictor.fit_calibration(
-            one, args.steps, sampling, PastOrigins(lookback), batch_size=args.batch_size
+            one,
+            args.steps,
+            sampling,
+            PastOrigins(lookback),
+            batch_size=args.batch_size,
+            progress=not args.quiet,
         )
         print(
             f"{one.name}: calibrated on {calibration.origins} past forecasts; model's move kept "

@@ -78,7 +78,7 @@ SUBCOMMANDS = [
         "serve",
         "run the forecasting service and its web page",
         "Serve forecasts over HTTP (JSON, CSV uploads, many series at once, micro-batched) "
-        "with a web page at / to chart them. Needs the serve extra: pip install 'kronos[serve]'.",
+        "with a web page at / to chart them. Needs the serve extra: pip install 'kronos-forecasting[serve]'.",
         add_serve_arguments,
         run_serve,
     ),

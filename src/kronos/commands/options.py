@@ -152,7 +152,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("engine")
     group.add_argument(
         "--engine", choices=ENGINES, default="local",
-        help="run the model here (default) or on a Ray cluster (pip install 'kronos[ray]')",
+        help="run the model here (default) or on a Ray cluster (pip install 'kronos-forecasting[ray]')",
     )  # fmt: skip
     group.add_argument(
         "--address",

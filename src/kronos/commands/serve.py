@@ -75,7 +75,7 @@ def check_serve_arguments(args: argparse.Namespace) -> None:
         raise CommandError(f"the API key (--api-key or ${API_KEY_ENV}) is empty")
     missing = [name for name in SERVE_PACKAGES if _absent(name)]
     if missing:
-        raise ImportError(f"kronos serve needs {', '.join(missing)}: pip install 'kronos[serve]'")
+        raise ImportError(f"kronos serve needs {', '.join(missing)}: pip install 'kronos-forecasting[serve]'")
 
 
 def run_serve(args: argparse.Namespace) -> int:

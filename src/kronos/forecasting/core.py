@@ -438,7 +438,7 @@ class ForecastingCore:
         self._warn_beyond_context(histories)
         chunks = self._chunks(histories, pred_len, sampling.sample_count, batch_size)
         with tqdm(
-            total=len(histories), desc="series", unit="series", disable=not verbose or len(chunks) == 1
+            total=len(histories), desc="forecasts", unit="forecast", disable=not verbose or len(chunks) == 1
         ) as bar:
             for chunk in chunks:
                 paths = self._generate([histories[i] for i in chunk], sampling, verbose and len(chunks) == 1)

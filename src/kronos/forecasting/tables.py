@@ -145,7 +145,7 @@ def _read_parquet(source: str | Path | bytes, label: str) -> pd.DataFrame:
         table = pd.read_parquet(io.BytesIO(source) if isinstance(source, bytes) else source)
     except ImportError as err:
         raise ImportError(
-            f"reading {label} needs pyarrow: pip install 'kronos[parquet]' (or save the data as CSV)"
+            f"reading {label} needs pyarrow: pip install 'kronos-forecasting[parquet]' (or save the data as CSV)"
         ) from err
     except (ValueError, OSError) as err:
         raise ValueError(f"{label} is not a readable Parquet file: {err}") from err
