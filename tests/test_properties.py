@@ -58,6 +58,8 @@ class Case:
     @property
     def hit_columns(self) -> list[str]:
         """The columns given hostile values, when that is all that is wrong (a refusal names one)."""
+        if self.notes[:1] == ["duplicate"] and self.stamp_kind in CLEAN_STAMPS:
+            return [self.notes[1]]  # two columns for one feature: refused naming it
         if self.notes[:1] != ["values"] or self.stamp_kind not in CLEAN_STAMPS or len(self.bars) < 3:
             return []
         return [note.split("[")[0] for note in self.notes[1:]]
@@ -118,7 +120,8 @@ def timestamps(draw, n: int, hostile: bool) -> tuple[object, str]:
     return pd.Series(values), kind
 
 
-TROUBLES = ["none"] * 5 + ["values", "scale", "volume", "dtype", "stamps", "short"]
+TROUBLES = ["none"] * 5 + ["values", "scale", "volume", "dtype", "stamps", "short", "duplicate"]
+NAME_STYLES = {"lower": str.lower, "title": str.title, "upper": str.upper}  # columns match in any case
 
 
 @st.composite
@@ -163,6 +166,13 @@ def cases(draw, max_rows: int = 30) -> Case:
         else:
             bars = bars.drop(columns="low")
         notes.append(damage)
+    elif trouble == "duplicate":
+        col = draw(st.sampled_from(list(bars.columns)))
+        bars[col.upper()] = bars[col]
+        notes.append(col)
+    style = draw(st.sampled_from(sorted(NAME_STYLES)))
+    if trouble != "duplicate":
+        bars = bars.rename(columns=NAME_STYLES[style])
     stamps, kind = draw(timestamps(n, hostile=trouble == "stamps"))
     return Case(bars, stamps, kind, notes)
 
@@ -340,12 +350,14 @@ def test_upstream_predict_is_finite_or_refused(predictor, case, drawn):
 )
 def test_predict_df_is_finite_or_refused(predictor, parts, drawn):
     args, fault = drawn
-    shared = [
-        c for c in parts[0].frame().columns if all(c in case.bars or c == "timestamps" for case in parts)
+    # one table names a column one way: each part's columns as the first part names them
+    names = {str(c).lower(): c for c in parts[0].frame().columns}
+    frames = [case.frame() for case in parts]
+    frames = [
+        f.rename(columns={c: names[c.lower()] for c in f if names.get(c.lower(), c) not in f}) for f in frames
     ]
-    table = pd.concat(
-        [case.frame()[shared].assign(id=f"s{k}") for k, case in enumerate(parts)], ignore_index=True
-    )
+    shared = [c for c in frames[0].columns if all(c in frame for frame in frames)]
+    table = pd.concat([frame[shared].assign(id=f"s{k}") for k, frame in enumerate(frames)], ignore_index=True)
     args["prediction_length"] = args.pop("pred_len")
     out, error, caught = run(
         lambda: predictor.predict_df(table, **settings_objects(args, min_history=3, on_gap="ignore"))
@@ -446,7 +458,7 @@ def command_lines(draw) -> tuple[Case, list[str], str | None, str | None]:
     if draw(st.booleans()):
         flags.append("--ohlc-from-close")
         if draw(st.booleans()):
-            case.bars = case.bars.drop(columns=["open", "high", "low"], errors="ignore")
+            case.bars = case.bars.drop(columns=[c for c in case.bars if c.lower() in ("open", "high", "low")])
     outs = ["f.txt", "missing/f.csv", "bars.csv"] if fault == "--out" else [None, "f.csv", "f.parquet"]
     return case, flags, fault, draw(st.sampled_from(outs))
 
