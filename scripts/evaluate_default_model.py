@@ -1,6 +1,6 @@
 """Evaluate the shipped `kronos-default` on the held-out final 10% of each series it was trained on.
 
-    python scripts/build_default_data.py --out runs/default-model/data     # needs pip install 'kronos[data]'
+    python scripts/build_default_data.py --out runs/default-model/data     # needs pip install 'kronos-forecasting[data]'
     python scripts/evaluate_default_model.py --data runs/default-model/data --out reports/kronos-default
 
 Each held-out segment gets `--lookback` bars of history before it (the last training bars, which

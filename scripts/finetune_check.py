@@ -19,9 +19,8 @@ import torch
 from kronos import Kronos, KronosPredictor, KronosTokenizer
 from kronos.forecasting.pretrained import resolve_checkpoint
 from kronos.training import load_config, load_windows, train
-from kronos.training.dataset import split_point
+from kronos.training.dataset import split_point, validation_rows
 from kronos.training.evaluation import forecast_errors, window_losses
-from kronos.training.trainer import validation_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_default_data import main as build_data  # noqa: E402

@@ -3,6 +3,7 @@ options, calibration, the library's numbers for the same seed, output files, and
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -363,3 +364,59 @@ def test_forecast_and_evaluate_commands_calibrate(tmp_path, tiny_dir, tiny_ohlcv
     assert (report / "plots" / "reliability.png").stat().st_size > 1000
     text = (report / "report.md").read_text()
     assert "**kronos-calibrated** CRPS is" in text and "## Reliability of P(up) (close)" in text
+
+
+def test_an_output_naming_an_input_or_a_fifo_is_refused_and_the_input_kept(tmp_path, capsys):
+    data = tmp_path / "bars.csv"
+    data.write_bytes(EXAMPLE.read_bytes())
+    folder = tmp_path / "universe"
+    folder.mkdir()
+    (folder / "spx.csv").write_bytes(EXAMPLE.read_bytes())
+    os.mkfifo(tmp_path / "pipe.csv")
+    cases = [
+        (["forecast", str(data), "--steps", "2", "--out", str(data)], "--out"),
+        (["forecast", str(folder), "--steps", "2", "--out", str(folder / "spx.csv")], "--out"),
+        (["forecast", str(data), "--steps", "2", "--out", str(tmp_path / "pipe.csv")], "--out"),
+        (["evaluate", str(data), "--steps", "2", "--out", str(data)], "--out"),
+    ]
+    for argv, flag in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"kronos {argv[0]}: error: {flag} "), err
+    assert data.read_bytes() == EXAMPLE.read_bytes() == (folder / "spx.csv").read_bytes()
+
+
+def test_calibrate_shows_its_progress_on_stderr_unless_quiet(tmp_path, tiny_dir, tiny_ohlcv, capsys):
+    data = tmp_path / "bars.csv"
+    tiny_ohlcv.to_csv(data, index=False)
+    model = [
+        "--model",
+        str(tiny_dir / "model"),
+        "--tokenizer",
+        str(tiny_dir / "tokenizer"),
+        "--max-context",
+        "64",
+    ]
+    argv = [
+        "forecast",
+        str(data),
+        "--lookback",
+        "32",
+        "--steps",
+        "4",
+        "--paths",
+        "4",
+        "--batch-size",
+        "8",
+        *model,
+    ]
+    past = len(fit_origins(len(tiny_ohlcv), 32, 4))
+    assert main([*argv, "--calibrate", "--out", str(tmp_path / "f.csv")]) == 0
+    captured = capsys.readouterr()
+    assert (
+        f"forecasts: 100%|██████████| {past}/{past}" in captured.err and "bars: calibrating" in captured.err
+    )
+    assert "forecasts:" not in captured.out
+    assert main([*argv, "--calibrate", "--quiet", "--out", str(tmp_path / "g.csv")]) == 0
+    quiet = capsys.readouterr().err
+    assert "forecasts:" not in quiet and f"calibrated on {past} past forecasts" in quiet

@@ -60,8 +60,8 @@ def test_realized_volatility_and_direction_by_hand():
     assert list(stats)[:3] == ["open_mean", "open_q0.5", "high_mean"]
 
 
-def test_default_levels_are_the_deciles():
-    assert DEFAULT_QUANTILE_LEVELS == (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+def test_default_levels_are_the_median_and_the_50_80_95_bands():
+    assert DEFAULT_QUANTILE_LEVELS == (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
 
 
 def test_horizon_volatility_is_the_mean_over_paths_of_each_paths_realised_volatility():

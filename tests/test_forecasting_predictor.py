@@ -578,3 +578,79 @@ def test_a_zoned_intraday_session_across_a_clock_change_keeps_its_local_hours(ti
     table = quantiles(tiny_predictor, frame, steps=14)
     assert table.index[0] == pd.Timestamp("2024-03-18 09:30", tz="America/New_York")
     assert table.index[-1] == pd.Timestamp("2024-03-19 09:30", tz="America/New_York")
+
+
+def test_column_names_are_matched_in_any_case_as_the_cli_does(tiny_predictor, tiny_ohlcv):
+    bars, stamps = history(tiny_ohlcv, slice(0, 60))
+    future = tiny_ohlcv["timestamps"].iloc[60:63]
+    seeded = Sampling(sample_count=4, seed=3)
+    lower = tiny_predictor.predict_paths(bars, stamps, future, 3, sampling=seeded)
+    shouting = bars.rename(columns=str.upper).rename(columns={"CLOSE": "Close"})
+    np.testing.assert_array_equal(
+        tiny_predictor.predict_paths(shouting, stamps, future, 3, sampling=seeded), lower
+    )
+    table = tiny_ohlcv.iloc[:60].assign(id="a").rename(columns={"open": "Open", "volume": "VOLUME"})
+    mixed = tiny_predictor.predict_df(table, prediction_length=3, sampling=seeded)
+    plain = tiny_predictor.predict_df(
+        tiny_ohlcv.iloc[:60].assign(id="a"), prediction_length=3, sampling=seeded
+    )
+    pd.testing.assert_frame_equal(mixed, plain)
+
+
+def test_duplicated_columns_are_refused_by_name(tiny_predictor, tiny_ohlcv):
+    bars, stamps = history(tiny_ohlcv, slice(0, 60))
+    future = tiny_ohlcv["timestamps"].iloc[60:63]
+    both = bars.assign(Close=bars["close"] * 2)
+    with pytest.raises(ValueError, match="df has two columns for 'close': 'close' and 'Close'"):
+        tiny_predictor.predict_paths(both, stamps, future, 3)
+    repeated = pd.concat([bars, bars[["high"]]], axis=1)
+    with pytest.raises(ValueError, match="two columns for 'high': 'high' and 'high'"):
+        tiny_predictor.calibrate(repeated, stamps, 3)
+    table = tiny_ohlcv.iloc[:60].assign(id="a", LOW=1.0)
+    with pytest.raises(ValueError, match="two columns for 'low': 'low' and 'LOW'"):
+        tiny_predictor.predict_df(table, prediction_length=3)
+
+
+def test_the_default_quantile_levels_are_the_clis(tiny_predictor, tiny_ohlcv):
+    from kronos.commands.main import build_parser
+    from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS
+
+    bars, stamps = history(tiny_ohlcv, slice(0, 60))
+    table = tiny_predictor.predict_quantiles(bars, stamps, None, 2, sampling=Sampling(sample_count=4, seed=0))
+    assert [c for c in table.columns if c.startswith("close_q")] == [
+        f"close_q{q:g}" for q in DEFAULT_QUANTILE_LEVELS
+    ]
+    args = build_parser().parse_args(["forecast", "x.csv", "--steps", "2"])
+    assert tuple(float(q) for q in args.quantiles.split(",")) == DEFAULT_QUANTILE_LEVELS
+
+
+def test_the_constructor_checks_the_types_of_model_and_tokenizer(tiny_model, tiny_tokenizer):
+    with pytest.raises(TypeError, match="model must be a kronos.nn.model.Kronos"):
+        KronosPredictor("NeoQuasar/Kronos-small", tiny_tokenizer)
+    with pytest.raises(TypeError, match="tokenizer must be a kronos.nn.tokenizer.KronosTokenizer"):
+        KronosPredictor(tiny_model, tiny_model)
+    with pytest.raises(ValueError, match="max_context must be a positive integer"):
+        KronosPredictor(tiny_model, tiny_tokenizer, max_context=64.0)
+    with pytest.raises(ValueError, match="max_context must be at most 16,384 bars, got 100,000,000"):
+        KronosPredictor(tiny_model, tiny_tokenizer, max_context=100_000_000)
+
+
+def test_every_argument_of_the_public_methods_is_type_checked(tiny_predictor, tiny_ohlcv):
+    bars, stamps = history(tiny_ohlcv, slice(0, 60))
+    future = tiny_ohlcv["timestamps"].iloc[60:62]
+    with pytest.raises(TypeError, match="repair_ohlc must be True or False, got str 'no'"):
+        tiny_predictor.predict_quantiles(bars, stamps, None, 2, repair_ohlc="no")
+    with pytest.raises(TypeError, match="verbose must be True or False, got int 3"):
+        tiny_predictor.predict_paths(bars, stamps, future, 2, verbose=3)
+    with pytest.raises(TypeError, match="verbose must be True or False"):
+        tiny_predictor.predict_df(tiny_ohlcv.iloc[:60].assign(id=1), prediction_length=2, verbose="yes")
+    with pytest.raises(TypeError, match="calibration must be a kronos.forecasting.calibration.Calibration"):
+        tiny_predictor.predict_quantiles(bars, stamps, None, 2, calibration=3)
+    with pytest.raises(TypeError, match=r"calibration\[0\] must be a Calibration or None, got str"):
+        tiny_predictor.predict_paths_batch([bars], [stamps], [future], 2, calibrations=["x"])
+    with pytest.raises(TypeError, match="series_ids must be a list of ids, one per DataFrame, got int"):
+        tiny_predictor.predict_paths_batch([bars], [stamps], [future], 2, series_ids=5)
+    with pytest.raises(TypeError, match="model must be a name"):
+        KronosPredictor.from_pretrained(3)
+    with pytest.raises(TypeError, match="tokenizer must be a name"):
+        KronosPredictor.from_pretrained("kronos-default", 3)

@@ -68,3 +68,60 @@ def test_offline_models_are_the_shipped_ones_and_the_cached_hub_ones(tmp_path, t
     assert listed[0] == ["kronos-default shipped 128 108 D,h,min"]
     # the published model's known context (its cache holds no kronos.json)
     assert listed[1] == listed[0] + ["NeoQuasar/Kronos-small hub cache 512 512 "]
+
+
+def test_a_context_beyond_the_models_own_warns_and_is_capped(tiny_ohlcv):
+    import warnings
+
+    import numpy as np
+    import pytest
+
+    from kronos import Sampling
+    from kronos.forecasting.core import ContextWarning
+
+    model, tokenizer = load_pretrained("kronos-default")
+    with pytest.warns(ContextWarning, match="max_context=400 is beyond the model's own context of 128 bars"):
+        predictor = KronosPredictor(model, tokenizer, device="cpu", max_context=400)
+    assert predictor.max_context == 128
+    bars = tiny_ohlcv.iloc[:395]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ContextWarning)  # the history is longer than the context
+        paths = predictor.predict_paths(
+            bars,
+            bars["timestamps"],
+            tiny_ohlcv["timestamps"].iloc[395:],
+            5,
+            sampling=Sampling(sample_count=4, seed=0),
+        )
+    assert paths.shape == (4, 5, 6) and np.isfinite(paths).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # within the context: no warning
+        assert KronosPredictor(model, tokenizer, device="cpu", max_context=128).max_context == 128
+
+
+def test_a_hub_id_the_hub_does_not_know_is_reported_as_not_found(tmp_path, monkeypatch, capsys):
+    """No network: the Hub's one probe is replaced by the error the Hub answers for an unknown repository."""
+    import httpx
+    import pytest
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    import kronos.nn.checkpoint as checkpoint
+    from kronos.commands.main import main
+
+    def unknown(url, **_):
+        response = httpx.Response(404, request=httpx.Request("HEAD", url))
+        raise RepositoryNotFoundError(
+            f"404 Client Error. Repository Not Found for url: {url}", response=response
+        )
+
+    monkeypatch.setattr(checkpoint, "get_hf_file_metadata", unknown)
+    monkeypatch.setattr(checkpoint.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(checkpoint.constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(
+        FileNotFoundError, match="'someone/no-such-model' was not found on the Hugging Face Hub"
+    ):
+        load_pretrained("someone/no-such-model")
+    example = shipped_dir().parents[3] / "examples" / "sp500_daily.csv"
+    assert main(["forecast", str(example), "--steps", "2", "--model", "someone/no-such-model"]) == 2
+    err = capsys.readouterr().err
+    assert "was not found on the Hugging Face Hub" in err and "without a tokenizer" not in err

@@ -4,6 +4,9 @@ recovered after a crash."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from kronos.io import (
     check_output_file,
     recover_interrupted_swaps,
     remove_dir,
+    remove_stale_temporaries,
     save_dir_atomically,
     write_atomically,
     write_text_atomically,
@@ -98,3 +102,37 @@ def test_directory_swap_that_fails_while_writing_keeps_the_old_directory(tmp_pat
     with file_size_limit(1000), pytest.raises(OSError):
         save_dir_atomically(best, write_version("B" * 5000))
     assert (best / "weights").read_text() == "A" and sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
+def test_an_output_that_is_an_input_a_fifo_or_a_device_is_refused(tmp_path):
+    source = tmp_path / "bars.csv"
+    source.write_text("the input\n")
+    with pytest.raises(ValueError, match="bars.csv' is the input .*would overwrite it; name another file"):
+        check_output_file(tmp_path / "." / "bars.csv", "--out", [source])
+    (tmp_path / "linked.csv").symlink_to(source)
+    with pytest.raises(ValueError, match="linked.csv' is the input"):
+        check_output_file(tmp_path / "linked.csv", "--out", [tmp_path / "missing.csv", source])
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="pipe.csv' is not a regular file \\(a FIFO, device or socket\\)"):
+        check_output_file(fifo, "--out")
+    with pytest.raises(ValueError, match="'/dev/null' is not a regular file"):
+        check_output_file("/dev/null", "--plot")
+    assert source.read_text() == "the input\n"
+    assert check_output_file(tmp_path / "other.csv", "--out", [source]) == tmp_path / "other.csv"
+
+
+def test_temporary_files_of_killed_runs_are_removed_by_the_next_write(tmp_path):
+    target = tmp_path / "forecast.csv"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = tmp_path / f".forecast.csv.kronos-{dead.stdout.strip()}-0123abcd.tmp.csv"
+    stale.write_text("half a table")
+    running = tmp_path / f".forecast.csv.kronos-{os.getpid()}-0123abcd.tmp.csv"  # a write in progress
+    running.write_text("being written")
+    other = tmp_path / f".other.csv.kronos-{dead.stdout.strip()}-0123abcd.tmp.csv"  # another target's
+    other.write_text("x")
+    write_text_atomically(target, "a,b\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["forecast.csv", running.name, other.name])
+    assert remove_stale_temporaries(tmp_path / "other.csv") == [other]

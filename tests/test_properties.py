@@ -60,6 +60,8 @@ class Case:
     @property
     def hit_columns(self) -> list[str]:
         """The columns given hostile values, when that is all that is wrong (a refusal names one)."""
+        if self.notes[:1] == ["duplicate"] and self.stamp_kind in CLEAN_STAMPS:
+            return [self.notes[1]]  # two columns for one feature: refused naming it
         if self.notes[:1] != ["values"] or self.stamp_kind not in CLEAN_STAMPS or len(self.bars) < 3:
             return []
         return [note.split("[")[0] for note in self.notes[1:]]
@@ -120,7 +122,8 @@ def timestamps(draw, n: int, hostile: bool) -> tuple[object, str]:
     return pd.Series(values), kind
 
 
-TROUBLES = ["none"] * 5 + ["values", "scale", "volume", "dtype", "stamps", "short"]
+TROUBLES = ["none"] * 5 + ["values", "scale", "volume", "dtype", "stamps", "short", "duplicate"]
+NAME_STYLES = {"lower": str.lower, "title": str.title, "upper": str.upper}  # columns match in any case
 
 
 @st.composite
@@ -165,6 +168,13 @@ def cases(draw, max_rows: int = 30) -> Case:
         else:
             bars = bars.drop(columns="low")
         notes.append(damage)
+    elif trouble == "duplicate":
+        col = draw(st.sampled_from(list(bars.columns)))
+        bars[col.upper()] = bars[col]
+        notes.append(col)
+    style = draw(st.sampled_from(sorted(NAME_STYLES)))
+    if trouble != "duplicate":
+        bars = bars.rename(columns=NAME_STYLES[style])
     stamps, kind = draw(timestamps(n, hostile=trouble == "stamps"))
     return Case(bars, stamps, kind, notes)
 
@@ -342,12 +352,14 @@ def test_upstream_predict_is_finite_or_refused(predictor, case, drawn):
 )
 def test_predict_df_is_finite_or_refused(predictor, parts, drawn):
     args, fault = drawn
-    shared = [
-        c for c in parts[0].frame().columns if all(c in case.bars or c == "timestamps" for case in parts)
+    # one table names a column one way: each part's columns as the first part names them
+    names = {str(c).lower(): c for c in parts[0].frame().columns}
+    frames = [case.frame() for case in parts]
+    frames = [
+        f.rename(columns={c: names[c.lower()] for c in f if names.get(c.lower(), c) not in f}) for f in frames
     ]
-    table = pd.concat(
-        [case.frame()[shared].assign(id=f"s{k}") for k, case in enumerate(parts)], ignore_index=True
-    )
+    shared = [c for c in frames[0].columns if all(c in frame for frame in frames)]
+    table = pd.concat([frame[shared].assign(id=f"s{k}") for k, frame in enumerate(frames)], ignore_index=True)
     args["prediction_length"] = args.pop("pred_len")
     out, error, caught = run(
         lambda: predictor.predict_df(table, **settings_objects(args, min_history=3, on_gap="ignore"))
@@ -433,7 +445,7 @@ def command_lines(draw) -> tuple[Case, list[str], str | None, str | None]:
         ),
         "--freq": (st.sampled_from(["D", "h"]), ["-1D", "0h", "xyz"]),
         "--lookback": (st.integers(3, 40), ["0", "-5", "2"]),
-        "--max-context": (st.integers(4, 40), ["0", "-1"]),
+        "--max-context": (st.integers(4, 40), ["0", "-1", "100000000", "4.5"]),
         "--threads": (st.integers(1, 2), ["0", "-1"]),
         "--seed": (st.integers(0, 99), ["x"]),
     }
@@ -448,8 +460,8 @@ def command_lines(draw) -> tuple[Case, list[str], str | None, str | None]:
     if draw(st.booleans()):
         flags.append("--ohlc-from-close")
         if draw(st.booleans()):
-            case.bars = case.bars.drop(columns=["open", "high", "low"], errors="ignore")
-    outs = ["f.txt", "missing/f.csv"] if fault == "--out" else [None, "f.csv", "f.parquet"]
+            case.bars = case.bars.drop(columns=[c for c in case.bars if c.lower() in ("open", "high", "low")])
+    outs = ["f.txt", "missing/f.csv", "bars.csv"] if fault == "--out" else [None, "f.csv", "f.parquet"]
     return case, flags, fault, draw(st.sampled_from(outs))
 
 
@@ -463,13 +475,17 @@ def test_forecast_command_writes_a_finite_table_or_exits_2_with_one_line(tiny_di
         target = Path(folder, out) if out else None
         if target is not None:
             argv += ["--out", str(target)]
+        given = data.read_bytes()
         status, stdout, lines = kronos_command(*argv)
+        assert data.read_bytes() == given, "the input file was changed"
         event(f"exit {status}" + (" (clean)" if case.clean and fault is None else ""))
         errors = [line for line in lines if line.startswith("kronos forecast: error:")]
         if status == 2:
             assert len(errors) == 1 and lines[-1] == errors[0], f"not one error line: {lines}"
             assert all(line.startswith("kronos forecast: ") for line in lines), lines
-            assert target is None or not target.exists(), "an output file was written despite the error"
+            assert target in (None, data) or not target.exists(), (
+                "an output file was written despite the error"
+            )
             check_refusal(errors[0], case.clean, fault, (case.notes, case.stamp_kind), case.hit_columns)
             return
         assert status == 0 and not errors, lines

@@ -45,3 +45,39 @@ def test_config_overrides_and_unknown_keys(tmp_path):
         load_config(path, ["train.lrr=1"])
     with pytest.raises(ValueError, match="train.epochs must be a int"):
         load_config(path, ["train.epochs=abc"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "train.batch_size=0",
+            r"config train.batch_size must be at least 1 \(windows per step and process\), got 0",
+        ),
+        ("train.predictor.batch_size=-2", "config train.predictor.batch_size must be at least 1"),
+        ("train.epochs=0", "config train.epochs must be at least 1, got 0"),
+        ("train.lr=-1e-3", r"config train.lr must be at least 0 \(0 trains nothing\), got -0.001"),
+        ("train.lr=nan", "config train.lr must be at least 0 .*, got nan"),
+        ("train.betas=[0.9, 1.5]", r"config train.betas must be at least 0 and below 1, got \[0.9, 1.5\]"),
+        ("train.betas=[0.9]", r"config train.betas must be two numbers"),
+        ("train.warmup_fraction=2", "config train.warmup_fraction must be at least 0 and at most 1"),
+        ("train.log_every=0", "config train.log_every must be at least 1"),
+        ("train.patience=-1", r"config train.patience must be at least 0 \(0: no early stop\)"),
+        ("data.window=100000000", "config data.window must be at least 2 and at most 16384"),
+        ("data.clip=0", "config data.clip must be above 0"),
+        ("data.val_fraction=1", "config data.val_fraction must be at least 0 and below 1"),
+        (
+            "model.ffn_dropout_p=1",
+            r"config model.ffn_dropout_p must be at least 0 and below 1 \(a dropout probability\)",
+        ),
+        ("tokenizer.resid_dropout_p=-0.1", "config tokenizer.resid_dropout_p must be at least 0"),
+    ],
+)
+def test_every_numeric_setting_is_range_checked_naming_it(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(None, [override])
+
+
+def test_the_default_settings_are_within_their_ranges():
+    config = load_config(None, ["train.grad_clip=0", "train.samples_per_epoch=0", "data.history=0"])
+    assert (config.train.batch_size, config.train.grad_clip, config.data.history) == (32, 0.0, 0)

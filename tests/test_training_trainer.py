@@ -224,6 +224,10 @@ def test_fine_tuning_a_pretrained_model_lowers_its_validation_loss(tmp_path, tin
         window_losses(tokenizer, Kronos.from_pretrained(result.best_dir), val_set, rows)["token_ce"], rel=1e-4
     )
     assert result.best_val_loss < before - 0.05
+    # the loss before the first step is the pretrained model's, measured by the run itself
+    assert result.initial_val_loss == pytest.approx(before, rel=1e-4)
+    metadata = json.loads((result.best_dir / "kronos.json").read_text())
+    assert Path(result.best_dir, metadata["tokenizer"]).resolve() == (tiny_dir / "tokenizer").resolve()
 
 
 def test_resume_continues_from_the_saved_step(tmp_path, csv_files):
@@ -240,7 +244,7 @@ def test_resume_continues_from_the_saved_step(tmp_path, csv_files):
     steps = [r["step"] for r in records if r["split"] == "train"]
     assert steps == sorted(steps) and len(steps) == len(set(steps))
     assert min(s for s in steps if s > 2 * steps_per_epoch) > 2 * steps_per_epoch
-    assert [r["epoch"] for r in records if r["split"] == "val"] == [1, 2, 3]
+    assert [r["epoch"] for r in records if r["split"] == "val"] == [0, 1, 2, 3]  # 0: before training, kept
     assert [h["train_loss"] for h in resumed.history] == pytest.approx(
         [h["train_loss"] for h in straight.history]
     )

@@ -7,17 +7,29 @@ half-written one. Output paths are checked before any work, so a typo costs noth
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
-def check_output_file(path: str | Path, what: str) -> Path:
+def check_output_file(path: str | Path, what: str, inputs: Sequence[str | Path] = ()) -> Path:
     """`path` as a Path, after checking that a file can be written there: its folder exists and
-    is writable, and it is not itself a folder. Raises FileNotFoundError or ValueError naming `what`."""
+    is writable, it is not a folder, a FIFO, a device or a socket, and it is none of the `inputs`
+    (the files the command reads, which it would overwrite). Raises FileNotFoundError or
+    ValueError naming `what`."""
     path = Path(path).expanduser()
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise ValueError(
+            f"{what} {str(path)!r} is not a regular file (a FIFO, device or socket): name a file"
+        )
+    for source in inputs:
+        if path.exists() and Path(source).exists() and os.path.samefile(path, source):
+            raise ValueError(
+                f"{what} {str(path)!r} is the input {str(source)!r}: writing there would overwrite it; name another file"
+            )
     folder = path.parent
     if not folder.exists():
         raise FileNotFoundError(f"{what} {str(path)!r}: the folder {str(folder)!r} does not exist")
@@ -80,7 +92,10 @@ def write_atomically(path: str | Path, write: Callable[[Path], object], what: st
     and an OSError says so.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    remove_stale_temporaries(path)
+    tmp = path.with_name(
+        f".{path.name}.{TEMPORARY_TAG}-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{path.suffix}"
+    )
     try:
         write(tmp)
         replace_durably(tmp, path)
@@ -92,6 +107,32 @@ def write_atomically(path: str | Path, write: Callable[[Path], object], what: st
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+TEMPORARY_TAG = "kronos"
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files of `path` (`write_atomically`'s) left by runs that were killed:
+    those whose process no longer exists. Returns what was removed."""
+    pattern = f".{glob.escape(path.name)}.{TEMPORARY_TAG}-*.tmp{glob.escape(path.suffix)}"
+    removed = []
+    for tmp in path.parent.glob(pattern):
+        pid = tmp.name[len(f".{path.name}.{TEMPORARY_TAG}-") :].split("-", 1)[0]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # another user's process, or a platform that cannot tell: keep its file
+    return True
 
 
 def write_text_atomically(path: str | Path, text: str, what: str = "output") -> Path:

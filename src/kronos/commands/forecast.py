@@ -25,10 +25,10 @@ from kronos.commands.options import (
 from kronos.commands.plot import plot_forecast
 from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P, Sampling
 from kronos.forecasting.calibration import Calibration, PastOrigins, required_rows
-from kronos.forecasting.paths import BAND_QUANTILE_LEVELS, check_quantile_levels
+from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS, check_quantile_levels
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
-from kronos.forecasting.schedules import future_timestamps
+from kronos.forecasting.schedules import frequency, future_timestamps
 from kronos.forecasting.series import MAX_PRED_LEN, Series
 from kronos.forecasting.tables import TableOptions, load_series, long_table
 from kronos.io import check_output_file, write_atomically
@@ -44,7 +44,7 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--quantiles",
-        default=",".join(f"{q:g}" for q in BAND_QUANTILE_LEVELS),
+        default=",".join(f"{q:g}" for q in DEFAULT_QUANTILE_LEVELS),
         help="comma-separated quantile levels (default: the 50%%, 80%% and 95%% bands and the median)",
     )
     parser.add_argument(
@@ -63,6 +63,7 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
         "lookback + 10 x steps bars)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (--calibrate shows one)")
     parser.add_argument("--batch-size", type=int, default=32, help="series per generation batch (default 32)")
     parser.add_argument(
         "--ohlc-from-close",
@@ -92,15 +93,22 @@ def check_forecast_arguments(args: argparse.Namespace) -> tuple[float, ...]:
         )
     if args.symbol and not args.id_column:
         raise CommandError("--symbol needs --id-column, the column that names the symbols")
+    if args.freq is not None:
+        try:
+            frequency(args.freq)
+        except ValueError as err:
+            raise CommandError(f"--{err}") from err  # "--freq '-1D' does not step forward ..."
     engine_options(args)
     _check_output_names(args)
     try:
         levels = check_quantile_levels([float(q) for q in args.quantiles.split(",") if q.strip()])
     except ValueError as err:
         raise CommandError(f"--quantiles {args.quantiles!r}: {err}") from err
+    source = Path(args.file)
+    inputs = [source, *(source.iterdir() if source.is_dir() else ())]
     for flag, path in (("--out", args.out), ("--plot", args.plot)):
         if path:
-            check_output_file(path, flag)
+            check_output_file(path, flag, inputs)
     return levels
 
 
@@ -112,7 +120,9 @@ def _check_output_names(args: argparse.Namespace) -> None:
     if args.plot and Path(args.plot).suffix.lower() != ".png":
         raise CommandError(f"--plot {args.plot!r}: the file name must end in .png")
     if out == ".parquet" and importlib.util.find_spec("pyarrow") is None:
-        raise CommandError("writing Parquet needs pyarrow: pip install 'kronos[parquet]' (or write .csv)")
+        raise CommandError(
+            "writing Parquet needs pyarrow: pip install 'kronos-forecasting[parquet]' (or write .csv)"
+        )
 
 
 def run_forecast(args: argparse.Namespace) -> int:
@@ -233,8 +243,15 @@ def calibrate_series(
         )
     calibrations = {}
     for one in series:
+        if not args.quiet:
+            print(f"{one.name}: calibrating on its past forecasts", file=sys.stderr)
         calibrations[one.key] = calibration = predictor.fit_calibration(
-            one, args.steps, sampling, PastOrigins(lookback), batch_size=args.batch_size
+            one,
+            args.steps,
+            sampling,
+            PastOrigins(lookback),
+            batch_size=args.batch_size,
+            progress=not args.quiet,
         )
         print(
             f"{one.name}: calibrated on {calibration.origins} past forecasts; model's move kept "

@@ -81,7 +81,7 @@ SUBCOMMANDS = [
         "serve",
         "run the forecasting service and its web page",
         "Serve forecasts over HTTP (JSON, CSV uploads, many series at once, micro-batched) "
-        "with a web page at / to chart them. Needs the serve extra: pip install 'kronos[serve]'.",
+        "with a web page at / to chart them. Needs the serve extra: pip install 'kronos-forecasting[serve]'.",
         add_serve_arguments,
         run_serve,
     ),
@@ -90,7 +90,7 @@ SUBCOMMANDS = [
         "serve the forecasting tools to an AI agent over MCP (stdio)",
         "Serve Model Context Protocol tools (forecast, evaluate, models) over stdin and stdout, for an "
         "agent that starts this command (Claude Desktop, Claude Code, VS Code, Cursor: docs/mcp.md). Files "
-        "are read from under --root only. Needs the mcp extra: pip install 'kronos[mcp]'.",
+        "are read from under --root only. Needs the mcp extra: pip install 'kronos-forecasting[mcp]'.",
         add_mcp_arguments,
         run_mcp,
     ),

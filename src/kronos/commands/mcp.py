@@ -36,7 +36,7 @@ def check_mcp_arguments(args: argparse.Namespace) -> None:
     if not Path(args.root).expanduser().is_dir():
         raise CommandError(f"--root {args.root!r} is not a folder")
     if importlib.util.find_spec("mcp") is None:
-        raise ImportError("kronos mcp needs the MCP SDK: pip install 'kronos[mcp]'")
+        raise ImportError("kronos mcp needs the MCP SDK: pip install 'kronos-forecasting[mcp]'")
 
 
 def run_mcp(args: argparse.Namespace) -> int:

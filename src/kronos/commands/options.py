@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from kronos.forecasting.core import NORMALIZE_ON, WINDOWS
+from kronos.forecasting.core import MAX_CONTEXT, NORMALIZE_ON, WINDOWS
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.forecasting.tables import TableLayout
 from kronos.ray.engine import ENGINES
@@ -119,7 +119,10 @@ def add_context_options(parser: argparse.ArgumentParser) -> None:
     """--max-context and --normalize, as `kronos forecast` and `kronos evaluate` both take them,
     and the decoding options."""
     parser.add_argument(
-        "--max-context", type=int, help="model context window in bars (default: the model's own)"
+        "--max-context",
+        type=context_bars,
+        help=f"model context window in bars (default: the model's own; a larger one is capped to it with "
+        f"a warning; at most {MAX_CONTEXT:,})",
     )
     parser.add_argument(
         "--normalize",
@@ -129,6 +132,19 @@ def add_context_options(parser: argparse.ArgumentParser) -> None:
         "within the model's context",
     )
     add_decoding_options(parser)
+
+
+def context_bars(text: str) -> int:
+    """--max-context's value: a whole number of bars from 1 to MAX_CONTEXT."""
+    try:
+        bars = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of bars, got {text!r}") from None
+    if not 1 <= bars <= MAX_CONTEXT:
+        raise argparse.ArgumentTypeError(
+            f"must be from 1 to {MAX_CONTEXT:,} bars, got {bars:,} (default: the model's own context)"
+        )
+    return bars
 
 
 def add_decoding_options(parser: argparse.ArgumentParser) -> None:
@@ -164,7 +180,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("engine")
     group.add_argument(
         "--engine", choices=ENGINES, default="local",
-        help="run the model here (default) or on a Ray cluster (pip install 'kronos[ray]')",
+        help="run the model here (default) or on a Ray cluster (pip install 'kronos-forecasting[ray]')",
     )  # fmt: skip
     group.add_argument(
         "--address",

@@ -120,7 +120,7 @@ def check_serve_arguments(args: argparse.Namespace) -> None:
         )
     missing = [name for name in SERVE_PACKAGES if _absent(name)]
     if missing:
-        raise ImportError(f"kronos serve needs {', '.join(missing)}: pip install 'kronos[serve]'")
+        raise ImportError(f"kronos serve needs {', '.join(missing)}: pip install 'kronos-forecasting[serve]'")
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -164,7 +164,8 @@ def mount_mcp(app: Any, predictor: KronosPredictor, config: Any, args: argparse.
     """The MCP tools at /v1/mcp (under the API key), when the mcp extra is installed."""
     if _absent("mcp"):
         print(
-            "kronos serve: MCP tools off: pip install 'kronos[mcp]' to serve them at /v1/mcp", file=sys.stderr
+            "kronos serve: MCP tools off: pip install 'kronos-forecasting[mcp]' to serve them at /v1/mcp",
+            file=sys.stderr,
         )
         return
     from kronos.mcpserver.server import mount

@@ -49,7 +49,11 @@ def run_train(args: argparse.Namespace) -> int:
     result = train(config, args.stage, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
-    best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a (no validation data)"
+    if result.best_val_loss is None:
+        best = "no validation loss (no validation data)"
+    else:
+        before = "n/a" if result.initial_val_loss is None else f"{result.initial_val_loss:.4f}"
+        best = f"validation loss {before} before training, best {result.best_val_loss:.4f}"
     where = f"best checkpoint in {result.best_dir}" if result.best_dir else "no best checkpoint on disk"
-    print(f"{args.stage} trained: {result.step} steps, best validation loss {best}; {where}")
+    print(f"{args.stage} trained: {result.step} steps, {best}; {where}")
     return 0

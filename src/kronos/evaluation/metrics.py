@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS, sample_quantiles
+from kronos.forecasting.paths import sample_quantiles
 
 INTERVAL_LEVELS = (0.5, 0.8, 0.95)
 BOOTSTRAP_CHUNK = 100  # replicates drawn at once: memory stays at 100 x origins
@@ -32,7 +32,12 @@ def crps_from_samples(samples: np.ndarray, actual: np.ndarray) -> np.ndarray:
     return spread_to_actual - 0.5 * mean_pair_distance
 
 
-def quantile_loss(samples: np.ndarray, actual: np.ndarray, levels=DEFAULT_QUANTILE_LEVELS) -> np.ndarray:
+# the weighted quantile loss of the forecasting literature (e.g. Chronos, GluonTS) averages the deciles:
+# part of the metric's definition, not a forecast's default levels
+WQL_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def quantile_loss(samples: np.ndarray, actual: np.ndarray, levels=WQL_LEVELS) -> np.ndarray:
     """Mean over `levels` of twice the pinball loss of the empirical sample quantiles.
 
     Dividing a sum of these by the sum of |actual| over the same points gives the weighted

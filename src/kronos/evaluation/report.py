@@ -382,7 +382,7 @@ def write_report(
     """Write report.md (+ report.html), plots/, tables as CSV and the raw per-origin results.
 
     Raw results: records.csv (one row per method, origin, horizon step, column) and volatility.csv,
-    plus records.parquet when pyarrow is installed (`pip install 'kronos[parquet]'`). Returns file kind -> path.
+    plus records.parquet when pyarrow is installed (`pip install 'kronos-forecasting[parquet]'`). Returns file kind -> path.
     """
     out_dir = check_output_dir(out_dir, "report folder")
     out_dir.parent.mkdir(parents=True, exist_ok=True)

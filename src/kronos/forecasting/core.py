@@ -59,6 +59,7 @@ from kronos.forecasting.series import (
     positive_int,
     time_features,
 )
+from kronos.nn.metadata import MAX_CONTEXT as MAX_CONTEXT  # the largest context, for front ends
 from kronos.nn.metadata import ModelMetadata
 from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
@@ -228,9 +229,15 @@ class ForecastingCore:
         memory_budget: int = GENERATION_MEMORY,
         window: str = "exact",
     ):
-        self.metadata = getattr(model, "metadata", None) or ModelMetadata()
-        max_context = self.metadata.max_context if max_context is None else max_context
-        self.max_context = positive_int(max_context, "max_context")
+        checked_instance(model, Kronos, "model", "Kronos.from_pretrained('NeoQuasar/Kronos-small')")
+        checked_instance(
+            tokenizer,
+            KronosTokenizer,
+            "tokenizer",
+            "KronosTokenizer.from_pretrained('NeoQuasar/Kronos-Tokenizer-base')",
+        )
+        self.metadata = model.metadata or ModelMetadata()
+        self.max_context = _context(max_context, model.metadata)
         if normalize_on not in NORMALIZE_ON:
             raise ValueError(f"normalize_on must be one of {NORMALIZE_ON}, got {normalize_on!r}")
         self.normalize_on = normalize_on
@@ -445,7 +452,7 @@ class ForecastingCore:
         self._warn_beyond_context(histories)
         chunks = self._chunks(histories, pred_len, sampling.sample_count, batch_size)
         with tqdm(
-            total=len(histories), desc="series", unit="series", disable=not verbose or len(chunks) == 1
+            total=len(histories), desc="forecasts", unit="forecast", disable=not verbose or len(chunks) == 1
         ) as bar:
             for k, chunk in enumerate(chunks):
                 watch = None if on_step is None else _counted(on_step, k * pred_len, len(chunks) * pred_len)
@@ -565,6 +572,29 @@ def _counted(on_step: StepCallback, before: int, total: int) -> Callable[[int], 
     return lambda done: on_step(before + done, total)
 
 
+def _context(max_context: object, metadata: ModelMetadata | None) -> int:
+    """The context a predictor uses: `max_context` (default: the model's own), at most MAX_CONTEXT;
+    beyond the context the model's metadata states, capped to it with a ContextWarning (the model
+    never saw longer windows, and what it samples past them is not a forecast: closes above highs)."""
+    if max_context is None:
+        return (metadata or ModelMetadata()).max_context
+    context = positive_int(max_context, "max_context")
+    if context > MAX_CONTEXT:
+        raise ValueError(
+            f"max_context must be at most {MAX_CONTEXT:,} bars, got {context:,}; the model's own context "
+            "is the default (leave max_context unset)"
+        )
+    if metadata is not None and context > metadata.max_context:
+        warnings.warn(
+            f"max_context={context} is beyond the model's own context of {metadata.max_context} bars (its "
+            f"kronos.json): it was never trained on longer windows, so {metadata.max_context} is used",
+            ContextWarning,
+            stacklevel=_caller_stacklevel(),
+        )
+        return metadata.max_context
+    return context
+
+
 def checked_sampling(sampling: object) -> Sampling:
     """`sampling` if it is a Sampling; a TypeError naming the argument otherwise."""
     return checked_instance(sampling, Sampling, "sampling", "Sampling(sample_count=50, seed=0)")
@@ -606,9 +636,17 @@ def _calibrations(
     """One calibration (or None) per series, each checked against the sampling and horizon it is used with."""
     if calibration is None:
         return [None] * count
+    if not isinstance(calibration, (Calibration, list, tuple)):
+        raise TypeError(
+            "calibration must be a kronos.forecasting.calibration.Calibration (from calibrate), a list of "
+            f"them (or None) per series, or None, got {type(calibration).__name__}"
+        )
     calibrations: list[Calibration | None] = (
         [calibration] if isinstance(calibration, Calibration) else list(calibration)
     )
+    for i, one in enumerate(calibrations):
+        if one is not None and not isinstance(one, Calibration):
+            raise TypeError(f"calibration[{i}] must be a Calibration or None, got {type(one).__name__}")
     if len(calibrations) != count:
         raise ValueError(
             f"calibration has {len(calibrations)} entries for {count} series: give one per series"

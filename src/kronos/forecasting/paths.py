@@ -13,10 +13,9 @@ import numpy as np
 
 from kronos.forecasting.series import CLOSE, FEATURE_COLUMNS, HIGH, LOW, OPEN
 
-# The package's quantile levels, defined here only: the deciles (predict_quantiles, predict_df,
-# evaluation's quantile loss), and the median with the 50/80/95% bands (`kronos forecast`, the service).
-DEFAULT_QUANTILE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-BAND_QUANTILE_LEVELS = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
+# The package's one set of default quantile levels, defined here only: the median and the
+# 50/80/95% bands, what predict_quantiles, predict_df, `kronos forecast`, Ray and the service give.
+DEFAULT_QUANTILE_LEVELS = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
 # The quantile at level q of P sampled paths is the order statistic of rank q (P + 1), interpolated
 # between neighbours ("weibull"). Between the order statistics of ranks k < m lies (m - k) / (P + 1)
 # of the forecast distribution on average, so a band made this way holds its nominal share of

@@ -38,7 +38,9 @@ from kronos.forecasting.series import (
     Series,
     as_timestamps,
     check_pred_len,
+    checked_flag,
     checked_instance,
+    feature_sources,
     positive_int,
     prepare_ohlcv,
     series_list_with_futures,
@@ -80,6 +82,12 @@ class KronosPredictor(UpstreamMethods):
         The tokenizer is the model's own (beside it, or the published companion of a Hub model)
         unless named. Keyword arguments go to the constructor; defaults follow the model's metadata.
         """
+        for argument, name in (("model", model), ("tokenizer", tokenizer)):
+            if name is not None and not isinstance(name, str):
+                raise TypeError(
+                    f"{argument} must be a name (text): a shipped model ('kronos-default'), a directory or a "
+                    f"Hub id ('NeoQuasar/Kronos-small'), got {type(name).__name__} {name!r}"
+                )
         loaded_model, loaded_tokenizer = load_pretrained(model, tokenizer)
         device, dtype = pick_device(kwargs.get("device")), as_dtype(kwargs.get("dtype"))
         # freshly loaded, so moved in place: the constructor then has nothing to copy
@@ -107,6 +115,7 @@ class KronosPredictor(UpstreamMethods):
         With `calibration` (from `calibrate` on this series), the paths are calibrated.
         """
         checked_sampling(sampling)
+        checked_flag(verbose, "verbose")
         pred_len = check_pred_len(pred_len, "pred_len")
         series, future = series_with_future(df, x_timestamp, y_timestamp, pred_len, "df", series_id)
         forecast = self.sample(series, pred_len, sampling, calibration, future=future, progress=verbose)
@@ -131,6 +140,7 @@ class KronosPredictor(UpstreamMethods):
         the batch. `calibrations` gives series i's calibration (or None) at position i.
         """
         checked_sampling(sampling)
+        checked_flag(verbose, "verbose")
         pred_len = check_pred_len(pred_len, "pred_len")
         series, futures = series_list_with_futures(
             df_list, x_timestamp_list, y_timestamp_list, pred_len, series_ids
@@ -168,6 +178,8 @@ class KronosPredictor(UpstreamMethods):
         """
         levels = check_quantile_levels(quantile_levels)
         checked_sampling(sampling)
+        checked_flag(repair_ohlc, "repair_ohlc")
+        checked_flag(verbose, "verbose")
         pred_len = check_pred_len(pred_len, "pred_len")
         if y_timestamp is None:
             history = pd.DatetimeIndex(as_timestamps(x_timestamp, "x_timestamp"))
@@ -202,11 +214,12 @@ class KronosPredictor(UpstreamMethods):
         """
         pred_len = positive_int(pred_len, "pred_len")
         checked_sampling(sampling)
+        checked_flag(verbose, "verbose")
         bars = prepare_ohlcv(df, "df", np.float64)
         stamps = as_timestamps(x_timestamp, "x_timestamp")
         if len(stamps) != len(bars):
             raise ValueError(f"df has {len(bars)} rows but x_timestamp has {len(stamps)}")
-        columns = tuple(c for c in FEATURE_COLUMNS if c in df.columns)
+        columns = tuple(feature_sources(df.columns, "df"))
         series = Series(bars, pd.DatetimeIndex(stamps), series_id, "df", columns)
         return self.fit_calibration(series, pred_len, sampling, past, batch_size=batch_size, progress=verbose)
 
@@ -254,6 +267,8 @@ class KronosPredictor(UpstreamMethods):
         pred_len = check_pred_len(prediction_length, "prediction_length")
         levels = check_quantile_levels(quantile_levels)
         checked_sampling(sampling)
+        checked_flag(repair_ohlc, "repair_ohlc")
+        checked_flag(verbose, "verbose")
         batch_size = positive_int(batch_size, "batch_size")
         table = checked_instance(table, TableOptions, "table", "TableOptions(nan_policy='ffill')")
         max_history = table.history_bars(self.lookback)

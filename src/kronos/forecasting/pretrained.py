@@ -48,37 +48,71 @@ def resolve_checkpoint(name: str, part: str) -> str:
     return str(path) if path.exists() else name
 
 
-def resolve_tokenizer(model: str, tokenizer: str | None = None) -> str:
+def resolve_tokenizer(model: str, tokenizer: str | None = None) -> str | None:
     """Where to load the tokenizer of `model` from (see `resolve_checkpoint`).
 
     `tokenizer` if given, else the published companion of a Kronos hub model, else the
-    `tokenizer/` beside the model. A single model checkpoint (or a path that does not exist)
-    has none: ValueError.
+    `tokenizer/` beside the model, else the one its kronos.json records (`kronos train` writes
+    it). None for a Hub id known only to the Hub: its own files decide (`load_pretrained`). A
+    local checkpoint without any has none: ValueError.
     """
     if tokenizer:
         return resolve_checkpoint(tokenizer, "tokenizer")
     if model in HUB_TOKENIZERS:
         return HUB_TOKENIZERS[model]
     tokenizer_source = resolve_checkpoint(model, "tokenizer")
-    if tokenizer_source == resolve_checkpoint(model, "model"):
-        if not Path(tokenizer_source).exists() and model.count("/") != 1:
-            raise FileNotFoundError(
-                f"model {model!r} is neither a checkpoint directory nor a Hugging Face Hub id of the form "
-                f"'owner/name', nor a shipped model ({DEFAULT_MODEL!r})"
-            )
-        raise ValueError(
-            f"model {model!r} comes without a tokenizer: name one with --tokenizer (a directory or hub id)"
+    if tokenizer_source != resolve_checkpoint(model, "model"):
+        return tokenizer_source
+    if Path(tokenizer_source).exists():
+        metadata = read_metadata(model, tokenizer_source)
+        if metadata is not None and metadata.tokenizer:
+            return recorded_tokenizer(Path(tokenizer_source), metadata.tokenizer)
+        raise ValueError(f"model {model!r} comes without a tokenizer: {NO_TOKENIZER}")
+    if model.count("/") != 1:
+        raise FileNotFoundError(
+            f"model {model!r} is neither a checkpoint directory nor a Hugging Face Hub id of the form "
+            f"'owner/name', nor a shipped model ({DEFAULT_MODEL!r})"
         )
-    return tokenizer_source
+    return None
+
+
+NO_TOKENIZER = "name one with --tokenizer (a directory or hub id), or tokenizer= in Python"
+
+
+def recorded_tokenizer(checkpoint: Path, recorded: str) -> str:
+    """Where the tokenizer a checkpoint's kronos.json records lies: a directory relative to the
+    checkpoint (as `ModelMetadata.write` records it), else a shipped name, an absolute directory or
+    a Hub id, as `resolve_checkpoint` reads them."""
+    beside = checkpoint / recorded
+    return resolve_checkpoint(str(beside) if beside.exists() else recorded, "tokenizer")
+
+
+def tokenizer_reference(source: str) -> str:
+    """How a model trained on the tokenizer at `source` records it in its kronos.json: a shipped
+    model's name, an absolute directory (written relative to the checkpoint), or a Hub id."""
+    path = Path(source)
+    if not path.exists():
+        return source
+    for shipped in shipped_dir().parent.iterdir():
+        if path.resolve() == (shipped / "tokenizer").resolve():
+            return shipped.name
+    return str(path.resolve())
 
 
 def load_pretrained(
     model: str = DEFAULT_MODEL, tokenizer: str | None = None
 ) -> tuple[Kronos, KronosTokenizer]:
     """The model (with its `metadata`) and its tokenizer, by name: a shipped model, a directory
-    or a Hub id. The tokenizer is resolved first, so a model without one fails before any weights load."""
+    or a Hub id. The tokenizer is resolved first, so a local model without one fails before any
+    weights load; a Hub model no one names the tokenizer of is loaded first, so that a name the
+    Hub does not know is reported as not found."""
     tokenizer_location = resolve_tokenizer(model, tokenizer)
     network = Kronos.from_pretrained(resolve_checkpoint(model, "model"))
+    if tokenizer_location is None:
+        recorded = network.metadata.tokenizer if network.metadata is not None else None
+        if not recorded:
+            raise ValueError(f"model {model!r} comes without a tokenizer: {NO_TOKENIZER}")
+        tokenizer_location = resolve_checkpoint(recorded, "tokenizer")
     return network, KronosTokenizer.from_pretrained(tokenizer_location)
 
 

@@ -33,6 +33,7 @@ def prepare_ohlcv(
     """
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
+    df = with_feature_names(df, name)
     missing = [c for c in PRICE_COLUMNS if c not in df.columns]
     if missing:
         hint = (
@@ -69,6 +70,32 @@ def prepare_ohlcv(
     values = bars[FEATURE_COLUMNS].to_numpy(dtype=np.float64)
     _check_float32_range(values, df.index, name, filled=AMOUNT_COLUMN not in present)
     return np.asarray(values.astype(dtype, order="F"))
+
+
+def feature_sources(
+    columns: Sequence[object], name: str, features: Sequence[str] = FEATURE_COLUMNS
+) -> dict[str, Any]:
+    """The column that holds each of `features` present, matched by name in any case ('Close',
+    'CLOSE'): the one place the library and the CLI match column names. Two columns that name
+    the same feature ('Close' and 'close', or a repeated label) are refused, naming both."""
+    found: dict[str, Any] = {}
+    for col in columns:
+        feature = str(col).lower()
+        if feature not in features:
+            continue
+        if feature in found:
+            raise ValueError(
+                f"{name} has two columns for {feature!r}: {found[feature]!r} and {col!r}; drop or rename one"
+            )
+        found[feature] = col
+    return {f: found[f] for f in features if f in found}
+
+
+def with_feature_names(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """`df` with its feature columns renamed to FEATURE_COLUMNS' lower-case names
+    (`feature_sources`); other columns are kept as they are."""
+    renames = {col: feature for feature, col in feature_sources(df.columns, name).items() if col != feature}
+    return df.rename(columns=renames) if renames else df
 
 
 FLOAT32 = np.finfo(np.float32)
@@ -309,6 +336,13 @@ def positive_int(value: object, name: str) -> int:
     return int(value)
 
 
+def checked_flag(value: object, name: str) -> bool:
+    """`value` if it is a bool (numpy's too); otherwise a TypeError naming `name`."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 MAX_PRED_LEN = 10_000
 
 
@@ -431,7 +465,7 @@ class Series:
         if len(stamps) != len(bars):
             raise ValueError(f"{name} has {len(bars)} rows but {len(stamps)} timestamps")
         check_time_order(stamps, f"timestamps of {name}")
-        columns = tuple(c for c in FEATURE_COLUMNS if c in df.columns)
+        columns = tuple(feature_sources(df.columns, name))
         return cls(bars, pd.DatetimeIndex(stamps), key, name, columns)
 
 
@@ -473,7 +507,7 @@ def series_with_future(
     check_time_order(x_ts, f"x_timestamp of {name}")
     history, future = pd.DatetimeIndex(x_ts), pd.DatetimeIndex(y_ts)
     check_future(history, future, pred_len, f"y_timestamp of {name}", "pred_len")
-    columns = tuple(c for c in FEATURE_COLUMNS if c in df.columns)
+    columns = tuple(feature_sources(df.columns, name))
     return Series(bars, history, key, name, columns), future
 
 
@@ -495,6 +529,10 @@ def series_list_with_futures(
         raise ValueError(
             f"df_list, x_timestamp_list and y_timestamp_list differ in length: "
             f"{len(df_list)}, {len(x_timestamp_list)}, {len(y_timestamp_list)}"
+        )
+    if series_ids is not None and not isinstance(series_ids, (Sequence, pd.Index, np.ndarray)):
+        raise TypeError(
+            f"series_ids must be a list of ids, one per DataFrame, got {type(series_ids).__name__}"
         )
     keys: list[object] = list(range(len(df_list))) if series_ids is None else list(series_ids)
     if len(keys) != len(df_list):

@@ -24,10 +24,12 @@ from kronos.forecasting.series import (
     check_ids_present,
     check_time_order,
     checked_instance,
+    feature_sources,
     ohlc_from_close,
     parse_timestamps,
     positive_int,
     prepare_ohlcv,
+    with_feature_names,
 )
 
 TIMESTAMP_CANDIDATES = ("timestamps", "timestamp", "date", "datetime", "time")
@@ -143,7 +145,7 @@ def _read_parquet(source: str | Path | bytes, label: str) -> pd.DataFrame:
         table = pd.read_parquet(io.BytesIO(source) if isinstance(source, bytes) else source)
     except ImportError as err:
         raise ImportError(
-            f"reading {label} needs pyarrow: pip install 'kronos[parquet]' (or save the data as CSV)"
+            f"reading {label} needs pyarrow: pip install 'kronos-forecasting[parquet]' (or save the data as CSV)"
         ) from err
     except (ValueError, OSError) as err:
         raise ValueError(f"{label} is not a readable Parquet file: {err}") from err
@@ -235,6 +237,7 @@ def map_columns(df: pd.DataFrame, name: str, layout: TableLayout = ONE_SERIES) -
     by_lower: dict[str, str] = {}
     for col in df.columns:
         by_lower.setdefault(str(col).lower(), col)
+    sources = feature_sources(df.columns, name, [f for f in FEATURE_COLUMNS if f not in column_map])
     renames: dict[str, str] = {}
     for feature in FEATURE_COLUMNS:
         source = column_map.get(feature)
@@ -244,7 +247,7 @@ def map_columns(df: pd.DataFrame, name: str, layout: TableLayout = ONE_SERIES) -
                     f"{name}: column {source!r} (mapped to {feature!r}) is not in the file; it has {list(df.columns)}"
                 )
         else:
-            source = by_lower.get(feature)
+            source = sources.get(feature)
         if source is not None:
             renames[source] = feature
     if timestamp_column:
@@ -380,6 +383,7 @@ def _given_rows(df: pd.DataFrame, name: str, id_column: str, timestamp_column: s
         raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
     if df.empty:
         raise ValueError(f"{name} has no rows")
+    df = with_feature_names(df, name)
     check_ids_present(df[id_column], name, id_column)
     ids = df[id_column].reset_index(drop=True)
     stamps = parse_timestamps(df[timestamp_column], f"timestamp column {timestamp_column!r}")

@@ -27,7 +27,7 @@ from kronos.evaluation.backtest import Backtest, OriginBatch, OriginForecast, ev
 from kronos.evaluation.data import read_series
 from kronos.evaluation.report import verdicts
 from kronos.forecasting.calibration import PastOrigins
-from kronos.forecasting.paths import BAND_QUANTILE_LEVELS
+from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL, offline_models
 from kronos.forecasting.series import MAX_PRED_LEN, Series
@@ -263,7 +263,7 @@ def _options(
     if steps > MAX_PRED_LEN:
         raise ToolInputError(f"steps must be at most {MAX_PRED_LEN:,}, got {steps:,}")
     values: dict[str, Any] = {"steps": steps, "paths": paths, "seed": seed, "calibrate": calibrate}
-    values["quantile_levels"] = list(BAND_QUANTILE_LEVELS) if levels is None else levels
+    values["quantile_levels"] = list(DEFAULT_QUANTILE_LEVELS) if levels is None else levels
     try:
         return ForecastOptions.model_validate(values)
     except ValidationError as err:

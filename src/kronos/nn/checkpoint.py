@@ -193,8 +193,8 @@ def _hub_files(
             )
         except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as err:
             raise FileNotFoundError(
-                f"{cls_name} {repo_id!r} is not a model on the Hugging Face Hub (or it is private or gated: "
-                f"log in with `hf auth login`), or it has no {CONFIG_NAME}: {type(err).__name__}"
+                f"{cls_name} {repo_id!r} was not found on the Hugging Face Hub (check the name; a private or "
+                f"gated model needs `hf auth login`), or it has no {CONFIG_NAME}: {type(err).__name__}"
             ) from err
         except Exception as err:  # any failure of the one probe means the Hub cannot be used now
             reason = f"the Hub could not be reached ({type(err).__name__})"

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 METADATA_NAME = "kronos.json"
 UPSTREAM_CONTEXT = 512
+# A context beyond any published Kronos (Kronos-mini's 2048) by a wide margin, still within memory:
+# the key/value cache of one path at this context is a few hundred MB for the published sizes.
+MAX_CONTEXT = 16_384
+MAX_METADATA_BYTES = 1_000_000
+MAX_FREQUENCIES = 1_000
 
 
 @dataclass(frozen=True)
@@ -19,12 +25,15 @@ class ModelMetadata:
     max_context: the window the model attends to. history: the bars of history per training
     window, whose statistics normalised it (the lookback the model wants; None when unknown).
     frequencies: the bar spacings it was trained on (pandas aliases, e.g. "1D", "1h", "5min").
+    tokenizer: the tokenizer it was trained with: a directory (relative to the checkpoint's own,
+    or absolute) or a Hub id; None when it lies beside the model (`tokenizer/`) or is unknown.
     Other keys of the file are kept in `extra`.
     """
 
     max_context: int = UPSTREAM_CONTEXT
     history: int | None = None
     frequencies: tuple[str, ...] = ()
+    tokenizer: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -34,20 +43,43 @@ class ModelMetadata:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str) -> ModelMetadata:
+        """The metadata in `values` (a kronos.json), every known key checked: ValueError naming
+        `source` and the key otherwise."""
         if not isinstance(values, dict):
             raise ValueError(f"{source} must hold a JSON object, got {type(values).__name__}")
-        known = {"max_context", "history", "frequencies"}
+        known = {"max_context", "history", "frequencies", "tokenizer"}
         for key in ("max_context", "history"):
             value = values.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{source}: {key!r} must be a positive integer, got {value!r}")
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONTEXT
+            ):
+                raise ValueError(
+                    f"{source}: {key!r} must be a positive integer of at most {MAX_CONTEXT:,} bars, got {value!r}"
+                )
+        max_context = values.get("max_context") or UPSTREAM_CONTEXT
+        history = values.get("history")
+        if history is not None and history > max_context:
+            raise ValueError(f"{source}: 'history' ({history}) is longer than 'max_context' ({max_context})")
         frequencies = values.get("frequencies", [])
-        if not isinstance(frequencies, list) or not all(isinstance(f, str) for f in frequencies):
-            raise ValueError(f"{source}: 'frequencies' must be a list of strings, got {frequencies!r}")
+        if (
+            not isinstance(frequencies, list)
+            or len(frequencies) > MAX_FREQUENCIES
+            or not all(isinstance(f, str) and 0 < len(f) <= 32 for f in frequencies)
+        ):
+            raise ValueError(
+                f"{source}: 'frequencies' must be a list of at most {MAX_FREQUENCIES:,} bar spacings "
+                f"(pandas aliases such as '1D'), got {str(frequencies)[:200]}"
+            )
+        tokenizer = values.get("tokenizer")
+        if tokenizer is not None and (not isinstance(tokenizer, str) or not 0 < len(tokenizer) <= 4096):
+            raise ValueError(
+                f"{source}: 'tokenizer' must be a directory or Hub id (text), got {str(tokenizer)[:200]!r}"
+            )
         return cls(
-            max_context=values.get("max_context") or UPSTREAM_CONTEXT,
-            history=values.get("history"),
+            max_context=max_context,
+            history=history,
             frequencies=tuple(frequencies),
+            tokenizer=tokenizer,
             extra={k: v for k, v in values.items() if k not in known},
         )
 
@@ -55,10 +87,21 @@ class ModelMetadata:
         values = asdict(self)
         extra = values.pop("extra")
         values["frequencies"] = list(self.frequencies)
+        if self.tokenizer is None:
+            del values["tokenizer"]
         return {**values, **extra}
 
     def write(self, directory: str | Path) -> None:
-        Path(directory, METADATA_NAME).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """kronos.json in `directory`; a tokenizer directory is recorded relative to it, so that a
+        run's folder can move whole."""
+        values = self.to_dict()
+        if (
+            self.tokenizer is not None
+            and Path(self.tokenizer).is_absolute()
+            and Path(self.tokenizer).exists()
+        ):
+            values["tokenizer"] = os.path.relpath(self.tokenizer, Path(directory).resolve())
+        Path(directory, METADATA_NAME).write_text(json.dumps(values, indent=2) + "\n")
 
 
 HUB_METADATA = {
@@ -73,9 +116,16 @@ def read_metadata(name: str, location: str | Path) -> ModelMetadata | None:
     its kronos.json, the known values of a published Hub model, or None."""
     path = Path(location, METADATA_NAME)
     if path.is_file():
+        size = path.stat().st_size
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(
+                f"{path} is {size:,} bytes, not a model's metadata (at most {MAX_METADATA_BYTES:,})"
+            )
         try:
-            values = json.loads(path.read_text())
+            values = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{path} is not valid JSON: {err}") from err
+        except RecursionError as err:
+            raise ValueError(f"{path} is not a model's metadata: its JSON is nested too deeply") from err
         return ModelMetadata.from_dict(values, str(path))
     return HUB_METADATA.get(name)

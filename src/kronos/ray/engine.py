@@ -9,7 +9,7 @@ gives it whatever the blocks, actors or nodes (on the same CPU type and torch bu
 docs/scaling.md). Ray Data restarts dead actors and retries their blocks; the outputs are keyed
 by series, so a retried block cannot duplicate one.
 
-Ray is imported only when used: `pip install 'kronos[ray]'`.
+Ray is imported only when used: `pip install 'kronos-forecasting[ray]'`.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def import_ray():
     try:
         import ray
     except ImportError as err:
-        raise ImportError("the Ray engine needs Ray: pip install 'kronos[ray]'") from err
+        raise ImportError("the Ray engine needs Ray: pip install 'kronos-forecasting[ray]'") from err
     return ray
 
 
@@ -74,7 +74,7 @@ def import_arrow():
     try:
         import pyarrow
     except ImportError as err:
-        raise ImportError("the Ray engine needs pyarrow: pip install 'kronos[ray]'") from err
+        raise ImportError("the Ray engine needs pyarrow: pip install 'kronos-forecasting[ray]'") from err
     return pyarrow
 
 

@@ -716,7 +716,7 @@ def create_app(predictor: KronosPredictor, config: ServeConfig | None = None) ->
         path = _package_file("plotly", "package_data/plotly.min.js")
         if path is None:
             raise HTTPException(
-                404, "plotly.min.js comes from the plotly package: pip install 'kronos[serve]'"
+                404, "plotly.min.js comes from the plotly package: pip install 'kronos-forecasting[serve]'"
             )
         return FileResponse(
             path, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"}
@@ -730,7 +730,7 @@ def create_app(predictor: KronosPredictor, config: ServeConfig | None = None) ->
     async def docs() -> HTMLResponse:
         if swagger is None:
             return HTMLResponse('<p>The API is described in <a href="/openapi.json">/openapi.json</a>; '
-                                "pip install 'kronos[serve]' for the interactive page.</p>")  # fmt: skip
+                                "pip install 'kronos-forecasting[serve]' for the interactive page.</p>")  # fmt: skip
         return get_swagger_ui_html(
             openapi_url="/openapi.json",
             title="kronos API",

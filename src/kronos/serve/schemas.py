@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt, WithJsonSchema, field_validator
 
 from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P
-from kronos.forecasting.paths import BAND_QUANTILE_LEVELS
+from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS
 
 Price = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # strict: ints, not strings or bools
 # Integers a client's JSON parser reads exactly: JavaScript's numbers hold integers up to 2**53 - 1.
@@ -70,7 +70,7 @@ class ForecastOptions(Strict):
     steps: StrictInt = Field(20, ge=1, description="future bars to forecast")
     paths: StrictInt = Field(PATHS, ge=1, description="sampled paths per series")
     quantile_levels: list[Annotated[float, Field(strict=True)]] = Field(
-        list(BAND_QUANTILE_LEVELS),
+        list(DEFAULT_QUANTILE_LEVELS),
         max_length=MAX_QUANTILE_LEVELS,
         description="levels strictly inside (0, 1); a comma-separated string is accepted too",
     )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kronos.forecasting.core import MAX_CONTEXT
 from kronos.forecasting.series import FEATURE_COLUMNS
 from kronos.forecasting.tables import TableLayout
 from kronos.nn import config as networks
@@ -166,6 +168,79 @@ class Config:
 SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig, "model": ModelConfig, "train": TrainConfig}
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """The values a numeric setting may take: from `low` (excluded when `low_open`) to `high`
+    (excluded when `high_open`); None is unbounded. `meaning` says what the setting is, for the error."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    meaning: str = ""
+
+    def holds(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self) -> str:
+        low = "" if self.low is None else f"{'above' if self.low_open else 'at least'} {self.low:g}"
+        high = "" if self.high is None else f"{'below' if self.high_open else 'at most'} {self.high:g}"
+        return " and ".join(part for part in (low, high) if part) or "finite"
+
+
+COUNT, WHOLE = Bounds(1), Bounds(0)
+FRACTION = Bounds(0, 1, high_open=True)
+DROPOUT = Bounds(0, 1, high_open=True, meaning="a dropout probability")
+# every numeric setting's range (a list's: each element's), checked when a config is built
+BOUNDS: dict[type, dict[str, Bounds]] = {
+    DataConfig: {
+        "window": Bounds(2, MAX_CONTEXT, meaning="bars per training window"),
+        "history": Bounds(0, MAX_CONTEXT, meaning="0: window - 20"),
+        "val_fraction": FRACTION,
+        "stride": COUNT,
+        "clip": Bounds(0, low_open=True, meaning="normalised bars are clipped to ±clip"),
+    },
+    NetworkConfig: {"ffn_dropout_p": DROPOUT, "attn_dropout_p": DROPOUT, "resid_dropout_p": DROPOUT},
+    ModelConfig: {"token_dropout_p": DROPOUT},
+    TrainConfig: {
+        "epochs": COUNT,
+        "batch_size": Bounds(1, meaning="windows per step and process"),
+        "lr": Bounds(0, meaning="0 trains nothing"),
+        "weight_decay": WHOLE,
+        "betas": FRACTION,
+        "warmup_fraction": Bounds(0, 1),
+        "grad_clip": Bounds(0, meaning="0: no clipping"),
+        "samples_per_epoch": Bounds(0, meaning="0: every window"),
+        "val_samples": Bounds(0, meaning="0: every window"),
+        "patience": Bounds(0, meaning="0: no early stop"),
+        "min_delta": WHOLE,
+        "seed": WHOLE,
+        "num_threads": Bounds(0, meaning="0: torch's default"),
+        "log_every": COUNT,
+        "keep_checkpoints": Bounds(0, meaning="0: all"),
+    },
+}
+
+
+def _check_bounds(cls: type, key: str, value: Any) -> None:
+    """ValueError naming `key` when its value (each of a list's values) is out of its range."""
+    name = key.rsplit(".", 1)[-1]
+    found = [table[name] for kind, table in BOUNDS.items() if issubclass(cls, kind) and name in table]
+    if not found:
+        return
+    bounds = found[0]
+    if name == "betas" and len(value) != 2:
+        raise ValueError(f"config {key} must be two numbers (Adam's beta1, beta2), got {value!r}")
+    for one in value if isinstance(value, list) else [value]:
+        if isinstance(one, bool) or not isinstance(one, (int, float)) or not bounds.holds(one):
+            meaning = f" ({bounds.meaning})" if bounds.meaning else ""
+            raise ValueError(f"config {key} must be {bounds.describe()}{meaning}, got {value!r}")
+
+
 def _build(cls, values: dict[str, Any], where: str):
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
@@ -179,6 +254,7 @@ def _build(cls, values: dict[str, Any], where: str):
         if isinstance(getattr(defaults, key), list) and isinstance(value, str):
             values[key] = value = [value]
         _check_type(f"{where}.{key}", value, getattr(defaults, key))
+        _check_bounds(cls, f"{where}.{key}", value)
     return cls(**{k: copy.deepcopy(v) for k, v in values.items()})
 
 

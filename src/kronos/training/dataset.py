@@ -10,7 +10,7 @@ import numpy as np
 
 from kronos.forecasting.series import Series, normalize, time_features
 from kronos.forecasting.tables import load_series
-from kronos.training.config import Config, DataConfig
+from kronos.training.config import Config, DataConfig, TrainConfig
 
 
 @dataclass
@@ -55,6 +55,13 @@ def expand_paths(patterns: list[str], config: Config | None = None) -> list[Path
         else:
             files.append(Path(resolved))
     return files
+
+
+def validation_rows(n_windows: int, cfg: TrainConfig) -> np.ndarray:
+    """A fixed, evenly spread subset of validation windows (all when val_samples is 0)."""
+    if 0 < cfg.val_samples < n_windows:
+        return np.unique(np.linspace(0, n_windows - 1, cfg.val_samples).round().astype(np.int64))
+    return np.arange(n_windows)
 
 
 def split_point(length: int, val_fraction: float) -> int:

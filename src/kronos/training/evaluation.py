@@ -17,9 +17,8 @@ from kronos.forecasting.series import CLOSE, Series
 from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
 from kronos.training.config import Config
-from kronos.training.dataset import WindowSet, load_windows, split_point
+from kronos.training.dataset import WindowSet, load_windows, split_point, validation_rows
 from kronos.training.stages import causal_eval
-from kronos.training.trainer import validation_rows
 
 
 @torch.no_grad()

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kronos.forecasting.pretrained import resolve_checkpoint
+from kronos.forecasting.pretrained import resolve_checkpoint, tokenizer_reference
 from kronos.forecasting.schedules import bar_spacing
 from kronos.forecasting.series import Series
 from kronos.nn.metadata import ModelMetadata
@@ -109,6 +109,7 @@ class PredictorStage:
             max_context=context,
             history=data.history_len(),
             frequencies=tuple(sorted({bar_spacing(one.timestamps) for one in series} - {""})),
+            tokenizer=tokenizer_reference(self.tokenizer_source),
             extra={"series": len(series), "bars": int(sum(len(one) for one in series))},
         )
         if (module.s1_bits, module.s2_bits) != (self.tokenizer.s1_bits, self.tokenizer.s2_bits):

@@ -37,8 +37,9 @@ from kronos.io import (
     write_text_atomically,
 )
 from kronos.nn.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_weights
+from kronos.training.card import ModelCard
 from kronos.training.config import Config, TrainConfig
-from kronos.training.dataset import WindowSet, load_windows
+from kronos.training.dataset import WindowSet, load_windows, validation_rows
 from kronos.training.stages import PredictorStage, TokenizerStage, make_stage
 
 STATE_NAME = "trainer_state.json"
@@ -127,6 +128,7 @@ class TrainResult:
     stopped_early: bool
     module: nn.Module
     history: list[dict[str, Any]] = field(default_factory=list)
+    initial_val_loss: float | None = None  # before the first step; None without validation data
 
 
 def epoch_windows(n_windows: int, cfg: TrainConfig, epoch: int, world_size: int) -> np.ndarray:
@@ -138,13 +140,6 @@ def epoch_windows(n_windows: int, cfg: TrainConfig, epoch: int, world_size: int)
         order = rng.permutation(n_windows)
     global_batch = cfg.batch_size * world_size
     return order[: len(order) // global_batch * global_batch]
-
-
-def validation_rows(n_windows: int, cfg: TrainConfig) -> np.ndarray:
-    """A fixed, evenly spread subset of validation windows (all when val_samples is 0)."""
-    if 0 < cfg.val_samples < n_windows:
-        return np.unique(np.linspace(0, n_windows - 1, cfg.val_samples).round().astype(np.int64))
-    return np.arange(n_windows)
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -293,6 +288,8 @@ class Trainer:
         progress = self._start(run)
         if self.dist.is_main:
             self._announce(run, progress, len(series), len(train_set), val_set)
+        if progress.step == 0 and val_set is not None:
+            self._validate_before_training(run, val_set)
         stopped_early = False
         for epoch in range(progress.epoch + 1, self.cfg.epochs):
             if self._patience_spent(progress):
@@ -306,7 +303,7 @@ class Trainer:
                 break
         best = self.out_dir / "best"
         best_dir = best if (best / CONFIG_NAME).is_file() and (best / WEIGHTS_NAME).is_file() else None
-        return TrainResult(
+        result = TrainResult(
             self.out_dir,
             best_dir,
             progress.step,
@@ -315,7 +312,15 @@ class Trainer:
             stopped_early,
             run.module,
             progress.history,
+            initial_val_loss(self.out_dir / METRICS_NAME),
         )
+        if self.dist.is_main and best_dir is not None:
+            card = ModelCard(
+                self.config, self.stage_name, series, (len(train_set), len(val_set or ())), result
+            )
+            path = card.write(run.stage)
+            print(f"model card: {path}")
+        return result
 
     def _load_windows(self) -> tuple[list, WindowSet, WindowSet | None]:
         """The series and their training and validation windows; at least one global batch of
@@ -394,6 +399,14 @@ class Trainer:
             f"{n_train} train / {len(val_set) if val_set else 0} validation windows, "
             f"{run.steps_per_epoch} steps per epoch on {self.dist.world_size} x {self.dist.device}"
         )
+
+    def _validate_before_training(self, run: _Run, val_set: WindowSet) -> None:
+        """The validation loss of the network as built (new or pretrained), logged at step 0: what
+        the final one is measured against."""
+        val = self._validate(run, val_set)
+        if self.dist.is_main:
+            self._log({"split": "val", "epoch": 0, "step": 0, **{f"val_{k}": v for k, v in val.items()}})
+            print(f"before training: val {val['loss']:.4f}")
 
     def _patience_spent(self, progress: _Progress) -> bool:
         return self.cfg.patience > 0 and progress.bad_epochs >= self.cfg.patience
@@ -602,7 +615,7 @@ class Trainer:
         path = self.out_dir / METRICS_NAME
         if not path.exists():
             return
-        kept = [record for record in read_metrics(path) if record["step"] <= step]
+        kept = [record for record in read_metrics(path) if record["step"] <= step] if step > 0 else []
         write_text_atomically(path, "".join(json.dumps(record) + "\n" for record in kept), "metrics")
 
     def _plot(self) -> None:
@@ -636,6 +649,14 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             stacklevel=2,
         )
     return records
+
+
+def initial_val_loss(path: Path) -> float | None:
+    """The validation loss logged before the first step (`metrics.jsonl`), if any."""
+    if not path.is_file():
+        return None
+    first = [r for r in read_metrics(path) if r["split"] == "val" and r["step"] == 0 and "val_loss" in r]
+    return float(first[0]["val_loss"]) if first else None
 
 
 def plot_losses(records: list[dict[str, Any]], path: Path, title: str) -> None:
