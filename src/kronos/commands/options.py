@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import pandas as pd
+
 from kronos.forecasting.core import NORMALIZE_ON, WINDOWS
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.forecasting.tables import TableLayout
@@ -66,6 +68,41 @@ def table_layout(args: argparse.Namespace) -> TableLayout:
         )
     except ValueError as err:
         raise CommandError(f"--columns {args.columns!r}: {err}") from err
+
+
+def add_date_range_options(parser: argparse.ArgumentParser) -> None:
+    """--start and --end: score only the forecasts whose bars lie within these dates."""
+    parser.add_argument(
+        "--start",
+        metavar="DATE",
+        help="score only origins whose forecast bars start on or after DATE (ISO, e.g. 2024-01-31); "
+        "earlier bars are still history",
+    )
+    parser.add_argument(
+        "--end",
+        metavar="DATE",
+        help="score only origins whose forecast bars end on or before DATE (a date takes in its whole day)",
+    )
+
+
+def date_range(args: argparse.Namespace) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """--start and --end as timestamps, checked: dates, and an end not before the start."""
+    dates = []
+    for flag in ("start", "end"):
+        text = getattr(args, flag)
+        try:
+            stamp = None if text is None else pd.Timestamp(text)
+        except ValueError as err:
+            raise CommandError(
+                f"--{flag} {text!r} is not a date: give an ISO date such as 2024-01-31"
+            ) from err
+        if text is not None and stamp is pd.NaT:
+            raise CommandError(f"--{flag} {text!r} is not a date: give an ISO date such as 2024-01-31")
+        dates.append(stamp)
+    start, end = dates
+    if start is not None and end is not None and end < start:
+        raise CommandError(f"--end {args.end} is before --start {args.start}")
+    return start, end
 
 
 # --- the model and how it decodes -----------------------------------------------------------------
