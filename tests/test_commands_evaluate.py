@@ -159,3 +159,22 @@ def test_evaluate_and_train_refuse_a_bad_output_folder_before_reading_data(tmp_p
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1
         assert re.search(message, err), err
+
+
+def test_evaluate_scores_only_between_start_and_end(tmp_path, capsys):
+    path = tmp_path / "bars.csv"
+    bars = random_bars(120)
+    bars.to_csv(path, index=False)
+    out = tmp_path / "r"
+    common = ["evaluate", str(path), "--steps", "3", "--baselines-only", "--lookback", "20", "--quiet"]
+    dates = ["--start", str(bars["timestamps"][60]), "--end", str(bars["timestamps"][90])]
+    assert main([*common, *dates, "--baselines", "persistence", "--no-plots", "--out", str(out)]) == 0
+    origins = pd.read_csv(out / "records.csv")["origin"]
+    assert origins.min() >= 60 and origins.max() + 3 <= 91
+    assert "Only origins whose forecast bars lie within" in (out / "report.md").read_text()
+    assert main([*common, "--start", "2024-02-01", "--end", "2024-01-01"]) == 2
+    assert "--end 2024-01-01 is before --start 2024-02-01" in capsys.readouterr().err
+    assert main([*common, "--start", "someday"]) == 2
+    assert "--start 'someday' is not a date" in capsys.readouterr().err
+    assert main([*common, "--start", "2100-01-01", "--out", str(tmp_path / "late")]) == 2
+    assert "after the last bar of every series" in capsys.readouterr().err
