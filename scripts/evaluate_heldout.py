@@ -21,11 +21,12 @@ from pathlib import Path
 import pandas as pd
 
 from kronos.commands.main import main as kronos_main
+from kronos.evaluation.baselines import BASELINES
 from kronos.forecasting.pretrained import DEFAULT_MODEL, resolve_checkpoint
 from kronos.nn.metadata import read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
-BASELINES = ("persistence", "drift", "gaussian_rw")
+
 MODELS = ("kronos", "kronos-calibrated")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -69,12 +70,24 @@ def test_evaluate_command_writes_the_full_report(tmp_path, tiny_dir, tiny_ohlcv,
     page = (out / "report.html").read_text()
     assert page.count("<img") == 4 and "<table" in page and "Summary (close)" in page
     records = pd.read_csv(out / "records.csv")
-    assert len(records) == 4 * 12 * 5 * 6  # methods x origins x steps x columns
-    assert set(records["method"]) == {"kronos", "persistence", "drift", "gaussian_rw"}
+    methods = ["kronos", "persistence", "drift", "gaussian_rw", "ewma", "garch11"]
+    assert len(records) == len(methods) * 12 * 5 * 6  # methods x origins x steps x columns
+    assert set(records["method"]) == set(methods)
     assert records.groupby("method")["origin"].nunique().eq(12).all()
     summary = pd.read_csv(out / "summary.csv", index_col=0)
+    assert summary.index.tolist() == methods
     best = summary["crps_best_baseline"].iloc[0]
-    assert best in ("persistence", "drift", "gaussian_rw") and summary.loc[best, "crps_ratio"] == 1.0
+    assert best in methods[1:] and summary.loc[best, "crps_ratio"] == 1.0
+    for metric in ("crps", "mae"):  # the model's Diebold-Mariano p-value against the best baseline
+        assert 0 <= summary.loc["kronos", f"{metric}_dm_p"] <= 1
+    assert np.isnan(summary.loc[best, "crps_dm_p"])  # the best baseline against itself: no difference
+    significance = pd.read_csv(out / "significance.csv")
+    assert set(significance["series"]) == {"pooled", "bars"}
+    assert set(significance["verdict"]) <= {"better", "worse", "not distinguishable"}
+    volatility = pd.read_csv(out / "volatility.csv")
+    assert set(volatility["method"]) == {"kronos", "historical", "ewma", "garch11"}  # daily bars: no HAR-RV
+    assert (volatility["qlike"] >= 0).all() and volatility.groupby("method").size().eq(12).all()
+    assert "## Volatility forecasts (close)" in report and "Garman-Klass" in report
     assert not any(p.name.startswith(".report-partial") for p in tmp_path.iterdir())
 
 
@@ -242,3 +255,22 @@ def test_cross_section_baselines_only_and_its_one_line_errors(tmp_path, capsys):
     universe_table(4, 120).to_csv(few, index=False)
     assert main(["evaluate", str(few), "--id-column", "symbol", *base[2:], "--baselines-only"]) == 2
     assert "universe has 4 series (by 'symbol'); a cross-section needs at least 5" in capsys.readouterr().err
+
+
+def test_evaluate_scores_only_between_start_and_end(tmp_path, capsys):
+    path = tmp_path / "bars.csv"
+    bars = random_bars(120)
+    bars.to_csv(path, index=False)
+    out = tmp_path / "r"
+    common = ["evaluate", str(path), "--steps", "3", "--baselines-only", "--lookback", "20", "--quiet"]
+    dates = ["--start", str(bars["timestamps"][60]), "--end", str(bars["timestamps"][90])]
+    assert main([*common, *dates, "--baselines", "persistence", "--no-plots", "--out", str(out)]) == 0
+    origins = pd.read_csv(out / "records.csv")["origin"]
+    assert origins.min() >= 60 and origins.max() + 3 <= 91
+    assert "Only origins whose forecast bars lie within" in (out / "report.md").read_text()
+    assert main([*common, "--start", "2024-02-01", "--end", "2024-01-01"]) == 2
+    assert "--end 2024-01-01 is before --start 2024-02-01" in capsys.readouterr().err
+    assert main([*common, "--start", "someday"]) == 2
+    assert "--start 'someday' is not a date" in capsys.readouterr().err
+    assert main([*common, "--start", "2100-01-01", "--out", str(tmp_path / "late")]) == 2
+    assert "after the last bar of every series" in capsys.readouterr().err

@@ -256,3 +256,36 @@ def test_evaluate_scores_exactly_what_users_get(tiny_predictor, tiny_ohlcv):
         low, high = sample_quantiles(result.forecasts[method][1][i][..., 3], [0.1, 0.9])
         np.testing.assert_allclose(low, table["close_q0.1"], rtol=1e-6)
         np.testing.assert_allclose(high, table["close_q0.9"], rtol=1e-6)
+
+
+def test_start_and_end_score_only_the_origins_whose_forecasts_lie_within():
+    bars = random_walk_bars(400, seed=5)  # five-minute bars from 2024-01-01 00:00
+    times = bars["timestamps"]
+    start, end = times[200], times[300]
+    backtest = Backtest(
+        lookback=32, steps=4, start=str(start), end=str(end), every=5, baselines=["persistence"]
+    )
+    result = evaluate(bars, None, backtest, progress=False)
+    assert result.origins["origin"].tolist() == list(
+        range(202, 298, 5)
+    )  # targets t .. t + 3 within [200, 300]
+    records = result.records[result.records["column"] == "close"]  # bars before start were the history
+    assert (records["last"].to_numpy() == bars["close"].to_numpy()[records["origin"] - 1]).all()
+    assert (records["target_time"].min(), records["target_time"].max()) == (times[202], times[300])
+    whole_day = Backtest(lookback=32, steps=4, end="2024-01-01", every=20, baselines=["persistence"])
+    assert (
+        evaluate(bars, None, whole_day, progress=False).origins["origin"].max() == 288 - 4
+    )  # 288 bars a day
+    assert "2024-01-01" in result.settings["start"] and result.settings["end"].startswith("2024-01-02")
+
+
+def test_start_and_end_are_checked():
+    bars = random_walk_bars(100, seed=5)
+    with pytest.raises(ValueError, match="end 2024-01-01 00:00:00 is before start"):
+        Backtest(steps=2, start="2024-02-01", end="2024-01-01")
+    with pytest.raises(ValueError, match="start 'soon' is not a date"):
+        Backtest(steps=2, start="soon")
+    with pytest.raises(ValueError, match="after the last bar of every series"):
+        evaluate(bars, None, Backtest(steps=2, lookback=10, start="2030-01-01"), progress=False)
+    with pytest.raises(ValueError, match="before the first bar of every series"):
+        evaluate(bars, None, Backtest(steps=2, lookback=10, end="2020-01-01"), progress=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -192,3 +193,28 @@ def recover_interrupted_swaps(folder: Path) -> list[str]:
             shutil.rmtree(leftover)
             done.append(f"removed the unfinished {leftover}")
     return done
+
+
+def write_folder_atomically(
+    out_dir: str | Path, write: Callable[[Path], object], what: str, last: tuple[str, ...] = (".md", ".html")
+) -> dict[str, Path]:
+    """`write(staging)` fills a hidden folder beside `out_dir`; then its files move into `out_dir`
+    durably, those with a suffix in `last` after all others (a report never points at plots or
+    tables still to come). Nothing lands if `write` fails. Returns relative name -> path."""
+    target = check_output_dir(out_dir, what)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-partial-", dir=target.parent))
+    try:
+        write(staging)
+        target.mkdir(exist_ok=True)
+        written = {}
+        for path in sorted(
+            (p for p in staging.rglob("*") if p.is_file()), key=lambda p: (p.suffix in last, p)
+        ):
+            name = str(path.relative_to(staging))
+            written[name] = target / name
+            written[name].parent.mkdir(parents=True, exist_ok=True)
+            replace_durably(path, written[name])
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

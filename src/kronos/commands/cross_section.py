@@ -10,10 +10,9 @@ import argparse
 
 from kronos.commands.options import (
     CommandError,
-    add_period_options,
     check_positive,
+    date_range,
     engine_options,
-    period_bounds,
     predictor_options,
 )
 from kronos.engine.sampling import Sampling
@@ -68,7 +67,6 @@ def add_cross_section_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="C",
         help=f"with --cross-section: cost per unit of weight bought or sold, basis points (default {COST_BPS:g})",
     )
-    add_period_options(group)
 
 
 def cross_section_settings(args: argparse.Namespace) -> CrossSection:
@@ -89,7 +87,7 @@ def cross_section_settings(args: argparse.Namespace) -> CrossSection:
         raise CommandError(
             f"--cost-bps must be a finite number of basis points, 0 or more, got {args.cost_bps}"
         )
-    start, end = period_bounds(args)
+    start, end = date_range(args)
     return CrossSection(
         horizon=args.steps,
         rebalance=args.rebalance,

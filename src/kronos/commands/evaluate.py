@@ -8,7 +8,9 @@ from kronos.commands.cross_section import add_cross_section_arguments, run_cross
 from kronos.commands.options import (
     CommandError,
     add_context_options,
+    add_date_range_options,
     add_engine_arguments,
+    date_range,
     engine_options,
     predictor_options,
 )
@@ -59,6 +61,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     spread.add_argument(
         "--every", type=int, metavar="K", help="an origin every K bars, counted back from the end"
     )
+    add_date_range_options(parser)
     parser.add_argument(
         "--paths", type=int, default=PATHS, metavar="P", help=f"sample paths per origin (default {PATHS})"
     )
@@ -126,6 +129,7 @@ def backtest_settings(args: argparse.Namespace) -> Backtest:
     baselines = _baseline_names(args.baselines)
     if args.bootstrap < 1:
         raise CommandError(f"--bootstrap must be a positive number of resamples, got {args.bootstrap}")
+    start, end = date_range(args)
     return Backtest(
         steps=args.steps,
         lookback=args.lookback,
@@ -135,6 +139,8 @@ def backtest_settings(args: argparse.Namespace) -> Backtest:
         baselines=baselines,
         calibrate=args.calibrate,
         batch_size=args.batch_size,
+        start=start,
+        end=end,
     )
 
 
@@ -162,7 +168,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     written = result.write_report(args.out, html=args.html, plots=not args.no_plots, n_boot=args.bootstrap)
     summary = result.summary("close", n_boot=args.bootstrap)
     columns = [
-        c for c in ("mae", "crps", "crps_ratio", "coverage_80", "coverage_95", "brier") if c in summary
+        c
+        for c in ("mae", "crps", "crps_ratio", "crps_dm_p", "mae_dm_p", "coverage_80", "coverage_95", "brier")
+        if c in summary
     ]
     print(summary[columns].to_string(float_format=lambda v: f"{v:.4g}"))
     print(f"report: {written['report.md']}")

@@ -70,29 +70,38 @@ def table_layout(args: argparse.Namespace) -> TableLayout:
         raise CommandError(f"--columns {args.columns!r}: {err}") from err
 
 
-def add_period_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """--start and --end: the dates an evaluation scores (ISO dates, inclusive)."""
+def add_date_range_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--start and --end: score only the forecasts whose bars lie within these dates."""
     parser.add_argument(
         "--start",
         metavar="DATE",
-        help="first date scored, e.g. 2021-01-04 (with --cross-section: rebalance dates)",
+        help="score only origins whose forecast bars start on or after DATE (ISO, e.g. 2024-01-31; "
+        "with --cross-section: the first rebalance date); earlier bars are still history",
     )
     parser.add_argument(
-        "--end", metavar="DATE", help="last date scored, inclusive (default: the data's last)"
+        "--end",
+        metavar="DATE",
+        help="score only origins whose forecast bars end on or before DATE (a date takes in its whole day)",
     )
 
 
-def period_bounds(args: argparse.Namespace) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
-    """--start and --end as timestamps (None where not given), checked with the flag named."""
-    bounds: list[pd.Timestamp | None] = []
-    for flag, text in (("--start", args.start), ("--end", args.end)):
+def date_range(args: argparse.Namespace) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """--start and --end as timestamps, checked: dates, and an end not before the start."""
+    dates = []
+    for flag in ("start", "end"):
+        text = getattr(args, flag)
         try:
-            bounds.append(None if text is None else pd.Timestamp(text))
-        except (ValueError, TypeError) as err:
-            raise CommandError(f"{flag} {text!r} is not a date: give one such as 2021-01-04") from err
-    start, end = bounds
-    if start is not None and end is not None and start > end:
-        raise CommandError(f"--start {args.start} is after --end {args.end}")
+            stamp = None if text is None else pd.Timestamp(text)
+        except ValueError as err:
+            raise CommandError(
+                f"--{flag} {text!r} is not a date: give an ISO date such as 2024-01-31"
+            ) from err
+        if text is not None and stamp is pd.NaT:
+            raise CommandError(f"--{flag} {text!r} is not a date: give an ISO date such as 2024-01-31")
+        dates.append(stamp)
+    start, end = dates
+    if start is not None and end is not None and end < start:
+        raise CommandError(f"--end {args.end} is before --start {args.start}")
     return start, end
 
 

@@ -21,6 +21,7 @@ from kronos.evaluation.baselines import BASELINES, run_baseline
 from kronos.evaluation.data import as_series_dict, present_columns
 from kronos.evaluation.result import CALIBRATED, MODEL_NAME, EvaluationResult
 from kronos.evaluation.scores import ScoredOrigins
+from kronos.evaluation.volatility import fit_volatility
 from kronos.forecasting.calibration import (
     MAX_ORIGINS,
     Calibration,
@@ -50,7 +51,10 @@ class Backtest:
     baselines' random walk and the bootstrap; origin t of series s draws from (seed, s, t)
     alone. `calibrate` also scores the model calibrated at each origin on the series' bars
     before it, from past forecasts one every `calibration_every` bars (default: half the
-    horizon). `batch_size` origins go to the model at once.
+    horizon). `batch_size` origins go to the model at once. `start` and `end` (timestamps or ISO
+    dates; an end at midnight takes in its whole day) keep only the origins whose forecast bars all
+    lie within [start, end]: bars before start are still history, so a fine-tuned model can be
+    scored on the period after its training data alone.
     """
 
     steps: int
@@ -63,8 +67,16 @@ class Backtest:
     calibration_every: int | None = None
     batch_size: int = 32
     model_name: str = MODEL_NAME
+    start: pd.Timestamp | str | None = None
+    end: pd.Timestamp | str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            object.__setattr__(self, name, _timestamp(getattr(self, name), name))
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise ValueError(
+                f"end {self.end} is before start {self.start}; give an end on or after the start"
+            )
         check_pred_len(self.steps, "steps")
         for name in ("lookback", "origins", "every", "calibration_every"):
             if getattr(self, name) is not None:
@@ -211,6 +223,7 @@ def evaluate(
     series = as_series_dict(data)
     origins, skipped = _origins(series, backtest, lookback, first)
     histories = np.stack([series[name].bars[t - lookback : t] for name, t in origins])
+    fitted = fit_volatility(series, origins, lookback)
     scored = _scored_origins(series, origins, backtest.steps, histories[:, -1, :])
     notes = _context_notes(predictor, lookback)
     forecasts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -223,11 +236,13 @@ def evaluate(
     models = list(forecasts)
     rng = np.random.default_rng(backtest.seed)
     for name in backtest.baselines:
-        forecasts[name] = run_baseline(name, histories, backtest.steps, backtest.sampling.sample_count, rng)
-    records, volatility = scored.score(forecasts, rng)
+        forecasts[name] = run_baseline(
+            name, histories, backtest.steps, backtest.sampling.sample_count, rng, fitted
+        )
+    records = scored.score(forecasts, rng)
     return EvaluationResult(
         records=records,
-        volatility=volatility,
+        volatility=scored.volatility({m: forecasts[m][1] for m in models}, fitted),
         origins=scored.table,
         forecasts=forecasts,
         histories=histories,
@@ -235,7 +250,8 @@ def evaluate(
         columns=scored.columns,
         models=models,
         baselines=list(backtest.baselines),
-        settings=_settings(backtest, lookback, len(series) - len(skipped), len(origins), notes),
+        settings=_settings(backtest, lookback, len(series) - len(skipped), len(origins), notes)
+        | {"range_based_volatility": scored.range_based},
         skipped=skipped,
         calibrations=calibrations,
     )
@@ -260,19 +276,73 @@ def _origins(
     series: dict[str, Series], backtest: Backtest, lookback: int, first: int
 ) -> tuple[list[Origin], dict[str, str]]:
     """Every origin of every series, in order, and the series too short for one (with why)."""
+    _check_dates_meet_the_data(series, backtest)
     origins: list[Origin] = []
     skipped: dict[str, str] = {}
     for name, one in series.items():
-        rows = select_origins(len(one), lookback, backtest.steps, backtest.origins, backtest.every, first)
+        begin, until = _rows_within(one.timestamps, backtest.start, backtest.end)
+        rows = select_origins(
+            until, lookback, backtest.steps, backtest.origins, backtest.every, max(first, begin)
+        )
         if len(rows) == 0:
             needs = "the past forecasts of a calibration and " if backtest.calibrate else "lookback + "
             skipped[name] = f"{len(one)} rows, fewer than {needs}steps = {first + backtest.steps}"
+            if (begin, until) != (0, len(one)):
+                skipped[name] = f"no origin whose {backtest.steps} forecast bars lie within [start, end]"
         origins.extend((name, int(t)) for t in rows)
     if skipped:
         warnings.warn(f"skipped series too short for one origin: {skipped}", stacklevel=3)
     if not origins:
         raise ValueError(f"no series has {first + backtest.steps} rows (see skipped); nothing to evaluate")
     return origins, skipped
+
+
+def _timestamp(value: pd.Timestamp | str | None, name: str) -> pd.Timestamp | None:
+    """A start or end as a Timestamp, refused naming the field when it is not a date."""
+    if value is None:
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} {value!r} is not a date: give an ISO date such as 2024-01-31") from err
+    if stamp is pd.NaT:
+        raise ValueError(f"{name} {value!r} is not a date: give an ISO date such as 2024-01-31")
+    return stamp
+
+
+def _in_zone_of(stamp: pd.Timestamp, times: pd.DatetimeIndex) -> pd.Timestamp:
+    """The timestamp in the series' time zone (a naive one is read in it), or naive for naive series."""
+    if times.tz is None:
+        return stamp.tz_convert(None) if stamp.tz is not None else stamp
+    return stamp.tz_localize(times.tz) if stamp.tz is None else stamp.tz_convert(times.tz)
+
+
+def _rows_within(timestamps, start: pd.Timestamp | None, end: pd.Timestamp | None) -> tuple[int, int]:
+    """(first row at or after start, rows up to end): origins t with begin <= t and t + steps <= until
+    forecast bars within [start, end]; an end at midnight takes in its whole day."""
+    times = pd.DatetimeIndex(timestamps)
+    begin = 0 if start is None else int(times.searchsorted(_in_zone_of(start, times), side="left"))
+    if end is None:
+        return begin, len(times)
+    limit = _in_zone_of(end, times)
+    if limit == limit.normalize():
+        return begin, int(times.searchsorted(limit + pd.Timedelta(days=1), side="left"))
+    return begin, int(times.searchsorted(limit, side="right"))
+
+
+def _check_dates_meet_the_data(series: dict[str, Series], backtest: Backtest) -> None:
+    """Refuse a start after the last bar of every series, or an end before the first bar of every one."""
+    bounds = [_rows_within(one.timestamps, backtest.start, backtest.end) for one in series.values()]
+    if all(begin == len(one) for (begin, _), one in zip(bounds, series.values())):
+        latest = max(one.timestamps[-1] for one in series.values())
+        raise ValueError(
+            f"start {backtest.start} is after the last bar of every series ({latest}); give an earlier start"
+        )
+    if all(until == 0 for _, until in bounds):
+        earliest = min(one.timestamps[0] for one in series.values())
+        raise ValueError(
+            f"end {backtest.end} is before the first bar of every series ({earliest}); give a later end"
+        )
 
 
 def _scored_origins(
@@ -375,5 +445,7 @@ def _settings(backtest: Backtest, lookback: int, n_series: int, n_origins: int, 
         "calibration_every": backtest.past_every if backtest.calibrate else None,
         "n_series": n_series,
         "n_origins": n_origins,
+        "start": None if backtest.start is None else str(backtest.start),
+        "end": None if backtest.end is None else str(backtest.end),
         "notes": notes,
     }

@@ -7,8 +7,6 @@ last, so a failure leaves no half-written report.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import pandas as pd
 
 from kronos.evaluation.portfolios import newey_west_t
 from kronos.evaluation.report import markdown_table
-from kronos.io import check_output_dir, replace_durably
+from kronos.io import write_folder_atomically
 
 MODEL = "kronos"
 RANDOM = "random"
@@ -43,26 +41,15 @@ def write_cross_section_report(result: Any, out_dir: str | Path, plots: bool = T
     """Write cross_section.csv (one row per method), cross_section_dates.csv (per date and
     method), cross_section_signals.csv (per date and series), plots/ and report.md into
     `out_dir`; returns file name -> path."""
-    out_dir = check_output_dir(out_dir, "report folder")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-partial-", dir=out_dir.parent))
-    try:
+
+    def write(staging: Path) -> None:
         result.summary.to_csv(staging / "cross_section.csv")
         result.scores.to_csv(staging / "cross_section_dates.csv", index=False)
         result.signals.to_csv(staging / "cross_section_signals.csv", index=False)
         images = _plots(result, staging) if plots else {}
         (staging / "report.md").write_text(render_report(result, images), encoding="utf-8")
-        out_dir.mkdir(exist_ok=True)
-        written = {}
-        files = sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: (p.suffix == ".md", p))
-        for path in files:
-            target = out_dir / path.relative_to(staging)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            replace_durably(path, target)
-            written[str(path.relative_to(staging))] = target
-        return written
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    return write_folder_atomically(out_dir, write, "report folder")
 
 
 def best_baseline(summary: pd.DataFrame) -> str | None:

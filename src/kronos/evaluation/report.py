@@ -8,8 +8,6 @@ half-written file behind, nor a report pointing at files still to come.
 from __future__ import annotations
 
 import html as html_lib
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +15,11 @@ import numpy as np
 import pandas as pd
 
 from kronos.evaluation.metrics import INTERVAL_LEVELS
+from kronos.evaluation.tables import TESTED_METRICS, verdict
+from kronos.evaluation.volatility import EWMA_LAMBDA, PAST_BARS
 from kronos.forecasting.paths import sample_quantiles
 from kronos.forecasting.series import CLOSE
-from kronos.io import check_output_dir, replace_durably
+from kronos.io import write_folder_atomically
 
 SUMMARY_LABELS = {
     "mae": "MAE",
@@ -84,26 +84,22 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def verdicts(result, summary: pd.DataFrame) -> list[str]:
-    """The report's verdict: one sentence per model and headline metric (CRPS, MAE), better,
-    worse, or not distinguishable from the best baseline (`summary`: `EvaluationResult.summary`)."""
+    """The report's verdict: one sentence per model and tested metric (CRPS, MAE), better, worse,
+    or not distinguishable from the best baseline as the Diebold-Mariano test at 5% says, not the
+    point estimate (`summary`: `EvaluationResult.summary`)."""
     lines = []
     for model in result.models:
-        for metric in ("crps", "mae"):
-            if f"{metric}_ratio" not in summary or not np.isfinite(summary.loc[model, f"{metric}_ratio"]):
+        for metric in TESTED_METRICS:
+            if f"{metric}_dm_p" not in summary or not np.isfinite(summary.loc[model, f"{metric}_ratio"]):
                 continue
-            ratio, low, high = summary.loc[
-                model, [f"{metric}_ratio", f"{metric}_ratio_low", f"{metric}_ratio_high"]
+            ratio, statistic, p_value = summary.loc[
+                model, [f"{metric}_ratio", f"{metric}_dm_stat", f"{metric}_dm_p"]
             ]
             best = summary.loc[model, f"{metric}_best_baseline"]
-            if high < 1:
-                verdict = "better than"
-            elif low > 1:
-                verdict = "worse than"
-            else:
-                verdict = "not distinguishable from"
             lines.append(
-                f"**{model}** {SUMMARY_LABELS[metric]} is {ratio:.3f}× the best baseline ({best}), "
-                f"95% CI [{low:.3f}, {high:.3f}]: {verdict} it."
+                f"**{model}** {SUMMARY_LABELS[metric]} is {ratio:.3f}× the best baseline's ({best}); "
+                f"Diebold-Mariano p = {_fmt(p_value)}: **{verdict(statistic, p_value)}**"
+                + ("." if verdict(statistic, p_value) == "not distinguishable" else f" than {best}.")
             )
     return lines
 
@@ -120,6 +116,8 @@ def build_sections(
     """The report's sections and the tables behind them (also written as CSV)."""
     s = result.settings
     columns = result.by_column()
+    significance = result.significance("close") if result.baselines else pd.DataFrame()
+    volatility = result.volatility_summary()
     coverage = pd.DataFrame(
         {f"{round(level * 100)}%": summary[f"coverage_{round(level * 100)}"] for level in INTERVAL_LEVELS}
     )
@@ -138,6 +136,11 @@ def build_sections(
             f"before it (a per-step scale of the paths around their median close, fitted to minimise the "
             f"CRPS of up to 200 past forecasts, one every {s['calibration_every']} bars; see "
             "docs/calibration.md). Origins start where 20 past forecasts exist."
+        )
+    if s.get("start") or s.get("end"):
+        overview += (
+            f"\n\nOnly origins whose forecast bars lie within [{s.get('start') or 'the first bar'}, "
+            f"{s.get('end') or 'the last bar'}] are scored; earlier bars are history."
         )
     for note in s.get("notes", []):
         overview += f"\n\n**Note:** {note}"
@@ -167,7 +170,8 @@ def build_sections(
             "(should match its nominal level) and direction accuracy (higher is better; 0.5 is a coin). "
             "CRPS % is the CRPS over the last known close, in percent: unlike the others it does not "
             "weigh series by their price level. Brier P(up) is the mean of (P(close ends above the last close) − outcome)², 0.25 for a "
-            "constant 50%.",
+            "constant 50%. CRPS is the fair (unbiased) sample estimator for every method, so the number of "
+            "paths favours no one.",
             summary_view,
         ),
     ]
@@ -176,9 +180,21 @@ def build_sections(
             Section(
                 "Ratio to the best baseline (close)",
                 "Each method's metric divided by the best baseline's on the same origins; below 1 is better. "
-                "The interval resamples origins jointly for both (paired bootstrap).\n\n"
+                "The interval resamples origins jointly for both (paired bootstrap). The verdicts come "
+                "from a Diebold-Mariano test of equal loss per origin (Harvey-Leybourne-Newbold "
+                "correction, Newey-West variance over overlapping horizons, all series pooled) at 5%: "
+                "a ratio below 1 whose test does not reject is not a win.\n\n"
                 + "\n".join(f"- {line}" for line in verdicts(result, summary)),
                 ratio_view,
+            )
+        )
+        sections.append(
+            Section(
+                "Significance per series (close)",
+                "Each model against the baseline with the lowest mean loss on that series (pooled: over "
+                "all origins, the summary's best baseline); loss is the mean over the horizon steps of "
+                "an origin. dm_p is the two-sided Diebold-Mariano (HLN) p-value; the verdict reads it at 5%.",
+                significance,
             )
         )
     sections += [
@@ -207,6 +223,7 @@ def build_sections(
             image_names.get("reliability"),
         ),
         Section("Every column", "Mean errors per column (volume and amount on their own scale).", columns),
+        Section("Volatility forecasts (close)", _volatility_text(result), volatility),
     ]
     if "examples" in image_names:
         sections.append(Section("Example forecasts", "", None, image_names["examples"]))
@@ -217,17 +234,45 @@ def build_sections(
             "- drift: last value + h × (last − first) / (L − 1), the random walk with drift (one degenerate path).\n"
             "- gaussian_rw: driftless Gaussian random walk, in log space for positive columns, volatility "
             "estimated on the lookback only; sampled with the same number of paths as the model; point forecast = last value.\n"
-            "- The model's point forecast is the mean of its sample paths.",
+            f"- ewma: the same walk with the close's RiskMetrics EWMA volatility (lambda {EWMA_LAMBDA} per bar at "
+            f"every bar spacing, run over the last {PAST_BARS} bars before the origin); flat over the horizon.\n"
+            "- garch11: paths simulated from a GARCH(1,1) with Student-t shocks fitted (arch package, maximum "
+            f"likelihood) at each origin on the last {PAST_BARS} close log returns before it; Gaussian shocks where "
+            "the t fit fails, the EWMA recursion where that fails too (volatility.csv records which).\n"
+            "- The random walks' point forecast is the last value; the model's is the mean of its sample paths.",
         )
     )
     tables = {
         "summary": summary,
+        "significance": significance,
         "by_horizon": horizon,
         "by_column": columns,
         "pit_histogram": pit,
         "reliability": reliability,
     }
     return sections, tables
+
+
+def _volatility_text(result) -> str:
+    """How the volatility task is scored, for the report."""
+    measured = (
+        "range-based: per bar the squared overnight log return ln(open / previous close)² plus "
+        "Garman-Klass's 0.5 ln(high / low)² − (2 ln 2 − 1) ln(close / open)²"
+        if result.settings.get("range_based_volatility")
+        else "close to close: the squared log return of each bar (open, high and low are not all given)"
+    )
+    return (
+        "Each method's forecast of the variance of the close's log return per bar over the horizon, "
+        f"against the realised variance, measured {measured}, averaged over the horizon's bars. The models "
+        "forecast the mean over their paths of the per-bar realised variance; historical is the lookback's "
+        "sample variance, ewma and garch11 as in their walks (GARCH's expected variance over the horizon), "
+        "har_rv (intraday bars only) a HAR regression of daily realised variance fitted on the complete days "
+        "before the origin, spread evenly over a day's bars. QLIKE = s/h − ln(s/h) − 1 and MSE of the "
+        "variance (both robust to a noisy realised proxy; QLIKE is scale-free and punishes too low a "
+        "forecast more), MAE of the volatility (the paper's metric); Mincer-Zarnowitz: realised = a + b "
+        "forecast, unbiased at a = 0, b = 1. qlike_dm_p tests each method's QLIKE against the best "
+        "volatility baseline's (Diebold-Mariano, HLN)."
+    )
 
 
 def render_markdown(sections: list[Section]) -> str:
@@ -384,10 +429,8 @@ def write_report(
     Raw results: records.csv (one row per method, origin, horizon step, column) and volatility.csv,
     plus records.parquet when pyarrow is installed (`pip install 'kronos-forecasting[parquet]'`). Returns file kind -> path.
     """
-    out_dir = check_output_dir(out_dir, "report folder")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-partial-", dir=out_dir.parent))
-    try:
+
+    def write(staging: Path) -> None:
         summary = result.summary("close", n_boot=n_boot)
         horizon, pit = result.by_horizon("close"), result.pit_histogram("close")
         reliability = result.reliability("close")
@@ -406,17 +449,5 @@ def write_report(
             pass
         else:
             result.records.to_parquet(staging / "records.parquet", index=False)
-        out_dir.mkdir(exist_ok=True)
-        written = {}
-        # report.md (and .html) last: a report never points at plots or tables still to come
-        files = sorted(
-            (p for p in staging.rglob("*") if p.is_file()), key=lambda p: (p.suffix in (".md", ".html"), p)
-        )
-        for path in files:
-            target = out_dir / path.relative_to(staging)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            replace_durably(path, target)
-            written[str(path.relative_to(staging))] = target
-        return written
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    return write_folder_atomically(out_dir, write, "report folder")

@@ -10,7 +10,14 @@ import pandas as pd
 
 from kronos.evaluation import metrics
 from kronos.evaluation.report import write_report
-from kronos.evaluation.tables import column_table, horizon_table, reliability_table, summary_table
+from kronos.evaluation.tables import (
+    column_table,
+    horizon_table,
+    reliability_table,
+    significance_table,
+    summary_table,
+    volatility_table,
+)
 from kronos.forecasting.calibration import Calibration
 
 MODEL_NAME = "kronos"
@@ -22,8 +29,9 @@ class EvaluationResult:
     """Everything a backtest produced; tables are computed from `records` on demand.
 
     records: one row per method, series, origin, horizon step and column, with the actual, the
-    point forecast and every score. volatility: one row per method, series and origin, with the
-    forecast and realised volatility of close over the horizon. forecasts: method -> (point
+    point forecast and every score. volatility: one row per volatility forecaster (the models and
+    `kronos.evaluation.volatility.VOLATILITY_BASELINES`), series and origin, with the forecast and
+    realised variance and volatility of close per bar over the horizon and their losses. forecasts: method -> (point
     [O, H, 6], paths [O, P, H, 6]) in FEATURE_COLUMNS order; histories [O, L, 6]; actuals [O, H, 6].
     calibrations: (series, origin) -> the calibration applied there (with `calibrate`).
     """
@@ -61,6 +69,14 @@ class EvaluationResult:
         if key not in self._summaries:
             self._summaries[key] = summary_table(self, column, n_boot, confidence, seed)
         return self._summaries[key].copy()
+
+    def significance(self, column: str = "close") -> pd.DataFrame:
+        """Diebold-Mariano tests of each model's CRPS and MAE against the best baseline, per series and pooled."""
+        return significance_table(self, column)
+
+    def volatility_summary(self) -> pd.DataFrame:
+        """Per volatility forecaster: QLIKE, MSE, MAE, Mincer-Zarnowitz regression, DM test of QLIKE."""
+        return volatility_table(self)
 
     def by_horizon(self, column: str = "close") -> pd.DataFrame:
         """Mean scores per method and horizon step."""

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from kronos.evaluation import metrics
-from kronos.forecasting.paths import horizon_volatility, realized_volatility
+from kronos.evaluation.volatility import GarchFit, OriginVolatility, realised_variance
+from kronos.forecasting.paths import close_log_returns
 from kronos.forecasting.series import CLOSE, FEATURE_COLUMNS
 
 SCORE_COLUMNS = [
@@ -83,36 +84,66 @@ class ScoredOrigins:
 
     def score(
         self, forecasts: dict[str, tuple[np.ndarray, np.ndarray]], rng: np.random.Generator
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Every method's records (one row per origin, step and column) and volatility rows (one
-        per origin), methods in the order of `forecasts`; rng draws the randomized PIT."""
-        records, volatility = [], []
-        for method, (point, paths) in forecasts.items():
-            records.append(
+    ) -> pd.DataFrame:
+        """Every method's records (one row per origin, step and column), methods in the order of
+        `forecasts`; rng draws the randomized PIT."""
+        return pd.concat(
+            [
                 _long_records(
                     method, self, point, score_forecasts(point, paths, self.last, self.actuals, rng)
                 )
-            )
-            volatility.append(self._volatility(method, paths))
-        return pd.concat(records, ignore_index=True), pd.concat(volatility, ignore_index=True)
+                for method, (point, paths) in forecasts.items()
+            ],
+            ignore_index=True,
+        )
 
-    def _volatility(self, method: str, paths: np.ndarray) -> pd.DataFrame:
-        """Forecast and realised volatility of close per step (over the horizon, divided by
-        sqrt(steps)), so that backtests of different horizons compare."""
-        per_step = np.sqrt(self.actuals.shape[1])
-        last_close = self.last[:, CLOSE]
-        realised = realized_volatility(self.actuals[:, None], last_close)[:, 0, -1] / per_step
-        forecast = (
-            np.full(len(self.table), np.nan)  # one path: no spread to measure
-            if paths.shape[1] == 1
-            else horizon_volatility(paths, last_close)[:, -1] / per_step
+    @property
+    def range_based(self) -> bool:
+        """Whether realised variance is measured from the bars' ranges (open, high and low are real)."""
+        return {"open", "high", "low"} <= set(self.columns)
+
+    def volatility(self, model_paths: dict[str, np.ndarray], fitted: OriginVolatility) -> pd.DataFrame:
+        """One row per method and origin: the forecast and realised variance of the close's log
+        return per bar over the horizon (and their square roots, the volatilities), with the
+        losses QLIKE, squared error of the variance and absolute error of the volatility. Models
+        forecast the mean over their paths of the per-bar realised variance; the volatility
+        baselines (`kronos.evaluation.volatility`) their own forecasts. GARCH rows carry the fit."""
+        steps = self.actuals.shape[1]
+        realised = realised_variance(self.actuals, self.last, self.range_based)
+        forecasts = {
+            name: np.nanmean(close_log_returns(paths, self.last[:, CLOSE]) ** 2, axis=(1, 2))
+            for name, paths in model_paths.items()
+        }
+        forecasts.update(fitted.forecasts(steps))
+        rows = []
+        for method, forecast in forecasts.items():
+            row = self.table.assign(
+                method=method,
+                forecast_variance=forecast,
+                realised_variance=realised,
+                forecast_volatility=np.sqrt(forecast),
+                realised_volatility=np.sqrt(np.maximum(realised, 0.0)),
+            )
+            if method == "garch11":
+                row = row.assign(**_garch_columns(fitted.garch))
+            rows.append(row)
+        table = pd.concat(rows, ignore_index=True)
+        return table.assign(
+            volatility_abs_error=(table["forecast_volatility"] - table["realised_volatility"]).abs(),
+            variance_squared_error=(table["forecast_variance"] - table["realised_variance"]) ** 2,
+            qlike=metrics.qlike(table["realised_variance"].to_numpy(), table["forecast_variance"].to_numpy()),
         )
-        return self.table.assign(
-            method=method,
-            forecast_volatility=forecast,
-            realised_volatility=realised,
-            volatility_abs_error=np.abs(forecast - realised),
-        )
+
+
+def _garch_columns(fits: list[GarchFit]) -> dict[str, list]:
+    """The fitted GARCH(1,1) at each origin, as volatility.csv records it."""
+    return {
+        "garch_omega": [f.omega for f in fits],
+        "garch_alpha": [f.alpha for f in fits],
+        "garch_beta": [f.beta for f in fits],
+        "garch_nu": [f.nu for f in fits],
+        "garch_shocks": [f.shocks for f in fits],
+    }
 
 
 def _long_records(

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kronos.evaluation.metrics import bootstrap_ratio_of_sums
+from kronos.evaluation.metrics import bootstrap_ratio_of_sums, diebold_mariano, mincer_zarnowitz
+from kronos.evaluation.volatility import VOLATILITY_BASELINES
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ METRICS = [
 ]
 RATIO_METRICS = [m.name for m in METRICS if m.lower_is_better]
 ORIGIN_KEY = ["series", "origin"]
+TESTED_METRICS = ("crps", "mae")  # the Diebold-Mariano test against the best baseline
+SIGNIFICANCE = 0.05
 
 
 def origin_sums(result, column: str) -> pd.DataFrame:
@@ -93,7 +96,115 @@ def summary_table(result, column: str, n_boot: int, confidence: float, seed: int
             table.loc[method, [f"{spec.name}_ratio", f"{spec.name}_ratio_low", f"{spec.name}_ratio_high"]] = (
                 ratio
             )
+            if spec.name in TESTED_METRICS:
+                steps = result.settings["steps"]
+                test = loss_test(origin_losses(frame, spec), origin_losses(reference, spec), steps)
+                table.loc[method, [f"{spec.name}_dm_stat", f"{spec.name}_dm_p"]] = test
         table[f"{spec.name}_best_baseline"] = best
+    return table
+
+
+def origin_losses(sums: pd.DataFrame, spec: MetricSpec) -> pd.Series:
+    """A metric's mean over each origin's horizon steps, by (series, origin)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return sums[spec.numerator] / sums[spec.denominator]
+
+
+def overlapping_forecasts(origins: np.ndarray, steps: int) -> int:
+    """How many consecutive forecasts share a target bar: ceil(steps / the closest origins' gap)."""
+    gaps = np.diff(np.sort(np.asarray(origins)))
+    return 1 if len(gaps) == 0 else int(np.ceil(steps / max(int(gaps.min()), 1)))
+
+
+def loss_test(losses: pd.Series, reference: pd.Series, steps: int) -> tuple[float, float]:
+    """Diebold-Mariano (HLN) statistic and p-value of losses against reference losses, both by
+    (series, origin): series pooled, each in time order, lags from the origins' overlap."""
+    difference = (losses - reference).dropna()
+    if difference.empty:
+        return (np.nan, np.nan)
+    by_series = [d.sort_index(level="origin") for _, d in difference.groupby(level="series", sort=False)]
+    horizon = max(overlapping_forecasts(d.index.get_level_values("origin"), steps) for d in by_series)
+    return diebold_mariano([d.to_numpy() for d in by_series], horizon)
+
+
+def verdict(statistic: float, p_value: float) -> str:
+    """ "better" or "worse" where the test rejects equal loss at 5%, else "not distinguishable"."""
+    if not p_value < SIGNIFICANCE:
+        return "not distinguishable"
+    return "better" if statistic < 0 else "worse"
+
+
+def significance_table(result, column: str) -> pd.DataFrame:
+    """Per model, tested metric and series (and "pooled"): the best baseline there (lowest mean
+    loss), both mean losses, the Diebold-Mariano statistic and p-value, and the verdict."""
+    sums = origin_sums(result, column)
+    specs = [spec for spec in METRICS if spec.name in TESTED_METRICS]
+    rows = []
+    for model in result.models:
+        for spec in specs:
+            losses = {m: origin_losses(sums.xs(m, level="method"), spec) for m in result.methods}
+            groups = [("pooled", slice(None))] + [(name, name) for name in result.origins["series"].unique()]
+            for label, which in groups:
+                rows.append(
+                    _tested(
+                        result, model, spec.name, label, {m: loss.loc[which] for m, loss in losses.items()}
+                    )
+                )
+    table = pd.DataFrame(rows)
+    return table.set_index(["method", "metric", "series"]) if rows else table
+
+
+def _tested(result, model: str, metric: str, label: str, losses: dict[str, pd.Series]) -> dict:
+    """One row of the significance table."""
+    means = {name: float(losses[name].mean()) for name in result.baselines}
+    best = min(means, key=lambda name: np.inf if np.isnan(means[name]) else means[name])
+    model_losses, reference = losses[model], losses[best]
+    if label != "pooled":
+        model_losses = pd.concat({label: model_losses}, names=["series"])
+        reference = pd.concat({label: reference}, names=["series"])
+    statistic, p_value = loss_test(model_losses, reference, result.settings["steps"])
+    return {
+        "method": model,
+        "metric": metric,
+        "series": label,
+        "best_baseline": best,
+        "loss": float(losses[model].mean()),
+        "best_baseline_loss": means[best],
+        "dm_stat": statistic,
+        "dm_p": p_value,
+        "verdict": verdict(statistic, p_value),
+    }
+
+
+def volatility_table(result) -> pd.DataFrame:
+    """Per method forecasting volatility: origins scored, mean QLIKE, MSE of the variance and MAE
+    of the volatility (per bar), the Mincer-Zarnowitz regression of realised on forecast variance,
+    and the Diebold-Mariano test of its QLIKE against the best volatility baseline's (the lowest
+    mean QLIKE among the baselines that forecast at every origin)."""
+    rows = result.volatility.set_index(ORIGIN_KEY)
+    methods = list(rows["method"].unique())
+    baselines = [m for m in methods if m in VOLATILITY_BASELINES]
+    table = pd.DataFrame(index=pd.Index(methods, name="method"))
+    for method, one in rows.groupby("method", sort=False):
+        intercept, slope, r2 = mincer_zarnowitz(one["realised_variance"], one["forecast_variance"])
+        table.loc[method, ["origins", "qlike", "mse", "vol_mae", "mz_intercept", "mz_slope", "mz_r2"]] = [
+            int(one["qlike"].notna().sum()),
+            one["qlike"].mean(),
+            one["variance_squared_error"].mean(),
+            one["volatility_abs_error"].mean(),
+            intercept,
+            slope,
+            r2,
+        ]
+    complete = [m for m in baselines if table.loc[m, "origins"] == table["origins"].max()]
+    if complete:  # HAR-RV, without a forecast at early origins, is not compared on fewer origins
+        best = table.loc[complete, "qlike"].idxmin()
+        reference = rows[rows["method"] == best]["qlike"]
+        for method, one in rows.groupby("method", sort=False):
+            table.loc[method, ["qlike_dm_stat", "qlike_dm_p"]] = loss_test(
+                one["qlike"], reference, result.settings["steps"]
+            )
+        table["qlike_best_baseline"] = best
     return table
 
 
