@@ -473,8 +473,8 @@ def _timestamp_sources(
     ):
         if df[time].astype(str).str.fullmatch(TIME_OF_DAY).all():
             return [date, time]
-    found = next((by_plain[c] for c in TIMESTAMP_CANDIDATES if c in by_plain), None)
-    if found is None:
+    column = next((by_plain[c] for c in TIMESTAMP_CANDIDATES if c in by_plain), None)
+    if column is None:
         what = (
             "its first line looks like data, not a header: add a header line such as "
             "Date,Time,Open,High,Low,Close,Volume"
@@ -486,7 +486,7 @@ def _timestamp_sources(
             f"{name} has no timestamp column (looked for {list(TIMESTAMP_CANDIDATES)} in any case); it has "
             f"{list(df.columns)}: {what}"
         )
-    return [found]
+    return [column]
 
 
 def _looks_like_data(columns: pd.Index) -> bool:
