@@ -28,7 +28,7 @@ from kronos.forecasting.calibration import Calibration, PastOrigins, required_ro
 from kronos.forecasting.paths import BAND_QUANTILE_LEVELS, check_quantile_levels
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
-from kronos.forecasting.schedules import future_timestamps
+from kronos.forecasting.schedules import check_calendar, future_timestamps
 from kronos.forecasting.series import MAX_PRED_LEN, Series
 from kronos.forecasting.tables import TableOptions, load_series, long_table
 from kronos.io import check_output_file, write_atomically
@@ -74,6 +74,11 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
         "--freq",
         help="spacing of the future bars, a pandas frequency such as 5min, h, D or B (default: inferred from the data)",
     )
+    parser.add_argument(
+        "--calendar",
+        help="exchange calendar of the future bars, e.g. XNYS, XLON, XTKS: its holidays get no bar "
+        "(pip install 'kronos[calendars]')",
+    )
     parser.add_argument("--symbol", help="forecast only this symbol of a long table (with --id-column)")
     parser.add_argument("--out", help="write the forecast to this .csv or .parquet file (default: print CSV)")
     parser.add_argument("--plot", help="draw history and forecast to this PNG file (one series)")
@@ -94,6 +99,10 @@ def check_forecast_arguments(args: argparse.Namespace) -> tuple[float, ...]:
         raise CommandError("--symbol needs --id-column, the column that names the symbols")
     engine_options(args)
     _check_output_names(args)
+    try:
+        args.calendar = check_calendar(args.calendar)
+    except ValueError as err:
+        raise CommandError(f"--calendar: {err}") from err
     try:
         levels = check_quantile_levels([float(q) for q in args.quantiles.split(",") if q.strip()])
     except ValueError as err:
@@ -121,7 +130,7 @@ def run_forecast(args: argparse.Namespace) -> int:
     series = read_series(args)
     # one series: its schedule is checked before any weights load
     future = (
-        future_timestamps(series[0].timestamps, args.steps, series[0].name, args.freq)
+        future_timestamps(series[0].timestamps, args.steps, series[0].name, args.freq, args.calendar)
         if len(series) == 1
         else None
     )
@@ -189,7 +198,9 @@ def forecast_series(
     sampling = Sampling(args.temperature, 0, args.top_p, args.paths, args.seed)
     calibrations = calibrate_series(predictor, series, args, lookback, sampling) if args.calibrate else None
     # holidays and nights are gaps too; the schedule of the future follows them
-    table = TableOptions(freq=args.freq, on_gap="ignore", max_history=lookback, min_history=3)
+    table = TableOptions(
+        freq=args.freq, on_gap="ignore", max_history=lookback, min_history=3, calendar=args.calendar
+    )
     options = dict(
         quantile_levels=levels,
         sampling=sampling,

@@ -291,7 +291,7 @@ def _table_futures(
             raise ValueError(
                 f"series {name} has {len(one)} bars; at least min_history={table.min_history} are needed"
             )
-        future = future_timestamps(one.timestamps, pred_len, name, table.freq)
+        future = future_timestamps(one.timestamps, pred_len, name, table.freq, table.calendar)
         futures.append(future.timestamps)
         if future.gap is not None:
             gaps.append(replace(future.gap, id=one.key))

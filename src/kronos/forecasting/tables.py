@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kronos.forecasting.schedules import GAP_POLICIES, frequency
+from kronos.forecasting.schedules import GAP_POLICIES, check_calendar, frequency
 from kronos.forecasting.series import (
     FEATURE_COLUMNS,
     FILE_LINE,
@@ -55,7 +55,9 @@ class TableOptions:
     `max_history`: the last bars of each series used (None: the predictor's lookback);
     `min_history`: the bars a series needs (at least 3, to infer a frequency); `freq`: the
     future's frequency (None: each series' own schedule, `kronos.forecasting.schedules.future_timestamps`);
-    `on_gap`: what gaps in a history do ("warn", "raise" or "ignore"). Checked when made.
+    `on_gap`: what gaps in a history do ("warn", "raise" or "ignore"); `calendar`: an exchange
+    calendar ("XNYS"; the `calendars` extra) whose holidays get no future bars and are not gaps.
+    Checked when made.
     """
 
     nan_policy: str = "raise"
@@ -63,6 +65,7 @@ class TableOptions:
     on_gap: str = "warn"
     max_history: int | None = None
     min_history: int = MIN_HISTORY
+    calendar: str | None = None
 
     def __post_init__(self) -> None:
         if self.nan_policy not in NAN_POLICIES:
@@ -71,6 +74,7 @@ class TableOptions:
             frequency(self.freq)
         if self.on_gap not in GAP_POLICIES:
             raise ValueError(f"on_gap must be one of {GAP_POLICIES}, got {self.on_gap!r}")
+        object.__setattr__(self, "calendar", check_calendar(self.calendar))
         min_history = positive_int(self.min_history, "min_history")
         if min_history < 3:
             raise ValueError(f"min_history must be at least 3 (to infer a frequency), got {min_history}")
