@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib
 import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -355,12 +356,11 @@ CALENDARS_HINT = (
 def _calendars() -> ModuleType:
     """The `exchange_calendars` package (the `calendars` extra): holidays from its rules, offline."""
     try:
-        import exchange_calendars
+        return importlib.import_module("exchange_calendars")
     except ImportError as err:
         raise ImportError(
             "exchange calendars need the exchange_calendars package: pip install 'kronos[calendars]'"
         ) from err
-    return exchange_calendars
 
 
 @functools.lru_cache(maxsize=32)
