@@ -24,6 +24,7 @@ from kronos.commands.options import (
 )
 from kronos.commands.plot import plot_forecast
 from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P, Sampling
+from kronos.forecasting.actions import adjust_splits
 from kronos.forecasting.calibration import Calibration, PastOrigins, required_rows
 from kronos.forecasting.paths import BAND_QUANTILE_LEVELS, check_quantile_levels
 from kronos.forecasting.predictor import KronosPredictor
@@ -73,6 +74,12 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--freq",
         help="spacing of the future bars, a pandas frequency such as 5min, h, D or B (default: inferred from the data)",
+    )
+    parser.add_argument(
+        "--adjust-splits",
+        action="store_true",
+        help="back-adjust the prices before split-like bars (a close halved overnight: 2:1), which are "
+        "otherwise warned about",
     )
     parser.add_argument(
         "--calendar",
@@ -168,6 +175,8 @@ def run_forecast(args: argparse.Namespace) -> int:
 def read_series(args: argparse.Namespace) -> list[Series]:
     """The series of the file or folder, or the one --symbol names; one only with --plot."""
     series = load_series([args.file], table_layout(args))
+    if args.adjust_splits:
+        series = [adjust_splits(one) for one in series]
     if args.symbol:
         series = [pick_symbol(series, args.symbol, args.file)]
     if args.plot and len(series) > 1:

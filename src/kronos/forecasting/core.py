@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from kronos.engine.generation import WINDOWS as WINDOWS  # the choices of `window`, for front ends
 from kronos.engine.generation import SeriesBatch, check_window, decode_tokens, generate_tokens
 from kronos.engine.sampling import Sampling
+from kronos.forecasting.actions import SplitWarning, jumps_note
 from kronos.forecasting.calibration import (
     MIN_ORIGINS,
     PAST_ORIGINS,
@@ -288,6 +289,9 @@ class ForecastingCore:
         futures = _futures(group, horizon, future)
         calibrations = _calibrations(calibration, len(group), sampling, horizon)
         histories = self._histories(group, futures)
+        note = jumps_note(group)
+        if note is not None:
+            warnings.warn(note, SplitWarning, stacklevel=_caller_stacklevel())
         paths = self._price_paths(
             histories, horizon, sampling, progress, _batch_size(batch_size), calibrations
         )

@@ -56,8 +56,9 @@ class TableOptions:
     `min_history`: the bars a series needs (at least 3, to infer a frequency); `freq`: the
     future's frequency (None: each series' own schedule, `kronos.forecasting.schedules.future_timestamps`);
     `on_gap`: what gaps in a history do ("warn", "raise" or "ignore"); `calendar`: an exchange
-    calendar ("XNYS"; the `calendars` extra) whose holidays get no future bars and are not gaps.
-    Checked when made.
+    calendar ("XNYS"; the `calendars` extra) whose holidays get no future bars and are not gaps;
+    `adjust_splits`: back-adjust each series for its split-like bars
+    (`kronos.forecasting.actions.adjust_splits`; without it they are warned about). Checked when made.
     """
 
     nan_policy: str = "raise"
@@ -66,6 +67,7 @@ class TableOptions:
     max_history: int | None = None
     min_history: int = MIN_HISTORY
     calendar: str | None = None
+    adjust_splits: bool = False
 
     def __post_init__(self) -> None:
         if self.nan_policy not in NAN_POLICIES:
@@ -75,6 +77,8 @@ class TableOptions:
         if self.on_gap not in GAP_POLICIES:
             raise ValueError(f"on_gap must be one of {GAP_POLICIES}, got {self.on_gap!r}")
         object.__setattr__(self, "calendar", check_calendar(self.calendar))
+        if not isinstance(self.adjust_splits, bool):
+            raise TypeError(f"adjust_splits must be True or False, got {self.adjust_splits!r}")
         min_history = positive_int(self.min_history, "min_history")
         if min_history < 3:
             raise ValueError(f"min_history must be at least 3 (to infer a frequency), got {min_history}")
