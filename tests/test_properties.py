@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from kronos import KronosPredictor
 from kronos.engine.sampling import Sampling
 from kronos.forecasting.paths import VolatilityWarning, quantile_column
-from kronos.forecasting.series import FEATURE_COLUMNS, as_timestamps
+from kronos.forecasting.series import FEATURE_COLUMNS, MIN_HISTORY, as_timestamps
 from kronos.forecasting.tables import TableOptions, load_series
 
 TINY_CONTEXT = 16  # short, so that horizons beyond the context are cheap to reach
@@ -430,7 +430,7 @@ def command_lines(draw) -> tuple[Case, list[str], str | None, str | None]:
             ["0,0.5", "1.5", "a,b", "0.5,0.5", ""],
         ),
         "--freq": (st.sampled_from(["D", "h"]), ["-1D", "0h", "xyz"]),
-        "--lookback": (st.integers(3, 40), ["0", "-5", "2"]),
+        "--lookback": (st.integers(MIN_HISTORY, 40), ["0", "-5", "2", str(MIN_HISTORY - 1)]),
         "--max-context": (st.integers(4, 40), ["0", "-1"]),
         "--threads": (st.integers(1, 2), ["0", "-1"]),
         "--seed": (st.integers(0, 99), ["x"]),
@@ -468,7 +468,11 @@ def test_forecast_command_writes_a_finite_table_or_exits_2_with_one_line(tiny_di
             assert len(errors) == 1 and lines[-1] == errors[0], f"not one error line: {lines}"
             assert all(line.startswith("kronos forecast: ") for line in lines), lines
             assert target is None or not target.exists(), "an output file was written despite the error"
-            check_refusal(errors[0], case.clean, fault, (case.notes, case.stamp_kind), case.hit_columns)
+            # the command forecasts from MIN_HISTORY bars or more, and says so naming them
+            clean = case.clean and len(case.bars) >= MIN_HISTORY
+            if case.clean and not clean and fault is None:
+                assert f"a forecast needs at least {MIN_HISTORY} bars of history" in errors[0], errors[0]
+            check_refusal(errors[0], clean, fault, (case.notes, case.stamp_kind), case.hit_columns)
             return
         assert status == 0 and not errors, lines
         if target is None:

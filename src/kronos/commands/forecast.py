@@ -30,7 +30,7 @@ from kronos.forecasting.paths import BAND_QUANTILE_LEVELS, check_quantile_levels
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.forecasting.schedules import check_calendar, future_timestamps
-from kronos.forecasting.series import MAX_PRED_LEN, Series
+from kronos.forecasting.series import MAX_PRED_LEN, MIN_HISTORY, Series
 from kronos.forecasting.tables import TableOptions, load_series, long_table
 from kronos.io import check_output_file, write_atomically
 from kronos.ray.engine import RayEngine, forecast_dataset
@@ -98,10 +98,8 @@ def check_forecast_arguments(args: argparse.Namespace) -> tuple[float, ...]:
     check_positive(args, "steps", "paths", "batch_size", "lookback", "max_context", "threads")
     if args.steps > MAX_PRED_LEN:
         raise CommandError(f"--steps must be at most {MAX_PRED_LEN:,}, got {args.steps:,}")
-    if args.lookback is not None and args.lookback < 3:
-        raise CommandError(
-            f"--lookback must be at least 3 bars (the spacing of the bars is read from them), got {args.lookback}"
-        )
+    if args.lookback is not None and args.lookback < MIN_HISTORY:
+        raise CommandError(f"--lookback must be at least {MIN_HISTORY} bars, got {args.lookback}")
     if args.symbol and not args.id_column:
         raise CommandError("--symbol needs --id-column, the column that names the symbols")
     engine_options(args)
@@ -153,12 +151,13 @@ def run_forecast(args: argparse.Namespace) -> int:
     # same forecast alone as in a folder or table, on either engine
     on_ray = args.engine == "ray" and future is None
     forecast = forecast_series(args, predictor, series, lookback, levels, on_ray)
+    used = [min(lookback, len(one)) for one in series]  # the bars each forecast was given
     if future is not None:
         forecast = forecast.drop(columns="symbol")
-        bars = min(lookback, len(series[0]))
-        what = f"{series[0].name}: {args.steps} steps ({future.description}) from {bars} bars"
+        what = f"{series[0].name}: {args.steps} steps ({future.description}) from {used[0]} bars"
     else:
-        what = f"{len(series)} series: {args.steps} steps from up to {lookback} bars each"
+        span = f"{min(used)} to {max(used)}" if min(used) < max(used) else f"{used[0]}"
+        what = f"{len(series)} series: {args.steps} steps from {span} bars each"
     where = " (shipped with the package)" if args.model == DEFAULT_MODEL else ""
     print(
         f"model: {args.model}{where}; lookback {lookback} bars, context {predictor.max_context}",
@@ -166,7 +165,7 @@ def run_forecast(args: argparse.Namespace) -> int:
     )
     write_forecast(forecast, args)
     if args.plot:
-        plot_forecast(series[0], forecast, args.plot, args.model, lookback)
+        plot_forecast(series[0], forecast, args.plot, args.model, used[0])
         print(f"wrote plot to {args.plot}", file=sys.stderr)
     print(f"{what}, {args.paths} paths, {time.perf_counter() - started:.1f}s", file=sys.stderr)
     return 0
@@ -179,6 +178,12 @@ def read_series(args: argparse.Namespace) -> list[Series]:
         series = [adjust_splits(one) for one in series]
     if args.symbol:
         series = [pick_symbol(series, args.symbol, args.file)]
+    short = [f"{one.name} ({len(one)} bars)" for one in series if len(one) < MIN_HISTORY]
+    if short:
+        raise CommandError(
+            f"a forecast needs at least {MIN_HISTORY} bars of history; too short: {', '.join(short[:5])}"
+            f"{' ...' if len(short) > 5 else ''}"
+        )
     if args.plot and len(series) > 1:
         raise CommandError(
             f"--plot draws one series and {args.file} holds {len(series)}: choose one with --symbol"
@@ -207,9 +212,7 @@ def forecast_series(
     sampling = Sampling(args.temperature, 0, args.top_p, args.paths, args.seed)
     calibrations = calibrate_series(predictor, series, args, lookback, sampling) if args.calibrate else None
     # holidays and nights are gaps too; the schedule of the future follows them
-    table = TableOptions(
-        freq=args.freq, on_gap="ignore", max_history=lookback, min_history=3, calendar=args.calendar
-    )
+    table = TableOptions(freq=args.freq, on_gap="ignore", max_history=lookback, calendar=args.calendar)
     options = dict(
         quantile_levels=levels,
         sampling=sampling,

@@ -18,6 +18,9 @@ OPEN, HIGH, LOW, CLOSE = range(4)  # positions of the price columns in FEATURE_C
 CLOSE_COLUMN = PRICE_COLUMNS[CLOSE]
 FILE_LINE, FILE_ROW = "line", "row"  # index names of tables read from CSV and Parquet files
 TIME_FEATURE_COLUMNS = ["minute", "hour", "weekday", "day", "month"]
+# the fewest bars of history the CLI, the service and `predict_df` (TableOptions.min_history) forecast
+# from; fewer than the model's lookback warns (kronos.forecasting.core.ShortHistoryWarning)
+MIN_HISTORY = 10
 
 
 def prepare_ohlcv(

@@ -23,6 +23,7 @@ from kronos.forecasting.series import (
     FEATURE_COLUMNS,
     FILE_LINE,
     FILE_ROW,
+    MIN_HISTORY,
     PRICE_COLUMNS,
     VOLUME_COLUMN,
     Series,
@@ -44,7 +45,6 @@ DUPLICATE_HINT = (
     "; duplicate timestamps in one file usually mean several symbols: name the id column (--id-column)"
 )
 NAN_POLICIES = ("raise", "ffill", "drop")
-MIN_HISTORY = 10  # bars a series of a long table needs to be forecast (3 at the least, to infer its schedule)
 
 
 @dataclass(frozen=True)
