@@ -29,7 +29,7 @@ from kronos.forecasting.calibration import Calibration, PastOrigins, required_ro
 from kronos.forecasting.paths import BAND_QUANTILE_LEVELS, check_quantile_levels
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
-from kronos.forecasting.schedules import check_calendar, future_timestamps
+from kronos.forecasting.schedules import check_calendar, frequency, future_timestamps
 from kronos.forecasting.series import MAX_PRED_LEN, MIN_HISTORY, Series
 from kronos.forecasting.tables import TableOptions, load_series, long_table
 from kronos.io import check_output_file, write_atomically
@@ -98,16 +98,16 @@ def check_forecast_arguments(args: argparse.Namespace) -> tuple[float, ...]:
     check_positive(args, "steps", "paths", "batch_size", "lookback", "max_context", "threads")
     if args.steps > MAX_PRED_LEN:
         raise CommandError(f"--steps must be at most {MAX_PRED_LEN:,}, got {args.steps:,}")
-    if args.lookback is not None and args.lookback < MIN_HISTORY:
-        raise CommandError(f"--lookback must be at least {MIN_HISTORY} bars, got {args.lookback}")
+    for flag, value in (("--lookback", args.lookback), ("--max-context", args.max_context)):
+        if value is not None and value < MIN_HISTORY:
+            raise CommandError(
+                f"{flag} must be at least {MIN_HISTORY} bars (the fewest a forecast is given), got {value}"
+            )
     if args.symbol and not args.id_column:
         raise CommandError("--symbol needs --id-column, the column that names the symbols")
     engine_options(args)
     _check_output_names(args)
-    try:
-        args.calendar = check_calendar(args.calendar)
-    except ValueError as err:
-        raise CommandError(f"--calendar: {err}") from err
+    _check_schedule_options(args)
     try:
         levels = check_quantile_levels([float(q) for q in args.quantiles.split(",") if q.strip()])
     except ValueError as err:
@@ -116,6 +116,19 @@ def check_forecast_arguments(args: argparse.Namespace) -> tuple[float, ...]:
         if path:
             check_output_file(path, flag)
     return levels
+
+
+def _check_schedule_options(args: argparse.Namespace) -> None:
+    """--freq a pandas frequency that steps forward, --calendar an exchange calendar (spelt as its package spells it)."""
+    try:
+        if args.freq is not None:
+            frequency(args.freq)
+    except ValueError as err:
+        raise CommandError(f"--freq: {err}") from err
+    try:
+        args.calendar = check_calendar(args.calendar)
+    except ValueError as err:
+        raise CommandError(f"--calendar: {err}") from err
 
 
 def _check_output_names(args: argparse.Namespace) -> None:
@@ -147,6 +160,11 @@ def run_forecast(args: argparse.Namespace) -> int:
         **predictor_options(args),
     )
     lookback = args.lookback or predictor.lookback
+    if lookback < MIN_HISTORY:
+        raise CommandError(
+            f"{args.model} takes {lookback} bars of history, fewer than the {MIN_HISTORY} a forecast is given: "
+            f"pass --lookback {MIN_HISTORY} or more"
+        )
     # a lone file is a long table of one series too: its id keys its seeded draws, so it gets the
     # same forecast alone as in a folder or table, on either engine
     on_ray = args.engine == "ray" and future is None
