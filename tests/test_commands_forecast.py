@@ -225,7 +225,7 @@ def test_the_shipped_model_forecasts_129_steps(tmp_path, forecast):
         (["--steps", "10001"], "--steps must be at most 10,000"),
         (["--freq=-1D"], "does not step forward in time"),
         (["--temperature", "1e-40"], "at least 0.0001"),
-        (["--lookback", "2"], "--lookback must be at least 3 bars"),
+        (["--lookback", "9"], "--lookback must be at least 10 bars"),
         (["--plot", "f.jpg"], "must end in .png"),
         (["--out", "no/such/folder/f.csv"], "does not exist"),
         (["--paths", "two"], "argument --paths: invalid int value"),
@@ -420,3 +420,120 @@ def test_calibrate_shows_its_progress_on_stderr_unless_quiet(tmp_path, tiny_dir,
     assert main([*argv, "--calibrate", "--quiet", "--out", str(tmp_path / "g.csv")]) == 0
     quiet = capsys.readouterr().err
     assert "forecasts:" not in quiet and f"calibrated on {past} past forecasts" in quiet
+
+
+# --- the data people have ----------------------------------------------------------------------------
+
+
+def test_a_split_is_a_warning_line_and_adjust_splits_takes_it_out(tmp_path, kronos_command):
+    frame = random_bars(300, "B")
+    frame.loc[299:, ["open", "high", "low", "close"]] /= 2  # a 2:1 split on the last bar
+    path, out = tmp_path / "split.csv", tmp_path / "f.csv"
+    frame.to_csv(path, index=False)
+    status, _, err = kronos_command("forecast", str(path), "--steps", "5", "--out", str(out))
+    assert status == 0
+    (warned,) = [line for line in err if line.startswith("kronos forecast: warning:")]
+    assert warned.startswith(
+        "kronos forecast: warning: split- or jump-like bars in the history of series symbol='split': "
+    )
+    assert f"bar 108 of 108 ({frame['timestamps'].iloc[-1]})" in warned and "like a 2:1 split" in warned
+    assert (pd.read_csv(out)["close_q0.5"] / frame["close"].iloc[-1]).min() > 1.5  # what it warns about
+    status, _, err = kronos_command(
+        "forecast", str(path), "--steps", "5", "--out", str(out), "--adjust-splits"
+    )
+    assert status == 0
+    (warned,) = [line for line in err if line.startswith("kronos forecast: warning:")]
+    assert warned.startswith(
+        "kronos forecast: warning: split: prices before 1 split-like bar(s) back-adjusted: bar 300 of 300"
+    )
+    assert (pd.read_csv(out)["close_q0.5"] / frame["close"].iloc[-1]).between(0.8, 1.25).all()
+
+
+def test_files_that_are_not_csv_text_are_one_line(tmp_path, forecast):
+    (tmp_path / "book.csv").write_bytes(b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00[Content_Types].xml")
+    random_bars(300).to_csv(tmp_path / "whole.csv.gz", index=False)
+    (tmp_path / "cut.csv.gz").write_bytes((tmp_path / "whole.csv.gz").read_bytes()[:900])
+    for name, said in (
+        ("book.csv", "book.csv is an Excel workbook (.xlsx), but its name says CSV: save it as CSV"),
+        ("cut.csv.gz", "cut.csv.gz: its gzip data is truncated or corrupt"),
+    ):
+        status, err = forecast([str(tmp_path / name), "--steps", "3"])
+        assert (
+            status == 2 and len(err) == 1 and err[0].startswith(f"kronos forecast: error: {tmp_path / name}")
+        ), err
+        assert said in err[0]
+
+
+def test_date_and_time_columns_and_an_adj_close_with_the_quoting_people_type(tiny_dir, tmp_path, forecast):
+    frame = calm_bars(120, "30min")
+    frame = frame[frame["timestamps"].dt.hour.between(9, 16)]
+    table = frame.assign(
+        Date=frame["timestamps"].dt.strftime("%m/%d/%Y"), Time=frame["timestamps"].dt.strftime("%H:%M")
+    )
+    table = table.drop(columns="timestamps").rename(columns={"close": "Adj Close"})
+    path = tmp_path / "ES.csv"
+    table[["Date", "Time", "open", "high", "low", "Adj Close", "volume"]].to_csv(path, index=False)
+    status, err = forecast([str(path), "--steps", "3", "--model", str(tiny_dir)])
+    assert status == 2 and "close could be ['Adj Close']: pass --columns 'close=Adj Close'" in err[0]
+    for mapping in ("close=Adj Close", "close='Adj Close'", 'close="adj close"', " Close = Adj Close "):
+        out = tmp_path / "f.csv"
+        status, err = forecast(
+            [str(path), "--steps", "3", "--model", str(tiny_dir), "--columns", mapping, "--out", str(out)]
+        )
+        assert status == 0, err
+        stamps = pd.to_datetime(pd.read_csv(out)["timestamps"])
+        assert stamps[0] > frame["timestamps"].iloc[-1] and stamps.dt.hour.between(9, 16).all()
+    status, err = forecast([str(path), "--steps", "3", "--columns", "close='Adj Close"])
+    assert status == 2 and "No closing quotation" in err[0]
+
+
+def test_calendar_holidays_get_no_bar(tiny_dir, tmp_path, forecast):
+    pytest.importorskip("exchange_calendars")
+    frame = random_bars(60, "B", start="2024-10-01")
+    path, out = tmp_path / "bars.csv", tmp_path / "f.csv"
+    frame[frame["timestamps"] != "2024-11-28"].to_csv(path, index=False)  # ends Monday 2024-12-23
+    status, err = forecast(
+        [str(path), "--steps", "6", "--model", str(tiny_dir), "--calendar", "XNYS", "--out", str(out)]
+    )
+    assert status == 0, err
+    stamps = pd.to_datetime(pd.read_csv(out)["timestamps"]).dt.strftime("%m-%d").tolist()
+    assert stamps == ["12-24", "12-26", "12-27", "12-30", "12-31", "01-02"]  # not Christmas, not New Year
+    assert any("every 1 day, weekdays only, XNYS sessions" in line for line in err)
+    status, err = forecast([str(path), "--steps", "6", "--calendar", "NYZE"])
+    assert status == 2 and err[0].startswith(
+        "kronos forecast: error: --calendar: unknown exchange calendar 'NYZE'"
+    )
+
+
+def test_no_volume_gives_no_volume_and_a_short_history_says_so(tiny_dir, tmp_path, kronos_command):
+    frame = calm_bars(40, "5min").drop(columns="volume")
+    path, out, plot = tmp_path / "fx.csv", tmp_path / "f.csv", tmp_path / "f.png"
+    frame.to_csv(path, index=False)
+    status, _, err = kronos_command(
+        "forecast",
+        str(path),
+        "--steps",
+        "4",
+        "--model",
+        str(tiny_dir),
+        "--out",
+        str(out),
+        "--plot",
+        str(plot),
+    )
+    assert status == 0, err
+    table = pd.read_csv(out)
+    volume = table[[c for c in table if c.startswith(("volume", "amount"))]].to_numpy()
+    assert (volume == 0).all()
+    lookback = KronosPredictor.from_pretrained(str(tiny_dir), device="cpu").lookback
+    assert (
+        f"kronos forecast: warning: series symbol='fx': 40 bars of history, fewer than the {lookback} the model was "
+        f"trained with (its lookback): it forecasts from less than it expects, and its bands are less reliable; give "
+        f"{lookback} bars or more"
+    ) in err
+    assert any(line.startswith("fx: 4 steps (frequency 5min) from 40 bars") for line in err), err
+    frame.iloc[:9].to_csv(path, index=False)
+    status, _, err = kronos_command("forecast", str(path), "--steps", "4", "--model", str(tiny_dir))
+    assert status == 2 and err == [
+        "kronos forecast: error: a forecast needs at least 10 bars of history; too short: fx (9 bars)"
+    ]

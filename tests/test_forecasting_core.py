@@ -284,3 +284,42 @@ def test_bfloat16_predictor_warns_where_the_cpu_lacks_bf16_kernels(tiny_dir):
     assert len(lacking) == (0 if cpu_has_bf16_kernels() else 1)
     with pytest.raises(ValueError, match="window must be one of"):
         KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", window="rolling")
+
+
+def test_volume_and_amount_forecasts_are_never_negative(tiny_predictor, tiny_ohlcv):
+    frame = tiny_ohlcv.iloc[:60]
+    traded = tiny_series(tiny_ohlcv, 0, 60, "traded")
+    untraded = Series.from_frame(
+        frame[["open", "high", "low", "close"]], frame["timestamps"], key="fx", name="fx"
+    )
+    forecast = tiny_predictor.sample([traded, untraded], 12, Sampling(sample_count=16, seed=0))
+    volume = forecast.paths[..., 4:]
+    assert (volume >= 0).all()
+    assert (volume[1] == 0).all()  # no volume in the history: none forecast
+    assert (volume[0] == 0).any() and (volume[0] > 0).mean() > 0.5  # clipped where the model went below 0
+    # upstream's predict keeps upstream's numbers, negative volumes and all
+    future = pd.Series(pd.date_range(frame["timestamps"].iloc[-1], periods=13, freq="5min")[1:])
+    upstream = tiny_predictor.predict(
+        frame[["open", "high", "low", "close"]], frame["timestamps"], future, pred_len=12, verbose=False
+    )
+    assert (upstream[["volume", "amount"]].to_numpy() != 0).any()
+
+
+def test_a_history_shorter_than_the_lookback_warns_once_naming_it(tiny_predictor, tiny_ohlcv):
+    from kronos.forecasting.core import ContextWarning, ShortHistoryWarning
+
+    short = tiny_series(tiny_ohlcv, 0, 30, "short")
+    lookback = tiny_predictor.lookback
+    assert lookback > 30 and issubclass(ShortHistoryWarning, ContextWarning)  # evaluate says it once itself
+    with pytest.warns(
+        ShortHistoryWarning,
+        match=f"^sshort and 1 more series: 30 bars of history, fewer than the {lookback} the model",
+    ):
+        tiny_predictor.sample(
+            [short, tiny_series(tiny_ohlcv, 0, 40, "other")], 2, Sampling(sample_count=2, seed=0)
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ShortHistoryWarning)
+        tiny_predictor.sample(
+            tiny_series(tiny_ohlcv, 0, lookback, "full"), 2, Sampling(sample_count=2, seed=0)
+        )

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from kronos.forecasting.schedules import future_timestamps
+from kronos.forecasting.tables import TableOptions
 
 torch.set_num_threads(1)
 
@@ -119,3 +120,40 @@ def test_hourly_currencies_skip_the_weekend_they_do_not_trade():
     )
     assert future.description == "every 1 hour, 120 bars a week, Sun 22:00 to Fri 21:00"
     assert future.gap is None
+
+
+# --- exchange calendars ------------------------------------------------------------------------------
+
+
+def test_a_named_exchange_calendar_skips_holidays_in_the_future_and_in_gaps():
+    pytest.importorskip("exchange_calendars")
+    holidays = {"2024-11-28", "2024-12-25"}  # Thanksgiving and Christmas: NYSE is closed
+    days = pd.DatetimeIndex(
+        [d for d in pd.bdate_range("2024-11-01", "2024-12-31") if str(d.date()) not in holidays]
+    )
+    plain = future_timestamps(days, 3, "s")
+    assert plain.gap.missing == 2 and plain.timestamps[0] == pd.Timestamp("2025-01-01")  # a holiday bar
+    xnys = future_timestamps(days, 3, "s", calendar="XNYS")
+    assert xnys.gap is None
+    assert list(xnys.timestamps) == list(pd.to_datetime(["2025-01-02", "2025-01-03", "2025-01-06"]))
+    assert xnys.description.endswith("XNYS sessions")
+    # 2025-01-09: the national day of mourning for President Carter, a rule no hand-written list had
+    closed = future_timestamps(pd.bdate_range("2024-12-02", "2025-01-08"), 2, "s", freq="B", calendar="xnys")
+    assert list(closed.timestamps) == list(pd.to_datetime(["2025-01-10", "2025-01-13"]))
+    intraday = pd.DatetimeIndex(
+        [d + pd.Timedelta(hours=9, minutes=30 * (k + 1)) for d in days for k in range(4)]
+    )
+    bars = future_timestamps(intraday, 6, "s", calendar="XNYS")
+    assert bars.gap is None and bars.timestamps[0] == pd.Timestamp("2025-01-02 09:30")
+    assert list(bars.timestamps.normalize().unique()) == list(pd.to_datetime(["2025-01-02", "2025-01-03"]))
+
+
+def test_an_unknown_calendar_says_how_to_find_the_names():
+    pytest.importorskip("exchange_calendars")
+    with pytest.raises(
+        ValueError, match=r"unknown exchange calendar 'XNYZ': did you mean .*XNYS.*get_calendar_names"
+    ):
+        future_timestamps(pd.bdate_range("2024-01-01", periods=5), 2, "s", calendar="XNYZ")
+    with pytest.raises(ValueError, match="unknown exchange calendar 'nowhere'"):
+        TableOptions(calendar="nowhere")
+    assert TableOptions(calendar="xlon").calendar == "XLON"

@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import gzip
+import io
+import zipfile
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import make_bars, random_bars
+from helpers import calm_bars, make_bars, random_bars
 
 from kronos.commands.main import main
 from kronos.forecasting.series import SyntheticOHLCWarning
-from kronos.forecasting.tables import TableLayout, load_series, split_table
+from kronos.forecasting.tables import TableLayout, load_series, read_table, split_table
 from kronos.training.config import config_from_dict
 
 torch.set_num_threads(1)
@@ -164,3 +168,167 @@ def test_file_rows_are_named_as_a_spreadsheet_counts_them(tmp_path):
     frame.to_csv(tmp_path / "b.csv", index=False)
     with pytest.raises(ValueError, match="'soon' at line 5"):
         load_series([tmp_path / "b.csv"])
+
+
+# --- the files people have ---------------------------------------------------------------------------
+
+
+def _xlsx_bytes() -> bytes:
+    """The opening of an .xlsx workbook: a zip whose first entries are [Content_Types].xml and xl/."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as book:
+        book.writestr("[Content_Types].xml", "<Types/>")
+        book.writestr("xl/workbook.xml", "<workbook/>")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "content, said",
+    [
+        (_xlsx_bytes(), r"is an Excel workbook \(.xlsx\), but its name says CSV: save it as CSV"),
+        (
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512),
+            r"Excel 97-2003 workbook \(.xls\), but its name says CSV",
+        ),
+        (b"PAR1" + bytes(64), "is a Parquet file, but its name says CSV: rename it to end in .parquet"),
+        (
+            gzip.compress(b"timestamps,close\n"),
+            "is gzip-compressed, but its name says CSV: rename it to end in .csv.gz",
+        ),
+        (b"%PDF-1.4\n%\xe2\xe3", "is a PDF document, but its name says CSV"),
+        (b"\x00\x01\x02binary", r"is a binary file \(it holds NUL bytes\)"),
+    ],
+    ids=["xlsx", "xls", "parquet", "gzip", "pdf", "binary"],
+)
+def test_a_file_that_is_not_csv_text_is_said_to_be_what_it_is(tmp_path, content, said):
+    path = tmp_path / "prices.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"^{path}.*{said}"):
+        load_series([path])
+    with pytest.raises(ValueError, match=f"^upload.csv .*{said}"):
+        read_table(content, "upload.csv")  # the service's uploads, by the name they came with
+
+
+def test_a_parquet_name_on_text_and_a_gz_name_on_text_are_said_to_be_text(tmp_path):
+    (tmp_path / "a.parquet").write_text("timestamps,close\n2024-01-01,1\n")
+    with pytest.raises(
+        ValueError, match="a.parquet is text, but its name says Parquet: rename it to end in .csv"
+    ):
+        load_series([tmp_path / "a.parquet"])
+    (tmp_path / "a.csv.gz").write_text("timestamps,close\n2024-01-01,1\n")
+    with pytest.raises(
+        ValueError, match="a.csv.gz is text, but its name says gzip-compressed: rename it without the .gz"
+    ):
+        load_series([tmp_path / "a.csv.gz"])
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zip"])
+def test_a_truncated_compressed_file_is_one_error_naming_it(tmp_path, suffix):
+    whole = tmp_path / f"whole.csv{suffix}"
+    random_bars(400).to_csv(whole, index=False)
+    assert len(load_series([whole])[0]) == 400
+    cut = tmp_path / f"cut.csv{suffix}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    kind = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip"}[suffix]
+    with pytest.raises(
+        ValueError, match=f"^{cut}: its {kind} data is truncated or corrupt .*compress the file again"
+    ):
+        load_series([cut])
+    flipped = bytearray(whole.read_bytes())
+    flipped[len(flipped) // 2] ^= 0xFF  # one corrupt byte mid-stream
+    cut.write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match=f"^{cut}"):
+        load_series([cut])
+
+
+def test_compressed_and_utf16_uploads_are_read(tmp_path):
+    frame = random_bars(30)
+    text = frame.to_csv(index=False)
+    (one,) = split_table(read_table(gzip.compress(text.encode()), "up.csv.gz"), "up")
+    np.testing.assert_allclose(one.bars[:, 3], frame["close"], rtol=1e-9)
+    (tmp_path / "unicode.csv").write_bytes(frame.to_csv(index=False, sep="\t").encode("utf-16"))
+    np.testing.assert_allclose(
+        load_series([tmp_path / "unicode.csv"])[0].bars[:, 3], frame["close"], rtol=1e-9
+    )
+
+
+def test_a_header_one_field_short_is_refused_not_shifted(tmp_path):
+    path = tmp_path / "short_header.csv"
+    path.write_text("Date,Open,High,Low,Close\n2024-01-02,09:30,1,2,0.5,1.5\n2024-01-02,09:31,1,2,0.5,1.5\n")
+    with pytest.raises(
+        ValueError,
+        match=r"short_header.csv: its rows have 6 fields but its header line names 5 .*add the missing name",
+    ):
+        load_series([path])
+
+
+def _intraday(days: int = 12) -> pd.DataFrame:
+    frame = calm_bars(days * 8, "30min")
+    stamps = pd.DatetimeIndex(
+        [
+            day + pd.Timedelta(hours=9, minutes=30 + 30 * k)
+            for day in pd.bdate_range("2024-01-02", periods=days)
+            for k in range(8)
+        ]
+    )
+    return frame.assign(timestamps=stamps)
+
+
+def test_separate_date_and_time_columns_are_joined(tmp_path):
+    frame = _intraday()
+    split = frame.assign(
+        Date=frame["timestamps"].dt.strftime("%Y-%m-%d"), Time=frame["timestamps"].dt.strftime("%H:%M")
+    )
+    split = split.drop(columns="timestamps")[["Date", "Time", "open", "high", "low", "close", "volume"]]
+    split.to_csv(tmp_path / "futures.csv", index=False)
+    (one,) = load_series([tmp_path / "futures.csv"])
+    assert list(one.timestamps) == list(frame["timestamps"])
+    np.testing.assert_allclose(one.bars[:, 3], frame["close"], rtol=1e-9)
+    (named,) = load_series([tmp_path / "futures.csv"], TableLayout(timestamp_column="Date, Time"))
+    assert list(named.timestamps) == list(frame["timestamps"])
+    # MetaTrader: 2024.01.02 dates, <ANGLE> names, tabs, <VOL> for the volume
+    metatrader = split.assign(Date=frame["timestamps"].dt.strftime("%Y.%m.%d"))
+    metatrader.columns = ["<DATE>", "<TIME>", "<OPEN>", "<HIGH>", "<LOW>", "<CLOSE>", "<VOL>"]
+    metatrader.to_csv(tmp_path / "EURUSD_M30.csv", index=False, sep="\t")
+    (mt,) = load_series([tmp_path / "EURUSD_M30.csv"])
+    assert list(mt.timestamps) == list(frame["timestamps"]) and mt.columns[-1] == "volume"
+    with pytest.raises(ValueError, match=r"timestamp column \['Hour'\] is not in the file"):
+        load_series([tmp_path / "futures.csv"], TableLayout(timestamp_column="Date,Hour"))
+    metatrader.to_csv(tmp_path / "headerless.csv", index=False, header=False)
+    with pytest.raises(ValueError, match="its first line looks like data, not a header: add a header line"):
+        load_series([tmp_path / "headerless.csv"])
+
+
+@pytest.mark.parametrize(
+    "column, mapping",
+    [
+        ("Adj Close", "'close=Adj Close'"),
+        ("Last", "close=Last"),
+        ("Close/Last", "close=Close/Last"),
+        ("BTC close", "'close=BTC close'"),
+    ],
+)
+def test_a_close_under_another_name_is_named_with_the_mapping_to_pass(tmp_path, column, mapping):
+    frame = random_bars(30).rename(columns={"close": column})
+    frame.to_csv(tmp_path / "quotes.csv", index=False)
+    with pytest.raises(ValueError) as caught:
+        load_series([tmp_path / "quotes.csv"])
+    message = str(caught.value)
+    assert (
+        f"close could be ['{column}']: pass --columns {mapping} (in Python, column_map={{'close': '{column}'}})"
+        in message
+    )
+    (one,) = load_series(
+        [tmp_path / "quotes.csv"], TableLayout(column_map={"close": column.upper()})
+    )  # any case
+    np.testing.assert_allclose(one.bars[:, 3], random_bars(30)["close"], rtol=1e-9)
+
+
+def test_a_price_only_file_is_told_to_build_its_bars_from_the_close(tmp_path):
+    random_bars(30)[["timestamps", "close"]].rename(columns={"close": "Price"}).to_csv(
+        tmp_path / "p.csv", index=False
+    )
+    with pytest.raises(
+        ValueError, match="close could be \\['Price'\\]: pass --columns close=Price and --ohlc-from-close"
+    ):
+        load_series([tmp_path / "p.csv"])

@@ -28,7 +28,7 @@ from kronos import KronosPredictor
 from kronos.engine.sampling import Sampling
 from kronos.evaluation.cross_section import CrossSection, evaluate_cross_section
 from kronos.forecasting.paths import VolatilityWarning, quantile_column
-from kronos.forecasting.series import FEATURE_COLUMNS, as_timestamps
+from kronos.forecasting.series import FEATURE_COLUMNS, MIN_HISTORY, as_timestamps
 from kronos.forecasting.tables import TableOptions, load_series
 
 TINY_CONTEXT = 16  # short, so that horizons beyond the context are cheap to reach
@@ -378,21 +378,40 @@ def test_predict_df_is_finite_or_refused(predictor, parts, drawn):
 
 @st.composite
 def files(draw) -> tuple[Case, str, dict]:
-    """A case written as a file: CSV (commas, semicolons with decimal commas, tabs, gzip) or
-    Parquet, with its columns named in any case, or an empty or header-only file."""
+    """A case written as a file: CSV (commas, semicolons with decimal commas, tabs, gzip, UTF-16,
+    separate date and time columns) or Parquet, with its columns named in any case; or an empty
+    or header-only file, a workbook named .csv, a truncated .csv.gz."""
     case = draw(cases(max_rows=25))
     layout = draw(
-        st.sampled_from(["csv", "csv", "semicolon", "tab", "gzip", "parquet", "empty", "header-only"])
+        st.sampled_from(
+            ["csv", "csv", "semicolon", "tab", "gzip", "parquet", "empty", "header-only"]
+            + ["utf-16", "date-time", *NOT_READABLE]
+        )
     )
     names = draw(st.sampled_from([{}, {"close": "Close", "timestamps": "Date"}, {"timestamps": "datetime"}]))
     return case, layout, names
 
 
+NOT_READABLE = ("workbook", "truncated-gzip")  # layouts every read refuses, naming the file
+
+
 def write(case: Case, layout: str, names: dict, folder: Path) -> Path:
     frame = case.frame().rename(columns=names)
-    suffix = {"parquet": ".parquet", "gzip": ".csv.gz"}.get(layout, ".csv")
+    suffix = {"parquet": ".parquet", "gzip": ".csv.gz", "truncated-gzip": ".csv.gz"}.get(layout, ".csv")
     path = folder / f"bars{suffix}"
-    if layout == "empty":
+    if layout == "date-time":  # Date,Time,open,...: the timestamps' text split at its first space
+        parts = frame.pop(names.get("timestamps", "timestamps")).astype(str).str.split(" ", n=1)
+        frame.insert(0, "Time", parts.str[1].fillna(""))
+        frame.insert(0, "Date", parts.str[0])
+        frame.to_csv(path, index=False)
+    elif layout == "workbook":
+        path.write_bytes(b"PK\x03\x04\x14\x00\x06\x00[Content_Types].xml" + frame.to_csv().encode())
+    elif layout == "truncated-gzip":
+        frame.to_csv(path, index=False)
+        path.write_bytes(path.read_bytes()[: max(20, path.stat().st_size // 2)])
+    elif layout == "utf-16":
+        path.write_bytes(frame.to_csv(index=False, sep="\t").encode("utf-16"))
+    elif layout == "empty":
         path.write_text("")
     elif layout == "header-only":
         frame.iloc[:0].to_csv(path, index=False)
@@ -421,9 +440,12 @@ def test_loaded_series_are_finite_and_ordered_or_refused_naming_the_file(drawn):
     else:
         assert path.name in str(error), f"{error} does not name the file"
         loadable = not case.notes and case.stamp_kind in (*CLEAN_STAMPS, "unsorted")
-        assert not (loadable and layout not in ("empty", "header-only")), (
+        # a Date and a Time column are joined where the times are times of day: not "20:00:00-05:00"
+        zoned_split = layout == "date-time" and case.stamp_kind != "regular"
+        assert not (loadable and layout not in ("empty", "header-only", *NOT_READABLE) and not zoned_split), (
             f"clean file refused: {error} ({case.stamp_kind}, {layout})"
         )
+    assert layout not in NOT_READABLE or error is not None, f"{layout} read as bars"
 
 
 # --- the command line --------------------------------------------------------------------------------
@@ -444,10 +466,18 @@ def command_lines(draw) -> tuple[Case, list[str], str | None, str | None]:
             ["0,0.5", "1.5", "a,b", "0.5,0.5", ""],
         ),
         "--freq": (st.sampled_from(["D", "h"]), ["-1D", "0h", "xyz"]),
-        "--lookback": (st.integers(3, 40), ["0", "-5", "2"]),
-        "--max-context": (st.integers(4, 40), ["0", "-1", "100000000", "4.5"]),
+        "--lookback": (st.integers(MIN_HISTORY, 40), ["0", "-5", "2", str(MIN_HISTORY - 1)]),
+        "--max-context": (
+            st.integers(MIN_HISTORY, 40),
+            ["0", "-1", "100000000", "4.5", str(MIN_HISTORY - 1)],
+        ),
         "--threads": (st.integers(1, 2), ["0", "-1"]),
         "--seed": (st.integers(0, 99), ["x"]),
+        "--calendar": (st.sampled_from(["XNYS", "xlon", "24/7"]), ["XNYZ", "", "nowhere"]),
+        "--columns": (
+            st.sampled_from(["close=close", "Close='close',open=\"open\""]),
+            ["close='close", "shut=x", "close"],
+        ),
     }
     others = sorted(set(options) - {"--steps"})
     chosen = ["--steps", *draw(st.lists(st.sampled_from(others), max_size=3, unique=True))]
@@ -457,6 +487,8 @@ def command_lines(draw) -> tuple[Case, list[str], str | None, str | None]:
         good, bad = options[flag]
         value = draw(st.sampled_from(bad)) if flag == fault else str(draw(good))
         flags.append(f"{flag}={value}")
+    if draw(st.booleans()):
+        flags.append("--adjust-splits")
     if draw(st.booleans()):
         flags.append("--ohlc-from-close")
         if draw(st.booleans()):
@@ -486,7 +518,11 @@ def test_forecast_command_writes_a_finite_table_or_exits_2_with_one_line(tiny_di
             assert target in (None, data) or not target.exists(), (
                 "an output file was written despite the error"
             )
-            check_refusal(errors[0], case.clean, fault, (case.notes, case.stamp_kind), case.hit_columns)
+            # the command forecasts from MIN_HISTORY bars or more, and says so naming them
+            clean = case.clean and len(case.bars) >= MIN_HISTORY
+            if case.clean and not clean and fault is None:
+                assert f"a forecast needs at least {MIN_HISTORY} bars of history" in errors[0], errors[0]
+            check_refusal(errors[0], clean, fault, (case.notes, case.stamp_kind), case.hit_columns)
             return
         assert status == 0 and not errors, lines
         if target is None:

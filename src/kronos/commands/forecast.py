@@ -24,12 +24,13 @@ from kronos.commands.options import (
 )
 from kronos.commands.plot import plot_forecast
 from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P, Sampling
+from kronos.forecasting.actions import adjust_splits
 from kronos.forecasting.calibration import Calibration, PastOrigins, required_rows
 from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS, check_quantile_levels
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
-from kronos.forecasting.schedules import frequency, future_timestamps
-from kronos.forecasting.series import MAX_PRED_LEN, Series
+from kronos.forecasting.schedules import check_calendar, frequency, future_timestamps
+from kronos.forecasting.series import MAX_PRED_LEN, MIN_HISTORY, Series
 from kronos.forecasting.tables import TableOptions, load_series, long_table
 from kronos.io import check_output_file, write_atomically
 from kronos.ray.engine import RayEngine, forecast_dataset
@@ -75,6 +76,17 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
         "--freq",
         help="spacing of the future bars, a pandas frequency such as 5min, h, D or B (default: inferred from the data)",
     )
+    parser.add_argument(
+        "--adjust-splits",
+        action="store_true",
+        help="back-adjust the prices before split-like bars (a close halved overnight: 2:1), which are "
+        "otherwise warned about",
+    )
+    parser.add_argument(
+        "--calendar",
+        help="exchange calendar of the future bars, e.g. XNYS, XLON, XTKS: its holidays get no bar "
+        "(pip install 'kronos-forecasting[calendars]')",
+    )
     parser.add_argument("--symbol", help="forecast only this symbol of a long table (with --id-column)")
     parser.add_argument("--out", help="write the forecast to this .csv or .parquet file (default: print CSV)")
     parser.add_argument("--plot", help="draw history and forecast to this PNG file (one series)")
@@ -87,10 +99,11 @@ def check_forecast_arguments(args: argparse.Namespace) -> tuple[float, ...]:
     check_positive(args, "steps", "paths", "batch_size", "lookback", "max_context", "threads")
     if args.steps > MAX_PRED_LEN:
         raise CommandError(f"--steps must be at most {MAX_PRED_LEN:,}, got {args.steps:,}")
-    if args.lookback is not None and args.lookback < 3:
-        raise CommandError(
-            f"--lookback must be at least 3 bars (the spacing of the bars is read from them), got {args.lookback}"
-        )
+    for flag, value in (("--lookback", args.lookback), ("--max-context", args.max_context)):
+        if value is not None and value < MIN_HISTORY:
+            raise CommandError(
+                f"{flag} must be at least {MIN_HISTORY} bars (the fewest a forecast is given), got {value}"
+            )
     if args.symbol and not args.id_column:
         raise CommandError("--symbol needs --id-column, the column that names the symbols")
     if args.freq is not None:
@@ -100,6 +113,7 @@ def check_forecast_arguments(args: argparse.Namespace) -> tuple[float, ...]:
             raise CommandError(f"--{err}") from err  # "--freq '-1D' does not step forward ..."
     engine_options(args)
     _check_output_names(args)
+    _check_schedule_options(args)
     try:
         levels = check_quantile_levels([float(q) for q in args.quantiles.split(",") if q.strip()])
     except ValueError as err:
@@ -110,6 +124,19 @@ def check_forecast_arguments(args: argparse.Namespace) -> tuple[float, ...]:
         if path:
             check_output_file(path, flag, inputs)
     return levels
+
+
+def _check_schedule_options(args: argparse.Namespace) -> None:
+    """--freq a pandas frequency that steps forward, --calendar an exchange calendar (spelt as its package spells it)."""
+    try:
+        if args.freq is not None:
+            frequency(args.freq)
+    except ValueError as err:
+        raise CommandError(f"--freq: {err}") from err
+    try:
+        args.calendar = check_calendar(args.calendar)
+    except ValueError as err:
+        raise CommandError(f"--calendar: {err}") from err
 
 
 def _check_output_names(args: argparse.Namespace) -> None:
@@ -131,7 +158,7 @@ def run_forecast(args: argparse.Namespace) -> int:
     series = read_series(args)
     # one series: its schedule is checked before any weights load
     future = (
-        future_timestamps(series[0].timestamps, args.steps, series[0].name, args.freq)
+        future_timestamps(series[0].timestamps, args.steps, series[0].name, args.freq, args.calendar)
         if len(series) == 1
         else None
     )
@@ -143,16 +170,22 @@ def run_forecast(args: argparse.Namespace) -> int:
         **predictor_options(args),
     )
     lookback = args.lookback or predictor.lookback
+    if lookback < MIN_HISTORY:
+        raise CommandError(
+            f"{args.model} takes {lookback} bars of history, fewer than the {MIN_HISTORY} a forecast is given: "
+            f"pass --lookback {MIN_HISTORY} or more"
+        )
     # a lone file is a long table of one series too: its id keys its seeded draws, so it gets the
     # same forecast alone as in a folder or table, on either engine
     on_ray = args.engine == "ray" and future is None
     forecast = forecast_series(args, predictor, series, lookback, levels, on_ray)
+    used = [min(lookback, len(one)) for one in series]  # the bars each forecast was given
     if future is not None:
         forecast = forecast.drop(columns="symbol")
-        bars = min(lookback, len(series[0]))
-        what = f"{series[0].name}: {args.steps} steps ({future.description}) from {bars} bars"
+        what = f"{series[0].name}: {args.steps} steps ({future.description}) from {used[0]} bars"
     else:
-        what = f"{len(series)} series: {args.steps} steps from up to {lookback} bars each"
+        span = f"{min(used)} to {max(used)}" if min(used) < max(used) else f"{used[0]}"
+        what = f"{len(series)} series: {args.steps} steps from {span} bars each"
     where = " (shipped with the package)" if args.model == DEFAULT_MODEL else ""
     print(
         f"model: {args.model}{where}; lookback {lookback} bars, context {predictor.max_context}",
@@ -160,7 +193,7 @@ def run_forecast(args: argparse.Namespace) -> int:
     )
     write_forecast(forecast, args)
     if args.plot:
-        plot_forecast(series[0], forecast, args.plot, args.model, lookback)
+        plot_forecast(series[0], forecast, args.plot, args.model, used[0])
         print(f"wrote plot to {args.plot}", file=sys.stderr)
     print(f"{what}, {args.paths} paths, {time.perf_counter() - started:.1f}s", file=sys.stderr)
     return 0
@@ -169,8 +202,16 @@ def run_forecast(args: argparse.Namespace) -> int:
 def read_series(args: argparse.Namespace) -> list[Series]:
     """The series of the file or folder, or the one --symbol names; one only with --plot."""
     series = load_series([args.file], table_layout(args))
+    if args.adjust_splits:
+        series = [adjust_splits(one) for one in series]
     if args.symbol:
         series = [pick_symbol(series, args.symbol, args.file)]
+    short = [f"{one.name} ({len(one)} bars)" for one in series if len(one) < MIN_HISTORY]
+    if short:
+        raise CommandError(
+            f"a forecast needs at least {MIN_HISTORY} bars of history; too short: {', '.join(short[:5])}"
+            f"{' ...' if len(short) > 5 else ''}"
+        )
     if args.plot and len(series) > 1:
         raise CommandError(
             f"--plot draws one series and {args.file} holds {len(series)}: choose one with --symbol"
@@ -199,7 +240,7 @@ def forecast_series(
     sampling = Sampling(args.temperature, 0, args.top_p, args.paths, args.seed)
     calibrations = calibrate_series(predictor, series, args, lookback, sampling) if args.calibrate else None
     # holidays and nights are gaps too; the schedule of the future follows them
-    table = TableOptions(freq=args.freq, on_gap="ignore", max_history=lookback, min_history=3)
+    table = TableOptions(freq=args.freq, on_gap="ignore", max_history=lookback, calendar=args.calendar)
     options = dict(
         quantile_levels=levels,
         sampling=sampling,

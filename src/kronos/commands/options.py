@@ -8,6 +8,7 @@ into the plain values the library takes, raising `CommandError` naming the flag.
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import Any
 
 import pandas as pd
@@ -37,24 +38,34 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     """--id-column, --timestamp-column and --columns: the layout of the data files."""
     parser.add_argument("--id-column", help="column naming the symbol, for a long table of several symbols")
     parser.add_argument(
-        "--timestamp-column", help="column of timestamps (default: timestamps/date/datetime/time)"
+        "--timestamp-column",
+        help="column of timestamps, or a date and a time column as Date,Time (default: timestamps/date/datetime/"
+        "time, and Date + Time where both are there)",
     )
     parser.add_argument(
         "--columns",
-        help="map fields to the file's columns, e.g. open=Open,close='Adj Close' (default: same names)",
+        help='map fields to the file\'s columns, e.g. "open=Open,close=Adj Close"; quote a name holding a comma: '
+        "'close=\"Close, adj.\"' (default: the fields' own names, in any case)",
     )
 
 
 def parse_column_map(text: str | None) -> dict[str, str]:
-    """'open=Open,close=Last' -> {'open': 'Open', 'close': 'Last'}."""
+    """'open=Open,close=Adj Close' -> {'open': 'Open', 'close': 'Adj Close'}; entries are split at
+    commas outside quotes, and quotes around a field or name are dropped ("close='Adj Close'")."""
     if not text:
         return {}
+    lexer = shlex.shlex(text, posix=True)
+    lexer.whitespace, lexer.whitespace_split, lexer.commenters, lexer.escape = ",", True, "", ""
+    try:
+        items = [item.strip() for item in lexer]
+    except ValueError as err:  # an unclosed quote
+        raise CommandError(f"--columns {text!r}: {err}; close the quote around the column name") from err
     mapping = {}
-    for item in text.split(","):
+    for item in items:
         if "=" not in item:
             raise CommandError(f"--columns entry {item!r} must look like field=FileColumn, e.g. close=Last")
         field, column = (part.strip() for part in item.split("=", 1))
-        mapping[field] = column
+        mapping[field.lower()] = column
     return mapping
 
 

@@ -15,8 +15,9 @@ UP, DOWN, FORECAST = "#26a69a", "#ef5350", "#1f77b4"
 BANDS = ((0.025, 0.975, 0.12), (0.1, 0.9, 0.2), (0.25, 0.75, 0.3))  # low and high level, opacity
 
 
-def plot_forecast(series: Series, forecast: pd.DataFrame, path: str, model: str, lookback: int) -> None:
-    """Draw `series` and the forecast of its next `len(forecast)` bars to the PNG file `path`."""
+def plot_forecast(series: Series, forecast: pd.DataFrame, path: str, model: str, bars: int) -> None:
+    """Draw `series` and the forecast of its next `len(forecast)` bars, made from its last `bars`,
+    to the PNG file `path`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,7 +34,7 @@ def plot_forecast(series: Series, forecast: pd.DataFrame, path: str, model: str,
         prob_up = forecast["prob_close_above_last"].iloc[-1]
         built = " (open/high/low built from the close)" if series.synthetic_ohlc else ""
         ax.set_title(
-            f"{series.name}{built}: {steps}-step forecast by {model} from {lookback} bars; "
+            f"{series.name}{built}: {steps}-step forecast by {model} from {bars} bars; "
             f"P(close ends above last) = {prob_up:.0%}"
         )
         _label_axes(ax, ax_vol, list(shown["timestamps"]) + list(forecast["timestamps"]))

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from kronos.engine.generation import WINDOWS as WINDOWS  # the choices of `window`, for front ends
 from kronos.engine.generation import SeriesBatch, check_window, decode_tokens, generate_tokens
 from kronos.engine.sampling import Sampling
+from kronos.forecasting.actions import SplitWarning, jumps_note
 from kronos.forecasting.calibration import (
     MIN_ORIGINS,
     PAST_ORIGINS,
@@ -65,6 +66,7 @@ from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
 
 NORMALIZE_ON = ("history", "context")
+VOLUME = FEATURE_COLUMNS.index("volume")  # volume, then amount: the columns that cannot be negative
 SAMPLING = Sampling()  # the package's sampling (kronos.engine.sampling's defaults)
 CALIBRATION_SAMPLING = Sampling(seed=0)  # a calibration is seeded unless told otherwise
 
@@ -212,6 +214,10 @@ class ContextWarning(UserWarning):
     """A history is longer than the model's context."""
 
 
+class ShortHistoryWarning(ContextWarning):
+    """A history is shorter than the bars the model was trained with (its lookback)."""
+
+
 class ForecastingCore:
     """A model and tokenizer ready to forecast, and the core's two methods (see `KronosPredictor`
     for the constructor's arguments)."""
@@ -300,6 +306,10 @@ class ForecastingCore:
         futures = _futures(group, horizon, future)
         calibrations = _calibrations(calibration, len(group), sampling, horizon)
         histories = self._histories(group, futures)
+        self._warn_short(group)
+        note = jumps_note(group)
+        if note is not None:
+            warnings.warn(note, SplitWarning, stacklevel=_caller_stacklevel())
         paths = self._price_paths(
             histories, horizon, sampling, progress, _batch_size(batch_size), calibrations, on_step
         )
@@ -407,7 +417,7 @@ class ForecastingCore:
         on_step: StepCallback | None = None,
     ) -> np.ndarray:
         """Every path in price units, [S, sample_count, pred_len, 6]; series i calibrated by
-        calibrations[i] (None: as sampled)."""
+        calibrations[i] (None: as sampled); volume and amount at 0 or above."""
         values = len(histories) * sampling.sample_count * pred_len * len(FEATURE_COLUMNS)
         if values > MAX_PATH_VALUES:
             raise ValueError(
@@ -419,6 +429,10 @@ class ForecastingCore:
         for chunk, paths in self._sample(histories, pred_len, sampling, verbose, batch_size, on_step):
             for i, one in zip(chunk, paths):
                 out[i] = histories[i].to_prices(one, calibrations[i])
+                # volume and amount are never negative, and a series without them (all zero) has none ahead;
+                # upstream's `predict` (_mean_prices) keeps its numbers, negative volumes included
+                none = (histories[i].mean[VOLUME:] == 0) & (histories[i].std[VOLUME:] == 0)
+                out[i, ..., VOLUME:] = np.where(none, 0.0, np.maximum(out[i, ..., VOLUME:], 0.0))
         return out
 
     def _mean_prices(
@@ -487,6 +501,21 @@ class ForecastingCore:
 
     def _tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(np.stack(arrays), dtype=np.float32)).to(self.device)
+
+    def _warn_short(self, group: list[Series]) -> None:
+        """Say which histories are shorter than the model's lookback (series of one name, the windows
+        of one series, once)."""
+        short = {one.name: len(one) for one in group if len(one) < self.lookback}
+        if short:
+            shortest = min(short, key=lambda name: short[name])
+            others = f" and {len(short) - 1} more series" if len(short) > 1 else ""
+            warnings.warn(
+                f"{shortest}{others}: {short[shortest]} bars of history, fewer than the {self.lookback} the model "
+                f"was trained with (its lookback): it forecasts from less than it expects, and its bands are less "
+                f"reliable; give {self.lookback} bars or more",
+                ShortHistoryWarning,
+                stacklevel=_caller_stacklevel(),
+            )
 
     def _warn_beyond_context(self, histories: list[_History]) -> None:
         longest = max(len(h.x) for h in histories)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kronos.engine.sampling import Sampling
+from kronos.forecasting.actions import adjust_splits
 from kronos.forecasting.calibration import PAST_ORIGINS, Calibration, PastOrigins
 from kronos.forecasting.core import (
     CALIBRATION_SAMPLING,
@@ -274,6 +275,8 @@ class KronosPredictor(UpstreamMethods):
         max_history = table.history_bars(self.lookback)
         layout = TableLayout(id_column, timestamp_column=timestamp_column)
         series = split_table(df, "df", layout, as_given=True, nan_policy=table.nan_policy)
+        if table.adjust_splits:
+            series = [adjust_splits(one) for one in series]
         futures = _table_futures(series, pred_len, id_column, table)
         calibrations = _table_calibrations(series, calibration, id_column)
         histories = [one.window(max(0, len(one) - max_history), len(one)) for one in series]
@@ -306,7 +309,7 @@ def _table_futures(
             raise ValueError(
                 f"series {name} has {len(one)} bars; at least min_history={table.min_history} are needed"
             )
-        future = future_timestamps(one.timestamps, pred_len, name, table.freq)
+        future = future_timestamps(one.timestamps, pred_len, name, table.freq, table.calendar)
         futures.append(future.timestamps)
         if future.gap is not None:
             gaps.append(replace(future.gap, id=one.key))

@@ -4,8 +4,12 @@ history or stepped by a frequency), its bar spacing, and the gaps in its history
 
 from __future__ import annotations
 
+import difflib
+import functools
+import importlib
 import warnings
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -55,7 +59,11 @@ def bar_spacing(timestamps: pd.Series | pd.DatetimeIndex) -> str:
 
 
 def future_timestamps(
-    timestamps: pd.DatetimeIndex, n: int, name: str, freq: str | pd.DateOffset | None = None
+    timestamps: pd.DatetimeIndex,
+    n: int,
+    name: str,
+    freq: str | pd.DateOffset | None = None,
+    calendar: str | None = None,
 ) -> FutureIndex:
     """The next `n` timestamps of a series, from `freq` or inferred from its own history.
 
@@ -65,8 +73,8 @@ def future_timestamps(
     1. `pandas.infer_freq` finds a regular frequency (e.g. every 5 minutes, hourly, daily,
        business days, weekly, month starts): continue it.
     2. Daily bars with gaps (business days with holidays, or a missing day): the next days of
-       the trading week, at the last bar's time of day. No holiday calendar is known, so a
-       future holiday gets a bar.
+       the trading week, at the last bar's time of day. Without a `calendar` no holiday is
+       known, so a future holiday gets a bar.
     3. Intraday bars with gaps (trading sessions with nights, weekends, lunch breaks): the
        history's times of day form the session template; the future is the next template slots
        on days of the trading week. A history within one calendar day has no template: it
@@ -90,6 +98,38 @@ def future_timestamps(
             f"{name}: the timestamps hold a missing value (NaT) at position {int(np.argmax(timestamps.isna()))}"
         )
     check_time_order(pd.Series(timestamps), name)
+    if calendar is None:
+        schedule = _schedule(timestamps, n, name, freq)
+        return FutureIndex(schedule.timestamps, schedule.description, _gap(schedule.absent))
+    wanted = n
+    while True:  # more candidates until n of them fall on sessions
+        schedule = _schedule(timestamps, wanted, name, freq)
+        open_days = on_sessions(schedule.timestamps, calendar)
+        if open_days.sum() >= n:
+            break
+        if wanted > 10 * n + 1000:
+            raise ValueError(f"{name}: calendar {calendar} has no sessions on the days this series trades")
+        wanted *= 2
+    absent = schedule.absent[on_sessions(schedule.absent, calendar)]
+    future = schedule.timestamps[open_days][:n]
+    return FutureIndex(future, f"{schedule.description}, {calendar} sessions", _gap(absent))
+
+
+@dataclass
+class _Schedule:
+    """Candidate future timestamps, their spacing in words, and the history's missing slots."""
+
+    timestamps: pd.DatetimeIndex
+    description: str
+    absent: pd.DatetimeIndex
+
+
+def _gap(absent: pd.DatetimeIndex) -> Gap | None:
+    return Gap(absent[0], len(absent)) if len(absent) else None
+
+
+def _schedule(timestamps: pd.DatetimeIndex, n: int, name: str, freq: str | pd.DateOffset | None) -> _Schedule:
+    """`future_timestamps` without a calendar, of checked timestamps."""
     if freq is not None:
         return _continue(timestamps, n, frequency(freq))
     if len(timestamps) < 3:
@@ -118,17 +158,17 @@ def future_timestamps(
     else:
         future = _fixed_step(local, n, name, step)
     if tz is not None:
-        future.timestamps = future.timestamps.tz_localize(
-            tz, ambiguous=np.zeros(n, dtype=bool), nonexistent="shift_forward"
-        )
-        if future.gap is not None:
-            future.gap.first_missing = future.gap.first_missing.tz_localize(
-                tz, ambiguous=False, nonexistent="shift_forward"
-            )
+        future.timestamps = _localized(future.timestamps, tz)
+        future.absent = _localized(future.absent, tz)
     return future
 
 
-def _continue(timestamps: pd.DatetimeIndex, n: int, offset: pd.DateOffset) -> FutureIndex:
+def _localized(stamps: pd.DatetimeIndex, tz: object) -> pd.DatetimeIndex:
+    """Wall-clock times in `tz`: a repeated hour read as its first, a skipped one shifted forward."""
+    return stamps.tz_localize(tz, ambiguous=np.zeros(len(stamps), dtype=bool), nonexistent="shift_forward")
+
+
+def _continue(timestamps: pd.DatetimeIndex, n: int, offset: pd.DateOffset) -> _Schedule:
     try:
         future = pd.date_range(timestamps[-1] + offset, periods=n, freq=offset)
     except (OverflowError, pd.errors.OutOfBoundsDatetime) as err:
@@ -136,7 +176,7 @@ def _continue(timestamps: pd.DatetimeIndex, n: int, offset: pd.DateOffset) -> Fu
             f"{n} steps of {offset.freqstr} after {timestamps[-1]} run past the last date pandas can hold "
             f"({pd.Timestamp.max.date()})"
         ) from err
-    return FutureIndex(future, f"frequency {offset.freqstr}")
+    return _Schedule(future, f"frequency {offset.freqstr}", timestamps[:0])
 
 
 def _describe_gap(gap: pd.Timedelta) -> str:
@@ -182,7 +222,7 @@ def frequency(freq: str | pd.DateOffset) -> pd.DateOffset:
     return offset
 
 
-def _daily_schedule(timestamps: pd.DatetimeIndex, n: int, name: str) -> FutureIndex:
+def _daily_schedule(timestamps: pd.DatetimeIndex, n: int, name: str) -> _Schedule:
     days = timestamps.normalize()
     repeated = days[1:] == days[:-1]
     if repeated.any():
@@ -196,17 +236,18 @@ def _daily_schedule(timestamps: pd.DatetimeIndex, n: int, name: str) -> FutureIn
     time_of_day = timestamps[-1] - days[-1]
     horizon = pd.date_range(days[-1] + ONE_DAY, periods=(n // max(len(weekdays), 1) + 2) * 7, freq="D")
     future = horizon[np.isin(horizon.day_of_week, weekdays)][:n] + time_of_day
-    gap = Gap(absent[0] + time_of_day, len(absent)) if len(absent) else None
-    return FutureIndex(future, f"every 1 day{_describe_week(weekdays)}", gap)
+    return _Schedule(future, f"every 1 day{_describe_week(weekdays)}", absent + time_of_day)
 
 
-def _intraday_schedule(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd.Timedelta) -> FutureIndex:
+def _intraday_schedule(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd.Timedelta) -> _Schedule:
     days = timestamps.normalize()
     offsets = timestamps - days
     if days[0] == days[-1]:
         _check_grid(timestamps, step, name)
-        return FutureIndex(
-            pd.date_range(timestamps[-1] + step, periods=n, freq=step), f"every {_describe_gap(step)}"
+        return _Schedule(
+            pd.date_range(timestamps[-1] + step, periods=n, freq=step),
+            f"every {_describe_gap(step)}",
+            timestamps[:0],
         )
     slot_days = pd.Series(days).groupby(offsets.asi8).nunique()
     usual = float(np.median(slot_days.to_numpy()))
@@ -226,9 +267,8 @@ def _intraday_schedule(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd
     future = pd.DatetimeIndex(slots[slots > timestamps[-1].to_datetime64()][:n])
     expected = _slots_on(pd.date_range(days[0], days[-1], freq="D"), week)
     inside = (expected >= timestamps[0].to_datetime64()) & (expected <= timestamps[-1].to_datetime64())
-    absent = expected[inside & ~np.isin(expected, timestamps.to_numpy())]
-    gap = Gap(pd.Timestamp(absent[0]), len(absent)) if len(absent) else None
-    return FutureIndex(future, f"every {_describe_gap(step)}{_describe_session(week, step)}", gap)
+    absent = pd.DatetimeIndex(expected[inside & ~np.isin(expected, timestamps.to_numpy())])
+    return _Schedule(future, f"every {_describe_gap(step)}{_describe_session(week, step)}", absent)
 
 
 def _weekly_slots(
@@ -277,16 +317,11 @@ def _describe_session(week: dict[int, np.ndarray], step: pd.Timedelta) -> str:
     return f", {len(slots)} bars a week, {when(int(first))} to {when(int(last))}"
 
 
-def _fixed_step(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd.Timedelta) -> FutureIndex:
+def _fixed_step(timestamps: pd.DatetimeIndex, n: int, name: str, step: pd.Timedelta) -> _Schedule:
     _check_grid(timestamps, step, name)
-    spacing = np.asarray((timestamps[1:] - timestamps[:-1]) // step)
-    missing = int((spacing - 1).sum())
-    gap = None
-    if missing:
-        first = int(np.argmax(spacing > 1))
-        gap = Gap(timestamps[first] + step, missing)
+    absent = pd.date_range(timestamps[0], timestamps[-1], freq=step).difference(timestamps)
     future = pd.date_range(timestamps[-1] + step, periods=n, freq=step)
-    return FutureIndex(future, f"every {_describe_gap(step)}", gap)
+    return _Schedule(future, f"every {_describe_gap(step)}", absent)
 
 
 def _check_grid(timestamps: pd.DatetimeIndex, step: pd.Timedelta, name: str) -> None:
@@ -310,3 +345,59 @@ def report_gaps(gaps: list[Gap], on_gap: str, id_column: str) -> None:
     if on_gap == "raise":
         raise ValueError(message + "; pass on_gap='warn' or 'ignore' to forecast anyway")
     warnings.warn(message, GapWarning, stacklevel=3)
+
+
+CALENDARS_HINT = (
+    "exchange calendars are ISO 10383 codes such as XNYS (New York), XNAS, XLON, XFRA, XTKS, XHKG, XSHG; list "
+    'them with: python -c "import exchange_calendars as xc; print(xc.get_calendar_names(include_aliases=False))"'
+)
+
+
+def _calendars() -> ModuleType:
+    """The `exchange_calendars` package (the `calendars` extra): holidays from its rules, offline."""
+    try:
+        return importlib.import_module("exchange_calendars")
+    except ImportError as err:
+        raise ImportError(
+            "exchange calendars need the exchange_calendars package: pip install 'kronos[calendars]'"
+        ) from err
+
+
+@functools.lru_cache(maxsize=32)
+def _sessions(calendar: str, first_year: int, last_year: int) -> pd.DatetimeIndex:
+    """The session dates of `calendar` over whole years (cached: building a calendar takes ~0.1 s)."""
+    module = _calendars()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the package's own deprecation notices, not the user's
+        bounds = module.get_calendar(calendar)
+        first, last = pd.Timestamp(first_year, 1, 1), pd.Timestamp(last_year, 12, 31)
+        low, high = bounds.bound_min(), bounds.bound_max()  # None: no bound
+        first = first if low is None else max(first, low.tz_localize(None).normalize())
+        last = last if high is None else min(last, high.tz_localize(None).normalize())
+        if first > last:
+            raise ValueError(f"calendar {calendar} covers {low} to {high}, not {first_year} to {last_year}")
+        sessions = module.get_calendar(calendar, start=first, end=last).sessions
+    return pd.DatetimeIndex(sessions).tz_localize(None).as_unit("ns")
+
+
+def check_calendar(calendar: object) -> str | None:
+    """The exchange calendar's name as `exchange_calendars` spells it ("xnys" is XNYS; None
+    passes); a ValueError saying how to find the names."""
+    if calendar is None:
+        return None
+    names = _calendars().get_calendar_names()
+    if isinstance(calendar, str) and calendar.strip().upper() in names:
+        return str(calendar.strip().upper())
+    if isinstance(calendar, str) and calendar in names:
+        return calendar
+    near = difflib.get_close_matches(str(calendar).upper(), names, n=3)
+    hint = f"did you mean {' or '.join(near)}? " if near else ""
+    raise ValueError(f"unknown exchange calendar {calendar!r}: {hint}{CALENDARS_HINT}")
+
+
+def on_sessions(stamps: pd.DatetimeIndex, calendar: str) -> np.ndarray:
+    """Which of `stamps` fall on a session day of the exchange `calendar` (by their wall-clock date)."""
+    if not len(stamps):
+        return np.zeros(0, dtype=bool)
+    days = (stamps.tz_localize(None) if stamps.tz is not None else stamps).normalize()
+    return np.asarray(days.isin(_sessions(str(check_calendar(calendar)), days.min().year, days.max().year)))

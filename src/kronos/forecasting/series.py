@@ -18,6 +18,9 @@ OPEN, HIGH, LOW, CLOSE = range(4)  # positions of the price columns in FEATURE_C
 CLOSE_COLUMN = PRICE_COLUMNS[CLOSE]
 FILE_LINE, FILE_ROW = "line", "row"  # index names of tables read from CSV and Parquet files
 TIME_FEATURE_COLUMNS = ["minute", "hour", "weekday", "day", "month"]
+# the fewest bars of history the CLI, the service and `predict_df` (TableOptions.min_history) forecast
+# from; fewer than the model's lookback warns (kronos.forecasting.core.ShortHistoryWarning)
+MIN_HISTORY = 10
 
 
 def prepare_ohlcv(
@@ -72,15 +75,26 @@ def prepare_ohlcv(
     return np.asarray(values.astype(dtype, order="F"))
 
 
+COLUMN_ALIASES = {"vol": VOLUME_COLUMN}  # names that stand for a feature's own (MetaTrader's <VOL>)
+
+
+def plain_name(column: object) -> str:
+    """A column name as columns are matched: in lower case, without surrounding spaces or angle
+    brackets (MetaTrader writes <CLOSE>)."""
+    return str(column).strip().strip("<>").strip().lower()
+
+
 def feature_sources(
     columns: Sequence[object], name: str, features: Sequence[str] = FEATURE_COLUMNS
 ) -> dict[str, Any]:
-    """The column that holds each of `features` present, matched by name in any case ('Close',
-    'CLOSE'): the one place the library and the CLI match column names. Two columns that name
+    """The column that holds each of `features` present, matched by `plain_name` ('Close',
+    'CLOSE', MetaTrader's '<CLOSE>'; 'vol' is volume): the one place the library and the CLI
+    match column names. Two columns that name
     the same feature ('Close' and 'close', or a repeated label) are refused, naming both."""
     found: dict[str, Any] = {}
     for col in columns:
-        feature = str(col).lower()
+        feature = plain_name(col)
+        feature = COLUMN_ALIASES.get(feature, feature)
         if feature not in features:
             continue
         if feature in found:

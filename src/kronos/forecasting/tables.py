@@ -5,7 +5,12 @@ service, evaluation, training, Ray and `predict_df` (with its `TableOptions`).""
 from __future__ import annotations
 
 import io
+import lzma
+import re
+import shlex
 import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kronos.forecasting.schedules import GAP_POLICIES, frequency
+from kronos.forecasting.schedules import GAP_POLICIES, check_calendar, frequency
 from kronos.forecasting.series import (
     FEATURE_COLUMNS,
     FILE_LINE,
     FILE_ROW,
+    MIN_HISTORY,
     PRICE_COLUMNS,
     Series,
     SyntheticOHLCWarning,
@@ -27,6 +33,7 @@ from kronos.forecasting.series import (
     feature_sources,
     ohlc_from_close,
     parse_timestamps,
+    plain_name,
     positive_int,
     prepare_ohlcv,
     with_feature_names,
@@ -40,7 +47,6 @@ DUPLICATE_HINT = (
     "; duplicate timestamps in one file usually mean several symbols: name the id column (--id-column)"
 )
 NAN_POLICIES = ("raise", "ffill", "drop")
-MIN_HISTORY = 10  # bars a series of a long table needs to be forecast (3 at the least, to infer its schedule)
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,10 @@ class TableOptions:
     `max_history`: the last bars of each series used (None: the predictor's lookback);
     `min_history`: the bars a series needs (at least 3, to infer a frequency); `freq`: the
     future's frequency (None: each series' own schedule, `kronos.forecasting.schedules.future_timestamps`);
-    `on_gap`: what gaps in a history do ("warn", "raise" or "ignore"). Checked when made.
+    `on_gap`: what gaps in a history do ("warn", "raise" or "ignore"); `calendar`: an exchange
+    calendar ("XNYS"; the `calendars` extra) whose holidays get no future bars and are not gaps;
+    `adjust_splits`: back-adjust each series for its split-like bars
+    (`kronos.forecasting.actions.adjust_splits`; without it they are warned about). Checked when made.
     """
 
     nan_policy: str = "raise"
@@ -59,6 +68,8 @@ class TableOptions:
     on_gap: str = "warn"
     max_history: int | None = None
     min_history: int = MIN_HISTORY
+    calendar: str | None = None
+    adjust_splits: bool = False
 
     def __post_init__(self) -> None:
         if self.nan_policy not in NAN_POLICIES:
@@ -67,6 +78,9 @@ class TableOptions:
             frequency(self.freq)
         if self.on_gap not in GAP_POLICIES:
             raise ValueError(f"on_gap must be one of {GAP_POLICIES}, got {self.on_gap!r}")
+        object.__setattr__(self, "calendar", check_calendar(self.calendar))
+        if not isinstance(self.adjust_splits, bool):
+            raise TypeError(f"adjust_splits must be True or False, got {self.adjust_splits!r}")
         min_history = positive_int(self.min_history, "min_history")
         if min_history < 3:
             raise ValueError(f"min_history must be at least 3 (to infer a frequency), got {min_history}")
@@ -114,30 +128,145 @@ def read_table(source: str | Path | bytes, name: str | None = None) -> pd.DataFr
 
     Rows are labelled as messages name them: a CSV's by its line (the header is line 1), a
     Parquet file's by its row counted from 1. A CSV separated by semicolons, tabs or bars is
-    recognised from its header; with semicolons, a decimal comma too. A Parquet file's index
-    (e.g. the timestamps) becomes a column. Bytes are read as the format `name`'s suffix says
-    (CSV without one); messages name the file by `name` (default: its path).
+    recognised from its header; with semicolons, a decimal comma too; UTF-16 text (a
+    spreadsheet's "Unicode text") is read as such. A Parquet file's index (e.g. the timestamps)
+    becomes a column. Bytes are read as the format `name`'s suffix says (CSV without one);
+    messages name the file by `name` (default: its path). A file whose bytes are not what its
+    name says (an Excel workbook, a PDF or a gzip file named .csv; a truncated .gz) is refused
+    in one line saying what it is and what to do (`check_content`).
     """
     suffix: str | None
     if isinstance(source, bytes):
         label = name or "file"
         suffix = _format_suffix(Path(label)) or ".csv"
+        head = source[:HEAD_BYTES]
     else:
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"data file {str(path)!r} does not exist")
         label, suffix = name or str(path), _format_suffix(path)
-    if suffix in PARQUET_SUFFIXES:
-        return _read_parquet(source, label)
-    if suffix in CSV_SUFFIXES:
-        try:
-            table = _read_csv(source)
-        except pd.errors.EmptyDataError as err:
-            raise ValueError(f"{label} is empty: it has no header line and no rows") from err
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
-            raise ValueError(f"{label} is not a readable CSV file: {err}") from err
-        return table.set_axis(pd.RangeIndex(2, len(table) + 2, name=FILE_LINE))
+        with path.open("rb") as file:
+            head = file.read(HEAD_BYTES)
+    compression = _compression(Path(label))
+    if suffix in PARQUET_SUFFIXES + CSV_SUFFIXES:
+        check_content(head, label, "parquet" if suffix in PARQUET_SUFFIXES else "text", compression)
+    try:
+        if suffix in PARQUET_SUFFIXES:
+            return _read_parquet(source, label)
+        if suffix in CSV_SUFFIXES:
+            return _read_csv_file(
+                source, label, compression, "utf-16" if content_kind(head) == "utf-16" else None
+            )
+    except (EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{label}: {_corrupt(compression, err)}") from err
     raise ValueError(f"{label}: unsupported file type; use .csv or .parquet")
+
+
+def _read_csv_file(
+    source: str | Path | bytes, label: str, compression: str | None, encoding: str | None
+) -> pd.DataFrame:
+    try:
+        table = _read_csv(source, compression, encoding)
+    except pd.errors.EmptyDataError as err:
+        raise ValueError(f"{label} is empty: it has no header line and no rows") from err
+    except OSError as err:  # a bz2 stream that is not one, a gzip member cut short
+        raise ValueError(f"{label}: {_corrupt(compression, err)}") from err
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{label} is not a readable CSV file: {err}") from err
+    if not isinstance(table.index, pd.RangeIndex):
+        raise ValueError(
+            f"{label}: its rows have {len(table.columns) + table.index.nlevels} fields but its header line names "
+            f"{len(table.columns)} ({[str(c) for c in table.columns]}), so every value would sit under the wrong "
+            "name: add the missing name to the header (e.g. Date,Time,Open,High,Low,Close,Volume for separate "
+            "date and time columns), or remove the separator that ends each row"
+        )
+    return table.set_axis(pd.RangeIndex(2, len(table) + 2, name=FILE_LINE))
+
+
+def _corrupt(compression: str | None, err: BaseException) -> str:
+    what = f"its {compression} data" if compression else "it"
+    return (
+        f"{what} is truncated or corrupt ({' '.join(str(err).split()) or type(err).__name__}): download or "
+        "compress the file again"
+    )
+
+
+HEAD_BYTES = 4096  # what content checks look at
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zip": "zip", ".xz": "xz", ".zst": "zstd"}
+MAGIC = (  # the first bytes of the formats people save under a .csv name (content_kind)
+    (b"\xef\xbb\xbf", "text"),  # a UTF-8 byte order mark
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+    (b"PK\x03\x04", "zip"),
+    (b"PK\x05\x06", "zip"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "xls"),
+    (b"PAR1", "parquet"),
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"%PDF", "pdf"),
+    (b"ARROW1", "arrow"),
+    (b"\x89HDF", "hdf5"),
+    (b"SQLite format 3", "sqlite"),
+)
+KINDS = {  # content kind: (what it is, what to do when a file is named otherwise)
+    "text": ("text", "rename it to end in .csv"),
+    "utf-16": ("text", "rename it to end in .csv"),
+    "zip": ("a zip archive", "name it .csv.zip if it holds one CSV file, or unzip it"),
+    "xlsx": (
+        "an Excel workbook (.xlsx)",
+        "save it as CSV (in the spreadsheet: File > Save As > CSV) and pass that",
+    ),
+    "ods": ("an OpenDocument spreadsheet (.ods)", "save it as CSV (File > Save As > CSV) and pass that"),
+    "xls": (
+        "an Excel 97-2003 workbook (.xls)",
+        "save it as CSV (in the spreadsheet: File > Save As > CSV) and pass that",
+    ),
+    "parquet": ("a Parquet file", "rename it to end in .parquet"),
+    "gzip": ("gzip-compressed", "rename it to end in .csv.gz"),
+    "bz2": ("bzip2-compressed", "rename it to end in .csv.bz2"),
+    "xz": ("xz-compressed", "rename it to end in .csv.xz"),
+    "zstd": ("zstd-compressed", "rename it to end in .csv.zst"),
+    "pdf": ("a PDF document", "export the bars from where they came as CSV"),
+    "arrow": ("an Arrow/Feather file", "write it as Parquet or CSV"),
+    "hdf5": ("an HDF5 file", "write it as Parquet or CSV"),
+    "sqlite": ("an SQLite database", "export the table as CSV"),
+    "binary": ("a binary file (it holds NUL bytes)", "export the bars as CSV or Parquet"),
+}
+
+
+def content_kind(head: bytes) -> str:
+    """What the first bytes of a file say it is: a key of KINDS ('text' for anything else)."""
+    kind = next((kind for magic, kind in MAGIC if head.startswith(magic)), None)
+    if kind == "zip":
+        if b"mimetypeapplication/vnd.oasis.opendocument.spreadsheet" in head:
+            return "ods"
+        return "xlsx" if b"xl/" in head or b"[Content_Types].xml" in head else "zip"
+    if kind is None:
+        return "binary" if b"\x00" in head else "text"
+    return kind
+
+
+def check_content(head: bytes, label: str, expected: str, compression: str | None = None) -> None:
+    """Refuse a file whose first bytes are not what its name says (`expected`: "text" for CSV or
+    "parquet"; `compression`: the compression its suffix names), saying what it is and what to do."""
+    kind, wanted = content_kind(head), compression or expected
+    if kind == wanted or (wanted == "text" and kind == "utf-16") or not head:
+        return
+    what, advice = KINDS[kind]
+    named = (
+        f"its name says {compression}-compressed"
+        if compression
+        else f"its name says {'Parquet' if expected == 'parquet' else 'CSV'}"
+    )
+    if kind in ("text", "utf-16") and compression:
+        advice = f"rename it without the {Path(label).suffix}"
+    raise ValueError(f"{label} is {what}, but {named}: {advice}")
+
+
+def _compression(path: Path) -> str | None:
+    return COMPRESSIONS.get(path.suffix.lower())
 
 
 def _read_parquet(source: str | Path | bytes, label: str) -> pd.DataFrame:
@@ -157,11 +286,13 @@ def _read_parquet(source: str | Path | bytes, label: str) -> pd.DataFrame:
 CSV_SEPARATORS = (";", "\t", "|")
 
 
-def _read_csv(source: str | Path | bytes) -> pd.DataFrame:
+def _read_csv(source: str | Path | bytes, compression: str | None, encoding: str | None) -> pd.DataFrame:
     """A CSV with commas, or with the separator its one-column header turns out to hold."""
 
     def read(**options: str) -> pd.DataFrame:
-        return pd.read_csv(io.BytesIO(source) if isinstance(source, bytes) else source, **options)
+        if isinstance(source, bytes):
+            return pd.read_csv(io.BytesIO(source), compression=compression, encoding=encoding, **options)
+        return pd.read_csv(source, encoding=encoding, **options)
 
     table = read()
     if len(table.columns) != 1:
@@ -228,46 +359,156 @@ def _checked_layout(layout: object) -> TableLayout:
 
 
 def map_columns(df: pd.DataFrame, name: str, layout: TableLayout = ONE_SERIES) -> pd.DataFrame:
-    """Rename the table's columns to `timestamps` and FEATURE_COLUMNS, keeping only those, as
-    `layout.column_map` and `layout.timestamp_column` say.
+    """Rename the table's columns to FEATURE_COLUMNS, keeping only those, and add the parsed
+    `timestamps`, as `layout.column_map` and `layout.timestamp_column` say.
 
-    Timestamps are parsed; row labels are kept, so that errors name the file's rows.
+    Names are matched as `plain_name` gives them ('<Close>' is close). The timestamps are one
+    column, or a date column and a time-of-day column joined ('Date,Time' names both; found
+    without it when the file has `date` and `time` columns, the latter holding times such as
+    09:30). A missing price column that has likely stand-ins (Adj Close, Last, Price, ...) is
+    refused naming them and the mapping to pass. Row labels are kept, so that errors name the
+    file's rows.
     """
-    column_map, timestamp_column = layout.column_map, layout.timestamp_column
-    by_lower: dict[str, str] = {}
+    by_plain: dict[str, str] = {}
     for col in df.columns:
-        by_lower.setdefault(str(col).lower(), col)
-    sources = feature_sources(df.columns, name, [f for f in FEATURE_COLUMNS if f not in column_map])
+        by_plain.setdefault(plain_name(col), col)
+    found = feature_sources(df.columns, name, [f for f in FEATURE_COLUMNS if f not in layout.column_map])
     renames: dict[str, str] = {}
     for feature in FEATURE_COLUMNS:
-        source = column_map.get(feature)
+        source = layout.column_map.get(feature)
         if source is not None:
-            if source not in df.columns:
+            source = source if source in df.columns else by_plain.get(plain_name(source))
+            if source is None:
                 raise ValueError(
-                    f"{name}: column {source!r} (mapped to {feature!r}) is not in the file; it has {list(df.columns)}"
+                    f"{name}: column {layout.column_map[feature]!r} (mapped to {feature!r}) is not in the file; "
+                    f"it has {list(df.columns)}"
                 )
         else:
-            source = sources.get(feature)
+            source = found.get(feature)
         if source is not None:
             renames[source] = feature
-    if timestamp_column:
-        if timestamp_column not in df.columns:
-            raise ValueError(
-                f"{name}: timestamp column {timestamp_column!r} is not in the file; it has {list(df.columns)}"
-            )
-        ts_source = timestamp_column
-    else:
-        found = next((by_lower[c] for c in TIMESTAMP_CANDIDATES if c in by_lower), None)
-        if found is None:
-            raise ValueError(
-                f"{name} has no timestamp column (looked for {list(TIMESTAMP_CANDIDATES)} in any case); "
-                f"it has {list(df.columns)}: name it with the timestamp column option"
-            )
-        ts_source = found
-    renames[ts_source] = "timestamps"
-    # parsed here, where the file's own column name is known for the error message
-    timestamps = parse_timestamps(df[ts_source], f"{name} column {ts_source!r}")
+    _check_price_stand_ins(df, renames, name)
+    sources = _timestamp_sources(df, by_plain, layout.timestamp_column, name)
+    # parsed here, where the file's own column names are known for the error message
+    timestamps = parse_timestamps(_joined(df, sources), f"{name} column {' + '.join(map(repr, sources))}")
     return df[list(renames)].rename(columns=renames).assign(timestamps=timestamps)
+
+
+STAND_INS = {  # what files call a price column (plain names), besides names that hold the field's own
+    "close": (
+        "last",
+        "price",
+        "adj close",
+        "adj_close",
+        "adjclose",
+        "close/last",
+        "settle",
+        "settlement",
+        "px_last",
+    ),
+    "open": ("first", "opening"),
+    "high": ("max", "hi"),
+    "low": ("min", "lo"),
+}
+
+
+def _check_price_stand_ins(df: pd.DataFrame, renames: dict[str, str], name: str) -> None:
+    """Refuse a table missing a price column that other columns could stand in for, naming them
+    and the exact mapping to pass (`--columns 'close=Adj Close'`)."""
+    found = set(renames.values())
+    free = [col for col in df.columns if col not in renames]
+    choices = {}
+    for feature in PRICE_COLUMNS:
+        if feature not in found:
+            stand_ins = [c for c in free if plain_name(c) in STAND_INS[feature] or feature in plain_name(c)]
+            if stand_ins:
+                choices[feature] = stand_ins
+    if not choices:
+        return
+    mapping = ",".join(f"{feature}={_quoted(columns[0])}" for feature, columns in choices.items())
+    listed = "; ".join(
+        f"{feature} could be {[str(c) for c in columns]}" for feature, columns in choices.items()
+    )
+    from_close = (
+        " and --ohlc-from-close"
+        if all(f not in found and f not in choices for f in ("open", "high", "low"))
+        else ""
+    )
+    python = ", ".join(f"{feature!r}: {str(columns[0])!r}" for feature, columns in choices.items())
+    raise ValueError(
+        f"{name} has no {' or '.join(repr(f) for f in choices)} column (it has {[str(c) for c in df.columns]}); "
+        f"{listed}: pass --columns {shlex.quote(mapping)}{from_close} (in Python, column_map={{{python}}})"
+    )
+
+
+def _quoted(column: object) -> str:
+    """A column name as a --columns entry writes it: quoted where it holds a comma or a quote."""
+    text = str(column)
+    if '"' in text:
+        return f"'{text}'"
+    return f'"{text}"' if "," in text or "'" in text else text
+
+
+TIME_OF_DAY = r"\s*\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*"
+
+
+def _timestamp_sources(
+    df: pd.DataFrame, by_plain: dict[str, str], timestamp_column: str | None, name: str
+) -> list[str]:
+    """The column(s) holding the timestamps: one, or a date column and a time column."""
+    if timestamp_column:
+        if timestamp_column in df.columns:
+            return [timestamp_column]
+        parts = [part.strip() for part in timestamp_column.split(",")]
+        found = [part if part in df.columns else by_plain.get(plain_name(part)) for part in parts]
+        missing = [part for part, column in zip(parts, found) if column is None]
+        if missing or len(parts) > 2:
+            what = (
+                f"{missing}"
+                if missing
+                else f"{timestamp_column!r} (give one column, or a date and a time column)"
+            )
+            raise ValueError(f"{name}: timestamp column {what} is not in the file; it has {list(df.columns)}")
+        return [str(column) for column in found]
+    date, time = by_plain.get("date"), by_plain.get("time")
+    if (
+        date is not None
+        and time is not None
+        and not any(c in by_plain for c in TIMESTAMP_CANDIDATES[:2] + ("datetime",))
+    ):
+        if df[time].astype(str).str.fullmatch(TIME_OF_DAY).all():
+            return [date, time]
+    column = next((by_plain[c] for c in TIMESTAMP_CANDIDATES if c in by_plain), None)
+    if column is None:
+        what = (
+            "its first line looks like data, not a header: add a header line such as "
+            "Date,Time,Open,High,Low,Close,Volume"
+            if _looks_like_data(df.columns)
+            else "name it with --timestamp-column (timestamp_column= in Python), or a date and a time column "
+            "as --timestamp-column Date,Time"
+        )
+        raise ValueError(
+            f"{name} has no timestamp column (looked for {list(TIMESTAMP_CANDIDATES)} in any case); it has "
+            f"{list(df.columns)}: {what}"
+        )
+    return [column]
+
+
+def _looks_like_data(columns: pd.Index) -> bool:
+    """Whether a header line reads as a row of numbers and dates (a file saved without a header)."""
+    data_like = sum(bool(re.fullmatch(r"[-+]?[\d.:/ ]+", str(c).strip())) for c in columns)
+    return data_like * 2 >= len(columns)
+
+
+def _joined(df: pd.DataFrame, sources: list[str]) -> pd.Series:
+    """The timestamps' text: one column as it is, or a date column and a time column joined."""
+    if len(sources) == 1:
+        return df[sources[0]]
+    date, time = (df[column] for column in sources)
+    if pd.api.types.is_datetime64_any_dtype(date):
+        date = date.dt.strftime("%Y-%m-%d")
+    joined = date.astype(str).str.strip() + " " + time.astype(str).str.strip()
+    return joined.where(date.notna() & time.notna())
 
 
 def series_from_frame(df: pd.DataFrame, name: str, key: object | None = None) -> Series:

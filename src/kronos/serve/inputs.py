@@ -31,12 +31,13 @@ from kronos.forecasting.schedules import FutureIndex, future_timestamps
 from kronos.forecasting.series import (
     CLOSE,
     FEATURE_COLUMNS,
+    MIN_HISTORY,
     Series,
     check_time_order,
     parse_timestamps,
     prepare_ohlcv,
 )
-from kronos.forecasting.tables import MIN_HISTORY, TableLayout, map_columns, read_table, series_from_frame
+from kronos.forecasting.tables import TableLayout, map_columns, read_table, series_from_frame
 from kronos.serve.schemas import Bar, ForecastOptions, Limits
 
 LIBRARY_ERRORS = (ValueError, TypeError, OverflowError)
