@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from kronos.engine.sampling import Sampling
-from kronos.evaluation.baselines import run_baseline
+from kronos.evaluation.baselines import gaussian_random_walk
 from kronos.forecasting.calibration import (
     MIN_ORIGINS,
     Calibration,
@@ -92,7 +92,7 @@ def test_fit_and_apply_refuse_what_they_cannot_do():
 def test_history_volatility_is_the_random_walk_baselines():
     rng = np.random.default_rng(3)
     history = lognormal_paths(rng, 4, 1, 30, 0.02)[:, 0]  # [4, 30, 6]
-    walk = run_baseline("gaussian_rw", history, 1, 4000, np.random.default_rng(0))[1][..., 3]
+    walk = gaussian_random_walk(history, 1, 4000, np.random.default_rng(0))[1][..., 3]
     spread = np.log(walk[:, :, 0] / history[:, None, -1, 3]).std(axis=1)
     np.testing.assert_allclose(spread, history_volatility(history[..., 3]), rtol=0.05)
 

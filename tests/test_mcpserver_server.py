@@ -50,7 +50,9 @@ async def stdio_session(root: Path):
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "kronos", "mcp", "--root", str(root), "--max-steps", "64"],
-        env={"HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(sys.path)},
+        # this process's environment: BLAS settings (OPENBLAS_CORETYPE...) pick kernels whose rounding
+        # the GARCH fits see, and the server's numbers are compared with the command's, run from here
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(sys.path)},
         cwd=str(root),
     )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:

@@ -172,7 +172,7 @@ def test_evaluate_command_on_ray_gives_the_local_numbers(cluster, tmp_path, caps
         local, on_ray = (pd.read_csv(tmp_path / where / name) for where in ("local", "ray"))
         pd.testing.assert_frame_equal(on_ray, local, check_exact=True, obj=name)
     records = pd.read_csv(tmp_path / "ray" / "records.csv")
-    assert set(records["series"]) == {"T00", "T01"} and records["method"].nunique() == 4
+    assert set(records["series"]) == {"T00", "T01"} and records["method"].nunique() == 6
     assert (
         len(records[(records["method"] == "kronos")]) == 2 * 5 * 4 * 5
     )  # series x origins x steps x columns

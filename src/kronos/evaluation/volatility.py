@@ -91,9 +91,12 @@ def _arch_fit(
     """(omega, alpha, beta, nu, next variance) of a converged fit (alpha + beta <= 1, as `arch`
     constrains it; persistent daily returns often reach the bound); None otherwise."""
     from arch import arch_model
+    from threadpoolctl import threadpool_limits
 
     model = arch_model(scaled, mean="Zero", vol="GARCH", p=1, q=1, dist=shocks, rescale=False)
-    with warnings.catch_warnings():
+    # BLAS on one thread: its threaded sums round differently, and the fit must not depend on the
+    # machine's thread count (the same file gives the same report everywhere)
+    with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
         warnings.simplefilter("ignore")
         try:
             result = model.fit(disp="off", show_warning=False)

@@ -359,7 +359,7 @@ def _calendars() -> ModuleType:
         return importlib.import_module("exchange_calendars")
     except ImportError as err:
         raise ImportError(
-            "exchange calendars need the exchange_calendars package: pip install 'kronos[calendars]'"
+            "exchange calendars need the exchange_calendars package: pip install 'kronos-forecasting[calendars]'"
         ) from err
 
 
