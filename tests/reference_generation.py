@@ -8,7 +8,7 @@ the engine (rows series-major), so for the same inputs and seed both give the sa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
@@ -35,9 +35,11 @@ def plain_generate_tokens(
     clip: float = 5,
     verbose: bool = False,
     window: str = "exact",
+    on_step: Callable[[int], None] | None = None,
 ) -> GeneratedTokens:
     """`generate_tokens`'s tokens by the plain loop ("exact" windows only: the streaming window
-    is tested against its own reference in test_engine_generation.py)."""
+    is tested against its own reference in test_engine_generation.py); `on_step(done)` after
+    each step, as there."""
     check_window(window)
     if window != "exact":
         raise ValueError("the plain loop is the reference of window='exact'")
@@ -51,7 +53,7 @@ def plain_generate_tokens(
     with eval_mode(tokenizer, model):
         history = tokenizer.encode(x.to(tokenizer.head.weight.dtype), half=True)
         generated = plain_loop(
-            model, history, full_stamp, max_context, batch.pred_len, sampling, random, range
+            model, history, full_stamp, max_context, batch.pred_len, sampling, random, _steps(on_step)
         )
     return GeneratedTokens(history, generated, sampling.sample_count, batch_invariant=random is not None)
 
@@ -109,3 +111,15 @@ def plain_decode_tokens(
         if gen_start == 0:
             return window
         return torch.cat([_decode_before_window(tokenizer, tokens, gen_start, max_context), window], dim=2)
+
+
+def _steps(on_step: Callable[[int], None] | None) -> Callable[[int], Iterator[int]]:
+    """range, calling on_step(i + 1) once step i is done."""
+
+    def steps(count: int) -> Iterator[int]:
+        for i in range(count):
+            yield i
+            if on_step is not None:
+                on_step(i + 1)
+
+    return steps
