@@ -23,10 +23,12 @@ import torch
 
 # A trial count is kept if the median of its steps' times is below this share of the current
 # count's median. Fewer threads must win clearly (20%): one-token steps barely slow down on fewer
-# threads, but passes of many tokens halve their speed on one of two. More threads win by any
-# margin. Medians: beside a busy core a step's time has a long tail (half a second, now and then).
+# threads under light load, but passes of many tokens halve their speed on one of two. More
+# threads must win by 10% (quiet, two threads take half the time of one): on a loaded machine
+# their steps are now fast, now very slow. Medians: beside a busy core a step's time has a long
+# tail (half a second, now and then).
 FEWER_MARGIN = 0.8
-MORE_MARGIN = 1.0
+MORE_MARGIN = 0.9
 # A trial ends at once when one of its steps takes this many times the current median: beside a
 # busy core, a step on too many threads can take a hundred times a quiet one.
 LOSING_STEP = 2.0
