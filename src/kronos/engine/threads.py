@@ -5,9 +5,10 @@ busy process (a laptop's or a shared server's normal state) one thread shares it
 step then takes as long as that thread's half share, and two threads on two cores run about 3x
 slower than quiet while one thread runs as fast as quiet (docs/performance.md). No thread count
 is right for both, and the load changes during a run, so `AdaptiveThreads` measures: it runs
-the one-token steps on its current count, every so often tries a neighbouring count for a few
+the one-token steps on its current count, every so often tries a neighbouring count for up to a few
 steps, and keeps whichever was faster (by the margins below); passes of many tokens run on the
-current count. A trial that loses waits twice as long before the next
+current count. The first trial comes after the first step: a call beside a busy core should not
+run long on too many threads before it knows. A trial that loses waits twice as long before the next
 (up to `longest_wait` steps), so a quiet machine pays little for the watching.
 
 The thread count changes no number: every kernel the engine uses computes a row the same way on
@@ -29,8 +30,9 @@ import torch
 # tail (half a second, now and then).
 FEWER_MARGIN = 0.8
 MORE_MARGIN = 0.9
-# A trial ends at once when one of its steps takes this many times the current median: beside a
-# busy core, a step on too many threads can take a hundred times a quiet one.
+# A trial ends at its first step no faster than the current count's median, and a trial whose
+# last step took this many times that median waits 4x longer for the next (else 2x): beside a busy
+# core, a step on too many threads can take a hundred times a quiet one.
 LOSING_STEP = 2.0
 
 
@@ -41,7 +43,7 @@ class AdaptiveThreads:
 
     most: int
     probe_steps: int = 3  # steps timed at a trial count (and kept at the current one)
-    first_wait: int = 4  # steps at the current count before the first trial, and after a win
+    first_wait: int = 1  # steps at the current count before the first trial, and after a win
     longest_wait: int = 128
     current: int = field(init=False)
     trial: int | None = field(init=False, default=None)
@@ -59,7 +61,7 @@ class AdaptiveThreads:
 
     def next_count(self) -> int:
         """The thread count for the next one-token step: the current one, or a trial's."""
-        if self.trial is None and self.wait <= 0 and len(self.current_times) >= self.probe_steps:
+        if self.trial is None and self.wait <= 0 and self.current_times:
             self.trial = self._neighbour()
         return self.current if self.trial is None else self.trial
 
@@ -67,8 +69,8 @@ class AdaptiveThreads:
         """The time of a one-token step just run on `count` threads (as `next_count` said)."""
         if count == self.trial:
             self.trial_times.append(seconds)
-            hopeless = seconds > LOSING_STEP * statistics.median(self.current_times)
-            if hopeless or len(self.trial_times) == self.probe_steps:
+            behind = seconds >= statistics.median(self.current_times)  # it cannot be winning
+            if behind or len(self.trial_times) == self.probe_steps:
                 self._decide()
         elif count == self.current:
             self.current_times = [*self.current_times, seconds][-self.probe_steps :]
