@@ -1,20 +1,33 @@
-"""What bounds a generation step on this machine: bytes a one-token step streams against memory
-bandwidth, and FLOPs of a window pass against matrix-multiply throughput (Kronos-small shapes).
+"""What bounds generation on this machine, and how close the engine comes: each scenario's floor
+beside its measured time, in one run (Kronos-small and Tokenizer-base shapes, random weights).
 
-    python benchmarks/machine_limits.py --threads 2
+    python benchmarks/machine_limits.py                        # A, B, C, fp32, 2 threads
+    python benchmarks/machine_limits.py --scenarios A C --repeat 3
 
-Bandwidth is a 256 MiB tensor copy (read + write) and throughput a [1024, 512] x [512, 1536]
-product, each the fastest of `--repeat` timings, in float32 and bfloat16. The floors it prints are
-what bench_generation.py's scenarios A-C cannot beat on this machine with these kernels.
+The machine: bandwidth is a 256 MiB tensor copy (read + write), throughput the packed oneDNN
+product the engine runs (`torch.ops.mkldnn._linear_pointwise`; F.linear where there is none) on a
+window pass's shape [1024, 512] x [512, 1536]; each the fastest of `--repeat` timings.
+
+A scenario's floor walks its steps as the engine does (`window_bounds`):
+- a one-token step (the window grows) must stream the model's weights and the keys and values it
+  attends to once: bytes / bandwidth;
+- a window pass (the window is full and slides: the whole window passed again) and the history
+  pass must multiply every token by the weights: FLOPs / throughput (attention's FLOPs counted);
+- the tokenizer's passes are left out (a few percent of a step's bytes): the floor is a lower bound.
+The issue's floor counts the one-token bytes for every step ("bytes x steps"); both are printed,
+with the measured time (fastest of `--repeat` in-process runs after a warm-up) and the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 
 import torch
+from bench_generation import SCENARIOS, Scenario, build, inputs
 
+from kronos.engine.generation import SeriesBatch, decode_tokens, generate_tokens, window_bounds
 from kronos.nn.config import KRONOS_SMALL, ModelConfig
 
 
@@ -36,9 +49,15 @@ def copy_bandwidth(dtype: torch.dtype, repeat: int) -> float:
 
 
 def matmul_flops(dtype: torch.dtype, repeat: int) -> float:
-    """FLOP/s of a [1024, 512] x [512, 1536] product, a window pass's typical shape."""
+    """FLOP/s of a [1024, 512] x [512, 1536] product (a window pass's typical shape) in the kernel
+    the engine's packed products use: oneDNN's on a packed weight where available."""
     x, w = torch.randn(1024, 512, dtype=dtype), torch.randn(1536, 512, dtype=dtype)
-    return 2 * 1024 * 512 * 1536 / fastest(lambda: torch.nn.functional.linear(x, w), repeat)
+    if torch.backends.mkldnn.is_available():  # type: ignore[no-untyped-call,unused-ignore]
+        packed = torch.ops.mkldnn._reorder_linear_weight(w, None)
+        product = lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")  # noqa: E731
+    else:
+        product = lambda: torch.nn.functional.linear(x, w)  # noqa: E731
+    return 2 * 1024 * 512 * 1536 / fastest(product, repeat)
 
 
 def step_weights(config: ModelConfig) -> int:
@@ -49,35 +68,117 @@ def step_weights(config: ModelConfig) -> int:
     return blocks + 2 * d * d + 4 * d * d + vocab * d
 
 
+@dataclass(frozen=True)
+class Machine:
+    bandwidth: float  # bytes/s
+    flops: float  # FLOP/s
+    itemsize: int
+
+
+@dataclass(frozen=True)
+class Floor:
+    """Seconds a scenario cannot beat: one-token steps at the bandwidth, the history pass and the
+    window passes at the throughput, and the issue's bytes x steps."""
+
+    steps: float
+    history: float
+    windows: float
+    n_steps: int
+    n_windows: int
+    bytes_per_step: float  # the issue's: every step streams one step's bytes
+
+    @property
+    def total(self) -> float:
+        return self.steps + self.history + self.windows
+
+
+def pass_flops(config: ModelConfig, prefix: int, paths: int, own: int) -> float:
+    """FLOPs of a pass over `prefix` tokens shared by `paths` paths of `own` tokens each (rows of
+    the products and their causal attention; the dependency layer keeps keys and values of all)."""
+    d, ff, layers = config.d_model, config.ff_dim, config.n_layers
+    tokens = prefix + paths * own
+    products = 2 * tokens * (layers * (4 * d * d + 3 * d * ff) + 2 * d * d)
+    attended = prefix * (prefix + 1) / 2 + paths * (own * prefix + own * (own + 1) / 2)
+    return products + 2 * 2 * attended * d * layers
+
+
+def floor(sc: Scenario, config: ModelConfig, machine: Machine) -> Floor:
+    """The scenario's steps as the engine takes them (`_last_position`), each at its bound."""
+    weights = step_weights(config) * machine.itemsize
+    kv_per_token = 2 * (config.n_layers + 1) * config.d_model * machine.itemsize
+    paths = sc.n_series * sc.sample_count
+    steps = history = windows = 0.0
+    n_steps = n_windows = 0
+    for step in range(sc.pred_len):
+        seq_len = sc.hist_len + step
+        start, prefix, gen_start = window_bounds(seq_len, sc.hist_len, sc.max_context)
+        if step == 0 or start > 0:  # the history pass, or the window passed again
+            own = step - gen_start
+            seconds = sc.n_series * pass_flops(config, prefix, sc.sample_count, own) / machine.flops
+            if step == 0:
+                history += seconds
+            else:
+                windows, n_windows = windows + seconds, n_windows + 1
+        else:
+            held = sc.n_series * min(sc.hist_len, sc.max_context) + paths * step
+            steps += (weights + held * kv_per_token) / machine.bandwidth
+            n_steps += 1
+    full_kv = paths * sc.max_context * kv_per_token
+    return Floor(steps, history, windows, n_steps, n_windows, (weights + full_kv) / machine.bandwidth)
+
+
+def measured_seconds(sc: Scenario, dtype: torch.dtype, repeat: int) -> float:
+    """The fastest of `repeat` in-process runs (generate and decode) after a warm-up."""
+    tokenizer, model = build("cpu", dtype)
+    x, x_stamp, y_stamp = inputs(sc, "cpu")
+    sampling = sc.sampling()
+
+    def run(batch: SeriesBatch, max_context: int) -> None:
+        torch.manual_seed(2)
+        tokens = generate_tokens(tokenizer, model, batch, sampling, max_context)
+        decode_tokens(tokenizer, tokens, max_context)
+
+    run(SeriesBatch(x[:1], x_stamp[:1], y_stamp[:1, :3]), sc.hist_len + 1)
+    batch = SeriesBatch(x, x_stamp, y_stamp)
+    return fastest(lambda: run(batch, sc.max_context), repeat)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=3, help="timings per measurement; the fastest counts")
+    parser.add_argument("--scenarios", nargs="*", default=["A", "B", "C"], choices=list(SCENARIOS))
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    weights = step_weights(KRONOS_SMALL)
-    d, layers = KRONOS_SMALL.d_model, KRONOS_SMALL.n_layers
     print(
-        f"torch {torch.__version__}, {args.threads} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}"
-    )
-    print(
+        f"torch {torch.__version__}, {args.threads} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
         f"oneDNN bf16 kernels (the CPU's bf16 instructions): {torch.ops.mkldnn._is_mkldnn_bf16_supported()}"
     )
-    # B's slide: the 400-token history part once, then 5 paths x ~116 generated tokens
-    window_tokens = 400 + 5 * 116
-    window_flops = 2 * window_tokens * layers * (4 * d * d + 3 * d * KRONOS_SMALL.ff_dim)
+    weights = step_weights(KRONOS_SMALL)
+    machines = {}
     for dtype in (torch.float32, torch.bfloat16):
         size = torch.finfo(dtype).bits // 8
-        bandwidth, flops = copy_bandwidth(dtype, args.repeat), matmul_flops(dtype, args.repeat)
-        kv = 2 * layers * 512 * d * size  # one row's keys and values at a full 512-token window
-        step_bytes = weights * size + kv
+        machines[dtype] = Machine(copy_bandwidth(dtype, args.repeat), matmul_flops(dtype, args.repeat), size)
+        m = machines[dtype]
         print(
-            f"{str(dtype):15s} memory {bandwidth / 1e9:5.1f} GB/s, matmul {flops / 1e9:6.1f} GFLOP/s; "
-            f"a one-token step streams {step_bytes / 1e6:5.1f} MB (weights {weights * size / 1e6:.1f} MB): "
-            f">= {step_bytes / bandwidth * 1e3:5.2f} ms; B's window pass {window_flops / 1e9:.1f} GFLOP: "
-            f">= {window_flops / flops:.2f} s"
+            f"{str(dtype):15s} memory {m.bandwidth / 1e9:5.1f} GB/s, packed matmul {m.flops / 1e9:6.1f} GFLOP/s; "
+            f"weights of a one-token step {weights * size / 1e6:.1f} MB: >= {weights * size / m.bandwidth * 1e3:.2f} ms"
+        )
+    dtype = getattr(torch, args.dtype)
+    for name in args.scenarios:
+        sc = SCENARIOS[name]
+        f = floor(sc, KRONOS_SMALL, machines[dtype])
+        seconds = measured_seconds(sc, dtype, args.repeat)
+        issue = f.bytes_per_step * sc.pred_len
+        print(
+            f"[{name}] {sc.note}, {args.dtype}: {seconds:.3f} s; floor {f.total:.3f} s "
+            f"({f.n_steps} one-token steps {f.steps:.3f} s + history pass {f.history:.3f} s + "
+            f"{f.n_windows} window passes {f.windows:.3f} s): {seconds / f.total:.2f}x; "
+            f"issue's floor (bytes x {sc.pred_len} steps) {issue:.3f} s: {seconds / issue:.2f}x",
+            flush=True,
         )
 
 

@@ -17,7 +17,10 @@ def engine(request, monkeypatch):
 
         import kronos.forecasting.core as core
 
-        monkeypatch.setattr(core, "generate_tokens", plain_generate_tokens)
+        def plain(*args, threads=None, **kwargs):  # the plain loop runs on torch's thread count
+            return plain_generate_tokens(*args, **kwargs)
+
+        monkeypatch.setattr(core, "generate_tokens", plain)
         monkeypatch.setattr(core, "decode_tokens", plain_decode_tokens)
     return request.param
 

@@ -13,6 +13,7 @@ from reference_generation import plain_decode_tokens, plain_generate_tokens
 from kronos import auto_regressive_inference
 from kronos.engine.generation import SeriesBatch, decode_tokens, generate_tokens
 from kronos.engine.sampling import Sampling
+from kronos.engine.threads import AdaptiveThreads
 from kronos.nn.layers import apply_rotary
 
 torch.set_num_threads(1)
@@ -274,3 +275,18 @@ def test_unknown_window_is_refused():
     )
     with pytest.raises(ValueError, match="window must be one of"):
         generate_tokens(tokenizer, model, *args, window="sliding")
+
+
+def test_adaptive_threads_change_no_token_and_leave_torchs_count_as_it_was():
+    tokenizer, model, args = greedy_case(SHAPES["slides"], 3)
+    fixed = generate_tokens(tokenizer, model, *args)
+    seen: list[int] = []
+    hook = model.head.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    try:
+        threads = AdaptiveThreads(2, probe_steps=1, first_wait=1)  # a trial at the second one-token step
+        adapted = generate_tokens(tokenizer, model, *args, threads=threads)
+    finally:
+        hook.remove()
+    assert {1, 2} <= set(seen) and torch.get_num_threads() == 1
+    for a, b in zip(fixed.generated, adapted.generated):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

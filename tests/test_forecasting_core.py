@@ -17,6 +17,7 @@ from helpers import quantiles, random_bars
 import kronos.forecasting.core
 from kronos import Kronos, KronosPredictor, KronosTokenizer
 from kronos.engine.sampling import Sampling
+from kronos.engine.threads import AdaptiveThreads
 from kronos.forecasting.calibration import Calibration, PastOrigins, history_volatility
 from kronos.forecasting.core import Forecast, GenerationCancelled, cpu_has_bf16_kernels, stop_when
 from kronos.forecasting.series import FEATURE_COLUMNS, Series
@@ -255,6 +256,41 @@ def test_small_models_generate_on_one_thread_unless_the_user_chose(tiny_model, t
         assert threads_while_generating(predictor, frame) == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_larger_models_adapt_their_threads_step_by_step_unless_the_user_chose(
+    tiny_model, tiny_tokenizer, monkeypatch
+):
+    """A model above SMALL_MODEL_PARAMETERS gets the engine's AdaptiveThreads from torch's count
+    (it may drop a thread beside a busy core); a count the user chose is kept fixed."""
+    given: list[object] = []
+    generate = kronos.forecasting.core.generate_tokens
+
+    def recorded(*args, threads=None, **kwargs):
+        given.append(threads)
+        return generate(*args, threads=threads, **kwargs)
+
+    monkeypatch.setattr(kronos.forecasting.core, "generate_tokens", recorded)
+    monkeypatch.setattr(kronos.forecasting.core, "SMALL_MODEL_PARAMETERS", 0)  # the tiny model is "large"
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(variable, raising=False)
+    frame = random_bars(40)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(kronos.forecasting.core, "_TORCH_THREADS", 2)
+        adapting = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64)
+        quantiles(adapting, frame)
+        quantiles(adapting, frame)
+        fixed = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64, num_threads=2)
+        quantiles(fixed, frame)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    adaptive, again, chosen = given
+    assert isinstance(adaptive, AdaptiveThreads) and adaptive.most == 2
+    assert again is adaptive  # what it learnt carries over to the predictor's next call
+    assert chosen is None
 
 
 @pytest.mark.parametrize("device", ["gpu", "cuda:0", "tpu"])

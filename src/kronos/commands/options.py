@@ -131,7 +131,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        help="CPU threads (default: 1 for models under 5M parameters, else torch's default)",
+        help="CPU threads (default: 1 for models under 5M parameters, else up to torch's default, fewer while they run slower (beside a busy core))",
     )
 
 

@@ -19,6 +19,7 @@ so the draws come in upstream's order.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from tqdm.auto import trange
 from kronos.engine.cache import CacheLayout, KVCache
 from kronos.engine.packing import packed_products
 from kronos.engine.sampling import Sampling, SeriesRandom, draw_tokens, series_key
+from kronos.engine.threads import AdaptiveThreads, set_threads
 from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
 
@@ -91,6 +93,7 @@ def _generate(
     window: str,
     batch_invariant: bool,
     pred_len: int,
+    threads: AdaptiveThreads | None,
 ) -> TokenPair:
     n_series, hist_len = history[0].shape
     n_paths = sampling.sample_count
@@ -109,13 +112,28 @@ def _generate(
     cache = KVCache.for_model(model, layout, fused=not batch_invariant)
     run = Run(model, cache, history, generated, stamps, max_context, streaming)
     for i in progress(pred_len):
+        one_token = i > 0 and (streaming or hist_len + i <= max_context)
+        count = _step_threads(threads, one_token)
+        started = time.perf_counter()
         s1_logits, last = _last_position(run, i)
         s1 = draw_tokens(s1_logits.float(), sampling, None if random is None else random.uniforms(i, 0))
         s2_logits = model.decode_s2(last, s1[:, None], cache=cache)[:, -1]
         s2 = draw_tokens(s2_logits.float(), sampling, None if random is None else random.uniforms(i, 1))
         generated[0][:, i] = s1
         generated[1][:, i] = s2
+        if threads is not None and count is not None:
+            threads.record(count, time.perf_counter() - started)
     return generated
+
+
+def _step_threads(threads: AdaptiveThreads | None, one_token: bool) -> int | None:
+    """Set the step's thread count: what `threads` asks for a one-token step (returned, for its
+    time to be recorded), else its current count (passes of many tokens are not compared)."""
+    if threads is None:
+        return None
+    count = threads.next_count() if one_token else threads.current
+    set_threads(count)
+    return count if one_token else None
 
 
 def _last_position(run: Run, step: int) -> TokenPair:
@@ -194,6 +212,7 @@ def generate_tokens(
     window: str = "exact",
     batch_invariant: bool | None = None,
     on_step: Callable[[int], None] | None = None,
+    threads: AdaptiveThreads | None = None,
 ) -> GeneratedTokens:
     """Tokenize each series' history once and sample `sampling.sample_count` token paths of
     `batch.pred_len` tokens per series, the model seeing at most `max_context` tokens.
@@ -205,6 +224,9 @@ def generate_tokens(
     rounding may depend on the batch. `window` is how a full context window slides (`WINDOWS`).
     `on_step(done)` is called after each step with the steps done: a caller watches progress
     through it, and stops generation between two steps by raising from it.
+    `threads`, if given, sets torch's CPU thread count step by step (`AdaptiveThreads`: the
+    numbers do not change); torch's count is restored afterwards, and `threads.current` holds
+    the count it settled on.
     Runs in eval mode; the modules' training flags are restored afterwards.
     """
     if int(max_context) <= 0:
@@ -222,21 +244,26 @@ def generate_tokens(
     progress: Progress = trange if verbose else range
     if on_step is not None:
         progress = _watched(progress, on_step)
+    before = torch.get_num_threads()
     with eval_mode(tokenizer, model):
         history = tokenizer.encode(x.to(tokenizer.head.weight.dtype), half=True)
         with packed_products(invariant):
-            generated = _generate(
-                model,
-                history,
-                full_stamp,
-                max_context,
-                sampling,
-                random,
-                progress,
-                window,
-                invariant,
-                batch.pred_len,
-            )
+            try:
+                generated = _generate(
+                    model,
+                    history,
+                    full_stamp,
+                    max_context,
+                    sampling,
+                    random,
+                    progress,
+                    window,
+                    invariant,
+                    batch.pred_len,
+                    threads,
+                )
+            finally:
+                set_threads(before)
     return GeneratedTokens(history, generated, sampling.sample_count, batch_invariant=invariant)
 
 

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from kronos.engine.generation import WINDOWS as WINDOWS  # the choices of `window`, for front ends
 from kronos.engine.generation import SeriesBatch, check_window, decode_tokens, generate_tokens
 from kronos.engine.sampling import Sampling
+from kronos.engine.threads import AdaptiveThreads
 from kronos.forecasting.actions import SplitWarning, jumps_note
 from kronos.forecasting.calibration import (
     MIN_ORIGINS,
@@ -268,6 +269,7 @@ class ForecastingCore:
         self.model = _placed(model, self.device, self.dtype)
         self.tokenizer = _placed(tokenizer, self.device, self.dtype)
         self.n_parameters = model.config.parameter_count
+        self._adaptive_threads: dict[int, AdaptiveThreads] = {}  # per machine count, learnt across calls
 
     @property
     def lookback(self) -> int:
@@ -485,7 +487,7 @@ class ForecastingCore:
     ) -> np.ndarray:
         """The engine, called here alone: decoded normalised paths [k, sample_count, >= pred_len, 6]
         of series of one history length."""
-        with self._generation_threads():
+        with self._generation_threads() as threads:
             batch = SeriesBatch(
                 self._tensor([h.x for h in group]),
                 self._tensor([h.x_stamp for h in group]),
@@ -494,8 +496,10 @@ class ForecastingCore:
             )
             tokens = generate_tokens(
                 self.tokenizer, self.model, batch, sampling, self.max_context, self.clip,
-                verbose=verbose, window=self.window, on_step=on_step,
+                verbose=verbose, window=self.window, on_step=on_step, threads=threads,
             )  # fmt: skip
+            if threads is not None:  # decode on the count generation settled on
+                torch.set_num_threads(threads.current)
             paths = decode_tokens(self.tokenizer, tokens, self.max_context)
         return np.asarray(paths.float().cpu().numpy())
 
@@ -562,21 +566,27 @@ class ForecastingCore:
         return 2 * tokens * self.model.d_model * layers * 2 * itemsize
 
     @contextmanager
-    def _generation_threads(self) -> Iterator[None]:
-        """torch's CPU thread count for a generation call (`num_threads` in the class docstring)."""
+    def _generation_threads(self) -> Iterator[AdaptiveThreads | None]:
+        """torch's CPU thread count for a generation call (`num_threads` in the class docstring):
+        a count the user chose, one for a small model, else the predictor's `AdaptiveThreads` from
+        torch's count (yielded, for the engine to choose step by step; what it learnt of the
+        machine's load carries over to the next call); restored afterwards."""
         wanted = self.num_threads
-        if wanted is None and self.n_parameters < SMALL_MODEL_PARAMETERS:
-            chosen = (
-                any(os.environ.get(v) for v in _THREAD_VARIABLES) or torch.get_num_threads() != _TORCH_THREADS
-            )
-            wanted = None if chosen else 1
-        before = torch.get_num_threads()
-        if self.device.type != "cpu" or wanted is None or wanted == before:
-            yield
+        chosen = (
+            any(os.environ.get(v) for v in _THREAD_VARIABLES) or torch.get_num_threads() != _TORCH_THREADS
+        )
+        if wanted is None and self.n_parameters < SMALL_MODEL_PARAMETERS and not chosen:
+            wanted = 1
+        if self.device.type != "cpu":
+            yield None
             return
-        torch.set_num_threads(wanted)
+        before = torch.get_num_threads()
+        adaptive = None
+        if wanted is None and not chosen and before > 1:
+            adaptive = self._adaptive_threads.setdefault(before, AdaptiveThreads(before))
         try:
-            yield
+            torch.set_num_threads(before if wanted is None else wanted)
+            yield adaptive
         finally:
             torch.set_num_threads(before)
 

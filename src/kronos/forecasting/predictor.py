@@ -61,9 +61,11 @@ class KronosPredictor(UpstreamMethods):
         see just the bars the model sees; the default "history" uses them all, as upstream.
 
         `num_threads` sets torch's CPU threads while generating. Without it, a model under 5M
-        parameters generates on one thread (faster: its matrices are too small to share out),
-        unless torch's thread count was changed after kronos was imported or OMP_NUM_THREADS /
-        MKL_NUM_THREADS is set; the count is restored after each call. `memory_budget` (bytes) bounds
+        parameters generates on one thread (faster: its matrices are too small to share out), and
+        a larger one adapts torch's count step by step (`kronos.engine.threads`: beside a busy core
+        it drops a thread; what it learns carries over to the next call), unless torch's thread
+        count was changed after kronos was imported or OMP_NUM_THREADS / MKL_NUM_THREADS is set;
+        the count is restored after each call. `memory_budget` (bytes) bounds
         one generation call's estimated memory: larger batches are split, and one series that needs
         more is refused. A predictor holds no per-call state: threads may share one (use `seed=`). The
     model and tokenizer given are not changed: where `device` or `dtype` differ from theirs, the
