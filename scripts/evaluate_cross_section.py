@@ -32,19 +32,10 @@ def main() -> None:
     args = parser.parse_args()
     series = [one for one in load_series([UNIVERSE], TableLayout("symbol")) if one.key not in IN_TRAINING]
     predictor = KronosPredictor.from_pretrained(args.model)
-    settings = CrossSection(horizon=5, rebalance=5, cost_bps=10, sampling=Sampling(sample_count=20, seed=0))
+    settings = CrossSection(horizon=5, rebalance=5, sampling=Sampling(sample_count=20, seed=0))
     result = evaluate_cross_section(series, predictor, settings)
     result.write_report(args.out)
-    columns = [
-        "rank_ic_mean",
-        "rank_ic_t",
-        "ic_mean",
-        "icir",
-        "turnover",
-        "long_short_return_net",
-        "long_short_sharpe_net",
-    ]
-    print(result.summary[columns].to_string(float_format=lambda v: f"{v:.4g}"))
+    print(result.headline())
     print(
         f"report: {args.out / 'report.md'} ({len(series)} stocks, left out as seen in training: {IN_TRAINING})"
     )

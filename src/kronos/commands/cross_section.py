@@ -17,7 +17,7 @@ from kronos.commands.options import (
 )
 from kronos.engine.sampling import Sampling
 from kronos.evaluation.baselines import BASELINES
-from kronos.evaluation.cross_section import CrossSection, check_top_k, evaluate_cross_section
+from kronos.evaluation.cross_section import COST_BPS, CrossSection, check_top_k, evaluate_cross_section
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.forecasting.series import Series
@@ -25,16 +25,6 @@ from kronos.forecasting.tables import TableLayout, load_series
 from kronos.io import check_output_dir
 from kronos.ray.engine import RayEngine
 
-COST_BPS = 10.0
-SUMMARY_COLUMNS = [
-    "rank_ic_mean",
-    "rank_ic_t",
-    "ic_mean",
-    "icir",
-    "turnover",
-    "long_short_return_net",
-    "long_short_sharpe_net",
-]
 # single-series options that mean nothing to a cross-section: refused rather than ignored
 SINGLE_SERIES_ONLY = {
     "calibrate": "--calibrate",
@@ -133,6 +123,6 @@ def run_cross_section(args: argparse.Namespace) -> int:
             )
     result = evaluate_cross_section(universe, predictor, settings, engine=engine, progress=not args.quiet)
     written = result.write_report(args.out, plots=not args.no_plots)
-    print(result.summary[SUMMARY_COLUMNS].to_string(float_format=lambda v: f"{v:.4g}"))
+    print(result.headline())
     print(f"report: {written['report.md']}")
     return 0

@@ -56,6 +56,18 @@ MIN_SERIES = 5  # a universe smaller than this has no cross-section worth rankin
 DAYS_PER_YEAR = 365.25
 
 
+COST_BPS = 10.0  # default cost per unit of weight traded, basis points
+SUMMARY_COLUMNS = [  # what a terminal summary of the methods shows
+    "rank_ic_mean",
+    "rank_ic_t",
+    "ic_mean",
+    "icir",
+    "turnover",
+    "long_short_return_net",
+    "long_short_sharpe_net",
+]
+
+
 @dataclass(frozen=True)
 class CrossSection:
     """What a cross-sectional evaluation scores, and how. Checked when made.
@@ -75,7 +87,7 @@ class CrossSection:
     horizon: int
     rebalance: int | None = None
     top_k: int | None = None
-    cost_bps: float = 10.0
+    cost_bps: float = COST_BPS
     quantiles: int = 5
     momentum_lookbacks: tuple[int, ...] = (5, 20)
     reversal_lookback: int = 1
@@ -175,6 +187,10 @@ class CrossSectionResult:
     @property
     def methods(self) -> list[str]:
         return list(self.summary.index)
+
+    def headline(self) -> str:
+        """The methods' SUMMARY_COLUMNS as a text table, as the command and the scripts print it."""
+        return str(self.summary[SUMMARY_COLUMNS].to_string(float_format=lambda v: f"{v:.4g}"))
 
     def write_report(self, out_dir: str | Path, plots: bool = True) -> dict[str, Path]:
         """cross_section.csv, the per-date tables, plots and report.md in `out_dir` (written whole or not at all)."""
