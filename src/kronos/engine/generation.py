@@ -112,28 +112,43 @@ def _generate(
     cache = KVCache.for_model(model, layout, fused=not batch_invariant)
     run = Run(model, cache, history, generated, stamps, max_context, streaming)
     for i in progress(pred_len):
-        one_token = i > 0 and (streaming or hist_len + i <= max_context)
-        count = _step_threads(threads, one_token)
-        started = time.perf_counter()
-        s1_logits, last = _last_position(run, i)
-        s1 = draw_tokens(s1_logits.float(), sampling, None if random is None else random.uniforms(i, 0))
-        s2_logits = model.decode_s2(last, s1[:, None], cache=cache)[:, -1]
-        s2 = draw_tokens(s2_logits.float(), sampling, None if random is None else random.uniforms(i, 1))
-        generated[0][:, i] = s1
-        generated[1][:, i] = s2
-        if threads is not None and count is not None:
-            threads.record(count, time.perf_counter() - started)
-    return generated
+        if threads is None:
+            _step(run, i, sampling, random)
+        else:
+            one_token = i > 0 and (streaming or hist_len + i <= max_context)
+            _step_with_threads(run, i, sampling, random, threads, one_token)
+    return run.generated
 
 
-def _step_threads(threads: AdaptiveThreads | None, one_token: bool) -> int | None:
-    """Set the step's thread count: what `threads` asks for a one-token step (returned, for its
-    time to be recorded), else its current count (passes of many tokens are not compared)."""
-    if threads is None:
-        return None
-    count = threads.next_count() if one_token else threads.current
+def _step(run: Run, i: int, sampling: Sampling, random: SeriesRandom | None) -> None:
+    """Generated token pair i of every path: s1 from the last position, then s2 conditioned on it."""
+    s1_logits, last = _last_position(run, i)
+    s1 = draw_tokens(s1_logits.float(), sampling, None if random is None else random.uniforms(i, 0))
+    s2_logits = run.model.decode_s2(last, s1[:, None], cache=run.cache)[:, -1]
+    s2 = draw_tokens(s2_logits.float(), sampling, None if random is None else random.uniforms(i, 1))
+    run.generated[0][:, i] = s1
+    run.generated[1][:, i] = s2
+
+
+def _step_with_threads(
+    run: Run,
+    i: int,
+    sampling: Sampling,
+    random: SeriesRandom | None,
+    threads: AdaptiveThreads,
+    one_token: bool,
+) -> None:
+    """`_step` at the thread count `threads` asks for a one-token step, whose time it records; a
+    pass of many tokens runs at its current count and is not compared."""
+    if not one_token:
+        set_threads(threads.current)
+        _step(run, i, sampling, random)
+        return
+    count = threads.next_count()
     set_threads(count)
-    return count if one_token else None
+    started = time.perf_counter()
+    _step(run, i, sampling, random)
+    threads.record(count, time.perf_counter() - started)
 
 
 def _last_position(run: Run, step: int) -> TokenPair:
