@@ -9,7 +9,7 @@ import torch
 from helpers import random_inputs, random_pair
 
 from kronos import Kronos
-from kronos.engine.cache import CacheLayout, KVCache
+from kronos.engine.cache import CacheLayout, KVCache, attention
 from kronos.engine.packing import packed_products
 from kronos.nn.config import KRONOS_SMALL
 
@@ -66,3 +66,17 @@ def test_cached_logits_do_not_depend_on_the_batch(n_paths):
         for series in ([0, 4], [0, 2, 1], [0, 5, 3, 2, 1]):
             for a, b in zip(alone, logits(series)):
                 assert torch.equal(a, b), series
+
+
+@pytest.mark.parametrize(("queries", "prefix", "own"), [(1, 9, 4), (6, 9, 6), (5, 7, 11), (70, 3, 80)])
+def test_fused_attention_over_two_parts_is_one_softmax_over_both(queries, prefix, own):
+    """The fused kernel over a series' keys and each path's own, merged by log-sum-exp, gives the
+    attention written out as one softmax over both (to float32 rounding)."""
+    gen = torch.Generator().manual_seed(queries)
+    n_series, paths, heads, dim = 2, 3, 4, 16
+    q = torch.randn(n_series * paths, heads, queries, dim, generator=gen)
+    shared = tuple(torch.randn(n_series, heads, prefix, dim, generator=gen) for _ in range(2))
+    own_kv = tuple(torch.randn(n_series * paths, heads, own, dim, generator=gen) for _ in range(2))
+    written_out = attention(q, shared, own_kv, fused=False)
+    fused = attention(q, shared, own_kv, fused=True)
+    torch.testing.assert_close(fused, written_out, rtol=1e-5, atol=1e-6)

@@ -45,13 +45,20 @@ def attention(q: torch.Tensor, shared: KeysValues, own: KeysValues | None, fused
 
     Written out (scores, softmax in float32, weighted values), a row's arithmetic depends on its
     own inputs alone, so a row gets the same numbers alone or batched, on any number of threads.
-    Queries go in blocks of ATTENTION_BLOCK, each over the keys it may see. `fused` (without an
-    own part) takes PyTorch's fused kernel instead: faster, above all for one query, but rounded
+    Queries go in blocks of ATTENTION_BLOCK, each over the keys it may see. `fused` takes
+    PyTorch's fused kernel instead (with an own part, on CPU only: `_fused_two_parts`): faster, above all for one query, but rounded
     in a way that may depend on the batch and the threads (PyTorch's fused CPU kernel rounds
     short queries differently on different threads).
     """
-    if own is None and fused:
+    if fused and own is None:
         return _fused(q, *shared)
+    if (
+        fused
+        and own is not None
+        and q.device.type == "cpu"
+        and min(q.shape[2], shared[0].shape[2], own[0].shape[2])
+    ):
+        return _fused_two_parts(q, shared, own)  # (the fused kernel takes no empty part)
     n = q.shape[2]
     q = q * q.shape[-1] ** -0.5
     out = []
@@ -95,6 +102,36 @@ def _two_parts(q: torch.Tensor, shared: KeysValues, own: KeysValues, later: int)
     n_p = scores_p.shape[-1]
     out_p = by_row(weights[..., :n_p] @ pv)
     return out_p + by_row(weights[..., n_p:]) @ sv[:, :, :end]
+
+
+def _fused_two_parts(q: torch.Tensor, shared: KeysValues, own: KeysValues) -> torch.Tensor:
+    """`_two_parts` in PyTorch's fused CPU kernel: the paths' queries over their series' keys (one
+    call per series, the paths' queries side by side), then over their own (causal), each part
+    normalised on its own, the two merged by their log-sum-exps into one softmax over both. A
+    window pass of 5 paths attends about 2.5x faster so than written out in blocks."""
+    (pk, pv), (sk, sv) = shared, own
+    rows, heads, m, d = q.shape
+    n_series = pk.shape[0]
+    paths = rows // n_series
+    by_series = q.view(n_series, paths, heads, m, d).transpose(1, 2).reshape(n_series, heads, paths * m, d)
+    out_p, lse_p = _FLASH_CPU(by_series, pk, pv)
+    out_p = out_p.view(n_series, heads, paths, m, d).transpose(1, 2).reshape(rows, heads, m, d)
+    lse_p = lse_p.view(n_series, heads, paths, m).transpose(1, 2).reshape(rows, heads, m)
+    length = sk.shape[2]
+    if m == 1:
+        out_s, lse_s = _FLASH_CPU(q, sk, sv)
+    elif m == length:
+        out_s, lse_s = _FLASH_CPU(q, sk, sv, is_causal=True)
+    else:
+        hidden = q.new_zeros(m, length).masked_fill_(~visible_keys(length, m, q.device), -float("inf"))
+        out_s, lse_s = _FLASH_CPU(q, sk, sv, attn_mask=hidden)  # (it takes an additive mask only)
+    top = torch.maximum(lse_p, lse_s)
+    weight_p, weight_s = (lse_p - top).exp_()[..., None], (lse_s - top).exp_()[..., None]
+    merged: torch.Tensor = (out_p.float() * weight_p + out_s.float() * weight_s) / (weight_p + weight_s)
+    return merged.to(q.dtype)
+
+
+_FLASH_CPU = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu  # (out, logsumexp)
 
 
 def _fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
