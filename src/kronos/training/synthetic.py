@@ -85,7 +85,7 @@ class MarketSpec:
     overnight: float = 0.2
     closed_day_share: float = 0.1
     open_boost: float = 2.0
-    close_boost: float = 0.8
+    close_boost: float = 1.2
     daily_volume: float = 1e6
     volume_noise: float = 0.35
 
