@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from dataclasses import replace
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from kronos.forecasting.tables import load_series
 from kronos.training.synthetic import (
     CORPUS_MIX,
+    GENERATOR_VERSION,
     MarketSpec,
     corpus_specs,
     session_days,
@@ -224,3 +229,32 @@ def test_corpus_arguments_are_checked():
         corpus_specs(0, seed=0)
     with pytest.raises(ValueError, match="mix"):
         corpus_specs(3, seed=0, mix={("equity", "1d"): -1.0})
+
+
+def build_script():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "build_synthetic_data.py"
+    spec = importlib.util.spec_from_file_location("build_synthetic_data", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_corpus_script_writes_files_the_trainer_reads(tmp_path):
+    written = build_script().build(tmp_path / "corpus", n_series=3, seed=9, bars=300)
+    manifest = json.loads((tmp_path / "corpus" / "synthetic.json").read_text())
+    assert manifest["generator_version"] == GENERATOR_VERSION and manifest["seed"] == 9
+    assert [f["file"] for f in manifest["files"]] == [p.name for p in written]
+    loaded = load_series(written)
+    for one, record, spec in zip(loaded, manifest["files"], corpus_specs(3, seed=9, bars=300)):
+        assert record["spec"] == json.loads(json.dumps(spec_record(spec)))
+        expected = synthetic_series(spec)
+        np.testing.assert_allclose(one.bars[:, 3], expected["close"], rtol=1e-12)
+        np.testing.assert_allclose(one.bars[:, 5], expected["amount"], rtol=1e-12)
+        assert (one.timestamps == expected["timestamps"].to_numpy()).all()
+    assert sorted(p.name for p in (tmp_path / "corpus").iterdir()) == sorted(
+        [*record_names(manifest), "synthetic.json"]
+    )
+
+
+def record_names(manifest: dict) -> list[str]:
+    return [f["file"] for f in manifest["files"]]
