@@ -74,10 +74,10 @@ class MarketSpec:
     tick: float = 0.01
     annual_vol: float = 0.25
     drift: float = 0.0
-    garch: tuple[float, float, float] = (0.04, 0.08, 0.88)
+    garch: tuple[float, float, float] = (0.02, 0.12, 0.88)
     sv_halflife_days: float = 20.0
     sv_sd: float = 0.3
-    sv_leverage: float = -0.5
+    sv_leverage: float = -0.6
     tail_dof: float = 6.0
     jumps_per_year: float = 3.0
     jump_sd: float = 3.0
@@ -212,8 +212,8 @@ def _day_weights(spec: MarketSpec) -> tuple[np.ndarray, np.ndarray]:
     edges = np.arange(0, len(minutes), per_bar)
     weight = np.add.reduceat(variance, edges)
     weight /= weight.sum()
-    # volume follows the volatility U, less steeply (an elasticity of 0.8 per minute)
-    volume = np.add.reduceat(variance**0.4, edges)
+    # volume follows the volatility U (in proportion to the volatility intensity)
+    volume = np.add.reduceat(variance**0.5, edges)
     return weight, volume / volume.sum()
 
 
@@ -345,9 +345,8 @@ def _volume(spec: MarketSpec, grid: _Grid, moves: _Moves, rng: np.random.Generat
     log_volume = (
         np.log(spec.daily_volume * grid.volume_share)
         + 0.6 * state
-        + 0.25 * np.minimum(size, 8)
+        + 0.15 * np.minimum(size, 8)
         + spec.volume_noise * rng.standard_normal(len(size))
-        - 0.25
     )
     return np.maximum(np.round(np.exp(log_volume)), 1)
 
@@ -381,12 +380,12 @@ CORPUS_MIX: dict[tuple[str, str], float] = {
 # where they differ. `persistence` is alpha + gamma/2 + beta of the GJR-GARCH.
 KNOB_RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "common": {
-        "alpha": (0.02, 0.08),
-        "gamma": (0.02, 0.12),
+        "alpha": (0.01, 0.06),
+        "gamma": (0.06, 0.18),
         "persistence": (0.85, 0.98),
         "sv_halflife_days": (5.0, 60.0),
         "sv_sd": (0.15, 0.45),
-        "sv_leverage": (-0.7, -0.2),
+        "sv_leverage": (-0.8, -0.3),
         "tail_dof": (4.0, 10.0),
         "jumps_per_year": (0.0, 10.0),
         "jump_sd": (2.0, 6.0),
