@@ -60,7 +60,7 @@ class MarketSpec:
     Volatilities are of log returns; `annual_vol` is the normal regime's close-to-close level.
     `garch` is (alpha, gamma, beta) of GJR-GARCH(1,1) per bar; `sv_halflife_days`, `sv_sd` and
     `sv_leverage` are the half-life, stationary sd and return correlation of the log-volatility
-    AR(1); `overnight` is the share of a day's variance in the gap at the open, and every closed
+    AR(1); `overnight` is the share of a day's variance in the gap at an equity open, and every closed
     calendar day before a session adds `closed_day_share` of it (weekends, holidays).
     `open_boost`/`close_boost` lift the volatility at the equity session's open and close.
     """
@@ -181,9 +181,9 @@ class _Grid:
     gap: np.ndarray
 
 
-def _intensity(market: str, spec: MarketSpec, clock: np.ndarray) -> np.ndarray:
+def _intensity(spec: MarketSpec, clock: np.ndarray) -> np.ndarray:
     """Volatility (not variance) intensity at hours `clock` of the session's day."""
-    if market == "equity":
+    if spec.market == "equity":
         open_hours, close_hours = (t / pd.Timedelta(hours=1) for t in EQUITY_SESSION)
         tau = (clock - open_hours) / (close_hours - open_hours)
         return 1 + spec.open_boost * np.exp(-tau / 0.06) + spec.close_boost * np.exp(-(1 - tau) / 0.06)
@@ -203,11 +203,11 @@ def bar_starts(spec: MarketSpec) -> np.ndarray:
 def _day_weights(spec: MarketSpec) -> tuple[np.ndarray, np.ndarray]:
     """Each of a day's bars' share of the session's variance and of its volume (each sums to 1):
     the squared intensity integrated over the bar's interval, by the minute."""
-    open_, close = EQUITY_SESSION if spec.market == "equity" else FX_SESSION
-    minutes = np.arange(open_ / pd.Timedelta(minutes=1), close / pd.Timedelta(minutes=1)) + 0.5
-    variance = _intensity(spec.market, spec, minutes / 60) ** 2
     if spec.spacing == "1d":
         return np.ones(1), np.ones(1)
+    open_, close = EQUITY_SESSION if spec.market == "equity" else FX_SESSION
+    minutes = np.arange(open_ / pd.Timedelta(minutes=1), close / pd.Timedelta(minutes=1)) + 0.5
+    variance = _intensity(spec, minutes / 60) ** 2
     per_bar = int(SPACINGS[spec.spacing] / pd.Timedelta(minutes=1))
     edges = np.arange(0, len(minutes), per_bar)
     weight = np.add.reduceat(variance, edges)
@@ -217,6 +217,12 @@ def _day_weights(spec: MarketSpec) -> tuple[np.ndarray, np.ndarray]:
     return weight, volume / volume.sum()
 
 
+def _overnight(spec: MarketSpec) -> float:
+    """The overnight gap's share of a day's variance: none for FX, which trades through the night
+    (it gaps only after a closed day)."""
+    return spec.overnight if spec.market == "equity" else 0.0
+
+
 def _grid(spec: MarketSpec) -> _Grid:
     starts = bar_starts(spec)
     weight, volume_share = _day_weights(spec)
@@ -224,14 +230,11 @@ def _grid(spec: MarketSpec) -> _Grid:
     days = session_days(spec.market, spec.start, -(-spec.bars // per_day))
     stamps = (days.to_numpy()[:, None] + starts[None, :]).ravel()[: spec.bars]
     closed_days = np.diff(days.to_numpy()).astype("timedelta64[D]").astype(np.int64) - 1
-    day_gap = spec.overnight + spec.closed_day_share * np.concatenate([[0], closed_days])
     gap = np.zeros((len(days), per_day))
-    gap[:, 0] = day_gap
-    if spec.market == "fx":  # a continuous market: a gap only after a closed day
-        gap[:, 0] = spec.closed_day_share * np.concatenate([[0], closed_days])
+    gap[:, 0] = _overnight(spec) + spec.closed_day_share * np.concatenate([[0], closed_days])
     return _Grid(
         timestamps=pd.DatetimeIndex(stamps),
-        weight=np.tile(weight * (1 - spec.overnight), len(days))[: spec.bars],
+        weight=np.tile(weight * (1 - _overnight(spec)), len(days))[: spec.bars],
         volume_share=np.tile(volume_share, len(days))[: spec.bars],
         gap=gap.ravel()[: spec.bars],
     )
@@ -297,7 +300,7 @@ def _moves(spec: MarketSpec, grid: _Grid, rng: np.random.Generator) -> _Moves:
     bar_sd = level * np.sqrt(grid.weight)
     factor = _volatility_factor(spec, z, w, x0, per_day)
     sigma = bar_sd * factor
-    drift = spec.drift / TRADING_DAYS_PER_YEAR * grid.weight / (1 - spec.overnight)
+    drift = spec.drift / TRADING_DAYS_PER_YEAR * grid.weight / (1 - _overnight(spec))
     gap = level * factor * np.sqrt(grid.gap) * gap_z
     return _Moves(gap=gap, body=drift + sigma * z + jump, sigma=sigma, jump=jump, jump_at=jump_at)
 
