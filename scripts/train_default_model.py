@@ -5,6 +5,11 @@
 Steps: write the training data (scripts/build_default_data.py), train the tokenizer, train the
 predictor on it, evaluate both on the held-out final segment of every series, and copy the best
 checkpoints into src/kronos/shipped/kronos-default/. Needs the `data` extra.
+
+The predictor's best checkpoint is chosen by forecast metrics (`--select-by`, default the CRPS
+ratio to the best random walk; `kronos.evaluation.selection`) at `--select-origins` origins per
+bar-spacing family in the held-out segments, scored after every epoch, printed and written to
+predictor/forecast_selection.csv and .json; `--select-by val_loss` chooses by token loss instead.
 """
 
 from __future__ import annotations
@@ -16,12 +21,17 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
+from kronos.evaluation.selection import FAMILIES, POOLED, ForecastScorer, family_table
+from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.schedules import bar_spacing
 from kronos.nn.metadata import ModelMetadata
-from kronos.training import load_config, load_windows, train
+from kronos.training import Selection, load_config, load_windows, train
+from kronos.training.dataset import split_point
 from kronos.training.evaluation import evaluate_checkpoints
+from kronos.training.trainer import VAL_LOSS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_default_data import main as build_data  # noqa: E402
@@ -53,6 +63,47 @@ def metadata(config) -> ModelMetadata:
     )
 
 
+def forecast_selection(config, metric: str, origins: int, paths: int) -> Selection | None:
+    """The predictor's selection by `metric` of ForecastScorer at origins in the held-out segment
+    of every training series (None for val_loss); each epoch's family table is printed."""
+    if metric == VAL_LOSS:
+        return None
+    series, _, _ = load_windows(config)
+    held_out = [split_point(len(one), config.data.val_fraction) for one in series]
+    history = config.data.history_len()
+    scorer = ForecastScorer(
+        series, held_out, config.data.window - history, history, origins, paths, config.train.seed
+    )
+
+    def score(predictor: KronosPredictor) -> dict[str, float]:
+        scores = scorer(predictor)
+        print(family_table(scores).to_string(float_format="{:.4f}".format))
+        return scores
+
+    return Selection(score, metric)
+
+
+def selection_table(history: list[dict]) -> pd.DataFrame:
+    """The per-epoch forecast metrics: one row per epoch and family (and "all", pooled over
+    families), with the epoch's validation loss and whether it is the kept checkpoint."""
+    rows = []
+    for record in history:
+        scores = record["forecast"]
+        epoch = {"epoch": record["epoch"], "val_loss": record.get(VAL_LOSS), "best": record["best"]}
+        for family, metrics in family_table(scores).iterrows():
+            rows.append({**epoch, "family": family, **metrics.to_dict()})
+        rows.append({**epoch, "family": "all", **{name: scores[name] for name in POOLED}})
+    return pd.DataFrame(rows)
+
+
+def write_selection(history: list[dict], out_dir: Path) -> None:
+    """forecast_selection.csv and .json beside the predictor's checkpoints, and the table printed."""
+    table = selection_table(history)
+    table.to_csv(out_dir / "forecast_selection.csv", index=False)
+    (out_dir / "forecast_selection.json").write_text(json.dumps(history, indent=1))
+    print(table.to_string(index=False, float_format="{:.4f}".format))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "configs" / "default.toml"))
@@ -61,7 +112,20 @@ def main(argv: list[str] | None = None) -> None:
         "--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}"
     )
     parser.add_argument("--resume", action="store_true", help="continue interrupted training stages")
+    parser.add_argument(
+        "--select-by",
+        default="crps_ratio",
+        help="what chooses the predictor's best checkpoint, lower is better: a pooled forecast metric "
+        f"({', '.join(POOLED)}), a family's ('daily/crps_ratio'), or {VAL_LOSS} (token loss)",
+    )
+    parser.add_argument(
+        "--select-origins", type=int, default=30, help="scored origins per bar-spacing family"
+    )
+    parser.add_argument("--select-paths", type=int, default=20, help="paths per scored origin")
     args = parser.parse_args(argv)
+    family = args.select_by.split("/", 1)[0]
+    if args.select_by not in (*POOLED, VAL_LOSS) and family not in FAMILIES:
+        parser.error(f"--select-by {args.select_by!r}: give one of {[*POOLED, VAL_LOSS]} or 'FAMILY/METRIC'")
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     unknown = sorted(set(steps) - set(STEPS))
     if unknown:
@@ -72,12 +136,19 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     if "data" in steps:
         build_data(["--out", str(run_dir / "data")])
-    for stage in ("tokenizer", "predictor"):
-        if stage in steps:
-            result = train(config, stage, resume="auto" if args.resume else None)
-            print(
-                f"{stage}: best validation loss {result.best_val_loss:.4f} after {result.epochs_done} epochs"
-            )
+    resume = "auto" if args.resume else None
+    if "tokenizer" in steps:
+        result = train(config, "tokenizer", resume=resume)
+        print(f"tokenizer: best validation loss {result.best_val_loss:.4f} after {result.epochs_done} epochs")
+    if "predictor" in steps:
+        selection = forecast_selection(config, args.select_by, args.select_origins, args.select_paths)
+        result = train(config, "predictor", resume=resume, selection=selection)
+        if selection is not None:
+            write_selection(result.history, result.out_dir)
+        print(
+            f"predictor: best {result.selected_by} {result.best_score} (validation loss "
+            f"{result.best_val_loss}) after {result.epochs_done} epochs"
+        )
     if "evaluate" in steps:
         report = evaluate_checkpoints(
             config, run_dir / "tokenizer" / "best", run_dir / "predictor" / "best", horizon=20

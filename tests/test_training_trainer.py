@@ -1,5 +1,5 @@
 """kronos.training.trainer: both stages lower the loss, fine-tuning, resume, early stopping, DDP with
-gloo, the model's metadata; and faults: kill -9 and resume, corrupt checkpoints, an interrupted
+gloo, the model's metadata, selection of the best checkpoint by forecast metrics; and faults: kill -9 and resume, corrupt checkpoints, an interrupted
 swap of best/, torn metrics, divergence, and no code path that unpickles anything."""
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from safetensors.torch import load_file, save_file
 from kronos import Kronos, KronosPredictor, KronosTokenizer
 from kronos.engine.sampling import Sampling
 from kronos.evaluation import Backtest, evaluate
+from kronos.evaluation.selection import ForecastScorer
 from kronos.training import load_windows, train
 from kronos.training.config import config_from_dict
-from kronos.training.trainer import CheckpointWarning, read_metrics
+from kronos.training.dataset import split_point
+from kronos.training.trainer import CheckpointWarning, Selection, read_metrics
 
 torch.set_num_threads(1)
 
@@ -457,3 +459,93 @@ def test_no_code_path_unpickles(tmp_path, data_files, straight, tiny_dir, monkey
     with pytest.raises(FileNotFoundError, match="has pytorch_model.bin but no model.safetensors"):
         Kronos.from_pretrained("NeoQuasar/Kronos-small", cache_dir=hub, local_files_only=True)
     assert not marker.exists()
+
+
+def predictor_config(tmp_path: Path, paths: list[Path], tiny_dir: Path, epochs: int):
+    """The tiny compat model fine-tuned with its own tokenizer: a predictor stage in seconds."""
+    config = tiny_config(tmp_path, paths, epochs=epochs, lr=1e-3)
+    config.model.pretrained = str(tiny_dir)
+    config.model.tokenizer = str(tiny_dir)
+    return config
+
+
+def distance_from(start: dict[str, torch.Tensor]):
+    """A real, deterministic scorer: how far the predictor's weights moved from `start` (squared
+    L2), so it ranks the first epoch best while the validation loss keeps falling."""
+
+    def score(predictor: KronosPredictor) -> dict[str, float]:
+        weights = predictor.model.state_dict()
+        return {"distance": float(sum(((weights[k] - v) ** 2).sum() for k, v in start.items()))}
+
+    return score
+
+
+def test_selection_keeps_the_checkpoint_its_scorer_ranks_best_not_the_lowest_loss(
+    tmp_path, csv_files, tiny_dir
+):
+    start = Kronos.from_pretrained(tiny_dir / "model").state_dict()
+    selection = Selection(distance_from(start), "distance")
+    result = train(
+        predictor_config(tmp_path, csv_files, tiny_dir, epochs=3), "predictor", selection=selection
+    )
+    distances = [record["forecast"]["distance"] for record in result.history]
+    losses = [record["val_loss"] for record in result.history]
+    assert distances == sorted(distances) and distances[0] > 0  # the weights move away epoch after epoch
+    assert int(np.argmin(losses)) != 0  # the validation loss would have kept another epoch
+    assert [record["best"] for record in result.history] == [True, False, False]
+    assert (result.selected_by, result.best_score) == ("distance", distances[0])
+    assert result.best_val_loss == losses[0]  # the loss of the epoch kept, not the lowest one
+    kept = Kronos.from_pretrained(result.best_dir).state_dict()
+    first = Kronos.from_pretrained(result.out_dir / "checkpoints" / "epoch-0001").state_dict()
+    assert all(torch.equal(kept[k], first[k]) for k in first)
+    logged = [
+        r for r in read_metrics(result.out_dir / "metrics.jsonl") if r["split"] == "val" and r["step"] > 0
+    ]
+    assert [r["forecast"]["distance"] for r in logged] == distances
+
+
+def test_forecast_selection_survives_resume(tmp_path, csv_files, tiny_dir):
+    config = predictor_config(tmp_path / "straight", csv_files, tiny_dir, epochs=3)
+    series, _, _ = load_windows(config)
+    held_out = [split_point(len(one), config.data.val_fraction) for one in series]
+    scorer = ForecastScorer(series, held_out, steps=4, lookback=20, origins=6, paths=8)
+    calls = []
+
+    def score(predictor):
+        calls.append(1)
+        return scorer(predictor)
+
+    straight = train(config, "predictor", selection=Selection(score, "crps_ratio"))
+    ratios = [record["forecast"]["crps_ratio"] for record in straight.history]
+    assert straight.best_score == min(ratios) and len(calls) == 3
+    assert {"hourly/crps_ratio", "hourly/cover_80", "hourly/brier", "hourly/qlike"} <= set(
+        straight.history[0]["forecast"]
+    )
+    # interrupted in epoch 3: its checkpoint and its metrics are gone; resumed, epochs 1 and 2 are not scored again
+    shutil.rmtree(straight.out_dir / "checkpoints" / "epoch-0003")
+    metrics = straight.out_dir / "metrics.jsonl"
+    metrics.write_text("".join(line + "\n" for line in metrics.read_text().splitlines()[:-2]))
+    resumed = train(config, "predictor", resume="auto", selection=Selection(score, "crps_ratio"))
+    assert len(calls) == 4
+    assert without_seconds(resumed.history) == without_seconds(straight.history)
+    assert (resumed.best_score, resumed.best_val_loss) == (straight.best_score, straight.best_val_loss)
+    best_epoch = int(np.argmin(ratios)) + 1
+    kept = Kronos.from_pretrained(resumed.best_dir).state_dict()
+    chosen = Kronos.from_pretrained(resumed.out_dir / "checkpoints" / f"epoch-{best_epoch:04d}").state_dict()
+    assert all(torch.equal(kept[k], chosen[k]) for k in chosen)
+    # another criterion cannot continue the run: its best and patience were counted by this one
+    with pytest.raises(ValueError, match="selecting by 'brier'.*by 'crps_ratio'"):
+        train(config, "predictor", resume="auto", selection=Selection(score, "brier"))
+    with pytest.raises(ValueError, match="selecting by 'val_loss'.*by 'crps_ratio'"):
+        train(config, "predictor", resume="auto")
+
+
+def test_selection_is_refused_where_it_cannot_decide(tmp_path, csv_files, tiny_dir):
+    selection = Selection(lambda predictor: {"other": 1.0}, "crps_ratio")
+    with pytest.raises(ValueError, match="cannot choose 'tokenizer' checkpoints"):
+        train(tiny_config(tmp_path, csv_files), "tokenizer", selection=selection)
+    config = predictor_config(tmp_path, csv_files, tiny_dir, epochs=1)
+    with pytest.raises(
+        ValueError, match=r"metric 'crps_ratio' is not among the scorer's metrics \['other'\]"
+    ):
+        train(config, "predictor", selection=selection)

@@ -2,6 +2,15 @@
 
 from kronos.training.config import Config, load_config
 from kronos.training.dataset import WindowSet, build_windows, load_windows
-from kronos.training.trainer import TrainResult, train
+from kronos.training.trainer import Selection, TrainResult, train
 
-__all__ = ["Config", "TrainResult", "WindowSet", "build_windows", "load_config", "load_windows", "train"]
+__all__ = [
+    "Config",
+    "Selection",
+    "TrainResult",
+    "WindowSet",
+    "build_windows",
+    "load_config",
+    "load_windows",
+    "train",
+]

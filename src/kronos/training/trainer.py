@@ -5,6 +5,10 @@ the optimizer's tensors (`optimizer.safetensors`) and everything else as JSON
 (`trainer_state.json`), so that resuming never unpickles anything. Resuming after a crash
 finishes or undoes an interrupted directory swap, skips a corrupt latest checkpoint with a
 warning, and drops a torn last line of `metrics.jsonl`.
+
+The best checkpoint (`best/`) is the epoch with the lowest validation loss or, given a
+`Selection`, the one whose forecasts its scorer ranks best: early stopping then follows that
+metric too, and every epoch's scores are kept in the trainer state, so `--resume auto` keeps them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import re
 import time
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from kronos.forecasting.core import pick_device
+from kronos.forecasting.predictor import KronosPredictor
 from kronos.io import (
     check_output_dir,
     recover_interrupted_swaps,
@@ -55,6 +61,7 @@ STATE_FIELDS = {
     "scheduler": dict,
     "param_groups": list,
 }
+VAL_LOSS = "val_loss"  # what selects the best checkpoint without a Selection
 METRICS_NAME = "metrics.jsonl"
 PLOT_NAME = "loss.png"
 
@@ -116,6 +123,20 @@ class Distributed:
             dist.destroy_process_group()
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Choose the best checkpoint by its forecasts instead of its validation loss.
+
+    After every predictor epoch the main process calls `score` with a KronosPredictor over the
+    epoch's weights (on the training device) and keeps the metrics it returns in the epoch's
+    record (`history[i]["forecast"]`); `metric` names the one that decides, lower is better. It
+    replaces the validation loss for `best/` and for early stopping (train.patience, min_delta).
+    """
+
+    score: Callable[[KronosPredictor], Mapping[str, float]]
+    metric: str
+
+
 @dataclass
 class TrainResult:
     """What a run produced; `module` is the trained (unwrapped) network on every rank."""
@@ -124,11 +145,13 @@ class TrainResult:
     best_dir: Path | None  # None when no best checkpoint is on disk
     step: int
     epochs_done: int
-    best_val_loss: float | None
+    best_val_loss: float | None  # of the best checkpoint's epoch
     stopped_early: bool
     module: nn.Module
     history: list[dict[str, Any]] = field(default_factory=list)
     initial_val_loss: float | None = None  # before the first step; None without validation data
+    selected_by: str = VAL_LOSS  # the validation loss, or the Selection's metric
+    best_score: float | None = None  # the best checkpoint's value of `selected_by`
 
 
 def epoch_windows(n_windows: int, cfg: TrainConfig, epoch: int, world_size: int) -> np.ndarray:
@@ -186,6 +209,10 @@ def read_trainer_state(directory: Path) -> dict[str, Any]:
     best_val = values.get("best_val")
     if best_val is not None and (isinstance(best_val, bool) or not isinstance(best_val, (int, float))):
         raise UnusableCheckpoint(f"{path}: 'best_val' must be a number or null, got {best_val!r:.60}")
+    if not isinstance(values.get("selected_by", VAL_LOSS), str):
+        raise UnusableCheckpoint(
+            f"{path}: 'selected_by' must be a metric's name, got {values['selected_by']!r:.60}"
+        )
     tensors_path = directory / OPTIMIZER_NAME
     state: dict[int, dict[str, torch.Tensor]] = {}
     try:
@@ -237,19 +264,36 @@ class _Progress:
 
     step: int = 0
     epoch: int = -1
-    best_val: float | None = None
+    best_val: float | None = None  # the best value of `selected_by` so far
     bad_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    selected_by: str = VAL_LOSS
 
-    def score(self, val: dict[str, float] | None, min_delta: float) -> bool:
-        """Count an epoch's validation loss towards early stopping; True when it is the best yet."""
-        if val is None:
+    def score(self, value: float | None, min_delta: float) -> bool:
+        """Count an epoch's value of `selected_by` towards early stopping; True when it is the best
+        yet (a value that is not finite never is)."""
+        if value is None:
             return False
-        if self.best_val is None or val["loss"] < self.best_val - min_delta:
-            self.best_val, self.bad_epochs = val["loss"], 0
+        if math.isfinite(value) and (self.best_val is None or value < self.best_val - min_delta):
+            self.best_val, self.bad_epochs = value, 0
             return True
         self.bad_epochs += 1
         return False
+
+    @property
+    def best_record(self) -> dict[str, Any] | None:
+        """The history record of the best checkpoint's epoch (None before one, or in a history
+        written before records were marked)."""
+        marked = [record for record in self.history if record.get("best")]
+        return marked[-1] if marked else None
+
+    @property
+    def best_val_loss(self) -> float | None:
+        """The validation loss of the best checkpoint's epoch."""
+        if self.selected_by == VAL_LOSS:
+            return self.best_val
+        record = self.best_record
+        return None if record is None else record.get("val_loss")
 
 
 def _check_finite(epoch: int, step: int, train_loss: float, val: dict[str, float] | None) -> None:
@@ -263,13 +307,23 @@ def _check_finite(epoch: int, step: int, train_loss: float, val: dict[str, float
 
 
 class Trainer:
-    """Trains one stage from a Config; `run()` does the epochs, checkpoints and early stopping."""
+    """Trains one stage from a Config; `run()` does the epochs, checkpoints and early stopping.
+    A `selection` (predictor stage only) chooses the best checkpoint by forecast metrics."""
 
-    def __init__(self, config: Config, stage: str, resume: str | None = None):
+    def __init__(
+        self, config: Config, stage: str, resume: str | None = None, selection: Selection | None = None
+    ):
+        if selection is not None and stage != "predictor":
+            raise ValueError(
+                f"a selection by forecast metrics scores a predictor's forecasts: it cannot choose "
+                f"{stage!r} checkpoints; train the {stage} stage without one"
+            )
         self.config = config
         self.cfg = config.train_for(stage)
         self.resume = resume
         self.stage_name = stage
+        self.selection = selection
+        self.selected_by = VAL_LOSS if selection is None else selection.metric
         self.out_dir = Path(self.cfg.out_dir)
 
     def run(self) -> TrainResult:
@@ -299,7 +353,7 @@ class Trainer:
             if self._patience_spent(progress) and epoch + 1 < self.cfg.epochs:
                 stopped_early = True
                 if self.dist.is_main:
-                    print(f"early stop: validation loss has not improved for {progress.bad_epochs} epochs")
+                    print(f"early stop: {self.selected_by} has not improved for {progress.bad_epochs} epochs")
                 break
         best = self.out_dir / "best"
         best_dir = best if (best / CONFIG_NAME).is_file() and (best / WEIGHTS_NAME).is_file() else None
@@ -308,11 +362,13 @@ class Trainer:
             best_dir,
             progress.step,
             progress.epoch + 1,
-            progress.best_val,
+            progress.best_val_loss,
             stopped_early,
             run.module,
             progress.history,
             initial_val_loss(self.out_dir / METRICS_NAME),
+            self.selected_by,
+            progress.best_val,
         )
         if self.dist.is_main and best_dir is not None:
             card = ModelCard(
@@ -374,10 +430,15 @@ class Trainer:
                     f"{self.out_dir} already holds checkpoints of an earlier run: continue it with --resume "
                     f"auto, or choose another train.out_dir (or delete that directory)"
                 )
-            return _Progress()
+            return _Progress(selected_by=self.selected_by)
         checkpoint, state = resumed
         progress = _Progress(
-            state["step"], state["epoch"], state["best_val"], state["bad_epochs"], state["history"]
+            state["step"],
+            state["epoch"],
+            state["best_val"],
+            state["bad_epochs"],
+            state["history"],
+            self.selected_by,
         )
         if self.dist.is_main:
             print(
@@ -422,8 +483,7 @@ class Trainer:
         train_loss, progress.step = self._train_epoch(run, train_set, epoch, progress.step)
         val = self._validate(run, val_set) if val_set is not None else None
         _check_finite(epoch, progress.step, train_loss, val)
-        improved = progress.score(val, cfg.min_delta)
-        record = {
+        record: dict[str, Any] = {
             "epoch": epoch + 1,
             "step": progress.step,
             "train_loss": train_loss,
@@ -431,20 +491,47 @@ class Trainer:
         }
         if val is not None:
             record.update({f"val_{k}": v for k, v in val.items()})
+        if self.selection is not None:
+            record["forecast"] = self._forecast_scores(run)
+        value = record["forecast"][self.selected_by] if self.selection is not None else record.get(VAL_LOSS)
+        improved = progress.score(value, cfg.min_delta)
+        record["best"] = improved
         progress.history.append(record)
         progress.epoch = epoch
         if d.is_main:
             self._log({"split": "val", **record})
             self._save_checkpoint(run, progress)
-            if improved or val is None:
+            if improved or value is None:
                 save_dir_atomically(self.out_dir / "best", run.module.save_pretrained)
             self._plot()
-            val_text = f", val {val['loss']:.4f}{' (best)' if improved else ''}" if val else ""
-            print(
-                f"epoch {epoch + 1}/{cfg.epochs}: step {progress.step}, train {train_loss:.4f}{val_text}, "
-                f"{record['seconds']:.1f}s"
-            )
+            print(self._epoch_line(record, value, improved))
         d.barrier()
+
+    def _forecast_scores(self, run: _Run) -> dict[str, float]:
+        """The selection's scores of the epoch's weights, computed on the main process; the other
+        processes get the deciding metric alone (summed from the main process' value)."""
+        assert self.selection is not None and isinstance(run.stage, PredictorStage)
+        scores: dict[str, float] = {}
+        if self.dist.is_main:
+            predictor = KronosPredictor(run.module, run.stage.tokenizer, device=self.dist.device)
+            scores = {name: float(value) for name, value in self.selection.score(predictor).items()}
+            if self.selected_by not in scores:
+                raise ValueError(
+                    f"the selection metric {self.selected_by!r} is not among the scorer's metrics "
+                    f"{sorted(scores)[:12]}; choose one of them"
+                )
+        decided = self.dist.all_sum([scores.get(self.selected_by, 0.0)])[0]
+        return scores if self.dist.is_main else {self.selected_by: decided}
+
+    def _epoch_line(self, record: dict[str, Any], value: float | None, improved: bool) -> str:
+        """The line printed after an epoch: its losses, its deciding value, and whether it is the best."""
+        best = " (best)" if improved else ""
+        text = f"epoch {record['epoch']}/{self.cfg.epochs}: step {record['step']}, train {record['train_loss']:.4f}"
+        if VAL_LOSS in record:
+            text += f", val {record[VAL_LOSS]:.4f}" + (best if self.selection is None else "")
+        if self.selection is not None:
+            text += f", {self.selected_by} {value:.4f}{best}"
+        return text + f", {record['seconds']:.1f}s"
 
     def _resume(self, module, optimizer, scheduler) -> tuple[Path, dict[str, Any]] | None:
         """The checkpoint resumed from and its trainer state, after loading it into the module,
@@ -495,6 +582,12 @@ class Trainer:
         if state["stage"] != self.stage_name:
             raise ValueError(
                 f"cannot resume the {self.stage_name} stage from {checkpoint}: it is a {state['stage']} checkpoint"
+            )
+        selected_by = state.get("selected_by", VAL_LOSS)
+        if selected_by != self.selected_by:
+            raise ValueError(
+                f"cannot resume from {checkpoint} selecting by {self.selected_by!r}: its run chose its best "
+                f"checkpoint by {selected_by!r}; resume with the same selection, or start a new train.out_dir"
             )
         unknown = sorted(set(state["scheduler"]) - set(scheduler.state_dict()))
         if unknown:
@@ -594,6 +687,7 @@ class Trainer:
                 "step": progress.step,
                 "epoch": progress.epoch,
                 "best_val": progress.best_val,
+                "selected_by": progress.selected_by,
                 "bad_epochs": progress.bad_epochs,
                 "history": progress.history,
                 "scheduler": run.scheduler.state_dict(),
@@ -685,6 +779,9 @@ def plot_losses(records: list[dict[str, Any]], path: Path, title: str) -> None:
         plt.close(fig)
 
 
-def train(config: Config, stage: str, resume: str | None = None) -> TrainResult:
-    """Train `stage` ('tokenizer' or 'predictor'); under torchrun every process calls this."""
-    return Trainer(config, stage, resume).run()
+def train(
+    config: Config, stage: str, resume: str | None = None, selection: Selection | None = None
+) -> TrainResult:
+    """Train `stage` ('tokenizer' or 'predictor'); under torchrun every process calls this.
+    `selection` chooses the predictor's best checkpoint by forecast metrics (see Selection)."""
+    return Trainer(config, stage, resume, selection).run()
