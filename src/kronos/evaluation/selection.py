@@ -27,6 +27,7 @@ from kronos.evaluation.baselines import run_baseline
 from kronos.evaluation.data import present_columns
 from kronos.evaluation.scores import ScoredOrigins, score_forecasts
 from kronos.evaluation.volatility import OriginVolatility, fit_volatility
+from kronos.forecasting.actions import SplitWarning
 from kronos.forecasting.core import ContextWarning
 from kronos.forecasting.paths import close_log_returns
 from kronos.forecasting.predictor import KronosPredictor
@@ -140,6 +141,7 @@ class ForecastScorer:
         futures = [self.series[name].timestamps[t : t + self.steps] for name, t in self.origins]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ContextWarning)  # the caller chose the lookback
+            warnings.simplefilter("ignore", SplitWarning)  # training data, jumps and all: nothing to act on
             paths = predictor.sample(windows, self.steps, self.sampling, future=futures).paths
         paths = np.asarray(paths, dtype=np.float64)
         model = self._move_scores(paths)
