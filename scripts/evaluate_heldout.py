@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-context", type=int, help="default: the model's max_context")
     parser.add_argument("--origins", type=int, default=100)
     parser.add_argument("--paths", type=int, default=40, help="40, so that a 95%% band can hold 95%%")
+    parser.add_argument("--temperature", type=float, help="default: the model's (kronos evaluate's -T)")
+    parser.add_argument("--top-p", type=float, help="default: the model's (kronos evaluate's --top-p)")
     args = parser.parse_args(argv)
     metadata = read_metadata(args.model, resolve_checkpoint(args.model, "model"))
     max_context = args.max_context or (metadata.max_context if metadata else 512)
@@ -77,6 +79,10 @@ def main(argv: list[str] | None = None) -> None:
     command += ["--calibrate", "--out", args.out, "--quiet"]
     if args.tokenizer:
         command += ["--tokenizer", args.tokenizer]
+    if args.temperature is not None:
+        command += ["--temperature", str(args.temperature)]
+    if args.top_p is not None:
+        command += ["--top-p", str(args.top_p)]
     status = kronos_main(command)
     if status:
         raise SystemExit(status)
