@@ -4,6 +4,7 @@ networks and inputs for the engine, an offline Hugging Face cache, and a file-si
 from __future__ import annotations
 
 import contextlib
+import json
 import resource
 import shutil
 import signal
@@ -215,6 +216,17 @@ def random_inputs(n_series: int, hist_len: int, pred_len: int, seed: int = 0):
     )
     stamp = stamp.T.float().expand(n_series, -1, -1)
     return x, stamp[:, :hist_len].contiguous(), stamp[:, hist_len:].contiguous()
+
+
+def checkpoint_with_metadata(tmp_path: Path, tiny_dir: Path, metadata: dict | None) -> Path:
+    """A copy of the tiny compatibility checkpoint in tmp_path/model, its tokenizer beside it
+    (model/tokenizer) and `metadata` as its kronos.json (none for None)."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_dir / "model", model)
+    shutil.copytree(tiny_dir / "tokenizer", model / "tokenizer")
+    if metadata is not None:
+        (model / "kronos.json").write_text(json.dumps(metadata))
+    return model
 
 
 REPOS = {"NeoQuasar/Kronos-small": "model", "NeoQuasar/Kronos-Tokenizer-base": "tokenizer"}

@@ -537,3 +537,18 @@ def test_no_volume_gives_no_volume_and_a_short_history_says_so(tiny_dir, tmp_pat
     assert status == 2 and err == [
         "kronos forecast: error: a forecast needs at least 10 bars of history; too short: fx (9 bars)"
     ]
+
+
+def test_forecast_samples_with_the_models_defaults_unless_told(tiny_dir, five_minute_csv, tmp_path):
+    """No --top-p: the top_p of the model's kronos.json (1.0), not the package's 0.9."""
+    from helpers import checkpoint_with_metadata
+
+    model = checkpoint_with_metadata(tmp_path, tiny_dir, {"max_context": 64, "sampling": {"top_p": 1.0}})
+    tables = {}
+    for name, extra in [("model", []), ("explicit", ["--top-p", "1.0"]), ("package", ["--top-p", "0.9"])]:
+        out = tmp_path / f"{name}.csv"
+        args = [*tiny_forecast_args(five_minute_csv, model), "--out", str(out), "--quiet"]
+        assert main(["forecast", *args, *extra]) == 0
+        tables[name] = pd.read_csv(out)
+    pd.testing.assert_frame_equal(tables["model"], tables["explicit"])
+    assert not np.allclose(tables["model"]["close_q0.975"], tables["package"]["close_q0.975"])

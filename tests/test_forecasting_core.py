@@ -359,3 +359,41 @@ def test_a_history_shorter_than_the_lookback_warns_once_naming_it(tiny_predictor
         tiny_predictor.sample(
             tiny_series(tiny_ohlcv, 0, lookback, "full"), 2, Sampling(sample_count=2, seed=0)
         )
+
+
+def test_default_sampling_is_the_models_own(tmp_path, tiny_dir, tiny_ohlcv):
+    """A kronos.json with "sampling" sets what every forecast without a sampling draws with; the
+    calibration fitted by default is taken by such a forecast."""
+    from helpers import checkpoint_with_metadata
+
+    from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P
+
+    own = checkpoint_with_metadata(tmp_path, tiny_dir, {"max_context": 64, "sampling": {"top_p": 1.0}})
+    predictor = KronosPredictor.from_pretrained(str(own), device="cpu")
+    assert predictor.default_sampling == Sampling(T=TEMPERATURE, top_p=1.0, sample_count=PATHS, seed=None)
+    assert predictor.sampling_with(sample_count=6, seed=3) == Sampling(
+        T=1.0, top_p=1.0, sample_count=6, seed=3
+    )
+    assert predictor.sampling_with(T=None, top_p=0.5).top_p == 0.5
+    history = tiny_series(tiny_ohlcv, 0, 200, "s")
+    series = history.window(200 - 64, 200)
+    torch.manual_seed(5)
+    default = predictor.sample(series, 4).paths
+    torch.manual_seed(5)
+    assert np.array_equal(default, predictor.sample(series, 4, Sampling(top_p=1.0)).paths)
+    torch.manual_seed(5)
+    assert not np.array_equal(default, predictor.sample(series, 4, Sampling(top_p=TOP_P)).paths)
+    calibration = predictor.fit_calibration(history, 3)
+    assert calibration.sampling == (1.0, 0, 1.0)
+    predictor.sample(series, 3, calibration=calibration)  # the default sampling is the calibration's
+
+    plain = KronosPredictor.from_pretrained(str(checkpoint_with_metadata(tmp_path / "p", tiny_dir, None)))
+    assert plain.default_sampling == Sampling() == Sampling(T=TEMPERATURE, top_p=TOP_P, sample_count=PATHS)
+
+
+def test_a_models_temperature_below_the_floor_is_refused_naming_its_kronos_json(tmp_path, tiny_dir):
+    from helpers import checkpoint_with_metadata
+
+    cold = checkpoint_with_metadata(tmp_path, tiny_dir, {"sampling": {"temperature": 1e-6}})
+    with pytest.raises(ValueError, match="^the model's kronos.json 'sampling': temperature T must be finite"):
+        KronosPredictor.from_pretrained(str(cold), device="cpu")

@@ -44,3 +44,36 @@ def test_metadata_values_are_range_checked_and_the_file_bounded(tmp_path):
     loaded = read_metadata("x", tmp_path)
     assert loaded is not None and (loaded.max_context, loaded.history, loaded.tokenizer) == (64, 48, "../tok")
     assert loaded.to_dict() == {"max_context": 64, "history": 48, "frequencies": [], "tokenizer": "../tok"}
+
+
+def test_sampling_defaults_are_read_checked_and_written(tmp_path):
+    from kronos.nn.metadata import SamplingDefaults, read_metadata
+
+    values = {"max_context": 64, "sampling": {"temperature": 0.8, "top_p": 1.0}}
+    loaded = ModelMetadata.from_dict(values, "kronos.json")
+    assert loaded.sampling == SamplingDefaults(temperature=0.8, top_p=1.0) and loaded.extra == {}
+    loaded.write(tmp_path)
+    again = read_metadata("x", tmp_path)
+    assert again == loaded and again.to_dict()["sampling"] == {"temperature": 0.8, "top_p": 1.0}
+    only = ModelMetadata.from_dict({"sampling": {"top_p": 0.95}}, "kronos.json")
+    assert only.sampling == SamplingDefaults(top_p=0.95) and only.to_dict()["sampling"] == {"top_p": 0.95}
+    assert ModelMetadata.from_dict({}, "kronos.json").sampling is None
+    assert "sampling" not in ModelMetadata().to_dict()  # files without it are written as before
+
+
+@pytest.mark.parametrize(
+    ("sampling", "message"),
+    [
+        ({"top_p": 0}, "'sampling.top_p' must be a number in \\(0, 1\\], got 0"),
+        ({"top_p": 1.5}, "'sampling.top_p' must be a number in \\(0, 1\\], got 1.5"),
+        ({"top_p": True}, "'sampling.top_p' must be a number in \\(0, 1\\], got True"),
+        ({"temperature": -1}, "'sampling.temperature' must be a positive finite number, got -1"),
+        ({"temperature": float("inf")}, "'sampling.temperature' must be a positive finite number, got inf"),
+        ({"temperature": "1"}, "'sampling.temperature' must be a positive finite number, got '1'"),
+        ({"paths": 50}, "'sampling' must be an object with keys among \\['temperature', 'top_p'\\]"),
+        ([0.9], "'sampling' must be an object with keys among"),
+    ],
+)
+def test_bad_sampling_defaults_are_refused_naming_the_key(sampling, message):
+    with pytest.raises(ValueError, match="^kronos.json: " + message):
+        ModelMetadata.from_dict({"sampling": sampling}, "kronos.json")

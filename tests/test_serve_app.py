@@ -711,3 +711,17 @@ def test_invented_methods_and_paths_do_not_grow_the_metrics(kronos_server):
         metrics = client.get("/metrics").text
     assert "BREW" not in metrics and "/no/such" not in metrics and "/v1/pot" not in metrics
     assert kronos_server.metric("kronos_requests_total", route="unmatched", method="other") >= 30
+
+
+def test_a_request_without_temperature_or_top_p_samples_with_the_models(tmp_path, tiny_dir):
+    from helpers import checkpoint_with_metadata
+
+    from kronos.serve.inputs import Job
+    from kronos.serve.schemas import ForecastOptions
+
+    model = checkpoint_with_metadata(tmp_path, tiny_dir, {"sampling": {"temperature": 0.7, "top_p": 1.0}})
+    own = KronosPredictor.from_pretrained(str(model), device="cpu")
+    options = ForecastOptions(paths=5, seed=3)
+    assert Job([], [], options).sampling(own) == Sampling(T=0.7, top_p=1.0, sample_count=5, seed=3)
+    chosen = ForecastOptions(paths=5, seed=None, temperature=1.5, top_p=0.8)
+    assert Job([], [], chosen).sampling(own) == Sampling(T=1.5, top_p=0.8, sample_count=5, seed=None)

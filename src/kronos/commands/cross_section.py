@@ -11,11 +11,11 @@ import argparse
 from kronos.commands.options import (
     CommandError,
     check_positive,
+    chosen_sampling,
     date_range,
     engine_options,
     predictor_options,
 )
-from kronos.engine.sampling import Sampling
 from kronos.evaluation.baselines import BASELINES
 from kronos.evaluation.cross_section import COST_BPS, CrossSection, check_top_k, evaluate_cross_section
 from kronos.forecasting.predictor import KronosPredictor
@@ -59,8 +59,9 @@ def add_cross_section_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def cross_section_settings(args: argparse.Namespace) -> CrossSection:
-    """The cross-section the parsed options describe, checked with the flags named."""
+def cross_section_settings(args: argparse.Namespace, predictor: KronosPredictor | None) -> CrossSection:
+    """The cross-section the parsed options describe, checked with the flags named; sampling as
+    `predictor`'s unless told (the package's for None: the checks come before the model loads)."""
     given = [flag for name, flag in SINGLE_SERIES_ONLY.items() if getattr(args, name)]
     if args.baselines != ",".join(BASELINES):
         given.append("--baselines")
@@ -86,7 +87,7 @@ def cross_section_settings(args: argparse.Namespace) -> CrossSection:
         lookback=args.lookback,
         start=start,
         end=end,
-        sampling=Sampling(args.temperature, 0, args.top_p, args.paths, args.seed),
+        sampling=chosen_sampling(args, predictor),
         batch_size=args.batch_size,
     )
 
@@ -106,7 +107,7 @@ def read_universe(args: argparse.Namespace) -> list[Series]:
 
 def run_cross_section(args: argparse.Namespace) -> int:
     """Evaluate the universe as the options say, write the report, print the summary and where it is."""
-    settings = cross_section_settings(args)
+    settings = cross_section_settings(args, None)
     ray_options = engine_options(args)
     check_output_dir(args.out, "--out")
     universe = read_universe(args)
@@ -121,6 +122,7 @@ def run_cross_section(args: argparse.Namespace) -> int:
             engine = RayEngine(
                 model, args.tokenizer, predictor_options(args), progress=not args.quiet, **ray_options
             )
+        settings = cross_section_settings(args, predictor)
     result = evaluate_cross_section(universe, predictor, settings, engine=engine, progress=not args.quiet)
     written = result.write_report(args.out, plots=not args.no_plots)
     print(result.headline())

@@ -10,18 +10,20 @@ from kronos.commands.options import (
     add_context_options,
     add_date_range_options,
     add_engine_arguments,
+    add_sampling_options,
+    chosen_sampling,
     date_range,
     engine_options,
     predictor_options,
 )
-from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P, Sampling
+from kronos.engine.sampling import PATHS
 from kronos.evaluation.backtest import Backtest, evaluate
 from kronos.evaluation.baselines import BASELINES
 from kronos.evaluation.data import read_series
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.io import check_output_dir
-from kronos.ray.engine import RayEngine, evaluate_dataset
+from kronos.ray.engine import RayEngine
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -84,22 +86,13 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument(
         "--baselines-only", action="store_true", help="evaluate the baselines without a model"
     )
-    parser.add_argument(
-        "-T",
-        "--temperature",
-        type=float,
-        default=TEMPERATURE,
-        help=f"sampling temperature (default {TEMPERATURE})",
-    )
+    add_sampling_options(parser)
     parser.add_argument(
         "--top-k",
         type=int,
         default=0,
         help="top-k sampling, 0 = off (default 0); with --cross-section: the series held long (and short) by "
         "the books, default a fifth of the universe (sampling then uses no top-k)",
-    )
-    parser.add_argument(
-        "--top-p", type=float, default=TOP_P, help=f"nucleus sampling threshold (default {TOP_P})"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for sampling and the bootstrap (default 0)")
     parser.add_argument("--batch-size", type=int, default=32, help="origins per model batch (default 32)")
@@ -124,8 +117,9 @@ def _baseline_names(text: str) -> list[str]:
     return names
 
 
-def backtest_settings(args: argparse.Namespace) -> Backtest:
-    """The backtest the parsed options describe, checked."""
+def backtest_settings(args: argparse.Namespace, predictor: KronosPredictor | None) -> Backtest:
+    """The backtest the parsed options describe, checked; sampling as `predictor`'s unless told
+    (the package's for None: the checks come before the model loads)."""
     baselines = _baseline_names(args.baselines)
     if args.bootstrap < 1:
         raise CommandError(f"--bootstrap must be a positive number of resamples, got {args.bootstrap}")
@@ -135,7 +129,7 @@ def backtest_settings(args: argparse.Namespace) -> Backtest:
         lookback=args.lookback,
         origins=100 if args.origins is None and args.every is None else args.origins,
         every=args.every,
-        sampling=Sampling(args.temperature, args.top_k, args.top_p, args.paths, args.seed),
+        sampling=chosen_sampling(args, predictor, args.top_k),
         baselines=baselines,
         calibrate=args.calibrate,
         batch_size=args.batch_size,
@@ -148,23 +142,23 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Run the backtest described by parsed arguments, write the report, print where it is."""
     if args.cross_section:
         return run_cross_section(args)
-    backtest = backtest_settings(args)
+    backtest = backtest_settings(args, None)
     ray_options = engine_options(args)
     check_output_dir(args.out, "--out")
     series = read_series(args.files, id_column=args.id_column)
     model = args.model or DEFAULT_MODEL
-    if args.engine == "ray" and not args.baselines_only:
-        engine = RayEngine(
-            model, args.tokenizer, predictor_options(args), progress=not args.quiet, **ray_options
+    predictor, engine = None, None
+    if not args.baselines_only:
+        on_ray = args.engine == "ray"
+        predictor = KronosPredictor.from_pretrained(  # with Ray, for its lookback, context and sampling
+            model, args.tokenizer, device="cpu" if on_ray else args.device, **predictor_options(args)
         )
-        result = evaluate_dataset(series, backtest, engine, progress=not args.quiet)
-    else:
-        predictor = None
-        if not args.baselines_only:
-            predictor = KronosPredictor.from_pretrained(
-                model, args.tokenizer, device=args.device, **predictor_options(args)
+        if on_ray:
+            engine = RayEngine(
+                model, args.tokenizer, predictor_options(args), progress=not args.quiet, **ray_options
             )
-        result = evaluate(series, predictor, backtest, progress=not args.quiet)
+        backtest = backtest_settings(args, predictor)
+    result = evaluate(series, predictor, backtest, engine=engine, progress=not args.quiet)
     written = result.write_report(args.out, html=args.html, plots=not args.no_plots, n_boot=args.bootstrap)
     summary = result.summary("close", n_boot=args.bootstrap)
     columns = [

@@ -17,13 +17,15 @@ from kronos.commands.options import (
     add_data_options,
     add_engine_arguments,
     add_model_arguments,
+    add_sampling_options,
     check_positive,
+    chosen_sampling,
     engine_options,
     predictor_options,
     table_layout,
 )
 from kronos.commands.plot import plot_forecast
-from kronos.engine.sampling import PATHS, TEMPERATURE, TOP_P, Sampling
+from kronos.engine.sampling import PATHS, Sampling
 from kronos.forecasting.actions import adjust_splits
 from kronos.forecasting.calibration import Calibration, PastOrigins, required_rows
 from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS, check_quantile_levels
@@ -54,8 +56,7 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
         help="bars of history each forecast sees (default: what the model was trained with)",
     )
     add_context_options(parser)
-    parser.add_argument("--temperature", type=float, default=TEMPERATURE)
-    parser.add_argument("--top-p", type=float, default=TOP_P)
+    add_sampling_options(parser)
     parser.add_argument(
         "--calibrate",
         action="store_true",
@@ -237,7 +238,7 @@ def forecast_series(
     """`predict_df`'s long table of forecasts (keyed by "symbol") of every series, calibrated with
     --calibrate, made by `predictor` or on Ray; with a synthetic_ohlc column where open, high and
     low were built from the close."""
-    sampling = Sampling(args.temperature, 0, args.top_p, args.paths, args.seed)
+    sampling = chosen_sampling(args, predictor)
     calibrations = calibrate_series(predictor, series, args, lookback, sampling) if args.calibrate else None
     # holidays and nights are gaps too; the schedule of the future follows them
     table = TableOptions(freq=args.freq, on_gap="ignore", max_history=lookback, calendar=args.calendar)

@@ -13,7 +13,9 @@ from typing import Any
 
 import pandas as pd
 
+from kronos.engine.sampling import TEMPERATURE, TOP_P, Sampling
 from kronos.forecasting.core import MAX_CONTEXT, NORMALIZE_ON, WINDOWS
+from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL
 from kronos.forecasting.tables import TableLayout
 from kronos.ray.engine import ENGINES
@@ -183,6 +185,32 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
         help="how a full context window slides: exact (default, upstream's numbers) passes it again "
         "at every step; streaming keeps the cached tokens that stay, faster past the context",
     )
+
+
+def add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    """-T/--temperature and --top-p, unset meaning the model's own (`KronosPredictor.default_sampling`)."""
+    parser.add_argument(
+        "-T",
+        "--temperature",
+        type=float,
+        help="sampling temperature (default: the model's, from its kronos.json; else the package's "
+        f"{TEMPERATURE:g})",
+    )
+    parser.add_argument(
+        "--top-p",
+        type=float,
+        help="nucleus sampling threshold (default: the model's, from its kronos.json; else the package's "
+        f"{TOP_P:g})",
+    )
+
+
+def chosen_sampling(args: argparse.Namespace, predictor: KronosPredictor | None, top_k: int = 0) -> Sampling:
+    """The sampling the options choose: --temperature and --top-p where given, else the model's
+    (`KronosPredictor.sampling_with`; the package's without a model), with --paths and --seed."""
+    given = dict(T=args.temperature, top_k=top_k, top_p=args.top_p, sample_count=args.paths, seed=args.seed)
+    if predictor is not None:
+        return predictor.sampling_with(**given)
+    return Sampling(**{k: v for k, v in given.items() if v is not None})
 
 
 def predictor_options(args: argparse.Namespace) -> dict[str, Any]:

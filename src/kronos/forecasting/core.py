@@ -17,9 +17,9 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from kronos.engine.generation import WINDOWS as WINDOWS  # the choices of `window`, for front ends
 from kronos.engine.generation import SeriesBatch, check_window, decode_tokens, generate_tokens
-from kronos.engine.sampling import Sampling
+from kronos.engine.sampling import TEMPERATURE, TOP_P, Sampling
 from kronos.engine.threads import AdaptiveThreads
 from kronos.forecasting.actions import SplitWarning, jumps_note
 from kronos.forecasting.calibration import (
@@ -62,14 +62,13 @@ from kronos.forecasting.series import (
     time_features,
 )
 from kronos.nn.metadata import MAX_CONTEXT as MAX_CONTEXT  # the largest context, for front ends
-from kronos.nn.metadata import ModelMetadata
+from kronos.nn.metadata import ModelMetadata, SamplingDefaults
 from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
 
 NORMALIZE_ON = ("history", "context")
 VOLUME = FEATURE_COLUMNS.index("volume")  # volume, then amount: the columns that cannot be negative
-SAMPLING = Sampling()  # the package's sampling (kronos.engine.sampling's defaults)
-CALIBRATION_SAMPLING = Sampling(seed=0)  # a calibration is seeded unless told otherwise
+CALIBRATION_SEED = 0  # a calibration is seeded unless told otherwise
 
 # Caps on the work one call may ask for; each refusal names its cap and why (docs/reliability.md).
 MAX_HISTORY = (
@@ -244,6 +243,7 @@ class ForecastingCore:
             "KronosTokenizer.from_pretrained('NeoQuasar/Kronos-Tokenizer-base')",
         )
         self.metadata = model.metadata or ModelMetadata()
+        self._default_sampling = _model_sampling(self.metadata.sampling)
         self.max_context = _context(max_context, model.metadata)
         if normalize_on not in NORMALIZE_ON:
             raise ValueError(f"normalize_on must be one of {NORMALIZE_ON}, got {normalize_on!r}")
@@ -277,11 +277,36 @@ class ForecastingCore:
         (its metadata; its context without any), within this predictor's context."""
         return min(self.metadata.lookback, self.max_context)
 
+    @property
+    def default_sampling(self) -> Sampling:
+        """How this model samples where no sampling is given: the temperature and top_p of its
+        kronos.json ("sampling"), else the package's (T 1, top_p 0.9); 20 paths, no seed."""
+        return self._default_sampling
+
+    def sampling_with(
+        self,
+        *,
+        T: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        sample_count: int | None = None,
+        seed: int | None = None,
+    ) -> Sampling:
+        """`default_sampling` with the settings given here in its place, those left None kept: the
+        one way to say "the model's sampling, but ..." (`sampling_with(sample_count=50, seed=3)`)
+        and how the front ends turn a user's optional settings into a Sampling."""
+        given: dict[str, Any] = dict(T=T, top_k=top_k, top_p=top_p, sample_count=sample_count, seed=seed)
+        return replace(self.default_sampling, **{k: v for k, v in given.items() if v is not None})
+
+    def _sampling(self, sampling: Sampling | None) -> Sampling:
+        """`sampling` checked, or the model's `default_sampling` for None."""
+        return self.default_sampling if sampling is None else checked_sampling(sampling)
+
     def sample(
         self,
         series: Series | Sequence[Series],
         horizon: int,
-        sampling: Sampling = SAMPLING,
+        sampling: Sampling | None = None,
         calibration: Calibration | Sequence[Calibration | None] | None = None,
         *,
         future: pd.DatetimeIndex | Sequence[pd.DatetimeIndex] | None = None,
@@ -290,7 +315,7 @@ class ForecastingCore:
         on_step: StepCallback | None = None,
     ) -> Forecast:
         """Sample `sampling.sample_count` paths of `horizon` bars for each series: every forecast of
-        the package comes from here.
+        the package comes from here. `sampling` None: the model's `default_sampling`.
 
         Each series is normalised on its bars as given (all of them; with normalize_on="context"
         the last `max_context`), generated from, and its paths mapped back to prices and calibrated
@@ -304,7 +329,7 @@ class ForecastingCore:
         """
         group = _series_list(series)
         horizon = check_pred_len(horizon, "horizon")
-        checked_sampling(sampling)
+        sampling = self._sampling(sampling)
         futures = _futures(group, horizon, future)
         calibrations = _calibrations(calibration, len(group), sampling, horizon)
         histories = self._histories(group, futures)
@@ -324,7 +349,7 @@ class ForecastingCore:
         self,
         series: Series,
         horizon: int,
-        sampling: Sampling = CALIBRATION_SAMPLING,
+        sampling: Sampling | None = None,
         past: PastOrigins = PAST_ORIGINS,
         *,
         batch_size: int = 32,
@@ -338,7 +363,12 @@ class ForecastingCore:
         model's by default), and compares them with the bars that followed. Past origin t draws
         from (seed, series.key, t). Needs `kronos.forecasting.calibration.required_rows` bars (20
         past forecasts) and raises ValueError otherwise. The one place calibrations are fitted.
+        `sampling` None: the model's `default_sampling` seeded with CALIBRATION_SEED, so that a
+        forecast with the model's defaults takes the calibration.
         """
+        sampling = (
+            self.sampling_with(seed=CALIBRATION_SEED) if sampling is None else checked_sampling(sampling)
+        )
         if not isinstance(series, Series):
             raise TypeError(f"series must be a kronos.forecasting.series.Series, got {type(series).__name__}")
         horizon = positive_int(horizon, "horizon")
@@ -749,3 +779,16 @@ def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
     if dtype not in names:
         raise ValueError(f"unknown dtype {dtype!r}: use one of {sorted(names)}")
     return names[dtype]
+
+
+def _model_sampling(defaults: SamplingDefaults | None) -> Sampling:
+    """A model's default sampling: its kronos.json's temperature and top_p, the package's where it
+    sets none; a ValueError naming the key where Sampling refuses a value."""
+    chosen = defaults or SamplingDefaults()
+    try:
+        return Sampling(
+            T=TEMPERATURE if chosen.temperature is None else chosen.temperature,
+            top_p=TOP_P if chosen.top_p is None else chosen.top_p,
+        )
+    except ValueError as err:
+        raise ValueError(f"the model's kronos.json 'sampling': {err}") from None

@@ -19,11 +19,8 @@ from kronos.engine.sampling import Sampling
 from kronos.forecasting.actions import adjust_splits
 from kronos.forecasting.calibration import PAST_ORIGINS, Calibration, PastOrigins
 from kronos.forecasting.core import (
-    CALIBRATION_SAMPLING,
     MAX_PATH_VALUES,
-    SAMPLING,
     as_dtype,
-    checked_sampling,
     pick_device,
 )
 from kronos.forecasting.paths import (
@@ -106,18 +103,20 @@ class KronosPredictor(UpstreamMethods):
         x_timestamp: object,
         y_timestamp: object,
         pred_len: int,
-        sampling: Sampling = SAMPLING,
+        sampling: Sampling | None = None,
         verbose: bool = False,
         series_id: object = 0,
         calibration: Calibration | None = None,
     ) -> np.ndarray:
         """Every sampled path in price units: [sampling.sample_count, pred_len, 6], columns open..amount.
 
+        `sampling` None is the model's `default_sampling` (its kronos.json's temperature and top_p,
+        else the package's); `sampling_with(sample_count=50, seed=0)` changes some of its settings.
         With `sampling.seed`, the paths come from (seed, series_id) alone, not from torch's global
         generator; `predict_df` and `predict_paths_batch` give a series with the same id the same paths.
         With `calibration` (from `calibrate` on this series), the paths are calibrated.
         """
-        checked_sampling(sampling)
+        sampling = self._sampling(sampling)
         checked_flag(verbose, "verbose")
         pred_len = check_pred_len(pred_len, "pred_len")
         series, future = series_with_future(df, x_timestamp, y_timestamp, pred_len, "df", series_id)
@@ -130,7 +129,7 @@ class KronosPredictor(UpstreamMethods):
         x_timestamp_list: list[object],
         y_timestamp_list: list[object],
         pred_len: int,
-        sampling: Sampling = SAMPLING,
+        sampling: Sampling | None = None,
         verbose: bool = False,
         series_ids: Sequence[object] | None = None,
         batch_size: int | None = None,
@@ -142,7 +141,7 @@ class KronosPredictor(UpstreamMethods):
         series_ids[i]) alone (default: its position i), so its paths do not depend on the rest of
         the batch. `calibrations` gives series i's calibration (or None) at position i.
         """
-        checked_sampling(sampling)
+        sampling = self._sampling(sampling)
         checked_flag(verbose, "verbose")
         pred_len = check_pred_len(pred_len, "pred_len")
         series, futures = series_list_with_futures(
@@ -160,7 +159,7 @@ class KronosPredictor(UpstreamMethods):
         y_timestamp: object,
         pred_len: int,
         quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
-        sampling: Sampling = SAMPLING,
+        sampling: Sampling | None = None,
         repair_ohlc: bool = True,
         verbose: bool = False,
         series_id: object = 0,
@@ -180,7 +179,7 @@ class KronosPredictor(UpstreamMethods):
         bars and "realized_vol" over the horizon. `sampling` and `series_id` as in `predict_paths`.
         """
         levels = check_quantile_levels(quantile_levels)
-        checked_sampling(sampling)
+        sampling = self._sampling(sampling)
         checked_flag(repair_ohlc, "repair_ohlc")
         checked_flag(verbose, "verbose")
         pred_len = check_pred_len(pred_len, "pred_len")
@@ -200,7 +199,7 @@ class KronosPredictor(UpstreamMethods):
         df: pd.DataFrame,
         x_timestamp: object,
         pred_len: int,
-        sampling: Sampling = CALIBRATION_SAMPLING,
+        sampling: Sampling | None = None,
         past: PastOrigins = PAST_ORIGINS,
         *,
         series_id: object = 0,
@@ -211,12 +210,12 @@ class KronosPredictor(UpstreamMethods):
         (`fit_calibration`).
 
         Pass the result as `calibration=` to `predict_paths`, `predict_quantiles` or `predict_df`
-        with the same sampling. Past origin t draws from (sampling.seed, series_id, t), as `kronos
+        with the same sampling (`sampling` None: the model's `default_sampling` seeded with 0, which
+        a forecast with the default sampling takes). Past origin t draws from (sampling.seed, series_id, t), as `kronos
         evaluate` does. Needs `kronos.forecasting.calibration.required_rows` bars (20 past
         forecasts) and raises ValueError otherwise.
         """
         pred_len = positive_int(pred_len, "pred_len")
-        checked_sampling(sampling)
         checked_flag(verbose, "verbose")
         bars = prepare_ohlcv(df, "df", np.float64)
         stamps = as_timestamps(x_timestamp, "x_timestamp")
@@ -234,7 +233,7 @@ class KronosPredictor(UpstreamMethods):
         *,
         prediction_length: int,
         quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
-        sampling: Sampling = SAMPLING,
+        sampling: Sampling | None = None,
         table: TableOptions = TABLE_OPTIONS,
         batch_size: int = 32,
         repair_ohlc: bool = True,
@@ -269,7 +268,7 @@ class KronosPredictor(UpstreamMethods):
         """
         pred_len = check_pred_len(prediction_length, "prediction_length")
         levels = check_quantile_levels(quantile_levels)
-        checked_sampling(sampling)
+        sampling = self._sampling(sampling)
         checked_flag(repair_ohlc, "repair_ohlc")
         checked_flag(verbose, "verbose")
         batch_size = positive_int(batch_size, "batch_size")

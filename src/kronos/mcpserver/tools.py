@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from kronos.engine.sampling import PATHS, Sampling
+from kronos.engine.sampling import PATHS
 from kronos.evaluation.backtest import Backtest, OriginBatch, OriginForecast, evaluate
 from kronos.evaluation.data import read_series
 from kronos.evaluation.report import verdicts
@@ -114,18 +114,18 @@ class Toolbox:
         _checked(inputs.check_past_forecasts, job, self.settings.limits)
         series = job.series[0]  # keyed
         history = series.window(max(0, len(series) - predictor.lookback), len(series))
-        phases = _Phases(progress, steps)
+        phases, sampling = _Phases(progress, steps), job.sampling(predictor)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             calibration = None
             if calibrate:
                 calibration = predictor.fit_calibration(
-                    series, steps, job.sampling, PastOrigins(predictor.lookback), on_step=phases.calibrating
+                    series, steps, sampling, PastOrigins(predictor.lookback), on_step=phases.calibrating
                 )
             forecast = predictor.sample(
                 history,
                 steps,
-                job.sampling,
+                sampling,
                 calibration,
                 future=job.futures[0].timestamps,
                 on_step=phases.forecasting,
@@ -166,7 +166,7 @@ class Toolbox:
         backtest = Backtest(
             steps=steps,
             origins=origins or EVALUATE_ORIGINS,
-            sampling=Sampling(sample_count=paths, seed=seed),
+            sampling=predictor.sampling_with(sample_count=paths, seed=seed),
             calibrate=calibrate,
         )
         with warnings.catch_warnings(record=True) as caught:

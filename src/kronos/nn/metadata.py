@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +16,41 @@ UPSTREAM_CONTEXT = 512
 MAX_CONTEXT = 16_384
 MAX_METADATA_BYTES = 1_000_000
 MAX_FREQUENCIES = 1_000
+SAMPLING_KEYS = ("temperature", "top_p")
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """How a model samples unless told otherwise: the `"sampling"` object of its kronos.json, e.g.
+    `{"temperature": 1.0, "top_p": 1.0}`. A setting left out (None) is the package's
+    (kronos.engine.sampling), whose `Sampling` also checks the temperature's floor."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+
+    @classmethod
+    def from_dict(cls, values: object, source: str) -> SamplingDefaults:
+        """The defaults in `values`: a ValueError naming `source`, the key and the value otherwise."""
+        if not isinstance(values, dict) or not set(values) <= set(SAMPLING_KEYS):
+            raise ValueError(
+                f"{source}: 'sampling' must be an object with keys among {list(SAMPLING_KEYS)} "
+                f'(e.g. {{"temperature": 1.0, "top_p": 0.9}}), got {str(values)[:200]}'
+            )
+        temperature, top_p = values.get("temperature"), values.get("top_p")
+        if temperature is not None and not (_is_number(temperature) and 0 < temperature < math.inf):
+            raise ValueError(
+                f"{source}: 'sampling.temperature' must be a positive finite number, got {temperature!r}"
+            )
+        if top_p is not None and not (_is_number(top_p) and 0 < top_p <= 1):
+            raise ValueError(f"{source}: 'sampling.top_p' must be a number in (0, 1], got {top_p!r}")
+        return cls(temperature, top_p)
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -27,6 +63,8 @@ class ModelMetadata:
     frequencies: the bar spacings it was trained on (pandas aliases, e.g. "1D", "1h", "5min").
     tokenizer: the tokenizer it was trained with: a directory (relative to the checkpoint's own,
     or absolute) or a Hub id; None when it lies beside the model (`tokenizer/`) or is unknown.
+    sampling: the temperature and top_p it samples with unless told otherwise (`SamplingDefaults`,
+    chosen by measuring its forecasts); None: the package's.
     Other keys of the file are kept in `extra`.
     """
 
@@ -34,6 +72,7 @@ class ModelMetadata:
     history: int | None = None
     frequencies: tuple[str, ...] = ()
     tokenizer: str | None = None
+    sampling: SamplingDefaults | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -47,7 +86,7 @@ class ModelMetadata:
         `source` and the key otherwise."""
         if not isinstance(values, dict):
             raise ValueError(f"{source} must hold a JSON object, got {type(values).__name__}")
-        known = {"max_context", "history", "frequencies", "tokenizer"}
+        known = {"max_context", "history", "frequencies", "tokenizer", "sampling"}
         for key in ("max_context", "history"):
             value = values.get(key)
             if value is not None and (
@@ -75,11 +114,13 @@ class ModelMetadata:
             raise ValueError(
                 f"{source}: 'tokenizer' must be a directory or Hub id (text), got {str(tokenizer)[:200]!r}"
             )
+        sampling = values.get("sampling")
         return cls(
             max_context=max_context,
             history=history,
             frequencies=tuple(frequencies),
             tokenizer=tokenizer,
+            sampling=None if sampling is None else SamplingDefaults.from_dict(sampling, source),
             extra={k: v for k, v in values.items() if k not in known},
         )
 
@@ -89,6 +130,9 @@ class ModelMetadata:
         values["frequencies"] = list(self.frequencies)
         if self.tokenizer is None:
             del values["tokenizer"]
+        del values["sampling"]
+        if self.sampling is not None:
+            values["sampling"] = self.sampling.to_dict()
         return {**values, **extra}
 
     def write(self, directory: str | Path) -> None:

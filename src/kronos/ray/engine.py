@@ -58,7 +58,7 @@ if (
 
 ENGINES = ("local", "ray")
 # seeded unless told otherwise: unseeded draws would depend on which actor and block a series meets
-DATASET_SAMPLING = Sampling(seed=0)
+DATASET_SEED = 0
 
 
 def import_ray():
@@ -260,9 +260,12 @@ class _SeriesWork:
         table = _unnested(block)
         if self.label_rows:
             table = _named_rows(table, self.id_column, self.timestamp_column)
+        options = self.options
+        if options["sampling"] is None:  # the model's, seeded: known only where the model is
+            options = {**options, "sampling": predictor.sampling_with(seed=DATASET_SEED)}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            forecast = predictor.predict_df(table, self.id_column, self.timestamp_column, **self.options)
+            forecast = predictor.predict_df(table, self.id_column, self.timestamp_column, **options)
         if self.out is not None:
             self._write(forecast)
             forecast = forecast[[self.id_column]].drop_duplicates(ignore_index=True)
@@ -337,7 +340,7 @@ def forecast_dataset(
     timestamp_column: str | None = None,
     columns: dict[str, str] | None = None,
     quantile_levels: Sequence[float] = DEFAULT_QUANTILE_LEVELS,
-    sampling: Sampling = DATASET_SAMPLING,
+    sampling: Sampling | None = None,
     table: TableOptions = TABLE_OPTIONS,
     batch_size: int = 32,
     repair_ohlc: bool = True,
@@ -360,8 +363,8 @@ def forecast_dataset(
     Batches of `batch_size` whole series go to the actors of `engine` (default `RayEngine()`:
     the shipped model, as many actors as the cluster holds). `steps` is `predict_df`'s
     `prediction_length`; `quantile_levels`, `sampling`, `table`, `repair_ohlc` and `calibration`
-    mean what they mean to `predict_df`, and so do the numbers: with a seed (seeded by default,
-    `DATASET_SAMPLING`), each series draws from (seed, its id) alone.
+    mean what they mean to `predict_df`, and so do the numbers: with a seed, each series draws from
+    (seed, its id) alone. `sampling` None: the model's `default_sampling` seeded with DATASET_SEED.
 
     Returns the forecasts as one long table. With `out` (a new or empty folder) each series is
     written instead to `out/<id_column>=<id>/forecast.parquet` (`series_file`) and None is
@@ -373,7 +376,9 @@ def forecast_dataset(
     options = dict(
         prediction_length=positive_int(steps, "steps"),
         quantile_levels=check_quantile_levels(quantile_levels),
-        sampling=checked_instance(sampling, Sampling, "sampling", "Sampling(sample_count=50, seed=0)"),
+        sampling=None
+        if sampling is None
+        else checked_instance(sampling, Sampling, "sampling", "Sampling(sample_count=50, seed=0)"),
         table=checked_instance(table, TableOptions, "table", "TableOptions(nan_policy='ffill')"),
         batch_size=batch_size,
         repair_ohlc=repair_ohlc,

@@ -125,7 +125,7 @@ class Forecaster:
 
     def _generate(self, jobs: list[Job], cancel: threading.Event) -> list[Generated]:
         predictor, lookback = self.predictor, self.predictor.lookback
-        sampling = jobs[0].sampling  # a batch shares its key, so its sampling settings
+        sampling = jobs[0].sampling(predictor)  # a batch shares its key, so its sampling settings
         on_step = stop_when(cancel)
         calibrations = [
             predictor.fit_calibration(

@@ -20,7 +20,7 @@ import pandas as pd
 
 from kronos.engine.sampling import Sampling
 from kronos.forecasting.calibration import MIN_ORIGINS, Calibration, fit_origins, required_rows
-from kronos.forecasting.core import Forecast
+from kronos.forecasting.core import Forecast, ForecastingCore
 from kronos.forecasting.paths import (
     check_quantile_levels,
     ohlc_violation_rate,
@@ -63,10 +63,13 @@ class Job:
     options: ForecastOptions
     past_forecasts: int = 0  # the calibrations' past forecasts, when asked for them
 
-    @property
-    def sampling(self) -> Sampling:
+    def sampling(self, predictor: ForecastingCore) -> Sampling:
+        """The options' sampling: temperature and top_p where given, else the model's."""
         options = self.options
-        return Sampling(options.temperature, options.top_k, options.top_p, options.paths, options.seed)
+        return predictor.sampling_with(
+            T=options.temperature, top_k=options.top_k, top_p=options.top_p, sample_count=options.paths,
+            seed=options.seed,
+        )  # fmt: skip
 
 
 def check_options(options: ForecastOptions, limits: Limits) -> tuple[float, ...]:

@@ -80,9 +80,23 @@ class ForecastOptions(Strict):
         "predict_quantiles(..., sampling=Sampling(seed=...)); null draws fresh random numbers; "
         "|seed| <= 2**53 - 1, as every integer answered, so that JavaScript reads it exactly",
     )
-    temperature: float = Field(TEMPERATURE, ge=0.001, le=100, strict=True, allow_inf_nan=False)
+    temperature: float | None = Field(
+        None,
+        ge=0.001,
+        le=100,
+        strict=True,
+        allow_inf_nan=False,
+        description=f"sampling temperature (null: the model's, from its kronos.json; else {TEMPERATURE:g})",
+    )
     top_k: StrictInt = Field(0, ge=0, description="keep the k most likely tokens (0: off)")
-    top_p: float = Field(TOP_P, gt=0, le=1, strict=True, allow_inf_nan=False, description="nucleus sampling")
+    top_p: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        strict=True,
+        allow_inf_nan=False,
+        description=f"nucleus sampling threshold (null: the model's, from its kronos.json; else {TOP_P:g})",
+    )
     repair_ohlc: bool = Field(True, description="set each sampled high/low to the max/min of its bar")
     freq: str | None = Field(
         None,
