@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import random_walk_bars
+from helpers import checkpoint_with_metadata, random_walk_bars
 
 from kronos import KronosPredictor
 from kronos.engine.sampling import Sampling
@@ -289,3 +289,22 @@ def test_start_and_end_are_checked():
         evaluate(bars, None, Backtest(steps=2, lookback=10, start="2030-01-01"), progress=False)
     with pytest.raises(ValueError, match="before the first bar of every series"):
         evaluate(bars, None, Backtest(steps=2, lookback=10, end="2020-01-01"), progress=False)
+
+
+def test_a_backtest_without_sampling_samples_as_the_model_says(tmp_path, tiny_dir, tiny_ohlcv):
+    """Backtest(sampling=None) draws with the model's kronos.json defaults, seeded 0: the same
+    forecasts as those defaults given explicitly, not the package's top_p 0.9."""
+    model = checkpoint_with_metadata(tmp_path, tiny_dir, {"sampling": {"temperature": 1.0, "top_p": 1.0}})
+    predictor = KronosPredictor.from_pretrained(str(model), device="cpu")
+    data = tiny_ohlcv.iloc[:60]
+
+    def records(sampling: Sampling | None):
+        result = evaluate(
+            data, predictor, Backtest(steps=3, lookback=20, origins=2, sampling=sampling), progress=False
+        )
+        return result, result.records[result.records["method"] == "kronos"]["crps"].to_numpy()
+
+    default, crps = records(None)
+    assert (default.settings["T"], default.settings["top_p"], default.settings["seed"]) == (1.0, 1.0, 0)
+    np.testing.assert_array_equal(crps, records(Sampling(top_p=1.0, seed=0))[1])
+    assert not np.array_equal(crps, records(Sampling(seed=0))[1])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import numpy as np
@@ -31,7 +31,7 @@ from kronos.forecasting.calibration import (
     origin_volatility,
     required_rows,
 )
-from kronos.forecasting.core import ContextWarning
+from kronos.forecasting.core import CALIBRATION_SEED, ContextWarning
 from kronos.forecasting.paths import repair_ohlc
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.series import CLOSE, Series, check_pred_len, positive_int
@@ -47,8 +47,8 @@ class Backtest:
     `steps` bars are forecast at each origin from the `lookback` bars before it (None: the
     bars of history the model was trained with, `KronosPredictor.lookback`). `origins` and
     `every` choose the origins per series (`select_origins`; at most one of them, neither means
-    every possible origin). `sampling` draws the model's paths and, with its seed, the
-    baselines' random walk and the bootstrap; origin t of series s draws from (seed, s, t)
+    every possible origin). `sampling` draws the model's paths (None: the model's defaults,
+    seeded 0: `run_sampling`) and, with its seed, the baselines' random walk and the bootstrap; origin t of series s draws from (seed, s, t)
     alone. `calibrate` also scores the model calibrated at each origin on the series' bars
     before it, from past forecasts one every `calibration_every` bars (default: half the
     horizon). `batch_size` origins go to the model at once. `start` and `end` (timestamps or ISO
@@ -61,7 +61,7 @@ class Backtest:
     lookback: int | None = None
     origins: int | None = None
     every: int | None = None
-    sampling: Sampling = Sampling(seed=0)
+    sampling: Sampling | None = None
     baselines: Sequence[str] = BASELINES
     calibrate: bool = False
     calibration_every: int | None = None
@@ -88,7 +88,7 @@ class Backtest:
             )
         if self.origins is not None and self.every is not None:
             raise ValueError("give either origins or every, not both")
-        if self.sampling.seed is None:
+        if self.sampling is not None and self.sampling.seed is None:
             raise ValueError(
                 "a backtest is seeded: origin t of series s draws from (seed, s, t); give Sampling(seed=...)"
             )
@@ -98,13 +98,30 @@ class Backtest:
         object.__setattr__(self, "baselines", tuple(self.baselines))
 
     @property
+    def drawn(self) -> Sampling:
+        """The run's sampling, once `run_sampling` has resolved a None `sampling`."""
+        if self.sampling is None:
+            raise ValueError("sampling is None until the run resolves it (run_sampling)")
+        return self.sampling
+
+    @property
     def seed(self) -> int:
-        return int(self.sampling.seed or 0)
+        return CALIBRATION_SEED if self.sampling is None else int(self.sampling.seed or 0)
 
     @property
     def past_every(self) -> int:
         """Bars between two past origins of a calibration."""
         return default_every(self.steps) if self.calibration_every is None else self.calibration_every
+
+
+def run_sampling(sampling: Sampling | None, predictor: KronosPredictor | None) -> Sampling:
+    """A run's sampling: as given, else the model's defaults (the package's without a model)
+    seeded CALIBRATION_SEED."""
+    if sampling is not None:
+        return sampling
+    if predictor is None:
+        return Sampling(seed=CALIBRATION_SEED)
+    return predictor.sampling_with(seed=CALIBRATION_SEED)
 
 
 def select_origins(
@@ -218,6 +235,7 @@ def evaluate(
     elsewhere (`kronos.ray.engine.RayEngine`); everything else runs here, so the numbers are the
     same.
     """
+    backtest = replace(backtest, sampling=run_sampling(backtest.sampling, predictor))
     lookback = _lookback(backtest, predictor)
     first = required_rows(lookback, backtest.steps, backtest.past_every) if backtest.calibrate else lookback
     series = as_series_dict(data)
@@ -237,7 +255,7 @@ def evaluate(
     rng = np.random.default_rng(backtest.seed)
     for name in backtest.baselines:
         forecasts[name] = run_baseline(
-            name, histories, backtest.steps, backtest.sampling.sample_count, rng, fitted
+            name, histories, backtest.steps, backtest.drawn.sample_count, rng, fitted
         )
     records = scored.score(forecasts, rng)
     return EvaluationResult(
@@ -398,9 +416,7 @@ class _ModelRun:
         b = self.backtest
         batches = origin_batches(self.series, self.needed, self.lookback, b.steps, b.batch_size)
         every_path = repair_ohlc(  # as predict_quantiles and predict_df give them
-            np.concatenate(
-                [p.astype(np.float64) for p in engine(OriginForecast(b.steps, b.sampling), batches)]
-            )
+            np.concatenate([p.astype(np.float64) for p in engine(OriginForecast(b.steps, b.drawn), batches)])
         )
         paths = every_path[[self.at[key] for key in self.origins]]
         forecasts = {b.model_name: (paths.mean(axis=1), paths)}
@@ -418,7 +434,7 @@ class _ModelRun:
         name, _ = key
         rows = self.past[key]
         paths = every_path[[self.at[(name, int(u))] for u in rows]]
-        return fit_past_forecasts(paths, self.series[name].bars, rows, self.lookback, self.backtest.sampling)
+        return fit_past_forecasts(paths, self.series[name].bars, rows, self.lookback, self.backtest.drawn)
 
     def _apply(self, calibration: Calibration, key: Origin, paths: np.ndarray) -> np.ndarray:
         name, t = key
@@ -429,7 +445,7 @@ class _ModelRun:
 
 def _settings(backtest: Backtest, lookback: int, n_series: int, n_origins: int, notes: list[str]) -> dict:
     """The settings the report states."""
-    s = backtest.sampling
+    s = backtest.drawn
     return {
         "lookback": lookback,
         "steps": backtest.steps,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from kronos.evaluation.backtest import (
     context_note,
     forecast_here,
     origin_batches,
+    run_sampling,
 )
 from kronos.evaluation.cross_section_report import write_cross_section_report
 from kronos.evaluation.portfolios import (
@@ -47,7 +48,7 @@ from kronos.evaluation.signals import (
     model_signals,
     random_signal,
 )
-from kronos.forecasting.core import ContextWarning
+from kronos.forecasting.core import CALIBRATION_SEED, ContextWarning
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.series import CLOSE, Series, check_pred_len, positive_int
 from kronos.forecasting.tables import TableLayout, split_table
@@ -79,7 +80,7 @@ class CrossSection:
     `momentum_lookbacks`, `reversal_lookback`, `vol_lookback`: the baselines' bars; `lookback`:
     bars of history each forecast sees (None: the model's; without a model, the longest baseline
     lookback + 1); `start`, `end`: the first and last rebalance dates allowed (inclusive);
-    `sampling`: the model's paths, and with its seed the random signal (series s at date d
+    `sampling`: the model's paths (None: the model's defaults, seeded 0), and with its seed the random signal (series s at date d
     draws from (seed, s, origin) alone); `batch_size`: series forecast per model call;
     `bars_per_year`: for annualising (None: the calendar's bars per 365.25 days).
     """
@@ -95,7 +96,7 @@ class CrossSection:
     lookback: int | None = None
     start: pd.Timestamp | str | None = None
     end: pd.Timestamp | str | None = None
-    sampling: Sampling = Sampling(seed=0)
+    sampling: Sampling | None = None
     batch_size: int = 64
     bars_per_year: float | None = None
 
@@ -122,7 +123,7 @@ class CrossSection:
             )
         if self.bars_per_year is not None and not _positive_number(self.bars_per_year):
             raise ValueError(f"bars_per_year must be a positive finite number, got {self.bars_per_year!r}")
-        if self.sampling.seed is None:
+        if self.sampling is not None and self.sampling.seed is None:
             raise ValueError("a cross-section is seeded: give Sampling(seed=...)")
         self._dates()
 
@@ -132,8 +133,15 @@ class CrossSection:
         return self.horizon if self.rebalance is None else self.rebalance
 
     @property
+    def drawn(self) -> Sampling:
+        """The run's sampling, once `run_sampling` has resolved a None `sampling`."""
+        if self.sampling is None:
+            raise ValueError("sampling is None until the run resolves it (run_sampling)")
+        return self.sampling
+
+    @property
     def seed(self) -> int:
-        return int(self.sampling.seed or 0)
+        return CALIBRATION_SEED if self.sampling is None else int(self.sampling.seed or 0)
 
     @property
     def baselines(self) -> list[str]:
@@ -232,6 +240,7 @@ def evaluate_cross_section(
     a universe with no date where enough series can be scored.
     """
     settings = _checked_settings(settings)
+    settings = replace(settings, sampling=run_sampling(settings.sampling, predictor))
     series = _universe(universe, id_column)
     lookback = _lookback(settings, predictor)
     top_k = _top_k(settings, len(series))
@@ -375,7 +384,7 @@ def _model_table(panel: _Panel, settings: CrossSection, lookback: int, run: Engi
     by_key = {str(one.key): one for one in panel.series}
     origins: list[Origin] = [(str(panel.series[s].key), panel.row(d, s) + 1) for d, s in at]
     batches = origin_batches(by_key, origins, lookback, settings.horizon, settings.batch_size)
-    paths = np.concatenate(list(run(OriginForecast(settings.horizon, settings.sampling), batches)))
+    paths = np.concatenate(list(run(OriginForecast(settings.horizon, settings.drawn), batches)))
     last = np.array([by_key[name].bars[t - 1, CLOSE] for name, t in origins])
     table = {}
     for name, values in model_signals(paths, last).items():
@@ -529,7 +538,7 @@ def _settings(
     notes: list[str],
 ) -> dict:
     """The settings the report states."""
-    s = settings.sampling
+    s = settings.drawn
     dates = panel.calendar[panel.dates]
     return {
         "horizon": settings.horizon,
