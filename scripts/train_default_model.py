@@ -27,7 +27,7 @@ import torch
 from kronos.evaluation.selection import FAMILIES, POOLED, ForecastScorer, family_table
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.schedules import bar_spacing
-from kronos.nn.metadata import ModelMetadata
+from kronos.nn.metadata import ModelMetadata, SamplingDefaults
 from kronos.training import Selection, load_config, load_windows, train
 from kronos.training.dataset import split_point
 from kronos.training.evaluation import evaluate_checkpoints
@@ -51,6 +51,7 @@ def metadata(config) -> ModelMetadata:
         max_context=config.data.window,
         history=config.data.history_len(),
         frequencies=frequencies,
+        sampling=SamplingDefaults(config.sampling.temperature, config.sampling.top_p),
         extra={
             "series": len(series),
             "bars": sum(len(s.timestamps) for s in series),

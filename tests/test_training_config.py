@@ -71,6 +71,12 @@ def test_config_overrides_and_unknown_keys(tmp_path):
             r"config model.ffn_dropout_p must be at least 0 and below 1 \(a dropout probability\)",
         ),
         ("tokenizer.resid_dropout_p=-0.1", "config tokenizer.resid_dropout_p must be at least 0"),
+        (
+            "sampling.top_p=0",
+            r"config sampling.top_p must be above 0 and at most 1 \(nucleus sampling threshold\)",
+        ),
+        ("sampling.top_p=1.5", "config sampling.top_p must be above 0 and at most 1"),
+        ("sampling.temperature=0", "config sampling.temperature must be at least 0.0001"),
     ],
 )
 def test_every_numeric_setting_is_range_checked_naming_it(override, message):

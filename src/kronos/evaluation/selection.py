@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from kronos.engine.sampling import Sampling
 from kronos.evaluation.backtest import Origin, select_origins
 from kronos.evaluation.baselines import run_baseline
 from kronos.evaluation.data import present_columns
@@ -111,7 +110,7 @@ class ForecastScorer:
             raise ValueError(
                 f"lookback must be at least 3 bars (the baselines estimate a volatility), got {lookback}"
             )
-        self.sampling = Sampling(sample_count=positive_int(paths, "paths"), seed=int(seed))
+        self.paths, self.seed = positive_int(paths, "paths"), int(seed)  # the model samples as it says
         self.series = {f"{i}:{one.name}": one for i, one in enumerate(series)}
         starts = dict(zip(self.series, held_out_from))
         self.origins = held_out_origins(
@@ -126,10 +125,10 @@ class ForecastScorer:
         histories = np.stack([self.series[name].bars[t - self.lookback : t] for name, t in self.origins])
         self.scored = self._scored_origins(histories[:, -1, :])
         self.volatility: OriginVolatility = fit_volatility(self.series, self.origins, self.lookback)
-        rng = np.random.default_rng(self.sampling.seed)
+        rng = np.random.default_rng(self.seed)
         self.baselines = {
             name: self._move_scores(
-                run_baseline(name, histories, self.steps, self.sampling.sample_count, rng, self.volatility)[1]
+                run_baseline(name, histories, self.steps, self.paths, rng, self.volatility)[1]
             )
             for name in RANDOM_WALKS
         }
@@ -142,7 +141,8 @@ class ForecastScorer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ContextWarning)  # the caller chose the lookback
             warnings.simplefilter("ignore", SplitWarning)  # training data, jumps and all: nothing to act on
-            paths = predictor.sample(windows, self.steps, self.sampling, future=futures).paths
+            sampling = predictor.sampling_with(sample_count=self.paths, seed=self.seed)
+            paths = predictor.sample(windows, self.steps, sampling, future=futures).paths
         paths = np.asarray(paths, dtype=np.float64)
         model = self._move_scores(paths)
         volatility = self.scored.volatility({MODEL: paths}, self.volatility)
@@ -198,7 +198,7 @@ class ForecastScorer:
         moves = self._moves(paths)
         median = np.median(moves, axis=1)
         zero = np.zeros((len(moves), 1))
-        rng = np.random.default_rng(self.sampling.seed)  # draws the PIT, which selection does not use
+        rng = np.random.default_rng(self.seed)  # draws the PIT, which selection does not use
         scores = score_forecasts(median[..., None], moves[..., None], zero, self.actual_moves[..., None], rng)
         flat = {name: values[..., 0] for name, values in scores.items()}
         flat["median_up"] = np.where(np.isfinite(median), median > 0, np.nan)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kronos.engine.sampling import MIN_TEMPERATURE, TEMPERATURE, TOP_P
 from kronos.forecasting.core import MAX_CONTEXT
 from kronos.forecasting.series import FEATURE_COLUMNS
 from kronos.forecasting.tables import TableLayout
@@ -108,6 +109,15 @@ class ModelConfig(NetworkConfig):
 
 
 @dataclass
+class SamplingConfig:
+    """How the trained predictor samples unless told otherwise: written to its kronos.json
+    ("sampling"), and what the forecast metrics that choose its checkpoint sample with."""
+
+    temperature: float = TEMPERATURE
+    top_p: float = TOP_P
+
+
+@dataclass
 class TrainConfig:
     """Optimisation and bookkeeping for one stage."""
 
@@ -139,6 +149,7 @@ class Config:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     stage_train: dict[str, dict[str, Any]] = field(default_factory=dict)
     base_dir: str = "."
 
@@ -158,14 +169,21 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         out = {
-            name: dataclasses.asdict(getattr(self, name)) for name in ("data", "tokenizer", "model", "train")
+            name: dataclasses.asdict(getattr(self, name))
+            for name in ("data", "tokenizer", "model", "train", "sampling")
         }
         for stage, table in self.stage_train.items():
             out["train"][stage] = dict(table)
         return out
 
 
-SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig, "model": ModelConfig, "train": TrainConfig}
+SECTIONS = {
+    "data": DataConfig,
+    "tokenizer": TokenizerConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "sampling": SamplingConfig,
+}
 
 
 @dataclass(frozen=True)
@@ -222,6 +240,10 @@ BOUNDS: dict[type, dict[str, Bounds]] = {
         "num_threads": Bounds(0, meaning="0: torch's default"),
         "log_every": COUNT,
         "keep_checkpoints": Bounds(0, meaning="0: all"),
+    },
+    SamplingConfig: {
+        "temperature": Bounds(MIN_TEMPERATURE, meaning="logits are divided by it"),
+        "top_p": Bounds(0, 1, low_open=True, meaning="nucleus sampling threshold"),
     },
 }
 

@@ -11,7 +11,7 @@ from torch import nn
 from kronos.forecasting.pretrained import resolve_checkpoint, tokenizer_reference
 from kronos.forecasting.schedules import bar_spacing
 from kronos.forecasting.series import Series
-from kronos.nn.metadata import ModelMetadata
+from kronos.nn.metadata import ModelMetadata, SamplingDefaults
 from kronos.nn.model import Kronos
 from kronos.nn.tokenizer import KronosTokenizer
 from kronos.training.config import Config
@@ -110,6 +110,7 @@ class PredictorStage:
             history=data.history_len(),
             frequencies=tuple(sorted({bar_spacing(one.timestamps) for one in series} - {""})),
             tokenizer=tokenizer_reference(self.tokenizer_source),
+            sampling=SamplingDefaults(self.config.sampling.temperature, self.config.sampling.top_p),
             extra={"series": len(series), "bars": int(sum(len(one) for one in series))},
         )
         if (module.s1_bits, module.s2_bits) != (self.tokenizer.s1_bits, self.tokenizer.s2_bits):
