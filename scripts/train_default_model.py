@@ -2,9 +2,10 @@
 
     python scripts/train_default_model.py --config configs/default.toml
 
-Steps: write the training data (scripts/build_default_data.py), train the tokenizer, train the
-predictor on it, evaluate both on the held-out final segment of every series, and copy the best
-checkpoints into src/kronos/shipped/kronos-default/. Needs the `data` extra.
+Steps: write the training data (scripts/build_default_data.py, and the synthetic series of
+scripts/build_synthetic_data.py), train the tokenizer, train the predictor on it, evaluate both
+on the held-out final segment of every series, and copy the best checkpoints into
+src/kronos/shipped/kronos-default/. Needs the `data` extra.
 
 The predictor's best checkpoint is chosen by forecast metrics (`--select-by`, default the CRPS
 ratio to the best random walk; `kronos.evaluation.selection`) at `--select-origins` origins per
@@ -35,10 +36,14 @@ from kronos.training.trainer import VAL_LOSS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_default_data import main as build_data  # noqa: E402
+from build_synthetic_data import main as build_synthetic  # noqa: E402
 
 STEPS = ("data", "tokenizer", "predictor", "evaluate", "install")
+# The synthetic part of the default data (kronos.training.synthetic; docs/training.md, "Synthetic
+# corpus"): 48 series of 3000 bars from seed 0, beside the real series' 45,728 bars.
+SYNTHETIC = ["--series", "48", "--bars", "3000", "--seed", "0"]
 REPO = Path(__file__).resolve().parents[1]
-INSTALL_DIR = REPO / "src" / "kronos" / "pretrained" / "kronos-default"
+INSTALL_DIR = REPO / "src" / "kronos" / "shipped" / "kronos-default"
 
 
 def metadata(config) -> ModelMetadata:
@@ -122,7 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--select-origins", type=int, default=30, help="scored origins per bar-spacing family"
     )
-    parser.add_argument("--select-paths", type=int, default=20, help="paths per scored origin")
+    parser.add_argument(
+        "--select-paths", type=int, default=40, help="paths per scored origin (40: a 95%% band can hold 95%%)"
+    )
     args = parser.parse_args(argv)
     family = args.select_by.split("/", 1)[0]
     if args.select_by not in (*POOLED, VAL_LOSS) and family not in FAMILIES:
@@ -137,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     if "data" in steps:
         build_data(["--out", str(run_dir / "data")])
+        build_synthetic(["--out", str(run_dir / "data"), *SYNTHETIC])
     resume = "auto" if args.resume else None
     if "tokenizer" in steps:
         result = train(config, "tokenizer", resume=resume)
