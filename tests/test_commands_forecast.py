@@ -14,7 +14,6 @@ from helpers import calm_bars, file_size_limit, make_bars, random_bars
 
 from kronos import KronosPredictor
 from kronos.commands.main import main
-from kronos.engine.sampling import Sampling
 from kronos.forecasting.calibration import fit_origins, required_rows
 from kronos.forecasting.pretrained import DEFAULT_MODEL, shipped_dir
 from kronos.forecasting.series import FEATURE_COLUMNS
@@ -283,7 +282,7 @@ def test_cli_bands_equal_predict_quantiles_for_the_same_seed(tmp_path, capsys):
         cli.index,
         7,
         quantile_levels=(0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975),
-        sampling=Sampling(sample_count=20, seed=11),
+        sampling=predictor.sampling_with(sample_count=20, seed=11),  # the CLI samples as the model says
         series_id="bars",  # the CLI keys a file's draws by its name, as in a folder of files
     )
     assert list(cli.columns) == list(library.columns)

@@ -65,7 +65,7 @@ def test_offline_models_are_the_shipped_ones_and_the_cached_hub_ones(tmp_path, t
         )  # fmt: skip
         assert run.returncode == 0, run.stderr
         listed.append(run.stdout.splitlines())
-    assert listed[0] == ["kronos-default shipped 128 108 D,h,min"]
+    assert listed[0] == ["kronos-default shipped 128 108 5min,D,h,min"]
     # the published model's known context (its cache holds no kronos.json)
     assert listed[1] == listed[0] + ["NeoQuasar/Kronos-small hub cache 512 512 "]
 

@@ -22,7 +22,6 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from kronos.engine.sampling import Sampling
 from kronos.forecasting.predictor import KronosPredictor
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sp500_daily.csv"
@@ -89,7 +88,7 @@ def expected_quantiles(predictor, answer: dict, series_id: object, paths: int, s
         pd.DatetimeIndex(pd.to_datetime(answer["timestamps"])),
         pred_len=len(answer["timestamps"]),
         quantile_levels=LEVELS,
-        sampling=Sampling(sample_count=paths, seed=seed),
+        sampling=predictor.sampling_with(sample_count=paths, seed=seed),
         series_id=series_id,
     )
 

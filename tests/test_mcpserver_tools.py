@@ -60,5 +60,5 @@ def test_root_and_models(toolbox, tmp_path):
     listed = toolbox.models()
     assert listed["models"][0] | {"metadata": None} == {
         "name": "kronos-default", "source": "served", "max_context": 128, "lookback": 108,
-        "frequencies": ["D", "h", "min"], "metadata": None,
+        "frequencies": ["5min", "D", "h", "min"], "metadata": None,
     }  # fmt: skip

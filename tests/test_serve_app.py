@@ -60,7 +60,7 @@ def expected(
     history = frame.iloc[-predictor.lookback :]
     return predictor.predict_quantiles(
         history[FIELDS], history["timestamps"], future, steps,
-        quantile_levels=levels, sampling=Sampling(sample_count=paths, seed=seed), series_id=series_id, calibration=calibration,
+        quantile_levels=levels, sampling=predictor.sampling_with(sample_count=paths, seed=seed), series_id=series_id, calibration=calibration,
     )  # fmt: skip
 
 
@@ -70,7 +70,7 @@ def calibrated(predictor, frame: pd.DataFrame, steps: int, paths: int, seed=0, s
         frame[FIELDS],
         frame["timestamps"],
         steps,
-        sampling=Sampling(sample_count=paths, seed=seed),
+        sampling=predictor.sampling_with(sample_count=paths, seed=seed),
         series_id=series_id,
     )
 
@@ -278,7 +278,7 @@ def test_forecast_equals_predict_quantiles_with_the_same_seed(kronos_server, pre
         history["timestamps"],
         pd.DatetimeIndex(answer["timestamps"]),
         6,
-        sampling=Sampling(sample_count=12, seed=3),
+        sampling=predictor.sampling_with(sample_count=12, seed=3),
     )
     for j, field in enumerate(FEATURE_COLUMNS):
         assert answer["paths"][field] == paths[:, :, j].astype(np.float64).tolist()
@@ -387,7 +387,7 @@ def test_calibrated_forecast_equals_predict_quantiles_with_its_calibration(krono
     history = frame.iloc[-108:]
     paths = predictor.predict_paths(
         history[FIELDS], history["timestamps"], pd.DatetimeIndex(answer["timestamps"]), 6,
-        sampling=Sampling(sample_count=12, seed=3), calibration=calibration,
+        sampling=predictor.sampling_with(sample_count=12, seed=3), calibration=calibration,
     )  # fmt: skip
     for j, field in enumerate(FEATURE_COLUMNS):  # predict_paths returns them in float32
         np.testing.assert_array_equal(np.asarray(answer["paths"][field], dtype=np.float32), paths[:, :, j])
