@@ -40,8 +40,25 @@ Origin = tuple[str, int]
 """(series name, row t): the forecast from the lookback bars before row t."""
 
 
+class SeededRun:
+    """What a seeded run's settings (`Backtest`, `CrossSection`) read of their `sampling` field."""
+
+    sampling: Sampling | None
+
+    @property
+    def drawn(self) -> Sampling:
+        """The run's sampling, once `run_sampling` has resolved a None `sampling`."""
+        if self.sampling is None:
+            raise ValueError("sampling is None until the run resolves it (run_sampling)")
+        return self.sampling
+
+    @property
+    def seed(self) -> int:
+        return CALIBRATION_SEED if self.sampling is None else int(self.sampling.seed or 0)
+
+
 @dataclass(frozen=True)
-class Backtest:
+class Backtest(SeededRun):
     """What a backtest forecasts, and how.
 
     `steps` bars are forecast at each origin from the `lookback` bars before it (None: the
@@ -96,17 +113,6 @@ class Backtest:
         if unknown:
             raise ValueError(f"unknown baseline(s) {unknown}: choose from {list(BASELINES)}")
         object.__setattr__(self, "baselines", tuple(self.baselines))
-
-    @property
-    def drawn(self) -> Sampling:
-        """The run's sampling, once `run_sampling` has resolved a None `sampling`."""
-        if self.sampling is None:
-            raise ValueError("sampling is None until the run resolves it (run_sampling)")
-        return self.sampling
-
-    @property
-    def seed(self) -> int:
-        return CALIBRATION_SEED if self.sampling is None else int(self.sampling.seed or 0)
 
     @property
     def past_every(self) -> int:

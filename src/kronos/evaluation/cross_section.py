@@ -24,6 +24,7 @@ from kronos.evaluation.backtest import (
     Engine,
     Origin,
     OriginForecast,
+    SeededRun,
     context_note,
     forecast_here,
     origin_batches,
@@ -48,7 +49,7 @@ from kronos.evaluation.signals import (
     model_signals,
     random_signal,
 )
-from kronos.forecasting.core import CALIBRATION_SEED, ContextWarning
+from kronos.forecasting.core import ContextWarning
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.series import CLOSE, Series, check_pred_len, positive_int
 from kronos.forecasting.tables import TableLayout, split_table
@@ -70,7 +71,7 @@ SUMMARY_COLUMNS = [  # what a terminal summary of the methods shows
 
 
 @dataclass(frozen=True)
-class CrossSection:
+class CrossSection(SeededRun):
     """What a cross-sectional evaluation scores, and how. Checked when made.
 
     `horizon` H: bars of the forward return (and of each forecast); `rebalance` K: bars between
@@ -131,17 +132,6 @@ class CrossSection:
     def every(self) -> int:
         """K, the bars between rebalance dates."""
         return self.horizon if self.rebalance is None else self.rebalance
-
-    @property
-    def drawn(self) -> Sampling:
-        """The run's sampling, once `run_sampling` has resolved a None `sampling`."""
-        if self.sampling is None:
-            raise ValueError("sampling is None until the run resolves it (run_sampling)")
-        return self.sampling
-
-    @property
-    def seed(self) -> int:
-        return CALIBRATION_SEED if self.sampling is None else int(self.sampling.seed or 0)
 
     @property
     def baselines(self) -> list[str]:
