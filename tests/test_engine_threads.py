@@ -67,3 +67,14 @@ def test_one_thread_is_never_changed():
 def test_at_least_one_thread():
     with pytest.raises(ValueError, match="most must be at least 1"):
         AdaptiveThreads(0)
+
+
+def test_a_kept_policy_notices_new_load_within_a_few_steps():
+    """Quiet for long (so its trials of fewer threads wait the longest), then a busy core: a step
+    on the current count that is suddenly much slower brings the next trial forward."""
+    policy = AdaptiveThreads(2)
+    counts_run(policy, {2: 0.005, 1: 0.008}, 400)
+    assert policy.current == 2 and policy.interval == policy.longest_wait
+    counts = counts_run(policy, {2: 0.040, 1: 0.009}, 12)
+    assert policy.current == 1
+    assert counts.index(1) <= 3

@@ -9,7 +9,9 @@ the one-token steps on its current count, every so often tries a neighbouring co
 steps, and keeps whichever was faster (by the margins below); passes of many tokens run on the
 current count. The first trial comes after the first step: a call beside a busy core should not
 run long on too many threads before it knows. A trial that loses waits twice as long before the next
-(up to `longest_wait` steps), so a quiet machine pays little for the watching.
+(up to `longest_wait` steps), so a quiet machine pays little for the watching; a step on the
+current count that takes LOSING_STEP times its recent median (the load changed) cuts the wait
+back to `first_wait`, so a kept policy notices a busy core within a few steps.
 
 The thread count changes no number: every kernel the engine uses computes a row the same way on
 any number of threads (tests/test_engine_generation.py checks tokens against a fixed count).
@@ -73,6 +75,8 @@ class AdaptiveThreads:
             if behind or len(self.trial_times) == self.probe_steps:
                 self._decide()
         elif count == self.current:
+            if self.current_times and seconds > LOSING_STEP * statistics.median(self.current_times):
+                self.wait = self.interval = self.first_wait  # the load changed: try again soon
             self.current_times = [*self.current_times, seconds][-self.probe_steps :]
             self.wait -= 1
 
