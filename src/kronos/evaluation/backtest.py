@@ -31,7 +31,7 @@ from kronos.forecasting.calibration import (
     origin_volatility,
     required_rows,
 )
-from kronos.forecasting.core import CALIBRATION_SEED, ContextWarning
+from kronos.forecasting.core import RUN_SEED, ContextWarning
 from kronos.forecasting.paths import repair_ohlc
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.series import CLOSE, Series, check_pred_len, positive_int
@@ -54,7 +54,7 @@ class SeededRun:
 
     @property
     def seed(self) -> int:
-        return CALIBRATION_SEED if self.sampling is None else int(self.sampling.seed or 0)
+        return RUN_SEED if self.sampling is None else int(self.sampling.seed or 0)
 
 
 @dataclass(frozen=True)
@@ -122,12 +122,12 @@ class Backtest(SeededRun):
 
 def run_sampling(sampling: Sampling | None, predictor: KronosPredictor | None) -> Sampling:
     """A run's sampling: as given, else the model's defaults (the package's without a model)
-    seeded CALIBRATION_SEED."""
+    seeded RUN_SEED."""
     if sampling is not None:
         return sampling
     if predictor is None:
-        return Sampling(seed=CALIBRATION_SEED)
-    return predictor.sampling_with(seed=CALIBRATION_SEED)
+        return Sampling(seed=RUN_SEED)
+    return predictor.sampling_with(seed=RUN_SEED)
 
 
 def select_origins(

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from kronos.engine.generation import WINDOWS as WINDOWS  # the choices of `window`, for front ends
 from kronos.engine.generation import SeriesBatch, check_window, decode_tokens, generate_tokens
-from kronos.engine.sampling import TEMPERATURE, TOP_P, Sampling
+from kronos.engine.sampling import Sampling
 from kronos.engine.threads import AdaptiveThreads
 from kronos.forecasting.actions import SplitWarning, jumps_note
 from kronos.forecasting.calibration import (
@@ -68,7 +68,7 @@ from kronos.nn.tokenizer import KronosTokenizer
 
 NORMALIZE_ON = ("history", "context")
 VOLUME = FEATURE_COLUMNS.index("volume")  # volume, then amount: the columns that cannot be negative
-CALIBRATION_SEED = 0  # a calibration is seeded unless told otherwise
+RUN_SEED = 0  # the seed of seeded runs (calibrations, backtests, datasets) unless told otherwise
 
 # Caps on the work one call may ask for; each refusal names its cap and why (docs/reliability.md).
 MAX_HISTORY = (
@@ -363,12 +363,10 @@ class ForecastingCore:
         model's by default), and compares them with the bars that followed. Past origin t draws
         from (seed, series.key, t). Needs `kronos.forecasting.calibration.required_rows` bars (20
         past forecasts) and raises ValueError otherwise. The one place calibrations are fitted.
-        `sampling` None: the model's `default_sampling` seeded with CALIBRATION_SEED, so that a
+        `sampling` None: the model's `default_sampling` seeded with RUN_SEED, so that a
         forecast with the model's defaults takes the calibration.
         """
-        sampling = (
-            self.sampling_with(seed=CALIBRATION_SEED) if sampling is None else checked_sampling(sampling)
-        )
+        sampling = self.sampling_with(seed=RUN_SEED) if sampling is None else checked_sampling(sampling)
         if not isinstance(series, Series):
             raise TypeError(f"series must be a kronos.forecasting.series.Series, got {type(series).__name__}")
         horizon = positive_int(horizon, "horizon")
@@ -785,10 +783,8 @@ def _model_sampling(defaults: SamplingDefaults | None) -> Sampling:
     """A model's default sampling: its kronos.json's temperature and top_p, the package's where it
     sets none; a ValueError naming the key where Sampling refuses a value."""
     chosen = defaults or SamplingDefaults()
+    given: dict[str, Any] = {"T": chosen.temperature, "top_p": chosen.top_p}
     try:
-        return Sampling(
-            T=TEMPERATURE if chosen.temperature is None else chosen.temperature,
-            top_p=TOP_P if chosen.top_p is None else chosen.top_p,
-        )
+        return Sampling(**{name: value for name, value in given.items() if value is not None})
     except ValueError as err:
         raise ValueError(f"the model's kronos.json 'sampling': {err}") from None

@@ -37,6 +37,7 @@ from kronos.evaluation.backtest import Backtest, OriginBatch, OriginForecast, ev
 from kronos.evaluation.data import read_series
 from kronos.evaluation.result import EvaluationResult
 from kronos.forecasting.calibration import Calibration
+from kronos.forecasting.core import RUN_SEED
 from kronos.forecasting.paths import DEFAULT_QUANTILE_LEVELS, check_quantile_levels
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.pretrained import DEFAULT_MODEL, resolve_tokenizer, shipped_dir
@@ -57,8 +58,6 @@ if (
     import pyarrow as pa
 
 ENGINES = ("local", "ray")
-# seeded unless told otherwise: unseeded draws would depend on which actor and block a series meets
-DATASET_SEED = 0
 
 
 def import_ray():
@@ -261,8 +260,9 @@ class _SeriesWork:
         if self.label_rows:
             table = _named_rows(table, self.id_column, self.timestamp_column)
         options = self.options
-        if options["sampling"] is None:  # the model's, seeded: known only where the model is
-            options = {**options, "sampling": predictor.sampling_with(seed=DATASET_SEED)}
+        if options["sampling"] is None:  # the model's, known only where the model is; seeded, as
+            # unseeded draws would depend on which actor and block a series meets
+            options = {**options, "sampling": predictor.sampling_with(seed=RUN_SEED)}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             forecast = predictor.predict_df(table, self.id_column, self.timestamp_column, **options)
@@ -364,7 +364,7 @@ def forecast_dataset(
     the shipped model, as many actors as the cluster holds). `steps` is `predict_df`'s
     `prediction_length`; `quantile_levels`, `sampling`, `table`, `repair_ohlc` and `calibration`
     mean what they mean to `predict_df`, and so do the numbers: with a seed, each series draws from
-    (seed, its id) alone. `sampling` None: the model's `default_sampling` seeded with DATASET_SEED.
+    (seed, its id) alone. `sampling` None: the model's `default_sampling` seeded with RUN_SEED.
 
     Returns the forecasts as one long table. With `out` (a new or empty folder) each series is
     written instead to `out/<id_column>=<id>/forecast.parquet` (`series_file`) and None is
