@@ -322,10 +322,9 @@ def test_forecast_under_a_file_size_limit_keeps_the_previous_output(tmp_path, ca
     assert out.read_text().startswith("timestamps,") and len(out.read_text().splitlines()) == 21
 
 
-def test_forecast_and_evaluate_commands_calibrate(tmp_path, tiny_dir, tiny_ohlcv, capsys):
-    data = tmp_path / "bars.csv"
-    tiny_ohlcv.to_csv(data, index=False)
-    model = [
+def tiny_model_options(tiny_dir) -> list[str]:
+    """The command options of the tiny compatibility model, at a context of 64 bars."""
+    return [
         "--model",
         str(tiny_dir / "model"),
         "--tokenizer",
@@ -333,6 +332,12 @@ def test_forecast_and_evaluate_commands_calibrate(tmp_path, tiny_dir, tiny_ohlcv
         "--max-context",
         "64",
     ]
+
+
+def test_forecast_and_evaluate_commands_calibrate(tmp_path, tiny_dir, tiny_ohlcv, capsys):
+    data = tmp_path / "bars.csv"
+    tiny_ohlcv.to_csv(data, index=False)
+    model = tiny_model_options(tiny_dir)
     common = ["--lookback", "32", "--steps", "4", "--paths", "8", *model]
     out = tmp_path / "f.csv"
     assert main(["forecast", str(data), *common, "--calibrate", "--out", str(out)]) == 0
@@ -388,14 +393,7 @@ def test_an_output_naming_an_input_or_a_fifo_is_refused_and_the_input_kept(tmp_p
 def test_calibrate_shows_its_progress_on_stderr_unless_quiet(tmp_path, tiny_dir, tiny_ohlcv, capsys):
     data = tmp_path / "bars.csv"
     tiny_ohlcv.to_csv(data, index=False)
-    model = [
-        "--model",
-        str(tiny_dir / "model"),
-        "--tokenizer",
-        str(tiny_dir / "tokenizer"),
-        "--max-context",
-        "64",
-    ]
+    model = tiny_model_options(tiny_dir)
     argv = [
         "forecast",
         str(data),
