@@ -57,6 +57,7 @@ def metadata(config) -> ModelMetadata:
         history=config.data.history_len(),
         frequencies=frequencies,
         sampling=SamplingDefaults(config.sampling.temperature, config.sampling.top_p),
+        anchor=config.forecast.anchor,
         extra={
             "series": len(series),
             "bars": sum(len(s.timestamps) for s in series),

@@ -175,6 +175,7 @@ def test_forecast_decoding_options(tiny_dir, five_minute_csv, tmp_path):
         "exact": [],
         "streaming": ["--window", "streaming"],
         "bfloat16": ["--dtype", "bfloat16"],
+        "anchor": ["--anchor"],
     }.items():
         out = tmp_path / f"{name}.csv"
         assert main(["forecast", *args, *extra, "--out", str(out)]) == 0
@@ -184,6 +185,12 @@ def test_forecast_decoding_options(tiny_dir, five_minute_csv, tmp_path):
     median = frames["exact"]["close_q0.5"]
     assert np.allclose(frames["bfloat16"]["close_q0.5"], median, rtol=0.05)
     assert not np.array_equal(frames["bfloat16"]["close_q0.5"], median)  # it did run in bfloat16
+    # --anchor moves every close path, hence every quantile, by one amount; volume stays
+    moved = frames["anchor"]["close_q0.5"] - median
+    assert abs(moved.iloc[0]) > 1e-6 and np.allclose(moved, moved.iloc[0], rtol=1e-3, atol=1e-4)
+    volume = [c for c in frames["exact"] if c.startswith("volume")]
+    assert volume
+    pd.testing.assert_frame_equal(frames["anchor"][volume], frames["exact"][volume])
     # with a context of 100 bars the window slides: streaming then differs from exact, a little
     slid = {}
     for window in ("exact", "streaming"):

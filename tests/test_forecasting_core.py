@@ -397,3 +397,50 @@ def test_a_models_temperature_below_the_floor_is_refused_naming_its_kronos_json(
     cold = checkpoint_with_metadata(tmp_path, tiny_dir, {"sampling": {"temperature": 1e-6}})
     with pytest.raises(ValueError, match="^the model's kronos.json 'sampling': temperature T must be finite"):
         KronosPredictor.from_pretrained(str(cold), device="cpu")
+
+
+@pytest.mark.filterwarnings("ignore::kronos.forecasting.core.ShortHistoryWarning")
+@pytest.mark.parametrize(
+    ("history_len", "steps", "first"),
+    [(40, 5, 0), (60, 10, 6), (60, 70, -64)],
+    ids=["within the context", "window slid", "window all generated"],
+)
+def test_anchor_moves_open_high_low_close_by_the_tokenizers_rounding_of_the_last_close(
+    tiny_model, tiny_tokenizer, tiny_ohlcv, history_len, steps, first
+):
+    """Anchored paths are the plain ones with open, high, low and close moved by the last close
+    less its reconstruction (decoded from the history tokens the paths' window starts with, or
+    from the last 64 where the window holds none), volume and amount as they were."""
+    from kronos.forecasting.series import normalize
+
+    plain = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64)
+    anchored = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64, anchor=True)
+    assert (plain.anchor, anchored.anchor) == (False, True)
+    series = tiny_series(tiny_ohlcv, 0, history_len, "s")
+    sampling = Sampling(sample_count=4, seed=3)
+    before = plain.sample(series, steps, sampling).paths[0]
+    after = anchored.sample(series, steps, sampling).paths[0]
+
+    bars = tiny_ohlcv[FEATURE_COLUMNS].iloc[:history_len].to_numpy(np.float32)
+    x, _, std = normalize(bars, 5.0)
+    with torch.inference_mode():
+        tokens = tiny_tokenizer.encode(torch.from_numpy(x)[None], half=True)
+        rebuilt = tiny_tokenizer.decode(tuple(t[:, first:] for t in tokens), half=True)[0, -1, 3].item()
+    gap = (x[-1, 3] - rebuilt) * (std[3] + 1e-5)
+    assert abs(gap) > 1e-3 * std[3]  # the rounding is there to remove
+    np.testing.assert_allclose(after[..., :4] - before[..., :4], gap, rtol=1e-3, atol=1e-4 * std[3])
+    np.testing.assert_array_equal(after[..., 4:], before[..., 4:])
+
+
+def test_anchor_defaults_to_the_models_kronos_json_and_must_be_a_flag(
+    tmp_path, tiny_dir, tiny_model, tiny_tokenizer
+):
+    from helpers import checkpoint_with_metadata
+
+    own = checkpoint_with_metadata(tmp_path, tiny_dir, {"max_context": 64, "anchor": True})
+    assert KronosPredictor.from_pretrained(str(own)).anchor is True
+    assert KronosPredictor.from_pretrained(str(own), anchor=False).anchor is False
+    plain = checkpoint_with_metadata(tmp_path / "p", tiny_dir, None)
+    assert KronosPredictor.from_pretrained(str(plain)).anchor is False
+    with pytest.raises(TypeError, match="^anchor must be True or False, got str 'yes'"):
+        KronosPredictor(tiny_model, tiny_tokenizer, anchor="yes")

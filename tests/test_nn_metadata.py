@@ -77,3 +77,16 @@ def test_sampling_defaults_are_read_checked_and_written(tmp_path):
 def test_bad_sampling_defaults_are_refused_naming_the_key(sampling, message):
     with pytest.raises(ValueError, match="^kronos.json: " + message):
         ModelMetadata.from_dict({"sampling": sampling}, "kronos.json")
+
+
+def test_anchor_is_read_checked_and_written_only_when_set(tmp_path):
+    from kronos.nn.metadata import read_metadata
+
+    loaded = ModelMetadata.from_dict({"max_context": 64, "anchor": True}, "kronos.json")
+    assert loaded.anchor is True and loaded.extra == {}
+    loaded.write(tmp_path)
+    assert read_metadata("x", tmp_path) == loaded
+    assert ModelMetadata.from_dict({}, "kronos.json").anchor is False
+    assert "anchor" not in ModelMetadata().to_dict()  # files without it are written as before
+    with pytest.raises(ValueError, match="^kronos.json: 'anchor' must be true or false, got 'yes'"):
+        ModelMetadata.from_dict({"anchor": "yes"}, "kronos.json")

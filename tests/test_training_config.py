@@ -84,6 +84,13 @@ def test_every_numeric_setting_is_range_checked_naming_it(override, message):
         load_config(None, [override])
 
 
+def test_forecast_anchor_is_a_flag_on_by_default():
+    assert load_config(None, []).forecast.anchor is True
+    assert load_config(None, ["forecast.anchor=false"]).forecast.anchor is False
+    with pytest.raises(ValueError, match="^config forecast.anchor must be a bool, got 1"):
+        load_config(None, ["forecast.anchor=1"])
+
+
 def test_the_default_settings_are_within_their_ranges():
     config = load_config(None, ["train.grad_clip=0", "train.samples_per_epoch=0", "data.history=0"])
     assert (config.train.batch_size, config.train.grad_clip, config.data.history) == (32, 0.0, 0)

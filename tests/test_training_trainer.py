@@ -231,6 +231,7 @@ def test_fine_tuning_a_pretrained_model_lowers_its_validation_loss(tmp_path, tin
     metadata = json.loads((result.best_dir / "kronos.json").read_text())
     assert Path(result.best_dir, metadata["tokenizer"]).resolve() == (tiny_dir / "tokenizer").resolve()
     assert metadata["sampling"] == {"temperature": 1.0, "top_p": 0.9}  # the config's [sampling] defaults
+    assert metadata["anchor"] is True  # the config's [forecast] default
 
 
 def test_resume_continues_from_the_saved_step(tmp_path, csv_files):

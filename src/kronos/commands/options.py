@@ -170,7 +170,7 @@ def context_bars(text: str) -> int:
 
 
 def add_decoding_options(parser: argparse.ArgumentParser) -> None:
-    """--dtype and --window, how the model decodes (KronosPredictor's dtype and window)."""
+    """--dtype, --window and --anchor, how the model decodes (KronosPredictor's dtype, window and anchor)."""
     parser.add_argument(
         "--dtype",
         choices=("float32", "bfloat16"),
@@ -184,6 +184,12 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
         default="exact",
         help="how a full context window slides: exact (default, upstream's numbers) passes it again "
         "at every step; streaming keeps the cached tokens that stay, faster past the context",
+    )
+    parser.add_argument(
+        "--anchor",
+        action=argparse.BooleanOptionalAction,
+        help="start every forecast from the last close rather than from the tokenizer's reconstruction "
+        "of it (default: the model's, from its kronos.json; off for the published models)",
     )
 
 
@@ -216,7 +222,11 @@ def chosen_sampling(args: argparse.Namespace, predictor: KronosPredictor | None,
 def predictor_options(args: argparse.Namespace) -> dict[str, Any]:
     """The KronosPredictor keywords of the context and decoding options."""
     return dict(
-        max_context=args.max_context, normalize_on=args.normalize, dtype=args.dtype, window=args.window
+        max_context=args.max_context,
+        normalize_on=args.normalize,
+        dtype=args.dtype,
+        window=args.window,
+        anchor=args.anchor,
     )
 
 

@@ -312,6 +312,21 @@ def decode_tokens(tokenizer: KronosTokenizer, tokens: GeneratedTokens, max_conte
         return torch.cat([_decode_before_window(tokenizer, tokens, gen_start, max_context), window], dim=2)
 
 
+@torch.inference_mode()
+def decode_history_end(tokenizer: KronosTokenizer, tokens: GeneratedTokens, max_context: int) -> torch.Tensor:
+    """The tokenizer's reconstruction of each series' last history bar, [S, d_in]: what the model's
+    tokens say the bar it forecasts from was. The decoder is causal, so this is the bar as
+    `decode_tokens` decodes it in the window it shares with the paths (the history from that
+    window's first token), or from the last `max_context` history tokens where the window holds
+    only generated tokens."""
+    (h1, h2), (g1, _) = tokens.history, tokens.generated
+    hist_len = h1.shape[1]
+    start, prefix_len, _ = window_bounds(hist_len + g1.shape[1], hist_len, max_context)
+    first = start if prefix_len else max(0, hist_len - max_context)
+    with eval_mode(tokenizer), packed_products(tokens.batch_invariant):
+        return tokenizer.decode((h1[:, first:], h2[:, first:]), half=True)[:, -1]
+
+
 def _decode_window(
     tokenizer: KronosTokenizer, tokens: GeneratedTokens, start: int, prefix_len: int, gen_start: int
 ) -> torch.Tensor:

@@ -27,7 +27,13 @@ import torch
 from tqdm.auto import tqdm
 
 from kronos.engine.generation import WINDOWS as WINDOWS  # the choices of `window`, for front ends
-from kronos.engine.generation import SeriesBatch, check_window, decode_tokens, generate_tokens
+from kronos.engine.generation import (
+    SeriesBatch,
+    check_window,
+    decode_history_end,
+    decode_tokens,
+    generate_tokens,
+)
 from kronos.engine.sampling import Sampling
 from kronos.engine.threads import AdaptiveThreads
 from kronos.forecasting.actions import SplitWarning, jumps_note
@@ -55,6 +61,7 @@ from kronos.forecasting.series import (
     Series,
     check_future,
     check_pred_len,
+    checked_flag,
     checked_instance,
     denormalize,
     normalize,
@@ -135,6 +142,24 @@ class _History:
         if calibration is None:
             return prices
         return calibration.apply(prices, self.last_close, self.volatility)
+
+
+def anchored(paths: np.ndarray, group: list[_History], ends: np.ndarray) -> np.ndarray:
+    """Normalised paths [k, N, L, 6] whose open, high, low and close are moved, in price units, by
+    the gap between each series' last close and `ends` [k, 6], the tokenizer's reconstruction of
+    its last bar (`decode_history_end`).
+
+    A path's level is the tokens' level, and the tokenizer rounds the last bar towards the middle
+    of its history's range: more the further the bar lies from it, which reads as a pull back
+    towards the history's mean (docs/calibration.md, "Anchoring"). Moved by the rounding, a path
+    starts from the close the series ended on; its shape, and volume and amount, are unchanged.
+    """
+    last = np.array([h.x[-1, CLOSE] for h in group], dtype=np.float32)
+    scale = np.stack([h.std[: CLOSE + 1] for h in group]).astype(np.float32) + np.float32(1e-5)
+    gap = (last - ends[:, CLOSE]) * scale[:, CLOSE]  # price units
+    out = paths.copy()
+    out[..., : CLOSE + 1] += (gap[:, None] / scale)[:, None, None, :]
+    return out
 
 
 def model_bars(series: Series) -> np.ndarray:
@@ -234,6 +259,7 @@ class ForecastingCore:
         num_threads: int | None = None,
         memory_budget: int = GENERATION_MEMORY,
         window: str = "exact",
+        anchor: bool | None = None,
     ):
         checked_instance(model, Kronos, "model", "Kronos.from_pretrained('NeoQuasar/Kronos-small')")
         checked_instance(
@@ -244,6 +270,7 @@ class ForecastingCore:
         )
         self.metadata = model.metadata or ModelMetadata()
         self._default_sampling = _model_sampling(self.metadata.sampling)
+        self.anchor = self.metadata.anchor if anchor is None else checked_flag(anchor, "anchor")
         self.max_context = _context(max_context, model.metadata)
         if normalize_on not in NORMALIZE_ON:
             raise ValueError(f"normalize_on must be one of {NORMALIZE_ON}, got {normalize_on!r}")
@@ -528,8 +555,11 @@ class ForecastingCore:
             )  # fmt: skip
             if threads is not None:  # decode on the count generation settled on
                 torch.set_num_threads(threads.current)
-            paths = decode_tokens(self.tokenizer, tokens, self.max_context)
-        return np.asarray(paths.float().cpu().numpy())
+            paths = np.asarray(decode_tokens(self.tokenizer, tokens, self.max_context).float().cpu().numpy())
+            if self.anchor:
+                ends = decode_history_end(self.tokenizer, tokens, self.max_context).float().cpu().numpy()
+                paths = anchored(paths, group, ends)
+        return paths
 
     def _tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(np.stack(arrays), dtype=np.float32)).to(self.device)

@@ -65,6 +65,9 @@ class ModelMetadata:
     or absolute) or a Hub id; None when it lies beside the model (`tokenizer/`) or is unknown.
     sampling: the temperature and top_p it samples with unless told otherwise (`SamplingDefaults`,
     chosen by measuring its forecasts); None: the package's.
+    anchor: whether its forecasts start from the last close rather than from its tokenizer's
+    reconstruction of it (`"anchor": true`, chosen by measuring its forecasts; see
+    kronos.forecasting.core); false for the published models, whose numbers are upstream's.
     Other keys of the file are kept in `extra`.
     """
 
@@ -73,6 +76,7 @@ class ModelMetadata:
     frequencies: tuple[str, ...] = ()
     tokenizer: str | None = None
     sampling: SamplingDefaults | None = None
+    anchor: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -86,7 +90,7 @@ class ModelMetadata:
         `source` and the key otherwise."""
         if not isinstance(values, dict):
             raise ValueError(f"{source} must hold a JSON object, got {type(values).__name__}")
-        known = {"max_context", "history", "frequencies", "tokenizer", "sampling"}
+        known = {"max_context", "history", "frequencies", "tokenizer", "sampling", "anchor"}
         for key in ("max_context", "history"):
             value = values.get(key)
             if value is not None and (
@@ -115,12 +119,16 @@ class ModelMetadata:
                 f"{source}: 'tokenizer' must be a directory or Hub id (text), got {str(tokenizer)[:200]!r}"
             )
         sampling = values.get("sampling")
+        anchor = values.get("anchor", False)
+        if not isinstance(anchor, bool):
+            raise ValueError(f"{source}: 'anchor' must be true or false, got {str(anchor)[:200]!r}")
         return cls(
             max_context=max_context,
             history=history,
             frequencies=tuple(frequencies),
             tokenizer=tokenizer,
             sampling=None if sampling is None else SamplingDefaults.from_dict(sampling, source),
+            anchor=anchor,
             extra={k: v for k, v in values.items() if k not in known},
         )
 
@@ -133,6 +141,8 @@ class ModelMetadata:
         del values["sampling"]
         if self.sampling is not None:
             values["sampling"] = self.sampling.to_dict()
+        if not self.anchor:
+            del values["anchor"]
         return {**values, **extra}
 
     def write(self, directory: str | Path) -> None:

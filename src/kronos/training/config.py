@@ -118,6 +118,15 @@ class SamplingConfig:
 
 
 @dataclass
+class ForecastConfig:
+    """How the trained predictor's forecasts are made unless told otherwise, beyond sampling:
+    written to its kronos.json. `anchor` starts every forecast from the last close rather than
+    from the tokenizer's reconstruction of it (kronos.forecasting.core.anchored; docs/training.md)."""
+
+    anchor: bool = True
+
+
+@dataclass
 class TrainConfig:
     """Optimisation and bookkeeping for one stage."""
 
@@ -150,6 +159,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    forecast: ForecastConfig = field(default_factory=ForecastConfig)
     stage_train: dict[str, dict[str, Any]] = field(default_factory=dict)
     base_dir: str = "."
 
@@ -170,7 +180,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         out = {
             name: dataclasses.asdict(getattr(self, name))
-            for name in ("data", "tokenizer", "model", "train", "sampling")
+            for name in ("data", "tokenizer", "model", "train", "sampling", "forecast")
         }
         for stage, table in self.stage_train.items():
             out["train"][stage] = dict(table)
@@ -183,6 +193,7 @@ SECTIONS = {
     "model": ModelConfig,
     "train": TrainConfig,
     "sampling": SamplingConfig,
+    "forecast": ForecastConfig,
 }
 
 

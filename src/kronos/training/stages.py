@@ -111,6 +111,7 @@ class PredictorStage:
             frequencies=tuple(sorted({bar_spacing(one.timestamps) for one in series} - {""})),
             tokenizer=tokenizer_reference(self.tokenizer_source),
             sampling=SamplingDefaults(self.config.sampling.temperature, self.config.sampling.top_p),
+            anchor=self.config.forecast.anchor,
             extra={"series": len(series), "bars": int(sum(len(one) for one in series))},
         )
         if (module.s1_bits, module.s2_bits) != (self.tokenizer.s1_bits, self.tokenizer.s2_bits):
