@@ -30,3 +30,40 @@ def test_windows_split_by_time_and_normalised_on_history_only(csv_files):
     x2, _ = train_set.batch(np.array([row]))
     np.testing.assert_array_equal(x2[0, :20], x[0, :20])
     assert stamp[0, 0, 1] == series[1].timestamps[100].hour
+
+
+def test_mirror_reflects_every_other_window_of_the_series_it_names(csv_files, tmp_path):
+    """data.mirror="intraday": the odd-start windows of hourly series come reflected (open and
+    close negated, high and low negated and swapped, volume as it was), the even ones as they
+    are; daily series are left alone; "none" mirrors nothing; an unknown value names the key."""
+    import pandas as pd
+    import pytest
+    from helpers import make_bars
+
+    from kronos.training.dataset import mirror_window
+
+    daily = tmp_path / "daily.csv"
+    make_bars(300, seed=5, freq="D").to_csv(daily, index=False)
+    series = load_series([*csv_files, daily])
+    plain, _ = build_windows(series, config_from_dict({"data": {"window": 24, "history": 20}}).data)
+    mirrored, _ = build_windows(
+        series, config_from_dict({"data": {"window": 24, "history": 20, "mirror": "intraday"}}).data
+    )
+    assert mirrored.mirrored.tolist() == [True, True, False] and not plain.mirrored.any()
+    rows = np.arange(len(plain))
+    before, after = plain.batch(rows)[0], mirrored.batch(rows)[0]
+    odd = (plain.index[:, 0] < 2) & (plain.index[:, 1] % 2 == 1)
+    assert odd.sum() > 100
+    np.testing.assert_array_equal(after[~odd], before[~odd])
+    np.testing.assert_array_equal(after[odd][..., [0, 3]], -before[odd][..., [0, 3]])
+    np.testing.assert_array_equal(after[odd][..., 1], -before[odd][..., 2])
+    np.testing.assert_array_equal(after[odd][..., 2], -before[odd][..., 1])
+    np.testing.assert_array_equal(after[odd][..., 4:], before[odd][..., 4:])
+    np.testing.assert_array_equal(mirror_window(mirror_window(before[0])), before[0])
+    assert (
+        pd.Series(after[odd][..., 3].mean(axis=1)).corr(pd.Series(before[odd][..., 3].mean(axis=1))) < -0.99
+    )
+    with pytest.raises(
+        ValueError, match=r"^config data.mirror must be one of \['none', 'intraday', 'all'\], got 'odd'"
+    ):
+        config_from_dict({"data": {"mirror": "odd"}})

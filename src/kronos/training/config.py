@@ -24,6 +24,12 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 STAGES = ("tokenizer", "predictor")
 
 
+MIRRORS = ("none", "intraday", "all")
+"""Which series' training windows are also seen mirrored (kronos.training.dataset.mirror_window):
+every other window of the series with bars less than a day apart ("intraday"), of every series
+("all"), or none."""
+
+
 @dataclass
 class DataConfig:
     """Where the bars come from and how training windows are cut from them."""
@@ -37,6 +43,11 @@ class DataConfig:
     val_fraction: float = 0.1
     stride: int = 1
     clip: float = 5.0
+    mirror: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.mirror not in MIRRORS:
+            raise ValueError(f"config data.mirror must be one of {list(MIRRORS)}, got {self.mirror!r}")
 
     def layout(self) -> TableLayout:
         """How the data files hold their bars (an empty string: not given)."""

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kronos.forecasting.series import Series, normalize, time_features
+from kronos.forecasting.schedules import bar_spacing
+from kronos.forecasting.series import CLOSE, HIGH, LOW, OPEN, Series, normalize, time_features
 from kronos.forecasting.tables import load_series
 from kronos.training.config import Config, DataConfig, TrainConfig
 
@@ -19,7 +20,8 @@ class WindowSet:
 
     A window is `window` consecutive bars, normalised (`kronos.forecasting.series.normalize`) on
     the statistics of its first `history` bars only, so no statistic comes from bars after the
-    history part.
+    history part. The windows of series flagged in `mirrored` that start at an odd bar are
+    mirrored (`mirror_window`).
     """
 
     bars: list[np.ndarray]
@@ -28,6 +30,7 @@ class WindowSet:
     window: int
     history: int
     clip: float
+    mirrored: np.ndarray  # [series] bool
 
     def __len__(self) -> int:
         return len(self.index)
@@ -38,8 +41,35 @@ class WindowSet:
         stamps = np.empty((len(rows), self.window, 5), dtype=np.float32)
         for out_row, (series, start) in enumerate(self.index[rows]):
             x[out_row] = normalize(self.bars[series][start : start + self.window], self.clip, self.history)[0]
+            if self.mirrored[series] and start % 2:
+                x[out_row] = mirror_window(x[out_row])
             stamps[out_row] = self.stamps[series][start : start + self.window]
         return x, stamps
+
+
+def mirror_window(x: np.ndarray) -> np.ndarray:
+    """A normalised window [L, 6] with its prices reflected about the history's mean: open and
+    close negated, high and low negated and swapped, volume and amount as they were.
+
+    A market that falls as this one rose, with the same volatility and volume. Mirroring half of
+    the windows leaves the data no average direction to learn, so a model trained on it invents
+    none: for intraday bars, whose drift per bar is far below their noise, that is the truth.
+    """
+    out = x.copy()
+    out[:, [OPEN, CLOSE]] = -x[:, [OPEN, CLOSE]]
+    out[:, HIGH], out[:, LOW] = -x[:, LOW], -x[:, HIGH]
+    return out
+
+
+def mirrored_series(series: list[Series], mirror: str) -> np.ndarray:
+    """Which series' windows `mirror` (config data.mirror) mirrors: none, those with bars less
+    than a day apart ("intraday"), or all."""
+    if mirror == "all":
+        return np.ones(len(series), dtype=bool)
+    if mirror == "intraday":
+        spacings = [bar_spacing(s.timestamps) for s in series]  # "D", "7D" or "h", "5min", ...
+        return np.array([bool(spacing) and not spacing.endswith("D") for spacing in spacings], dtype=bool)
+    return np.zeros(len(series), dtype=bool)
 
 
 def expand_paths(patterns: list[str], config: Config | None = None) -> list[Path]:
@@ -97,9 +127,12 @@ def build_windows(series: list[Series], data: DataConfig) -> tuple[WindowSet, Wi
         if data.val_fraction > 0:
             starts = np.arange(split, len(s) - window + 1, stride)
             val_index.append(np.stack([np.full_like(starts, i), starts], axis=1))
-    train = WindowSet(bars, stamps, np.concatenate(train_index), window, history, data.clip)
+    mirrored = mirrored_series(series, data.mirror)
+    train = WindowSet(bars, stamps, np.concatenate(train_index), window, history, data.clip, mirrored)
     val = (
-        WindowSet(bars, stamps, np.concatenate(val_index), window, history, data.clip) if val_index else None
+        WindowSet(bars, stamps, np.concatenate(val_index), window, history, data.clip, mirrored)
+        if val_index
+        else None
     )
     return train, val
 
