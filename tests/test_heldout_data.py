@@ -13,6 +13,7 @@ HELDOUT = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "heldout
 SPACING = {
     "1 day": pd.Timedelta(days=1),
     "1 hour": pd.Timedelta(hours=1),
+    "30 minutes": pd.Timedelta(minutes=30),
     "1 minute": pd.Timedelta(minutes=1),
 }
 
