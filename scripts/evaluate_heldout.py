@@ -12,7 +12,8 @@ series' earlier bars only): the pooled table of `kronos evaluate` is in price un
 dominated by the series with the highest prices; the per-series ratios and the report's CRPS %
 are not. With --by-family, each bar-spacing family (daily, hourly, minute) is evaluated on its own
 (OUT/daily/, ...), so that its pooled CRPS ratio, interval and Diebold-Mariano test are the
-family's, and the per-family table is printed and written to OUT/per_family.csv.
+family's, and the per-family table is printed and written to OUT/per_family.csv. The family's CRPS
+is pooled as a share of each origin's last price (`crps_pct`), so that every series weighs alike.
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ def per_series(records: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(tables).sort_index(level=0, sort_remaining=False)
 
 
-FAMILY_COLUMNS = ["crps_ratio", "crps_ratio_low", "crps_ratio_high", "crps_dm_p", "crps_best_baseline"]
+# a family's CRPS pooled as a share of each origin's last price: series of every price level weigh alike
+# (in price units the pool is the highest-priced series: BTC's bars at $10,000 outweigh AAPL's at $200)
+FAMILY_COLUMNS = ["crps_pct_ratio", "crps_pct_ratio_low", "crps_pct_ratio_high", "crps_pct_dm_p"]
+FAMILY_COLUMNS += ["crps_pct_best_baseline"]
 FAMILY_COLUMNS += ["coverage_80", "coverage_95", "brier"]
 
 
@@ -76,8 +80,9 @@ def files_by_family(data: str) -> dict[str, list[str]]:
 
 
 def family_table(out: Path, families: list[str]) -> pd.DataFrame:
-    """Raw and calibrated close-price scores per family, from each family's summary.csv: CRPS over
-    the family's best baseline with its 95% interval and Diebold-Mariano p, coverage and Brier."""
+    """Raw and calibrated close-price scores per family, from each family's summary.csv: CRPS as a
+    share of the last price over the family's best baseline's, with its 95% interval and
+    Diebold-Mariano p, coverage and Brier."""
     rows = []
     for family in families:
         summary = pd.read_csv(out / family / "summary.csv").set_index("method")

@@ -42,7 +42,9 @@ METRICS = [
 ]
 RATIO_METRICS = [m.name for m in METRICS if m.lower_is_better]
 ORIGIN_KEY = ["series", "origin"]
-TESTED_METRICS = ("crps", "mae")  # the Diebold-Mariano test against the best baseline
+# tested by Diebold-Mariano against the best baseline: CRPS in price units and as a share of the last
+# price (crps_pct: what pools fairly over series of different price levels), and MAE
+TESTED_METRICS = ("crps", "crps_pct", "mae")
 SIGNIFICANCE = 0.05
 
 
