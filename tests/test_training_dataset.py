@@ -33,7 +33,7 @@ def test_windows_split_by_time_and_normalised_on_history_only(csv_files):
 
 
 def test_mirror_reflects_every_other_window_of_the_series_it_names(csv_files, tmp_path):
-    """data.mirror="intraday": the odd-start windows of hourly series come reflected (open and
+    """mirror="intraday" (config train.mirror, per stage): the odd-start windows of hourly series come reflected (open and
     close negated, high and low negated and swapped, volume as it was), the even ones as they
     are; daily series are left alone; "none" mirrors nothing; an unknown value names the key."""
     import pandas as pd
@@ -45,10 +45,9 @@ def test_mirror_reflects_every_other_window_of_the_series_it_names(csv_files, tm
     daily = tmp_path / "daily.csv"
     make_bars(300, seed=5, freq="D").to_csv(daily, index=False)
     series = load_series([*csv_files, daily])
-    plain, _ = build_windows(series, config_from_dict({"data": {"window": 24, "history": 20}}).data)
-    mirrored, _ = build_windows(
-        series, config_from_dict({"data": {"window": 24, "history": 20, "mirror": "intraday"}}).data
-    )
+    data = config_from_dict({"data": {"window": 24, "history": 20}}).data
+    plain, _ = build_windows(series, data)
+    mirrored, _ = build_windows(series, data, "intraday")
     assert mirrored.mirrored.tolist() == [True, True, False] and not plain.mirrored.any()
     rows = np.arange(len(plain))
     before, after = plain.batch(rows)[0], mirrored.batch(rows)[0]
@@ -64,6 +63,8 @@ def test_mirror_reflects_every_other_window_of_the_series_it_names(csv_files, tm
         pd.Series(after[odd][..., 3].mean(axis=1)).corr(pd.Series(before[odd][..., 3].mean(axis=1))) < -0.99
     )
     with pytest.raises(
-        ValueError, match=r"^config data.mirror must be one of \['none', 'intraday', 'all'\], got 'odd'"
+        ValueError, match=r"^config train.mirror must be one of \['none', 'intraday', 'all'\], got 'odd'"
     ):
-        config_from_dict({"data": {"mirror": "odd"}})
+        config_from_dict({"train": {"mirror": "odd"}})
+    stage = config_from_dict({"train": {"predictor": {"mirror": "intraday"}}}).train_for("predictor")
+    assert stage.mirror == "intraday"

@@ -25,7 +25,7 @@ STAGES = ("tokenizer", "predictor")
 
 
 MIRRORS = ("none", "intraday", "all")
-"""Which series' training windows are also seen mirrored (kronos.training.dataset.mirror_window):
+"""Which series' windows a stage also sees mirrored (kronos.training.dataset.mirror_window):
 every other window of the series with bars less than a day apart ("intraday"), of every series
 ("all"), or none."""
 
@@ -43,11 +43,6 @@ class DataConfig:
     val_fraction: float = 0.1
     stride: int = 1
     clip: float = 5.0
-    mirror: str = "none"
-
-    def __post_init__(self) -> None:
-        if self.mirror not in MIRRORS:
-            raise ValueError(f"config data.mirror must be one of {list(MIRRORS)}, got {self.mirror!r}")
 
     def layout(self) -> TableLayout:
         """How the data files hold their bars (an empty string: not given)."""
@@ -159,6 +154,11 @@ class TrainConfig:
     log_every: int = 10
     keep_checkpoints: int = 0
     progress: bool = True
+    mirror: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.mirror not in MIRRORS:
+            raise ValueError(f"config train.mirror must be one of {list(MIRRORS)}, got {self.mirror!r}")
 
 
 @dataclass

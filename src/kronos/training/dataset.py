@@ -62,7 +62,7 @@ def mirror_window(x: np.ndarray) -> np.ndarray:
 
 
 def mirrored_series(series: list[Series], mirror: str) -> np.ndarray:
-    """Which series' windows `mirror` (config data.mirror) mirrors: none, those with bars less
+    """Which series' windows `mirror` (config train.mirror) mirrors: none, those with bars less
     than a day apart ("intraday"), or all."""
     if mirror == "all":
         return np.ones(len(series), dtype=bool)
@@ -99,8 +99,11 @@ def split_point(length: int, val_fraction: float) -> int:
     return length - int(round(length * val_fraction))
 
 
-def build_windows(series: list[Series], data: DataConfig) -> tuple[WindowSet, WindowSet | None]:
-    """Train and validation windows over all series, split by time per series.
+def build_windows(
+    series: list[Series], data: DataConfig, mirror: str = "none"
+) -> tuple[WindowSet, WindowSet | None]:
+    """Train and validation windows over all series, split by time per series, those of the series
+    `mirror` names (`mirrored_series`) mirrored every other window.
 
     Training windows lie wholly before each series' split point, validation windows wholly after
     it. A series too short for one window on each side is an error naming it.
@@ -127,7 +130,7 @@ def build_windows(series: list[Series], data: DataConfig) -> tuple[WindowSet, Wi
         if data.val_fraction > 0:
             starts = np.arange(split, len(s) - window + 1, stride)
             val_index.append(np.stack([np.full_like(starts, i), starts], axis=1))
-    mirrored = mirrored_series(series, data.mirror)
+    mirrored = mirrored_series(series, mirror)
     train = WindowSet(bars, stamps, np.concatenate(train_index), window, history, data.clip, mirrored)
     val = (
         WindowSet(bars, stamps, np.concatenate(val_index), window, history, data.clip, mirrored)
@@ -137,12 +140,12 @@ def build_windows(series: list[Series], data: DataConfig) -> tuple[WindowSet, Wi
     return train, val
 
 
-def load_windows(config: Config) -> tuple[list[Series], WindowSet, WindowSet | None]:
-    """Read and validate every data file named in the config, then cut the windows."""
+def load_windows(config: Config, mirror: str = "none") -> tuple[list[Series], WindowSet, WindowSet | None]:
+    """Read and validate every data file named in the config, then cut the windows (`build_windows`)."""
     data = config.data
     if not data.paths:
         raise ValueError("no training data: set data.paths in the config or pass --data FILE")
     files = expand_paths(data.paths, config)
     series = load_series(files, data.layout())
-    train, val = build_windows(series, data)
+    train, val = build_windows(series, data, mirror)
     return series, train, val

@@ -382,7 +382,7 @@ class Trainer:
         """The series and their training and validation windows; at least one global batch of
         training windows."""
         cfg, d = self.cfg, self.dist
-        series, train_set, val_set = load_windows(self.config)
+        series, train_set, val_set = load_windows(self.config, cfg.mirror)
         if len(train_set) < cfg.batch_size * d.world_size:
             raise ValueError(
                 f"only {len(train_set)} training windows, fewer than one global batch "
