@@ -115,8 +115,8 @@ def test_a_split_is_warned_about_and_adjusted_away_by_predict_df(shipped, back):
         raw = shipped.predict_df(table, **options)
     with pytest.warns(SplitWarning, match="prices before 1 split-like bar"):
         adjusted = shipped.predict_df(table, table=TableOptions(adjust_splits=True), **options)
-    if back == 1:  # unadjusted, the forecast reverts towards the old price: about +100%
-        assert (raw["close_q0.5"] / last).min() > 1.5
+    if back == 1:  # unadjusted, the forecast reverts towards the old price (+100% away) by a third or more
+        assert (raw["close_q0.5"] / last).min() > 1.3
     assert ((adjusted["close_q0.5"] / last).between(0.8, 1.25)).all()
     with pytest.raises(TypeError, match="adjust_splits must be True or False"):
         TableOptions(adjust_splits="yes")  # type: ignore[arg-type]
