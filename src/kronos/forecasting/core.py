@@ -144,10 +144,10 @@ class _History:
         return calibration.apply(prices, self.last_close, self.volatility)
 
 
-def anchored(paths: np.ndarray, group: list[_History], ends: np.ndarray) -> np.ndarray:
-    """Normalised paths [k, N, L, 6] whose open, high, low and close are moved, in price units, by
-    the gap between each series' last close and `ends` [k, 6], the tokenizer's reconstruction of
-    its last bar (`decode_history_end`).
+def anchor_paths(paths: np.ndarray, group: list[_History], ends: np.ndarray) -> None:
+    """Moves, in place, the open, high, low and close of normalised paths [k, N, L, 6] by the gap,
+    in price units, between each series' last close and `ends` [k, 6], the tokenizer's
+    reconstruction of its last bar (`decode_history_end`).
 
     A path's level is the tokens' level, and the tokenizer rounds the last bar towards the middle
     of its history's range: more the further the bar lies from it, which reads as a pull back
@@ -157,9 +157,7 @@ def anchored(paths: np.ndarray, group: list[_History], ends: np.ndarray) -> np.n
     last = np.array([h.x[-1, CLOSE] for h in group], dtype=np.float32)
     scale = np.stack([h.std[: CLOSE + 1] for h in group]).astype(np.float32) + np.float32(1e-5)
     gap = (last - ends[:, CLOSE]) * scale[:, CLOSE]  # price units
-    out = paths.copy()
-    out[..., : CLOSE + 1] += (gap[:, None] / scale)[:, None, None, :]
-    return out
+    paths[..., : CLOSE + 1] += (gap[:, None] / scale)[:, None, None, :]
 
 
 def model_bars(series: Series) -> np.ndarray:
@@ -558,7 +556,7 @@ class ForecastingCore:
             paths = np.asarray(decode_tokens(self.tokenizer, tokens, self.max_context).float().cpu().numpy())
             if self.anchor:
                 ends = decode_history_end(self.tokenizer, tokens, self.max_context).float().cpu().numpy()
-                paths = anchored(paths, group, ends)
+                anchor_paths(paths, group, ends)  # in place: the paths may be up to a GiB
         return paths
 
     def _tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:

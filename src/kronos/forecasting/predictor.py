@@ -72,7 +72,7 @@ class KronosPredictor(UpstreamMethods):
         `window="streaming"` slides a full context window without recomputing it (see
         `kronos.engine.generation.WINDOWS`), the default "exact" gives upstream's numbers.
         `anchor=True` starts every forecast from the last close instead of from the tokenizer's
-        reconstruction of it (`kronos.forecasting.core.anchored`); the default is the model's
+        reconstruction of it (`kronos.forecasting.core.anchor_paths`); the default is the model's
         kronos.json ("anchor"), off for the published models, so that their numbers are upstream's.
     """
 

@@ -127,7 +127,7 @@ class SamplingConfig:
 class ForecastConfig:
     """How the trained predictor's forecasts are made unless told otherwise, beyond sampling:
     written to its kronos.json. `anchor` starts every forecast from the last close rather than
-    from the tokenizer's reconstruction of it (kronos.forecasting.core.anchored; docs/training.md)."""
+    from the tokenizer's reconstruction of it (kronos.forecasting.core.anchor_paths; docs/training.md)."""
 
     anchor: bool = True
 
