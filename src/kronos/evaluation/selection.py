@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pandas.tseries.frequencies import to_offset
 
 from kronos.evaluation.backtest import Origin, select_origins
 from kronos.evaluation.baselines import run_baseline
@@ -30,7 +29,7 @@ from kronos.forecasting.actions import SplitWarning
 from kronos.forecasting.core import ContextWarning
 from kronos.forecasting.paths import close_log_returns
 from kronos.forecasting.predictor import KronosPredictor
-from kronos.forecasting.schedules import bar_spacing
+from kronos.forecasting.schedules import ONE_DAY, bar_step
 from kronos.forecasting.series import CLOSE, Series, check_pred_len, positive_int
 
 FAMILIES = ("daily", "hourly", "minute")
@@ -49,11 +48,10 @@ POOLED = {  # metric over all families (each family weighs alike) -> the family 
 def spacing_family(timestamps: pd.DatetimeIndex) -> str:
     """'daily' for bars a day or more apart (their most common step), 'hourly' for an hour or
     more, else 'minute'."""
-    spacing = bar_spacing(timestamps)
-    if not spacing:
+    step = bar_step(timestamps)
+    if step is None:
         raise ValueError("a series needs at least 2 bars to have a bar spacing")
-    step = pd.Timedelta(to_offset(spacing))
-    if step >= pd.Timedelta(days=1):
+    if step >= ONE_DAY:
         return "daily"
     return "hourly" if step >= pd.Timedelta(hours=1) else "minute"
 

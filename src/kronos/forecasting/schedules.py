@@ -46,12 +46,19 @@ class FutureIndex:
     gap: Gap | None = field(default=None)
 
 
-def bar_spacing(timestamps: pd.Series | pd.DatetimeIndex) -> str:
-    """The most common step between bars as a pandas alias ('D', 'h', '5min'); '' for fewer than 2 bars."""
+def bar_step(timestamps: pd.Series | pd.DatetimeIndex) -> pd.Timedelta | None:
+    """The most common step between bars (the smallest of equally common ones); None for fewer than 2 bars."""
     stamps = pd.DatetimeIndex(timestamps).as_unit("ns")
     if len(stamps) < 2:
+        return None
+    return pd.Timedelta(int(pd.Series(np.diff(stamps.asi8)).mode().min()), unit="ns")
+
+
+def bar_spacing(timestamps: pd.Series | pd.DatetimeIndex) -> str:
+    """`bar_step` as a pandas alias ('D', 'h', '5min'); '' for fewer than 2 bars."""
+    step = bar_step(timestamps)
+    if step is None:
         return ""
-    step = pd.Timedelta(int(pd.Series(np.diff(stamps.asi8)).mode().min()), unit="ns")
     if step % ONE_DAY == pd.Timedelta(0):
         days = step // ONE_DAY
         return "D" if days == 1 else f"{days}D"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kronos.forecasting.schedules import bar_spacing
+from kronos.forecasting.schedules import ONE_DAY, bar_step
 from kronos.forecasting.series import CLOSE, HIGH, LOW, OPEN, Series, normalize, time_features
 from kronos.forecasting.tables import load_series
 from kronos.training.config import Config, DataConfig, TrainConfig
@@ -67,8 +67,8 @@ def mirrored_series(series: list[Series], mirror: str) -> np.ndarray:
     if mirror == "all":
         return np.ones(len(series), dtype=bool)
     if mirror == "intraday":
-        spacings = [bar_spacing(s.timestamps) for s in series]  # "D", "7D" or "h", "5min", ...
-        return np.array([bool(spacing) and not spacing.endswith("D") for spacing in spacings], dtype=bool)
+        steps = [bar_step(s.timestamps) for s in series]
+        return np.array([step is not None and step < ONE_DAY for step in steps], dtype=bool)
     return np.zeros(len(series), dtype=bool)
 
 
