@@ -20,6 +20,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +29,7 @@ import torch
 from kronos.evaluation.selection import FAMILIES, POOLED, ForecastScorer, family_table
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.schedules import bar_spacing
-from kronos.nn.metadata import ModelMetadata, SamplingDefaults
+from kronos.nn.metadata import METADATA_NAME, ModelMetadata, read_metadata
 from kronos.training import Selection, load_config, load_windows, train
 from kronos.training.dataset import split_point
 from kronos.training.evaluation import evaluate_checkpoints
@@ -46,28 +47,23 @@ REPO = Path(__file__).resolve().parents[1]
 INSTALL_DIR = REPO / "src" / "kronos" / "shipped" / "kronos-default"
 
 
-def metadata(config) -> ModelMetadata:
-    """The shipped model's kronos.json: what training writes beside a checkpoint (context, history,
-    bar spacings, series and bars), plus the bars per spacing and where the held-out series are."""
+def metadata(config, best: Path) -> ModelMetadata:
+    """The shipped model's kronos.json: what training wrote beside the best checkpoint (context,
+    history, bar spacings, sampling, anchor, series and bars) without its tokenizer reference (the
+    tokenizer ships beside it), plus the bars per spacing and where the held-out series are."""
+    trained = read_metadata("kronos-default", best)
+    if trained is None:
+        raise SystemExit(f"{best} has no {METADATA_NAME}: train the predictor stage first")
     series, _, _ = load_windows(config)
     spacings = [bar_spacing(s.timestamps) for s in series]
-    frequencies = tuple(sorted(set(spacings) - {""}))
-    return ModelMetadata(
-        max_context=config.data.window,
-        history=config.data.history_len(),
-        frequencies=frequencies,
-        sampling=SamplingDefaults(config.sampling.temperature, config.sampling.top_p),
-        anchor=config.forecast.anchor,
-        extra={
-            "series": len(series),
-            "bars": sum(len(s.timestamps) for s in series),
-            "bars_by_frequency": {
-                f: sum(len(s.timestamps) for s, g in zip(series, spacings) if g == f) for f in frequencies
-            },
-            "held_out_series": "benchmarks/data/heldout/",
-            "recipe": "python scripts/train_default_model.py --config configs/default.toml",
+    extra = {
+        "bars_by_frequency": {
+            f: sum(len(s.timestamps) for s, g in zip(series, spacings) if g == f) for f in trained.frequencies
         },
-    )
+        "held_out_series": "benchmarks/data/heldout/",
+        "recipe": "python scripts/train_default_model.py --config configs/default.toml",
+    }
+    return replace(trained, tokenizer=None, extra={**trained.extra, **extra})
 
 
 def forecast_selection(config, metric: str, origins: int, paths: int) -> Selection | None:
@@ -172,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
             target.mkdir(parents=True)
             for name in ("config.json", "model.safetensors"):
                 shutil.copy2(run_dir / stage / "best" / name, target / name)
-        metadata(config).write(INSTALL_DIR / "model")
+        metadata(config, run_dir / "predictor" / "best").write(INSTALL_DIR / "model")
         print(f"installed into {INSTALL_DIR}")
     print(f"done in {(time.time() - started) / 60:.1f} min")
 
