@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pytest
 import torch
+from helpers import make_bars
 
 from kronos.forecasting.tables import load_series
 from kronos.training import build_windows
 from kronos.training.config import config_from_dict
+from kronos.training.dataset import mirror_window
 
 torch.set_num_threads(1)
 
@@ -33,15 +37,10 @@ def test_windows_split_by_time_and_normalised_on_history_only(csv_files):
 
 
 def test_mirror_reflects_every_other_window_of_the_series_it_names(csv_files, tmp_path):
-    """mirror="intraday" (config train.mirror, per stage): the odd-start windows of hourly series come reflected (open and
-    close negated, high and low negated and swapped, volume as it was), the even ones as they
-    are; daily series are left alone; "none" mirrors nothing; an unknown value names the key."""
-    import pandas as pd
-    import pytest
-    from helpers import make_bars
-
-    from kronos.training.dataset import mirror_window
-
+    """mirror="intraday" (config train.mirror, per stage): the odd-start windows of hourly series
+    come reflected (open and close negated, high and low negated and swapped, volume as it was),
+    the even ones as they are; daily series are left alone; "none" mirrors nothing; an unknown
+    value names the key."""
     daily = tmp_path / "daily.csv"
     make_bars(300, seed=5, freq="D").to_csv(daily, index=False)
     series = load_series([*csv_files, daily])
