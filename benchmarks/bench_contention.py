@@ -5,8 +5,10 @@
 
 Policies: `fixed-N` (torch's thread count N for the whole call: today's engines run fixed at the
 machine's count), `adaptive` (`kronos.engine.threads.AdaptiveThreads`, fresh for each run,
-starting from the machine's count: a predictor's first call) and `adaptive-kept` (one
-AdaptiveThreads for all runs, as a predictor keeps it across calls). "Busy" runs beside a `python -c 'while True: pass'` subprocess (pinned to CPU
+starting from the machine's count: a predictor's first call), `adaptive-kept` (one
+AdaptiveThreads for all runs, as a predictor keeps it across calls) and `trials-kept` (a kept
+AdaptiveThreads that does not read the load: its timed trials alone, as where /proc/stat is
+missing). "Busy" runs beside a `python -c 'while True: pass'` subprocess (pinned to CPU
 `--pin` if given, else placed by the OS). Rounds alternate quiet and busy, every policy in each,
 so that all see the same spells of other load; per policy and state the median of the rounds is
 reported, and the ratio busy / quiet, and each policy's time against the quiet fastest policy.
@@ -39,11 +41,11 @@ def busy_core(pin: int | None) -> subprocess.Popen:
 
 
 def run(
-    tokenizer, model, sc: Scenario, policy: str, most: int, kept: AdaptiveThreads
+    tokenizer, model, sc: Scenario, policy: str, most: int, kept: dict[str, AdaptiveThreads]
 ) -> tuple[float, list[torch.Tensor], int]:
     """Seconds of one generate + decode under `policy`, its tokens, and the count it ended on."""
     x, x_stamp, y_stamp = inputs(sc, "cpu")
-    adaptive = {"adaptive": AdaptiveThreads(most), "adaptive-kept": kept}.get(policy)
+    adaptive = {"adaptive": AdaptiveThreads(most), **kept}.get(policy)
     torch.set_num_threads(most if adaptive is not None else int(policy.split("-")[1]))
     torch.manual_seed(2)
     start = time.perf_counter()
@@ -51,7 +53,7 @@ def run(
         tokenizer, model, SeriesBatch(x, x_stamp, y_stamp), sc.sampling(), sc.max_context, threads=adaptive
     )
     if adaptive is not None:
-        torch.set_num_threads(adaptive.current)
+        torch.set_num_threads(adaptive.pass_count())
     decode_tokens(tokenizer, tokens, sc.max_context)
     seconds = time.perf_counter() - start
     return seconds, list(tokens.generated), torch.get_num_threads()
@@ -67,11 +69,12 @@ def main() -> None:
     parser.add_argument("--pin", type=int, default=None, help="CPU to pin the busy loop to")
     args = parser.parse_args()
     most = args.threads
-    policies = [f"fixed-{most}", "fixed-1", "adaptive", "adaptive-kept"] if most > 1 else ["fixed-1"]
-    kept = AdaptiveThreads(most)
+    kept = {"adaptive-kept": AdaptiveThreads(most), "trials-kept": AdaptiveThreads(most, load=None)}
+    policies = [f"fixed-{most}", "fixed-1", "adaptive", *kept] if most > 1 else ["fixed-1"]
     tokenizer, model = build("cpu", torch.float32)
     print(
-        f"torch {torch.__version__}, {most} threads at most, busy loop pinned to {args.pin}, {args.rounds} rounds"
+        f"torch {torch.__version__}, {most} threads at most, busy loop pinned to {args.pin}, {args.rounds} rounds; "
+        f"the load {'is' if kept['adaptive-kept'].load is not None else 'cannot be'} read from /proc/stat"
     )
     for name in args.scenarios:
         sc = SCENARIOS[name]

@@ -283,7 +283,9 @@ def test_adaptive_threads_change_no_token_and_leave_torchs_count_as_it_was():
     seen: list[int] = []
     hook = model.head.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
     try:
-        threads = AdaptiveThreads(2, probe_steps=1, first_wait=1)  # a trial at the second one-token step
+        threads = AdaptiveThreads(
+            2, load=None, probe_steps=1, first_wait=1
+        )  # a trial at the second one-token step
         adapted = generate_tokens(tokenizer, model, *args, threads=threads)
     finally:
         hook.remove()

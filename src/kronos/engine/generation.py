@@ -138,10 +138,10 @@ def _step_with_threads(
     threads: AdaptiveThreads,
     one_token: bool,
 ) -> None:
-    """`_step` at the thread count `threads` asks for a one-token step, whose time it records; a
-    pass of many tokens runs at its current count and is not compared."""
+    """`_step` at the thread count `threads` asks for: a one-token step's time it records, a pass
+    of many tokens it does not compare."""
     if not one_token:
-        set_threads(threads.current)
+        set_threads(threads.pass_count())
         _step(run, i, sampling, random)
         return
     count = threads.next_count()
@@ -261,24 +261,17 @@ def generate_tokens(
         progress = _watched(progress, on_step)
     before = torch.get_num_threads()
     with eval_mode(tokenizer, model):
-        history = tokenizer.encode(x.to(tokenizer.head.weight.dtype), half=True)
-        with packed_products(invariant):
-            try:
+        try:
+            if threads is not None:
+                set_threads(threads.pass_count())
+            history = tokenizer.encode(x.to(tokenizer.head.weight.dtype), half=True)
+            with packed_products(invariant):
                 generated = _generate(
-                    model,
-                    history,
-                    full_stamp,
-                    max_context,
-                    sampling,
-                    random,
-                    progress,
-                    window,
-                    invariant,
-                    batch.pred_len,
-                    threads,
-                )
-            finally:
-                set_threads(before)
+                    model, history, full_stamp, max_context, sampling, random, progress, window,
+                    invariant, batch.pred_len, threads,
+                )  # fmt: skip
+        finally:
+            set_threads(before)
     return GeneratedTokens(history, generated, sampling.sample_count, batch_invariant=invariant)
 
 

@@ -551,8 +551,8 @@ class ForecastingCore:
                 self.tokenizer, self.model, batch, sampling, self.max_context, self.clip,
                 verbose=verbose, window=self.window, on_step=on_step, threads=threads,
             )  # fmt: skip
-            if threads is not None:  # decode on the count generation settled on
-                torch.set_num_threads(threads.current)
+            if threads is not None:  # decode on the count the load leaves (or generation settled on)
+                torch.set_num_threads(threads.pass_count())
             paths = np.asarray(decode_tokens(self.tokenizer, tokens, self.max_context).float().cpu().numpy())
             if self.anchor:
                 ends = decode_history_end(self.tokenizer, tokens, self.max_context).float().cpu().numpy()
