@@ -77,6 +77,19 @@ def test_config_overrides_and_unknown_keys(tmp_path):
         ),
         ("sampling.top_p=1.5", "config sampling.top_p must be above 0 and at most 1"),
         ("sampling.temperature=0", "config sampling.temperature must be at least 0.0001"),
+        (
+            "sampling.temperatures=[1.0, 0]",
+            r"config sampling.temperatures must be at least 0.0001 \(the temperatures the best checkpoint is "
+            r"scored at\), got \[1.0, 0\]",
+        ),
+        ("sampling.temperatures=[1.0, inf]", r"config sampling.temperatures must be at least 0.0001 .*inf"),
+        ("sampling.temperatures=[1.0, true]", "config sampling.temperatures must be at least 0.0001"),
+        ("sampling.temperatures=['hot']", "config sampling.temperatures must be at least 0.0001"),
+        ("sampling.temperatures=1.2", "config sampling.temperatures must be a list, got 1.2"),
+        (
+            "sampling.temperatures=[]",
+            r"config sampling.temperatures must list at least one temperature \(leave",
+        ),
     ],
 )
 def test_every_numeric_setting_is_range_checked_naming_it(override, message):
@@ -89,6 +102,12 @@ def test_forecast_anchor_is_a_flag_on_by_default():
     assert load_config(None, ["forecast.anchor=false"]).forecast.anchor is False
     with pytest.raises(ValueError, match="^config forecast.anchor must be a bool, got 1"):
         load_config(None, ["forecast.anchor=1"])
+
+
+def test_sampling_temperatures_are_absent_unless_listed():
+    assert load_config(None, []).sampling.temperatures == []
+    config = load_config(None, ["sampling.temperatures=[0.9, 1, 1.2]"])
+    assert config.sampling.temperatures == [0.9, 1, 1.2] and config.sampling.temperature == 1.0
 
 
 def test_the_default_settings_are_within_their_ranges():

@@ -117,10 +117,14 @@ class ModelConfig(NetworkConfig):
 @dataclass
 class SamplingConfig:
     """How the trained predictor samples unless told otherwise: written to its kronos.json
-    ("sampling"), and what the forecast metrics that choose its checkpoint sample with."""
+    ("sampling"), and what the forecast metrics that choose its checkpoint sample with.
+    `temperatures`, when given, are the candidates scripts/train_default_model.py's `temperature`
+    step scores the best checkpoint at on the validation data, writing the best into its
+    kronos.json in place of `temperature` (empty: keep `temperature`)."""
 
     temperature: float = TEMPERATURE
     top_p: float = TOP_P
+    temperatures: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -265,6 +269,7 @@ BOUNDS: dict[type, dict[str, Bounds]] = {
     },
     SamplingConfig: {
         "temperature": Bounds(MIN_TEMPERATURE, meaning="logits are divided by it"),
+        "temperatures": Bounds(MIN_TEMPERATURE, meaning="the temperatures the best checkpoint is scored at"),
         "top_p": Bounds(0, 1, low_open=True, meaning="nucleus sampling threshold"),
     },
 }
@@ -279,6 +284,10 @@ def _check_bounds(cls: type, key: str, value: Any) -> None:
     bounds = found[0]
     if name == "betas" and len(value) != 2:
         raise ValueError(f"config {key} must be two numbers (Adam's beta1, beta2), got {value!r}")
+    if name == "temperatures" and not value:
+        raise ValueError(
+            f"config {key} must list at least one temperature (leave it out to keep temperature)"
+        )
     for one in value if isinstance(value, list) else [value]:
         if isinstance(one, bool) or not isinstance(one, (int, float)) or not bounds.holds(one):
             meaning = f" ({bounds.meaning})" if bounds.meaning else ""
