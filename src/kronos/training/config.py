@@ -284,10 +284,6 @@ def _check_bounds(cls: type, key: str, value: Any) -> None:
     bounds = found[0]
     if name == "betas" and len(value) != 2:
         raise ValueError(f"config {key} must be two numbers (Adam's beta1, beta2), got {value!r}")
-    if name == "temperatures" and not value:
-        raise ValueError(
-            f"config {key} must list at least one temperature (leave it out to keep temperature)"
-        )
     for one in value if isinstance(value, list) else [value]:
         if isinstance(one, bool) or not isinstance(one, (int, float)) or not bounds.holds(one):
             meaning = f" ({bounds.meaning})" if bounds.meaning else ""
