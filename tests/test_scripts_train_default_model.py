@@ -85,7 +85,9 @@ def write_config(tmp_path: Path, csv_files: list[Path], run_dir: Path, sampling:
     paths = ", ".join(f'"{p}"' for p in csv_files)
     path.write_text(
         f"[data]\npaths = [{paths}]\nwindow = 24\nhistory = 20\nval_fraction = 0.2\n"
-        f'[train]\nout_dir = "{run_dir}"\ndevice = "cpu"\nseed = 3\n[sampling]\n{sampling}\n'
+        f'[train]\nout_dir = "{run_dir}"\ndevice = "cpu"\nseed = 3\n'
+        # main() sets torch's threads from the config: one, as this module and the trainer's tests run
+        f"num_threads = 1\n[sampling]\n{sampling}\n"
     )
     return path
 
