@@ -74,6 +74,26 @@ def test_fit_widens_narrow_paths_drops_a_false_drift_and_keeps_bars_consistent()
     np.testing.assert_allclose(np.sort(np.log(calibrated[0, ..., 3] / 100), axis=0), expected, rtol=1e-9)
 
 
+def test_past_forecasts_whose_paths_all_agree_do_not_throw_calibrated_paths_out():
+    """Paths that all end at one price (as when every path is pinned at the clip of the normalised
+    values) have no spread: with the model's spread alone chosen (weight 1), such a past forecast
+    missed by billions of spreads, and the top calibrated path went to exp(40) times the price. The
+    spread is at least a tenth of the random walk's, so a miss counts at most in those units."""
+    rng = np.random.default_rng(3)
+    n, steps, sigma = 60, 3, 0.01
+    last, vol = np.full(n, 100.0), np.full(n, 20 * sigma)  # the walk's spread 20x too wide: weight 1 wins
+    outcomes = lognormal_paths(rng, n, 1, steps, sigma)[:, 0, :, 3]
+    paths = lognormal_paths(rng, n, 40, steps, sigma)
+    paths[-4:] = paths[-4:, :1]  # four past forecasts whose 40 paths are one path
+    calibration = Calibration.fit(paths, outcomes, last, vol, SAMPLING, lookback=50)
+    walk_spread = 20 * sigma * np.sqrt(np.arange(1, steps + 1))
+    bound = np.abs(np.log(outcomes / 100)).max(axis=0) / (0.1 * walk_spread) + 1
+    assert (np.abs(calibration.misses) <= bound).all()
+    calibrated = calibration.apply(lognormal_paths(rng, 5, 40, steps, sigma), last[:5], vol[:5])
+    assert np.isfinite(calibrated).all()
+    assert (np.abs(np.log(calibrated[..., 3] / 100)) < 1.0).all()  # within e of the price, at 1% a step
+
+
 def test_fit_and_apply_refuse_what_they_cannot_do():
     rng = np.random.default_rng(1)
     paths = lognormal_paths(rng, MIN_ORIGINS - 1, 8, 3, 0.01)

@@ -13,6 +13,9 @@ baseline estimates it):
 
     center = shrink_h * c,   spread = sqrt(weight_h * sd^2 + (1 - weight_h) * vol^2 * h)
 
+(the spread no less than a tenth of the random walk's, vol * sqrt(h): paths that all agree must
+not read as a forecast that knew the future, whose misses would be unbounded).
+
 `shrink` pulls the model's expected move toward no move and `weight` blends the model's spread
 with the random walk's; both are chosen on a grid to minimise the mean CRPS of the past forecasts
 (closed form of a normal with that center and spread, times a free scale). The past misses in
@@ -40,6 +43,10 @@ SHRINKS = np.linspace(0.0, 1.0, 6)
 WEIGHTS = np.linspace(0.0, 1.0, 6)
 SCALES = np.exp(np.linspace(np.log(0.4), np.log(2.5), 33))  # ~6% apart; only to choose shrink and weight
 TINY = 1e-12
+# The calibrated spread is at least this share of the random walk's: paths that all agree (say,
+# every path pinned at the clip of the normalised values) would otherwise give a past miss of
+# billions of spreads, and its quantile would throw a calibrated path to exp(40) times the price.
+MIN_WALK_SHARE = 0.1
 
 
 def default_every(steps: int) -> int:
@@ -237,7 +244,9 @@ class Calibration:
 
 
 def _spread(weight: np.ndarray, sd: np.ndarray, walk: np.ndarray) -> np.ndarray:
-    spread: np.ndarray = np.maximum(np.sqrt(weight * sd**2 + (1 - weight) * walk), TINY)
+    """The spread of the module's docstring, at least MIN_WALK_SHARE of the walk's (and TINY)."""
+    blend = np.sqrt(weight * sd**2 + (1 - weight) * walk)
+    spread: np.ndarray = np.maximum(blend, np.maximum(MIN_WALK_SHARE * np.sqrt(walk), TINY))
     return spread
 
 
