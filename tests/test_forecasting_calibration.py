@@ -75,10 +75,10 @@ def test_fit_widens_narrow_paths_drops_a_false_drift_and_keeps_bars_consistent()
 
 
 def test_past_forecasts_whose_paths_all_agree_do_not_throw_calibrated_paths_out():
-    """Paths that all end at one price (as when every path is pinned at the clip of the normalised
-    values) have no spread: with the model's spread alone chosen (weight 1), such a past forecast
-    missed by billions of spreads, and the top calibrated path went to exp(40) times the price. The
-    spread is at least a tenth of the random walk's, so a miss counts at most in those units."""
+    """Paths that all end at one price have no spread: with the model's spread alone chosen
+    (weight 1), such a past forecast missed by billions of spreads, and its quantile threw the top
+    calibrated path out of all proportion. The spread is at least a tenth of the random walk's, so
+    a miss counts at most in those units."""
     rng = np.random.default_rng(3)
     n, steps, sigma = 60, 3, 0.01
     last, vol = np.full(n, 100.0), np.full(n, 20 * sigma)  # the walk's spread 20x too wide: weight 1 wins

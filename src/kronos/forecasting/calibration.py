@@ -43,9 +43,8 @@ SHRINKS = np.linspace(0.0, 1.0, 6)
 WEIGHTS = np.linspace(0.0, 1.0, 6)
 SCALES = np.exp(np.linspace(np.log(0.4), np.log(2.5), 33))  # ~6% apart; only to choose shrink and weight
 TINY = 1e-12
-# The calibrated spread is at least this share of the random walk's: paths that all agree (say,
-# every path pinned at the clip of the normalised values) would otherwise give a past miss of
-# billions of spreads, and its quantile would throw a calibrated path to exp(40) times the price.
+# The calibrated spread is at least this share of the random walk's: a past forecast whose paths
+# all agree would otherwise miss by billions of spreads, and its quantile throw a path far out.
 MIN_WALK_SHARE = 0.1
 
 
