@@ -639,7 +639,9 @@ class ForecastingCore:
         before = torch.get_num_threads()
         adaptive = None
         if wanted is None and not chosen and before > 1:
-            adaptive = self._adaptive_threads.setdefault(before, AdaptiveThreads(before))
+            if before not in self._adaptive_threads:  # made once: making one reads /proc/stat
+                self._adaptive_threads[before] = AdaptiveThreads(before)
+            adaptive = self._adaptive_threads[before]
         try:
             torch.set_num_threads(before if wanted is None else wanted)
             yield adaptive
