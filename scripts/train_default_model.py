@@ -54,13 +54,19 @@ REPO = Path(__file__).resolve().parents[1]
 INSTALL_DIR = REPO / "src" / "kronos" / "shipped" / "kronos-default"
 
 
+def trained_metadata(best: Path) -> ModelMetadata:
+    """The kronos.json the predictor stage wrote beside its best checkpoint."""
+    trained = read_metadata("predictor", best)
+    if trained is None:
+        raise SystemExit(f"{best} has no {METADATA_NAME}: train the predictor stage first")
+    return trained
+
+
 def metadata(config, best: Path) -> ModelMetadata:
     """The shipped model's kronos.json: what training wrote beside the best checkpoint (context,
     history, bar spacings, sampling, anchor, series and bars) without its tokenizer reference (the
     tokenizer ships beside it), plus the bars per spacing and where the held-out series are."""
-    trained = read_metadata("kronos-default", best)
-    if trained is None:
-        raise SystemExit(f"{best} has no {METADATA_NAME}: train the predictor stage first")
+    trained = trained_metadata(best)
     series, _, _ = load_windows(config)
     spacings = [bar_spacing(s.timestamps) for s in series]
     extra = {
@@ -131,9 +137,7 @@ def choose_temperature(
     row per temperature and family, "chosen" marking the kept one), written to
     predictor/temperature.csv. The first of equal values wins."""
     best = run_dir / "predictor" / "best"
-    trained = read_metadata("predictor", best)
-    if trained is None:
-        raise SystemExit(f"{best} has no {METADATA_NAME}: train the predictor stage first")
+    trained = trained_metadata(best)
     model = Kronos.from_pretrained(str(best))
     tokenizer = KronosTokenizer.from_pretrained(str(run_dir / "tokenizer" / "best"))
     sampling = trained.sampling or SamplingDefaults()
