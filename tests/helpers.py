@@ -4,12 +4,15 @@ networks and inputs for the engine, an offline Hugging Face cache, and a file-si
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import resource
 import shutil
 import signal
+import sys
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -273,3 +276,17 @@ def quantiles(predictor, frame: pd.DataFrame, steps: int = 3, top_k: int = 0) ->
         steps,
         sampling=Sampling(top_k=top_k, sample_count=2, seed=0),
     )
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/NAME.py as a module, with scripts/ on sys.path while it loads (its sibling imports)."""
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    sys.path.insert(0, str(scripts))
+    try:
+        spec = importlib.util.spec_from_file_location(name, scripts / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(scripts))
+    return module

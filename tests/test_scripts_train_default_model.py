@@ -3,22 +3,19 @@ checkpoint at each configured temperature on the validation origins and ships th
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import load_script, tiny_config
 
 from kronos.evaluation.selection import POOLED
 from kronos.forecasting.predictor import KronosPredictor
 
 torch.set_num_threads(1)
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 METADATA = {
     "max_context": 64,
     "history": 20,
@@ -32,16 +29,7 @@ METADATA = {
 
 @pytest.fixture(scope="module")
 def script():
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "train_default_model", SCRIPTS / "train_default_model.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPTS))
-    return module
+    return load_script("train_default_model")
 
 
 @pytest.fixture

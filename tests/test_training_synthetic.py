@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import replace
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import load_script
 
 from kronos.forecasting.tables import load_series
 from kronos.training.synthetic import (
@@ -231,16 +230,8 @@ def test_corpus_arguments_are_checked():
         corpus_specs(3, seed=0, mix={("equity", "1d"): -1.0})
 
 
-def build_script():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "build_synthetic_data.py"
-    spec = importlib.util.spec_from_file_location("build_synthetic_data", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_corpus_script_writes_files_the_trainer_reads(tmp_path):
-    written = build_script().build(tmp_path / "corpus", n_series=3, seed=9, bars=300)
+    written = load_script("build_synthetic_data").build(tmp_path / "corpus", n_series=3, seed=9, bars=300)
     manifest = json.loads((tmp_path / "corpus" / "synthetic.json").read_text())
     assert manifest["generator_version"] == GENERATOR_VERSION and manifest["seed"] == 9
     assert [f["file"] for f in manifest["files"]] == [p.name for p in written]
