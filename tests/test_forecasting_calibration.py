@@ -94,6 +94,99 @@ def test_past_forecasts_whose_paths_all_agree_do_not_throw_calibrated_paths_out(
     assert (np.abs(np.log(calibrated[..., 3] / 100)) < 1.0).all()  # within e of the price, at 1% a step
 
 
+def crossing_zero(paths, which):
+    """The paths `which` (an index into [..., P]) moved down by a ramp that takes them below zero
+    by the last step (prices 100 at the start): the four prices of each bar alike, so bars stay consistent."""
+    out = paths.copy()
+    steps = paths.shape[-2]
+    out[..., which, :, :4] -= (130 * np.arange(1, steps + 1) / steps)[:, None]
+    return out
+
+
+def test_a_path_decoded_at_or_below_zero_counts_at_the_lowest_path_that_stays_positive():
+    """A model may decode a path below zero. Its series once switched to price differences, set
+    against a volatility and past misses in log units, and a calibrated mean went to 3e17 times the
+    price. Now such a path counts no lower than the lowest price of the paths that stay positive:
+    the forecast keeps log moves, and its calibrated prices stay positive and near the price."""
+    rng = np.random.default_rng(5)
+    n, steps, sigma = 60, 5, 0.01
+    last, vol = np.full(n, 100.0), np.full(n, sigma)
+    outcomes = lognormal_paths(rng, n, 1, steps, sigma)[:, 0, :, 3]
+    calibration = Calibration.fit(
+        lognormal_paths(rng, n, 40, steps, sigma), outcomes, last, vol, SAMPLING, 50
+    )
+    fresh = lognormal_paths(rng, 1, 40, steps, sigma)[0]
+    crossing = crossing_zero(fresh, 7)
+    assert (crossing[7, -1, :4] < 0).all() and (crossing[7, 0, :4] > 0).all()
+
+    calibrated = calibration.apply(crossing, 100.0, sigma)
+    assert np.isfinite(calibrated).all() and (calibrated[..., :4] > 0).all()
+    assert (np.abs(np.log(calibrated[..., :4] / 100)) < 0.2).all()  # paths of 1% a step, over 5 steps
+    assert not ohlc_violations(calibrated).any()
+    # by hand: the same as the crossing path at the lowest price of the other 39, wherever it is lower
+    floor = np.delete(fresh, 7, axis=0)[..., :4].min()
+    lifted = crossing.copy()
+    lifted[..., :4] = np.maximum(crossing[..., :4], floor)
+    np.testing.assert_allclose(calibrated, calibration.apply(lifted, 100.0, sigma), rtol=1e-12)
+    assert np.argmin(calibrated[:, -1, 3]) == 7  # it stays the lowest path
+
+    # every path below zero: no path to measure a fall by, so each counts no lower than the last close
+    below = crossing_zero(fresh, slice(None))
+    calibrated = calibration.apply(below, 100.0, sigma)
+    assert np.isfinite(calibrated).all() and (calibrated[..., :4] > 0).all()
+    assert (np.abs(np.log(calibrated[..., :4] / 100)) < 0.2).all()
+    assert not ohlc_violations(calibrated).any()
+
+
+def test_past_forecasts_with_paths_at_or_below_zero_fit_in_log_units():
+    """Past forecasts with a path below zero (one with every path below) are fitted in log moves
+    like the others, with the same floor as `apply`: the shrink, weight and misses are those of the
+    crossing paths counted no lower than that floor, finite, and the misses stay in the units of
+    the spread; the calibrated paths of a fresh forecast stay near the price."""
+    rng = np.random.default_rng(6)
+    n, steps, sigma = 60, 5, 0.01
+    last, vol = np.full(n, 100.0), np.full(n, sigma)
+    outcomes = lognormal_paths(rng, n, 1, steps, sigma)[:, 0, :, 3]
+    paths = lognormal_paths(rng, n, 40, steps, sigma)
+    clean = Calibration.fit(paths, outcomes, last, vol, SAMPLING, 50)
+    lifted = paths.copy()
+    for k in range(10):  # ten past forecasts with one path below zero: it counts at the others' lowest price
+        lifted[k, 0, :, :4] = np.maximum(crossing_zero(paths[k], 0)[0, :, :4], paths[k, 1:, :, :4].min())
+    lifted[10, ..., :4] = np.maximum(
+        crossing_zero(paths[10], slice(None))[..., :4], 100.0
+    )  # all: the last close
+    paths[:10] = crossing_zero(paths[:10], 0)
+    paths[10] = crossing_zero(paths[10], slice(None))
+    calibration = Calibration.fit(paths, outcomes, last, vol, SAMPLING, 50)
+    by_hand = Calibration.fit(lifted, outcomes, last, vol, SAMPLING, 50)
+    for fitted, expected in zip(
+        (calibration.shrink, calibration.weight, calibration.misses),
+        (by_hand.shrink, by_hand.weight, by_hand.misses),
+    ):
+        assert np.isfinite(fitted).all()
+        np.testing.assert_allclose(fitted, expected, rtol=1e-12)
+    assert np.abs(calibration.misses).max() < 1.5 * np.abs(clean.misses).max()
+    calibrated = calibration.apply(lognormal_paths(rng, 5, 40, steps, sigma), last[:5], vol[:5])
+    assert np.isfinite(calibrated).all() and (calibrated[..., :4] > 0).all()
+    assert (np.abs(np.log(calibrated[..., 3] / 100)) < 0.2).all()
+
+
+def test_a_series_whose_last_close_is_not_positive_moves_in_price_differences():
+    rng = np.random.default_rng(7)
+    n, steps = 40, 3
+    paths = lognormal_paths(rng, n, 20, steps, 0.01) - 100  # around zero, the last close at zero
+    outcomes = lognormal_paths(rng, n, 1, steps, 0.01)[:, 0, :, 3] - 100
+    last, vol = np.full(n, 0.0), np.full(n, 1.0)
+    calibration = Calibration.fit(paths, outcomes, last, vol, SAMPLING, 50)
+    assert np.isfinite(calibration.misses).all()
+    fresh = paths[0]
+    calibrated = calibration.apply(fresh, 0.0, 1.0)
+    assert np.isfinite(calibrated).all()
+    # each bar's four prices shift by one amount in price units
+    shift = calibrated[..., :4] - fresh[..., :4]
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[..., 3:], shift.shape), atol=1e-9)
+
+
 def test_fit_and_apply_refuse_what_they_cannot_do():
     rng = np.random.default_rng(1)
     paths = lognormal_paths(rng, MIN_ORIGINS - 1, 8, 3, 0.01)

@@ -7,7 +7,9 @@ the history. Only bars of the history are used, so a calibration never sees the 
 applied to.
 
 The correction (chosen by measurement among others, docs/calibration.md) works per forecast step h
-on each path's log move from the last close. With c the median path's close move, sd the paths'
+on each path's log move from the last close (a path that a model decodes at or below zero counts
+no lower than the forecast's lowest path that stays positive, `_floor`; price differences only
+where the last close itself is not positive). With c the median path's close move, sd the paths'
 spread (std) and vol the per-bar volatility of the history's closes (as the Gaussian random walk
 baseline estimates it):
 
@@ -190,9 +192,11 @@ class Calibration:
             )
         if n < MIN_ORIGINS:
             raise ValueError(f"a calibration needs at least {MIN_ORIGINS} past forecasts, got {n}")
-        positive, last = _positive(paths, last)[:, None, None], last[:, None, None]
-        moves = _moves(paths[..., CLOSE], last, positive)  # [N, P, steps]
-        outcome = _moves(outcomes[:, None], last, positive)[:, 0]  # [N, steps]
+        floor, last = _floor(paths, last)[:, None, None], last[:, None, None]
+        moves = _moves(paths[..., CLOSE], last, floor)  # [N, P, steps]
+        # an outcome is a real close: only one at or below zero counts as the floor
+        outcome_floor = np.minimum(floor[:, 0], np.where(outcomes > 0, outcomes, np.inf))
+        outcome = _moves(outcomes, last[:, 0], outcome_floor)  # [N, steps]
         median, sd = np.median(moves, axis=1), moves.std(axis=1)  # [N, steps]
         walk = vol[:, None] ** 2 * np.arange(1, moves.shape[-1] + 1)  # [N, steps]
         best = [_best(median[:, h], sd[:, h], walk[:, h], outcome[:, h]) for h in range(moves.shape[-1])]
@@ -226,9 +230,9 @@ class Calibration:
         n_paths, pred_len = paths.shape[-3], paths.shape[-2]
         self._check_steps(pred_len)
         last = np.asarray(last_close, dtype=np.float64)
-        positive = _positive(paths, last)[..., None, None, None]
+        floor = _floor(paths, last)[..., None, None, None]
         last = last[..., None, None, None]
-        moves = _moves(paths[..., PRICES], last, positive)  # [..., P, pred_len, 4]
+        moves = _moves(paths[..., PRICES], last, floor)  # [..., P, pred_len, 4]
         close = moves[..., CLOSE]  # [..., P, pred_len]
         walk = np.asarray(volatility, dtype=np.float64)[..., None, None] ** 2 * np.arange(1, pred_len + 1)
         center = self.shrink[:pred_len] * np.median(close, axis=-2, keepdims=True)
@@ -238,7 +242,7 @@ class Calibration:
         rank = np.argsort(np.argsort(close, axis=-2, kind="stable"), axis=-2, kind="stable")
         target = center + spread * np.take_along_axis(np.broadcast_to(shape, close.shape), rank, axis=-2)
         out = paths.copy()
-        out[..., PRICES] = _prices(moves + (target - close)[..., None], last, positive)
+        out[..., PRICES] = _prices(moves + (target - close)[..., None], last)
         return out
 
 
@@ -249,21 +253,41 @@ def _spread(weight: np.ndarray, sd: np.ndarray, walk: np.ndarray) -> np.ndarray:
     return spread
 
 
-def _positive(paths: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """Per series: whether every price and the last close are positive, so that moves are log returns."""
+def _floor(paths: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Per forecast: the lowest price its paths count at, the lowest price of its paths that stay
+    positive, or its last close if lower (or if no path stays positive).
+
+    A model may decode a path at or below zero, where a log move is undefined; on its way there
+    such a path passes prices near zero (a thousandth of the last close, seen on ETH/USD daily),
+    whose log moves are as much a decoding failure. Counting every price of the forecast no lower
+    than the floor changes only the paths that cross zero: they stay the lowest paths, their bars
+    stay consistent (a monotone map of the four prices), and they stay in the median and spread,
+    which therefore stay those of the paths the model decoded (dropping them made the spread of a
+    forecast with few paths left collapse). Not used where the last close is not positive.
+    """
     prices = paths[..., PRICES]
-    return (prices > 0).all(axis=(-1, -2, -3)) & (np.asarray(last) > 0)
+    stays = (prices > 0).all(axis=(-1, -2), keepdims=True)  # per path
+    lowest = np.where(stays, prices, np.inf).min(axis=(-1, -2, -3))
+    floor: np.ndarray = np.minimum(lowest, last)
+    return floor
 
 
-def _moves(prices: np.ndarray, last: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """Log returns from the last close where positive, else price differences."""
+def _moves(prices: np.ndarray, last: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """Moves from the last close: where it is positive, log returns of the prices counted no lower
+    than the forecast's `_floor`, so that every forecast of such a series is in the log units of
+    its history's volatility and of the past misses; price differences where it is not."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.log(np.where(positive, prices, 1.0) / np.where(positive, last, 1.0))
-    return np.where(positive, logs, prices - last)
+        logs = np.log(np.maximum(prices, floor) / last)
+    moves: np.ndarray = np.where(last > 0, logs, prices - last)
+    return moves
 
 
-def _prices(moves: np.ndarray, last: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    return np.where(positive, last * np.exp(np.where(positive, moves, 0.0)), last + moves)
+def _prices(moves: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """The prices of `_moves` from the last close: positive wherever the last close is."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        grown = last * np.exp(moves)
+    prices: np.ndarray = np.where(last > 0, grown, last + moves)
+    return prices
 
 
 def _best(median: np.ndarray, sd: np.ndarray, walk: np.ndarray, outcome: np.ndarray) -> tuple[float, float]:
