@@ -14,14 +14,22 @@ A scenario's floor walks its steps as the engine does (`window_bounds`):
 - a window pass (the window is full and slides: the whole window passed again) and the history
   pass must multiply every token by the weights: FLOPs / throughput (attention's FLOPs counted);
 - the tokenizer's passes are left out (a few percent of a step's bytes): the floor is a lower bound.
-The issue's floor counts the one-token bytes for every step ("bytes x steps"); both are printed,
-with the measured time (fastest of `--repeat` in-process runs after a warm-up) and the ratios.
+The issue's floor counts the one-token bytes for every step ("bytes x steps"); both are printed.
+
+The machine may be a share of a host whose memory speed swings from second to second (here a
+2-vCPU VM: one 256 MiB buffer copied at 33 GB/s and then 54 GB/s a few copies later), so each of
+the `--repeat` runs of a scenario comes right after its own measurement of the machine (the
+median of 5 copies and of 5 products), and its ratio is to the floor of that moment: the median
+of these paired ratios is the scenario's figure, printed with their range and the fastest run.
+The first lines give the machine's median and fastest of 9.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -30,25 +38,28 @@ from bench_generation import SCENARIOS, Scenario, build, inputs
 from kronos.engine.generation import SeriesBatch, decode_tokens, generate_tokens, window_bounds
 from kronos.nn.config import KRONOS_SMALL, ModelConfig
 
+Pick = Callable[[list[float]], float]  # min: the fastest timing; statistics.median: the typical one
 
-def fastest(fn, repeat: int) -> float:
+
+def timings(fn: Callable[[], object], repeat: int) -> list[float]:
+    """Seconds of `repeat` calls of fn, after one untimed call."""
     fn()
-    best = float("inf")
+    seconds = []
     for _ in range(repeat):
         start = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
-def copy_bandwidth(dtype: torch.dtype, repeat: int) -> float:
-    """Bytes per second read and written by a copy of a 256 MiB tensor."""
+def copy_bandwidth(dtype: torch.dtype, repeat: int, pick: Pick = min) -> float:
+    """Bytes per second read and written by a copy of a 256 MiB tensor (`pick` of the timings)."""
     src = torch.ones(2**28 // torch.finfo(dtype).bits * 8, dtype=dtype)
     dst = torch.empty_like(src)
-    return 2 * src.numel() * src.element_size() / fastest(lambda: dst.copy_(src), repeat)
+    return 2 * src.numel() * src.element_size() / pick(timings(lambda: dst.copy_(src), repeat))
 
 
-def matmul_flops(dtype: torch.dtype, repeat: int) -> float:
+def matmul_flops(dtype: torch.dtype, repeat: int, pick: Pick = min) -> float:
     """FLOP/s of a [1024, 512] x [512, 1536] product (a window pass's typical shape) in the kernel
     the engine's packed products use: oneDNN's on a packed weight where available."""
     x, w = torch.randn(1024, 512, dtype=dtype), torch.randn(1536, 512, dtype=dtype)
@@ -57,7 +68,7 @@ def matmul_flops(dtype: torch.dtype, repeat: int) -> float:
         product = lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")  # noqa: E731
     else:
         product = lambda: torch.nn.functional.linear(x, w)  # noqa: E731
-    return 2 * 1024 * 512 * 1536 / fastest(product, repeat)
+    return 2 * 1024 * 512 * 1536 / pick(timings(product, repeat))
 
 
 def step_weights(config: ModelConfig) -> int:
@@ -127,8 +138,14 @@ def floor(sc: Scenario, config: ModelConfig, machine: Machine) -> Floor:
     return Floor(steps, history, windows, n_steps, n_windows, (weights + full_kv) / machine.bandwidth)
 
 
-def measured_seconds(sc: Scenario, dtype: torch.dtype, repeat: int) -> float:
-    """The fastest of `repeat` in-process runs (generate and decode) after a warm-up."""
+def measure_machine(dtype: torch.dtype, repeat: int, pick: Pick = min) -> Machine:
+    itemsize = torch.finfo(dtype).bits // 8
+    return Machine(copy_bandwidth(dtype, repeat, pick), matmul_flops(dtype, repeat, pick), itemsize)
+
+
+def paired_runs(sc: Scenario, dtype: torch.dtype, repeat: int) -> list[tuple[float, Machine]]:
+    """`repeat` in-process runs (generate and decode) after a warm-up, each timed right after a
+    measurement of the machine: (seconds, the machine then)."""
     tokenizer, model = build("cpu", dtype)
     x, x_stamp, y_stamp = inputs(sc, "cpu")
     sampling = sc.sampling()
@@ -140,7 +157,14 @@ def measured_seconds(sc: Scenario, dtype: torch.dtype, repeat: int) -> float:
 
     run(SeriesBatch(x[:1], x_stamp[:1], y_stamp[:1, :3]), sc.hist_len + 1)
     batch = SeriesBatch(x, x_stamp, y_stamp)
-    return fastest(lambda: run(batch, sc.max_context), repeat)
+    run(batch, sc.max_context)
+    runs = []
+    for _ in range(repeat):
+        machine = measure_machine(dtype, 5, statistics.median)
+        start = time.perf_counter()
+        run(batch, sc.max_context)
+        runs.append((time.perf_counter() - start, machine))
+    return runs
 
 
 def main() -> None:
@@ -148,7 +172,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3, help="timings per measurement; the fastest counts")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="paired runs per scenario, each after its own measurement of the machine",
+    )
     parser.add_argument("--scenarios", nargs="*", default=["A", "B", "C"], choices=list(SCENARIOS))
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = parser.parse_args()
@@ -158,28 +187,35 @@ def main() -> None:
         f"oneDNN bf16 kernels (the CPU's bf16 instructions): {torch.ops.mkldnn._is_mkldnn_bf16_supported()}"
     )
     weights = step_weights(KRONOS_SMALL)
-    machines = {}
     for dtype in (torch.float32, torch.bfloat16):
-        size = torch.finfo(dtype).bits // 8
-        machines[dtype] = Machine(copy_bandwidth(dtype, args.repeat), matmul_flops(dtype, args.repeat), size)
-        m = machines[dtype]
+        fast, typical = measure_machine(dtype, 9), measure_machine(dtype, 9, statistics.median)
         print(
-            f"{str(dtype):15s} memory {m.bandwidth / 1e9:5.1f} GB/s, packed matmul {m.flops / 1e9:6.1f} GFLOP/s; "
-            f"weights of a one-token step {weights * size / 1e6:.1f} MB: >= {weights * size / m.bandwidth * 1e3:.2f} ms"
+            f"{str(dtype):15s} memory {typical.bandwidth / 1e9:5.1f} GB/s (fastest {fast.bandwidth / 1e9:.1f}), "
+            f"packed matmul {typical.flops / 1e9:6.1f} GFLOP/s (fastest {fast.flops / 1e9:.1f}); weights of a "
+            f"one-token step {weights * typical.itemsize / 1e6:.1f} MB: >= {weights * typical.itemsize / typical.bandwidth * 1e3:.2f} ms"
         )
     dtype = getattr(torch, args.dtype)
     for name in args.scenarios:
-        sc = SCENARIOS[name]
-        f = floor(sc, KRONOS_SMALL, machines[dtype])
-        seconds = measured_seconds(sc, dtype, args.repeat)
-        issue = f.bytes_per_step * sc.pred_len
-        print(
-            f"[{name}] {sc.note}, {args.dtype}: {seconds:.3f} s; floor {f.total:.3f} s "
-            f"({f.n_steps} one-token steps {f.steps:.3f} s + history pass {f.history:.3f} s + "
-            f"{f.n_windows} window passes {f.windows:.3f} s): {seconds / f.total:.2f}x; "
-            f"issue's floor (bytes x {sc.pred_len} steps) {issue:.3f} s: {seconds / issue:.2f}x",
-            flush=True,
-        )
+        report(SCENARIOS[name], args.dtype, paired_runs(SCENARIOS[name], dtype, args.repeat))
+
+
+def report(sc: Scenario, dtype_name: str, runs: list[tuple[float, Machine]]) -> None:
+    """The scenario's median ratio to its floor over the paired runs, their range, and the fastest run."""
+    floors = [floor(sc, KRONOS_SMALL, machine) for _, machine in runs]
+    ratios = sorted(seconds / f.total for (seconds, _), f in zip(runs, floors, strict=True))
+    issue = sorted(
+        seconds / (f.bytes_per_step * sc.pred_len) for (seconds, _), f in zip(runs, floors, strict=True)
+    )
+    best = min(range(len(runs)), key=lambda i: runs[i][0])
+    (seconds, machine), f = runs[best], floors[best]
+    print(
+        f"[{sc.name}] {sc.note}, {dtype_name}: {statistics.median(ratios):.2f}x its floor (median of "
+        f"{len(runs)} paired runs, {ratios[0]:.2f}-{ratios[-1]:.2f}x); issue's floor (bytes x {sc.pred_len} steps) "
+        f"{statistics.median(issue):.2f}x. Fastest run {seconds:.3f} s against {f.total:.3f} s "
+        f"({f.n_steps} one-token steps {f.steps:.3f} s + history pass {f.history:.3f} s + {f.n_windows} "
+        f"window passes {f.windows:.3f} s; {machine.bandwidth / 1e9:.1f} GB/s, {machine.flops / 1e9:.0f} GFLOP/s)",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
