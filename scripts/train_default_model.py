@@ -64,7 +64,7 @@ def trained_metadata(best: Path) -> ModelMetadata:
 
 def metadata(config, best: Path) -> ModelMetadata:
     """The shipped model's kronos.json: what training wrote beside the best checkpoint (context,
-    history, bar spacings, sampling, anchor, series and bars) without its tokenizer reference (the
+    history, bar spacings, sampling, anchor, center, series and bars) without its tokenizer reference (the
     tokenizer ships beside it), plus the bars per spacing and where the held-out series are."""
     trained = trained_metadata(best)
     series, _, _ = load_windows(config)

@@ -176,6 +176,7 @@ def test_forecast_decoding_options(tiny_dir, five_minute_csv, tmp_path):
         "streaming": ["--window", "streaming"],
         "bfloat16": ["--dtype", "bfloat16"],
         "anchor": ["--anchor"],
+        "center": ["--center"],
     }.items():
         out = tmp_path / f"{name}.csv"
         assert main(["forecast", *args, *extra, "--out", str(out)]) == 0
@@ -191,6 +192,11 @@ def test_forecast_decoding_options(tiny_dir, five_minute_csv, tmp_path):
     volume = [c for c in frames["exact"] if c.startswith("volume")]
     assert volume
     pd.testing.assert_frame_equal(frames["anchor"][volume], frames["exact"][volume])
+    # --center keeps the median close at the last close; volume stays
+    last = np.float32(pd.read_csv(five_minute_csv)["close"].iloc[-1])
+    np.testing.assert_allclose(frames["center"]["close_q0.5"], last, rtol=1e-5)
+    assert not np.allclose(median, last, rtol=1e-5)
+    pd.testing.assert_frame_equal(frames["center"][volume], frames["exact"][volume])
     # with a context of 100 bars the window slides: streaming then differs from exact, a little
     slid = {}
     for window in ("exact", "streaming"):
@@ -434,7 +440,8 @@ def test_a_split_is_a_warning_line_and_adjust_splits_takes_it_out(tmp_path, kron
     frame.loc[299:, ["open", "high", "low", "close"]] /= 2  # a 2:1 split on the last bar
     path, out = tmp_path / "split.csv", tmp_path / "f.csv"
     frame.to_csv(path, index=False)
-    status, _, err = kronos_command("forecast", str(path), "--steps", "5", "--out", str(out))
+    # the model's own paths (--no-center): centered, the median stays at the last close, reverting or not
+    status, _, err = kronos_command("forecast", str(path), "--steps", "5", "--out", str(out), "--no-center")
     assert status == 0
     (warned,) = [line for line in err if line.startswith("kronos forecast: warning:")]
     assert warned.startswith(

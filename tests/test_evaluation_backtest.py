@@ -26,15 +26,25 @@ class RecordingPredictor:
     """Stands in for KronosPredictor and records exactly what each forecast is given."""
 
     max_context = 512
+    center = False
 
     def __init__(self):
         self.calls = []
         self.series_ids = []
 
     def sample(
-        self, series, horizon, sampling, calibration=None, *, future=None, batch_size=None, progress=False
+        self,
+        series,
+        horizon,
+        sampling,
+        calibration=None,
+        *,
+        future=None,
+        batch_size=None,
+        progress=False,
+        center=None,
     ):
-        assert calibration is None and sampling.seed is not None
+        assert calibration is None and sampling.seed is not None and center is False
         self.calls.extend(zip(series, future))
         self.series_ids.extend(one.key for one in series)
         last = np.stack([one.bars[-1] for one in series])
@@ -216,7 +226,9 @@ def test_changing_later_bars_changes_no_earlier_calibration(tiny_predictor, tiny
         )
 
 
-def test_evaluate_scores_exactly_what_users_get(tiny_predictor, tiny_ohlcv):
+@pytest.mark.parametrize("center", [False, True], ids=["as sampled", "centered"])
+def test_evaluate_scores_exactly_what_users_get(tiny_model, tiny_tokenizer, tiny_ohlcv, center):
+    tiny_predictor = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64, center=center)
     result = evaluate(tiny_ohlcv, tiny_predictor, BACKTEST, progress=False)
     i = len(result.origins) - 1
     t = int(result.origins["origin"].iloc[i])

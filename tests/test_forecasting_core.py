@@ -432,6 +432,64 @@ def test_anchor_moves_open_high_low_close_by_the_tokenizers_rounding_of_the_last
     np.testing.assert_array_equal(after[..., 4:], before[..., 4:])
 
 
+def test_center_puts_every_steps_median_close_at_the_last_close_and_keeps_the_paths_order(
+    tiny_model, tiny_tokenizer, tiny_ohlcv
+):
+    """Centered paths are the plain ones with open, high, low and close of every path at a step
+    scaled by one factor, the one that moves the step's median close to the last close: bars stay
+    consistent, paths keep their order, volume and amount stay; P(up) is a half."""
+    plain = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64)
+    centered = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64, center=True)
+    assert (plain.center, centered.center) == (False, True)
+    series = tiny_series(tiny_ohlcv, 0, 60, "s")
+    sampling = Sampling(sample_count=6, seed=3)
+    before = plain.sample(series, 8, sampling).paths[0]
+    forecast = centered.sample(series, 8, sampling)
+    after, last = forecast.paths[0], forecast.last_close[0]
+    np.testing.assert_allclose(np.median(after[..., 3], axis=0), last, rtol=1e-6)
+    median_before = np.median(before[..., 3].astype(np.float64), axis=0)
+    assert np.abs(median_before / last - 1).max() > 1e-3  # the model's median move is there to remove
+    np.testing.assert_allclose(after[..., :4], before[..., :4] * (last / median_before)[:, None], rtol=1e-6)
+    np.testing.assert_array_equal(after[..., 4:], before[..., 4:])
+    np.testing.assert_array_equal(np.argsort(after[..., 3], axis=0), np.argsort(before[..., 3], axis=0))
+    assert ((after[..., 3] > last).mean(axis=0) == 0.5).all()
+    # a sample may ask for the model's own paths
+    np.testing.assert_array_equal(centered.sample(series, 8, sampling, center=False).paths[0], before)
+
+
+def test_center_leaves_calibrations_and_calibrated_forecasts_alone(tiny_model, tiny_tokenizer, tiny_ohlcv):
+    """A calibration is fitted on the model's own paths and fits its own center: with or without
+    `center`, the same calibration and the same calibrated forecast."""
+    from kronos.forecasting.calibration import PastOrigins
+
+    plain = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64)
+    centered = KronosPredictor(tiny_model, tiny_tokenizer, device="cpu", max_context=64, center=True)
+    series = tiny_series(tiny_ohlcv, 0, len(tiny_ohlcv), "s")
+    sampling, past = Sampling(sample_count=4, seed=1), PastOrigins(lookback=30)
+    fitted = [p.fit_calibration(series, 5, sampling, past) for p in (plain, centered)]
+    np.testing.assert_array_equal(fitted[0].misses, fitted[1].misses)
+    np.testing.assert_array_equal(fitted[0].shrink, fitted[1].shrink)
+    window = series.window(len(series) - 30, len(series), "s")
+    calibrated = [p.sample(window, 5, sampling, fitted[0]).paths for p in (plain, centered)]
+    np.testing.assert_array_equal(calibrated[0], calibrated[1])
+
+
+def test_center_shifts_where_a_median_or_the_last_close_is_not_positive():
+    from kronos.forecasting.core import center_paths
+
+    paths = np.zeros((3, 2, 6), dtype=np.float32)
+    paths[..., 3] = [[-1.0, 2.0], [-0.5, 3.0], [1.0, 4.0]]  # step 0's median close is -0.5, step 1's 3
+    paths[..., 0] = paths[..., 3] - 1
+    out = center_paths(paths, last_close=2.0)  # a median below zero: every step shifted
+    np.testing.assert_allclose(np.median(out[..., 3], axis=0), 2.0)
+    np.testing.assert_allclose(out[..., :4] - paths[..., :4], np.broadcast_to([[2.5], [-1.0]], (3, 2, 4)))
+    np.testing.assert_allclose(
+        center_paths(paths, last_close=-1.0)[1, :, 3], -1.0
+    )  # a last close below zero too
+    positive = center_paths(paths[:, 1:], last_close=2.0)  # all positive: scaled
+    np.testing.assert_allclose(positive[..., :4], paths[:, 1:, :4] * (2.0 / 3.0), rtol=1e-6)
+
+
 def test_anchor_defaults_to_the_models_kronos_json_and_must_be_a_flag(
     tmp_path, tiny_dir, tiny_model, tiny_tokenizer
 ):
@@ -444,3 +502,9 @@ def test_anchor_defaults_to_the_models_kronos_json_and_must_be_a_flag(
     assert KronosPredictor.from_pretrained(str(plain)).anchor is False
     with pytest.raises(TypeError, match="^anchor must be True or False, got str 'yes'"):
         KronosPredictor(tiny_model, tiny_tokenizer, anchor="yes")
+    centered = checkpoint_with_metadata(tmp_path / "c", tiny_dir, {"max_context": 64, "center": True})
+    assert KronosPredictor.from_pretrained(str(centered)).center is True
+    assert KronosPredictor.from_pretrained(str(centered), center=False).center is False
+    assert KronosPredictor.from_pretrained(str(plain)).center is False
+    with pytest.raises(TypeError, match="^center must be True or False, got int 1"):
+        KronosPredictor(tiny_model, tiny_tokenizer, center=1)

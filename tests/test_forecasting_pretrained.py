@@ -23,6 +23,7 @@ def test_the_shipped_model_loads_by_name_with_its_metadata():
     assert isinstance(tokenizer, KronosTokenizer) and tokenizer.config.s1_bits == model.config.s1_bits == 8
     predictor = KronosPredictor.from_pretrained("kronos-default", device="cpu")
     assert predictor.max_context == 128 and predictor.lookback == 108
+    assert predictor.anchor and predictor.center  # its kronos.json: measured (docs/calibration.md)
     narrow = KronosPredictor.from_pretrained(device="cpu", max_context=64)
     assert narrow.max_context == 64 and narrow.lookback == 64
 

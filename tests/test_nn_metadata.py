@@ -90,3 +90,16 @@ def test_anchor_is_read_checked_and_written_only_when_set(tmp_path):
     assert "anchor" not in ModelMetadata().to_dict()  # files without it are written as before
     with pytest.raises(ValueError, match="^kronos.json: 'anchor' must be true or false, got 'yes'"):
         ModelMetadata.from_dict({"anchor": "yes"}, "kronos.json")
+
+
+def test_center_is_read_checked_and_written_only_when_set(tmp_path):
+    from kronos.nn.metadata import read_metadata
+
+    loaded = ModelMetadata.from_dict({"max_context": 64, "anchor": True, "center": True}, "kronos.json")
+    assert (loaded.anchor, loaded.center, loaded.extra) == (True, True, {})
+    loaded.write(tmp_path)
+    assert read_metadata("x", tmp_path) == loaded
+    assert ModelMetadata.from_dict({}, "kronos.json").center is False
+    assert "center" not in ModelMetadata().to_dict()
+    with pytest.raises(ValueError, match="^kronos.json: 'center' must be true or false, got '1'"):
+        ModelMetadata.from_dict({"center": 1}, "kronos.json")

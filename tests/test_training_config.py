@@ -100,6 +100,11 @@ def test_forecast_anchor_is_a_flag_on_by_default():
         load_config(None, ["forecast.anchor=1"])
 
 
+def test_forecast_center_is_a_flag_off_by_default():
+    assert load_config(None, []).forecast.center is False
+    assert load_config(None, ["forecast.center=true"]).forecast.center is True
+
+
 def test_sampling_temperatures_are_absent_unless_listed():
     """Empty (the default, and what a written config holds) keeps `temperature`, so a config read
     back from its dict (as the distributed workers do) is the same config."""

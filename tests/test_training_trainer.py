@@ -232,6 +232,7 @@ def test_fine_tuning_a_pretrained_model_lowers_its_validation_loss(tmp_path, tin
     assert Path(result.best_dir, metadata["tokenizer"]).resolve() == (tiny_dir / "tokenizer").resolve()
     assert metadata["sampling"] == {"temperature": 1.0, "top_p": 0.9}  # the config's [sampling] defaults
     assert metadata["anchor"] is True  # the config's [forecast] default
+    assert "center" not in metadata  # off unless the config's [forecast] says so
 
 
 def test_resume_continues_from_the_saved_step(tmp_path, csv_files):

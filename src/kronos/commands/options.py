@@ -170,7 +170,8 @@ def context_bars(text: str) -> int:
 
 
 def add_decoding_options(parser: argparse.ArgumentParser) -> None:
-    """--dtype, --window and --anchor, how the model decodes (KronosPredictor's dtype, window and anchor)."""
+    """--dtype, --window, --anchor and --center, how the model decodes (KronosPredictor's keywords of
+    the same names)."""
     parser.add_argument(
         "--dtype",
         choices=("float32", "bfloat16"),
@@ -190,6 +191,13 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         help="start every forecast from the last close rather than from the tokenizer's reconstruction "
         "of it (default: the model's, from its kronos.json; off for the published models)",
+    )
+    parser.add_argument(
+        "--center",
+        action=argparse.BooleanOptionalAction,
+        help="keep the median of uncalibrated forecasts at the last close, the model's spread and shape "
+        "about it (default: the model's, from its kronos.json: on for kronos-default; off for the "
+        "published models)",
     )
 
 
@@ -227,6 +235,7 @@ def predictor_options(args: argparse.Namespace) -> dict[str, Any]:
         dtype=args.dtype,
         window=args.window,
         anchor=args.anchor,
+        center=args.center,
     )
 
 

@@ -31,7 +31,7 @@ from kronos.forecasting.calibration import (
     origin_volatility,
     required_rows,
 )
-from kronos.forecasting.core import RUN_SEED, ContextWarning
+from kronos.forecasting.core import RUN_SEED, ContextWarning, center_paths
 from kronos.forecasting.paths import repair_ohlc
 from kronos.forecasting.predictor import KronosPredictor
 from kronos.forecasting.series import CLOSE, Series, check_pred_len, positive_int
@@ -193,7 +193,12 @@ class OriginForecast:
     def __call__(self, predictor: KronosPredictor, batch: OriginBatch) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ContextWarning)  # evaluate says it once, and in the report
-            return predictor.sample(batch.windows, self.steps, self.sampling, future=batch.futures).paths
+            forecast = predictor.sample(
+                batch.windows, self.steps, self.sampling, future=batch.futures, center=False
+            )
+            return (
+                forecast.paths
+            )  # as the model made them: _ModelRun centers the raw ones, calibrations fit their own
 
 
 Engine = Callable[[OriginForecast, Iterator[OriginBatch]], Iterable[np.ndarray]]
@@ -253,7 +258,7 @@ def evaluate(
     forecasts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     calibrations: dict[Origin, Calibration] = {}
     if predictor is not None:
-        model = _ModelRun(series, origins, backtest, lookback)
+        model = _ModelRun(series, origins, backtest, lookback, predictor.center)
         forecasts, calibrations = model.forecasts(
             engine or forecast_here(predictor, progress, len(model.needed))
         )
@@ -402,8 +407,16 @@ class _ModelRun:
     each one's calibration is fitted on: each past forecast is sampled once, however many
     calibrations use it."""
 
-    def __init__(self, series: dict[str, Series], origins: list[Origin], backtest: Backtest, lookback: int):
+    def __init__(
+        self,
+        series: dict[str, Series],
+        origins: list[Origin],
+        backtest: Backtest,
+        lookback: int,
+        center: bool,
+    ):
         self.series, self.origins, self.backtest, self.lookback = series, origins, backtest, lookback
+        self.center = center  # the raw forecasts as the predictor gives them (`center_paths`)
         none = np.empty(0, dtype=np.int64)
         self.past = {
             (name, t): fit_origins(t, lookback, backtest.steps, backtest.past_every, MAX_ORIGINS)
@@ -425,7 +438,12 @@ class _ModelRun:
             np.concatenate([p.astype(np.float64) for p in engine(OriginForecast(b.steps, b.drawn), batches)])
         )
         paths = every_path[[self.at[key] for key in self.origins]]
-        forecasts = {b.model_name: (paths.mean(axis=1), paths)}
+        raw = (
+            np.stack([self._centered(key, one) for key, one in zip(self.origins, paths)])
+            if self.center
+            else paths
+        )
+        forecasts = {b.model_name: (raw.mean(axis=1), raw)}
         if not b.calibrate:
             return forecasts, {}
         calibrations = {key: self._calibration(key, every_path) for key in self.origins}
@@ -441,6 +459,10 @@ class _ModelRun:
         rows = self.past[key]
         paths = every_path[[self.at[(name, int(u))] for u in rows]]
         return fit_past_forecasts(paths, self.series[name].bars, rows, self.lookback, self.backtest.drawn)
+
+    def _centered(self, key: Origin, paths: np.ndarray) -> np.ndarray:
+        name, t = key
+        return center_paths(paths, float(self.series[name].bars[t - 1, CLOSE]))  # as `_apply` takes it
 
     def _apply(self, calibration: Calibration, key: Origin, paths: np.ndarray) -> np.ndarray:
         name, t = key

@@ -140,7 +140,9 @@ class ForecastScorer:
             warnings.simplefilter("ignore", ContextWarning)  # the caller chose the lookback
             warnings.simplefilter("ignore", SplitWarning)  # training data, jumps and all: nothing to act on
             sampling = predictor.sampling_with(sample_count=self.paths, seed=self.seed)
-            paths = predictor.sample(windows, self.steps, sampling, future=futures).paths
+            # the model's own paths, uncentered: a checkpoint is chosen for its median move too, and the
+            # recipe's selections stay those measured (docs/calibration.md, "Centering")
+            paths = predictor.sample(windows, self.steps, sampling, future=futures, center=False).paths
         paths = np.asarray(paths, dtype=np.float64)
         model = self._move_scores(paths)
         volatility = self.scored.volatility({MODEL: paths}, self.volatility)

@@ -128,9 +128,11 @@ class _History:
     key: object
     name: str
 
-    def to_prices(self, normalised: np.ndarray, calibration: Calibration | None = None) -> np.ndarray:
-        """Normalised paths [paths, steps, 6] in price units, calibrated when given one; an error
-        naming the column where float32 overflows."""
+    def to_prices(
+        self, normalised: np.ndarray, calibration: Calibration | None = None, center: bool = False
+    ) -> np.ndarray:
+        """Normalised paths [paths, steps, 6] in price units, calibrated when given one, else
+        centered with `center` (`center_paths`); an error naming the column where float32 overflows."""
         prices = denormalize(normalised, self.mean, self.std)
         finite = np.isfinite(prices).reshape(-1, prices.shape[-1]).all(axis=0)
         if not finite.all():
@@ -139,9 +141,9 @@ class _History:
                 f"the forecast of {self.name} column {FEATURE_COLUMNS[j]!r} overflows float32 (its history has "
                 f"mean {self.mean[j]:.3g} and standard deviation {self.std[j]:.3g}): rescale the column"
             )
-        if calibration is None:
-            return prices
-        return calibration.apply(prices, self.last_close, self.volatility)
+        if calibration is not None:
+            return calibration.apply(prices, self.last_close, self.volatility)
+        return center_paths(prices, self.last_close) if center else prices
 
 
 def anchor_paths(paths: np.ndarray, group: list[_History], ends: np.ndarray) -> None:
@@ -158,6 +160,26 @@ def anchor_paths(paths: np.ndarray, group: list[_History], ends: np.ndarray) -> 
     scale = np.stack([h.std[: CLOSE + 1] for h in group]).astype(np.float32) + np.float32(1e-5)
     gap = (last - ends[:, CLOSE]) * scale[:, CLOSE]  # price units
     paths[..., : CLOSE + 1] += (gap[:, None] / scale)[:, None, None, :]
+
+
+def center_paths(paths: np.ndarray, last_close: float) -> np.ndarray:
+    """Price paths [paths, steps, 6] whose median close is the last close at every step: the open,
+    high, low and close of all paths at step h scaled by last_close / (their median close at h),
+    shifted by the difference instead where either is not positive. Each bar stays consistent
+    and keeps its place among the paths; volume and amount are unchanged.
+
+    On series a model never saw, its median move may be noise (a drift that is not there, which
+    costs CRPS and skews P(up)); centered, its raw forecasts keep its spread and shape about a flat
+    median, as the random walks do (docs/calibration.md, "Centering"). A calibration fits its own
+    center instead.
+    """
+    median = np.median(paths[..., CLOSE].astype(np.float64), axis=0)  # [steps]
+    out = paths.copy()
+    if last_close > 0 and (median > 0).all():
+        out[..., : CLOSE + 1] *= (last_close / median).astype(paths.dtype)[:, None]
+    else:
+        out[..., : CLOSE + 1] += (last_close - median).astype(paths.dtype)[:, None]
+    return out
 
 
 def model_bars(series: Series) -> np.ndarray:
@@ -258,6 +280,7 @@ class ForecastingCore:
         memory_budget: int = GENERATION_MEMORY,
         window: str = "exact",
         anchor: bool | None = None,
+        center: bool | None = None,
     ):
         checked_instance(model, Kronos, "model", "Kronos.from_pretrained('NeoQuasar/Kronos-small')")
         checked_instance(
@@ -269,6 +292,7 @@ class ForecastingCore:
         self.metadata = model.metadata or ModelMetadata()
         self._default_sampling = _model_sampling(self.metadata.sampling)
         self.anchor = self.metadata.anchor if anchor is None else checked_flag(anchor, "anchor")
+        self.center = self.metadata.center if center is None else checked_flag(center, "center")
         self.max_context = _context(max_context, model.metadata)
         if normalize_on not in NORMALIZE_ON:
             raise ValueError(f"normalize_on must be one of {NORMALIZE_ON}, got {normalize_on!r}")
@@ -338,6 +362,7 @@ class ForecastingCore:
         batch_size: int | None = None,
         progress: bool = False,
         on_step: StepCallback | None = None,
+        center: bool | None = None,
     ) -> Forecast:
         """Sample `sampling.sample_count` paths of `horizon` bars for each series: every forecast of
         the package comes from here. `sampling` None: the model's `default_sampling`.
@@ -350,8 +375,10 @@ class ForecastingCore:
         groups of one history length, at most `batch_size` at a time and as many as fit in the
         memory budget. With `sampling.seed`, series i draws from (seed, series[i].key) alone, so its
         paths do not depend on the rest of the batch; without one, from torch's global generator.
-        `on_step(done, total)` is called after each generation step (`StepCallback`).
+        `on_step(done, total)` is called after each generation step (`StepCallback`). `center`:
+        whether series without a calibration get `center_paths` (None: the predictor's `center`).
         """
+        center = self.center if center is None else checked_flag(center, "center")
         group = _series_list(series)
         horizon = check_pred_len(horizon, "horizon")
         sampling = self._sampling(sampling)
@@ -363,7 +390,7 @@ class ForecastingCore:
         if note is not None:
             warnings.warn(note, SplitWarning, stacklevel=_caller_stacklevel())
         paths = self._price_paths(
-            histories, horizon, sampling, progress, _batch_size(batch_size), calibrations, on_step
+            histories, horizon, sampling, progress, _batch_size(batch_size), calibrations, center, on_step
         )
         last_close = np.array([one.last_close for one in histories])
         return Forecast(
@@ -414,6 +441,7 @@ class ForecastingCore:
             batch_size=batch_size,
             progress=progress,
             on_step=on_step,
+            center=False,  # a calibration fits its own center on the model's paths
         )
         return fit_past_forecasts(forecast.paths, series.bars, origins, lookback, sampling)
 
@@ -469,10 +497,11 @@ class ForecastingCore:
         verbose: bool,
         batch_size: int | None,
         calibrations: list[Calibration | None],
+        center: bool,
         on_step: StepCallback | None = None,
     ) -> np.ndarray:
         """Every path in price units, [S, sample_count, pred_len, 6]; series i calibrated by
-        calibrations[i] (None: as sampled); volume and amount at 0 or above."""
+        calibrations[i] (None: as sampled, centered with `center`); volume and amount at 0 or above."""
         values = len(histories) * sampling.sample_count * pred_len * len(FEATURE_COLUMNS)
         if values > MAX_PATH_VALUES:
             raise ValueError(
@@ -483,7 +512,7 @@ class ForecastingCore:
         out = np.empty((len(histories), sampling.sample_count, pred_len, 6), dtype=np.float32)
         for chunk, paths in self._sample(histories, pred_len, sampling, verbose, batch_size, on_step):
             for i, one in zip(chunk, paths):
-                out[i] = histories[i].to_prices(one, calibrations[i])
+                out[i] = histories[i].to_prices(one, calibrations[i], center)
                 # volume and amount are never negative, and a series without them (all zero) has none ahead;
                 # upstream's `predict` (_mean_prices) keeps its numbers, negative volumes included
                 none = (histories[i].mean[VOLUME:] == 0) & (histories[i].std[VOLUME:] == 0)

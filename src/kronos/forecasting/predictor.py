@@ -74,6 +74,10 @@ class KronosPredictor(UpstreamMethods):
         `anchor=True` starts every forecast from the last close instead of from the tokenizer's
         reconstruction of it (`kronos.forecasting.core.anchor_paths`); the default is the model's
         kronos.json ("anchor"), off for the published models, so that their numbers are upstream's.
+        `center=True` keeps the median of uncalibrated forecasts at the last close at every step
+        (`kronos.forecasting.core.center_paths`: the model's spread and shape about a flat median);
+        the default is the model's kronos.json ("center": on for kronos-default, whose median move
+        is noise on series it never saw), off for the published models.
     """
 
     @classmethod

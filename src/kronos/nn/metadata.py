@@ -68,6 +68,9 @@ class ModelMetadata:
     anchor: whether its forecasts start from the last close rather than from its tokenizer's
     reconstruction of it (`"anchor": true`, chosen by measuring its forecasts; see
     kronos.forecasting.core); false for the published models, whose numbers are upstream's.
+    center: whether its uncalibrated forecasts keep a flat median (`"center": true`: each step's
+    median close moved to the last close, where measuring its forecasts found its median move to
+    be noise; see kronos.forecasting.core.center_paths); false for the published models.
     Other keys of the file are kept in `extra`.
     """
 
@@ -77,6 +80,7 @@ class ModelMetadata:
     tokenizer: str | None = None
     sampling: SamplingDefaults | None = None
     anchor: bool = False
+    center: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -90,7 +94,7 @@ class ModelMetadata:
         `source` and the key otherwise."""
         if not isinstance(values, dict):
             raise ValueError(f"{source} must hold a JSON object, got {type(values).__name__}")
-        known = {"max_context", "history", "frequencies", "tokenizer", "sampling", "anchor"}
+        known = {"max_context", "history", "frequencies", "tokenizer", "sampling", "anchor", "center"}
         for key in ("max_context", "history"):
             value = values.get(key)
             if value is not None and (
@@ -119,9 +123,10 @@ class ModelMetadata:
                 f"{source}: 'tokenizer' must be a directory or Hub id (text), got {str(tokenizer)[:200]!r}"
             )
         sampling = values.get("sampling")
-        anchor = values.get("anchor", False)
-        if not isinstance(anchor, bool):
-            raise ValueError(f"{source}: 'anchor' must be true or false, got {str(anchor)[:200]!r}")
+        anchor, center = values.get("anchor", False), values.get("center", False)
+        for key, flag in (("anchor", anchor), ("center", center)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{source}: {key!r} must be true or false, got {str(flag)[:200]!r}")
         return cls(
             max_context=max_context,
             history=history,
@@ -129,6 +134,7 @@ class ModelMetadata:
             tokenizer=tokenizer,
             sampling=None if sampling is None else SamplingDefaults.from_dict(sampling, source),
             anchor=anchor,
+            center=center,
             extra={k: v for k, v in values.items() if k not in known},
         )
 
@@ -141,8 +147,9 @@ class ModelMetadata:
         del values["sampling"]
         if self.sampling is not None:
             values["sampling"] = self.sampling.to_dict()
-        if not self.anchor:
-            del values["anchor"]
+        for flag in ("anchor", "center"):
+            if not values[flag]:
+                del values[flag]
         return {**values, **extra}
 
     def write(self, directory: str | Path) -> None:

@@ -131,9 +131,13 @@ class SamplingConfig:
 class ForecastConfig:
     """How the trained predictor's forecasts are made unless told otherwise, beyond sampling:
     written to its kronos.json. `anchor` starts every forecast from the last close rather than
-    from the tokenizer's reconstruction of it (kronos.forecasting.core.anchor_paths; docs/training.md)."""
+    from the tokenizer's reconstruction of it (kronos.forecasting.core.anchor_paths; docs/training.md).
+    `center` keeps the median of uncalibrated forecasts flat at the last close
+    (kronos.forecasting.core.center_paths): for a model whose median move proves to be noise on
+    series it never saw (docs/calibration.md, "Centering"); off unless measured so."""
 
     anchor: bool = True
+    center: bool = False
 
 
 @dataclass

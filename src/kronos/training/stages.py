@@ -112,6 +112,7 @@ class PredictorStage:
             tokenizer=tokenizer_reference(self.tokenizer_source),
             sampling=SamplingDefaults(self.config.sampling.temperature, self.config.sampling.top_p),
             anchor=self.config.forecast.anchor,
+            center=self.config.forecast.center,
             extra={"series": len(series), "bars": int(sum(len(one) for one in series))},
         )
         if (module.s1_bits, module.s2_bits) != (self.tokenizer.s1_bits, self.tokenizer.s2_bits):
