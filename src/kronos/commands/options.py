@@ -197,7 +197,7 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         help="keep the median of uncalibrated forecasts at the last close, the model's spread and shape "
         "about it (default: the model's, from its kronos.json: on for kronos-default; off for the "
-        "published models)",
+        "published models); calibrations fit their own centre, and --cross-section ranks the model's own paths",
     )
 
 
