@@ -52,23 +52,46 @@ def timings(fn: Callable[[], object], repeat: int) -> list[float]:
     return seconds
 
 
-def copy_bandwidth(dtype: torch.dtype, repeat: int, pick: Pick = min) -> float:
-    """Bytes per second read and written by a copy of a 256 MiB tensor (`pick` of the timings)."""
+@dataclass(frozen=True)
+class Machine:
+    bandwidth: float  # bytes/s
+    flops: float  # FLOP/s
+    itemsize: int
+
+
+@dataclass(frozen=True)
+class MachineTimings:
+    """Timings of a copy of a 256 MiB tensor and of a [1024, 512] x [512, 1536] product (a window
+    pass's typical shape) in the kernel the engine's packed products use: oneDNN's on a packed
+    weight where available. `machine(pick)` reads them as bandwidth and throughput."""
+
+    copy_bytes: int  # read and written
+    copies: list[float]
+    product_flop: int
+    products: list[float]
+    itemsize: int
+
+    def machine(self, pick: Pick) -> Machine:
+        """`pick` of the timings (min: the fastest; statistics.median: the typical one)."""
+        return Machine(
+            self.copy_bytes / pick(self.copies), self.product_flop / pick(self.products), self.itemsize
+        )
+
+
+def time_machine(dtype: torch.dtype, repeat: int) -> MachineTimings:
     src = torch.ones(2**28 // torch.finfo(dtype).bits * 8, dtype=dtype)
     dst = torch.empty_like(src)
-    return 2 * src.numel() * src.element_size() / pick(timings(lambda: dst.copy_(src), repeat))
-
-
-def matmul_flops(dtype: torch.dtype, repeat: int, pick: Pick = min) -> float:
-    """FLOP/s of a [1024, 512] x [512, 1536] product (a window pass's typical shape) in the kernel
-    the engine's packed products use: oneDNN's on a packed weight where available."""
+    copies = timings(lambda: dst.copy_(src), repeat)
     x, w = torch.randn(1024, 512, dtype=dtype), torch.randn(1536, 512, dtype=dtype)
     if torch.backends.mkldnn.is_available():  # type: ignore[no-untyped-call,unused-ignore]
         packed = torch.ops.mkldnn._reorder_linear_weight(w, None)
         product = lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")  # noqa: E731
     else:
         product = lambda: torch.nn.functional.linear(x, w)  # noqa: E731
-    return 2 * 1024 * 512 * 1536 / pick(timings(product, repeat))
+    products = timings(product, repeat)
+    return MachineTimings(
+        2 * src.numel() * src.element_size(), copies, 2 * 1024 * 512 * 1536, products, src.element_size()
+    )
 
 
 def step_weights(config: ModelConfig) -> int:
@@ -77,13 +100,6 @@ def step_weights(config: ModelConfig) -> int:
     blocks = config.n_layers * (4 * d * d + 3 * d * ff)
     vocab = 2**config.s1_bits + 2**config.s2_bits
     return blocks + 2 * d * d + 4 * d * d + vocab * d
-
-
-@dataclass(frozen=True)
-class Machine:
-    bandwidth: float  # bytes/s
-    flops: float  # FLOP/s
-    itemsize: int
 
 
 @dataclass(frozen=True)
@@ -138,11 +154,6 @@ def floor(sc: Scenario, config: ModelConfig, machine: Machine) -> Floor:
     return Floor(steps, history, windows, n_steps, n_windows, (weights + full_kv) / machine.bandwidth)
 
 
-def measure_machine(dtype: torch.dtype, repeat: int, pick: Pick = min) -> Machine:
-    itemsize = torch.finfo(dtype).bits // 8
-    return Machine(copy_bandwidth(dtype, repeat, pick), matmul_flops(dtype, repeat, pick), itemsize)
-
-
 def paired_runs(sc: Scenario, dtype: torch.dtype, repeat: int) -> list[tuple[float, Machine]]:
     """`repeat` in-process runs (generate and decode) after a warm-up, each timed right after a
     measurement of the machine: (seconds, the machine then)."""
@@ -160,7 +171,7 @@ def paired_runs(sc: Scenario, dtype: torch.dtype, repeat: int) -> list[tuple[flo
     run(batch, sc.max_context)
     runs = []
     for _ in range(repeat):
-        machine = measure_machine(dtype, 5, statistics.median)
+        machine = time_machine(dtype, 5).machine(statistics.median)
         start = time.perf_counter()
         run(batch, sc.max_context)
         runs.append((time.perf_counter() - start, machine))
@@ -188,7 +199,8 @@ def main() -> None:
     )
     weights = step_weights(KRONOS_SMALL)
     for dtype in (torch.float32, torch.bfloat16):
-        fast, typical = measure_machine(dtype, 9), measure_machine(dtype, 9, statistics.median)
+        measured = time_machine(dtype, 9)
+        fast, typical = measured.machine(min), measured.machine(statistics.median)
         print(
             f"{str(dtype):15s} memory {typical.bandwidth / 1e9:5.1f} GB/s (fastest {fast.bandwidth / 1e9:.1f}), "
             f"packed matmul {typical.flops / 1e9:6.1f} GFLOP/s (fastest {fast.flops / 1e9:.1f}); weights of a "

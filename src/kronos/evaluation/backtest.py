@@ -193,12 +193,11 @@ class OriginForecast:
     def __call__(self, predictor: KronosPredictor, batch: OriginBatch) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ContextWarning)  # evaluate says it once, and in the report
+            # the model's own paths: _ModelRun centers the raw forecasts, calibrations fit their own centre
             forecast = predictor.sample(
                 batch.windows, self.steps, self.sampling, future=batch.futures, center=False
             )
-            return (
-                forecast.paths
-            )  # as the model made them: _ModelRun centers the raw ones, calibrations fit their own
+            return forecast.paths
 
 
 Engine = Callable[[OriginForecast, Iterator[OriginBatch]], Iterable[np.ndarray]]
