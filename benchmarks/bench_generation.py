@@ -187,6 +187,9 @@ def run_one(sc: Scenario, mode: Mode, device: str, threads: int, steps: bool, qu
     tokenizer, model = build(device, getattr(torch, mode.dtype))
     x, x_stamp, y_stamp = inputs(sc, device)
     warm_up(tokenizer, model, x, x_stamp, y_stamp, sc, mode)
+    on_gpu = torch.device(device).type == "cuda"
+    if on_gpu:
+        torch.cuda.synchronize()  # the warm-up's queued kernels are not the timed run's
     step_peaks: list[int] = []
     if steps:
         record_step_peaks(step_peaks)
@@ -200,12 +203,12 @@ def run_one(sc: Scenario, mode: Mode, device: str, threads: int, steps: bool, qu
     step_peaks.append(peak_rss_bytes())
     reset_peak_rss()
     decode_tokens(tokenizer, tokens, sc.max_context)
-    if device == "cuda":
+    if on_gpu:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     step_peaks.append(peak_rss_bytes())
     peak = max([peak_rss_bytes(), *step_peaks]) - before
-    gpu_peak = torch.cuda.max_memory_allocated() if device == "cuda" else None
+    gpu_peak = torch.cuda.max_memory_allocated() if on_gpu else None
     queue.put(
         dict(
             seconds=seconds,

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import trange
 
 from kronos.engine.cache import CacheLayout, KVCache
@@ -265,7 +266,7 @@ def generate_tokens(
             if threads is not None:
                 set_threads(threads.pass_count())
             history = tokenizer.encode(x.to(tokenizer.head.weight.dtype), half=True)
-            with packed_products(invariant):
+            with packed_products(invariant), _attention_kernels(x.device):
                 generated = _generate(
                     model, history, full_stamp, max_context, sampling, random, progress, window,
                     invariant, batch.pred_len, threads,
@@ -273,6 +274,15 @@ def generate_tokens(
         finally:
             set_threads(before)
     return GeneratedTokens(history, generated, sampling.sample_count, batch_invariant=invariant)
+
+
+def _attention_kernels(device: torch.device) -> AbstractContextManager[None]:
+    """On CUDA, PyTorch's fused attention without its cuDNN kernel: cuDNN plans anew for every key
+    length it meets, and a one-token step meets a new one each time (bfloat16 steps of Kronos-small
+    took 100 ms on an H200 so, against 4 ms without it: docs/performance.md)."""
+    if device.type != "cuda":
+        return nullcontext()
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def _watched(steps: Progress, on_step: Callable[[int], None]) -> Progress:
