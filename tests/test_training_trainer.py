@@ -552,3 +552,22 @@ def test_selection_is_refused_where_it_cannot_decide(tmp_path, csv_files, tiny_d
         ValueError, match=r"metric 'crps_ratio' is not among the scorer's metrics \['other'\]"
     ):
         train(config, "predictor", selection=selection)
+
+
+@pytest.mark.parametrize(
+    ("device", "local_rank", "expected"),
+    [("cuda", "0", "cuda:0"), ("cuda", "1", "cuda:1"), ("cuda:0", "1", "cuda:0")],
+)
+def test_a_plain_cuda_device_becomes_the_process_s_own_gpu(monkeypatch, device, local_rank, expected):
+    """`train.device = "cuda"` names no GPU, and torch.cuda.set_device refuses that (found on a lent
+    H200: every `kronos train --set train.device=cuda` stopped so). One process takes the first GPU,
+    each process under torchrun its LOCAL_RANK's; a GPU named by index stays as named."""
+    from kronos.training.trainer import Distributed
+
+    chosen: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    dist = Distributed.from_env(device)
+    assert str(dist.device) == expected and [str(d) for d in chosen] == [expected]

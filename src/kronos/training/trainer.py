@@ -92,7 +92,7 @@ class Distributed:
             chosen = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
         else:
             chosen = pick_device(device)
-            if chosen.type == "cuda" and world_size > 1 and chosen.index is None:
+            if chosen.type == "cuda" and chosen.index is None:  # each process its own GPU
                 chosen = torch.device(f"cuda:{local_rank}")
         if chosen.type == "cuda":
             torch.cuda.set_device(chosen)
