@@ -295,7 +295,7 @@ def test_adaptive_threads_change_no_token_and_leave_torchs_count_as_it_was():
 
 
 def test_cuda_generation_leaves_out_cudnn_attention_and_restores_it():
-    """cuDNN's fused attention plans anew for every key length (38 ms a one-token step in bfloat16
+    """cuDNN's fused attention plans anew for every key length (38 ms an attention call in bfloat16
     on an H200): generation on CUDA turns it off for its own steps only; CPU runs are untouched."""
     from kronos.engine.generation import _attention_kernels
 

@@ -279,7 +279,7 @@ def generate_tokens(
 def _attention_kernels(device: torch.device) -> AbstractContextManager[None]:
     """On CUDA, PyTorch's fused attention without its cuDNN kernel: cuDNN plans anew for every key
     length it meets, and a one-token step meets a new one each time (bfloat16 steps of Kronos-small
-    took 100 ms on an H200 so, against 4 ms without it: docs/performance.md)."""
+    took about 100 ms on an H200 so, 15 ms without it: docs/performance.md)."""
     if device.type != "cuda":
         return nullcontext()
     return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
