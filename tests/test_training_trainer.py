@@ -556,7 +556,7 @@ def test_selection_is_refused_where_it_cannot_decide(tmp_path, csv_files, tiny_d
 
 @pytest.mark.parametrize(
     ("device", "local_rank", "expected"),
-    [("cuda", "0", "cuda:0"), ("cuda", "1", "cuda:1"), ("cuda:0", "1", "cuda:0")],
+    [("cuda", "0", "cuda:0"), ("cuda", "1", "cuda:1"), ("cuda:0", "1", "cuda:0"), ("auto", "1", "cuda:1")],
 )
 def test_a_plain_cuda_device_becomes_the_process_s_own_gpu(monkeypatch, device, local_rank, expected):
     """`train.device = "cuda"` names no GPU, and torch.cuda.set_device refuses that (found on a lent

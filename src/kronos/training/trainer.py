@@ -89,11 +89,11 @@ class Distributed:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
         if device == "auto":
-            chosen = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+            chosen = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         else:
             chosen = pick_device(device)
-            if chosen.type == "cuda" and chosen.index is None:  # each process its own GPU
-                chosen = torch.device(f"cuda:{local_rank}")
+        if chosen.type == "cuda" and chosen.index is None:  # each process its own GPU
+            chosen = torch.device(f"cuda:{local_rank}")
         if chosen.type == "cuda":
             torch.cuda.set_device(chosen)
         owns_group = False
